@@ -1,0 +1,1 @@
+"""Helpers shared by every VibeBoard studio module (no ComfyUI import at module import time)."""

@@ -1,0 +1,8 @@
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# This checkout's code wins over any installed copy (helpers work in separate git worktrees).
+for path in (os.path.join(ROOT, "custom_nodes"), ROOT):
+    if path not in sys.path:
+        sys.path.insert(0, path)
