@@ -81,3 +81,88 @@ class ProgressBar:
 
 def progress_bar(total: int) -> ProgressBar:
     return ProgressBar(total)
+
+
+# --- folders -------------------------------------------------------------------------------------
+# Embedded executor: set by the runner. Inside ComfyUI: folder_paths. Plain scripts: ./output etc.
+_dirs: dict = {}
+
+
+def set_host_dirs(output: Optional[str] = None, input: Optional[str] = None,
+                  temp: Optional[str] = None, models: Optional[str] = None) -> None:
+    for key, value in (("output", output), ("input", input), ("temp", temp), ("models", models)):
+        if value is not None:
+            _dirs[key] = value
+
+
+def _directory(kind: str) -> str:
+    import os
+    if kind in _dirs:
+        path = _dirs[kind]
+    else:
+        path = None
+        if kind != "models":
+            try:
+                import folder_paths  # ComfyUI
+                path = getattr(folder_paths, f"get_{kind}_directory")()
+            except Exception:
+                path = None
+        else:
+            path = os.environ.get("VIBEBOARD_MODELS_DIR")
+            if path is None:
+                try:
+                    import folder_paths
+                    path = folder_paths.models_dir
+                except Exception:
+                    path = None
+        if path is None:
+            path = os.path.abspath(kind)
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def output_directory() -> str:
+    return _directory("output")
+
+
+def input_directory() -> str:
+    return _directory("input")
+
+
+def temp_directory() -> str:
+    return _directory("temp")
+
+
+def models_directory() -> str:
+    return _directory("models")
+
+
+def unique_output_path(directory: str, prefix: str, ext: str) -> tuple:
+    """Next free `prefix_00001_.ext` in directory (ComfyUI's counter style). Returns (path, subfolder, name).
+
+    `prefix` may contain a subfolder ("vibeboard/rack"); it must stay inside `directory`.
+    """
+    import os
+    import re
+    full = os.path.abspath(os.path.join(directory, prefix))
+    if os.path.commonpath([full, os.path.abspath(directory)]) != os.path.abspath(directory):
+        raise NodeInputError("save", "filename_prefix", f"'{prefix}' points outside the output folder")
+    folder, base = os.path.split(full)
+    os.makedirs(folder, exist_ok=True)
+    pattern = re.compile(re.escape(base) + r"_(\d+)_\." + re.escape(ext) + "$")
+    counter = 1
+    for name in os.listdir(folder):
+        match = pattern.match(name)
+        if match:
+            counter = max(counter, int(match.group(1)) + 1)
+    while True:
+        name = f"{base}_{counter:05}_.{ext}"
+        path = os.path.join(folder, name)
+        try:  # exclusive create: two workers never get the same file
+            with open(path, "xb"):
+                pass
+            break
+        except FileExistsError:
+            counter += 1
+    subfolder = os.path.relpath(folder, os.path.abspath(directory))
+    return path, ("" if subfolder == "." else subfolder), name
