@@ -7,13 +7,14 @@ add-ons (StoryMem, InfCam, ReCo) can wrap it.
 """
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
 
 from ..common import runtime
+from ..models import lora as lora_mod
 from .conditioning import WanConditioning, denormalize, normalize
 from .handle import WanHandle
 
@@ -94,6 +95,16 @@ def guided(model, latents, t, cond: WanConditioning, cfg: float, dtype, batch_cf
     return neg + cfg * (pos - neg)
 
 
+def loras_for(handle: WanHandle, part: str) -> list:
+    """handle.loras entries: (path or parsed groups, strength[, part]); no part = every expert."""
+    out = []
+    for entry in handle.loras:
+        source, strength = entry[0], entry[1]
+        if len(entry) < 3 or entry[2] in (None, part):
+            out.append((source, strength))
+    return out
+
+
 def sample(handle: WanHandle, cond: WanConditioning, settings: SamplerSettings, shape: tuple,
            init_latents: Optional[torch.Tensor] = None, callback: Optional[Callable] = None,
            predict_fn: Optional[Callable] = None) -> torch.Tensor:
@@ -138,9 +149,11 @@ def sample(handle: WanHandle, cond: WanConditioning, settings: SamplerSettings, 
             want = "transformer_2" if boundary is not None and float(ts) < boundary else "transformer"
             if want != part:
                 if ctx is not None:
-                    ctx.__exit__(None, None, None)
-                ctx = handle.use(want)
-                model = ctx.__enter__()
+                    ctx.close()
+                ctx = ExitStack()
+                model = ctx.enter_context(handle.use(want))
+                # LoRAs are merged while this expert runs and removed after (the cached model stays clean).
+                ctx.enter_context(lora_mod.applied(model, loras_for(handle, want)))
                 part = want
             cfg = settings.cfg_2 if (part == "transformer_2" and settings.cfg_2 is not None) else settings.cfg
             with torch.no_grad(), attention_context(settings.attention, device):
@@ -151,6 +164,6 @@ def sample(handle: WanHandle, cond: WanConditioning, settings: SamplerSettings, 
             bar.update_absolute(i + 1, len(run))
     finally:
         if ctx is not None:
-            ctx.__exit__(None, None, None)
+            ctx.close()
     latents = latents[:, :, cond.num_ref_frames:]
     return denormalize(handle, latents).cpu()
