@@ -105,9 +105,21 @@ def loras_for(handle: WanHandle, part: str) -> list:
     return out
 
 
+def preview_image(latents: torch.Tensor):
+    """A rough look at the middle frame: three latent channels stretched to 0..255 (not a VAE decode)."""
+    try:
+        from PIL import Image
+    except Exception:
+        return None
+    frame = latents[0, :3, latents.shape[2] // 2].float().cpu()
+    lo, hi = frame.amin(dim=(1, 2), keepdim=True), frame.amax(dim=(1, 2), keepdim=True)
+    img = ((frame - lo) / (hi - lo + 1e-6) * 255).byte().permute(1, 2, 0).numpy()
+    return ("JPEG", Image.fromarray(img), 512)
+
+
 def sample(handle: WanHandle, cond: WanConditioning, settings: SamplerSettings, shape: tuple,
            init_latents: Optional[torch.Tensor] = None, callback: Optional[Callable] = None,
-           predict_fn: Optional[Callable] = None) -> torch.Tensor:
+           predict_fn: Optional[Callable] = None, preview: bool = False) -> torch.Tensor:
     """Generate raw VAE latents of `shape` [B,16,T,h,w] (T excludes VACE reference frames).
 
     init_latents (raw) + denoise < 1 → video-to-video: start from the noised input at that strength.
@@ -161,7 +173,7 @@ def sample(handle: WanHandle, cond: WanConditioning, settings: SamplerSettings, 
             latents = sched.step(flow, ts, latents, return_dict=False)[0]
             if callback is not None:
                 callback(i + 1, len(run), latents)
-            bar.update_absolute(i + 1, len(run))
+            bar.update_absolute(i + 1, len(run), preview_image(latents) if preview else None)
     finally:
         if ctx is not None:
             ctx.close()
