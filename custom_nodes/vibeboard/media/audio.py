@@ -76,6 +76,9 @@ def decode_audio(path: str, start: float = 0.0, duration: Optional[float] = None
         channels = max(int(stream.codec_context.channels or 1), 1)
         total = None if duration is None else max(int(round(duration * rate)), 0)
         pieces = []  # (offset in samples from `start`, float32 [C, n])
+        stream_end = None
+        if stream.duration is not None and stream.time_base:
+            stream_end = float((stream.duration + (stream.start_time or 0)) * stream.time_base)
         if start > 0 and stream.time_base:
             container.seek(int(start / stream.time_base), stream=stream)
         resampler = av.AudioResampler(format="fltp")  # keeps rate and layout, only unpacks/floats
@@ -99,6 +102,8 @@ def decode_audio(path: str, start: float = 0.0, duration: Optional[float] = None
             pieces.append((offset, samples))
     if total is None:
         total = max((off + s.shape[1] for off, s in pieces), default=0)
+        if stream_end is not None:  # the decoder returns the encoder's tail padding too
+            total = min(total, max(int(round((stream_end - start) * rate)), 0))
     out = np.zeros((channels, total), dtype=np.float32)
     for offset, samples in pieces:
         lo, hi = max(offset, 0), min(offset + samples.shape[1], total)

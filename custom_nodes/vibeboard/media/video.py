@@ -310,6 +310,13 @@ def _frames_of(images) -> Iterator[np.ndarray]:
             yield image_to_uint8(image)
 
 
+def _mux_video(container, packets) -> None:
+    for packet in packets:
+        if not packet.duration:  # x264 leaves it 0; without it the muxer may cut the last frame's time
+            packet.duration = 1  # the time base is 1/fps
+        container.mux(packet)
+
+
 def write_video(path: str, images: Iterable, fps, *, crf: int = 19, preset: str = "medium",
                 pix_fmt: str = "yuv420p", audio: Optional[Tuple[np.ndarray, int]] = None,
                 on_frame: Optional[Callable[[int], None]] = None) -> dict:
@@ -331,7 +338,10 @@ def write_video(path: str, images: Iterable, fps, *, crf: int = 19, preset: str 
     frames = iter(_frames_of(images))
     count = 0
     with atomic_output(path) as tmp:
-        with av.open(tmp, "w", format="mp4", options={"movflags": "+faststart"}) as container:
+        # The edit list (written when x264 uses B-frames) counts in the movie timescale, 1/1000 s by
+        # default: 12 frames at 30000/1001 would end at 0.400 s instead of 0.4004 s. Use one that fits.
+        options = {"movflags": "+faststart", "movie_timescale": str(math.lcm(rate.numerator, 1000))}
+        with av.open(tmp, "w", format="mp4", options=options) as container:
             first = next(frames, None)
             if first is None:
                 raise ValueError("no frames to write")
@@ -354,16 +364,14 @@ def write_video(path: str, images: Iterable, fps, *, crf: int = 19, preset: str 
                 frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
                 frame = frame.reformat(format=pix_fmt, dst_colorspace="ITU709", dst_color_range=1)
                 frame.pts = count
-                for packet in stream.encode(frame):
-                    container.mux(packet)
+                _mux_video(container, stream.encode(frame))
                 count += 1
                 if track is not None:
                     track.write_until(Fraction(count) / rate)
                 if on_frame is not None:
                     on_frame(count)
                 rgb = next(frames, None)
-            for packet in stream.encode(None):
-                container.mux(packet)
+            _mux_video(container, stream.encode(None))
             if track is not None:
                 track.finish(Fraction(count) / rate)
     return {"path": path, "frames": count, "width": width, "height": height, "frame_rate": rate,
