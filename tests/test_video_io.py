@@ -268,3 +268,28 @@ def test_save_audio_file_round_trip(tmp_path, fmt):
     assert np.abs(back - wave).max() < 2.0 / 32767  # 16-bit, otherwise lossless
     with av.open(path) as container:
         assert container.streams.audio[0].codec_context.name == ("flac" if fmt == "flac" else "pcm_s16le")
+
+
+@pytest.mark.parametrize("rotation, turns", [(-90, -1), (90, 1), (180, 2)])
+def test_display_rotation_is_applied(tmp_path, rotation, turns):
+    """Phones store portrait video as landscape + a display matrix; frames must come out upright."""
+    path = str(tmp_path / "phone.mp4")
+    source = (synthetic_clip(frames=3) * 255).round().to(torch.uint8).numpy()
+    with av.open(path, "w") as container:
+        stream = container.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.options = {"crf": "0"}
+        stream.set_display_rotation(rotation)
+        for i, rgb in enumerate(source):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    loaded = video_io.load_video(path).frames
+    upright = torch.from_numpy(np.ascontiguousarray(np.rot90(source, k=turns, axes=(1, 2)))).float() / 255
+    assert loaded.shape == upright.shape
+    assert (loaded - upright).abs().mean().item() < 0.02
+    if turns % 2:
+        assert video_io.load_video(path, width=24).frames.shape[1:3] == (32, 24)  # resize in upright terms

@@ -106,15 +106,26 @@ def output_size(src_w: int, src_h: int, width: int = 0, height: int = 0) -> Tupl
     return width, height
 
 
-def _to_rgb(frame, size: Tuple[int, int]) -> np.ndarray:
-    width, height = size
+def _quarter_turns(frame) -> int:
+    """Counter-clockwise quarter turns the display matrix asks for (phones store portrait video this way)."""
+    try:
+        angle = float(frame.rotation or 0)
+    except (AttributeError, TypeError, ValueError):
+        return 0
+    turns = angle / 90.0
+    return int(round(turns)) % 4 if abs(turns - round(turns)) < 1e-3 else 0
+
+
+def _to_rgb(frame, size: Tuple[int, int], turns: int = 0) -> np.ndarray:
+    """Frame → uint8 RGB of displayed size `size` (width, height), rotated upright by `turns`."""
+    width, height = size if turns % 2 == 0 else (size[1], size[0])
     shrinking = width * height < frame.width * frame.height
     kwargs = {}
     if frame.color_range:  # 2 = full range (JPEG); 1 = limited; 0 = unknown → swscale's limited default
         kwargs["src_color_range"] = int(frame.color_range)
     out = frame.reformat(width=width, height=height, format="rgb24",
-                         interpolation="AREA" if shrinking else "BICUBIC", **kwargs)
-    return out.to_ndarray()
+                         interpolation="AREA" if shrinking else "BICUBIC", **kwargs).to_ndarray()
+    return np.ascontiguousarray(np.rot90(out, k=turns)) if turns else out
 
 
 def _timeline(container, stream, start: float, force_rate: Optional[Fraction]):
@@ -161,7 +172,8 @@ def iter_video_frames(path: str, *, start_time: float = 0.0, force_rate: float =
 
     Order of operations: seek to `start_time` → resample to `force_rate` (0 = keep the source timing) →
     drop `skip_first_frames` → keep every `select_every_nth` → stop after `frame_load_cap` (0 = all).
-    Only kept frames are converted to RGB.
+    Only kept frames are converted to RGB. A display rotation of ±90/180° (phone footage) is applied, so
+    frames come out upright; the resize options refer to the upright size.
     """
     if select_every_nth < 1:
         raise ValueError("select_every_nth must be at least 1")
@@ -179,14 +191,18 @@ def iter_video_frames(path: str, *, start_time: float = 0.0, force_rate: float =
                 container.seek(int(start / stream.time_base), stream=stream)
             except av.error.FFmpegError:
                 container.seek(0)
-        size = output_size(stream.codec_context.width, stream.codec_context.height, width, height)
+        size, turns = None, 0
         kept = 0
         last_frame, last_rgb = None, None
         for index, (frame, when) in enumerate(_timeline(container, stream, start, rate)):
             if index < skip_first_frames or (index - skip_first_frames) % select_every_nth:
                 continue
+            if size is None:  # rotation is only known from a decoded frame
+                turns = _quarter_turns(frame)
+                shown = (frame.width, frame.height) if turns % 2 == 0 else (frame.height, frame.width)
+                size = output_size(shown[0], shown[1], width, height)
             if frame is not last_frame:  # force_rate repeats a frame: convert it once
-                last_frame, last_rgb = frame, _to_rgb(frame, size)
+                last_frame, last_rgb = frame, _to_rgb(frame, size, turns)
             yield when - origin, last_rgb
             kept += 1
             if frame_load_cap and kept >= frame_load_cap:
