@@ -59,3 +59,22 @@ def test_lora_changes_the_result_and_interrupt_stops(env):
             env.interrupt()
     result = env.execute(prompt, on_event=on_event)
     assert result.status == "interrupted"
+
+
+def test_ti2v_keeps_the_clean_first_frame(env):
+    """Wan2.2 TI2V: the first latent frame is the encoded image (timestep 0), the rest is generated."""
+    import os
+    import torch
+    from vibeboard.wan import conditioning as C
+    from vibeboard.wan import nodes as N
+    wan, = N.VBWanModelLoader().load("diffusers/Wan2.2-TI2V-5B-Diffusers", "(from diffusers folder)",
+                                      "(from diffusers folder)", "fp32")
+    assert wan.variant == "ti2v" and wan.latent_channels == 48 and wan.scale_spatial == 16
+    text, = N.VBWanTextEncode().encode(wan, "a boat on the river", "")
+    image = torch.rand(1, 32, 32, 3, generator=torch.Generator().manual_seed(3))
+    settings, = N.VBWanSamplerSettings().make(2, 3.0, 5.0, "euler", 1)
+    lat, = N.VBWanI2V().generate(wan, text, image, 32, 32, 5, sampler=settings)
+    first = C.denormalize(wan, C.first_frame_latents(wan, image, 32, 32))
+    torch.testing.assert_close(lat["samples"][:, :, :1], first, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(lat["samples"][:, :, 1:], torch.zeros_like(lat["samples"][:, :, 1:]))
+    assert os.path.basename(wan.sources["transformer"]) == "Wan2.2-TI2V-5B-Diffusers"
