@@ -275,3 +275,22 @@ def manager() -> VramManager:
 def set_manager(m: VramManager) -> None:
     global _DEFAULT
     _DEFAULT = m
+
+
+def handle_free_request(body: dict) -> dict:
+    """ComfyUI's POST /free body: {"unload_models": bool, "free_memory": bool}. Returns what was done."""
+    if _DEFAULT is None:
+        return {"freed_bytes": 0, "unloaded": []}
+    m = _DEFAULT
+    names = list(m.models)
+    freed = 0
+    if body.get("free_memory") or body.get("unload_models"):
+        freed = m.free(unload=bool(body.get("unload_models")))
+    if m.device.type == "cuda":
+        torch.cuda.empty_cache()
+    return {"freed_bytes": freed, "unloaded": [n for n in names if n not in m.models]}
+
+
+def system_stats() -> dict:
+    """Extra block for GET /system_stats: the manager's budget and what is loaded where."""
+    return manager().stats() if _DEFAULT is not None else {"models": [], "budget_bytes": None}
