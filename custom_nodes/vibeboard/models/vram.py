@@ -174,6 +174,21 @@ class VramManager:
             victim = min(candidates, key=lambda m: m.last_used)
             self._to_host(victim)
         self._limit_host(keep)
+        self._ask_host_for(need)
+
+    def _ask_host_for(self, need: int) -> None:
+        """Our budget is bookkeeping; the GPU may also hold others' tensors (ComfyUI's own models)."""
+        if self.device.type != "cuda" or need <= 0:
+            return
+        free, _ = torch.cuda.mem_get_info(self.device)
+        if free >= need + GB // 2:
+            return
+        torch.cuda.empty_cache()
+        try:  # inside ComfyUI: let its model manager unload what it holds
+            import comfy.model_management as mm
+            mm.free_memory(need + GB // 2, self.device)
+        except Exception:
+            pass
 
     def _to_host(self, entry: ManagedModel) -> None:
         if entry.state != "device":
