@@ -200,8 +200,8 @@ class VramManager:
             entry.store.to_host(copy_back=True)
         entry.state = "host"
         self._note("offload", entry.name)
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
+        # No empty_cache here: the freed block stays in PyTorch's cache for the next model (or the same one
+        # coming back), so a swap costs the bus copy, not a cudaMalloc. free() returns memory to the driver.
 
     def _limit_host(self, keep: str = None) -> None:
         """Spill LRU host copies to disk when a host RAM budget is set."""
@@ -257,6 +257,8 @@ class VramManager:
             if unload:
                 for name in [n for n, m in self.models.items() if m.in_use == 0]:
                     self.unregister(name)
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
             return before - self.device_bytes()
 
     def stats(self) -> dict:
