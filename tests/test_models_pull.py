@@ -98,3 +98,30 @@ def test_comfyui_folder_is_searched(tmp_path, monkeypatch):
     assert st["present"] and st["paths"] == [str(comfy / "wan_2.1_vae.safetensors")]
     # pull finds it there and downloads nothing
     assert download.pull("wan2.1-vae", log=lambda s: None) == [str(comfy / "wan_2.1_vae.safetensors")]
+
+
+def test_cli_list_path_verify(tmp_path, monkeypatch, capsys):
+    import json
+    import torch
+    from safetensors.torch import save_file
+    from runner.cli import main
+    models = tmp_path / "models"
+    monkeypatch.setenv("VIBEBOARD_MODELS_DIR", str(models))
+    monkeypatch.delenv("VIBEBOARD_COMFYUI_DIR", raising=False)
+    assert main(["models", "path", "wan2.1-vae"]) == 1
+    assert "vibeboard models pull wan2.1-vae" in capsys.readouterr().err
+    target = models / "vae" / "wan_2.1_vae.safetensors"
+    target.parent.mkdir(parents=True)
+    save_file({"decoder.conv1.weight": torch.zeros(2, 2)}, str(target))
+    assert main(["models", "path", "wan2.1-vae"]) == 0
+    assert capsys.readouterr().out.strip() == str(target)
+    assert main(["models", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed["wan2.1-vae"]["sources"]["comfy"]["present"] is True
+    assert listed["wan2.1-t2v-1.3b"]["sources"]["comfy"]["present"] is False
+    assert main(["models", "verify", "wan2.1-vae"]) == 0
+    assert "ok   " in capsys.readouterr().out
+    target.write_bytes(b"broken")
+    assert main(["models", "verify", "wan2.1-vae"]) == 4
+    assert "BAD" in capsys.readouterr().out
+    assert main(["models", "pull", "no-such-model"]) == 2
