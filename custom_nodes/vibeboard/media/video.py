@@ -158,7 +158,8 @@ def _timeline(container, stream, start: float, force_rate: Optional[Fraction]):
         while previous is not None and start + slot * step < when - tol:
             yield previous, start + slot * step
             slot += 1
-        duration = float(frame.duration * frame.time_base) if frame.duration and frame.time_base else 0.0
+        ticks = getattr(frame, "duration", None)  # PyAV ≥ 13
+        duration = float(ticks * frame.time_base) if ticks and frame.time_base else 0.0
         previous, previous_end = frame, when + (duration or 1.0 / source_rate)
     while previous is not None and start + slot * step < previous_end - tol:
         yield previous, start + slot * step
