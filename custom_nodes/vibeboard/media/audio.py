@@ -80,7 +80,8 @@ def decode_audio(path: str, start: float = 0.0, duration: Optional[float] = None
         if stream.duration is not None and stream.time_base:
             stream_end = float((stream.duration + (stream.start_time or 0)) * stream.time_base)
         if start > 0 and stream.time_base:
-            container.seek(int(start / stream.time_base), stream=stream)
+            # 0.2 s early: codecs with overlapping windows (AAC, MP3) need a packet or two to warm up
+            container.seek(int(max(start - 0.2, 0.0) / stream.time_base), stream=stream)
         resampler = av.AudioResampler(format="fltp")  # keeps rate and layout, only unpacks/floats
         running = None
         for frame in container.decode(stream):
