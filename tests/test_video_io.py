@@ -335,3 +335,16 @@ def test_loads_animated_gif(tmp_path):
     assert loaded.frames.shape == (5, 30, 40, 3) and loaded.fps == 10.0
     assert loaded.frames.mean(dim=(1, 2, 3)).mul(255).round().tolist() == levels
     assert video_io.load_video(path, force_rate=20).frames.shape[0] == 10
+
+
+def test_audio_span_equals_the_same_slice_of_a_full_decode(tmp_path):
+    """Any start (fractional sample positions, before/after the seek threshold) gives exactly the samples
+    a full decode has there: no 1-sample gaps between frames, no untrimmed encoder delay after a seek."""
+    path = str(tmp_path / "tone.mp4")
+    video_io.write_video(path, synthetic_clip(frames=24), 24, audio=(sine(1.0, freq=523.0), SR))
+    full, _ = audio_io.decode_audio(path)
+    for start in (0.01, 0.125, 0.21, 0.3377, 0.6):
+        part, _ = audio_io.decode_audio(path, start=start, duration=0.3)
+        first = round(start * SR)
+        assert part.shape[1] == round(0.3 * SR)
+        assert np.abs(part - full[:, first:first + part.shape[1]]).max() < 1e-4, start
