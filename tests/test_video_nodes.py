@@ -41,7 +41,7 @@ def test_save_then_load_round_trip(dirs):
     out = VBSaveVideo().save(images=clip(), fps=24.0, filename_prefix="vibeboard/video", crf=0,
                              preset="ultrafast", audio=tone())
     entry = out["ui"]["images"][0]
-    assert entry == {"filename": "vibeboard/video_00001_.mp4".split("/")[1], "subfolder": "vibeboard",
+    assert entry == {"filename": "video_00001_.mp4", "subfolder": "vibeboard",
                      "type": "output", "format": "video/mp4"}
     assert out["ui"]["animated"] == [True]
     (path,) = out["result"]
