@@ -31,12 +31,14 @@ def sweep_range(inv: torch.Tensor, near_distance: float = 0.0, far_distance: flo
 
 
 def render_focal_stack(image: torch.Tensor, inv: torch.Tensor, frames: int, lens: bokeh.LensSettings,
-                       near_distance: float = 0.0, far_distance: float = 0.0,
+                       near_distance: float = 0.0, far_distance: float = 0.0, reverse: bool = False,
                        focus_batch: Optional[int] = None,
                        on_frames_done: Optional[Callable[[int], None]] = None,
                        on_step: Optional[Callable[[], None]] = None) -> tuple:
     """image [H, W, 3], inverse depth [H, W] → (frames [N, H, W, 3], focus distances [N] in depth units)."""
     near_inv, far_inv = sweep_range(inv, near_distance, far_distance)
+    if reverse:
+        near_inv, far_inv = far_inv, near_inv
     focus = focus_sweep(near_inv, far_inv, frames)
     stack = bokeh.render(image, inv, focus, lens, focus_batch=focus_batch, on_step=on_step,
                          on_focus_done=on_frames_done)
