@@ -179,3 +179,15 @@ def test_downsampled_large_blur_is_close_to_full_resolution():
     fast = _render(image, depth, 10.0, bokeh.LensSettings(aperture_k=40.0, max_coc=40.0, linear_light=False,
                                                           downsample_radius=8))
     assert (full - fast)[12:52, 12:52].abs().mean() < 0.02
+
+
+def test_video_batch_renders_each_frame_at_its_own_focus():
+    scenes = [sample_scene.make_scene(80, 48, seed=s) for s in (0, 1, 2)]
+    images = torch.stack([s.image for s in scenes])
+    invs = torch.stack([defocus.inverse_depth(s.depth, defocus.METRIC) for s in scenes])
+    focus = [1.0, 1 / 3, 0.1]
+    lens = bokeh.LensSettings(aperture_k=10.0, max_coc=16.0)
+    video = bokeh.render_batch(images, invs, focus, lens, focus_batch=2)
+    for i in range(3):
+        single = bokeh.render(images[i], invs[i], [focus[i]], lens)[0]
+        assert (video[i] - single).abs().max() < 1e-5

@@ -58,11 +58,8 @@ def _layer_edges(radii: Sequence[float], device) -> torch.Tensor:
     return (r[1:] + r[:-1]) / 2
 
 
-def fill_holes(acc: torch.Tensor) -> torch.Tensor:
-    """Push-pull fill: where alpha < 1, add (1 − alpha) × the colour of the nearest data at a coarser scale.
-
-    acc: [N, 4, H, W] premultiplied RGB + alpha. Pixels with alpha 1 are left exactly as they are.
-    """
+def _push_pull(acc: torch.Tensor) -> torch.Tensor:
+    """Normalised colour everywhere: data where alpha > 0, else the nearest data at a coarser scale."""
     levels = [acc]
     cur = acc
     while min(cur.shape[-2:]) > 1:
@@ -76,12 +73,32 @@ def fill_holes(acc: torch.Tensor) -> torch.Tensor:
     return filled
 
 
+def fill_holes(acc: torch.Tensor, factor: int = 4) -> torch.Tensor:
+    """Where alpha < 1, add (1 − alpha) × the colour of the nearest data (push-pull at 1/factor resolution).
+
+    acc: [N, 4, H, W] premultiplied RGB + alpha. Pixels with alpha 1 are left exactly as they are; the fill
+    is only ever seen through semi-transparent blurred edges, so a coarse estimate is enough.
+    """
+    h, w = acc.shape[-2:]
+    if factor > 1 and min(h, w) >= 8 * factor:
+        small = F.interpolate(acc, size=(math.ceil(h / factor), math.ceil(w / factor)), mode="area")
+    else:
+        small = acc
+    filled = _push_pull(small)
+    alpha = filled[:, 3:4]
+    colour = torch.where(alpha > 1e-6, filled / alpha.clamp(min=1e-6), torch.zeros_like(filled))
+    if colour.shape[-2:] != (h, w):
+        colour = F.interpolate(colour, size=(h, w), mode="bilinear", align_corners=False)
+    return acc + (1.0 - acc[:, 3:4]).clamp(min=0.0) * colour
+
+
 class _Blur:
     """FFT blur of [N, 4, H, W] layers with cached kernel spectra per (resolution scale, radius, side)."""
 
+    _spectra: dict = {}  # shared by all renders: kernels depend only on lens shape, radius and canvas
+
     def __init__(self, height: int, width: int, lens: LensSettings, device):
         self.height, self.width, self.lens, self.device = height, width, lens, device
-        self._spectra: dict = {}
 
     def scale_for(self, radius: float) -> int:
         d = self.lens.downsample_radius
@@ -90,8 +107,10 @@ class _Blur:
         return 2 ** int(math.floor(math.log2(radius / d)))
 
     def _spectrum(self, scale: int, radius: float, front: bool, hp: int, wp: int) -> torch.Tensor:
-        key = (scale, radius, front, hp, wp)
+        key = (str(self.device), self.lens.blades, self.lens.rotation_deg, scale, radius, front, hp, wp)
         if key not in self._spectra:
+            if len(self._spectra) > 256:
+                self._spectra.clear()
             self._spectra[key] = ap.kernel_spectra([radius / scale], hp, wp, self.lens.blades,
                                                    self.lens.rotation_deg, flip=[front], device=self.device)[0]
         return self._spectra[key]
@@ -131,30 +150,41 @@ def render(image: torch.Tensor, inv_depth: torch.Tensor, focus_inv, lens: LensSe
     Returns [F, H, W, 3] on the image's device. `on_step` is called after every layer (interrupt checks),
     `on_focus_done(n)` after each batch of n focus settings (progress).
     """
-    if image.dim() != 3 or image.shape[-1] != 3:
+    if image.dim() != 3:
         raise ValueError(f"image must be [H, W, 3], got {tuple(image.shape)}")
-    if inv_depth.shape != image.shape[:2]:
-        raise ValueError(f"depth {tuple(inv_depth.shape)} and image {tuple(image.shape[:2])} sizes differ")
-    device = image.device
+    return render_batch(image.unsqueeze(0), inv_depth.unsqueeze(0), focus_inv, lens, focus_batch, on_step,
+                        on_focus_done)
+
+
+def render_batch(images: torch.Tensor, inv_depth: torch.Tensor, focus_inv, lens: LensSettings = LensSettings(),
+                 focus_batch: Optional[int] = None, on_step: Optional[Callable[[], None]] = None,
+                 on_focus_done: Optional[Callable[[int], None]] = None) -> torch.Tensor:
+    """Render F outputs: images [M, H, W, 3] with inverse depths [M, H, W], M = 1 (one image, F focus
+    settings: a focal stack) or M = F (frame i at focus i: a video)."""
+    if images.dim() != 4 or images.shape[-1] != 3:
+        raise ValueError(f"images must be [M, H, W, 3], got {tuple(images.shape)}")
+    if inv_depth.shape != images.shape[:3]:
+        raise ValueError(f"depth {tuple(inv_depth.shape)} and images {tuple(images.shape[:3])} sizes differ")
+    device = images.device
     focus = torch.as_tensor(focus_inv, dtype=torch.float32).reshape(-1).to(device)
-    h, w = image.shape[:2]
-    rgb = image.permute(2, 0, 1).float().clamp(0, 1)
+    if images.shape[0] not in (1, focus.numel()):
+        raise ValueError(f"{images.shape[0]} images for {focus.numel()} focus settings")
+    h, w = images.shape[1:3]
+    rgb = images.permute(0, 3, 1, 2).float().clamp(0, 1)
     if lens.linear_light:
         rgb = rgb.pow(GAMMA)
+    rgba = torch.cat([rgb, torch.ones_like(rgb[:, :1])], 1)  # [M, 4, H, W]
     inv = inv_depth.to(device=device, dtype=torch.float32)
-    max_radius = max(float(lens.max_coc) / 2, 0.0)
-    radii = radius_ladder(max_radius)
-    edges = _layer_edges(radii, device)
-    n_side = len(radii) - 1
-    n_layers = 2 * n_side + 1
+    radii = radius_ladder(max(float(lens.max_coc) / 2, 0.0))
     blur = _Blur(h, w, lens, device)
     batch = focus_batch or _auto_focus_batch(h, w, device)
     outputs = []
     for start in range(0, focus.numel(), batch):
-        chunk = focus[start: start + batch]
-        outputs.append(_render_chunk(rgb, inv, chunk, lens, radii, edges, n_side, n_layers, blur, on_step))
+        chunk = slice(start, start + batch)
+        per_frame = slice(None) if images.shape[0] == 1 else chunk
+        outputs.append(_render_chunk(rgba[per_frame], inv[per_frame], focus[chunk], lens, radii, blur, on_step))
         if on_focus_done is not None:
-            on_focus_done(chunk.numel())
+            on_focus_done(focus[chunk].numel())
     out = torch.cat(outputs, 0)
     if lens.linear_light:
         out = out.clamp(min=0).pow(1.0 / GAMMA)
@@ -163,23 +193,27 @@ def render(image: torch.Tensor, inv_depth: torch.Tensor, focus_inv, lens: LensSe
 
 def layer_indices(inv: torch.Tensor, focus: torch.Tensor, lens: LensSettings, edges: torch.Tensor,
                   n_side: int) -> torch.Tensor:
-    """[F, H, W] layer index per pixel: 0 = farthest behind focus, n_side = in focus, 2·n_side = nearest."""
-    radius = (lens.aperture_k / 2) * (inv.unsqueeze(0) - focus.view(-1, 1, 1))
+    """[F, H, W] layer index per pixel: 0 = farthest behind focus, n_side = in focus, 2·n_side = nearest.
+
+    inv: [H, W] or [1 or F, H, W] inverse depth."""
+    radius = (lens.aperture_k / 2) * (inv.reshape(-1, *inv.shape[-2:]) - focus.view(-1, 1, 1))
     radius = radius.clamp(-lens.max_coc / 2, lens.max_coc / 2)
     magnitude = torch.bucketize(radius.abs(), edges)  # 0..n_side
     return (n_side + torch.sign(radius).to(magnitude.dtype) * magnitude).to(torch.int64)
 
 
-def _render_chunk(rgb, inv, focus, lens, radii, edges, n_side, n_layers, blur, on_step) -> torch.Tensor:
+def _render_chunk(rgba, inv, focus, lens, radii, blur, on_step) -> torch.Tensor:
+    """rgba [M, 4, H, W] (linear, alpha 1), inv [M, H, W] with M = 1 or F → [F, 3, H, W]."""
     n_focus = focus.numel()
-    h, w = inv.shape
+    h, w = inv.shape[-2:]
+    n_side = len(radii) - 1
+    n_layers = 2 * n_side + 1
+    edges = _layer_edges(radii, inv.device)
     layer_id = layer_indices(inv, focus, lens, edges, n_side)
     offsets = torch.arange(n_focus, device=inv.device).view(-1, 1, 1) * n_layers
     counts = torch.bincount((layer_id + offsets).reshape(-1), minlength=n_focus * n_layers)
     occupied = (counts.view(n_focus, n_layers) > 0).cpu()  # one host sync per chunk
     acc = torch.zeros(n_focus, 4, h, w, device=inv.device, dtype=torch.float32)
-    ones = torch.ones(1, 1, h, w, device=inv.device, dtype=torch.float32)
-    content_base = torch.cat([rgb.unsqueeze(0), ones], 1)  # [1, 4, H, W]
     for layer in range(n_layers):  # back to front
         which = occupied[:, layer].nonzero().flatten()
         if which.numel() == 0:
@@ -187,17 +221,17 @@ def _render_chunk(rgb, inv, focus, lens, radii, edges, n_side, n_layers, blur, o
         all_focus = which.numel() == n_focus
         sel = slice(None) if all_focus else which.to(inv.device)
         mask = (layer_id[sel] == layer).unsqueeze(1).float()  # [n, 1, H, W]
-        content = content_base * mask
+        content = (rgba if rgba.shape[0] == 1 else rgba[sel]) * mask
         side = layer - n_side
         radius = radii[abs(side)]
         below = acc[sel]
         if radius < ap.DELTA_RADIUS:
-            premult, alpha = content[:, :3], content[:, 3:]
+            layer_rgba = content
         else:
             below = fill_holes(below)
-            blurred = blur(content, radius, front=side > 0)
-            premult, alpha = blurred[:, :3].clamp(min=0), blurred[:, 3:].clamp(0, 1)
-        result = torch.cat([premult + (1 - alpha) * below[:, :3], alpha + (1 - alpha) * below[:, 3:]], 1)
+            layer_rgba = blur(content, radius, front=side > 0).clamp_(min=0.0)
+        # "over" on premultiplied RGBA: the same formula for colour and alpha
+        result = torch.addcmul(layer_rgba, (1.0 - layer_rgba[:, 3:]).clamp_(min=0.0), below)
         if all_focus:
             acc = result
         else:

@@ -288,17 +288,13 @@ class VBBokehRender:
         depth = _match_depth(node, image, depth, resize_depth_to_image)
         inv = defocus.inverse_depth(depth, _convention(node, depth_convention))
         lens = _lens(aperture_k, max_coc, aperture_shape, blades, rotation, linear_light)
+        focus = [_resolve_focus(node, inv[i], focus_mode, focus_x, focus_y, focus_distance, focus_mask, i)
+                 for i in range(image.shape[0])]
         device = _device()
         bar = runtime.progress_bar(image.shape[0])
-        frames, first = [], None
-        for i in range(image.shape[0]):
-            focus_inv = _resolve_focus(node, inv[i], focus_mode, focus_x, focus_y, focus_distance, focus_mask, i)
-            first = focus_inv if first is None else first
-            out = bokeh.render(image[i, ..., :3].to(device), inv[i].to(device), [focus_inv], lens,
-                               on_step=runtime.check_interrupt)
-            frames.append(out.cpu())
-            bar.update(1)
-        return torch.cat(frames), _distance(first)
+        out = bokeh.render_batch(image[..., :3].to(device), inv.to(device), focus, lens,
+                                 on_step=runtime.check_interrupt, on_focus_done=bar.update)
+        return out.cpu(), _distance(focus[0])
 
 
 class VBRackFocus:
