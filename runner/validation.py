@@ -224,7 +224,8 @@ class _Validator:
     def _check_constant(self, node_class, name, inputs, errors, vparams, v_all):
         kind, opts, _section = input_spec(node_class, name)
         value = unwrap(inputs[name])
-        caster = {"INT": int, "FLOAT": float, "STRING": str, "BOOLEAN": _to_bool}.get(kind)
+        caster = None if not isinstance(kind, str) else \
+            {"INT": int, "FLOAT": float, "STRING": str, "BOOLEAN": _to_bool}.get(kind)
         if caster is not None:
             try:
                 if kind == "INT" and isinstance(value, float) and not value.is_integer():
