@@ -58,7 +58,8 @@ class ServerConfig:
     allow_url_inputs: bool = True
     max_url_input_bytes: int = 200 * 1024 * 1024
     extra_nodes: list = field(default_factory=list)
-    cache: str = "classic"
+    cache: object = "classic"
+    models_dir: Optional[str] = None
 
 
 class VibeServer:
@@ -78,7 +79,8 @@ class VibeServer:
         if executor is None:
             from .executor import Executor
             executor = Executor(registry, output_dir=self.dirs["output"], input_dir=self.dirs["input"],
-                                temp_dir=self.dirs["temp"], cache=config.cache)
+                                temp_dir=self.dirs["temp"], models_dir=config.models_dir,
+                                cache=config.cache)
         self.executor = executor
         db_path = config.db_path or os.path.join(os.path.dirname(self.dirs["output"]), "vibeboard-jobs.sqlite")
         self.store = JobStore(db_path)

@@ -201,7 +201,7 @@ class JobService:
                                            outputs=outputs, client_id=job.get("client_id"),
                                            on_event=lambda e, d: self._on_event(job, held, e, d))
             status = result.status
-            history = result.history_entry()
+            history = result.history_entry(job["number"])
             error = result.error if status != "success" else None
         except Exception as exc:  # executor bug or host failure: still a clean error record
             tb = traceback.format_exc()
