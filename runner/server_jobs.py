@@ -3,92 +3,14 @@ target + webhook) and GET /vibeboard/jobs/{id} (status and output URLs)."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import copy
-import json
 import os
-import re
 import urllib.parse
-import urllib.request
-import uuid
 
 from aiohttp import web
 
+from .job_inputs import apply_job_inputs
 from .security import ApiError, safe_relpath
-
-_NAME_OK = re.compile(r"[^A-Za-z0-9._-]")
-
-
-def _safe_input_name(job_id: str, wanted: str) -> str:
-    base = os.path.basename((wanted or "").replace("\\", "/")) or "input.bin"
-    base = _NAME_OK.sub("_", base).lstrip(".") or "input.bin"
-    return f"vb-{job_id[:8]}-{base[:120]}"
-
-
-def _decode_base64(text: str, limit: int, key: str) -> bytes:
-    if text.startswith("data:"):
-        text = text.split(",", 1)[-1]
-    if len(text) * 3 // 4 > limit:
-        raise ApiError(413, "payload_too_large", f"input {key!r}: base64 file exceeds {limit} bytes")
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ApiError(400, "invalid_input", f"input {key!r}: invalid base64 data ({exc})")
-
-
-def _download(url: str, limit: int, key: str) -> bytes:
-    request = urllib.request.Request(url, headers={"User-Agent": "vibeboard-runner/1"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            data = response.read(limit + 1)
-    except Exception as exc:
-        raise ApiError(400, "input_download_failed", f"input {key!r}: could not download {url}: {exc}")
-    if len(data) > limit:
-        raise ApiError(413, "payload_too_large", f"input {key!r}: {url} is larger than {limit} bytes")
-    return data
-
-
-async def materialize_inputs(server, job_id: str, prompt: dict, inputs: dict) -> list:
-    """Apply {"node_id.input": value} overrides; file values ({"url"} or {"base64"}) land in the input folder
-    and the input is set to the new file name. Returns the written file names."""
-    if not isinstance(inputs, dict):
-        raise ApiError(400, "invalid_request", "'inputs' must be an object {\"node_id.input\": value}")
-    written = []
-    config = server.config
-    for key, value in inputs.items():
-        node_id, sep, name = str(key).partition(".")
-        if not sep or not name:
-            raise ApiError(400, "invalid_input", f"input key {key!r} must look like 'node_id.input_name'")
-        node = prompt.get(node_id)
-        if node is None:
-            raise ApiError(400, "invalid_input", f"input {key!r}: node {node_id!r} is not in the workflow")
-        if isinstance(value, dict) and ("url" in value or "base64" in value):
-            if "base64" in value:
-                if not isinstance(value["base64"], str):
-                    raise ApiError(400, "invalid_input", f"input {key!r}: base64 must be a string")
-                data = _decode_base64(value["base64"], config.max_upload_bytes, key)
-                wanted = value.get("filename") or f"{node_id}_{name}.bin"
-            else:
-                url = value["url"]
-                scheme = urllib.parse.urlparse(url).scheme if isinstance(url, str) else ""
-                if scheme not in ("http", "https"):
-                    raise ApiError(400, "invalid_input", f"input {key!r}: only http(s) URLs are accepted")
-                if not config.allow_url_inputs:
-                    raise ApiError(403, "url_inputs_disabled", "URL inputs are disabled on this server")
-                data = await asyncio.get_running_loop().run_in_executor(
-                    None, _download, url, config.max_url_input_bytes, key)
-                wanted = value.get("filename") or urllib.parse.urlparse(url).path
-            if value.get("filename") is not None:
-                safe_relpath(value["filename"], f"input {key!r} filename", allow_subdirs=False)
-            file_name = _safe_input_name(job_id, wanted)
-            with open(os.path.join(server.dirs["input"], file_name), "wb") as handle:
-                handle.write(data)
-            written.append(file_name)
-            value = file_name
-        node.setdefault("inputs", {})[name] = value
-    return written
-
 
 def _webhook_spec(hook):
     if hook is None:
@@ -131,7 +53,10 @@ def make_post_job(server):
         job_id = server._new_prompt_id(body.get("job_id"))
         spec = {"webhook": _webhook_spec(body.get("webhook")), "output": _output_spec(body.get("output")),
                 "source": "vibeboard/jobs"}
-        written = await materialize_inputs(server, job_id, prompt, body.get("inputs") or {})
+        config = server.config
+        written = await asyncio.get_running_loop().run_in_executor(
+            None, apply_job_inputs, prompt, body.get("inputs") or {}, server.dirs["input"], job_id,
+            config.max_upload_bytes, config.max_url_input_bytes, config.allow_url_inputs)
         try:
             result = server.validate(prompt)
         except ApiError:
