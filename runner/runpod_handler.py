@@ -83,6 +83,9 @@ def handler(job: dict, progress: Optional[Callable[[dict], None]] = None) -> dic
         return {"error": f"cannot read workflow: {exc}"}
     except ApiError as exc:
         return {"error": exc.body["error"]["message"], "details": exc.body["error"]}
+    from vibeboard.common import runtime
+    runtime.set_host_dirs(output=state["dirs"]["output"], input=state["dirs"]["input"], temp=state["dirs"]["temp"],
+                          models=os.environ.get("VIBEBOARD_MODELS_DIR"))  # loaders validate files against these
     validation = validate_prompt(prompt, state["registry"])
     if not validation.ok:
         return {"error": "workflow is not valid:\n" + validation.summary(), "details": validation.response()}

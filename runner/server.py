@@ -171,8 +171,7 @@ class VibeServer:
 
     # --- prompt / queue --------------------------------------------------------------------------
     def prepare_prompt(self, prompt):
-        """UI-format → API, shape checks, ComfyUI validation. Returns (prompt, validation result)."""
-        from .validation import validate_prompt
+        """UI-format → API conversion and shape checks (links, cycles, size)."""
         from .workflow import WorkflowFormatError, is_ui_format, load_workflow
         if isinstance(prompt, dict) and is_ui_format(prompt):
             try:
@@ -184,6 +183,10 @@ class VibeServer:
 
     def validate(self, prompt, partial_targets=None):
         from .validation import validate_prompt
+        from vibeboard.common import runtime
+        # VALIDATE_INPUTS of loaders look files up in the host folders: point them at ours before validating
+        runtime.set_host_dirs(output=self.dirs["output"], input=self.dirs["input"], temp=self.dirs["temp"],
+                              models=self.config.models_dir)
         result = validate_prompt(prompt, self.registry, partial_targets=partial_targets)
         if not result.ok:
             body = result.response()
@@ -457,11 +460,17 @@ class VibeServer:
 
     def serve_forever(self) -> None:
         async def main():
+            import signal
             await self.start()
             log.warning("VibeBoard server on %s (token %s)", self.url, "on" if self.config.token else "off")
             print(f"VibeBoard server listening on {self.url}", flush=True)
+            stop = asyncio.Event()
+            try:  # SIGTERM (pods, systemd, docker stop): stop cleanly, the running job is recorded as interrupted
+                asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+            except (NotImplementedError, RuntimeError):
+                pass
             try:
-                await asyncio.Event().wait()
+                await stop.wait()
             finally:
                 await self.stop()
         try:

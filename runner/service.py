@@ -146,6 +146,7 @@ class JobService:
                 continue
             self.started_at_monotonic[job["id"]] = time.perf_counter()
             self.running = job
+            self.broadcast_status()
             try:
                 self._run_job(job)
             except Exception:

@@ -173,3 +173,36 @@ def _wait_job(server, job_id, timeout=20):
             return job
         time.sleep(0.05)
     raise TimeoutError(job_id)
+
+
+def test_job_input_by_url(server, tmp_path):
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+    from PIL import Image
+    folder = tmp_path / "web"
+    folder.mkdir()
+    Image.new("RGB", (4, 4), (0, 255, 0)).save(folder / "plate.png")
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/plate.png"
+        status, body, _ = http("POST", server.url + "/vibeboard/jobs", {
+            "workflow": {"1": {"class_type": "LoadImage", "inputs": {"image": "x.png"}},
+                         "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "url"}}},
+            "inputs": {"1.image": {"url": url}}})
+        assert status == 201, body
+        job = _wait_job(server, body["job_id"])
+        assert job["status"] == "success", job
+        assert os.path.isfile(os.path.join(server.dirs["input"], f"vb-{body['job_id'][:8]}-plate.png"))
+        status, body, _ = http("POST", server.url + "/vibeboard/jobs", {
+            "workflow": {"1": {"class_type": "LoadImage", "inputs": {"image": "x.png"}},
+                         "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}}},
+            "inputs": {"1.image": {"url": url + ".missing"}}})
+        assert status == 400 and body["error"]["type"] == "input_download_failed"
+    finally:
+        httpd.shutdown()

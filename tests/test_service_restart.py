@@ -87,6 +87,9 @@ def test_sigkill_mid_queue_then_restart(tmp_path):
                 assert os.path.isfile(row["url"][len("file://"):])
         queue = http("GET", url + "/queue")[1]
         assert queue == {"queue_running": [], "queue_pending": []}
+        proc.terminate()  # SIGTERM: clean shutdown, exit status 0
+        assert proc.wait(15) == 0
     finally:
-        proc.terminate()
-        proc.wait(10)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
