@@ -43,6 +43,19 @@ def test_handler_direct_success_with_progress(handler_env, tmp_path):
     assert any(u.get("message", "").startswith("running node") for u in updates)
 
 
+def test_handler_base64_image_input(handler_env):
+    import io
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 4), (9, 9, 9)).save(buf, format="PNG")
+    out = handler_env.handler({"id": "rp-img", "input": {
+        "workflow": {"1": {"class_type": "LoadImage", "inputs": {"image": "x.png"}},
+                     "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "rp"}}},
+        "inputs": {"1.image": {"base64": base64.b64encode(buf.getvalue()).decode(), "filename": "plate.png"}}}})
+    assert out.get("status") == "success", out
+    assert out["outputs"][0]["content_type"] == "image/png"
+
+
 def test_handler_errors(handler_env):
     out = handler_env.handler({"id": "rp-2", "input": {"workflow": workflow(fail=True)}})
     assert out["error"].startswith("error: node 3 (SvcFail)") and out["details"]["node_id"] == "3"
