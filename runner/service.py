@@ -131,6 +131,8 @@ class JobService:
 
     def delete_queued(self, ids=None) -> int:
         removed = self.store.delete_queued(ids)
+        for job_id in (list(self.submitted_at_monotonic) if ids is None else ids):
+            self.submitted_at_monotonic.pop(job_id, None)
         if removed:
             self.broadcast_status()
         return removed
