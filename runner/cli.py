@@ -185,6 +185,22 @@ def cmd_nodes(args) -> int:
     return EXIT_OK
 
 
+def cmd_convert(args) -> int:
+    from .registry import NodeRegistry
+    from .ui_export import api_to_ui
+    registry = NodeRegistry.default(embedded=True)
+    prompt = _load(args, registry)
+    data = api_to_ui(prompt, registry) if args.to == "ui" else prompt
+    text = json.dumps(data, indent=2) + "\n"
+    if args.output:
+        with open(args.output, "w") as handle:
+            handle.write(text)
+        print(f"wrote {args.output}")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
 def _add_run_dirs(parser):
     parser.add_argument("--output-dir", default=os.environ.get("VIBEBOARD_OUTPUT_DIR", "output"))
     parser.add_argument("--input-dir", default=os.environ.get("VIBEBOARD_INPUT_DIR", "input"))
@@ -220,6 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
     nodes.add_argument("--json", action="store_true")
     nodes.add_argument("--pack-only", action="store_true", help="without the embedded core nodes")
     nodes.set_defaults(func=cmd_nodes)
+    conv = sub.add_parser("convert", help="convert a workflow between UI and API format")
+    conv.add_argument("workflow")
+    conv.add_argument("--to", choices=["api", "ui"], default="api")
+    conv.add_argument("-o", "--output", help="file to write (default: stdout)")
+    conv.set_defaults(func=cmd_convert, set=None)
     _register_plugins(sub)
     return parser
 

@@ -107,13 +107,14 @@ def validate_prompt(prompt: dict, registry, partial_targets: Optional[List[str]]
                                               "add an output node such as SaveImage or VBSaveVideo"))
 
     validator = _Validator(prompt, registry)
-    good, errors_for_output = [], {}
-    for output_id in outputs:
-        ok = validator.validate(output_id)
-        if ok:
-            good.append(output_id)
-        else:
-            errors_for_output[output_id] = True
+    good = []
+    try:
+        for output_id in outputs:
+            if validator.validate(output_id):
+                good.append(output_id)
+    except RecursionError:
+        return ValidationResult(False, _error("invalid_prompt", "Workflow graph is nested too deeply",
+                                              "a chain of linked nodes is too long (several hundred nodes)"))
     node_errors = {}
     for node_id, errs in validator.errors.items():
         if errs:
