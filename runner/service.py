@@ -104,7 +104,7 @@ class JobService:
             number = self.store.next_number(front)
         self.submitted_at_monotonic[prompt_id] = time.perf_counter()  # before the insert: the worker may be quick
         try:
-            self.store.add(prompt_id, prompt, extra_data, list(outputs_to_execute or []), float(number),
+            self.store.add(prompt_id, prompt, extra_data, list(outputs_to_execute or []), number,
                            client_id=client_id, spec=spec)
         except Exception:
             self.submitted_at_monotonic.pop(prompt_id, None)
