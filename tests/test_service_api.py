@@ -211,6 +211,7 @@ def test_job_input_by_url(server, tmp_path):
 def test_front_jumps_queue_and_free(server):
     ws = WsClient(server.url)
     slow = http("POST", server.url + "/prompt", {"prompt": workflow(seconds=0.6), "client_id": ws.client_id})[1]
+    ws.until(lambda m: m["type"] == "execution_start")  # the slow one is running; the next two wait
     normal = http("POST", server.url + "/prompt", {"prompt": workflow(value=2), "client_id": ws.client_id})[1]
     front = http("POST", server.url + "/prompt", {"prompt": workflow(value=3), "client_id": ws.client_id,
                                                   "front": True})[1]
