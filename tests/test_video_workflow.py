@@ -75,3 +75,39 @@ def test_bad_video_names_fail_validation_with_a_clear_message(ex, name, words):
     for word in words:
         assert word in details
     assert not os.path.exists(os.path.join(ex.dirs["output"], "vibeboard"))
+
+
+def test_ui_format_workflow_with_the_upload_slot(ex, tmp_path):
+    """A graph saved by the ComfyUI frontend: the upload button adds "image" after the `video` value."""
+    from runner.workflow import ui_to_api
+
+    write_clip(tmp_path / "in" / "clip.mp4")
+    workflow = {
+        "last_node_id": 2, "last_link_id": 2, "version": 0.4,
+        "nodes": [
+            {"id": 1, "type": "VBLoadVideo", "mode": 0, "inputs": [],
+             "outputs": [{"name": "images", "type": "IMAGE", "links": [1]},
+                         {"name": "audio", "type": "AUDIO", "links": [2]},
+                         {"name": "fps", "type": "FLOAT", "links": []},
+                         {"name": "frame_count", "type": "INT", "links": []}],
+             "widgets_values": ["clip.mp4", "image", 3, 1, 1, 0, 24, 0, 0, ""]},
+            {"id": 2, "type": "VBSaveVideo", "mode": 0,
+             "inputs": [{"name": "images", "type": "IMAGE", "link": 1},
+                        {"name": "audio", "type": "AUDIO", "link": 2}],
+             "outputs": [{"name": "path", "type": "STRING", "links": []}],
+             "widgets_values": [12, "ui/clip", 23, "veryfast"]},
+        ],
+        "links": [[1, 1, 0, 2, 0, "IMAGE"], [2, 1, 1, 2, 1, "AUDIO"]],
+    }
+    api = ui_to_api(workflow, ex.registry)
+    assert api["1"]["inputs"]["video"] == "clip.mp4" and api["1"]["inputs"]["frame_load_cap"] == 3
+    assert api["1"]["inputs"]["custom_width"] == 24 and api["2"]["inputs"]["fps"] == 12
+    result = ex.execute(api)
+    assert result.status == "success", result.error
+    entry = result.outputs["2"]["images"][0]
+    with av.open(str(tmp_path / "out" / entry["subfolder"] / entry["filename"])) as container:
+        stream = container.streams.video[0]
+        assert (stream.frames, stream.codec_context.width, stream.codec_context.height) == (3, 24, 16)
+        assert stream.average_rate == 12
+        assert float(container.streams.audio[0].duration * container.streams.audio[0].time_base) == \
+            pytest.approx(0.25, abs=1e-3)
