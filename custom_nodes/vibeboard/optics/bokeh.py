@@ -92,6 +92,10 @@ def fill_holes(acc: torch.Tensor, factor: int = 4) -> torch.Tensor:
     return acc + (1.0 - acc[:, 3:4]).clamp(min=0.0) * colour
 
 
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
 class _Blur:
     """FFT blur of [N, 4, H, W] layers with cached kernel spectra per (resolution scale, radius, side)."""
 
@@ -122,8 +126,11 @@ class _Blur:
         if scale > 1:
             x = F.interpolate(layers, size=(math.ceil(h / scale), math.ceil(w / scale)), mode="area")
         lh, lw = x.shape[-2:]
-        pad = int(math.ceil(radius / scale + 0.5)) + 1
-        hp, wp = ap.fast_fft_size(lh + pad), ap.fast_fft_size(lw + pad)
+        half = int(math.ceil(radius / scale + 0.5))  # the kernel spans [-half, half]
+        # canvas: no wrap-around into the image (>= size + half) and room for the whole kernel; rounded up
+        # to multiples of 16 so cuFFT plans and kernel spectra get reused across layers and calls
+        hp = ap.fast_fft_size(_round_up(max(lh + half + 1, 2 * half + 2), 16))
+        wp = ap.fast_fft_size(_round_up(max(lw + half + 1, 2 * half + 2), 16))
         spectrum = torch.fft.rfft2(F.pad(x, (0, wp - lw, 0, hp - lh)))
         spectrum *= self._spectrum(scale, radius, front, hp, wp)
         out = torch.fft.irfft2(spectrum, s=(hp, wp))[..., :lh, :lw]
