@@ -6,7 +6,9 @@ every kernel spectrum is computed once and shared by all focus settings of a run
 back to front:
 
   1. the layer's premultiplied colour and its alpha (a 0/1 mask) are blurred with the layer's aperture
-     kernel — FFT convolution with zero padding; large radii are blurred at reduced resolution;
+     kernel — FFT convolution with zero padding, cropped to the layer's bounding box grown by the blur's
+     reach; large radii are blurred at reduced resolution. Focus settings whose crops overlap are batched
+     together (one FFT call per group), so a batch of focus settings costs about what its pixels cost;
   2. before a blurred layer is composited, the holes of what lies behind it (pixels owned by this layer or
      nearer ones) are filled from the farther layers' own colour (push-pull normalised convolution), so a
      semi-transparent, blurred foreground edge shows an estimate of the hidden background instead of black;
