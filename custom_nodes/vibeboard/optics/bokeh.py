@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from . import aperture as ap
 
 GAMMA = 2.2
+SPECTRA_CACHE_BYTES = 512 * 2**20  # kernel spectra kept between renders (per process, all devices)
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class _Blur:
     """FFT blur of [N, 4, H, W] layers with cached kernel spectra per (resolution scale, radius, side)."""
 
     _spectra: dict = {}  # shared by all renders: kernels depend only on lens shape, radius and canvas
+    _cached_bytes = 0
 
     def __init__(self, height: int, width: int, lens: LensSettings, device):
         self.height, self.width, self.lens, self.device = height, width, lens, device
@@ -115,10 +117,14 @@ class _Blur:
     def _spectrum(self, scale: int, radius: float, front: bool, hp: int, wp: int) -> torch.Tensor:
         key = (str(self.device), self.lens.blades, self.lens.rotation_deg, scale, radius, front, hp, wp)
         if key not in self._spectra:
-            if len(self._spectra) > 256:
+            spectrum = ap.kernel_spectra([radius / scale], hp, wp, self.lens.blades, self.lens.rotation_deg,
+                                         flip=[front], device=self.device)[0]
+            nbytes = spectrum.numel() * spectrum.element_size()
+            if _Blur._cached_bytes + nbytes > SPECTRA_CACHE_BYTES:
                 self._spectra.clear()
-            self._spectra[key] = ap.kernel_spectra([radius / scale], hp, wp, self.lens.blades,
-                                                   self.lens.rotation_deg, flip=[front], device=self.device)[0]
+                _Blur._cached_bytes = 0
+            self._spectra[key] = spectrum
+            _Blur._cached_bytes += nbytes
         return self._spectra[key]
 
     def __call__(self, layers: torch.Tensor, radius: float, front: bool) -> torch.Tensor:
