@@ -99,3 +99,18 @@ def test_export_writes_the_frontend_layout_and_round_trips():
     assert by_type["MaskLoader"]["widgets_values"] == ["a.png", "red", "image"]
     back = load_workflow(ui, reg)
     assert {k: v["inputs"] for k, v in back.items()} == {k: v["inputs"] for k, v in api.items()}
+
+
+def test_return_type_mismatch_reports_the_declared_spec_like_comfyui():
+    """ComfyUI 0.3.64 answered this prompt with input_config == the declared ["AUDIO", {tooltip}]."""
+    from runner.validation import validate_prompt
+
+    reg = registry()
+    prompt = {"0": {"class_type": "LoadImage", "inputs": {"image": "x.png"}},
+              "2": {"class_type": "VBSaveAudio", "inputs": {"audio": ["0", 0], "filename_prefix": "a", "format": "wav"}}}
+    result = validate_prompt(prompt, reg)
+    error = result.node_errors["2"]["errors"][0]
+    assert error["type"] == "return_type_mismatch"
+    declared = reg.get("VBSaveAudio").INPUT_TYPES()["required"]["audio"]
+    assert error["extra_info"]["input_config"] == [declared[0], declared[1]]
+    assert error["details"] == "audio, received_type(IMAGE) mismatch input_type(AUDIO)"
