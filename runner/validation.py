@@ -107,13 +107,14 @@ def validate_prompt(prompt: dict, registry, partial_targets: Optional[List[str]]
                                               "add an output node such as SaveImage or VBSaveVideo"))
 
     validator = _Validator(prompt, registry)
-    good, errors_for_output = [], {}
-    for output_id in outputs:
-        ok = validator.validate(output_id)
-        if ok:
-            good.append(output_id)
-        else:
-            errors_for_output[output_id] = True
+    good = []
+    try:
+        for output_id in outputs:
+            if validator.validate(output_id):
+                good.append(output_id)
+    except RecursionError:
+        return ValidationResult(False, _error("invalid_prompt", "Workflow graph is nested too deeply",
+                                              "a chain of linked nodes is too long (several hundred nodes)"))
     node_errors = {}
     for node_id, errs in validator.errors.items():
         if errs:
@@ -224,7 +225,8 @@ class _Validator:
     def _check_constant(self, node_class, name, inputs, errors, vparams, v_all):
         kind, opts, _section = input_spec(node_class, name)
         value = unwrap(inputs[name])
-        caster = {"INT": int, "FLOAT": float, "STRING": str, "BOOLEAN": _to_bool}.get(kind)
+        caster = None if not isinstance(kind, str) else \
+            {"INT": int, "FLOAT": float, "STRING": str, "BOOLEAN": _to_bool}.get(kind)
         if caster is not None:
             try:
                 if kind == "INT" and isinstance(value, float) and not value.is_integer():
