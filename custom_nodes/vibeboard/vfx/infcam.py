@@ -189,7 +189,7 @@ class InfCamWan(nn.Module):
         gf, gh, gw = f // pt, hh // ph, ww // pw
         x = torch.cat([latents, source_latents], dim=0)
         rope2 = base.rope(x)
-        rope3 = base.rope(x[:1, :, : 3 * pt])
+        rope3 = base.rope(x.new_empty(1, x.shape[1], 3 * pt, hh, ww))  # (target, source, warped) as 3 frames
         hidden = base.patch_embedding(x).flatten(2).transpose(1, 2)
         t2 = timestep.reshape(-1).expand(b).repeat(2)
         ctx2 = encoder_hidden_states.repeat(2, 1, 1)
@@ -287,7 +287,23 @@ def build_infcam_from_state(state: dict, attention_head_dim: int = 128, base=Non
         for extra in model.infcam:
             sa = extra.self_attn_pre
             sa.q_lora.original_layer, sa.k_lora.original_layer, sa.v_lora.original_layer = sa.q, sa.k, sa.v
-    return model.to(dtype).eval()
+    return cast_model(model, dtype).eval()
+
+
+KEEP_FP32 = ("rope", "time_embedder", "scale_shift_table", "norm1", "norm2", "norm3", "modulation0")
+
+
+def cast_model(model: InfCamWan, dtype) -> InfCamWan:
+    """Cast to dtype but keep what diffusers keeps in fp32 for Wan (rotary tables, norms, modulation)."""
+    model.to(dtype)
+    if dtype in (torch.float16, torch.bfloat16):
+        for name, module in model.named_modules():
+            if name.rsplit(".", 1)[-1] in KEEP_FP32:
+                module.float()
+        for name, param in model.named_parameters():
+            if name.rsplit(".", 1)[-1] in KEEP_FP32:
+                param.data = param.data.float()
+    return model
 
 
 def load_infcam(path: str, attention_head_dim: int = 128, base=None, dtype=torch.bfloat16) -> InfCamWan:
