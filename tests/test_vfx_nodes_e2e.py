@@ -100,3 +100,37 @@ def test_missing_checkpoint_names_node_input_and_path(ex):
         from vibeboard.common import runtime
         runtime.set_host_dirs(models=ex.models_dir)
         VBInfCamLoader().load("infcam/nope.safetensors", "v", "t", "k", "fp32", "cpu")
+
+
+def test_focus_inspect_node_writes_dailies_json(ex):
+    prompt = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "frame.png"}},
+        "2": {"class_type": "VBFocusInspect", "inputs": {"images": ["1", 0], "shot_name": "sc1_sh1", "tile": 8,
+                                                         "soft_px": 2.0, "save_report": True}},
+    }
+    res = ex.execute(prompt)
+    assert res.status == "success", res.error
+    files = [f for f in res.output_files() if f["node"] == "2"]
+    report = json.load(open(files[0]["path"]))
+    assert report["shot"] == "sc1_sh1" and report["frames"] == 1 and "warnings" in report
+
+
+@torch.no_grad()
+def test_fix_focus_routes_to_genfocus_deblur(tmp_path):
+    import test_vfx_genfocus as TG
+    from vibeboard.common.runtime import NodeInputError
+    from vibeboard.optics import genfocus as G
+    from vibeboard.optics_learned.nodes import GenFocusHandle, VBGenFocusBokeh
+    from vibeboard.vfx.nodes import VBFixFocus
+
+    model = TG.tiny_flux()
+    TG.lora_file(tmp_path / "deblurNet.safetensors", model)
+    G.load_lora_file(model, str(tmp_path / "deblurNet.safetensors"), "deblurring")
+    g = torch.Generator().manual_seed(0)
+    emb, pooled = torch.randn(1, 5, 32, generator=g), torch.randn(1, 32, generator=g)
+    handle = GenFocusHandle(model, TG.tiny_vae(), lambda prompt: (emb, pooled, torch.zeros(5, 3)), {}, ("deblurring",))
+    frames = torch.rand(2, 32, 32, 3, generator=g)
+    (out,) = VBFixFocus().run(handle, frames, steps=1, seed=0, max_side=1024)
+    assert out.shape == (2, 32, 32, 3)
+    with pytest.raises(NodeInputError, match="GenFocus Bokeh: input 'genfocus'.*bokeh"):
+        VBGenFocusBokeh().run(handle, frames[:1], torch.rand(1, 32, 32), steps=1, seed=0, max_side=1024)

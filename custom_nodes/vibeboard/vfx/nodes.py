@@ -165,12 +165,104 @@ class VBRotationPreview:
         return (preview, valid)
 
 
+class VBFocusInspect:
+    DESCRIPTION = ("Focus inspection for Dailies (the measurable half of DiffCamera-style 'Fix Focus'; DiffCamera "
+                   "has no public code): per-tile blur in pixels (re-blur method), a sharpness map, the focal plane "
+                   "fitted from a depth map, and per-shot warnings (soft subject, front/back focus, all soft, "
+                   "focus hunting) written as JSON.")
+    CATEGORY = CATEGORY
+    FUNCTION = "run"
+    OUTPUT_NODE = True
+    RETURN_TYPES = ("MASK", "STRING")
+    RETURN_NAMES = ("focus_map", "report_json")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "images": ("IMAGE", {"tooltip": "A shot's frames (or one image)."}),
+                "shot_name": ("STRING", {"default": "shot", "tooltip": "Name used in the report."}),
+                "tile": ("INT", {"default": 32, "min": 8, "max": 256, "tooltip": "Analysis tile size (source pixels)."}),
+                "soft_px": ("FLOAT", {"default": 2.0, "min": 0.25, "max": 50.0, "step": 0.25,
+                                      "tooltip": "Subject blur (Gaussian σ, source pixels) above which a frame warns."}),
+                "save_report": ("BOOLEAN", {"default": True, "tooltip": "Write the JSON report to the output folder."}),
+            },
+            "optional": {
+                "depth": ("MASK", {"tooltip": "Depth map (Optics Engine depth) for the focal-plane estimate."}),
+                "depth_convention": (["metric", "disparity"], {"default": "metric",
+                                                               "tooltip": "metric: bigger = farther; disparity: bigger = nearer."}),
+                "subject_mask": ("MASK", {"tooltip": "Where the subject is (default: the centre third)."}),
+            },
+        }
+
+    def run(self, images, shot_name, tile, soft_px, save_report, depth=None, depth_convention="metric",
+            subject_mask=None):
+        from .focus_inspect import focus_map, inspect_shot
+
+        inv = None
+        if depth is not None:
+            d = depth.float()
+            if depth_convention == "metric":
+                inv = torch.where(torch.isfinite(d) & (d > 0), 1.0 / d.clamp(min=1e-3), torch.zeros_like(d))
+            else:
+                inv = d.clamp(min=0) / d.max().clamp(min=1e-12)
+            if inv.shape[-2:] != images.shape[1:3]:
+                inv = torch.nn.functional.interpolate(inv[:, None], size=images.shape[1:3], mode="bilinear",
+                                                      align_corners=False)[:, 0]
+        if subject_mask is not None and subject_mask.shape[-2:] != images.shape[1:3]:
+            subject_mask = torch.nn.functional.interpolate(subject_mask[:, None].float(), size=images.shape[1:3],
+                                                           mode="bilinear", align_corners=False)[:, 0]
+        report = inspect_shot(images, subject_mask, inv, tile, soft_px, shot_name)
+        text = json.dumps(report, indent=1)
+        fmap = focus_map(images, tile)
+        ui = {}
+        if save_report:
+            path, subfolder, name = unique_output_path(output_directory(), f"vibeboard/dailies/focus_{shot_name}", "json")
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            ui["files"] = [{"filename": name, "subfolder": subfolder, "type": "output"}]
+        ui["text"] = [f"{shot_name}: {len(report['warnings'])} focus warning(s), "
+                      f"{report['in_focus_fraction'] * 100:.0f}% of frames sharp on the subject"]
+        return {"ui": ui, "result": (fmap, text)}
+
+
+class VBFixFocus:
+    DESCRIPTION = ("Fix Focus. DiffCamera (arbitrary refocusing) has no public code or weights, so this node "
+                   "does NOT run DiffCamera: it runs GenFocus' DeblurNet to recover an all-in-focus frame. To "
+                   "choose a new focal plane, feed the result to GenFocus Bokeh with a defocus map.")
+    CATEGORY = CATEGORY
+    FUNCTION = "run"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("all_in_focus",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "genfocus": ("VB_GENFOCUS", {"tooltip": "From GenFocus Loader (DeblurNet LoRA)."}),
+            "image": ("IMAGE", {"tooltip": "Frame(s) to fix; each runs separately."}),
+            "steps": ("INT", {"default": 28, "min": 1, "max": 100, "tooltip": "Sampling steps."}),
+            "seed": ("INT", {"default": 42, "min": 0, "max": 2**63 - 1, "tooltip": "Noise seed."}),
+            "max_side": ("INT", {"default": 1024, "min": 64, "max": 4096, "step": 16, "tooltip": "Longest side."}),
+        }}
+
+    def run(self, genfocus, image, steps, seed, max_side):
+        from ..optics_learned.nodes import VBGenFocusDeblur
+
+        outs = [VBGenFocusDeblur().run(genfocus, image[i:i + 1], steps, 3.5, seed, max_side)[0]
+                for i in range(image.shape[0])]
+        return (torch.cat(outs),)
+
+
 NODE_CLASS_MAPPINGS = {
+    "VBFocusInspect": VBFocusInspect,
+    "VBFixFocus": VBFixFocus,
     "VBInfCamLoader": VBInfCamLoader,
     "VBChangeCamera": VBChangeCamera,
     "VBRotationPreview": VBRotationPreview,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
+    "VBFocusInspect": "Focus Inspect — Dailies (VibeBoard)",
+    "VBFixFocus": "Fix Focus — via GenFocus Deblur (VibeBoard)",
     "VBInfCamLoader": "InfCam Loader (VibeBoard)",
     "VBChangeCamera": "Change Camera — InfCam (VibeBoard)",
     "VBRotationPreview": "Camera Rotation Preview (VibeBoard)",
