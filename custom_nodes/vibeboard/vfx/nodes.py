@@ -253,7 +253,88 @@ class VBFixFocus:
         return (torch.cat(outs),)
 
 
+class VBQwenEditLoader:
+    DESCRIPTION = ("Load Qwen-Image-Edit (2509/2511, diffusers QwenImageEditPlusPipeline) from a diffusers folder; "
+                   "optionally take the transformer and/or VAE from ComfyUI single files (fp8-scaled files are "
+                   "dequantised). The text encoder / processor always come from the folder.")
+    CATEGORY = CATEGORY
+    FUNCTION = "load"
+    RETURN_TYPES = ("VB_QWEN_EDIT",)
+    RETURN_NAMES = ("qwen_edit",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "folder": ("STRING", {"default": "diffusers/Qwen-Image-Edit-2509", "tooltip": "diffusers-layout folder."}),
+            "transformer_file": ("STRING", {"default": "", "tooltip": "Optional ComfyUI transformer file (diffusion_models/…)."}),
+            "vae_file": ("STRING", {"default": "", "tooltip": "Optional ComfyUI VAE file (vae/qwen_image_vae.safetensors)."}),
+            "dtype": (DTYPE_CHOICES, {"default": "bf16", "tooltip": "Compute precision."}),
+            "device": (["auto", "cuda", "cpu"], {"default": "auto", "tooltip": "Where to run."}),
+        }}
+
+    def load(self, folder, transformer_file, vae_file, dtype, device):
+        from ..models.loaders import compute_dtype
+        from .qwen_edit import load_pipeline
+
+        node = "Qwen Edit Loader"
+        path = model_path(node, "folder", folder, must_be_dir=True)
+        tf = model_path(node, "transformer_file", transformer_file) if transformer_file.strip() else ""
+        vf = model_path(node, "vae_file", vae_file) if vae_file.strip() else ""
+        try:
+            pipe = load_pipeline(path, tf, vf, compute_dtype(dtype))
+        except ValueError as exc:
+            raise NodeInputError(node, "transformer_file" if tf else "folder", str(exc)) from None
+        return (pipe.to(pick_device(device)),)
+
+
+class VBQwenEdit:
+    DESCRIPTION = ("Edit Shirt (Qwen-Image-Edit): change an image by instruction, e.g. 'make his shirt the red "
+                   "flannel from picture 2'. Up to two reference images (Picture 2, 3). The optional mask is applied "
+                   "after the edit (the model itself takes no mask): outside it the original is kept.")
+    CATEGORY = CATEGORY
+    FUNCTION = "run"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("image",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "qwen_edit": ("VB_QWEN_EDIT", {"tooltip": "From Qwen Edit Loader."}),
+                "image": ("IMAGE", {"tooltip": "Image to edit (Picture 1); each image of a batch is edited."}),
+                "instruction": ("STRING", {"multiline": True, "default": "Change the shirt to a red flannel shirt.",
+                                           "tooltip": "What to change."}),
+                "steps": ("INT", {"default": 40, "min": 1, "max": 100, "tooltip": "Sampling steps."}),
+                "true_cfg": ("FLOAT", {"default": 4.0, "min": 1.0, "max": 20.0, "step": 0.1, "tooltip": "True CFG scale."}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": 2**63 - 1, "tooltip": "Noise seed."}),
+            },
+            "optional": {
+                "mask": ("MASK", {"tooltip": "Only this region may change (composited after the edit)."}),
+                "reference_1": ("IMAGE", {"tooltip": "Picture 2 (e.g. the garment)."}),
+                "reference_2": ("IMAGE", {"tooltip": "Picture 3."}),
+                "negative_prompt": ("STRING", {"default": " ", "tooltip": "Negative prompt for true CFG."}),
+                "feather_px": ("FLOAT", {"default": 4.0, "min": 0.0, "max": 64.0, "tooltip": "Mask edge softness."}),
+            },
+        }
+
+    def run(self, qwen_edit, image, instruction, steps, true_cfg, seed, mask=None, reference_1=None,
+            reference_2=None, negative_prompt=" ", feather_px=4.0):
+        from .qwen_edit import edit
+
+        if not instruction.strip():
+            raise NodeInputError("Edit Shirt (Qwen-Image-Edit)", "instruction", "empty instruction")
+        refs = [r[0] for r in (reference_1, reference_2) if r is not None]
+        outs = []
+        for i in range(image.shape[0]):
+            m = None if mask is None else mask[min(i, mask.shape[0] - 1):][:1]
+            outs.append(edit(qwen_edit, [image[i]] + refs, instruction, negative_prompt, steps, true_cfg, seed, m,
+                             feather_px))
+        return (torch.cat(outs),)
+
+
 NODE_CLASS_MAPPINGS = {
+    "VBQwenEditLoader": VBQwenEditLoader,
+    "VBQwenEdit": VBQwenEdit,
     "VBFocusInspect": VBFocusInspect,
     "VBFixFocus": VBFixFocus,
     "VBInfCamLoader": VBInfCamLoader,
@@ -261,6 +342,8 @@ NODE_CLASS_MAPPINGS = {
     "VBRotationPreview": VBRotationPreview,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
+    "VBQwenEditLoader": "Qwen Edit Loader (VibeBoard)",
+    "VBQwenEdit": "Edit Shirt — Qwen-Image-Edit (VibeBoard)",
     "VBFocusInspect": "Focus Inspect — Dailies (VibeBoard)",
     "VBFixFocus": "Fix Focus — via GenFocus Deblur (VibeBoard)",
     "VBInfCamLoader": "InfCam Loader (VibeBoard)",
