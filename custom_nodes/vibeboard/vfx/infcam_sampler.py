@@ -27,6 +27,26 @@ class InfCamHandle:
     tokenizer: object
     device: str = "cpu"
     dtype: torch.dtype = torch.float32
+    wan: object = None       # optional VB_WAN: its VAE / text encoder are used instead (VRAM-managed)
+
+    def encode_text(self, prompts: list) -> torch.Tensor:
+        if self.wan is not None:
+            from ..wan import conditioning as C
+            return C.encode_text(self.wan, prompts).to(self.device, self.dtype)
+        return encode_prompt(self.text_encoder, self.tokenizer, prompts, self.device, self.dtype)
+
+    def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
+        if self.wan is not None:
+            from ..wan import conditioning as C
+            raw = C.vae_encode(self.wan, C.images_to_video(frames))
+            return C.normalize(self.wan, raw).to(self.device, self.dtype)
+        return vae_encode(self.vae, frames, self.device, self.dtype)
+
+    def decode_video(self, latents: torch.Tensor) -> torch.Tensor:
+        if self.wan is not None:
+            from ..wan import conditioning as C
+            return C.video_to_images(C.vae_decode(self.wan, C.denormalize(self.wan, latents)))
+        return vae_decode(self.vae, latents)
 
 
 @torch.no_grad()
@@ -102,12 +122,11 @@ def change_camera(handle: InfCamHandle, source: torch.Tensor, path, prompt: str,
         raise ValueError("source video too small (needs ≥ 1 frame of ≥ 16×16 pixels)")
     dev, dt = handle.device, handle.dtype
     model = handle.model
-    src_lat = vae_encode(handle.vae, source, dev, dt)
+    src_lat = handle.encode_video(source)
     ext, k_src, k_trg = camera_inputs(path, t, w, h, zoom_factor)
     ext, k_src, k_trg = ext.to(dev), k_src.to(dev), k_trg.to(dev)
-    pos = encode_prompt(handle.text_encoder, handle.tokenizer, [prompt], dev, dt)
-    neg = encode_prompt(handle.text_encoder, handle.tokenizer, [negative_prompt or DEFAULT_NEGATIVE], dev, dt) \
-        if cfg != 1.0 else None
+    pos = handle.encode_text([prompt])
+    neg = handle.encode_text([negative_prompt or DEFAULT_NEGATIVE]) if cfg != 1.0 else None
     gen = torch.Generator("cpu").manual_seed(int(seed))
     latents = torch.randn(src_lat.shape, generator=gen, dtype=torch.float32).to(dev, dt)
     sigmas = flow_sigmas(steps, shift)
@@ -123,4 +142,4 @@ def change_camera(handle: InfCamHandle, source: torch.Tensor, path, prompt: str,
             v = v_neg + cfg * (v - v_neg)
         latents = (latents.float() + (sigmas[i + 1] - sigmas[i]) * v.float()).to(dt)
         bar.update(1)
-    return vae_decode(handle.vae, latents)
+    return handle.decode_video(latents)

@@ -58,6 +58,9 @@ class VBInfCamLoader:
                 "device": (["auto", "cuda", "cpu"], {"default": "auto", "tooltip": "Where to run."}),
             },
             "optional": {
+                "wan": ("VB_WAN", {"tooltip": "A loaded Wan2.1-T2V-1.3B (Wan Model Loader): its VAE, text encoder and "
+                                              "(for additions-only checkpoints) transformer are used; the file "
+                                              "inputs above are then ignored."}),
                 "base_transformer": ("STRING", {"default": "", "tooltip": "Wan2.1-T2V-1.3B transformer, only needed "
                                                 "when the checkpoint has no base weights."}),
                 "attention_head_dim": ("INT", {"default": 128, "min": 8, "max": 256,
@@ -65,7 +68,8 @@ class VBInfCamLoader:
             },
         }
 
-    def load(self, checkpoint, vae, text_encoder, tokenizer, dtype, device, base_transformer="", attention_head_dim=128):
+    def load(self, checkpoint, vae, text_encoder, tokenizer, dtype, device, wan=None, base_transformer="",
+             attention_head_dim=128):
         from ..models import loaders
         from .infcam import load_infcam
         from .infcam_sampler import InfCamHandle
@@ -73,7 +77,15 @@ class VBInfCamLoader:
         node = "InfCam Loader"
         ckpt = model_path(node, "checkpoint", checkpoint)
         base = None
-        if base_transformer.strip():
+        if wan is not None:
+            import copy
+
+            from safetensors import safe_open
+            with safe_open(ckpt, framework="pt") as fh:
+                has_base = any(k.endswith("head.head.weight") or k == "proj_out.weight" for k in fh.keys())
+            if not has_base:  # a private copy: InfCam must not change the shared Wan handle's DiT
+                base = copy.deepcopy(wan.module("transformer"))
+        elif base_transformer.strip():
             base = loaders.load_wan_transformer(model_path(node, "base_transformer", base_transformer), dtype)
         cdtype = loaders.compute_dtype(dtype)
         dev = pick_device(device)
@@ -81,6 +93,9 @@ class VBInfCamLoader:
             model = load_infcam(ckpt, attention_head_dim, base, cdtype)
         except ValueError as exc:
             raise NodeInputError(node, "checkpoint", str(exc)) from None
+        if wan is not None:
+            return (InfCamHandle(model=model.to(wan.device), vae=None, text_encoder=None, tokenizer=None,
+                                 device=str(wan.device), dtype=cdtype, wan=wan),)
         handle = InfCamHandle(
             model=model.to(dev),
             vae=loaders.load_wan_vae(model_path(node, "vae", vae), "fp32" if dtype == "fp32" else "bf16").to(dev),
