@@ -92,12 +92,16 @@ def flow_sigmas(steps: int, shift: float) -> torch.Tensor:
     return torch.cat([s, torch.zeros(1)])
 
 
-def camera_inputs(path, num_frames: int, width: int, height: int, zoom_factor: float = 1.0):
-    """(extrinsics [1, F_lat, 12], K_src [1, 4], K_trg [1, 4]) in InfCam's conventions."""
+def camera_inputs(path, num_frames: int, width: int, height: int, zoom_factor: float = 1.0,
+                  translation_scale: float = 1.0):
+    """(extrinsics [1, F_lat, 12], K_src [1, 4], K_trg [1, 4]) in InfCam's conventions. translation_scale maps
+    our scene units to the model's (InfCam's sample trajectories are in metres/100 of their renders)."""
     if len(path) != num_frames:
         path = path.resample(num_frames)
     path = path.scaled_to(width, height)
     ext, k = path.infcam_inputs()
+    ext = ext.copy()
+    ext[:, [3, 7, 11]] *= float(translation_scale)
     f = float(k[0, 0] + k[0, 1]) / 2  # InfCam uses one focal length (the mean of fx, fy)
     k_src = torch.tensor([[f, f, width / 2, height / 2]], dtype=torch.float32)
     k_trg = k_src * torch.tensor([zoom_factor, zoom_factor, 1.0, 1.0])
@@ -114,7 +118,7 @@ def fit_frames(frames: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def change_camera(handle: InfCamHandle, source: torch.Tensor, path, prompt: str, negative_prompt: str = "",
                   steps: int = 50, cfg: float = 5.0, shift: float = 5.0, seed: int = 0,
-                  zoom_factor: float = 1.0, progress=None) -> torch.Tensor:
+                  zoom_factor: float = 1.0, progress=None, translation_scale: float = 1.0) -> torch.Tensor:
     """source IMAGE [T, H, W, 3] → IMAGE [T', H', W', 3] re-rendered along `path`."""
     source = fit_frames(source)
     t, h, w, _ = source.shape
@@ -123,7 +127,7 @@ def change_camera(handle: InfCamHandle, source: torch.Tensor, path, prompt: str,
     dev, dt = handle.device, handle.dtype
     model = handle.model
     src_lat = handle.encode_video(source)
-    ext, k_src, k_trg = camera_inputs(path, t, w, h, zoom_factor)
+    ext, k_src, k_trg = camera_inputs(path, t, w, h, zoom_factor, translation_scale)
     ext, k_src, k_trg = ext.to(dev), k_src.to(dev), k_trg.to(dev)
     pos = handle.encode_text([prompt])
     neg = handle.encode_text([negative_prompt or DEFAULT_NEGATIVE]) if cfg != 1.0 else None

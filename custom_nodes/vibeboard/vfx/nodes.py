@@ -131,15 +131,21 @@ class VBChangeCamera:
                 "seed": ("INT", {"default": 0, "min": 0, "max": 2**63 - 1, "tooltip": "Noise seed."}),
                 "zoom_factor": ("FLOAT", {"default": 1.0, "min": 0.25, "max": 4.0, "step": 0.05,
                                           "tooltip": "Target focal length ÷ source focal length."}),
-            }
+            },
+            "optional": {
+                "translation_scale": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 100.0, "step": 0.05,
+                                                "tooltip": "Multiplies the path's camera translation before it "
+                                                           "reaches the model (scene units → the model's)."}),
+            },
         }
 
-    def run(self, infcam, source_video, camera_path, prompt, negative_prompt, steps, cfg, shift, seed, zoom_factor):
+    def run(self, infcam, source_video, camera_path, prompt, negative_prompt, steps, cfg, shift, seed, zoom_factor,
+            translation_scale=1.0):
         from .infcam_sampler import change_camera
 
         try:
             video = change_camera(infcam, source_video, camera_path, prompt, negative_prompt, steps, cfg, shift,
-                                  seed, zoom_factor)
+                                  seed, zoom_factor, translation_scale=translation_scale)
         except ValueError as exc:
             raise NodeInputError("Change Camera (InfCam)", "source_video", str(exc)) from None
         return (video,)
