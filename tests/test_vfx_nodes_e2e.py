@@ -85,23 +85,12 @@ def test_change_camera_tiny_end_to_end(ex):
 
 
 def test_missing_checkpoint_names_node_input_and_path(ex):
-    prompt = {
-        "4": {"class_type": "VBInfCamLoader", "inputs": {"checkpoint": "infcam/nope.safetensors",
-                                                         "vae": "vae/wan_2.1_vae.safetensors",
-                                                         "text_encoder": "x", "tokenizer": "y",
-                                                         "dtype": "fp32", "device": "cpu"}},
-        "5": {"class_type": "VBCameraPathExport", "inputs": {"camera_path": ["6", 0], "format": "vibeboard_json",
-                                                             "filename_prefix": "c"}},
-        "6": {"class_type": "VBCameraPreset", "inputs": {"motion": "static", "num_frames": 2, "width": 32,
-                                                         "height": 32, "fov_deg": 60.0, "speed": 1.0,
-                                                         "easing": "linear", "subject_distance": 1.0, "shake": 0.0,
-                                                         "seed": 0}},
-    }
-    from vibeboard.vfx.nodes import VBInfCamLoader
+    from vibeboard.common import runtime
     from vibeboard.common.runtime import NodeInputError
+    from vibeboard.vfx.nodes import VBInfCamLoader
+
+    runtime.set_host_dirs(models=ex.models_dir)
     with pytest.raises(NodeInputError, match="InfCam Loader: input 'checkpoint'.*nope.safetensors"):
-        from vibeboard.common import runtime
-        runtime.set_host_dirs(models=ex.models_dir)
         VBInfCamLoader().load("infcam/nope.safetensors", "v", "t", "k", "fp32", "cpu")
 
 

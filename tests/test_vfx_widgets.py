@@ -135,7 +135,6 @@ def test_widgets_write_values_python_accepts(site):
 
 
 def test_widget_file_is_where_web_directory_points():
-    import ast
     src = open(os.path.join(ROOT, "__init__.py")).read()
     assert 'WEB_DIRECTORY = "./web/js"' in src
     js = open(os.path.join(ROOT, "web", "js", "vibeboard_widgets.js")).read()

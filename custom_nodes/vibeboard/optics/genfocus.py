@@ -227,7 +227,7 @@ def _dual_block(block, transformer, streams_h, tembs, adapters, rope, mask, n_te
 
 def _single_block(block, transformer, streams_h, tembs, adapters, rope, mask):
     attn = block.attn
-    normed, gates, mlps, qkv = [], [], [], []
+    gates, mlps, qkv = [], [], []
     for i, h in enumerate(streams_h):
         with active_adapter(transformer, adapters[i]):
             n, gate = block.norm(h, emb=tembs[i])

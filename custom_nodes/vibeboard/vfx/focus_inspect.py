@@ -80,7 +80,7 @@ def sharpness_from_sigma(sigma: torch.Tensor, sharp_px: float = 1.0) -> torch.Te
 
 def focus_map(images: torch.Tensor, tile: int = 32) -> torch.Tensor:
     """Per-pixel sharpness MASK [N, H, W] (tile estimates, bilinearly upsampled)."""
-    n, h, w = images.shape[0] if images.dim() == 4 else 1, images.shape[-3], images.shape[-2]
+    h, w = images.shape[-3], images.shape[-2]
     sigma, _, _ = blur_map(images, tile)
     sharp = sharpness_from_sigma(sigma)[:, None]
     return F.interpolate(sharp, size=(h, w), mode="bilinear", align_corners=False)[:, 0].clamp(0, 1)
