@@ -29,7 +29,7 @@ def quantize_image(image: torch.Tensor) -> torch.Tensor:
     return (image.float().clamp(0, 1) * 255).round().to(torch.uint8)
 
 
-@dataclass
+@dataclass(eq=False)
 class MemoryEntry:
     image: torch.Tensor                       # [H, W, 3] uint8
     shot: int = 0
@@ -79,7 +79,7 @@ class StoryMemoryBank:
             return False
         self.entries.append(entry)
         self.apply_policy()
-        return entry in self.entries
+        return any(e is entry for e in self.entries)
 
     def apply_policy(self) -> None:
         self.entries.sort(key=lambda e: (e.shot, e.frame))
