@@ -29,7 +29,7 @@ def wan_transformer(size: str = "tiny", in_channels: int = 36, out_channels: int
     with torch.device(device):
         model = WanTransformer3DModel(in_channels=in_channels, out_channels=out_channels, cross_attn_norm=True,
                                       qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=1024, **cfg)
-    return model.to(dtype).eval().requires_grad_(False)
+    return _cast(model, dtype).eval().requires_grad_(False)
 
 
 def wan_vace_transformer(size: str = "tiny", seed: int = 0, vace_layers=None, dtype=torch.float32, device="cpu",
@@ -44,7 +44,7 @@ def wan_vace_transformer(size: str = "tiny", seed: int = 0, vace_layers=None, dt
         model = WanVACETransformer3DModel(in_channels=16, out_channels=16, cross_attn_norm=True,
                                           qk_norm="rms_norm_across_heads", eps=1e-6, vace_layers=vace_layers,
                                           vace_in_channels=96, **cfg)
-    return model.to(dtype).eval().requires_grad_(False)
+    return _cast(model, dtype).eval().requires_grad_(False)
 
 
 def wan_vae(tiny: bool = True, seed: int = 0, dtype=torch.float32):
@@ -56,4 +56,14 @@ def wan_vae(tiny: bool = True, seed: int = 0, dtype=torch.float32):
                                temperal_downsample=[False, True, True])
     else:
         vae = AutoencoderKLWan()
-    return vae.to(dtype).eval().requires_grad_(False)
+    # Wan's own VAE code zero-initialises the mid-block attention projection; diffusers' random init does not,
+    # which would make a random VAE mix every pixel with every other one.
+    with torch.no_grad():
+        for name, p in vae.named_parameters():
+            if ".attentions." in name and ".proj." in name:
+                p.zero_()
+    return _cast(vae, dtype).eval().requires_grad_(False)
+
+
+def _cast(model, dtype):
+    return model if dtype == torch.float32 else model.to(dtype)
