@@ -28,15 +28,22 @@ from .sampling import HeldRegion, WanDenoiser, sample_flow
 
 # ---- VACE inputs -------------------------------------------------------------------------------------------
 
-def vace_mask_channels(mask: torch.Tensor, patch: int = 2) -> torch.Tensor:
-    """Pixel mask [1, 1, F, H, W] -> VACE mask latents [1, 64, T, H/8, W/8] (8x8 fold, nearest-exact in time)."""
+def vace_mask_channels(mask: torch.Tensor, patch: int = 2, temporal: str = "group") -> torch.Tensor:
+    """Pixel mask [1, 1, F, H, W] -> VACE mask latents [1, 64, T, H/8, W/8] (8x8 spatial fold).
+
+    temporal "group": latent frame t takes the max over the pixel frames the causal VAE packs into it (0; 4t-3..4t),
+    so the mask lines up with the latents it describes. "nearest": diffusers' / Wan VACE's nearest-exact resampling
+    (latent 0 then reads pixel frame 1, and groups are sampled off-centre).
+    """
     _, _, F, H, W = mask.shape
     T = (F + 3) // 4
     h = H // (8 * patch) * patch
     w = W // (8 * patch) * patch
-    m = mask[0, 0].reshape(F, h, 8, w, 8).permute(2, 4, 0, 1, 3).flatten(0, 1)  # [64, F, h, w]
-    m = torch.nn.functional.interpolate(m.unsqueeze(0), size=(T, h, w), mode="nearest-exact")
-    return m
+    m = mask[0, 0, :, :h * 8, :w * 8].reshape(F, h, 8, w, 8).permute(2, 4, 0, 1, 3).flatten(0, 1)  # [64, F, h, w]
+    if temporal == "nearest":
+        return torch.nn.functional.interpolate(m.unsqueeze(0), size=(T, h, w), mode="nearest-exact")
+    out = torch.stack([m[:, 0]] + [m[:, 4 * t - 3:4 * t + 1].amax(dim=1) for t in range(1, T)], dim=1)
+    return out.unsqueeze(0)
 
 
 def vace_context(vae, video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
