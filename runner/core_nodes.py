@@ -1,0 +1,162 @@
+"""Embedded twins of ComfyUI's core IO nodes (LoadImage, SaveImage, PreviewImage).
+
+Same class names, inputs and outputs as ComfyUI's, so saved workflows run headless. They are registered
+only by the embedded runner: inside ComfyUI the real core nodes are used (a pack can't override them).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, PngImagePlugin
+
+from vibeboard.common import runtime
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def _safe_input_path(name: str, node: str = "LoadImage", input_name: str = "image") -> str:
+    base = os.path.abspath(runtime.input_directory())
+    if os.path.isabs(name) or name.startswith(("/", "\\")):
+        raise runtime.NodeInputError(node, input_name, f"absolute paths are not allowed: '{name}'")
+    clean = name.split(" [", 1)[0] if name.endswith("]") else name  # ComfyUI's "name [input]" annotation
+    path = os.path.abspath(os.path.join(base, clean))
+    if os.path.commonpath([path, base]) != base:
+        raise runtime.NodeInputError(node, input_name, f"'{name}' points outside the input folder")
+    return path
+
+
+def _list_input_images():
+    folder = runtime.input_directory()
+    found = []
+    for root, _dirs, files in os.walk(folder):
+        for file in files:
+            if file.lower().endswith(IMAGE_EXTENSIONS):
+                found.append(os.path.relpath(os.path.join(root, file), folder).replace(os.sep, "/"))
+    return sorted(found)
+
+
+class LoadImage:
+    CATEGORY = "image"
+    RETURN_TYPES = ("IMAGE", "MASK")
+    FUNCTION = "load_image"
+    DESCRIPTION = "Load an image from the input folder (embedded twin of ComfyUI's LoadImage)."
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"image": (_list_input_images(), {"image_upload": True,
+                                                               "tooltip": "Image file in the input folder."})}}
+
+    def load_image(self, image):
+        path = _safe_input_path(image)
+        img = Image.open(path)
+        frames, masks = [], []
+        for frame in _iter_frames(img):
+            frame = ImageOps.exif_transpose(frame)
+            if frame.mode == "I":
+                frame = frame.point(lambda v: v * (1 / 255))
+            rgb = np.asarray(frame.convert("RGB"), dtype=np.float32) / 255.0
+            if frames and rgb.shape != frames[0].shape:
+                break  # ComfyUI also stops at the first frame of another size
+            frames.append(rgb)
+            if "A" in frame.getbands():
+                masks.append(1.0 - np.asarray(frame.getchannel("A"), dtype=np.float32) / 255.0)
+            else:
+                masks.append(np.zeros(rgb.shape[:2], dtype=np.float32))
+        return (torch.from_numpy(np.stack(frames)), torch.from_numpy(np.stack(masks)))
+
+    @classmethod
+    def IS_CHANGED(cls, image):
+        try:
+            path = _safe_input_path(image)
+            with open(path, "rb") as handle:
+                return hashlib.sha256(handle.read()).hexdigest()
+        except Exception:
+            return float("nan")
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, image):
+        try:
+            path = _safe_input_path(image)
+        except runtime.NodeInputError as exc:
+            return str(exc)
+        if not os.path.isfile(path):
+            return f"Invalid image file: {image}"
+        return True
+
+
+def _iter_frames(img):
+    index = 0
+    while True:
+        try:
+            img.seek(index)
+        except EOFError:
+            return
+        yield img.copy()
+        index += 1
+        if not getattr(img, "n_frames", 1) > index:
+            return
+
+
+def _save_png_batch(images, directory, prefix, kind, prompt=None, extra_pnginfo=None, compress_level=4):
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise runtime.NodeInputError("SaveImage", "images", f"expected IMAGE [B,H,W,C], got {shape}")
+    results = []
+    for image in images:
+        array = np.clip(image.detach().float().cpu().numpy() * 255.0, 0, 255).astype(np.uint8)
+        if array.shape[-1] == 1:
+            array = array[..., 0]
+        pil = Image.fromarray(array)
+        meta = PngImagePlugin.PngInfo()
+        if prompt is not None:
+            meta.add_text("prompt", json.dumps(prompt))
+        for key, value in (extra_pnginfo or {}).items():
+            meta.add_text(key, json.dumps(value))
+        path, subfolder, name = runtime.unique_output_path(directory, prefix, "png")
+        tmp = path + ".part"
+        pil.save(tmp, format="PNG", pnginfo=meta, compress_level=compress_level)
+        os.replace(tmp, path)
+        results.append({"filename": name, "subfolder": subfolder, "type": kind})
+    return results
+
+
+class SaveImage:
+    CATEGORY = "image"
+    RETURN_TYPES = ()
+    FUNCTION = "save_images"
+    OUTPUT_NODE = True
+    DESCRIPTION = "Save images as PNG to the output folder (embedded twin of ComfyUI's SaveImage)."
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"images": ("IMAGE", {"tooltip": "The images to save."}),
+                             "filename_prefix": ("STRING", {"default": "ComfyUI",
+                                                            "tooltip": "Prefix; may contain a subfolder."})},
+                "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}}
+
+    def save_images(self, images, filename_prefix="ComfyUI", prompt=None, extra_pnginfo=None):
+        saved = _save_png_batch(images, runtime.output_directory(), filename_prefix, "output",
+                                prompt, extra_pnginfo)
+        return {"ui": {"images": saved}}
+
+
+class PreviewImage(SaveImage):
+    DESCRIPTION = "Preview images (saved to the temp folder)."
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"images": ("IMAGE", {"tooltip": "The images to preview."})},
+                "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}}
+
+    def save_images(self, images, filename_prefix="preview", prompt=None, extra_pnginfo=None):
+        saved = _save_png_batch(images, runtime.temp_directory(), "ComfyUI_temp", "temp", None, None, 1)
+        return {"ui": {"images": saved}}
+
+
+NODE_CLASS_MAPPINGS = {"LoadImage": LoadImage, "SaveImage": SaveImage, "PreviewImage": PreviewImage}
+NODE_DISPLAY_NAME_MAPPINGS = {"LoadImage": "Load Image", "SaveImage": "Save Image",
+                              "PreviewImage": "Preview Image"}

@@ -1,0 +1,57 @@
+"""What one prompt run produced, in the shapes ComfyUI's /history uses."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+
+@dataclass
+class ExecutionResult:
+    prompt_id: str
+    prompt: dict
+    extra_data: dict = field(default_factory=dict)
+    dirs: Dict[str, str] = field(default_factory=dict)
+    status: str = "pending"  # success | error | interrupted | invalid
+    outputs: Dict[str, dict] = field(default_factory=dict)  # node id -> ui dict
+    error: Optional[dict] = None
+    node_errors: Dict[str, dict] = field(default_factory=dict)
+    validation_summary: str = ""
+    executed: List[str] = field(default_factory=list)
+    cached: List[str] = field(default_factory=list)
+    cached_at_start: List[str] = field(default_factory=list)
+    outputs_to_execute: List[str] = field(default_factory=list)
+    timings: Dict[str, float] = field(default_factory=dict)
+    messages: List[list] = field(default_factory=list)
+    current_node: Optional[str] = None
+    total_seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "success"
+
+    def history_entry(self, number: int = 0) -> dict:
+        extra = {k: v for k, v in self.extra_data.items() if k not in ("auth_token_comfy_org", "api_key_comfy_org")}
+        return {
+            "prompt": [number, self.prompt_id, self.prompt, extra, list(self.outputs_to_execute)],
+            "outputs": self.outputs,
+            "status": {"status_str": "success" if self.ok else "error", "completed": self.ok,
+                       "messages": self.messages},
+            "meta": {nid: {"node_id": nid, "display_node": nid, "parent_node": None, "real_node_id": nid}
+                     for nid in self.outputs},
+        }
+
+    def output_files(self) -> List[dict]:
+        """Every file any output's ui dict references, whatever the key (images, videos, audio, files…)."""
+        files = []
+        for node_id, ui in self.outputs.items():
+            for key, items in ui.items():
+                for item in items if isinstance(items, list) else []:
+                    if not isinstance(item, dict) or "filename" not in item:
+                        continue
+                    kind = item.get("type", "output")
+                    base = self.dirs.get(kind, self.dirs.get("output", ""))
+                    path = os.path.join(base, item.get("subfolder", "") or "", item["filename"])
+                    files.append({"node": node_id, "key": key, "filename": item["filename"],
+                                  "subfolder": item.get("subfolder", ""), "type": kind, "path": path})
+        return files
