@@ -1,0 +1,191 @@
+"""`vibeboard models pull`: fetch registry models with huggingface_hub, atomically.
+
+Files are fetched into a hidden staging folder next to their destination (`.vb-download/`), checked against
+the published SHA-256 (LFS files publish one), and renamed into place only when complete. A failure removes
+the staging data, so a loader never sees a half file; `keep_partial=True` keeps it for the next try to resume
+(huggingface_hub resumes `.incomplete` files it finds there).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from typing import Callable, Optional
+
+from ..common import runtime
+from . import registry
+
+
+class PullError(RuntimeError):
+    pass
+
+
+def sha256_file(path: str, chunk: int = 16 * 1024 * 1024) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(chunk)
+            if not block:
+                break
+            h.update(block)
+    return h.hexdigest()
+
+
+def _checksum_db() -> str:
+    return os.path.join(runtime.models_directory(), ".vibeboard", "checksums.json")
+
+
+def record_checksum(path: str, digest: str) -> None:
+    db = _checksum_db()
+    os.makedirs(os.path.dirname(db), exist_ok=True)
+    data = {}
+    if os.path.isfile(db):
+        with open(db) as f:
+            data = json.load(f)
+    data[os.path.abspath(path)] = {"sha256": digest, "size": os.path.getsize(path)}
+    tmp = db + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1)
+    os.replace(tmp, db)
+
+
+def recorded_checksum(path: str) -> Optional[dict]:
+    db = _checksum_db()
+    if not os.path.isfile(db):
+        return None
+    with open(db) as f:
+        return json.load(f).get(os.path.abspath(path))
+
+
+def published_sha256(repo: str, paths: list, endpoint=None, token=None) -> dict:
+    """{repo path: sha256} for LFS files (None where the hub publishes none)."""
+    from huggingface_hub import HfApi
+    info = HfApi(endpoint=endpoint, token=token).get_paths_info(repo, paths, expand=True)
+    out = {}
+    for item in info:
+        lfs = getattr(item, "lfs", None)
+        out[item.path] = getattr(lfs, "sha256", None) if lfs is not None else None
+    return out
+
+
+def _explain(exc: Exception, repo: str, dest: str) -> str:
+    name = type(exc).__name__
+    text = str(exc).splitlines()[0] if str(exc) else name
+    if "Gated" in name or "401" in text or "403" in text:
+        hint = "this repo is gated: accept its licence on huggingface.co and set HF_TOKEN"
+    elif "NotFound" in name or "404" in text:
+        hint = "the repo or file was not found (renamed upstream?)"
+    else:
+        hint = ("no connection to the Hugging Face hub (offline, firewall, or HF_HUB_OFFLINE=1); "
+                f"copy the file to {dest} by hand or retry when online")
+    return f"could not download from huggingface.co/{repo}: {hint} [{name}: {text}]"
+
+
+def pull(name: str, source: Optional[str] = None, root: Optional[str] = None, endpoint: Optional[str] = None,
+         token: Optional[str] = None, verify: bool = True, keep_partial: bool = False,
+         log: Callable[[str], None] = print) -> list:
+    """Download one registry model (one source) under `root` (our models dir by default). Returns paths."""
+    from huggingface_hub import hf_hub_download, snapshot_download
+    source, src = registry.source_of(name, source)
+    root = root or runtime.models_directory()
+    endpoint = endpoint or os.environ.get("VIBEBOARD_HF_ENDPOINT") or None
+    token = token or os.environ.get("HF_TOKEN") or None
+    repo = src["repo"]
+    if src.get("format") == "ckpt":
+        log(f"note: {name} ships pickled .ckpt files; VibeBoard will not load them until converted to "
+            ".safetensors (docs/models.md)")
+    done = []
+    for repo_path, rel in registry.local_targets(name, source):
+        final = os.path.join(root, rel)
+        existing = registry.locate(rel)
+        if existing and (repo_path is not None or os.listdir(existing)):
+            log(f"present: {existing}")
+            done.append(existing)
+            continue
+        parent = os.path.dirname(final)
+        os.makedirs(parent, exist_ok=True)
+        staging = os.path.join(parent, ".vb-download", os.path.basename(final) + ".part")
+        ok = False
+        try:
+            os.makedirs(staging, exist_ok=True)
+            if repo_path is not None:
+                log(f"pull {repo}/{repo_path} → {final}")
+                got = hf_hub_download(repo, repo_path, local_dir=staging, endpoint=endpoint, token=token)
+                if verify:
+                    want = published_sha256(repo, [repo_path], endpoint, token).get(repo_path)
+                    if want:
+                        have = sha256_file(got)
+                        if have != want:
+                            raise PullError(f"{repo_path}: checksum mismatch (got {have[:12]}…, "
+                                            f"published {want[:12]}…); the download was discarded")
+                        record_checksum(final, have)
+                        log(f"sha256 ok {have[:16]}…")
+                    else:
+                        log("no published checksum for this file (not stored with LFS); size checked only")
+                os.replace(got, final)
+            else:
+                log(f"pull {repo} ({', '.join(src.get('allow', ['all files']))}) → {final}")
+                snapshot_download(repo, local_dir=staging, allow_patterns=src.get("allow"), endpoint=endpoint,
+                                  token=token)
+                shutil.rmtree(os.path.join(staging, ".cache"), ignore_errors=True)
+                if os.path.exists(final):
+                    shutil.rmtree(final)
+                os.replace(staging, final)
+            ok = True
+            done.append(final)
+        except PullError:
+            raise
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            raise PullError(_explain(exc, repo, final)) from exc
+        finally:
+            if ok or not keep_partial:
+                shutil.rmtree(staging, ignore_errors=True)
+            _prune_empty(os.path.join(parent, ".vb-download"))
+            if not ok and not keep_partial:
+                _prune_empty(parent, stop=root)
+    return done
+
+
+def _prune_empty(path: str, stop: Optional[str] = None) -> None:
+    """Remove empty folders we created (never `stop` itself)."""
+    path = os.path.abspath(path)
+    stop = os.path.abspath(stop) if stop else None
+    while os.path.isdir(path) and not os.listdir(path) and path != stop:
+        os.rmdir(path)
+        if stop is None:
+            break
+        path = os.path.dirname(path)
+
+
+def verify(name: str, source: Optional[str] = None, checksum: bool = False, comfyui: Optional[str] = None,
+           log: Callable[[str], None] = print) -> bool:
+    """Present files: readable safetensors headers, sizes near the registry's, recorded SHA-256 when asked."""
+    ok = True
+    for src_name, st in registry.status(name, comfyui).items():
+        if source and src_name != source:
+            continue
+        for path in st["paths"]:
+            try:
+                if os.path.isfile(path) and path.endswith(".safetensors"):
+                    from safetensors import safe_open
+                    with safe_open(path, "pt") as f:
+                        n = len(list(f.keys()))
+                    log(f"ok   {path} ({n} tensors, {os.path.getsize(path) / 1e9:.2f} GB)")
+                else:
+                    log(f"ok   {path}")
+                if checksum and os.path.isfile(path):
+                    rec = recorded_checksum(path)
+                    if rec is None:
+                        log("     no recorded checksum (pulled elsewhere); skipped")
+                    elif sha256_file(path) != rec["sha256"]:
+                        log("BAD  checksum differs from the one recorded at pull time")
+                        ok = False
+            except Exception as exc:
+                log(f"BAD  {path}: {type(exc).__name__}: {exc}")
+                ok = False
+        for rel in st["missing"]:
+            log(f"miss {rel} ({src_name})")
+    return ok

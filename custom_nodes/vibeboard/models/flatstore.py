@@ -1,0 +1,119 @@
+"""A module's tensors packed into one flat buffer per dtype, so moving a model is a few large copies.
+
+Moving 1000 parameters one by one costs launch overhead and allocator churn; copying one contiguous
+buffer GPU → pinned host → GPU runs at the bus's speed, which is what makes LRU swapping cheap.
+Parameters are re-pointed (`param.data = view`) so module objects, hooks and references stay valid.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def pinning_available() -> bool:
+    return torch.cuda.is_available()
+
+
+class FlatStore:
+    """Host copy (pinned when CUDA exists) of a module's parameters and buffers, grouped by dtype."""
+
+    def __init__(self, module: torch.nn.Module, pin: bool = True, include_buffers: bool = True,
+                 recurse: bool = True):
+        self.module = module
+        self.entries = []  # (owner module, attr name, is_param, dtype, offset, shape)
+        sizes: dict = {}
+        seen = set()
+        for owner in (module.modules() if recurse else [module]):
+            tensors = [(n, t, True) for n, t in owner._parameters.items() if t is not None]
+            if include_buffers:
+                tensors += [(n, t, False) for n, t in owner._buffers.items() if t is not None]
+            for attr, tensor, is_param in tensors:
+                if id(tensor) in seen:  # tied weights stay tied: only the first owner is tracked
+                    continue
+                seen.add(id(tensor))
+                off = sizes.get(tensor.dtype, 0)
+                self.entries.append((owner, attr, is_param, tensor.dtype, off, tuple(tensor.shape)))
+                sizes[tensor.dtype] = off + tensor.numel()
+        self.sizes = sizes
+        self.nbytes = sum(n * torch.empty(0, dtype=d).element_size() for d, n in sizes.items())
+        pin = pin and pinning_available()
+        self.host = {d: torch.empty(n, dtype=d, pin_memory=pin) for d, n in sizes.items()}
+        self.device_flat: dict = {}
+        # First fill: gather the current tensors (wherever they are) into the host buffers.
+        for owner, attr, is_param, dtype, off, shape in self.entries:
+            src = (owner._parameters if is_param else owner._buffers)[attr]
+            n = src.numel()
+            self.host[dtype][off:off + n].copy_(src.detach().reshape(-1))
+        self._point(self.host)
+        self.on_device = False
+
+    def _point(self, flats: dict) -> None:
+        for owner, attr, is_param, dtype, off, shape in self.entries:
+            n = 1
+            for s in shape:
+                n *= s
+            view = flats[dtype][off:off + n].view(shape)
+            if is_param:
+                owner._parameters[attr].data = view
+            else:
+                owner._buffers[attr] = view
+
+    def to_device(self, device, stream=None, into: dict = None) -> dict:
+        """Copy host → device (into preallocated `into` buffers when given) and point the module there."""
+        flats = {}
+        ctx = torch.cuda.stream(stream) if stream is not None else _null()
+        with ctx:
+            for dtype, host in self.host.items():
+                dst = into[dtype][:host.numel()] if into is not None else torch.empty(
+                    host.numel(), dtype=dtype, device=device)
+                dst.copy_(host, non_blocking=True)
+                flats[dtype] = dst
+        self.device_flat = flats
+        self._point(flats)
+        self.on_device = True
+        return flats
+
+    def to_host(self, copy_back: bool = True) -> None:
+        """Point the module back at the host buffers; `copy_back` keeps on-device edits (LoRA merges)."""
+        if self.on_device and copy_back:
+            for dtype, flat in self.device_flat.items():
+                self.host[dtype].copy_(flat, non_blocking=True)
+            if any(f.is_cuda for f in self.device_flat.values()):
+                torch.cuda.current_stream().synchronize()
+        self._point(self.host)
+        self.device_flat = {}
+        self.on_device = False
+
+    def spill(self, path: str) -> None:
+        """Write the host buffers to disk and drop them (the disk tier of the LRU)."""
+        from safetensors.torch import save_file
+        self.to_host()
+        save_file({str(d).replace("torch.", ""): t for d, t in self.host.items()}, path)
+        for owner, attr, is_param, dtype, off, shape in self.entries:
+            gone = torch.empty(0, dtype=dtype)  # nothing may run on a spilled module; reload first
+            if is_param:
+                owner._parameters[attr].data = gone
+            else:
+                owner._buffers[attr] = gone
+        self.host = {}
+
+    def unspill(self, path: str, pin: bool = True) -> None:
+        from safetensors.torch import load_file
+        loaded = load_file(path)
+        pin = pin and pinning_available()
+        self.host = {}
+        for d in self.sizes:
+            t = loaded[str(d).replace("torch.", "")]
+            self.host[d] = t.pin_memory() if pin else t
+        self._point(self.host)
+
+    @property
+    def spilled(self) -> bool:
+        return not self.host
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

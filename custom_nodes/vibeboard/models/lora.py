@@ -1,0 +1,180 @@
+"""LoRA files in the formats people share, merged into a Wan DiT with a strength, and removed again.
+
+Formats: diffusers/PEFT (`transformer.blocks.0.attn1.to_q.lora_A.weight`, also PEFT on the original names
+`blocks.0.self_attn.q.lora_A.weight`), kohya/ComfyUI (`lora_unet_blocks_0_self_attn_q.lora_down.weight` +
+`.alpha`), and `diffusion_model.blocks.0.self_attn.q.lora_{A,B|down,up}.weight`; `.diff`/`.diff_b` full
+deltas too. Merging patches the weights in place (no extra matmuls per step); `remove()` restores the exact
+original tensors, so strength 0 or removal leaves the model bit-identical.
+"""
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+
+import torch
+
+from . import wan_keys
+from .fp8 import Fp8Linear
+from .loaders import read_safetensors
+
+_SUFFIXES = [(".lora_A.default.weight", "down"), (".lora_B.default.weight", "up"),
+             (".lora_A.weight", "down"), (".lora_B.weight", "up"), (".lora_down.weight", "down"),
+             (".lora_up.weight", "up"), (".alpha", "alpha"), (".diff_b", "diff_b"), (".diff", "diff")]
+_PREFIXES = ("base_model.model.", "transformer.", "model.diffusion_model.", "diffusion_model.", "unet.")
+_KOHYA = ("lora_unet_", "lora_transformer_")
+
+
+def parse_lora(state: dict) -> dict:
+    """{base name (prefix stripped): {"down","up","alpha","diff","diff_b"}}."""
+    groups: dict = {}
+    for key, value in state.items():
+        for suffix, part in _SUFFIXES:
+            if key.endswith(suffix):
+                base = key[:-len(suffix)]
+                break
+        else:
+            continue
+        for prefix in _PREFIXES:
+            if base.startswith(prefix):
+                base = base[len(prefix):]
+                break
+        groups.setdefault(base, {})[part] = value
+    return groups
+
+
+def _targets(model: torch.nn.Module) -> dict:
+    """Every name a LoRA may use for each Linear of the model → module name (diffusers)."""
+    names = {}
+    for name, module in model.named_modules():
+        if not isinstance(module, (torch.nn.Linear, Fp8Linear)):
+            continue
+        orig = wan_keys.diffusers_module_to_wan(name)
+        for alias in (name, orig):
+            names[alias] = name
+            for k in _KOHYA:
+                names[k + alias.replace(".", "_")] = name
+    return names
+
+
+def resolve(model: torch.nn.Module, groups: dict, strict: bool = True) -> dict:
+    names = _targets(model)
+    out, unknown = {}, []
+    for base, parts in groups.items():
+        target = names.get(base)
+        if target is None:
+            unknown.append(base)
+            continue
+        out[target] = parts
+    if strict and unknown:
+        raise ValueError(f"LoRA names no layer of this model: {unknown[:5]}{'…' if len(unknown) > 5 else ''} "
+                         f"({len(unknown)} of {len(groups)})")
+    return out
+
+
+def read_lora(path: str, alpha=None, rslora=None) -> dict:
+    """Load a .safetensors LoRA; a PEFT `adapter_config.json` beside it supplies lora_alpha / use_rslora."""
+    state = read_safetensors(path)
+    groups = parse_lora(state)
+    cfg_path = os.path.join(os.path.dirname(path), "adapter_config.json")
+    if (alpha is None or rslora is None) and os.path.isfile(cfg_path):
+        with open(cfg_path) as f:
+            cfg = json.load(f)
+        alpha = cfg.get("lora_alpha") if alpha is None else alpha
+        rslora = cfg.get("use_rslora") if rslora is None else rslora
+    for parts in groups.values():
+        if "alpha" not in parts and alpha is not None and "down" in parts:
+            rank = parts["down"].shape[0]
+            parts["alpha"] = torch.tensor(float(alpha) * (rank ** 0.5 if rslora else 1.0))
+    return groups
+
+
+def delta_for(parts: dict, out_features: int, in_features: int) -> tuple:
+    """(weight delta fp32, bias delta or None) at strength 1."""
+    dw = None
+    if "down" in parts and "up" in parts:
+        down, up = parts["down"].float(), parts["up"].float()
+        down, up = down.reshape(down.shape[0], -1), up.reshape(up.shape[0], -1)
+        rank = down.shape[0]
+        scale = float(parts["alpha"]) / rank if "alpha" in parts else 1.0
+        dw = (up @ down) * scale
+    if "diff" in parts:
+        dw = parts["diff"].float() if dw is None else dw + parts["diff"].float()
+    if dw is not None and tuple(dw.shape) != (out_features, in_features):
+        raise ValueError(f"LoRA delta {tuple(dw.shape)} does not fit a {out_features}×{in_features} layer")
+    db = parts["diff_b"].float() if "diff_b" in parts else None
+    return dw, db
+
+
+class LoraPatch:
+    """Merged LoRAs on one model; `remove()` puts the original tensors back."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model
+        self.saved = {}     # module name → (weight data, bias data, scale)
+        self.modules = dict(model.named_modules())
+
+    def add(self, groups: dict, strength: float, strict: bool = True) -> list:
+        if strength == 0:
+            return []
+        touched = []
+        for name, parts in resolve(self.model, groups, strict).items():
+            module = self.modules[name]
+            dw, db = delta_for(parts, module.out_features, module.in_features)
+            if name not in self.saved:
+                self.saved[name] = (module.weight.data.clone(),
+                                    None if module.bias is None else module.bias.data.clone(),
+                                    getattr(module, "scale_weight", None))
+                if self.saved[name][2] is not None:
+                    self.saved[name] = self.saved[name][:2] + (module.scale_weight.clone(),)
+            with torch.no_grad():
+                if dw is not None:
+                    if isinstance(module, Fp8Linear):
+                        w = module.dequantized(torch.float32) + strength * dw.to(module.weight.device)
+                        fp8 = module.weight.dtype
+                        scale = (w.abs().max() / (448.0 if fp8 == torch.float8_e4m3fn else 57344.0)).clamp(min=1e-12)
+                        module.weight.data.copy_((w / scale).to(fp8))
+                        module.scale_weight.copy_(scale.reshape(1))
+                    else:
+                        w = module.weight
+                        w.data.copy_((w.data.float() + strength * dw.to(w.device)).to(w.dtype))
+                if db is not None and module.bias is not None:
+                    b = module.bias
+                    b.data.copy_((b.data.float() + strength * db.to(b.device)).to(b.dtype))
+            touched.append(name)
+        return touched
+
+    def remove(self) -> None:
+        with torch.no_grad():
+            for name, (w, b, scale) in self.saved.items():
+                module = self.modules[name]
+                module.weight.data.copy_(w.to(module.weight.device))
+                if b is not None:
+                    module.bias.data.copy_(b.to(module.bias.device))
+                if scale is not None:
+                    module.scale_weight.copy_(scale)
+        self.saved = {}
+
+
+_lora_cache: dict = {}
+
+
+def cached_lora(path: str) -> dict:
+    key = (os.path.abspath(path), os.path.getmtime(path))
+    if key not in _lora_cache:
+        _lora_cache.clear() if len(_lora_cache) > 8 else None
+        _lora_cache[key] = read_lora(path)
+    return _lora_cache[key]
+
+
+@contextmanager
+def applied(model: torch.nn.Module, loras):
+    """Merge [(path or parsed groups, strength)] for the duration of a block (the sampler's use)."""
+    patch = LoraPatch(model)
+    try:
+        for source, strength in loras or []:
+            groups = cached_lora(source) if isinstance(source, str) else source
+            patch.add(groups, float(strength))
+        yield patch
+    finally:
+        patch.remove()

@@ -1,0 +1,215 @@
+"""Wan conditioning: prompts → UMT5 embeddings, frames ↔ raw VAE latents, I2V and VACE inputs.
+
+Boundaries follow ComfyUI: IMAGE frames `[F,H,W,C]` 0..1, LATENT `{"samples": [B,16,T,H/8,W/8]}` holding *raw*
+VAE latents (the sampler normalises with the VAE's latents_mean/std inside, like ComfyUI's Wan21 format).
+Facts about the layouts (I2V mask folding, VACE inactive/reactive/mask channels) follow the Wan papers and
+diffusers' Wan pipelines so the published weights see what they were trained on.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from ..common import runtime
+from .handle import WanHandle
+
+TEXT_LEN = 512
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass
+class WanConditioning:
+    """What the sampler feeds the DiT besides the noisy latents. Normalised-latent space throughout."""
+    prompt_embeds: torch.Tensor                      # [B, 512, text_dim]
+    negative_embeds: Optional[torch.Tensor] = None   # [B, 512, text_dim] (None → no CFG)
+    image_embeds: Optional[torch.Tensor] = None      # CLIP penultimate tokens for Wan2.1 I2V
+    concat_latents: Optional[torch.Tensor] = None    # I2V: [B, 4 mask + 16, T, h, w] channel concat
+    vace_context: Optional[torch.Tensor] = None      # VACE: [B, 96, T(+refs), h, w]
+    vace_scale: float = 1.0
+    num_ref_frames: int = 0                          # leading latent frames to drop after sampling
+    extra: dict = field(default_factory=dict)        # room for add-ons (StoryMem memory, InfCam cameras)
+
+
+def clean_prompt(text: str) -> str:
+    return re.sub(r"\s+", " ", (text or "")).strip()
+
+
+@torch.no_grad()
+def encode_text(handle: WanHandle, prompts, max_length: int = TEXT_LEN) -> torch.Tensor:
+    """UMT5 last hidden state, zeroed past each prompt's length and padded to 512 (Wan's convention)."""
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    if handle.tokenizer is None or not handle.has("text_encoder"):
+        raise ValueError("this Wan handle was loaded without a text encoder")
+    tok = handle.tokenizer([clean_prompt(p) for p in prompts], padding="max_length", max_length=max_length,
+                           truncation=True, add_special_tokens=True, return_attention_mask=True,
+                           return_tensors="pt")
+    with handle.use("text_encoder") as enc:
+        ids, mask = tok.input_ids.to(handle.device), tok.attention_mask.to(handle.device)
+        hidden = enc(ids, mask).last_hidden_state
+    lengths = mask.sum(dim=1)
+    out = torch.zeros(len(prompts), max_length, hidden.shape[-1], dtype=torch.float32)
+    for i, n in enumerate(lengths.tolist()):
+        out[i, :n] = hidden[i, :n].float().cpu()
+    return out
+
+
+# ---- VAE -----------------------------------------------------------------------------------------
+def _stats(handle: WanHandle, device, dtype=torch.float32):
+    cfg = handle.vae_config
+    c = cfg.z_dim
+    mean = torch.tensor(cfg.latents_mean, dtype=dtype, device=device).view(1, c, 1, 1, 1)
+    std = torch.tensor(cfg.latents_std, dtype=dtype, device=device).view(1, c, 1, 1, 1)
+    return mean, std
+
+
+def normalize(handle: WanHandle, raw: torch.Tensor) -> torch.Tensor:
+    mean, std = _stats(handle, raw.device)
+    return (raw.float() - mean) / std
+
+
+def denormalize(handle: WanHandle, latents: torch.Tensor) -> torch.Tensor:
+    mean, std = _stats(handle, latents.device)
+    return latents.float() * std + mean
+
+
+def images_to_video(frames: torch.Tensor) -> torch.Tensor:
+    """IMAGE [F,H,W,C] 0..1 → [1,C,F,H,W] in -1..1 (what the Wan VAE expects)."""
+    return (frames[..., :3].permute(3, 0, 1, 2).unsqueeze(0).float() * 2.0 - 1.0)
+
+
+def video_to_images(video: torch.Tensor) -> torch.Tensor:
+    """[B,C,F,H,W] -1..1 → IMAGE [B·F,H,W,C] 0..1."""
+    return ((video.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 4, 1).reshape(
+        -1, video.shape[3], video.shape[4], video.shape[1])
+
+
+@torch.no_grad()
+def vae_encode(handle: WanHandle, video: torch.Tensor, tiled: bool = False) -> torch.Tensor:
+    """[B,3,F,H,W] in -1..1 → raw latents [B,16,(F-1)/4+1,H/8,W/8] (the distribution's mode)."""
+    with handle.use("vae") as vae:
+        if tiled and hasattr(vae, "enable_tiling"):
+            vae.enable_tiling()
+        try:
+            dist = vae.encode(video.to(handle.device, next(vae.parameters()).dtype)).latent_dist
+        finally:
+            if tiled and hasattr(vae, "disable_tiling"):
+                vae.disable_tiling()
+        return dist.mode().float().cpu()
+
+
+@torch.no_grad()
+def vae_decode(handle: WanHandle, raw: torch.Tensor, tiled: bool = False) -> torch.Tensor:
+    """Raw latents → video [B,3,F,H,W] in -1..1."""
+    with handle.use("vae") as vae:
+        if tiled and hasattr(vae, "enable_tiling"):
+            vae.enable_tiling()
+        try:
+            out = vae.decode(raw.to(handle.device, next(vae.parameters()).dtype)).sample
+        finally:
+            if tiled and hasattr(vae, "disable_tiling"):
+                vae.disable_tiling()
+        return out.float().cpu()
+
+
+def latent_shape(handle: WanHandle, frames: int, height: int, width: int, batch: int = 1) -> tuple:
+    st, ss = handle.scale_temporal, handle.scale_spatial
+    return (batch, handle.latent_channels, (frames - 1) // st + 1, height // ss, width // ss)
+
+
+def check_size(node: str, frames: int, height: int, width: int, handle: WanHandle) -> None:
+    st, ss = handle.scale_temporal, handle.scale_spatial
+    if (frames - 1) % st:
+        raise runtime.NodeInputError(node, "length", f"frames must be {st}·k+1 (e.g. 81), got {frames}")
+    for name, v in (("height", height), ("width", width)):
+        if v % (ss * 2):
+            raise runtime.NodeInputError(node, name, f"must be a multiple of {ss * 2}, got {v}")
+
+
+def resize_frames(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """IMAGE [F,H,W,C] → [F,height,width,C] (bilinear, antialiased)."""
+    if frames.shape[1] == height and frames.shape[2] == width:
+        return frames
+    x = frames.permute(0, 3, 1, 2).float()
+    x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
+    return x.permute(0, 2, 3, 1).clamp(0, 1)
+
+
+# ---- I2V -----------------------------------------------------------------------------------------
+@torch.no_grad()
+def clip_image_tokens(handle: WanHandle, image: torch.Tensor) -> torch.Tensor:
+    """IMAGE [N,H,W,C] → CLIP vision penultimate hidden states [1, N·tokens, dim] (Wan2.1 I2V image context)."""
+    with handle.use("image_encoder") as enc:
+        size = enc.config.image_size
+        x = image[..., :3].permute(0, 3, 1, 2).float()
+        x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+        mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+        x = ((x - mean) / std).to(handle.device, next(enc.parameters()).dtype)
+        hidden = enc(pixel_values=x, output_hidden_states=True).hidden_states[-2]
+    return hidden.float().cpu().reshape(1, -1, hidden.shape[-1])
+
+
+def i2v_concat(handle: WanHandle, frames: int, height: int, width: int, first: Optional[torch.Tensor],
+               last: Optional[torch.Tensor] = None, tiled: bool = False) -> torch.Tensor:
+    """[1, 4+16, T, h, w]: a 4-channel mask (1 = given frame; the first frame's mask repeated ×4 to fold pixel
+    frames into latent frames) + normalised latents of (first frame, zeros…, last frame)."""
+    video = torch.zeros(1, 3, frames, height, width)
+    mask = torch.zeros(1, 1, frames, height // handle.scale_spatial, width // handle.scale_spatial)
+    if first is not None:
+        video[:, :, 0] = images_to_video(resize_frames(first[:1], height, width))[:, :, 0]
+        mask[:, :, 0] = 1
+    if last is not None:
+        video[:, :, -1] = images_to_video(resize_frames(last[:1], height, width))[:, :, 0]
+        mask[:, :, -1] = 1
+    latents = normalize(handle, vae_encode(handle, video, tiled))
+    st = handle.scale_temporal
+    mask = torch.cat([mask[:, :, :1].repeat_interleave(st, dim=2), mask[:, :, 1:]], dim=2)
+    mask = mask.view(1, -1, st, mask.shape[3], mask.shape[4]).transpose(1, 2)   # [1, 4, T, h, w]
+    return torch.cat([mask, latents], dim=1)
+
+
+# ---- VACE ----------------------------------------------------------------------------------------
+def vace_context(handle: WanHandle, frames: int, height: int, width: int,
+                 control: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None,
+                 references: Optional[torch.Tensor] = None, tiled: bool = False):
+    """VACE control input: [inactive 16 | reactive 16 | mask 64] channels, reference frames prepended.
+
+    control: IMAGE [F,H,W,C] (missing → zeros, i.e. free generation); mask: MASK [F,H,W] 1 = generate
+    (missing → all ones); references: IMAGE [R,H,W,C]. Returns (context [1,96,T+R,h,w], R).
+    """
+    video = torch.zeros(1, 3, frames, height, width)
+    if control is not None:
+        control = resize_frames(control[:frames], height, width)
+        video[:, :, :control.shape[0]] = images_to_video(control)
+    if mask is None:
+        m = torch.ones(1, 1, frames, height, width)
+    else:
+        m = F.interpolate(mask[:frames, None].float(), size=(height, width), mode="nearest")[:, 0]
+        m = torch.cat([m, m[-1:].expand(frames - m.shape[0], -1, -1)], 0) if m.shape[0] < frames else m
+        m = (m > 0.5).float()[None, None]
+    inactive = normalize(handle, vae_encode(handle, video * (1 - m), tiled))
+    reactive = normalize(handle, vae_encode(handle, video * m, tiled))
+    latents = torch.cat([inactive, reactive], dim=1)
+    ss, st = handle.scale_spatial, handle.scale_temporal
+    h, w = height // ss, width // ss
+    t_lat = (frames - 1) // st + 1
+    # Each 8×8 pixel patch of the mask becomes 64 channels; frames are resampled to latent frames.
+    mk = m[0, 0].view(frames, h, ss, w, ss).permute(2, 4, 0, 1, 3).reshape(ss * ss, frames, h, w)
+    mk = F.interpolate(mk[None], size=(t_lat, h, w), mode="nearest-exact")[0]
+    n_ref = 0
+    if references is not None and references.shape[0] > 0:
+        refs = []
+        for i in range(references.shape[0]):
+            img = images_to_video(resize_frames(references[i:i + 1], height, width))
+            lat = normalize(handle, vae_encode(handle, img, tiled))
+            refs.append(torch.cat([lat, torch.zeros_like(lat)], dim=1))
+        n_ref = len(refs)
+        latents = torch.cat(refs + [latents], dim=2)
+        mk = torch.cat([torch.zeros_like(mk[:, :n_ref]), mk], dim=1)
+    return torch.cat([latents, mk[None]], dim=1), n_ref

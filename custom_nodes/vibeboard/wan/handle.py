@@ -1,0 +1,134 @@
+"""`VB_WAN`: a loaded Wan model family (DiT [+ second expert], VAE, UMT5, tokenizer, CLIP vision).
+
+The handle holds *names* registered in the VRAM manager, not resident modules: whoever runs a piece asks
+`handle.use("transformer")`, so the manager can evict what is not running. Other helpers (StoryMem, ReCo,
+InfCam, Spatia) build on this handle and on `wan.sampler` / `wan.conditioning`; keep this surface stable.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+
+from ..models import loaders
+from ..models import vram as vram_mod
+
+# Per-variant sampling defaults (Wan2.1/2.2 configs: shift, CFG; A14B boundary).
+DEFAULTS = {
+    "t2v": dict(shift=5.0, cfg=5.0), "i2v": dict(shift=5.0, cfg=5.0), "vace": dict(shift=5.0, cfg=5.0),
+    "ti2v": dict(shift=5.0, cfg=5.0), "i2v_a14b": dict(shift=5.0, cfg=3.5, boundary=0.900),
+    "t2v_a14b": dict(shift=12.0, cfg=4.0, boundary=0.875),
+}
+
+_cache: dict = {}
+_cache_lock = threading.Lock()
+
+
+@dataclass
+class WanHandle:
+    variant: str                       # t2v | i2v | vace | ti2v | i2v_a14b | t2v_a14b
+    keys: dict                         # part → name in the VRAM manager
+    tokenizer: object = None
+    manager: vram_mod.VramManager = None
+    dtype: torch.dtype = torch.bfloat16
+    boundary_ratio: Optional[float] = None
+    sources: dict = field(default_factory=dict)   # part → file/folder it came from
+    loras: list = field(default_factory=list)     # [(path, strength)] applied to the transformer(s)
+
+    def has(self, part: str) -> bool:
+        return part in self.keys
+
+    def module(self, part: str) -> torch.nn.Module:
+        """The module object (wherever its weights are now). Use `use()` to run it."""
+        if part not in self.keys:
+            raise KeyError(f"this Wan handle has no {part} (loaded parts: {sorted(self.keys)})")
+        return self.manager.models[self.keys[part]].module
+
+    def use(self, part: str):
+        """Context manager: the part on the compute device, protected from eviction while inside."""
+        if part not in self.keys:
+            raise KeyError(f"this Wan handle has no {part} (loaded parts: {sorted(self.keys)})")
+        return self.manager.use(self.keys[part])
+
+    @property
+    def device(self) -> torch.device:
+        return self.manager.device
+
+    @property
+    def vae_config(self):
+        return self.module("vae").config
+
+    @property
+    def scale_temporal(self) -> int:
+        return int(getattr(self.vae_config, "scale_factor_temporal", 4) or 4)
+
+    @property
+    def scale_spatial(self) -> int:
+        return int(getattr(self.vae_config, "scale_factor_spatial", 8) or 8)
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.vae_config.z_dim)
+
+    def defaults(self) -> dict:
+        return dict(DEFAULTS.get(self.variant, DEFAULTS["t2v"]))
+
+    def with_parts(self, **keys) -> "WanHandle":
+        """A copy with some parts replaced (e.g. a LoRA-patched transformer registered under a new name)."""
+        new = WanHandle(**{**self.__dict__})
+        new.keys = {**self.keys, **keys}
+        new.loras = list(self.loras)
+        return new
+
+
+def _load_cached(kind: str, path: str, dtype: str, manager, mode: str = "auto"):
+    key = f"{kind}:{os.path.abspath(path)}:{dtype}"
+    with _cache_lock:
+        if key not in manager.models:
+            fn = {"transformer": loaders.load_wan_transformer, "vae": loaders.load_wan_vae,
+                  "text_encoder": loaders.load_umt5, "image_encoder": loaders.load_clip_vision}[kind]
+            manager.register(key, fn(path, dtype), mode=mode)
+    return key
+
+
+def load_wan(transformer: str, vae: str, text_encoder: Optional[str] = None, tokenizer: Optional[str] = None,
+             image_encoder: Optional[str] = None, transformer_2: Optional[str] = None, dtype: str = "bf16",
+             manager: Optional[vram_mod.VramManager] = None, boundary_ratio: Optional[float] = None,
+             text_encoder_mode: str = "auto") -> WanHandle:
+    """Load (or reuse) each part and register it with the VRAM manager. Paths are files or diffusers folders.
+
+    `transformer_2` is the low-noise expert of Wan2.2 A14B (used for t < boundary_ratio·1000).
+    """
+    manager = manager or vram_mod.manager()
+    keys, sources = {}, {}
+    keys["transformer"] = _load_cached("transformer", transformer, dtype, manager)
+    sources["transformer"] = transformer
+    if transformer_2:
+        keys["transformer_2"] = _load_cached("transformer", transformer_2, dtype, manager)
+        sources["transformer_2"] = transformer_2
+    vae_dtype = "fp32" if dtype == "fp32" else "bf16"
+    keys["vae"] = _load_cached("vae", vae, vae_dtype, manager)
+    sources["vae"] = vae
+    tok = None
+    if text_encoder:
+        keys["text_encoder"] = _load_cached("text_encoder", text_encoder, vae_dtype, manager, text_encoder_mode)
+        sources["text_encoder"] = text_encoder
+        tok_path = tokenizer or (text_encoder if os.path.isdir(text_encoder) else None)
+        if tok_path is None:
+            raise loaders.ModelFileError(
+                f"the UMT5 tokenizer is needed next to {text_encoder}; run `vibeboard models pull umt5-tokenizer`")
+        tok = loaders.load_tokenizer(tok_path)
+    if image_encoder:
+        keys["image_encoder"] = _load_cached("image_encoder", image_encoder, vae_dtype, manager)
+        sources["image_encoder"] = image_encoder
+    cfg = manager.models[keys["transformer"]].module.config
+    variant = loaders.wan_variant(dict(cfg))
+    if transformer_2:
+        variant = "i2v_a14b" if variant == "i2v" else "t2v_a14b"
+    if boundary_ratio is None and transformer_2:
+        boundary_ratio = DEFAULTS[variant]["boundary"]
+    return WanHandle(variant=variant, keys=keys, tokenizer=tok, manager=manager,
+                     dtype=loaders.compute_dtype(dtype), boundary_ratio=boundary_ratio, sources=sources)

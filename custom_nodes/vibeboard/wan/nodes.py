@@ -1,0 +1,393 @@
+"""Wan nodes (thin): loader → VB_WAN, text encode, T2V / I2V / V2V / VACE → LATENT, VAE encode/decode.
+
+LATENT holds raw VAE latents `[B,16,T,H/8,W/8]` (ComfyUI's convention for Wan), IMAGE holds frames.
+The mechanism is in handle.py / conditioning.py / sampler.py; these classes only convert and validate.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from ..common import runtime
+from ..models import registry
+from . import conditioning as C
+from . import sampler as S
+from .handle import load_wan
+
+CATEGORY = "VibeBoard/Wan"
+NONE = "none"
+FROM_FOLDER = "(from diffusers folder)"
+DTYPES = ["bf16", "fp16", "fp32", "fp8_e4m3fn"]
+DEFAULT_NEGATIVE = ("blurry, low quality, worst quality, jpeg artifacts, static, still frame, distorted, "
+                    "deformed, extra fingers, bad hands, bad face, watermark, subtitles, text")
+
+
+def _models_list():
+    files = registry.list_folder("diffusion_models")
+    folders = ["diffusers/" + n for n in registry.list_folder("diffusers", patterns=(), dirs_too=True) if n != "."]
+    return files + folders or ["wan2.1_t2v_1.3B_bf16.safetensors"]
+
+
+def _registry_hint(name: str) -> str:
+    base = os.path.basename(name)
+    for key, e in registry.load_registry()["models"].items():
+        for src in e["sources"].values():
+            if any(os.path.basename(f["path"]) == base for f in src.get("files", [])) or \
+                    src.get("repo", "").split("/")[-1] == base:
+                return f" — get it with `vibeboard models pull {key}`"
+    return ""
+
+
+def _resolve(node: str, input_name: str, name: str, folder: str) -> str:
+    if name.startswith("diffusers/"):
+        folder, name = "diffusers", name[len("diffusers/"):]
+    path = registry.find_file(name, folder)
+    if path is None:
+        dirs = registry.folder_dirs(folder)
+        raise runtime.NodeInputError(node, input_name, f"'{name}' not found; expected at "
+                                     f"{os.path.join(dirs[0], name)} (searched: {', '.join(dirs)})"
+                                     f"{_registry_hint(name)}")
+    return path
+
+
+def _find_tokenizer(text_encoder_path: str):
+    if os.path.isdir(text_encoder_path):
+        return text_encoder_path
+    for cand in (os.path.join(os.path.dirname(text_encoder_path), "umt5-xxl-tokenizer"),
+                 registry.find_file("umt5-xxl-tokenizer", "text_encoders")):
+        if cand and os.path.isdir(cand):
+            return cand
+    return None
+
+
+class VBWanModelLoader:
+    DESCRIPTION = ("Loads a Wan model family (DiT, VAE, UMT5 text encoder, optional CLIP vision and Wan2.2 "
+                   "low-noise expert) from ComfyUI single files or a diffusers folder. The VRAM manager "
+                   "moves parts on and off the GPU as they are needed.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("VB_WAN",)
+    RETURN_NAMES = ("wan",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        vae = [FROM_FOLDER] + registry.list_folder("vae")
+        te = [FROM_FOLDER] + registry.list_folder("text_encoders")
+        return {"required": {
+            "model": (_models_list(), {"tooltip": "Wan DiT: a file in models/diffusion_models or a diffusers "
+                                                  "folder (models/diffusers/…)"}),
+            "vae": (vae, {"tooltip": "Wan VAE file (models/vae), or take it from the diffusers folder"}),
+            "text_encoder": (te, {"tooltip": "UMT5-XXL (models/text_encoders); the tokenizer is looked up in "
+                                             "text_encoders/umt5-xxl-tokenizer"}),
+            "dtype": (DTYPES, {"default": "bf16", "tooltip": "Weights/compute dtype. fp8 stores Linear weights "
+                                                             "in fp8 (half the VRAM, slightly lossy)"}),
+        }, "optional": {
+            "clip_vision": ([NONE] + registry.list_folder("clip_vision"),
+                            {"default": NONE, "tooltip": "CLIP ViT-H for Wan2.1 I2V (clip_vision_h.safetensors)"}),
+            "model_2": ([NONE] + _models_list(), {"default": NONE, "tooltip": "Wan2.2 A14B low-noise expert"}),
+        }}
+
+    def load(self, model, vae, text_encoder, dtype="bf16", clip_vision=NONE, model_2=NONE):
+        node = "Wan Model Loader"
+        path = _resolve(node, "model", model, "diffusion_models")
+        is_folder = os.path.isdir(path)
+        if vae == FROM_FOLDER and not is_folder:
+            raise runtime.NodeInputError(node, "vae", "pick a VAE file: the model is a single file")
+        vae_path = path if vae == FROM_FOLDER else _resolve(node, "vae", vae, "vae")
+        te_path = path if text_encoder == FROM_FOLDER else _resolve(node, "text_encoder", text_encoder,
+                                                                      "text_encoders")
+        if text_encoder == FROM_FOLDER and not is_folder:
+            raise runtime.NodeInputError(node, "text_encoder", "pick a text encoder file: the model is a single file")
+        tok = _find_tokenizer(te_path)
+        if tok is None:
+            raise runtime.NodeInputError(node, "text_encoder", "the UMT5 tokenizer was not found; expected "
+                                         f"{os.path.join(os.path.dirname(te_path), 'umt5-xxl-tokenizer')} — "
+                                         "`vibeboard models pull umt5-tokenizer`")
+        clip = None
+        if clip_vision and clip_vision != NONE:
+            clip = _resolve(node, "clip_vision", clip_vision, "clip_vision")
+        elif is_folder and os.path.isdir(os.path.join(path, "image_encoder")):
+            clip = path
+        second = _resolve(node, "model_2", model_2, "diffusion_models") if model_2 and model_2 != NONE else None
+        handle = load_wan(path, vae_path, te_path, tok, clip, second, dtype=dtype)
+        return (handle,)
+
+
+class VBWanLoRA:
+    DESCRIPTION = "Adds a LoRA (diffusers/PEFT, kohya/ComfyUI or diffusion_model.* keys) with a strength."
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("VB_WAN",)
+    RETURN_NAMES = ("wan",)
+    FUNCTION = "apply"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "wan": ("VB_WAN", {"tooltip": "Wan model from the loader"}),
+            "lora_name": (registry.list_folder("loras") or ["none"], {"tooltip": "LoRA file in models/loras"}),
+            "strength": ("FLOAT", {"default": 1.0, "min": -4.0, "max": 4.0, "step": 0.05,
+                                   "tooltip": "0 leaves the model unchanged"}),
+        }, "optional": {
+            "expert": (["both", "high_noise", "low_noise"], {"default": "both",
+                                                             "tooltip": "Wan2.2 A14B: which expert gets it"}),
+        }}
+
+    def apply(self, wan, lora_name, strength, expert="both"):
+        path = _resolve("Wan LoRA", "lora_name", lora_name, "loras")
+        part = {"both": None, "high_noise": "transformer", "low_noise": "transformer_2"}[expert]
+        new = wan.with_parts()
+        new.loras.append((path, float(strength), part))
+        return (new,)
+
+
+class VBWanTextEncode:
+    DESCRIPTION = "Encodes the prompt and negative prompt with UMT5 (padded to 512 tokens, as Wan expects)."
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("VB_WAN_TEXT",)
+    RETURN_NAMES = ("text",)
+    FUNCTION = "encode"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "wan": ("VB_WAN", {"tooltip": "Wan model from the loader"}),
+            "prompt": ("STRING", {"multiline": True, "default": "", "tooltip": "What the shot shows"}),
+            "negative_prompt": ("STRING", {"multiline": True, "default": DEFAULT_NEGATIVE,
+                                           "tooltip": "What to steer away from (used when CFG > 1)"}),
+        }}
+
+    def encode(self, wan, prompt, negative_prompt=""):
+        embeds = C.encode_text(wan, [prompt, negative_prompt])
+        return ({"prompt_embeds": embeds[:1], "negative_embeds": embeds[1:]},)
+
+
+class VBWanSamplerSettings:
+    DESCRIPTION = "Sampling settings shared by the Wan generate nodes."
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("VB_WAN_SAMPLER",)
+    RETURN_NAMES = ("sampler",)
+    FUNCTION = "make"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "steps": ("INT", {"default": 30, "min": 1, "max": 200, "tooltip": "Denoising steps"}),
+            "cfg": ("FLOAT", {"default": 5.0, "min": 1.0, "max": 20.0, "step": 0.1,
+                              "tooltip": "Classifier-free guidance (1 = off, one forward per step)"}),
+            "shift": ("FLOAT", {"default": 5.0, "min": 0.5, "max": 20.0, "step": 0.1,
+                                "tooltip": "Flow shift (Wan: 3 for 480p 1.3B, 5 default, 12 for 2.2 T2V)"}),
+            "scheduler": (list(S.SCHEDULERS), {"default": "unipc", "tooltip": "Flow-matching solver"}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": 0xffffffffffffffff, "control_after_generate": True,
+                             "tooltip": "Noise seed"}),
+        }, "optional": {
+            "attention": (["auto", "sdpa", "cudnn", "flash", "efficient", "math"],
+                          {"default": "auto", "tooltip": "SDPA backend; auto prefers cuDNN (fastest on H100)"}),
+            "cfg_low_noise": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 20.0, "step": 0.1,
+                                        "tooltip": "Wan2.2 A14B low-noise expert CFG (0 = same as cfg)"}),
+        }}
+
+    def make(self, steps, cfg, shift, scheduler, seed, attention="auto", cfg_low_noise=0.0):
+        return (S.SamplerSettings(steps=steps, cfg=cfg, shift=shift, scheduler=scheduler, seed=seed,
+                                  attention=attention, cfg_2=cfg_low_noise or None),)
+
+
+def _size_inputs(length_default=81):
+    return {
+        "width": ("INT", {"default": 832, "min": 16, "max": 4096, "step": 16, "tooltip": "Output width (px)"}),
+        "height": ("INT", {"default": 480, "min": 16, "max": 4096, "step": 16, "tooltip": "Output height (px)"}),
+        "length": ("INT", {"default": length_default, "min": 1, "max": 1025, "step": 4,
+                           "tooltip": "Frames (4·k+1)"}),
+    }
+
+
+def _common_optional():
+    return {"sampler": ("VB_WAN_SAMPLER", {"tooltip": "Sampler settings (defaults: 30 UniPC steps, CFG 5)"}),
+            "preview": ("BOOLEAN", {"default": False, "tooltip": "Send a rough latent preview each step"})}
+
+
+def _settings(wan, sampler):
+    if sampler is not None:
+        return sampler
+    d = wan.defaults()
+    return S.SamplerSettings(cfg=d["cfg"], shift=d["shift"])
+
+
+def _cond(text) -> C.WanConditioning:
+    return C.WanConditioning(prompt_embeds=text["prompt_embeds"], negative_embeds=text.get("negative_embeds"))
+
+
+class VBWanT2V:
+    DESCRIPTION = "Text to video: samples Wan latents from noise."
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("LATENT",)
+    RETURN_NAMES = ("latent",)
+    FUNCTION = "generate"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"wan": ("VB_WAN", {"tooltip": "Wan model"}),
+                             "text": ("VB_WAN_TEXT", {"tooltip": "Encoded prompts"}), **_size_inputs()},
+                "optional": _common_optional()}
+
+    def generate(self, wan, text, width, height, length, sampler=None, preview=False):
+        C.check_size("Wan Text to Video", length, height, width, wan)
+        lat = S.sample(wan, _cond(text), _settings(wan, sampler), C.latent_shape(wan, length, height, width),
+                       preview=preview)
+        return ({"samples": lat},)
+
+
+class VBWanI2V:
+    DESCRIPTION = ("Image to video: the start image (and optionally an end image) is kept, the rest is "
+                   "generated. Wan2.1 I2V also reads CLIP image tokens (load clip_vision).")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("LATENT",)
+    RETURN_NAMES = ("latent",)
+    FUNCTION = "generate"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"wan": ("VB_WAN", {"tooltip": "Wan I2V model"}),
+                             "text": ("VB_WAN_TEXT", {"tooltip": "Encoded prompts"}),
+                             "start_image": ("IMAGE", {"tooltip": "First frame"}), **_size_inputs()},
+                "optional": {"end_image": ("IMAGE", {"tooltip": "Last frame (first+last frame mode)"}),
+                             **_common_optional()}}
+
+    def generate(self, wan, text, start_image, width, height, length, end_image=None, sampler=None, preview=False):
+        node = "Wan Image to Video"
+        C.check_size(node, length, height, width, wan)
+        in_ch = wan.module("transformer").config.in_channels
+        if in_ch != 36:
+            raise runtime.NodeInputError(node, "wan", f"this model takes {in_ch} input channels; I2V needs an "
+                                         "I2V model (36 channels), e.g. wan2.1_i2v_480p_14B")
+        cond = _cond(text)
+        if getattr(wan.module("transformer").config, "image_dim", None):
+            if not wan.has("image_encoder"):
+                raise runtime.NodeInputError(node, "wan", "Wan2.1 I2V needs CLIP vision: set clip_vision on "
+                                             "the loader (clip_vision_h.safetensors)")
+            imgs = start_image[:1] if end_image is None else torch.cat(
+                [start_image[:1], C.resize_frames(end_image[:1], start_image.shape[1], start_image.shape[2])])
+            cond.image_embeds = C.clip_image_tokens(wan, imgs)
+        cond.concat_latents = C.i2v_concat(wan, length, height, width, start_image, end_image)
+        lat = S.sample(wan, cond, _settings(wan, sampler), C.latent_shape(wan, length, height, width),
+                       preview=preview)
+        return ({"samples": lat},)
+
+
+class VBWanV2V:
+    DESCRIPTION = "Video to video: re-noises the input latents to `denoise` and samples them again."
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("LATENT",)
+    RETURN_NAMES = ("latent",)
+    FUNCTION = "generate"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"wan": ("VB_WAN", {"tooltip": "Wan model"}),
+                             "text": ("VB_WAN_TEXT", {"tooltip": "Encoded prompts"}),
+                             "latent": ("LATENT", {"tooltip": "Input video latents (Wan VAE Encode)"}),
+                             "denoise": ("FLOAT", {"default": 0.7, "min": 0.01, "max": 1.0, "step": 0.01,
+                                                   "tooltip": "How much to change: 1 = ignore the input"})},
+                "optional": _common_optional()}
+
+    def generate(self, wan, text, latent, denoise, sampler=None, preview=False):
+        init = latent["samples"]
+        if init.ndim != 5:
+            raise runtime.NodeInputError("Wan Video to Video", "latent", f"expected [B,C,T,H,W], got {tuple(init.shape)}")
+        settings = _settings(wan, sampler)
+        settings = S.SamplerSettings(**{**settings.__dict__, "denoise": float(denoise)})
+        lat = S.sample(wan, _cond(text), settings, tuple(init.shape), init_latents=init, preview=preview)
+        return ({"samples": lat},)
+
+
+class VBWanVACE:
+    DESCRIPTION = ("VACE: generate with a control video (depth, pose, a source clip…), masks marking what to "
+                   "generate (white) vs keep (black), and reference images for identity/style.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("LATENT",)
+    RETURN_NAMES = ("latent",)
+    FUNCTION = "generate"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"wan": ("VB_WAN", {"tooltip": "Wan VACE model"}),
+                             "text": ("VB_WAN_TEXT", {"tooltip": "Encoded prompts"}), **_size_inputs(),
+                             "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 3.0, "step": 0.05,
+                                                    "tooltip": "VACE context scale"})},
+                "optional": {"control_video": ("IMAGE", {"tooltip": "Control frames"}),
+                             "control_masks": ("MASK", {"tooltip": "1 = generate, 0 = keep the control pixels"}),
+                             "reference_images": ("IMAGE", {"tooltip": "Reference images (identity, style)"}),
+                             **_common_optional()}}
+
+    def generate(self, wan, text, width, height, length, strength, control_video=None, control_masks=None,
+                 reference_images=None, sampler=None, preview=False):
+        node = "Wan VACE"
+        C.check_size(node, length, height, width, wan)
+        if not hasattr(wan.module("transformer"), "vace_blocks"):
+            raise runtime.NodeInputError(node, "wan", "this is not a VACE model (load wan2.1_vace_*)")
+        cond = _cond(text)
+        cond.vace_context, cond.num_ref_frames = C.vace_context(wan, length, height, width, control_video,
+                                                                control_masks, reference_images)
+        cond.vace_scale = float(strength)
+        lat = S.sample(wan, cond, _settings(wan, sampler), C.latent_shape(wan, length, height, width),
+                       preview=preview)
+        return ({"samples": lat},)
+
+
+class VBWanVAEDecode:
+    DESCRIPTION = "Decodes Wan latents to frames (IMAGE batch, one image per frame)."
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("images",)
+    FUNCTION = "decode"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"wan": ("VB_WAN", {"tooltip": "Wan model (its VAE is used)"}),
+                             "latent": ("LATENT", {"tooltip": "Raw Wan latents [B,16,T,h,w]"})},
+                "optional": {"tiled": ("BOOLEAN", {"default": False, "tooltip": "Tile to save VRAM (720p+)"})}}
+
+    def decode(self, wan, latent, tiled=False):
+        samples = latent["samples"]
+        if samples.ndim != 5 or samples.shape[1] != wan.latent_channels:
+            raise runtime.NodeInputError("Wan VAE Decode", "latent", f"expected [B,{wan.latent_channels},T,h,w], "
+                                         f"got {tuple(samples.shape)}")
+        return (C.video_to_images(C.vae_decode(wan, samples, tiled)),)
+
+
+class VBWanVAEEncode:
+    DESCRIPTION = "Encodes frames (IMAGE batch) to raw Wan latents."
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("LATENT",)
+    RETURN_NAMES = ("latent",)
+    FUNCTION = "encode"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"wan": ("VB_WAN", {"tooltip": "Wan model (its VAE is used)"}),
+                             "images": ("IMAGE", {"tooltip": "Frames [F,H,W,C]; F = 4·k+1 keeps every frame"})},
+                "optional": {"tiled": ("BOOLEAN", {"default": False, "tooltip": "Tile to save VRAM (720p+)"})}}
+
+    def encode(self, wan, images, tiled=False):
+        ss = wan.scale_spatial * 2
+        h, w = images.shape[1] // ss * ss, images.shape[2] // ss * ss
+        if h == 0 or w == 0:
+            raise runtime.NodeInputError("Wan VAE Encode", "images", f"frames smaller than {ss}px")
+        frames = images[:, :h, :w]
+        keep = (frames.shape[0] - 1) // wan.scale_temporal * wan.scale_temporal + 1
+        return ({"samples": C.vae_encode(wan, C.images_to_video(frames[:keep]), tiled)},)
+
+
+NODE_CLASS_MAPPINGS = {
+    "VBWanModelLoader": VBWanModelLoader, "VBWanLoRA": VBWanLoRA, "VBWanTextEncode": VBWanTextEncode,
+    "VBWanSamplerSettings": VBWanSamplerSettings, "VBWanT2V": VBWanT2V, "VBWanI2V": VBWanI2V,
+    "VBWanV2V": VBWanV2V, "VBWanVACE": VBWanVACE, "VBWanVAEDecode": VBWanVAEDecode,
+    "VBWanVAEEncode": VBWanVAEEncode,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "VBWanModelLoader": "Wan Model Loader (VibeBoard)", "VBWanLoRA": "Wan LoRA (VibeBoard)",
+    "VBWanTextEncode": "Wan Text Encode (VibeBoard)", "VBWanSamplerSettings": "Wan Sampler Settings (VibeBoard)",
+    "VBWanT2V": "Wan Text to Video (VibeBoard)", "VBWanI2V": "Wan Image to Video (VibeBoard)",
+    "VBWanV2V": "Wan Video to Video (VibeBoard)", "VBWanVACE": "Wan VACE (VibeBoard)",
+    "VBWanVAEDecode": "Wan VAE Decode (VibeBoard)", "VBWanVAEEncode": "Wan VAE Encode (VibeBoard)",
+}
