@@ -35,6 +35,14 @@ def test_blocking_json_import_export_and_interpolation(tmp_path):
         boxes.parse_boxes(BLOCKING, shot="9")
 
 
+def test_reads_the_box_widget_json_with_active_frames():
+    s = boxes.parse_boxes('{"boxes": [{"x0": 0.5, "y0": 0, "x1": 1, "y1": 0.5, "label": "sign", '
+                          '"frame_start": 2, "frame_end": 4}]}')
+    pix = boxes.pixel_masks(s, 6, 8, 8)
+    assert pix[0, [0, 1, 5]].sum() == 0 and pix[0, 2:5, :4, 4:].eq(1).all() and pix[0, 2:5, 4:].sum() == 0
+    assert boxes.parse_boxes(json.dumps(s.to_json())).boxes[0].frame_end == 4
+
+
 def test_masks_pixel_latent_token():
     s = boxes.parse_boxes([{"label": "a", "box": [0.0, 0.0, 0.5, 0.5]},
                            {"label": "b", "keyframes": [{"frame": 0, "box": [0.5, 0.5, 0.75, 0.75]},

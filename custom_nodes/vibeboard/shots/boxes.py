@@ -9,6 +9,8 @@ JSON blocking file (import/export):
      "shots": {"1": [{"label": "hero", "prompt": "a knight in red armour", "box": [0.1, 0.2, 0.4, 0.9]},
                      {"label": "dog", "prompt": "...", "keyframes": [{"frame": 0, "box": [...]}, ...]}]}}
 A bare list of boxes (no "shots") is one shot. With "units": "pixels", width/height normalise the values.
+The Boxes (Draw) widget's JSON ({"boxes": [{x0, y0, x1, y1, label, frame_start, frame_end}]}) is read too;
+`frame_start` / `frame_end` (inclusive) limit the frames a box is active on.
 """
 from __future__ import annotations
 
@@ -26,6 +28,12 @@ class Box:
     label: str = ""
     prompt: str = ""
     keyframes: list = field(default_factory=list)  # [(frame, (x0, y0, x1, y1))] sorted by frame
+    frame_start: Optional[int] = None               # active range (inclusive); None = whole shot
+    frame_end: Optional[int] = None
+
+    def active(self, frame: int) -> bool:
+        return (self.frame_start is None or frame >= self.frame_start) and \
+            (self.frame_end is None or frame <= self.frame_end)
 
     def at(self, frame: float) -> tuple:
         """The box at a (pixel) frame index, linearly interpolated between keyframes."""
@@ -48,6 +56,10 @@ class Box:
             d["box"] = list(self.keyframes[0][1])
         else:
             d["keyframes"] = [{"frame": f, "box": list(b)} for f, b in self.keyframes]
+        if self.frame_start is not None:
+            d["frame_start"] = self.frame_start
+        if self.frame_end is not None:
+            d["frame_end"] = self.frame_end
         return d
 
 
@@ -82,10 +94,14 @@ def _parse_box(d: dict, units, width, height) -> Box:
         ks = [(float(k["frame"]), _norm_box(k["box"], units, width, height)) for k in d["keyframes"]]
     elif "box" in d:
         ks = [(0.0, _norm_box(d["box"], units, width, height))]
+    elif all(k in d for k in ("x0", "y0", "x1", "y1")):
+        ks = [(0.0, _norm_box([d["x0"], d["y0"], d["x1"], d["y1"]], units, width, height))]
     else:
         raise ValueError(f"box {d.get('label', '')!r} has neither 'box' nor 'keyframes'")
     ks.sort(key=lambda k: k[0])
-    return Box(label=str(d.get("label", "")), prompt=str(d.get("prompt", "")), keyframes=ks)
+    fs, fe = d.get("frame_start"), d.get("frame_end")
+    return Box(label=str(d.get("label", "")), prompt=str(d.get("prompt", "")), keyframes=ks,
+               frame_start=None if fs is None else int(fs), frame_end=None if fe is None else int(fe))
 
 
 def parse_boxes(data, shot: str = "") -> BoxSet:
@@ -126,6 +142,8 @@ def pixel_masks(boxset: BoxSet, num_frames: int, height: int, width: int) -> tor
     out = torch.zeros(len(boxset), num_frames, height, width)
     for b, box in enumerate(boxset.boxes):
         for f in range(num_frames):
+            if not box.active(f):
+                continue
             x0, y0, x1, y1 = box.at(f)
             iy = (ys >= y0) & (ys < y1)
             ix = (xs >= x0) & (xs < x1)
