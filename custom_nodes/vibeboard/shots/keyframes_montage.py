@@ -18,7 +18,7 @@ import torch
 
 from . import wan_io
 from .reco import vace_context
-from .sampling import WanDenoiser, sample_flow
+from .sampling import WanDenoiser, denoiser_options, sample_flow
 
 
 def latent_group(frame: int, num_frames: int) -> range:
@@ -66,16 +66,17 @@ def generate_montage(transformer, vae, keyframes: Sequence[tuple], num_frames: i
                      context: torch.Tensor, context_null: Optional[torch.Tensor] = None, steps: int = 30,
                      shift: float = 5.0, guidance: float = 5.0, seed: int = 0, hold: int = 1,
                      snap_to_latent: bool = True, vace_scale: float = 1.0, transformer_2=None,
-                     boundary_ratio=None) -> torch.Tensor:
+                     boundary_ratio=None, run_options: Optional[dict] = None) -> torch.Tensor:
     """Sample a shot through the keyframes with a Wan VACE transformer. Returns normalised latents."""
     if not hasattr(transformer, "vace_blocks"):
         raise ValueError("keyframe montage needs a Wan VACE transformer (frame/mask conditioning)")
     control, mask, _ = montage_control(keyframes, num_frames, height, width, hold, snap_to_latent)
     vctx = vace_context(vae, wan_io.image_to_video(control), mask[None, None])
+    dev = vctx.device
     T = wan_io.latent_frames(num_frames)
     den = WanDenoiser(transformer=transformer, context=context, context_null=context_null, guidance=guidance,
                       vace_context=vctx, vace_scale=vace_scale, transformer_2=transformer_2,
-                      boundary_ratio=boundary_ratio)
+                      boundary_ratio=boundary_ratio, **denoiser_options(run_options))
     gen = torch.Generator().manual_seed(int(seed))
-    noise = torch.randn(1, 16, T, height // 8, width // 8, generator=gen)
-    return sample_flow(den, noise, steps, shift)
+    noise = torch.randn(1, 16, T, height // 8, width // 8, generator=gen).to(dev)
+    return sample_flow(den, noise, steps, shift, scheduler=(run_options or {}).get("scheduler"))

@@ -23,7 +23,7 @@ import torch
 from . import boxes as boxes_mod
 from . import wan_io
 from .regional_attention import regional_attention, regional_context
-from .sampling import HeldRegion, WanDenoiser, sample_flow
+from .sampling import HeldRegion, WanDenoiser, denoiser_options, sample_flow
 
 
 # ---- VACE inputs -------------------------------------------------------------------------------------------
@@ -73,7 +73,7 @@ def generate_in_boxes(transformer, vae, plate: torch.Tensor, boxset, context: to
                       steps: int = 30, shift: float = 5.0, guidance: float = 5.0, seed: int = 0,
                       vace_scale: float = 1.0, include_global_in_boxes: bool = False,
                       plate_latents: Optional[torch.Tensor] = None, transformer_2=None,
-                      boundary_ratio: Optional[float] = None) -> BoxResult:
+                      boundary_ratio: Optional[float] = None, run_options: Optional[dict] = None) -> BoxResult:
     """Generate inside the boxes of `boxset` over the background `plate` video [1, 3, F, H, W] (-1..1).
 
     `box_contexts[k]` is box k's prompt embedding (regional prompts); empty = the global prompt everywhere.
@@ -82,28 +82,28 @@ def generate_in_boxes(transformer, vae, plate: torch.Tensor, boxset, context: to
     pix = boxes_mod.pixel_masks(boxset, F, H, W)
     pix_union = boxes_mod.union(pix)
     lat_boxes = boxes_mod.latent_masks(pix)
-    lat_union = boxes_mod.union(lat_boxes)[None, None]  # [1, 1, T, h, w]
     if plate_latents is None:
         plate_latents = wan_io.encode_video(vae, plate)
-    vctx = vace_context(vae, plate, pix_union[None, None]) if is_vace(transformer) else None
+    dev = plate_latents.device
+    lat_union = boxes_mod.union(lat_boxes)[None, None].to(dev)  # [1, 1, T, h, w]
+    vctx = vace_context(vae, plate, pix_union[None, None].to(plate)) if is_vace(transformer) else None
     ctx, seg = context, [context.shape[1]]
     use_regions = len(box_contexts) > 0
     if use_regions:
         if len(box_contexts) != len(boxset):
             raise ValueError(f"{len(box_contexts)} box prompts for {len(boxset)} boxes")
         ctx, seg = regional_context(context, box_contexts)
+    wrap = None
+    if use_regions:
+        tmask = boxes_mod.token_masks(lat_boxes, tuple(transformer.config.patch_size)).to(dev)
+        wrap = lambda model: regional_attention(model, tmask, seg, include_global_in_boxes)  # noqa: E731
     den = WanDenoiser(transformer=transformer, context=ctx, context_null=context_null, guidance=guidance,
                       transformer_2=transformer_2, boundary_ratio=boundary_ratio, vace_context=vctx,
-                      vace_scale=vace_scale)
+                      vace_scale=vace_scale, wrap_expert=wrap, **denoiser_options(run_options))
     gen = torch.Generator().manual_seed(int(seed))
     noise = torch.randn(plate_latents.shape, generator=gen).to(plate_latents)
     hold = HeldRegion(plate_latents, 1 - lat_union, "renoise", noise=noise)
-    if use_regions:
-        tmask = boxes_mod.token_masks(lat_boxes, tuple(transformer.config.patch_size))
-        with regional_attention([transformer, transformer_2], tmask, seg, include_global_in_boxes):
-            x = sample_flow(den, noise, steps, shift, holds=[hold])
-    else:
-        x = sample_flow(den, noise, steps, shift, holds=[hold])
+    x = sample_flow(den, noise, steps, shift, holds=[hold], scheduler=(run_options or {}).get("scheduler"))
     x = plate_latents * (1 - lat_union) + x * lat_union  # final composite: the plate, exactly, outside
     return BoxResult(x, lat_union, pix_union, plate_latents)
 
@@ -128,7 +128,8 @@ def reco_canvas(source: torch.Tensor, reference: Optional[torch.Tensor] = None) 
 
 def reco_edit(transformer, vae, source: torch.Tensor, context: torch.Tensor, context_null=None,
               reference: Optional[torch.Tensor] = None, steps: int = 50, shift: float = 5.0, guidance: float = 5.0,
-              seed: int = 0, keep_source: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+              seed: int = 0, keep_source: bool = True,
+              run_options: Optional[dict] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Run the ReCo canvas through a VACE transformer. Returns (target latents [1,16,T,h,w/2·], full canvas latents).
 
     keep_source re-imposes the source half's latents at every step (the source half is given, not generated).
@@ -140,13 +141,13 @@ def reco_edit(transformer, vae, source: torch.Tensor, context: torch.Tensor, con
     src_lat = wan_io.encode_video(vae, torch.cat([source, torch.zeros_like(source)], dim=-1))
     w_lat = src_lat.shape[-1] // 2
     den = WanDenoiser(transformer=transformer, context=context, context_null=context_null, guidance=guidance,
-                      vace_context=vctx)
+                      vace_context=vctx, **denoiser_options(run_options))
     gen = torch.Generator().manual_seed(int(seed))
     noise = torch.randn(src_lat.shape, generator=gen).to(src_lat)
     holds = []
     if keep_source:
-        keep = torch.zeros(1, 1, 1, 1, src_lat.shape[-1])
+        keep = torch.zeros(1, 1, 1, 1, src_lat.shape[-1], device=src_lat.device)
         keep[..., :w_lat] = 1
         holds.append(HeldRegion(src_lat, keep, "renoise", noise=noise))
-    x = sample_flow(den, noise, steps, shift, holds=holds)
+    x = sample_flow(den, noise, steps, shift, holds=holds, scheduler=(run_options or {}).get("scheduler"))
     return x[..., w_lat:], x

@@ -11,8 +11,9 @@ expert (`transformer_2`) below, as in diffusers' Wan pipelines.
 """
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
+from typing import Callable, ContextManager, Optional, Sequence
 
 import torch
 
@@ -70,11 +71,38 @@ class WanDenoiser:
     attention_kwargs: Optional[dict] = None
     context_extra: dict = field(default_factory=dict)  # reserved for callers' bookkeeping
     calls: list = field(default_factory=list)  # (t, expert index) per call, for tests and logs
+    # Model handles (VB_WAN): open_expert(i) -> context manager yielding expert i ready to run (VRAM manager,
+    # LoRAs merged). Only one expert is open at a time; `transformer`/`transformer_2` may then be None.
+    open_expert: Optional[Callable[[int], ContextManager]] = None
+    has_second_expert: bool = False
+    dtype: Optional[torch.dtype] = None
+    wrap_expert: Optional[Callable[[torch.nn.Module], ContextManager]] = None  # e.g. regional attention
+    _stack: Optional[ExitStack] = None
+    _open: Optional[tuple] = None
+
+    def _two_experts(self) -> bool:
+        return self.boundary_ratio is not None and (self.transformer_2 is not None or self.has_second_expert)
 
     def expert_for(self, t: float):
-        if self.transformer_2 is None or self.boundary_ratio is None:
-            return self.transformer, 0
-        return (self.transformer, 0) if t >= self.boundary_ratio * 1000.0 else (self.transformer_2, 1)
+        idx = 0 if not self._two_experts() or t >= self.boundary_ratio * 1000.0 else 1
+        if self.open_expert is None and self.wrap_expert is None:
+            return (self.transformer if idx == 0 else self.transformer_2), idx
+        if self._open is None or self._open[0] != idx:
+            self.close()
+            self._stack = ExitStack()
+            if self.open_expert is not None:
+                model = self._stack.enter_context(self.open_expert(idx))
+            else:
+                model = self.transformer if idx == 0 else self.transformer_2
+            if self.wrap_expert is not None:
+                self._stack.enter_context(self.wrap_expert(model))
+            self._open = (idx, model)
+        return self._open[1], idx
+
+    def close(self):
+        if self._stack is not None:
+            self._stack.close()
+        self._stack, self._open = None, None
 
     def _timestep(self, model, x: torch.Tensor, t: float) -> torch.Tensor:
         b = x.shape[0]
@@ -86,8 +114,8 @@ class WanDenoiser:
         return (1.0 - m) * t  # Wan2.2 TI2V-style per-token timesteps
 
     def _forward(self, model, x, t, context):
-        inp = x if self.y is None else torch.cat([x, self.y.to(x.dtype)], dim=1)
-        dtype = next(model.parameters()).dtype
+        inp = x if self.y is None else torch.cat([x, self.y.to(x)], dim=1)
+        dtype = self.dtype or next(model.parameters()).dtype
         kwargs = dict(hidden_states=inp.to(dtype), timestep=self._timestep(model, x, t),
                       encoder_hidden_states=context.to(dtype), return_dict=False)
         if self.image_embeds is not None:
@@ -106,7 +134,7 @@ class WanDenoiser:
         self.calls.append((t, idx))
         g = self.guidance
         if isinstance(g, (tuple, list)):
-            g = g[1] if idx == 0 and self.transformer_2 is not None else g[0]
+            g = g[1] if idx == 0 and self._two_experts() else g[0]
         cond = self._forward(model, x, t, self.context)
         if self.context_null is None or g == 1.0:
             return cond
@@ -117,17 +145,27 @@ class WanDenoiser:
 def sample_flow(denoise: Callable[[torch.Tensor, float], torch.Tensor], noise: torch.Tensor, steps: int,
                 shift: float = 5.0, holds: Sequence[HeldRegion] = (), denoise_strength: float = 1.0,
                 init_latents: Optional[torch.Tensor] = None,
-                on_step: Optional[Callable[[int, torch.Tensor], None]] = None) -> torch.Tensor:
-    """Euler flow-matching sampling with held regions. Returns the final latents (all frames).
+                on_step: Optional[Callable[[int, torch.Tensor], None]] = None, scheduler=None) -> torch.Tensor:
+    """Flow-matching sampling with held regions. Returns the final latents (all frames).
 
+    scheduler None = Euler on Wan's shifted sigmas; or a diffusers flow scheduler (UniPC / DPM++ / Euler with flow
+    sigmas and the shift set), whose `sigmas` give the noise level the held regions are re-imposed at.
     denoise_strength < 1 starts from `init_latents` noised to the matching sigma (video-to-video).
     """
-    sigmas = flow_sigmas(steps, shift)
+    if scheduler is not None:
+        scheduler.set_timesteps(steps, device=noise.device)
+        sigmas = scheduler.sigmas.detach().float().cpu()
+        timesteps = scheduler.timesteps
+    else:
+        sigmas = flow_sigmas(steps, shift)
+        timesteps = None
     start = 0
     if denoise_strength < 1.0:
         if init_latents is None:
             raise ValueError("denoise_strength < 1 needs init_latents")
-        start = min(int(round(steps * (1.0 - denoise_strength))), steps)
+        start = min(int(round(steps * (1.0 - denoise_strength))), steps - 1)
+        if scheduler is not None and hasattr(scheduler, "set_begin_index"):
+            scheduler.set_begin_index(start)
     s0 = float(sigmas[start])
     x = noise.float() if init_latents is None else (1 - s0) * init_latents.float() + s0 * noise.float()
     for h in holds:
@@ -135,14 +173,30 @@ def sample_flow(denoise: Callable[[torch.Tensor, float], torch.Tensor], noise: t
             h.noise = noise
         x = h.apply(x, s0)
     bar = runtime.ProgressBar(steps - start)
-    for i in range(start, steps):
-        runtime.check_interrupt()
-        s, s_next = float(sigmas[i]), float(sigmas[i + 1])
-        v = denoise(x, s * 1000.0)
-        x = x + (s_next - s) * v
-        for h in holds:
-            x = h.apply(x, s_next)
-        if on_step is not None:
-            on_step(i, x)
-        bar.update(1)
+    try:
+        for i in range(start, steps):
+            runtime.check_interrupt()
+            s, s_next = float(sigmas[i]), float(sigmas[i + 1])
+            t = float(timesteps[i]) if timesteps is not None else s * 1000.0
+            with torch.no_grad():
+                v = denoise(x, t)
+            if scheduler is None:
+                x = x + (s_next - s) * v
+            else:
+                x = scheduler.step(v, timesteps[i], x, return_dict=False)[0].float()
+            for h in holds:
+                x = h.apply(x, s_next)
+            if on_step is not None:
+                on_step(i, x)
+            bar.update(1)
+    finally:
+        close = getattr(denoise, "close", None)
+        if close is not None:
+            close()
     return x
+
+
+def denoiser_options(run_options: Optional[dict]) -> dict:
+    """The WanDenoiser fields a `run_options` dict may set (see shots.bridge.run_options)."""
+    keys = ("open_expert", "has_second_expert", "dtype")
+    return {k: v for k, v in (run_options or {}).items() if k in keys and v is not None}

@@ -24,7 +24,7 @@ import torch
 
 from . import wan_io
 from .rope import memory_frame_positions
-from .sampling import HeldRegion, WanDenoiser, sample_flow
+from .sampling import HeldRegion, WanDenoiser, denoiser_options, sample_flow
 
 MOTION_FRAMES = 5  # MM2V: last 5 frames of the previous shot
 
@@ -98,15 +98,16 @@ class StoryMemSettings:
 
 def generate_latents(transformer, context, memory_latents: torch.Tensor, shot_cond: torch.Tensor, num_frames: int,
                      cond_pixel_frames: int, settings: StoryMemSettings, context_null=None, transformer_2=None,
-                     boundary_ratio: Optional[float] = 0.9, image_embeds=None, denoiser_hook=None) -> torch.Tensor:
+                     boundary_ratio: Optional[float] = 0.9, image_embeds=None, denoiser_hook=None,
+                     run_options: Optional[dict] = None) -> torch.Tensor:
     """Sample one shot with memory. Returns the shot's latents only, [1, 16, T, h, w] (normalised)."""
     M = memory_latents.shape[2]
     _, C, T, h, w = shot_cond.shape
     y = build_condition(memory_latents, shot_cond, num_frames, cond_pixel_frames)
     positions = memory_frame_positions(M, T, settings.rope_gap)
     den = WanDenoiser(transformer=transformer, context=context, context_null=context_null, guidance=settings.guidance,
-                      transformer_2=transformer_2, boundary_ratio=boundary_ratio if transformer_2 is not None else None,
-                      y=y, image_embeds=image_embeds, positions=positions)
+                      transformer_2=transformer_2, boundary_ratio=boundary_ratio,
+                      y=y, image_embeds=image_embeds, positions=positions, **denoiser_options(run_options))
     if denoiser_hook is not None:
         denoiser_hook(den)
     gen = torch.Generator().manual_seed(int(settings.seed))
@@ -120,5 +121,6 @@ def generate_latents(transformer, context, memory_latents: torch.Tensor, shot_co
         holds.append(HeldRegion(held, mask, "clean"))
     elif settings.memory_mode not in ("fixed", "free"):
         raise ValueError(f"memory_mode must be 'fixed' or 'free', got {settings.memory_mode!r}")
-    x = sample_flow(den, noise, settings.steps, settings.shift, holds=holds)
+    x = sample_flow(den, noise, settings.steps, settings.shift, holds=holds,
+                    scheduler=(run_options or {}).get("scheduler"))
     return x[:, :, M:]

@@ -31,10 +31,14 @@ def _vae_dtype(vae):
     return next(vae.parameters()).dtype
 
 
+def _vae_device(vae):
+    return next(vae.parameters()).device
+
+
 @torch.no_grad()
 def encode_video(vae, video: torch.Tensor) -> torch.Tensor:
     """[B, 3, F, H, W] in -1..1 -> normalised latents [B, 16, (F-1)//4+1, H/8, W/8] (distribution mode)."""
-    raw = vae.encode(video.to(_vae_dtype(vae))).latent_dist.mode()
+    raw = vae.encode(video.to(_vae_device(vae), _vae_dtype(vae))).latent_dist.mode()
     return from_raw(vae, raw)
 
 
@@ -48,7 +52,7 @@ def encode_images_as_frames(vae, images: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def decode_latents(vae, z: torch.Tensor) -> torch.Tensor:
     """normalised latents [B, 16, T, h, w] -> video [B, 3, 4(T-1)+1, 8h, 8w] in -1..1."""
-    out = vae.decode(to_raw(vae, z).to(_vae_dtype(vae))).sample
+    out = vae.decode(to_raw(vae, z.to(_vae_device(vae))).to(_vae_dtype(vae))).sample
     return out.float().clamp(-1, 1)
 
 
