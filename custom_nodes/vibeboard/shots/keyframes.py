@@ -125,3 +125,14 @@ def update_memory(bank, frames: torch.Tensor, embed: Callable, shot: Optional[in
             kept.append(f)
     new.next_shot = max(new.next_shot, shot + 1)
     return new, res, kept
+
+
+def sharpness_score(images: torch.Tensor) -> torch.Tensor:
+    """A cheap built-in quality gate: variance of the Laplacian of the grey image (x1000); blurry frames score low.
+
+    StoryMem gates with HPSv3 (an aesthetic reward model, score >= 3.0); plug any scorer with this signature.
+    """
+    grey = images[..., :3].float().mean(dim=-1, keepdim=True).permute(0, 3, 1, 2)
+    k = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
+    lap = torch.nn.functional.conv2d(grey, k)
+    return lap.flatten(1).var(dim=1) * 1000.0

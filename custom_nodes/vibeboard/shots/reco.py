@@ -73,10 +73,13 @@ def generate_in_boxes(transformer, vae, plate: torch.Tensor, boxset, context: to
                       steps: int = 30, shift: float = 5.0, guidance: float = 5.0, seed: int = 0,
                       vace_scale: float = 1.0, include_global_in_boxes: bool = False,
                       plate_latents: Optional[torch.Tensor] = None, transformer_2=None,
-                      boundary_ratio: Optional[float] = None, run_options: Optional[dict] = None) -> BoxResult:
+                      boundary_ratio: Optional[float] = None, run_options: Optional[dict] = None,
+                      image_embeds: Optional[torch.Tensor] = None) -> BoxResult:
     """Generate inside the boxes of `boxset` over the background `plate` video [1, 3, F, H, W] (-1..1).
 
     `box_contexts[k]` is box k's prompt embedding (regional prompts); empty = the global prompt everywhere.
+    A VACE transformer also gets the plate as VACE hints; an I2V transformer (36 input channels) is conditioned
+    on the plate's first frame; a T2V transformer relies on the re-imposed plate alone.
     """
     _, _, F, H, W = plate.shape
     pix = boxes_mod.pixel_masks(boxset, F, H, W)
@@ -87,6 +90,13 @@ def generate_in_boxes(transformer, vae, plate: torch.Tensor, boxset, context: to
     dev = plate_latents.device
     lat_union = boxes_mod.union(lat_boxes)[None, None].to(dev)  # [1, 1, T, h, w]
     vctx = vace_context(vae, plate, pix_union[None, None].to(plate)) if is_vace(transformer) else None
+    y = None
+    if getattr(transformer.config, "in_channels", 16) == 36:
+        from .storymem import storymem_mask
+        first = torch.zeros_like(plate)
+        first[:, :, 0] = plate[:, :, 0]
+        lat = wan_io.encode_video(vae, first)
+        y = torch.cat([storymem_mask(0, F, 1, lat.shape[-2], lat.shape[-1], lat.device).to(lat), lat], dim=1)
     ctx, seg = context, [context.shape[1]]
     use_regions = len(box_contexts) > 0
     if use_regions:
@@ -99,7 +109,8 @@ def generate_in_boxes(transformer, vae, plate: torch.Tensor, boxset, context: to
         wrap = lambda model: regional_attention(model, tmask, seg, include_global_in_boxes)  # noqa: E731
     den = WanDenoiser(transformer=transformer, context=ctx, context_null=context_null, guidance=guidance,
                       transformer_2=transformer_2, boundary_ratio=boundary_ratio, vace_context=vctx,
-                      vace_scale=vace_scale, wrap_expert=wrap, **denoiser_options(run_options))
+                      vace_scale=vace_scale, wrap_expert=wrap, y=y, image_embeds=image_embeds,
+                      **denoiser_options(run_options))
     gen = torch.Generator().manual_seed(int(seed))
     noise = torch.randn(plate_latents.shape, generator=gen).to(plate_latents)
     hold = HeldRegion(plate_latents, 1 - lat_union, "renoise", noise=noise)
