@@ -200,6 +200,7 @@ class _Run:
     def _evaluate(self, target: str) -> None:
         """Depth-first: a node runs once everything it needs (including requested lazy inputs) is done."""
         stack = [target]
+        expanding = set()  # nodes whose inputs were pushed: exactly the ancestors of what is above them
         while stack:
             node_id = stack[-1]
             if node_id in self.values:
@@ -213,8 +214,9 @@ class _Run:
             missing = [src for src in self._needed_sources(node_id) if src not in self.values]
             if missing:
                 for src in missing:
-                    if src in stack:
+                    if src in expanding:  # a sibling merely waiting in the stack is not a cycle
                         raise self._failure(node_id, DependencyCycleError(f"dependency cycle through node {src}"))
+                expanding.add(node_id)
                 stack.extend(missing)
                 continue
             if self._request_lazy(node_id):
