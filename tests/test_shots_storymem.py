@@ -68,11 +68,12 @@ def test_memory_fixed_through_sampling_and_seen_at_negative_positions(tiny, gap)
         for hk in hooks:
             hk.remove()
     assert out.shape == (1, 16, T, h, w)                      # shot frames only
-    assert len(store["inputs"]) == 8                           # 4 steps x (cond + uncond)
+    assert len(store["inputs"]) == 4                           # 4 steps, cond + uncond batched in one forward
     for inp in store["inputs"]:
-        assert inp.shape[2] == M + T
-        assert torch.equal(inp[:, :16, :M], memory)           # noisy-latent channels: memory held exactly
-        assert torch.equal(inp[:, 20:, :M], memory)           # y channels: memory latents
+        assert inp.shape[0] == 2 and inp.shape[2] == M + T
+        for b in range(2):
+            assert torch.equal(inp[b:b + 1, :16, :M], memory)  # noisy-latent channels: memory held exactly
+            assert torch.equal(inp[b:b + 1, 20:, :M], memory)  # y channels: memory latents
         assert inp[:, 16:20, :M].eq(1).all()                   # mask = 1 on memory frames
     # the frequencies the first self-attention used: memory frame m at -(M - m) * gap
     cos, sin = store["rotary"][0]
@@ -166,3 +167,14 @@ def test_storymem_lora_keys_map_onto_diffusers_and_scale_rslora(tmp_path):
     want = torch.nn.functional.linear(inp, lin.weight, lin.bias) + 128 / math.sqrt(4) * inp @ a.T @ b.T
     assert torch.allclose(lin(inp), want, atol=1e-4)
     h.remove()
+
+
+def test_batched_cfg_equals_two_forwards(tiny):
+    from vibeboard.shots.sampling import WanDenoiser
+    y = storymem.build_condition(torch.randn(1, 16, 2, 4, 4), torch.randn(1, 16, 2, 4, 4), 5, 1)
+    x = torch.randn(1, 16, 4, 4, 4)
+    kw = dict(transformer=tiny, context=torch.randn(1, 6, 32), context_null=torch.randn(1, 6, 32), guidance=4.0, y=y,
+              positions=rope.memory_frame_positions(2, 2, 5))
+    a = WanDenoiser(batch_cfg=True, **kw)(x, 700.0)
+    b = WanDenoiser(batch_cfg=False, **kw)(x, 700.0)
+    assert torch.allclose(a, b, atol=1e-5)

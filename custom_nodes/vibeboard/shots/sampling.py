@@ -77,6 +77,7 @@ class WanDenoiser:
     has_second_expert: bool = False
     dtype: Optional[torch.dtype] = None
     wrap_expert: Optional[Callable[[torch.nn.Module], ContextManager]] = None  # e.g. regional attention
+    batch_cfg: bool = True  # cond + uncond in one forward when their contexts have the same shape (lossless)
     _stack: Optional[ExitStack] = None
     _open: Optional[tuple] = None
 
@@ -114,15 +115,17 @@ class WanDenoiser:
         return (1.0 - m) * t  # Wan2.2 TI2V-style per-token timesteps
 
     def _forward(self, model, x, t, context):
-        inp = x if self.y is None else torch.cat([x, self.y.to(x)], dim=1)
+        b = x.shape[0]
+        inp = x if self.y is None else torch.cat([x, self.y.to(x).expand(b, -1, -1, -1, -1)], dim=1)
         dtype = self.dtype or next(model.parameters()).dtype
-        kwargs = dict(hidden_states=inp.to(dtype), timestep=self._timestep(model, x, t),
+        ts = self._timestep(model, x, t)
+        kwargs = dict(hidden_states=inp.to(dtype), timestep=ts.expand(b, *ts.shape[1:]) if ts.shape[0] == 1 else ts,
                       encoder_hidden_states=context.to(dtype), return_dict=False)
         if self.image_embeds is not None:
-            kwargs["encoder_hidden_states_image"] = self.image_embeds.to(dtype)
+            kwargs["encoder_hidden_states_image"] = self.image_embeds.to(dtype).expand(b, -1, -1)
         if self.vace_context is not None:
             n = len(model.config.vace_layers)
-            kwargs["control_hidden_states"] = self.vace_context.to(dtype)
+            kwargs["control_hidden_states"] = self.vace_context.to(dtype).expand(b, -1, -1, -1, -1)
             kwargs["control_hidden_states_scale"] = torch.full((n,), float(self.vace_scale), device=x.device)
         if self.attention_kwargs:
             kwargs["attention_kwargs"] = self.attention_kwargs
@@ -135,10 +138,14 @@ class WanDenoiser:
         g = self.guidance
         if isinstance(g, (tuple, list)):
             g = g[1] if idx == 0 and self._two_experts() else g[0]
-        cond = self._forward(model, x, t, self.context)
         if self.context_null is None or g == 1.0:
-            return cond
-        uncond = self._forward(model, x, t, self.context_null)
+            return self._forward(model, x, t, self.context)
+        if self.batch_cfg and self.context.shape == self.context_null.shape and x.shape[0] == 1:
+            both = self._forward(model, torch.cat([x, x]), t, torch.cat([self.context, self.context_null]))
+            cond, uncond = both.chunk(2)
+        else:
+            cond = self._forward(model, x, t, self.context)
+            uncond = self._forward(model, x, t, self.context_null)
         return uncond + g * (cond - uncond)
 
 
