@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from vibeboard.shots import boxes, lora, reco, tiny_models, wan_io
+from vibeboard.shots import boxes, reco, tiny_models, wan_io
 from vibeboard.shots.regional_attention import RegionalCrossAttnProcessor, regional_attention, regional_context
 
 BLOCKING = {
@@ -160,12 +160,13 @@ def test_reco_canvas_and_lora_in_published_layout(tmp_path):
             sd[f"{root}.{i}.ffn.2.lora_B.default.weight"] = torch.randn(32, 128, generator=g) * .01
     path = str(tmp_path / "ReCo_ori_rank128.safetensors")
     save_file(sd, path)
-    handle = lora.apply_lora(model, path, alpha=128)
-    assert len(handle.applied) == 30 and not handle.unmatched
-    assert "vace_blocks.0.attn2.to_out.0" in handle.applied
+    from vibeboard.models import lora as lora_mod  # the Wan layer's loader reads ReCo's PEFT/DiffSynth names
+    groups = lora_mod.read_lora(path, alpha=128)
+    resolved = lora_mod.resolve(model, groups)
+    assert len(resolved) == 30 and "vace_blocks.0.attn2.to_out.0" in resolved
     vae = tiny_models.wan_vae()
-    target, full = reco.reco_edit(model, vae, src, torch.randn(1, 6, 32), steps=2)
-    handle.remove()
+    with lora_mod.applied(model, [(groups, 1.0)]):
+        target, full = reco.reco_edit(model, vae, src, torch.randn(1, 6, 32), steps=2)
     assert target.shape == (1, 16, 2, 2, 2) and full.shape == (1, 16, 2, 2, 4)
     src_lat = wan_io.encode_video(vae, torch.cat([src, torch.zeros_like(src)], dim=-1))
     assert torch.equal(full[..., :2], src_lat[..., :2])                    # the source half is given, not generated

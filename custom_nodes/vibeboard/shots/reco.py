@@ -10,7 +10,7 @@
    The source video and the target share one canvas side by side (width 2W): VACE video = [source | blank],
    VACE mask = 0 on the source half, 1 on the target half (`inference_reco_single.py::get_batch_from_video`);
    with a reference image (ReCo_ref) the target half of frame 0 holds it and is unmasked. The LoRA targets
-   q, k, v, o, ffn.0, ffn.2 of both the DiT blocks and the VACE blocks; `lora.apply_lora` maps its PEFT keys
+   q, k, v, o, ffn.0, ffn.2 of both the DiT blocks and the VACE blocks; the Wan layer's `models.lora` maps its PEFT keys
    (`blocks.N.self_attn.q.lora_A.default.weight`, `vace_blocks.N...`) and the diffusers conversion.
 """
 from __future__ import annotations
