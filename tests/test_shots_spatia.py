@@ -89,3 +89,13 @@ def test_frustum_overlap_ranks_same_direction_first(tmp_path):
     loaded = spatia.LocationMemory.load(folder)
     assert len(loaded.cloud) == len(mem.cloud) and len(loaded.frames) == 2
     assert np.allclose(loaded.reference_cameras().c2w, mem.reference_cameras().c2w)
+
+
+def test_works_with_the_shared_camera_path_type():
+    from vibeboard.camera import CameraPath, intrinsics_from_fov
+    image, depth = _scene(4)
+    path = CameraPath(np.stack([_yaw(0), _yaw(90)]), intrinsics_from_fov(48, 32, 60.0), 48, 32)
+    cloud = spatia.unproject(depth, image, path, 0)
+    out, vis, _ = spatia.render(cloud, path, 0)
+    assert vis.mean() == 1.0 and torch.allclose(out, (image * 255).round() / 255, atol=1e-6)
+    assert spatia.select_reference_frames(cloud, path, spatia.camera_at(path, 0), k=2) == [0]

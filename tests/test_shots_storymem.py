@@ -174,3 +174,20 @@ def test_batched_cfg_equals_two_forwards(tiny):
     a = WanDenoiser(batch_cfg=True, **kw)(x, 700.0)
     b = WanDenoiser(batch_cfg=False, **kw)(x, 700.0)
     assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_per_token_timesteps_zero_on_clean_tokens(tiny):
+    """Wan2.2 TI2V-style: held-clean frames (e.g. memory/reference latents) get timestep 0 per token."""
+    from vibeboard.shots.sampling import WanDenoiser
+    model = tiny_models.wan_transformer(in_channels=16)
+    seen = []
+    hook = model.register_forward_pre_hook(lambda m, a, k: seen.append(k["timestep"].clone()), with_kwargs=True)
+    clean = torch.zeros(1, 3, 4, 4)
+    clean[:, 0] = 1
+    try:
+        WanDenoiser(transformer=model, context=torch.randn(1, 6, 32), clean_token_mask=clean)(
+            torch.randn(1, 16, 3, 4, 4), 600.0)
+    finally:
+        hook.remove()
+    ts = seen[0].view(1, 3, 2, 2)
+    assert ts[:, 0].eq(0).all() and ts[:, 1:].eq(600.0).all()
