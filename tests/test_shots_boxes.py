@@ -121,15 +121,29 @@ def test_box_generation_keeps_plate_outside_exactly():
     assert err[16 + 128:].max() < 1e-6                                    # beyond the decoder's receptive field
 
 
-def test_box_generation_with_plain_t2v_transformer_is_latent_inpainting():
+@pytest.mark.parametrize("scheduler", ["euler", "unipc"])
+def test_box_generation_with_plain_t2v_transformer_is_latent_inpainting(scheduler):
+    from vibeboard.wan.sampler import make_scheduler
     model = tiny_models.wan_transformer(in_channels=16)
     vae = tiny_models.wan_vae()
     s = boxes.parse_boxes([{"box": [0.5, 0.0, 1.0, 1.0]}])
     plate = torch.rand(1, 3, 5, 16, 32) * 2 - 1
-    res = reco.generate_in_boxes(model, vae, plate, s, torch.randn(1, 6, 32), steps=2)
+    seen = []
+    hook = model.register_forward_pre_hook(lambda mod, a, k: seen.append(k["hidden_states"].clone()), with_kwargs=True)
+    sched = make_scheduler(scheduler, 5.0)
+    try:
+        res = reco.generate_in_boxes(model, vae, plate, s, torch.randn(1, 6, 32), steps=3, seed=7,
+                                     run_options={"scheduler": sched})
+    finally:
+        hook.remove()
     m = res.latent_mask.bool().expand_as(res.latents)
     assert torch.equal(res.latents[~m], res.plate_latents[~m])
     assert not torch.equal(res.latents[m], res.plate_latents[m])
+    # the plate is re-imposed at every step: outside the boxes the DiT sees (1 - s) plate + s noise
+    noise = torch.randn(res.plate_latents.shape, generator=torch.Generator().manual_seed(7))
+    for x, sigma in zip(seen, sched.sigmas[:3]):
+        want = (1 - float(sigma)) * res.plate_latents + float(sigma) * noise
+        assert torch.allclose(x[~m], want[~m], atol=1e-5)
 
 
 def test_reco_canvas_and_lora_in_published_layout(tmp_path):
