@@ -136,12 +136,17 @@ def render(cloud: PointCloud, cams, index: int = 0, point_radius: int = 0, near:
             uu, vv = ui + dx, vi + dy
             ok = torch.from_numpy((uu >= 0) & (uu < W) & (vv >= 0) & (vv < H))
             pix_all.append(torch.from_numpy(vv * W + uu)[ok])
-            z_all.append(zf[ok])
+            # a splat's outer pixels count as very slightly farther, so a point's own pixel wins ties
+            z_all.append(zf[ok] * (1.0 + 1e-6 * (dx * dx + dy * dy)))
             src_all.append(src[ok])
     pix, zz, srcs = torch.cat(pix_all), torch.cat(z_all), torch.cat(src_all)
     depth.scatter_reduce_(0, pix, zz, reduce="amin")
     winner = zz == depth[pix]
-    img[pix[winner]] = colors[srcs[winner]]
+    # equal depth (the same surface stored twice): the most recently added point wins, deterministically
+    best = torch.full((H * W,), -1, dtype=torch.long)
+    best.scatter_reduce_(0, pix[winner], srcs[winner], reduce="amax")
+    hit = best >= 0
+    img[hit] = colors[best[hit]]
     vis = torch.isfinite(depth)
     depth = torch.where(vis, depth, torch.zeros_like(depth))
     return img.view(H, W, 3), vis.float().view(H, W), depth.float().view(H, W)
