@@ -191,3 +191,13 @@ def test_video_batch_renders_each_frame_at_its_own_focus():
     for i in range(3):
         single = bokeh.render(images[i], invs[i], [focus[i]], lens)[0]
         assert (video[i] - single).abs().max() < 1e-5
+
+
+def test_tiny_image_with_huge_blur_and_polygon():
+    image = torch.rand(12, 20, 3, generator=torch.Generator().manual_seed(0))
+    depth = torch.full((12, 20), 1.0)
+    depth[:, 10:] = 50.0
+    lens = bokeh.LensSettings(aperture_k=300.0, max_coc=200.0, blades=7, rotation_deg=33.0)
+    for focus in (1.0, 50.0):
+        out = _render(image, depth, focus, lens)
+        assert out.shape == image.shape and torch.isfinite(out).all()

@@ -12,7 +12,8 @@ METRIC = "metric (bigger = farther)"
 LENS = dict(aperture_k=10.0, max_coc=16.0, aperture_shape="disc", blades=6, rotation=0.0, linear_light=True)
 
 
-def test_nodes_registered_with_tooltips_and_category():
+def test_nodes_registered_with_tooltips_and_category(tmp_path, monkeypatch):
+    monkeypatch.setitem(runtime._dirs, "models", str(tmp_path))  # the depth combo lists models/depth
     assert not vibeboard.IMPORT_ERRORS.get("optics")
     for name, cls in nodes.NODE_CLASS_MAPPINGS.items():
         assert vibeboard.NODE_CLASS_MAPPINGS[name] is cls and name.startswith("VB")

@@ -92,6 +92,10 @@ def fill_holes(acc: torch.Tensor, factor: int = 4) -> torch.Tensor:
     return acc + (1.0 - acc[:, 3:4]).clamp(min=0.0) * colour
 
 
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
 class _Blur:
     """FFT blur of [N, 4, H, W] layers with cached kernel spectra per (resolution scale, radius, side)."""
 
@@ -122,8 +126,11 @@ class _Blur:
         if scale > 1:
             x = F.interpolate(layers, size=(math.ceil(h / scale), math.ceil(w / scale)), mode="area")
         lh, lw = x.shape[-2:]
-        pad = int(math.ceil(radius / scale + 0.5)) + 1
-        hp, wp = ap.fast_fft_size(lh + pad), ap.fast_fft_size(lw + pad)
+        half = int(math.ceil(radius / scale + 0.5))  # the kernel spans [-half, half]
+        # canvas: no wrap-around into the image (>= size + half) and room for the whole kernel; rounded up
+        # to multiples of 16 so cuFFT plans and kernel spectra get reused across layers and calls
+        hp = ap.fast_fft_size(_round_up(max(lh + half + 1, 2 * half + 2), 16))
+        wp = ap.fast_fft_size(_round_up(max(lw + half + 1, 2 * half + 2), 16))
         spectrum = torch.fft.rfft2(F.pad(x, (0, wp - lw, 0, hp - lh)))
         spectrum *= self._spectrum(scale, radius, front, hp, wp)
         out = torch.fft.irfft2(spectrum, s=(hp, wp))[..., :lh, :lw]
@@ -202,6 +209,27 @@ def layer_indices(inv: torch.Tensor, focus: torch.Tensor, lens: LensSettings, ed
     return (n_side + torch.sign(radius).to(magnitude.dtype) * magnitude).to(torch.int64)
 
 
+def _occupancy(layer_id: torch.Tensor, n_layers: int) -> tuple:
+    """Which rows / columns each (focus, layer) touches: bool [F, L, H] and [F, L, W], on the CPU.
+
+    Two bincounts and one host transfer per chunk; the layer loop then crops every layer to its bounding
+    box without further synchronisation.
+    """
+    n_focus, h, w = layer_id.shape
+    device = layer_id.device
+    fl = layer_id + torch.arange(n_focus, device=device).view(-1, 1, 1) * n_layers
+    rows = torch.bincount((fl * h + torch.arange(h, device=device).view(1, -1, 1)).reshape(-1),
+                          minlength=n_focus * n_layers * h) > 0
+    cols = torch.bincount((fl * w + torch.arange(w, device=device).view(1, 1, -1)).reshape(-1),
+                          minlength=n_focus * n_layers * w) > 0
+    return rows.view(n_focus, n_layers, h).cpu(), cols.view(n_focus, n_layers, w).cpu()
+
+
+def _span(used: torch.Tensor, margin: int, size: int) -> slice:
+    idx = used.nonzero().flatten()
+    return slice(max(int(idx[0]) - margin, 0), min(int(idx[-1]) + 1 + margin, size))
+
+
 def _render_chunk(rgba, inv, focus, lens, radii, blur, on_step) -> torch.Tensor:
     """rgba [M, 4, H, W] (linear, alpha 1), inv [M, H, W] with M = 1 or F → [F, 3, H, W]."""
     n_focus = focus.numel()
@@ -210,32 +238,32 @@ def _render_chunk(rgba, inv, focus, lens, radii, blur, on_step) -> torch.Tensor:
     n_layers = 2 * n_side + 1
     edges = _layer_edges(radii, inv.device)
     layer_id = layer_indices(inv, focus, lens, edges, n_side)
-    offsets = torch.arange(n_focus, device=inv.device).view(-1, 1, 1) * n_layers
-    counts = torch.bincount((layer_id + offsets).reshape(-1), minlength=n_focus * n_layers)
-    occupied = (counts.view(n_focus, n_layers) > 0).cpu()  # one host sync per chunk
+    rows, cols = _occupancy(layer_id, n_layers)
+    occupied = rows.any(-1)
     acc = torch.zeros(n_focus, 4, h, w, device=inv.device, dtype=torch.float32)
     for layer in range(n_layers):  # back to front
         which = occupied[:, layer].nonzero().flatten()
         if which.numel() == 0:
             continue
-        all_focus = which.numel() == n_focus
-        sel = slice(None) if all_focus else which.to(inv.device)
-        mask = (layer_id[sel] == layer).unsqueeze(1).float()  # [n, 1, H, W]
-        content = (rgba if rgba.shape[0] == 1 else rgba[sel]) * mask
         side = layer - n_side
         radius = radii[abs(side)]
-        below = acc[sel]
-        if radius < ap.DELTA_RADIUS:
-            layer_rgba = content
-        else:
+        blurred = radius >= ap.DELTA_RADIUS
+        # work only inside the layer's bounding box, grown by the blur's reach (its spread + the hole fill)
+        margin = int(math.ceil(2 * radius)) + 2 if blurred else 0
+        ys = _span(rows[which, layer].any(0), margin, h)
+        xs = _span(cols[which, layer].any(0), margin, w)
+        sel = slice(None) if which.numel() == n_focus else which.to(inv.device)
+        mask = (layer_id[sel, ys, xs] == layer).unsqueeze(1).float()  # [n, 1, h', w']
+        source = rgba[:, :, ys, xs] if rgba.shape[0] == 1 else rgba[sel, :, ys, xs]
+        content = source * mask
+        below = acc[sel, :, ys, xs]
+        if blurred:
             below = fill_holes(below)
             layer_rgba = blur(content, radius, front=side > 0).clamp_(min=0.0)
-        # "over" on premultiplied RGBA: the same formula for colour and alpha
-        result = torch.addcmul(layer_rgba, (1.0 - layer_rgba[:, 3:]).clamp_(min=0.0), below)
-        if all_focus:
-            acc = result
         else:
-            acc[sel] = result
+            layer_rgba = content
+        # "over" on premultiplied RGBA: the same formula for colour and alpha
+        acc[sel, :, ys, xs] = torch.addcmul(layer_rgba, (1.0 - layer_rgba[:, 3:]).clamp_(min=0.0), below)
         if on_step is not None:
             on_step()
     alpha = acc[:, 3:]
