@@ -20,8 +20,11 @@ def tiny_models(tmp_path_factory):
     tiny.write_comfy_layout(str(root), kinds=("t2v",))
     model = InfCamWan(tiny.build_transformer("t2v", seed=1)).init_from_base()
     (root / "infcam").mkdir()
-    save_file({k: v.clone().contiguous() for k, v in infcam_to_diffsynth_state(model).items()},
-              str(root / "infcam" / "infcam_step35000.safetensors"))
+    state = {k: v.clone().contiguous() for k, v in infcam_to_diffsynth_state(model).items()}
+    save_file(state, str(root / "infcam" / "infcam_step35000.safetensors"))
+    extras = {k: v for k, v in state.items() if any(s in k for s in (".self_attn_pre.", "modulation0", "cam_encoder",
+                                                                         "zero_conv"))}
+    save_file(extras, str(root / "infcam" / "infcam_additions_only.safetensors"))
     return root
 
 
@@ -82,21 +85,72 @@ def test_change_camera_tiny_end_to_end(ex):
 
 
 def test_missing_checkpoint_names_node_input_and_path(ex):
+    from vibeboard.common import runtime
+    from vibeboard.common.runtime import NodeInputError
+    from vibeboard.vfx.nodes import VBInfCamLoader
+
+    runtime.set_host_dirs(models=ex.models_dir)
+    with pytest.raises(NodeInputError, match="InfCam Loader: input 'checkpoint'.*nope.safetensors"):
+        VBInfCamLoader().load("infcam/nope.safetensors", "v", "t", "k", "fp32", "cpu")
+
+
+def test_focus_inspect_node_writes_dailies_json(ex):
     prompt = {
-        "4": {"class_type": "VBInfCamLoader", "inputs": {"checkpoint": "infcam/nope.safetensors",
-                                                         "vae": "vae/wan_2.1_vae.safetensors",
-                                                         "text_encoder": "x", "tokenizer": "y",
-                                                         "dtype": "fp32", "device": "cpu"}},
-        "5": {"class_type": "VBCameraPathExport", "inputs": {"camera_path": ["6", 0], "format": "vibeboard_json",
-                                                             "filename_prefix": "c"}},
-        "6": {"class_type": "VBCameraPreset", "inputs": {"motion": "static", "num_frames": 2, "width": 32,
+        "1": {"class_type": "LoadImage", "inputs": {"image": "frame.png"}},
+        "2": {"class_type": "VBFocusInspect", "inputs": {"images": ["1", 0], "shot_name": "sc1_sh1", "tile": 8,
+                                                         "soft_px": 2.0, "save_report": True}},
+    }
+    res = ex.execute(prompt)
+    assert res.status == "success", res.error
+    files = [f for f in res.output_files() if f["node"] == "2"]
+    report = json.load(open(files[0]["path"]))
+    assert report["shot"] == "sc1_sh1" and report["frames"] == 1 and "warnings" in report
+
+
+@torch.no_grad()
+def test_fix_focus_routes_to_genfocus_deblur(tmp_path):
+    import test_vfx_genfocus as TG
+    from vibeboard.common.runtime import NodeInputError
+    from vibeboard.optics import genfocus as G
+    from vibeboard.optics_learned.nodes import GenFocusHandle, VBGenFocusBokeh
+    from vibeboard.vfx.nodes import VBFixFocus
+
+    model = TG.tiny_flux()
+    TG.lora_file(tmp_path / "deblurNet.safetensors", model)
+    G.load_lora_file(model, str(tmp_path / "deblurNet.safetensors"), "deblurring")
+    g = torch.Generator().manual_seed(0)
+    emb, pooled = torch.randn(1, 5, 32, generator=g), torch.randn(1, 32, generator=g)
+    handle = GenFocusHandle(model, TG.tiny_vae(), lambda prompt: (emb, pooled, torch.zeros(5, 3)), {}, ("deblurring",))
+    frames = torch.rand(2, 32, 32, 3, generator=g)
+    (out,) = VBFixFocus().run(handle, frames, steps=1, seed=0, max_side=1024)
+    assert out.shape == (2, 32, 32, 3)
+    with pytest.raises(NodeInputError, match="GenFocus Bokeh: input 'genfocus'.*bokeh"):
+        VBGenFocusBokeh().run(handle, frames[:1], torch.rand(1, 32, 32), steps=1, seed=0, max_side=1024)
+
+
+def test_change_camera_with_a_wan_handle(ex):
+    prompt = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "frame.png"}},
+        "2": {"class_type": "VBCameraPreset", "inputs": {"motion": "orbit_left", "num_frames": 5, "width": 48,
                                                          "height": 32, "fov_deg": 60.0, "speed": 1.0,
                                                          "easing": "linear", "subject_distance": 1.0, "shake": 0.0,
                                                          "seed": 0}},
+        "3": {"class_type": "VBRotationPreview", "inputs": {"source_video": ["1", 0], "camera_path": ["2", 0],
+                                                            "source": "first_frame", "num_frames": 5}},
+        "4": {"class_type": "VBWanModelLoader", "inputs": {"model": "wan2.1_t2v_1.3B_bf16.safetensors",
+                                                           "vae": "wan_2.1_vae.safetensors",
+                                                           "text_encoder": "umt5_xxl_fp8_e4m3fn_scaled.safetensors",
+                                                           "dtype": "fp32"}},
+        "5": {"class_type": "VBInfCamLoader", "inputs": {"checkpoint": "infcam/infcam_additions_only.safetensors",
+                                                         "vae": "-", "text_encoder": "-", "tokenizer": "-",
+                                                         "dtype": "fp32", "device": "cpu", "wan": ["4", 0],
+                                                         "attention_head_dim": 16}},
+        "6": {"class_type": "VBChangeCamera", "inputs": {"infcam": ["5", 0], "source_video": ["3", 0],
+                                                         "camera_path": ["2", 0], "prompt": "a dog",
+                                                         "negative_prompt": "", "steps": 1, "cfg": 1.0, "shift": 5.0,
+                                                         "seed": 0, "zoom_factor": 1.2}},
+        "7": {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": "infcam_wan"}},
     }
-    from vibeboard.vfx.nodes import VBInfCamLoader
-    from vibeboard.common.runtime import NodeInputError
-    with pytest.raises(NodeInputError, match="InfCam Loader: input 'checkpoint'.*nope.safetensors"):
-        from vibeboard.common import runtime
-        runtime.set_host_dirs(models=ex.models_dir)
-        VBInfCamLoader().load("infcam/nope.safetensors", "v", "t", "k", "fp32", "cpu")
+    res = ex.execute(prompt)
+    assert res.status == "success", res.error
+    assert len([f for f in res.output_files() if f["node"] == "7"]) == 5

@@ -5,7 +5,7 @@ import json
 import os
 
 from ..common.runtime import NodeInputError, output_directory, unique_output_path
-from .path import CameraPath, parse_camera_path
+from .path import parse_camera_path
 from .presets import EASINGS, PRESETS, path_from_2d, path_from_keyframes, preset_path
 from .widget_values import boxes_to_masks, parse_boxes, parse_points
 

@@ -27,6 +27,26 @@ class InfCamHandle:
     tokenizer: object
     device: str = "cpu"
     dtype: torch.dtype = torch.float32
+    wan: object = None       # optional VB_WAN: its VAE / text encoder are used instead (VRAM-managed)
+
+    def encode_text(self, prompts: list) -> torch.Tensor:
+        if self.wan is not None:
+            from ..wan import conditioning as C
+            return C.encode_text(self.wan, prompts).to(self.device, self.dtype)
+        return encode_prompt(self.text_encoder, self.tokenizer, prompts, self.device, self.dtype)
+
+    def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
+        if self.wan is not None:
+            from ..wan import conditioning as C
+            raw = C.vae_encode(self.wan, C.images_to_video(frames))
+            return C.normalize(self.wan, raw).to(self.device, self.dtype)
+        return vae_encode(self.vae, frames, self.device, self.dtype)
+
+    def decode_video(self, latents: torch.Tensor) -> torch.Tensor:
+        if self.wan is not None:
+            from ..wan import conditioning as C
+            return C.video_to_images(C.vae_decode(self.wan, C.denormalize(self.wan, latents)))
+        return vae_decode(self.vae, latents)
 
 
 @torch.no_grad()
@@ -72,12 +92,16 @@ def flow_sigmas(steps: int, shift: float) -> torch.Tensor:
     return torch.cat([s, torch.zeros(1)])
 
 
-def camera_inputs(path, num_frames: int, width: int, height: int, zoom_factor: float = 1.0):
-    """(extrinsics [1, F_lat, 12], K_src [1, 4], K_trg [1, 4]) in InfCam's conventions."""
+def camera_inputs(path, num_frames: int, width: int, height: int, zoom_factor: float = 1.0,
+                  translation_scale: float = 1.0):
+    """(extrinsics [1, F_lat, 12], K_src [1, 4], K_trg [1, 4]) in InfCam's conventions. translation_scale maps
+    our scene units to the model's (InfCam's sample trajectories are in metres/100 of their renders)."""
     if len(path) != num_frames:
         path = path.resample(num_frames)
     path = path.scaled_to(width, height)
     ext, k = path.infcam_inputs()
+    ext = ext.copy()
+    ext[:, [3, 7, 11]] *= float(translation_scale)
     f = float(k[0, 0] + k[0, 1]) / 2  # InfCam uses one focal length (the mean of fx, fy)
     k_src = torch.tensor([[f, f, width / 2, height / 2]], dtype=torch.float32)
     k_trg = k_src * torch.tensor([zoom_factor, zoom_factor, 1.0, 1.0])
@@ -94,7 +118,7 @@ def fit_frames(frames: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def change_camera(handle: InfCamHandle, source: torch.Tensor, path, prompt: str, negative_prompt: str = "",
                   steps: int = 50, cfg: float = 5.0, shift: float = 5.0, seed: int = 0,
-                  zoom_factor: float = 1.0, progress=None) -> torch.Tensor:
+                  zoom_factor: float = 1.0, progress=None, translation_scale: float = 1.0) -> torch.Tensor:
     """source IMAGE [T, H, W, 3] → IMAGE [T', H', W', 3] re-rendered along `path`."""
     source = fit_frames(source)
     t, h, w, _ = source.shape
@@ -102,12 +126,11 @@ def change_camera(handle: InfCamHandle, source: torch.Tensor, path, prompt: str,
         raise ValueError("source video too small (needs ≥ 1 frame of ≥ 16×16 pixels)")
     dev, dt = handle.device, handle.dtype
     model = handle.model
-    src_lat = vae_encode(handle.vae, source, dev, dt)
-    ext, k_src, k_trg = camera_inputs(path, t, w, h, zoom_factor)
+    src_lat = handle.encode_video(source)
+    ext, k_src, k_trg = camera_inputs(path, t, w, h, zoom_factor, translation_scale)
     ext, k_src, k_trg = ext.to(dev), k_src.to(dev), k_trg.to(dev)
-    pos = encode_prompt(handle.text_encoder, handle.tokenizer, [prompt], dev, dt)
-    neg = encode_prompt(handle.text_encoder, handle.tokenizer, [negative_prompt or DEFAULT_NEGATIVE], dev, dt) \
-        if cfg != 1.0 else None
+    pos = handle.encode_text([prompt])
+    neg = handle.encode_text([negative_prompt or DEFAULT_NEGATIVE]) if cfg != 1.0 else None
     gen = torch.Generator("cpu").manual_seed(int(seed))
     latents = torch.randn(src_lat.shape, generator=gen, dtype=torch.float32).to(dev, dt)
     sigmas = flow_sigmas(steps, shift)
@@ -123,4 +146,4 @@ def change_camera(handle: InfCamHandle, source: torch.Tensor, path, prompt: str,
             v = v_neg + cfg * (v - v_neg)
         latents = (latents.float() + (sigmas[i + 1] - sigmas[i]) * v.float()).to(dt)
         bar.update(1)
-    return vae_decode(handle.vae, latents)
+    return handle.decode_video(latents)
