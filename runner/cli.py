@@ -90,6 +90,11 @@ def _load(args, registry):
 
 
 def cmd_run(args) -> int:
+    if getattr(args, "backend", "embedded") == "comfyui":
+        if not args.url:
+            raise SystemExit("vibeboard: --backend comfyui needs --url http://host:8188")
+        from .remote_comfyui import run_remote_cli
+        return run_remote_cli(args, _load, report)
     from .executor import Executor
     from .registry import NodeRegistry
     registry = NodeRegistry.default(embedded=True)
@@ -109,7 +114,11 @@ def cmd_run(args) -> int:
         executor.interrupt()
         worker.join()
     result = box["result"]
-    return report(result, registry, args.json)
+    code = report(result, registry, args.json)
+    if getattr(args, "push", False):
+        from .storage import push_for_cli
+        push_for_cli(result, args)
+    return code
 
 
 def report(result, registry, as_json: bool) -> int:
@@ -209,6 +218,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_dirs(run)
     run.add_argument("--json", action="store_true", help="print a JSON result on stdout")
     run.add_argument("--quiet", action="store_true", help="no progress output")
+    run.add_argument("--backend", choices=["embedded", "comfyui"], default="embedded",
+                     help="embedded executor (default) or a remote ComfyUI server (--url)")
+    run.add_argument("--url", default=os.environ.get("VIBEBOARD_COMFYUI_URL"),
+                     help="remote ComfyUI (or vibeboard serve) base URL for --backend comfyui")
+    run.add_argument("--token", default=os.environ.get("VIBEBOARD_REMOTE_TOKEN"),
+                     help="bearer token for the remote server")
+    run.add_argument("--push", action="store_true",
+                     help="push outputs to the configured storage (VIBEBOARD_S3_* / VIBEBOARD_STORE_DIR)")
     run.set_defaults(func=cmd_run)
     val = sub.add_parser("validate", help="check a workflow without running it")
     val.add_argument("workflow")

@@ -166,7 +166,10 @@ def test_start_time_seeks(clip_file):
     loaded = video_io.load_video(path, start_time=0.25)
     assert which_frames(loaded.frames, clip) == list(range(6, 12))
     assert loaded.start == pytest.approx(0.25)
-    assert loaded.audio[0].shape[1] == round(0.25 * SR)
+    wave = loaded.audio[0]
+    assert wave.shape[1] == round(0.25 * SR)
+    # sample-accurate after the seek, first samples included (the decoder is warmed up before `start`)
+    assert np.abs(wave[0] - sine(0.5)[0, round(0.25 * SR):]).max() < 0.02
     with pytest.raises(video_io.NoFramesError):
         video_io.load_video(path, start_time=5.0)
 
@@ -293,3 +296,55 @@ def test_display_rotation_is_applied(tmp_path, rotation, turns):
     assert (loaded - upright).abs().mean().item() < 0.02
     if turns % 2:
         assert video_io.load_video(path, width=24).frames.shape[1:3] == (32, 24)  # resize in upright terms
+
+
+@pytest.mark.parametrize("fmt, codec, pix_fmt, options", [
+    ("webm", "libvpx-vp9", "yuv420p", {"crf": "10", "b": "0"}),
+    ("mov", "prores_ks", "yuv422p10le", {}),
+    ("avi", "mjpeg", "yuvj420p", {"q:v": "2"}),  # full-range JPEG levels
+])
+def test_loads_other_codecs_and_containers(tmp_path, fmt, codec, pix_fmt, options):
+    if codec not in av.codecs_available:
+        pytest.skip(f"{codec} not in this FFmpeg build")
+    clip = synthetic_clip(frames=6)
+    source = (clip * 255).round().to(torch.uint8).numpy()
+    path = str(tmp_path / f"clip.{fmt}")
+    with av.open(path, "w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=24)
+        stream.width, stream.height, stream.pix_fmt, stream.options = 64, 48, pix_fmt, options
+        for i, rgb in enumerate(source):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=pix_fmt)
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    loaded = video_io.load_video(path)
+    assert loaded.frames.shape == (6, 48, 64, 3) and loaded.fps == 24.0
+    assert (loaded.frames - clip).abs().mean().item() < 0.02
+    assert which_frames(loaded.frames, clip) == list(range(6))
+
+
+def test_loads_animated_gif(tmp_path):
+    from PIL import Image
+    levels = [0, 60, 120, 180, 240]
+    images = [Image.fromarray(np.full((30, 40, 3), level, np.uint8)) for level in levels]
+    path = str(tmp_path / "anim.gif")
+    images[0].save(path, save_all=True, append_images=images[1:], duration=100, loop=0)
+    loaded = video_io.load_video(path)
+    assert loaded.frames.shape == (5, 30, 40, 3) and loaded.fps == 10.0
+    assert loaded.frames.mean(dim=(1, 2, 3)).mul(255).round().tolist() == levels
+    assert video_io.load_video(path, force_rate=20).frames.shape[0] == 10
+
+
+def test_audio_span_equals_the_same_slice_of_a_full_decode(tmp_path):
+    """Any start (fractional sample positions, before/after the seek threshold) gives exactly the samples
+    a full decode has there: no 1-sample gaps between frames, no untrimmed encoder delay after a seek."""
+    path = str(tmp_path / "tone.mp4")
+    video_io.write_video(path, synthetic_clip(frames=24), 24, audio=(sine(1.0, freq=523.0), SR))
+    full, _ = audio_io.decode_audio(path)
+    for start in (0.01, 0.125, 0.21, 0.3377, 0.6):
+        part, _ = audio_io.decode_audio(path, start=start, duration=0.3)
+        first = round(start * SR)
+        assert part.shape[1] == round(0.3 * SR)
+        assert np.abs(part - full[:, first:first + part.shape[1]]).max() < 1e-4, start

@@ -41,7 +41,7 @@ def test_save_then_load_round_trip(dirs):
     out = VBSaveVideo().save(images=clip(), fps=24.0, filename_prefix="vibeboard/video", crf=0,
                              preset="ultrafast", audio=tone())
     entry = out["ui"]["images"][0]
-    assert entry == {"filename": "vibeboard/video_00001_.mp4".split("/")[1], "subfolder": "vibeboard",
+    assert entry == {"filename": "video_00001_.mp4", "subfolder": "vibeboard",
                      "type": "output", "format": "video/mp4"}
     assert out["ui"]["animated"] == [True]
     (path,) = out["result"]
@@ -233,4 +233,6 @@ def test_audio_round_trips_through_the_nodes(dirs):
     wave = audio["waveform"][0, 0].numpy()
     assert wave.shape[0] == round(0.375 * 44100)  # the clip is 0.5 s: audio stops with the frames
     expected = source["waveform"][0, 0, int(0.125 * 44100):][: wave.shape[0]].numpy()
-    assert np.abs(wave[1000:-1000] - expected[1000:-1000]).mean() < 0.05  # in sync after the seek
+    error = np.abs(wave - expected)
+    assert error[:-2048].max() < 0.02  # in sync after the seek, to the sample
+    assert error.argmax() > len(error) - 2048  # only the hard cut at the end of the track rings

@@ -79,8 +79,11 @@ def decode_audio(path: str, start: float = 0.0, duration: Optional[float] = None
         stream_end = None
         if stream.duration is not None and stream.time_base:
             stream_end = float((stream.duration + (stream.start_time or 0)) * stream.time_base)
-        if start > 0 and stream.time_base:
-            container.seek(int(start / stream.time_base), stream=stream)
+        # Seek 0.2 s early: codecs with overlapping windows (AAC, MP3) need a packet or two to warm up.
+        # Near the beginning, decode from the top instead: a seek there skips the encoder-delay trim.
+        if start > 0.2 and stream.time_base:
+            container.seek(int((start - 0.2) / stream.time_base), stream=stream)
+        first = int(round(start * rate))  # sample index of `start` on the stream clock
         resampler = av.AudioResampler(format="fltp")  # keeps rate and layout, only unpacks/floats
         running = None
         for frame in container.decode(stream):
@@ -94,7 +97,7 @@ def decode_audio(path: str, start: float = 0.0, duration: Optional[float] = None
             samples = np.concatenate(parts, axis=1).astype(np.float32, copy=False)
             if samples.shape[0] != channels:
                 channels = samples.shape[0]
-            offset = int(round((when - start) * rate))
+            offset = int(round(when * rate)) - first  # both rounded alone: no 1-sample gaps between frames
             if offset + samples.shape[1] <= 0:
                 continue
             if total is not None and offset >= total:
@@ -103,7 +106,7 @@ def decode_audio(path: str, start: float = 0.0, duration: Optional[float] = None
     if total is None:
         total = max((off + s.shape[1] for off, s in pieces), default=0)
         if stream_end is not None:  # the decoder returns the encoder's tail padding too
-            total = min(total, max(int(round((stream_end - start) * rate)), 0))
+            total = min(total, max(int(round(stream_end * rate)) - first, 0))
     out = np.zeros((channels, total), dtype=np.float32)
     for offset, samples in pieces:
         lo, hi = max(offset, 0), min(offset + samples.shape[1], total)

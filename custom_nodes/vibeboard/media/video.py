@@ -158,7 +158,8 @@ def _timeline(container, stream, start: float, force_rate: Optional[Fraction]):
         while previous is not None and start + slot * step < when - tol:
             yield previous, start + slot * step
             slot += 1
-        duration = float(frame.duration * frame.time_base) if frame.duration and frame.time_base else 0.0
+        ticks = getattr(frame, "duration", None)  # PyAV ≥ 13
+        duration = float(ticks * frame.time_base) if ticks and frame.time_base else 0.0
         previous, previous_end = frame, when + (duration or 1.0 / source_rate)
     while previous is not None and start + slot * step < previous_end - tol:
         yield previous, start + slot * step
@@ -251,9 +252,8 @@ def load_video(path: str, *, start_time: float = 0.0, force_rate: float = 0.0, s
     height_out, width_out = frames[0].shape[:2]
     batch = torch.empty((len(frames), height_out, width_out, 3), dtype=torch.float32)
     for i in range(len(frames)):
-        batch[i].copy_(torch.from_numpy(frames[i]))
+        torch.mul(torch.from_numpy(frames[i]), 1.0 / 255.0, out=batch[i])  # one pass; 255 → exactly 1.0
         frames[i] = None  # keep peak memory near the float batch alone
-    batch.div_(255.0)
     audio = None
     if with_audio and info.has_audio:
         audio = decode_audio(path, start=info.start + times[0], duration=len(times) / float(frame_rate))
@@ -294,7 +294,10 @@ def image_to_uint8(image) -> np.ndarray:
     C = 1 is repeated to grey RGB; C = 4 drops alpha."""
     if hasattr(image, "detach"):
         import torch
-        image = (image.detach().to("cpu", torch.float32).clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).numpy()
+        image = image.detach().to("cpu", torch.float32)
+        scaled = torch.empty_like(image)
+        torch.mul(image, 255.0, out=scaled)  # in place from here on: this runs once per frame at full size
+        image = scaled.add_(0.5).clamp_(0.0, 255.0).to(torch.uint8).numpy()  # +0.5 then truncate = round
     else:
         image = np.asarray(image)
         if image.dtype != np.uint8:

@@ -1,0 +1,88 @@
+"""`vibeboard serve`: the ComfyUI-compatible server with persistent queue, output push and webhooks."""
+from __future__ import annotations
+
+import logging
+import os
+
+
+def _env_int(name, default):
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+def register(subparsers) -> None:
+    serve = subparsers.add_parser("serve", help="serve the ComfyUI HTTP/WS API (+ /vibeboard/jobs) on this machine")
+    serve.add_argument("--host", default=os.environ.get("VIBEBOARD_HOST", "127.0.0.1"),
+                       help="address to bind (a non-loopback address requires --token)")
+    serve.add_argument("--port", type=int, default=_env_int("VIBEBOARD_PORT", 8188))
+    serve.add_argument("--token", default=os.environ.get("VIBEBOARD_TOKEN"),
+                       help="bearer token clients must send (env VIBEBOARD_TOKEN)")
+    serve.add_argument("--output-dir", default=os.environ.get("VIBEBOARD_OUTPUT_DIR", "output"))
+    serve.add_argument("--input-dir", default=os.environ.get("VIBEBOARD_INPUT_DIR", "input"))
+    serve.add_argument("--temp-dir", default=os.environ.get("VIBEBOARD_TEMP_DIR", "temp"))
+    serve.add_argument("--models-dir", default=os.environ.get("VIBEBOARD_MODELS_DIR"))
+    serve.add_argument("--db", default=os.environ.get("VIBEBOARD_DB"),
+                       help="SQLite queue/history file (default: vibeboard-jobs.sqlite next to the output folder)")
+    serve.add_argument("--config", default=os.environ.get("VIBEBOARD_CONFIG"),
+                       help="JSON config file (storage/webhook/limits sections; env variables win)")
+    serve.add_argument("--storage", choices=["local", "s3", "r2", "none"], default=None,
+                       help="where outputs are pushed (default: s3 when VIBEBOARD_S3_BUCKET is set, else local)")
+    serve.add_argument("--store-dir", default=None, help="folder for --storage local (VIBEBOARD_STORE_DIR)")
+    serve.add_argument("--webhook-secret", default=os.environ.get("VIBEBOARD_WEBHOOK_SECRET"))
+    serve.add_argument("--webhook-url", default=os.environ.get("VIBEBOARD_WEBHOOK_URL"),
+                       help="default webhook for every job (jobs may name their own)")
+    serve.add_argument("--max-upload-mb", type=float, default=float(os.environ.get("VIBEBOARD_MAX_UPLOAD_MB", 100)))
+    serve.add_argument("--max-prompt-mb", type=float, default=float(os.environ.get("VIBEBOARD_MAX_PROMPT_MB", 20)))
+    serve.add_argument("--max-json-depth", type=int, default=_env_int("VIBEBOARD_MAX_JSON_DEPTH", 64))
+    serve.add_argument("--no-url-inputs", action="store_true",
+                       default=os.environ.get("VIBEBOARD_URL_INPUTS", "1") in ("0", "false", "no"),
+                       help="refuse job inputs given by URL (the server would fetch them)")
+    serve.add_argument("--push-temp", action="store_true",
+                       default=os.environ.get("VIBEBOARD_PUSH_TEMP", "0") in ("1", "true", "yes"),
+                       help="also push temp files (previews) to storage")
+    serve.add_argument("--cache", default=os.environ.get("VIBEBOARD_CACHE", "classic"),
+                       help="executor cache: classic | none | N (LRU of N node results)")
+    serve.add_argument("--extra-nodes", action="append", default=[],
+                       help="extra .py file or package with NODE_CLASS_MAPPINGS to register (repeatable)")
+    serve.add_argument("--log-level", default=os.environ.get("VIBEBOARD_LOG_LEVEL", "WARNING"))
+    serve.set_defaults(func=cmd_serve)
+
+
+def build_config(args):
+    from .server import ServerConfig
+    from .storage import load_config_file, storage_from_config
+    config_file = load_config_file(args.config)
+    env = dict(os.environ)
+    if args.storage:
+        env["VIBEBOARD_STORAGE"] = args.storage
+    if args.store_dir:
+        env["VIBEBOARD_STORE_DIR"] = args.store_dir
+    storage = None
+    if env.get("VIBEBOARD_STORAGE", (config_file.get("storage") or {}).get("kind")) != "none":
+        default_root = os.path.join(os.path.dirname(os.path.abspath(args.output_dir)), "vibeboard-store")
+        storage = storage_from_config(env, config_file, default_local_root=default_root)
+    hooks = config_file.get("webhook") or {}
+    limits = config_file.get("limits") or {}
+    cache = args.cache
+    cache = int(cache) if str(cache).isdigit() else cache
+    return ServerConfig(
+        host=args.host, port=args.port, token=args.token or config_file.get("token"),
+        output_dir=args.output_dir, input_dir=args.input_dir, temp_dir=args.temp_dir, db_path=args.db,
+        storage=storage, webhook_secret=args.webhook_secret or hooks.get("secret"),
+        default_webhook=args.webhook_url or hooks.get("url"),
+        max_upload_bytes=int(limits.get("max_upload_mb", args.max_upload_mb) * 1024 * 1024),
+        max_prompt_bytes=int(limits.get("max_prompt_mb", args.max_prompt_mb) * 1024 * 1024),
+        max_json_depth=int(limits.get("max_json_depth", args.max_json_depth)),
+        allow_url_inputs=not args.no_url_inputs, extra_nodes=list(args.extra_nodes), cache=cache,
+        models_dir=args.models_dir, push_temp=args.push_temp)
+
+
+def cmd_serve(args) -> int:
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from .security import check_bind_allowed
+    check_bind_allowed(args.host, args.token)  # before loading nodes: fail fast
+    from .server import VibeServer
+    server = VibeServer(build_config(args))
+    server.serve_forever()
+    return 0

@@ -1,0 +1,85 @@
+"""Job inputs shared by POST /vibeboard/jobs and the RunPod handler: `{"node_id.input": value}` overrides,
+where a value `{"url": ...}` or `{"base64": ..., "filename": ...}` is fetched into the input folder first."""
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+import urllib.parse
+import urllib.request
+
+from .security import ApiError, safe_relpath
+
+_NAME_OK = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def _safe_input_name(job_id: str, wanted: str) -> str:
+    base = os.path.basename((wanted or "").replace("\\", "/")) or "input.bin"
+    base = _NAME_OK.sub("_", base).lstrip(".") or "input.bin"
+    return f"vb-{job_id[:8]}-{base[:120]}"
+
+
+def _decode_base64(text: str, limit: int, key: str) -> bytes:
+    if text.startswith("data:"):
+        text = text.split(",", 1)[-1]
+    if len(text) * 3 // 4 > limit:
+        raise ApiError(413, "payload_too_large", f"input {key!r}: base64 file exceeds {limit} bytes")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ApiError(400, "invalid_input", f"input {key!r}: invalid base64 data ({exc})")
+
+
+def _download(url: str, limit: int, key: str) -> bytes:
+    request = urllib.request.Request(url, headers={"User-Agent": "vibeboard-runner/1"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            data = response.read(limit + 1)
+    except Exception as exc:
+        raise ApiError(400, "input_download_failed", f"input {key!r}: could not download {url}: {exc}")
+    if len(data) > limit:
+        raise ApiError(413, "payload_too_large", f"input {key!r}: {url} is larger than {limit} bytes")
+    return data
+
+
+def apply_job_inputs(prompt: dict, inputs: dict, input_dir: str, job_id: str, max_bytes: int = 100 << 20,
+                     max_url_bytes: int = 200 << 20, allow_urls: bool = True) -> list:
+    """Apply {"node_id.input": value} overrides; file values ({"url"} or {"base64"}) land in the input folder
+    and the input is set to the new file name. Returns the written file names."""
+    if not isinstance(inputs, dict):
+        raise ApiError(400, "invalid_request", "'inputs' must be an object {\"node_id.input\": value}")
+    written = []
+    for key, value in inputs.items():
+        node_id, sep, name = str(key).partition(".")
+        if not sep or not name:
+            raise ApiError(400, "invalid_input", f"input key {key!r} must look like 'node_id.input_name'")
+        node = prompt.get(node_id)
+        if node is None:
+            raise ApiError(400, "invalid_input", f"input {key!r}: node {node_id!r} is not in the workflow")
+        if isinstance(value, dict) and ("url" in value or "base64" in value):
+            if "base64" in value:
+                if not isinstance(value["base64"], str):
+                    raise ApiError(400, "invalid_input", f"input {key!r}: base64 must be a string")
+                data = _decode_base64(value["base64"], max_bytes, key)
+                wanted = value.get("filename") or f"{node_id}_{name}.bin"
+            else:
+                url = value["url"]
+                scheme = urllib.parse.urlparse(url).scheme if isinstance(url, str) else ""
+                if scheme not in ("http", "https"):
+                    raise ApiError(400, "invalid_input", f"input {key!r}: only http(s) URLs are accepted")
+                if not allow_urls:
+                    raise ApiError(403, "url_inputs_disabled", "URL inputs are disabled on this server")
+                data = _download(url, max_url_bytes, key)
+                wanted = value.get("filename") or urllib.parse.urlparse(url).path
+            if value.get("filename") is not None:
+                safe_relpath(value["filename"], f"input {key!r} filename", allow_subdirs=False)
+            file_name = _safe_input_name(job_id, wanted)
+            with open(os.path.join(input_dir, file_name), "wb") as handle:
+                handle.write(data)
+            written.append(file_name)
+            value = file_name
+        node.setdefault("inputs", {})[name] = value
+    return written
+
+

@@ -1,0 +1,136 @@
+"""RunPod serverless worker: job input `{workflow, inputs, output}` → embedded executor → storage → URLs.
+
+    python -m runner.runpod_handler                       # on RunPod (the SDK polls for jobs)
+    python -m runner.runpod_handler --test_input '{"input": {...}}'   # local test (or ./test_input.json)
+
+Input:  {"workflow": API or UI JSON (object or text), "inputs": {"node_id.input": value | {"url"} |
+         {"base64", "filename"}}, "output": {"prefix": "...", "upload": true}}
+Output: {"status": "success", "job_id", "outputs": [{node, filename, key, url, content_type, size}], "timings"}
+Errors: {"error": "<message>", "details": {...}} (the SDK marks the job FAILED).
+The executor and its model cache stay alive between jobs of one worker (warm starts). Storage and folders come
+from the same VIBEBOARD_* environment variables as `vibeboard serve` (docs/service.md).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from typing import Callable, Optional
+
+log = logging.getLogger("vibeboard.runpod")
+
+_state: dict = {}
+_lock = threading.Lock()
+
+
+def _runtime():
+    """Registry, executor and storage, built once per worker process."""
+    with _lock:
+        if not _state:
+            from .registry import NodeRegistry
+            from .executor import Executor
+            from .server import load_extra_nodes
+            from .storage import storage_from_config
+            env = os.environ
+            dirs = {k: os.path.abspath(env.get(f"VIBEBOARD_{k.upper()}_DIR", k)) for k in ("output", "input", "temp")}
+            for path in dirs.values():
+                os.makedirs(path, exist_ok=True)
+            registry = NodeRegistry.default(embedded=True)
+            for path in filter(None, env.get("VIBEBOARD_EXTRA_NODES", "").split(os.pathsep)):
+                load_extra_nodes(registry, path)
+            executor = Executor(registry, output_dir=dirs["output"], input_dir=dirs["input"], temp_dir=dirs["temp"],
+                                models_dir=env.get("VIBEBOARD_MODELS_DIR"))
+            storage = storage_from_config(default_local_root=os.path.join(os.path.dirname(dirs["output"]),
+                                                                          "vibeboard-store"))
+            _state.update(registry=registry, executor=executor, storage=storage, dirs=dirs)
+        return _state
+
+
+def _sdk_progress(job: dict) -> Optional[Callable[[dict], None]]:
+    """runpod.serverless.progress_update on the platform; nothing locally (it would post to no endpoint)."""
+    if not os.environ.get("RUNPOD_WEBHOOK_GET_JOB"):
+        return None
+    try:
+        from runpod.serverless import progress_update
+    except ImportError:
+        return None
+    return lambda update: progress_update(job, update)
+
+
+def handler(job: dict, progress: Optional[Callable[[dict], None]] = None) -> dict:
+    from .security import ApiError, check_graph
+    from .validation import validate_prompt
+    from .workflow import WorkflowFormatError, load_workflow
+    from .job_inputs import apply_job_inputs
+    from .storage import push_outputs
+
+    job_id = str(job.get("id") or f"local-{int(time.time() * 1000)}")
+    data = job.get("input")
+    if not isinstance(data, dict):
+        return {"error": "job input must be an object {workflow, inputs, output}"}
+    if data.get("workflow") is None:
+        return {"error": "input.workflow is required (ComfyUI API or UI format JSON)"}
+    progress = progress or _sdk_progress(job)
+    state = _runtime()
+    try:
+        prompt = load_workflow(data["workflow"], state["registry"])
+        check_graph(prompt)
+        apply_job_inputs(prompt, data.get("inputs") or {}, state["dirs"]["input"], job_id,
+                         allow_urls=os.environ.get("VIBEBOARD_URL_INPUTS", "1") not in ("0", "false", "no"))
+    except WorkflowFormatError as exc:
+        return {"error": f"cannot read workflow: {exc}"}
+    except ApiError as exc:
+        return {"error": exc.body["error"]["message"], "details": exc.body["error"]}
+    from vibeboard.common import runtime
+    runtime.set_host_dirs(output=state["dirs"]["output"], input=state["dirs"]["input"], temp=state["dirs"]["temp"],
+                          models=os.environ.get("VIBEBOARD_MODELS_DIR"))  # loaders validate files against these
+    validation = validate_prompt(prompt, state["registry"])
+    if not validation.ok:
+        return {"error": "workflow is not valid:\n" + validation.summary(), "details": validation.response()}
+
+    last = [0.0]
+
+    def on_event(event, info):
+        if progress is None:
+            return
+        now = time.monotonic()
+        if event == "executing" and info.get("node") is not None:
+            progress({"node": info["node"], "message": f"running node {info['node']}"})
+        elif event == "progress" and now - last[0] >= 1.0:  # throttled: each update is an HTTP call
+            last[0] = now
+            progress({"node": info.get("node"), "value": info.get("value"), "max": info.get("max")})
+
+    result = state["executor"].execute(prompt, prompt_id=job_id, on_event=on_event)
+    output = data.get("output") or {}
+    published = []
+    if output.get("upload", True):
+        files = [f for f in result.output_files() if f["type"] != "temp" or output.get("include_temp")]
+        published = push_outputs(state["storage"], job_id, files, prefix=output.get("prefix"))
+    for row in published:
+        row.pop("path", None)
+    if result.status != "success":
+        err = result.error or {}
+        message = err.get("exception_message") or err.get("error", {}).get("message") or result.status
+        where = f"node {err.get('node_id')} ({err.get('node_type')}): " if err.get("node_id") else ""
+        return {"error": f"{result.status}: {where}{message}", "details": err, "outputs": published}
+    failed = [row for row in published if row.get("upload_error")]
+    if failed:
+        return {"error": f"{len(failed)} output(s) could not be uploaded: {failed[0]['upload_error']}",
+                "outputs": published}
+    return {"status": "success", "job_id": job_id, "outputs": published,
+            "timings": {k: round(v, 4) for k, v in result.timings.items()},
+            "seconds": round(result.total_seconds, 4)}
+
+
+def main() -> None:
+    try:
+        import runpod
+    except ImportError:
+        sys.exit("the RunPod worker needs the runpod SDK: pip install runpod")
+    runpod.serverless.start({"handler": handler})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""Input hardening for the server: token auth, path checks, JSON size/depth limits, graph sanity checks.
+
+Every failure is an ApiError carrying an HTTP status and a ComfyUI-shaped JSON body, so clients get a clear
+4xx and the server carries on.
+"""
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import os
+from typing import Optional
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, type_: str, message: str, details: str = "", extra: Optional[dict] = None,
+                 node_errors: Optional[dict] = None):
+        super().__init__(message)
+        self.status = status
+        self.body = {"error": {"type": type_, "message": message, "details": details, "extra_info": extra or {}},
+                     "node_errors": node_errors or {}}
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind_allowed(host: str, token: Optional[str]) -> None:
+    """Refuse to serve on a reachable address without a token: anyone could run code-heavy jobs on the GPU."""
+    if not is_loopback(host) and not token:
+        raise SystemExit(f"refusing to listen on {host} without a token: pass --token or set VIBEBOARD_TOKEN "
+                         "(a token is required whenever the server is reachable from other machines)")
+
+
+def token_ok(expected: Optional[str], headers, query, allow_query: bool) -> bool:
+    if not expected:
+        return True
+    given = None
+    auth = headers.get("Authorization", "")
+    if auth.lower().startswith("bearer "):
+        given = auth[7:].strip()
+    elif allow_query:
+        given = query.get("token")
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+# --- paths ---------------------------------------------------------------------------------------
+
+def safe_relpath(name: str, what: str, allow_subdirs: bool = True) -> str:
+    """Validate a client-given relative path; refuses absolute paths, '..', drive letters and NUL bytes."""
+    if name is None:
+        return ""
+    if not isinstance(name, str):
+        raise ApiError(400, "invalid_path", f"{what} must be a string")
+    if "\x00" in name:
+        raise ApiError(400, "invalid_path", f"{what} contains a NUL byte")
+    norm = name.replace("\\", "/")
+    if norm.startswith("/") or (len(norm) > 1 and norm[1] == ":"):
+        raise ApiError(403, "invalid_path", f"{what} must be relative, got an absolute path")
+    parts = [p for p in norm.split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        raise ApiError(403, "invalid_path", f"{what} must not contain '..'")
+    if not allow_subdirs and len(parts) > 1:
+        raise ApiError(400, "invalid_path", f"{what} must be a plain file name")
+    return "/".join(parts)
+
+
+def resolve_inside(base: str, *relparts: str) -> str:
+    """Join and resolve symlinks; the result must stay inside base."""
+    base_real = os.path.realpath(base)
+    path = os.path.realpath(os.path.join(base_real, *[p for p in relparts if p]))
+    if path != base_real and os.path.commonpath([path, base_real]) != base_real:
+        raise ApiError(403, "invalid_path", "path leaves the allowed folder")
+    return path
+
+
+# --- JSON ----------------------------------------------------------------------------------------
+
+def json_depth_exceeds(value, max_depth: int) -> bool:
+    """Iterative depth check (no recursion, so a hostile document cannot blow the stack here)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            if depth > max_depth:
+                return True
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            if depth > max_depth:
+                return True
+            stack.extend((v, depth + 1) for v in item)
+    return False
+
+
+def parse_json(raw: bytes, max_bytes: int, max_depth: int, what: str = "request body"):
+    if len(raw) > max_bytes:
+        raise ApiError(413, "payload_too_large", f"{what} is {len(raw)} bytes; the limit is {max_bytes}")
+    if not raw.strip():
+        raise ApiError(400, "invalid_json", f"{what} is empty; expected a JSON object")
+    try:
+        value = json.loads(raw)
+    except RecursionError:
+        raise ApiError(400, "json_too_deep", f"{what} is nested too deeply (limit {max_depth} levels)")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "invalid_json", f"{what} is not valid JSON: {exc}")
+    if json_depth_exceeds(value, max_depth):
+        raise ApiError(400, "json_too_deep", f"{what} is nested too deeply (limit {max_depth} levels)")
+    return value
+
+
+# --- graph ---------------------------------------------------------------------------------------
+
+def is_link(value) -> bool:
+    return (isinstance(value, list) and len(value) == 2 and isinstance(value[0], (str, int))
+            and isinstance(value[1], int) and not isinstance(value[1], bool))
+
+
+def check_graph(prompt, max_nodes: int = 5000) -> None:
+    """Shape checks ComfyUI leaves to execution time: node dicts, links to missing nodes, cycles."""
+    if not isinstance(prompt, dict) or not prompt:
+        raise ApiError(400, "invalid_prompt", "prompt must be a non-empty JSON object {node_id: node}")
+    if len(prompt) > max_nodes:
+        raise ApiError(413, "prompt_too_large", f"prompt has {len(prompt)} nodes; the limit is {max_nodes}")
+    edges = {}
+    for node_id, node in prompt.items():
+        if not isinstance(node, dict) or not isinstance(node.get("class_type"), str):
+            raise ApiError(400, "invalid_prompt", f"node {node_id!r} must be an object with a 'class_type' string",
+                           details=f"Node ID '#{node_id}'")
+        inputs = node.get("inputs", {})
+        if not isinstance(inputs, dict):
+            raise ApiError(400, "invalid_prompt", f"node {node_id!r}: 'inputs' must be an object",
+                           details=f"Node ID '#{node_id}'")
+        deps = []
+        for name, value in inputs.items():
+            if is_link(value):
+                source = str(value[0])
+                if source not in prompt:
+                    raise ApiError(400, "invalid_prompt",
+                                   f"node {node_id!r} input {name!r} links to node {source!r}, which is not in the prompt",
+                                   details=f"Node ID '#{node_id}'", extra={"input_name": name, "linked_node": value})
+                deps.append(source)
+        edges[str(node_id)] = deps
+    # iterative DFS colouring: 0 new, 1 on stack, 2 done
+    colour = {n: 0 for n in edges}
+    for start in edges:
+        if colour[start]:
+            continue
+        stack = [(start, iter(edges[start]))]
+        colour[start] = 1
+        path = [start]
+        while stack:
+            node, it = stack[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                colour[node] = 2
+                stack.pop()
+                path.pop()
+            elif colour[nxt] == 1:
+                cycle = path[path.index(nxt):] + [nxt]
+                raise ApiError(400, "dependency_cycle", "the prompt has a dependency cycle: " + " → ".join(cycle),
+                               details=f"Node ID '#{nxt}'", extra={"cycle": cycle})
+            elif colour[nxt] == 0:
+                colour[nxt] = 1
+                stack.append((nxt, iter(edges[nxt])))
+                path.append(nxt)

@@ -1,0 +1,561 @@
+"""ComfyUI-compatible HTTP/WS server on the embedded executor (aiohttp), plus VibeBoard job endpoints.
+
+Routes follow ComfyUI's server.py (same paths, same JSON shapes) and are mirrored under /api/. See
+docs/service.md for the security model (token, path checks, limits) and the job endpoints.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import uuid
+from dataclasses import dataclass, field
+from typing import Optional
+
+from aiohttp import web
+
+from .jobstore import JobStore
+from .security import (ApiError, check_bind_allowed, check_graph, is_loopback, parse_json, resolve_inside,
+                       safe_relpath, token_ok)
+from .service import JobService
+from .storage import Storage, content_type_for
+from .webhooks import WebhookSender
+from .ws_hub import WsHub
+
+log = logging.getLogger("vibeboard.server")
+
+VERSION = "0.1.0"
+FOLDER_TYPES = ("output", "input", "temp")
+SECRET_EXTRA_KEYS = ("auth_token_comfy_org", "api_key_comfy_org")
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8188
+    token: Optional[str] = None
+    output_dir: str = "output"
+    input_dir: str = "input"
+    temp_dir: str = "temp"
+    db_path: Optional[str] = None  # default: <output_dir>/../vibeboard-jobs.sqlite
+    storage: Optional[Storage] = None
+    webhook_secret: Optional[str] = None
+    default_webhook: Optional[str] = None
+    webhook_attempts: int = 5
+    webhook_backoff_s: float = 1.0
+    max_upload_bytes: int = 100 * 1024 * 1024
+    max_prompt_bytes: int = 20 * 1024 * 1024
+    max_json_depth: int = 64
+    max_nodes: int = 5000
+    allow_url_inputs: bool = True
+    max_url_input_bytes: int = 200 * 1024 * 1024
+    extra_nodes: list = field(default_factory=list)
+    cache: object = "classic"
+    models_dir: Optional[str] = None
+    push_temp: bool = False  # also push "temp" files (previews); off like ComfyUI workers
+
+
+class VibeServer:
+    def __init__(self, config: ServerConfig, registry=None, executor=None):
+        check_bind_allowed(config.host, config.token)
+        self.config = config
+        for path in (config.output_dir, config.input_dir, config.temp_dir):
+            os.makedirs(path, exist_ok=True)
+        self.dirs = {"output": os.path.abspath(config.output_dir), "input": os.path.abspath(config.input_dir),
+                     "temp": os.path.abspath(config.temp_dir)}
+        if registry is None:
+            from .registry import NodeRegistry
+            registry = NodeRegistry.default(embedded=True)
+        for path in config.extra_nodes:
+            load_extra_nodes(registry, path)
+        self.registry = registry
+        if executor is None:
+            from .executor import Executor
+            executor = Executor(registry, output_dir=self.dirs["output"], input_dir=self.dirs["input"],
+                                temp_dir=self.dirs["temp"], models_dir=config.models_dir,
+                                cache=config.cache)
+        self.executor = executor
+        db_path = config.db_path or os.path.join(os.path.dirname(self.dirs["output"]), "vibeboard-jobs.sqlite")
+        self.store = JobStore(db_path)
+        self.hub = WsHub()
+        self.webhooks = WebhookSender(config.webhook_secret, max_attempts=config.webhook_attempts,
+                                      backoff_s=config.webhook_backoff_s)
+        self.service = JobService(executor, self.store, self.dirs, storage=config.storage, webhooks=self.webhooks,
+                                  emit=self.hub.emit, default_webhook=config.default_webhook,
+                                  push_temp=config.push_temp)
+        self.app = self._build_app()
+        self._runner: Optional[web.AppRunner] = None
+        self._thread: Optional[threading.Thread] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self.port = config.port
+
+    # --- app -------------------------------------------------------------------------------------
+    def _build_app(self) -> web.Application:
+        from . import server_jobs
+        limit = max(self.config.max_upload_bytes, self.config.max_prompt_bytes) + 1024 * 1024
+        app = web.Application(client_max_size=limit, middlewares=[self._errors_mw, self._auth_mw])
+        routes = [
+            ("GET", "/prompt", self.get_prompt), ("POST", "/prompt", self.post_prompt),
+            ("GET", "/queue", self.get_queue), ("POST", "/queue", self.post_queue),
+            ("POST", "/interrupt", self.post_interrupt), ("POST", "/free", self.post_free),
+            ("GET", "/history", self.get_history), ("POST", "/history", self.post_history),
+            ("GET", "/history/{prompt_id}", self.get_history_one),
+            ("GET", "/object_info", self.get_object_info), ("GET", "/object_info/{node_class}", self.get_object_one),
+            ("GET", "/view", self.get_view), ("POST", "/upload/image", self.post_upload_image),
+            ("GET", "/system_stats", self.get_system_stats), ("GET", "/features", self.get_features),
+            ("GET", "/embeddings", self.get_empty_list), ("GET", "/extensions", self.get_empty_list),
+            ("GET", "/ws", self.get_ws),
+            ("POST", "/vibeboard/jobs", server_jobs.make_post_job(self)),
+            ("GET", "/vibeboard/jobs/{job_id}", server_jobs.make_get_job(self)),
+            ("GET", "/vibeboard/health", self.get_health),
+        ]
+        for method, path, handler in routes:
+            app.router.add_route(method, path, handler)
+            app.router.add_route(method, "/api" + path, handler)
+        app.on_startup.append(self._on_startup)
+        app.on_shutdown.append(self._on_shutdown)
+        return app
+
+    async def _on_startup(self, app) -> None:
+        await self.hub.start()
+        self.service.start()
+
+    async def _on_shutdown(self, app) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.service.stop)
+        await self.hub.stop()
+        self.webhooks.close(timeout_s=2.0)
+
+    @web.middleware
+    async def _errors_mw(self, request, handler):
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            return web.json_response(exc.body, status=exc.status)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            body = {"error": {"type": "http_error", "message": exc.reason, "details": exc.text or "",
+                              "extra_info": {}}, "node_errors": {}}
+            return web.json_response(body, status=exc.status)
+        except Exception as exc:  # a bug must not take the server down; the client still gets JSON
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            body = {"error": {"type": "server_error", "message": f"{type(exc).__name__}: {exc}", "details": "",
+                              "extra_info": {}}, "node_errors": {}}
+            return web.json_response(body, status=500)
+
+    @web.middleware
+    async def _auth_mw(self, request, handler):
+        path = request.path[4:] if request.path.startswith("/api/") else request.path
+        if path == "/vibeboard/health":
+            return await handler(request)
+        token = self.config.token
+        if token:
+            if not token_ok(token, request.headers, request.query, allow_query=path in ("/ws", "/view")):
+                raise ApiError(401, "unauthorized", "missing or wrong token: send 'Authorization: Bearer <token>'"
+                               + (" or ?token=<token>" if path in ("/ws", "/view") else ""))
+        else:
+            # No token (loopback only): block cross-site requests from web pages, as ComfyUI does.
+            origin = request.headers.get("Origin")
+            if origin and urllib.parse.urlparse(origin).netloc != request.host:
+                raise ApiError(403, "forbidden_origin", f"cross-origin request from {origin} refused")
+        return await handler(request)
+
+    async def _json(self, request: web.Request, what: str = "request body"):
+        return parse_json(await request.read(), self.config.max_prompt_bytes, self.config.max_json_depth, what)
+
+    # --- prompt / queue --------------------------------------------------------------------------
+    def prepare_prompt(self, prompt):
+        """UI-format → API conversion and shape checks (links, cycles, size)."""
+        from .workflow import WorkflowFormatError, is_ui_format, load_workflow
+        if isinstance(prompt, dict) and is_ui_format(prompt):
+            try:
+                prompt = load_workflow(prompt, self.registry)
+            except WorkflowFormatError as exc:
+                raise ApiError(400, "invalid_workflow", str(exc))
+        check_graph(prompt, self.config.max_nodes)
+        return prompt
+
+    def validate(self, prompt, partial_targets=None):
+        from .validation import validate_prompt
+        from vibeboard.common import runtime
+        # VALIDATE_INPUTS of loaders look files up in the host folders: point them at ours before validating
+        runtime.set_host_dirs(output=self.dirs["output"], input=self.dirs["input"], temp=self.dirs["temp"],
+                              models=self.config.models_dir)
+        result = validate_prompt(prompt, self.registry, partial_targets=partial_targets)
+        if not result.ok:
+            body = result.response()
+            raise ApiError(400, body["error"].get("type", "invalid_prompt"), body["error"].get("message", ""),
+                           body["error"].get("details", ""), body["error"].get("extra_info", {}),
+                           body.get("node_errors", {}))
+        return result
+
+    async def get_prompt(self, request):
+        return web.json_response({"exec_info": {"queue_remaining": self.service.queue_remaining()}})
+
+    async def post_prompt(self, request):
+        body = await self._json(request)
+        if not isinstance(body, dict):
+            raise ApiError(400, "invalid_request", "request body must be a JSON object with a 'prompt' key")
+        if "prompt" not in body:
+            raise ApiError(400, "no_prompt", "No prompt provided", "No prompt provided")
+        prompt = self.prepare_prompt(body["prompt"])
+        targets = body.get("partial_execution_targets")
+        if targets is not None and not (isinstance(targets, list) and all(isinstance(t, str) for t in targets)):
+            raise ApiError(400, "invalid_request", "partial_execution_targets must be a list of node ids")
+        result = self.validate(prompt, targets)
+        extra = body.get("extra_data") or {}
+        if not isinstance(extra, dict):
+            raise ApiError(400, "invalid_request", "extra_data must be an object")
+        extra = {k: v for k, v in extra.items() if k not in SECRET_EXTRA_KEYS}
+        client_id = body.get("client_id")
+        if client_id is not None and not isinstance(client_id, str):
+            raise ApiError(400, "invalid_request", "client_id must be a string")
+        prompt_id = self._new_prompt_id(body.get("prompt_id"))
+        number = body.get("number")
+        if number is not None and (isinstance(number, bool) or not isinstance(number, (int, float))):
+            raise ApiError(400, "invalid_request", "number must be a number")
+        job_id, number = self.service.submit(prompt, extra, client_id, prompt_id, number,
+                                             bool(body.get("front")), list(result.good_outputs))
+        return web.json_response({"prompt_id": job_id, "number": number, "node_errors": result.node_errors})
+
+    def _new_prompt_id(self, wanted) -> str:
+        if wanted is None:
+            return str(uuid.uuid4())
+        if not isinstance(wanted, str) or not wanted or len(wanted) > 128:
+            raise ApiError(400, "invalid_request", "prompt_id must be a non-empty string (≤ 128 characters)")
+        if self.store.exists(wanted):
+            raise ApiError(409, "duplicate_prompt_id", f"prompt_id {wanted!r} is already in use")
+        return wanted
+
+    async def get_queue(self, request):
+        running = self.store.by_status("running")
+        pending = self.store.by_status("queued")
+        return web.json_response({"queue_running": [j.queue_item for j in running],
+                                  "queue_pending": [j.queue_item for j in pending]})
+
+    async def post_queue(self, request):
+        body = await self._json(request)
+        if not isinstance(body, dict):
+            raise ApiError(400, "invalid_request", "expected {\"clear\": true} or {\"delete\": [ids]}")
+        if body.get("clear"):
+            self.service.delete_queued(None)
+        if "delete" in body:
+            ids = body["delete"]
+            if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+                raise ApiError(400, "invalid_request", "'delete' must be a list of prompt ids")
+            self.service.delete_queued(ids)
+        return web.Response(status=200)
+
+    async def post_interrupt(self, request):
+        raw = await request.read()
+        prompt_id = None
+        if raw.strip():
+            body = parse_json(raw, self.config.max_prompt_bytes, self.config.max_json_depth)
+            if isinstance(body, dict):
+                prompt_id = body.get("prompt_id")
+        self.service.interrupt(prompt_id)
+        return web.Response(status=200)
+
+    async def post_free(self, request):
+        raw = await request.read()
+        body = parse_json(raw, 65536, 8) if raw.strip() else {}
+        if isinstance(body, dict) and (body.get("free_memory") or body.get("unload_models")):
+            for name in ("free_memory", "reset_cache", "clear_cache"):
+                method = getattr(self.executor, name, None)
+                if callable(method):
+                    method()
+                    break
+        return web.Response(status=200)
+
+    # --- history ---------------------------------------------------------------------------------
+    async def get_history(self, request):
+        try:
+            max_items = int(request.query["max_items"]) if "max_items" in request.query else None
+            offset = int(request.query.get("offset", 0))
+        except ValueError:
+            raise ApiError(400, "invalid_request", "max_items and offset must be integers")
+        if (max_items is not None and max_items < 0) or offset < 0:
+            raise ApiError(400, "invalid_request", "max_items and offset must not be negative")
+        return web.json_response({j["id"]: j["history"] for j in self.store.history(max_items, offset)})
+
+    async def get_history_one(self, request):
+        job = self.store.get(request.match_info["prompt_id"])
+        if job is None or job["history"] is None:
+            return web.json_response({})
+        return web.json_response({job["id"]: job["history"]})
+
+    async def post_history(self, request):
+        body = await self._json(request)
+        if not isinstance(body, dict):
+            raise ApiError(400, "invalid_request", "expected {\"clear\": true} or {\"delete\": [ids]}")
+        if body.get("clear"):
+            self.store.delete_history(None)
+        if "delete" in body:
+            ids = body["delete"]
+            if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+                raise ApiError(400, "invalid_request", "'delete' must be a list of prompt ids")
+            self.store.delete_history(ids)
+        return web.Response(status=200)
+
+    # --- nodes -----------------------------------------------------------------------------------
+    async def get_object_info(self, request):
+        return web.json_response(self.registry.object_info())
+
+    async def get_object_one(self, request):
+        name = request.match_info["node_class"]
+        if name not in self.registry.classes:
+            return web.json_response({})
+        return web.json_response({name: self.registry.node_info(name)})
+
+    # --- files -----------------------------------------------------------------------------------
+    async def get_view(self, request):
+        query = request.query
+        filename = query.get("filename")
+        if not filename:
+            raise ApiError(400, "invalid_request", "filename is required")
+        kind = query.get("type", "output") or "output"
+        for folder in FOLDER_TYPES:  # ComfyUI's "name.png [output]" annotation
+            if filename.endswith(f" [{folder}]"):
+                filename, kind = filename[: -len(folder) - 3], folder
+        if kind not in FOLDER_TYPES:
+            raise ApiError(400, "invalid_request", f"type must be one of {', '.join(FOLDER_TYPES)}")
+        name = safe_relpath(filename, "filename", allow_subdirs=False)
+        subfolder = safe_relpath(query.get("subfolder", ""), "subfolder")
+        path = resolve_inside(self.dirs[kind], subfolder, name)
+        if not os.path.isfile(path):
+            raise ApiError(404, "not_found", f"file {filename!r} not found in {kind}"
+                           + (f"/{subfolder}" if subfolder else ""))
+        ctype = content_type_for(name)
+        if ctype.startswith(("text/html", "text/javascript", "application/javascript", "text/css")):
+            ctype = "application/octet-stream"  # never let a browser run uploaded files as pages/scripts
+        headers = {"Content-Disposition": f'filename="{urllib.parse.quote(os.path.basename(name))}"',
+                   "Content-Type": ctype}
+        return web.FileResponse(path, headers=headers)
+
+    async def post_upload_image(self, request):
+        if not request.content_type.startswith("multipart/"):
+            raise ApiError(415, "unsupported_media_type",
+                           f"upload must be multipart/form-data, got {request.content_type or 'no content type'}")
+        limit = self.config.max_upload_bytes
+        if request.content_length is not None and request.content_length > limit + 65536:
+            raise ApiError(413, "payload_too_large", f"upload is {request.content_length} bytes; limit is {limit}")
+        reader = await request.multipart()
+        fields, tmp_path, original_name = {}, None, None
+        try:
+            async for part in reader:
+                if part.name == "image" and part.filename is not None:
+                    original_name = part.filename
+                    fd, tmp_path = tempfile.mkstemp(dir=self.dirs["temp"], prefix=".upload-")
+                    size = 0
+                    with os.fdopen(fd, "wb") as handle:
+                        while True:
+                            chunk = await part.read_chunk(1 << 20)
+                            if not chunk:
+                                break
+                            size += len(chunk)
+                            if size > limit:
+                                raise ApiError(413, "payload_too_large", f"upload exceeds the limit of {limit} bytes")
+                            handle.write(chunk)
+                elif part.name in ("type", "subfolder", "overwrite"):
+                    fields[part.name] = (await part.read(decode=True)).decode("utf-8", "replace")[:1024]
+            if tmp_path is None:
+                raise ApiError(400, "invalid_request", "multipart field 'image' (a file) is required")
+            kind = fields.get("type") or "input"
+            if kind not in FOLDER_TYPES:
+                raise ApiError(400, "invalid_request", f"type must be one of {', '.join(FOLDER_TYPES)}")
+            name = safe_relpath(original_name, "filename", allow_subdirs=False)
+            if not name:
+                raise ApiError(400, "invalid_request", "uploaded file has no name")
+            subfolder = safe_relpath(fields.get("subfolder", ""), "subfolder")
+            folder = resolve_inside(self.dirs[kind], subfolder)
+            os.makedirs(folder, exist_ok=True)
+            overwrite = fields.get("overwrite", "").lower() in ("true", "1")
+            final = await asyncio.get_running_loop().run_in_executor(  # hashing big files: off the loop
+                None, _place_upload, tmp_path, folder, name, overwrite)
+            tmp_path = None
+            return web.json_response({"name": os.path.basename(final), "subfolder": subfolder, "type": kind})
+        finally:
+            if tmp_path and os.path.exists(tmp_path):
+                os.remove(tmp_path)
+
+    # --- misc ------------------------------------------------------------------------------------
+    async def get_system_stats(self, request):
+        return web.json_response(system_stats())
+
+    async def get_features(self, request):
+        return web.json_response(self.features())
+
+    def features(self) -> dict:
+        return {"supports_preview_metadata": False, "max_upload_size": self.config.max_upload_bytes}
+
+    async def get_empty_list(self, request):
+        return web.json_response([])
+
+    async def get_health(self, request):
+        return web.json_response({"ok": True, "queue_remaining": self.service.queue_remaining()})
+
+    async def get_ws(self, request):
+        def on_connect(sid):
+            running = self.service.running
+            if running is not None and running.get("client_id") == sid and self.service.current_node:
+                yield "executing", {"node": self.service.current_node, "display_node": self.service.current_node,
+                                    "prompt_id": running["id"]}
+        return await self.hub.handle(request, self.service.status_data(), on_connect, self.features())
+
+    # --- running ---------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port)
+        await site.start()
+        addresses = self._runner.addresses  # the real port when port 0 was asked for
+        if addresses:
+            self.port = addresses[0][1]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        self.store.close()
+
+    def start_in_thread(self, timeout_s: float = 30.0) -> "VibeServer":
+        """Tests and the bench: serve from a background thread; returns once the port is bound."""
+        ready = threading.Event()
+        failure: list = []
+
+        def main():
+            self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._loop)
+            try:
+                self._loop.run_until_complete(self.start())
+            except BaseException as exc:
+                failure.append(exc)
+                ready.set()
+                return
+            ready.set()
+            self._loop.run_forever()
+            self._loop.run_until_complete(self.stop())
+            self._loop.close()
+
+        self._thread = threading.Thread(target=main, name="vibeboard-server", daemon=True)
+        self._thread.start()
+        ready.wait(timeout_s)
+        if failure:
+            raise failure[0]
+        return self
+
+    def stop_thread(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=15)
+
+    @property
+    def url(self) -> str:
+        host = self.config.host if ":" not in self.config.host else f"[{self.config.host}]"
+        return f"http://{host}:{self.port}"
+
+    def serve_forever(self) -> None:
+        async def main():
+            import signal
+            await self.start()
+            log.warning("VibeBoard server on %s (token %s)", self.url, "on" if self.config.token else "off")
+            print(f"VibeBoard server listening on {self.url}", flush=True)
+            stop = asyncio.Event()
+            try:  # SIGTERM (pods, systemd, docker stop): stop cleanly, the running job is recorded as interrupted
+                asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+            except (NotImplementedError, RuntimeError):
+                pass
+            try:
+                await stop.wait()
+            finally:
+                await self.stop()
+        try:
+            asyncio.run(main())
+        except KeyboardInterrupt:
+            pass
+
+
+def _place_upload(tmp_path: str, folder: str, name: str, overwrite: bool) -> str:
+    """ComfyUI behaviour: same content → reuse the existing file; name clash → 'name (1).ext'."""
+    target = os.path.join(folder, name)
+    if not overwrite and os.path.exists(target):
+        if _sha256(target) == _sha256(tmp_path):
+            os.remove(tmp_path)
+            return target
+        stem, ext = os.path.splitext(name)
+        index = 1
+        while os.path.exists(os.path.join(folder, f"{stem} ({index}){ext}")):
+            index += 1
+        target = os.path.join(folder, f"{stem} ({index}){ext}")
+    shutil.move(tmp_path, target)
+    return target
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def system_stats() -> dict:
+    ram_total = ram_free = 0
+    try:
+        with open("/proc/meminfo") as handle:
+            info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in handle if ":" in line}
+        ram_total, ram_free = info.get("MemTotal", 0), info.get("MemAvailable", 0)
+    except OSError:
+        pass
+    devices, torch_version = [], ""
+    try:
+        import torch
+        torch_version = torch.__version__
+        if torch.cuda.is_available():
+            for index in range(torch.cuda.device_count()):
+                free, total = torch.cuda.mem_get_info(index)
+                devices.append({"name": f"cuda:{index} {torch.cuda.get_device_name(index)}", "type": "cuda",
+                                "index": index, "vram_total": total, "vram_free": free,
+                                "torch_vram_total": torch.cuda.memory_reserved(index),
+                                "torch_vram_free": torch.cuda.memory_reserved(index)
+                                - torch.cuda.memory_allocated(index)})
+        else:
+            devices.append({"name": "cpu", "type": "cpu", "index": None, "vram_total": ram_total,
+                            "vram_free": ram_free, "torch_vram_total": 0, "torch_vram_free": 0})
+    except Exception:
+        pass
+    return {"system": {"os": os.name, "ram_total": ram_total, "ram_free": ram_free,
+                       "comfyui_version": f"vibeboard-{VERSION}", "required_frontend_version": "",
+                       "installed_templates_version": "", "required_templates_version": "",
+                       "python_version": sys.version, "pytorch_version": torch_version,
+                       "embedded_python": False, "argv": sys.argv, "platform": platform.platform()},
+            "devices": devices}
+
+
+def load_extra_nodes(registry, path: str) -> None:
+    """Add the NODE_CLASS_MAPPINGS of a .py file or package folder to the registry (e.g. a test node set)."""
+    import importlib.util
+    path = os.path.abspath(path)
+    target = os.path.join(path, "__init__.py") if os.path.isdir(path) else path
+    name = "vibeboard_extra_" + hashlib.sha1(path.encode()).hexdigest()[:10]
+    spec = importlib.util.spec_from_file_location(name, target,
+                                                  submodule_search_locations=[path] if os.path.isdir(path) else None)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    mappings = getattr(module, "NODE_CLASS_MAPPINGS", None)
+    if not mappings:
+        raise SystemExit(f"{path}: no NODE_CLASS_MAPPINGS found")
+    register = getattr(registry, "register", None)
+    for class_name, cls in mappings.items():
+        if callable(register):
+            register(class_name, cls, display_name=getattr(module, "NODE_DISPLAY_NAME_MAPPINGS", {}).get(class_name))
+        else:
+            registry.classes[class_name] = cls

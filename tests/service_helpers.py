@@ -1,0 +1,110 @@
+"""Helpers shared by the tests/test_service_*.py files: start a server on a free loopback port, HTTP and
+websocket clients (real sockets, no test client)."""
+import json
+import os
+import socket
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import websocket
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+NODES_FILE = os.path.join(HERE, "service_nodes.py")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def make_server(tmp_path, **overrides):
+    from runner.registry import NodeRegistry
+    from runner.server import ServerConfig, VibeServer
+    from runner.storage import LocalStorage
+    import service_nodes
+    registry = NodeRegistry.default(embedded=True)
+    for name, cls in service_nodes.NODE_CLASS_MAPPINGS.items():
+        registry.register(name, cls)
+    config = ServerConfig(host="127.0.0.1", port=0, output_dir=str(tmp_path / "output"),
+                          input_dir=str(tmp_path / "input"), temp_dir=str(tmp_path / "temp"),
+                          db_path=str(tmp_path / "jobs.sqlite"), webhook_backoff_s=0.05,
+                          storage=LocalStorage(str(tmp_path / "store")))
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    return VibeServer(config, registry=registry).start_in_thread()
+
+
+def http(method, url, body=None, headers=None, raw=None, timeout=30):
+    """Returns (status, parsed JSON or bytes, headers)."""
+    headers = dict(headers or {})
+    data = raw
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers.setdefault("Content-Type", "application/json")
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, payload, resp_headers = response.status, response.read(), response.headers
+    except urllib.error.HTTPError as exc:
+        status, payload, resp_headers = exc.code, exc.read(), exc.headers
+    ctype = resp_headers.get("Content-Type", "")
+    if ctype.startswith("application/json") and payload:
+        payload = json.loads(payload)
+    return status, payload, resp_headers
+
+
+def multipart(fields: dict, files: dict):
+    """(body, content type) for a multipart/form-data upload. files: {field: (filename, bytes)}."""
+    boundary = uuid.uuid4().hex
+    chunks = []
+    for name, value in fields.items():
+        chunks.append(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n".encode())
+    for name, (filename, data) in files.items():
+        chunks.append(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\n"
+                      "Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n")
+    chunks.append(f"--{boundary}--\r\n".encode())
+    return b"".join(chunks), f"multipart/form-data; boundary={boundary}"
+
+
+class WsClient:
+    def __init__(self, base_url, client_id=None, token=None):
+        self.client_id = client_id or uuid.uuid4().hex
+        url = base_url.replace("http://", "ws://") + f"/ws?clientId={self.client_id}"
+        if token:
+            url += f"&token={token}"
+        self.ws = websocket.create_connection(url, timeout=30)
+        self.messages = []
+
+    def until(self, predicate, timeout=30):
+        """Read JSON messages until predicate(msg) is true; returns every message read so far."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            self.ws.settimeout(max(0.1, deadline - time.time()))
+            raw = self.ws.recv()
+            if isinstance(raw, bytes):
+                continue
+            msg = json.loads(raw)
+            self.messages.append(msg)
+            if predicate(msg):
+                return self.messages
+        raise TimeoutError(f"no matching message; got {[m['type'] for m in self.messages]}")
+
+    def until_done(self, prompt_id, timeout=30):
+        return self.until(lambda m: m["type"] == "executing" and m["data"].get("node") is None
+                          and m["data"].get("prompt_id") == prompt_id, timeout)
+
+    def close(self):
+        self.ws.close()
+
+
+def wait_history(base_url, prompt_id, timeout=30, headers=None):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status, body, _ = http("GET", f"{base_url}/history/{prompt_id}", headers=headers)
+        if status == 200 and body:
+            return body[prompt_id]
+        time.sleep(0.05)
+    raise TimeoutError(f"{prompt_id} not in history")
