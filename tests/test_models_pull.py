@@ -125,3 +125,29 @@ def test_cli_list_path_verify(tmp_path, monkeypatch, capsys):
     assert main(["models", "verify", "wan2.1-vae"]) == 4
     assert "BAD" in capsys.readouterr().out
     assert main(["models", "pull", "no-such-model"]) == 2
+
+
+def test_checksum_mismatch_discards_and_match_installs(tmp_path, monkeypatch):
+    import hashlib
+    import huggingface_hub
+    payload = b"wan vae bytes"
+    monkeypatch.setenv("VIBEBOARD_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setattr(download, "hub_reachable", lambda endpoint=None: True)
+
+    def fake_download(repo, path, local_dir, **kw):
+        out = os.path.join(local_dir, path)
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        with open(out, "wb") as f:
+            f.write(payload)
+        return out
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    monkeypatch.setattr(download, "published_sha256", lambda repo, paths, e=None, t=None: {paths[0]: "0" * 64})
+    with pytest.raises(download.PullError, match="checksum mismatch"):
+        download.pull("wan2.1-vae", log=lambda s: None)
+    assert _files(tmp_path) == []
+    good = hashlib.sha256(payload).hexdigest()
+    monkeypatch.setattr(download, "published_sha256", lambda repo, paths, e=None, t=None: {paths[0]: good})
+    [path] = download.pull("wan2.1-vae", log=lambda s: None)
+    assert path.endswith(os.path.join("vae", "wan_2.1_vae.safetensors")) and open(path, "rb").read() == payload
+    assert download.recorded_checksum(path)["sha256"] == good
+    assert [p for p in _files(tmp_path) if ".vb-download" in p] == []
