@@ -158,11 +158,13 @@ def pull(name: str, source: Optional[str] = None, root: Optional[str] = None, en
                         if have != want:
                             raise PullError(f"{repo_path}: checksum mismatch (got {have[:12]}…, "
                                             f"published {want[:12]}…); the download was discarded")
-                        record_checksum(final, have)
                         log(f"sha256 ok {have[:16]}…")
                     else:
-                        log("no published checksum for this file (not stored with LFS); size checked only")
+                        have = None
+                        log("no published checksum for this file (not stored with LFS)")
                 os.replace(got, final)
+                if verify and have:
+                    record_checksum(final, have)
             else:
                 log(f"pull {repo} ({', '.join(src.get('allow', ['all files']))}) → {final}")
                 snapshot_download(repo, local_dir=staging, allow_patterns=src.get("allow"), endpoint=endpoint,
