@@ -114,9 +114,15 @@ class LoraPatch:
         self.saved = {}     # module name → (weight data, bias data, scale)
         self.modules = dict(model.named_modules())
 
+    def _before_edit(self) -> None:
+        hook = getattr(self.model, "_vb_before_weight_edit", None)  # block swap: park slot occupants
+        if hook is not None:
+            hook()
+
     def add(self, groups: dict, strength: float, strict: bool = True) -> list:
         if strength == 0:
             return []
+        self._before_edit()
         touched = []
         for name, parts in resolve(self.model, groups, strict).items():
             module = self.modules[name]
@@ -145,6 +151,8 @@ class LoraPatch:
         return touched
 
     def remove(self) -> None:
+        if self.saved:
+            self._before_edit()
         with torch.no_grad():
             for name, (w, b, scale) in self.saved.items():
                 module = self.modules[name]

@@ -41,6 +41,7 @@ class ManagedModel:
         self.state = "host"        # "device" | "host" | "disk"
         self.store = None          # FlatStore once it has been on the device
         self.runner = None         # BlockSwap / SequentialOffload when partially resident
+        self.swap = None           # the BlockSwap kept across evictions (its pinned copies are reused)
         self.last_used = 0.0
         self.in_use = 0
         self.resident_blocks = resident_blocks
@@ -152,7 +153,11 @@ class VramManager:
             raise MemoryError(f"{entry.name}: even with block swap it needs "
                               f"{(rest + 2 * per_block) / GB:.2f} GB, budget left "
                               f"{(self.budget - self.device_bytes()) / GB:.2f} GB")
-        entry.runner = BlockSwap(entry.module, self.device, resident=int(resident), pin=self.pin)
+        if entry.swap is not None and entry.swap.resident == int(resident):
+            entry.swap.attach()
+        else:
+            entry.swap = BlockSwap(entry.module, self.device, resident=int(resident), pin=self.pin)
+        entry.runner = entry.swap
         self._note(f"load_blockswap:{int(resident)}", entry.name)
 
     @staticmethod
