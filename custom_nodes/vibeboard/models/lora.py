@@ -106,6 +106,10 @@ def delta_for(parts: dict, out_features: int, in_features: int) -> tuple:
     return dw, db
 
 
+def _host_copy(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().to("cpu", copy=True)
+
+
 class LoraPatch:
     """Merged LoRAs on one model; `remove()` puts the original tensors back."""
 
@@ -128,11 +132,11 @@ class LoraPatch:
             module = self.modules[name]
             dw, db = delta_for(parts, module.out_features, module.in_features)
             if name not in self.saved:
-                self.saved[name] = (module.weight.data.clone(),
-                                    None if module.bias is None else module.bias.data.clone(),
-                                    getattr(module, "scale_weight", None))
-                if self.saved[name][2] is not None:
-                    self.saved[name] = self.saved[name][:2] + (module.scale_weight.clone(),)
+                # Originals are kept in host RAM (a 14B model's touched weights would not fit twice in VRAM).
+                self.saved[name] = (_host_copy(module.weight.data),
+                                    None if module.bias is None else _host_copy(module.bias.data),
+                                    None if getattr(module, "scale_weight", None) is None
+                                    else _host_copy(module.scale_weight))
             with torch.no_grad():
                 if dw is not None:
                     if isinstance(module, Fp8Linear):
@@ -160,7 +164,7 @@ class LoraPatch:
                 if b is not None:
                     module.bias.data.copy_(b.to(module.bias.device))
                 if scale is not None:
-                    module.scale_weight.copy_(scale)
+                    module.scale_weight.copy_(scale.to(module.scale_weight.device))
         self.saved = {}
 
 
