@@ -89,20 +89,21 @@ def read_lora(path: str, alpha=None, rslora=None) -> dict:
     return groups
 
 
-def delta_for(parts: dict, out_features: int, in_features: int) -> tuple:
-    """(weight delta fp32, bias delta or None) at strength 1."""
+def delta_for(parts: dict, out_features: int, in_features: int, device=None) -> tuple:
+    """(weight delta fp32, bias delta or None) at strength 1, computed on `device` (the weight's)."""
     dw = None
     if "down" in parts and "up" in parts:
-        down, up = parts["down"].float(), parts["up"].float()
+        down, up = parts["down"].to(device).float(), parts["up"].to(device).float()
         down, up = down.reshape(down.shape[0], -1), up.reshape(up.shape[0], -1)
         rank = down.shape[0]
         scale = float(parts["alpha"]) / rank if "alpha" in parts else 1.0
         dw = (up @ down) * scale
     if "diff" in parts:
-        dw = parts["diff"].float() if dw is None else dw + parts["diff"].float()
+        diff = parts["diff"].to(device).float()
+        dw = diff if dw is None else dw + diff
     if dw is not None and tuple(dw.shape) != (out_features, in_features):
         raise ValueError(f"LoRA delta {tuple(dw.shape)} does not fit a {out_features}×{in_features} layer")
-    db = parts["diff_b"].float() if "diff_b" in parts else None
+    db = parts["diff_b"].to(device).float() if "diff_b" in parts else None
     return dw, db
 
 
@@ -130,7 +131,7 @@ class LoraPatch:
         touched = []
         for name, parts in resolve(self.model, groups, strict).items():
             module = self.modules[name]
-            dw, db = delta_for(parts, module.out_features, module.in_features)
+            dw, db = delta_for(parts, module.out_features, module.in_features, module.weight.device)
             if name not in self.saved:
                 # Originals are kept in host RAM (a 14B model's touched weights would not fit twice in VRAM).
                 self.saved[name] = (_host_copy(module.weight.data),
