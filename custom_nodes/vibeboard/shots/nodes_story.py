@@ -200,9 +200,10 @@ class VBStoryMemShot:
             "motion_frames": ("IMAGE", {"tooltip": "MM2V: the previous shot's last 5 frames"}),
             "rope_gap": ("INT", {"default": 5, "min": 0, "max": 256,
                                  "tooltip": "S in the negative RoPE shift (0 = contiguous, the pre-fix release)"}),
-            "memory_mode": (["fixed", "free"], {"default": "fixed",
-                                                "tooltip": "fixed: memory latents held clean every step; free: the "
-                                                           "released loop (memory region sampled, then dropped)"}),
+            "memory_mode": (["fixed", "renoise", "free"], {
+                "default": "fixed", "tooltip": "Memory frames of the noisy latent: fixed = held clean every step; "
+                                               "renoise = held at the step's noise level; free = the released loop "
+                                               "(sampled, then dropped). y always carries the clean memory"}),
         }}
 
     def generate(self, wan, text, memory, width, height, length, sampler=None, first_frame=None, motion_frames=None,
