@@ -240,6 +240,22 @@ class VBStoryMemShot:
         return ({"samples": raw}, used)
 
 
+class VBShotTailFrames:
+    DESCRIPTION = ("The end of a shot for the next one: its last frame (StoryMem MI2V, a continuous cut) and its last "
+                   "5 frames (MM2V, motion carried over).")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("IMAGE", "IMAGE")
+    RETURN_NAMES = ("last_frame", "motion_frames")
+    FUNCTION = "tail"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"shot_frames": ("IMAGE", {"tooltip": "Decoded frames of a shot"})}}
+
+    def tail(self, shot_frames):
+        return (shot_frames[-1:], shot_frames[-storymem.MOTION_FRAMES:])
+
+
 def _device():
     return "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -250,6 +266,7 @@ NODE_CLASS_MAPPINGS = {
     "VBStoryMemorySave": VBStoryMemorySave,
     "VBStoryMemLoRA": VBStoryMemLoRA,
     "VBStoryMemShot": VBStoryMemShot,
+    "VBShotTailFrames": VBShotTailFrames,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "VBStoryMemoryLoad": "Story Memory Load (VibeBoard)",
@@ -257,4 +274,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "VBStoryMemorySave": "Story Memory Save (VibeBoard)",
     "VBStoryMemLoRA": "StoryMem LoRA (VibeBoard)",
     "VBStoryMemShot": "StoryMem Shot (VibeBoard)",
+    "VBShotTailFrames": "Shot Tail Frames — MI2V/MM2V (VibeBoard)",
 }
