@@ -73,9 +73,11 @@ def shot_condition(vae, num_frames: int, height: int, width: int, first_frame: O
 def encode_memory(vae, bank, height: int, width: int, cache: bool = True) -> torch.Tensor:
     """Memory keyframes -> [1, 16, M, h, w], one latent frame each; reuses latents cached at this size."""
     if len(bank) == 0:
-        return torch.zeros(1, 16, 0, height // 8, width // 8)
+        return torch.zeros(1, int(getattr(vae.config, "z_dim", 16)), 0, height // 8, width // 8)
+    z_dim = int(getattr(vae.config, "z_dim", 16))
     todo = [i for i, e in enumerate(bank.entries)
-            if not cache or e.latent is None or tuple(e.latent_size or ()) != (height, width)]
+            if not cache or e.latent is None or tuple(e.latent_size or ()) != (height, width)
+            or e.latent.shape[0] != z_dim]
     fresh = {}
     if todo:
         imgs = torch.stack([wan_io.resize_images(bank.entries[i].image_float()[None], height, width)[0] for i in todo])
