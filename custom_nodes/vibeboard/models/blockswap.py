@@ -50,7 +50,12 @@ class BlockSwap:
         self.ready = {}                       # block index → event (its copy finished)
         self.freed = [None] * self.n_slots    # slot → event (its last user finished computing)
         self.occupant = [None] * self.n_slots
+        self.compiled = {}
         for j in self.swapped:
+            # Streaming hooks must run eagerly: a compiled block would trace them; park its compiled call.
+            if getattr(self.blocks[j], "_compiled_call_impl", None) is not None:
+                self.compiled[j] = self.blocks[j]._compiled_call_impl
+                self.blocks[j]._compiled_call_impl = None
             self.hooks.append(self.blocks[j].register_forward_pre_hook(self._make_pre(j)))
             self.hooks.append(self.blocks[j].register_forward_hook(self._make_post(j)))
         self.attached = True
@@ -75,6 +80,9 @@ class BlockSwap:
         self.park()
         for h in self.hooks:
             h.remove()
+        for j, call in getattr(self, "compiled", {}).items():
+            self.blocks[j]._compiled_call_impl = call
+        self.compiled = {}
         self.hooks, self.slot_bufs = [], []
         if to_host:
             self.rest.to_host(copy_back=True)
