@@ -111,3 +111,20 @@ def test_a14b_two_experts_switch_at_boundary(env, tmp_path):
     assert all(t >= 900 for p, t in calls if p == "transformer")
     assert all(t < 900 for p, t in calls if p == "transformer_2")
     assert parts == sorted(parts, key=lambda p: p == "transformer_2")  # high-noise first, then low-noise
+
+
+def test_memory_settings_node_forces_block_swap(env):
+    import torch
+    from vibeboard.models.blockswap import BlockSwap
+    from vibeboard.wan import nodes as N
+    wan, = N.VBWanModelLoader().load("wan2.1_t2v_1.3B_bf16.safetensors", "wan_2.1_vae.safetensors",
+                                      "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "fp32")
+    text, = N.VBWanTextEncode().encode(wan, "a dog runs", "")
+    settings, = N.VBWanSamplerSettings().make(2, 4.0, 5.0, "unipc", 5)
+    ref, = N.VBWanT2V().generate(wan, text, 32, 32, 5, sampler=settings)
+    wan, = N.VBWanMemory().apply(wan, "block_swap", 1, "sequential")
+    out, = N.VBWanT2V().generate(wan, text, 32, 32, 5, sampler=settings)
+    entry = wan.manager.models[wan.keys["transformer"]]
+    assert isinstance(entry.swap, BlockSwap) and entry.swap.resident == 1
+    torch.testing.assert_close(out["samples"], ref["samples"], rtol=1e-5, atol=1e-5)
+    N.VBWanMemory().apply(wan, "auto", -1, "auto")  # back to defaults for the other tests

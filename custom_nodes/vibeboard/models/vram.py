@@ -149,6 +149,7 @@ class VramManager:
         resident = entry.resident_blocks
         if resident is None:
             resident = max(0, min(len(blocks), free // max(per_block, 1)))
+        resident = min(int(resident), len(blocks), max(0, free // max(per_block, 1)))  # never over budget
         if rest + 2 * per_block > self.budget - self.device_bytes():
             raise MemoryError(f"{entry.name}: even with block swap it needs "
                               f"{(rest + 2 * per_block) / GB:.2f} GB, budget left "

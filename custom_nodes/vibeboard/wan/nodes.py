@@ -386,6 +386,43 @@ class VBWanVAEEncode:
         return ({"samples": C.vae_encode(wan, C.images_to_video(frames[:keep]), tiled)},)
 
 
+class VBWanMemory:
+    DESCRIPTION = ("How the Wan parts use VRAM: auto (resident when it fits the budget, block swap otherwise), "
+                   "or force block swap with N transformer blocks kept on the GPU (the rest streamed from pinned "
+                   "RAM with prefetch), and sequential offload for the text encoder. Applies from the next run.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("VB_WAN",)
+    RETURN_NAMES = ("wan",)
+    FUNCTION = "apply"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "wan": ("VB_WAN", {"tooltip": "Wan model from the loader"}),
+            "transformer": (["auto", "resident", "block_swap"], {"default": "auto",
+                                                                 "tooltip": "DiT placement"}),
+            "blocks_on_gpu": ("INT", {"default": -1, "min": -1, "max": 64,
+                                      "tooltip": "block_swap: blocks kept on the GPU (-1 = as many as fit)"}),
+            "text_encoder": (["auto", "resident", "sequential"], {"default": "auto",
+                                                                   "tooltip": "UMT5 placement (sequential: "
+                                                                              "layer by layer, least VRAM)"}),
+        }}
+
+    def apply(self, wan, transformer="auto", blocks_on_gpu=-1, text_encoder="auto"):
+        mgr = wan.manager
+        modes = {"auto": "auto", "resident": "resident", "block_swap": "blockswap", "sequential": "sequential"}
+        for part, choice in (("transformer", transformer), ("transformer_2", transformer),
+                             ("text_encoder", text_encoder)):
+            if not wan.has(part):
+                continue
+            entry = mgr.models[wan.keys[part]]
+            resident = None if blocks_on_gpu < 0 else int(blocks_on_gpu)
+            if entry.mode != modes[choice] or entry.resident_blocks != resident:
+                mgr.offload(entry.name)  # the new placement takes effect on the next load
+                entry.mode, entry.resident_blocks = modes[choice], resident
+        return (wan,)
+
+
 class VBInspect:
     DESCRIPTION = "Shows the shape and value range of a LATENT and/or IMAGE (a quick check between nodes)."
     CATEGORY = CATEGORY
@@ -414,7 +451,7 @@ NODE_CLASS_MAPPINGS = {
     "VBWanModelLoader": VBWanModelLoader, "VBWanLoRA": VBWanLoRA, "VBWanTextEncode": VBWanTextEncode,
     "VBWanSamplerSettings": VBWanSamplerSettings, "VBWanT2V": VBWanT2V, "VBWanI2V": VBWanI2V,
     "VBWanV2V": VBWanV2V, "VBWanVACE": VBWanVACE, "VBWanVAEDecode": VBWanVAEDecode,
-    "VBWanVAEEncode": VBWanVAEEncode, "VBInspect": VBInspect,
+    "VBWanVAEEncode": VBWanVAEEncode, "VBWanMemory": VBWanMemory, "VBInspect": VBInspect,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "VBWanModelLoader": "Wan Model Loader (VibeBoard)", "VBWanLoRA": "Wan LoRA (VibeBoard)",
@@ -422,5 +459,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "VBWanT2V": "Wan Text to Video (VibeBoard)", "VBWanI2V": "Wan Image to Video (VibeBoard)",
     "VBWanV2V": "Wan Video to Video (VibeBoard)", "VBWanVACE": "Wan VACE (VibeBoard)",
     "VBWanVAEDecode": "Wan VAE Decode (VibeBoard)", "VBWanVAEEncode": "Wan VAE Encode (VibeBoard)",
-    "VBInspect": "Inspect Latent/Image (VibeBoard)",
+    "VBWanMemory": "Wan Memory Settings (VibeBoard)", "VBInspect": "Inspect Latent/Image (VibeBoard)",
 }
