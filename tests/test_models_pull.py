@@ -12,6 +12,14 @@ from vibeboard.models import download, registry
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.fixture(autouse=True)
+def _models_dir_from_env(monkeypatch):
+    """These tests point VIBEBOARD_MODELS_DIR at a temp dir; an executor run earlier may have pinned another."""
+    from vibeboard.common import runtime
+    monkeypatch.delitem(runtime._dirs, "models", raising=False)
+    monkeypatch.delenv("VIBEBOARD_COMFYUI_DIR", raising=False)
+
+
 def _files(root):
     return [os.path.join(b, f) for b, _, fs in os.walk(root) for f in fs]
 
