@@ -12,8 +12,10 @@ WORKFLOWS = selftest.workflows()
 def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("wan_selftest")
     models, inputs = str(root / "models"), str(root / "input")
+    from vibeboard.common import runtime
     mp = pytest.MonkeyPatch()
     mp.setenv("VIBEBOARD_MODELS_DIR", models)
+    mp.setitem(runtime._dirs, "models", models)  # restored (with the executor's setting) after the module
     selftest.prepare(models, inputs)
     # simulated 4 MB budget: the workflows' models evict each other
     vram.set_manager(vram.VramManager(budget_bytes=4 * 1024 ** 2, device="cpu"))
