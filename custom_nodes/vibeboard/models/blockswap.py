@@ -147,7 +147,8 @@ class BlockSwap:
 
 
 class SequentialOffload:
-    """Each leaf module with weights is copied in right before its forward and dropped after it."""
+    """Each module holding weights is copied in right before its forward and dropped after it.
+    Host copies are made once; detach()/attach() only remove/add the hooks."""
 
     def __init__(self, model: torch.nn.Module, device, pin: bool = True):
         self.device = torch.device(device)
@@ -155,16 +156,21 @@ class SequentialOffload:
         for module in model.modules():
             if any(True for _ in module.parameters(recurse=False)) or any(
                     True for _ in module.buffers(recurse=False)):
-                store = FlatStore(module, pin=pin, recurse=False)
-                self.stores.append(store)
-                self.hooks.append(module.register_forward_pre_hook(
-                    lambda m, a, s=store: (s.to_device(self.device), None)[1]))
-                self.hooks.append(module.register_forward_hook(
-                    lambda m, a, o, s=store: (s.to_host(copy_back=False), o)[1]))
-        self.peak_bytes = max((s.nbytes for s in self.stores), default=0)
+                self.stores.append((module, FlatStore(module, pin=pin, recurse=False)))
+        self.peak_bytes = max((s.nbytes for _, s in self.stores), default=0)
+        self.attach()
+
+    def attach(self) -> None:
+        if self.hooks:
+            return
+        for module, store in self.stores:
+            self.hooks.append(module.register_forward_pre_hook(
+                lambda m, a, s=store: (s.to_device(self.device), None)[1]))
+            self.hooks.append(module.register_forward_hook(
+                lambda m, a, o, s=store: (s.to_host(copy_back=False), o)[1]))
 
     def device_bytes(self) -> int:
-        return sum(s.nbytes for s in self.stores if s.on_device)
+        return sum(s.nbytes for _, s in self.stores if s.on_device)
 
     def detach(self) -> None:
         for h in self.hooks:

@@ -41,7 +41,7 @@ class ManagedModel:
         self.state = "host"        # "device" | "host" | "disk"
         self.store = None          # FlatStore once it has been on the device
         self.runner = None         # BlockSwap / SequentialOffload when partially resident
-        self.swap = None           # the BlockSwap kept across evictions (its pinned copies are reused)
+        self.swap = None           # BlockSwap / SequentialOffload kept across evictions (pinned copies reused)
         self.last_used = 0.0
         self.in_use = 0
         self.resident_blocks = resident_blocks
@@ -132,7 +132,10 @@ class VramManager:
                 self._load_blockswap(entry)
             else:
                 self._make_room(self._largest_leaf(entry.module), keep=name)
-                entry.runner = SequentialOffload(entry.module, self.device, pin=self.pin)
+                if not isinstance(entry.swap, SequentialOffload):
+                    entry.swap = SequentialOffload(entry.module, self.device, pin=self.pin)
+                entry.swap.attach()
+                entry.runner = entry.swap
                 self._note("load_sequential", name)
             entry.state = "device"
             self._note("resident", name)
@@ -154,7 +157,7 @@ class VramManager:
             raise MemoryError(f"{entry.name}: even with block swap it needs "
                               f"{(rest + 2 * per_block) / GB:.2f} GB, budget left "
                               f"{(self.budget - self.device_bytes()) / GB:.2f} GB")
-        if entry.swap is not None and entry.swap.resident == int(resident):
+        if isinstance(entry.swap, BlockSwap) and entry.swap.resident == int(resident):
             entry.swap.attach()
         else:
             entry.swap = BlockSwap(entry.module, self.device, resident=int(resident), pin=self.pin)
