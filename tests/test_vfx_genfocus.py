@@ -1,50 +1,12 @@
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from vibeboard.optics import genfocus as G
 
-FLUX_TINY = dict(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16,
-                 num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, guidance_embeds=True,
-                 axes_dims_rope=(4, 6, 6))
-# OminiControl / GenFocus LoRA targets (diffusers module names)
-TARGETS = ["x_embedder", "transformer_blocks.0.norm1.linear", "transformer_blocks.0.attn.to_q",
-           "transformer_blocks.0.attn.to_k", "transformer_blocks.0.attn.to_v", "transformer_blocks.0.attn.to_out.0",
-           "transformer_blocks.0.ff.net.2", "single_transformer_blocks.0.norm.linear",
-           "single_transformer_blocks.0.proj_mlp", "single_transformer_blocks.0.proj_out",
-           "single_transformer_blocks.0.attn.to_q", "single_transformer_blocks.0.attn.to_k",
-           "single_transformer_blocks.0.attn.to_v"]
-
-
-def tiny_flux(seed=0):
-    from diffusers import FluxTransformer2DModel
-    torch.manual_seed(seed)
-    model = FluxTransformer2DModel(**FLUX_TINY)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return model.eval()
-
-
-def tiny_vae(seed=0):
-    from diffusers import AutoencoderKL
-    torch.manual_seed(seed)
-    return AutoencoderKL(block_out_channels=(8, 8, 8, 8), down_block_types=("DownEncoderBlock2D",) * 4,
-                         up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, layers_per_block=1,
-                         norm_num_groups=4, shift_factor=0.1, scaling_factor=0.5).eval()
-
-
-def lora_file(path, model, rank=2, seed=0, alpha=None):
-    g = torch.Generator().manual_seed(seed)
-    state = {}
-    for name in TARGETS:
-        lin = model.get_submodule(name)
-        state[f"transformer.{name}.lora_A.weight"] = torch.randn(rank, lin.in_features, generator=g) * 0.1
-        state[f"transformer.{name}.lora_B.weight"] = torch.randn(lin.out_features, rank, generator=g) * 0.1
-        if alpha:
-            state[f"transformer.{name}.alpha"] = torch.tensor(float(alpha))
-    save_file(state, str(path))
-    return state
+from vfx_helpers import LORA_TARGETS as TARGETS
+from vfx_helpers import tiny_flux
+from vfx_helpers import tiny_flux_vae as tiny_vae
+from vfx_helpers import write_lora as lora_file
 
 
 def streams(seed=0, n_img=4, n_txt=5):
