@@ -100,3 +100,35 @@ def test_deblur_and_bokeh_generate_tiny(tmp_path):
     out = G.generate(model, vae, emb, pooled, ids, 32, 48, G.bokeh_conditions(aif, defocus), "deblurring",
                      steps=2, guidance=1.0, seed=1)
     assert out.shape == aif.shape and not torch.equal(out, aif)
+
+
+def test_tile_layout_covers_the_grid_like_genfocus():
+    th, tw, origins = G.tile_layout(40, 70)
+    assert (th, tw) == (32, 32)
+    covered = torch.zeros(40, 70, dtype=torch.bool)
+    for r, c in origins:
+        covered[r:r + 32, c:c + 32] = True
+    assert covered.all()
+    assert sorted({c for _, c in origins}) == [0, 28, 38] and sorted({r for r, _ in origins}) == [0, 8]
+    assert G.tile_layout(10, 12) == (10, 12, [(0, 0)])
+
+
+@torch.no_grad()
+def test_tiled_velocity_matches_whole_for_one_tile_and_blends_otherwise():
+    model = tiny_flux()
+    text, image, pooled = streams(3, n_img=6 * 8)
+    image.ids = G.latent_ids(6, 8)
+    g = torch.Generator().manual_seed(4)
+    cond = G.Stream(torch.randn(1, 48, 16, generator=g), G.latent_ids(6, 8), torch.zeros(1), torch.ones(1), pooled)
+    mask = G.condition_group_mask(1)
+    whole = G.multi_stream_forward(model, text, image, [cond], mask)
+    one = G._tiled_velocity(model, text, image.hidden, [cond], mask, G.tile_layout(6, 8, 32), image.timestep,
+                            image.guidance, pooled, 6, 8)
+    assert torch.allclose(one, whole, atol=1e-5)
+    small = G._tiled_velocity(model, text, image.hidden, [cond], mask, G.tile_layout(6, 8, 4), image.timestep,
+                              image.guidance, pooled, 6, 8)
+    assert small.shape == whole.shape and (small - whole).abs().max() > 1e-5
+    vae = tiny_vae()
+    img = torch.rand(1, 48, 64, 3, generator=g)
+    out = G.generate(model, vae, text.hidden, pooled, text.ids, 48, 64, [(img, (0, 0), False)], None, steps=1, tile=4)
+    assert out.shape == (1, 48, 64, 3) and torch.isfinite(out).all()
