@@ -117,8 +117,9 @@ def main():
         wait_done(pid)
         t1 = time.perf_counter()
         e2e.append(t1 - t0)
-        started = service.started_at_monotonic.pop(pid)
-        server_latency.append(started - service.submitted_at_monotonic.pop(pid))
+        job_id, submitted, started = service.start_log[-1]
+        assert job_id == pid
+        server_latency.append(started - submitted)
         client_latency.append(started - t0)
 
     executor = Executor(registry, output_dir=config.output_dir, input_dir=config.input_dir, temp_dir=config.temp_dir)

@@ -37,6 +37,9 @@ def register(subparsers) -> None:
     serve.add_argument("--no-url-inputs", action="store_true",
                        default=os.environ.get("VIBEBOARD_URL_INPUTS", "1") in ("0", "false", "no"),
                        help="refuse job inputs given by URL (the server would fetch them)")
+    serve.add_argument("--push-temp", action="store_true",
+                       default=os.environ.get("VIBEBOARD_PUSH_TEMP", "0") in ("1", "true", "yes"),
+                       help="also push temp files (previews) to storage")
     serve.add_argument("--cache", default=os.environ.get("VIBEBOARD_CACHE", "classic"),
                        help="executor cache: classic | none | N (LRU of N node results)")
     serve.add_argument("--extra-nodes", action="append", default=[],
@@ -71,7 +74,7 @@ def build_config(args):
         max_prompt_bytes=int(limits.get("max_prompt_mb", args.max_prompt_mb) * 1024 * 1024),
         max_json_depth=int(limits.get("max_json_depth", args.max_json_depth)),
         allow_url_inputs=not args.no_url_inputs, extra_nodes=list(args.extra_nodes), cache=cache,
-        models_dir=args.models_dir)
+        models_dir=args.models_dir, push_temp=args.push_temp)
 
 
 def cmd_serve(args) -> int:

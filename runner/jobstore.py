@@ -73,6 +73,8 @@ class JobStore:
         if row is None:
             return None
         job = Job(dict(row))
+        if float(job["number"]).is_integer():  # ComfyUI shows integer numbers unless a client sent a float
+            job["number"] = int(job["number"])
         job["prompt"] = _loads(job["prompt"], {})
         job["extra_data"] = _loads(job["extra_data"], {})
         job["outputs_to_execute"] = _loads(job["outputs_to_execute"], [])
@@ -88,7 +90,7 @@ class JobStore:
         with self._lock:
             number = self._counter
             self._counter += 1
-        return float(-number if front else number)
+        return -number if front else number
 
     # --- queue -----------------------------------------------------------------------------------
     def add(self, job_id: str, prompt: dict, extra_data: dict, outputs_to_execute: list,

@@ -106,7 +106,8 @@ def handler(job: dict, progress: Optional[Callable[[dict], None]] = None) -> dic
     output = data.get("output") or {}
     published = []
     if output.get("upload", True):
-        published = push_outputs(state["storage"], job_id, result.output_files(), prefix=output.get("prefix"))
+        files = [f for f in result.output_files() if f["type"] != "temp" or output.get("include_temp")]
+        published = push_outputs(state["storage"], job_id, files, prefix=output.get("prefix"))
     for row in published:
         row.pop("path", None)
     if result.status != "success":

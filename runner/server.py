@@ -60,6 +60,7 @@ class ServerConfig:
     extra_nodes: list = field(default_factory=list)
     cache: object = "classic"
     models_dir: Optional[str] = None
+    push_temp: bool = False  # also push "temp" files (previews); off like ComfyUI workers
 
 
 class VibeServer:
@@ -88,7 +89,8 @@ class VibeServer:
         self.webhooks = WebhookSender(config.webhook_secret, max_attempts=config.webhook_attempts,
                                       backoff_s=config.webhook_backoff_s)
         self.service = JobService(executor, self.store, self.dirs, storage=config.storage, webhooks=self.webhooks,
-                                  emit=self.hub.emit, default_webhook=config.default_webhook)
+                                  emit=self.hub.emit, default_webhook=config.default_webhook,
+                                  push_temp=config.push_temp)
         self.app = self._build_app()
         self._runner: Optional[web.AppRunner] = None
         self._thread: Optional[threading.Thread] = None
@@ -376,7 +378,8 @@ class VibeServer:
             folder = resolve_inside(self.dirs[kind], subfolder)
             os.makedirs(folder, exist_ok=True)
             overwrite = fields.get("overwrite", "").lower() in ("true", "1")
-            final = _place_upload(tmp_path, folder, name, overwrite)
+            final = await asyncio.get_running_loop().run_in_executor(  # hashing big files: off the loop
+                None, _place_upload, tmp_path, folder, name, overwrite)
             tmp_path = None
             return web.json_response({"name": os.path.basename(final), "subfolder": subfolder, "type": kind})
         finally:
@@ -413,9 +416,9 @@ class VibeServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port)
         await site.start()
-        sockets = getattr(site._server, "sockets", None) or []
-        if sockets:
-            self.port = sockets[0].getsockname()[1]
+        addresses = self._runner.addresses  # the real port when port 0 was asked for
+        if addresses:
+            self.port = addresses[0][1]
 
     async def stop(self) -> None:
         if self._runner is not None:

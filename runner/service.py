@@ -11,6 +11,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections import deque
 from typing import Callable, Optional
 
 from .jobstore import Job, JobStore
@@ -68,8 +69,8 @@ class JobService:
         self.throttle = ProgressThrottle(progress_interval_s)
         self.running: Optional[Job] = None
         self.current_node: Optional[str] = None
-        self.started_at_monotonic: dict = {}  # job id → monotonic time when the worker picked it up (bench)
-        self.submitted_at_monotonic: dict = {}
+        self.submitted_at_monotonic: dict = {}  # job id → perf_counter at submit (removed when the job starts)
+        self.start_log: "deque" = deque(maxlen=10000)  # (job id, submitted, started) for latency stats
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -101,9 +102,13 @@ class JobService:
             extra_data["client_id"] = client_id
         if number is None:
             number = self.store.next_number(front)
-        self.store.add(prompt_id, prompt, extra_data, list(outputs_to_execute or []), float(number),
-                       client_id=client_id, spec=spec)
-        self.submitted_at_monotonic[prompt_id] = time.perf_counter()
+        self.submitted_at_monotonic[prompt_id] = time.perf_counter()  # before the insert: the worker may be quick
+        try:
+            self.store.add(prompt_id, prompt, extra_data, list(outputs_to_execute or []), number,
+                           client_id=client_id, spec=spec)
+        except Exception:
+            self.submitted_at_monotonic.pop(prompt_id, None)
+            raise
         self._wake.set()
         self.broadcast_status()
         return prompt_id, number
@@ -126,6 +131,8 @@ class JobService:
 
     def delete_queued(self, ids=None) -> int:
         removed = self.store.delete_queued(ids)
+        for job_id in (list(self.submitted_at_monotonic) if ids is None else ids):
+            self.submitted_at_monotonic.pop(job_id, None)
         if removed:
             self.broadcast_status()
         return removed
@@ -144,7 +151,7 @@ class JobService:
                 self._wake.wait(timeout=0.5)
                 self._wake.clear()
                 continue
-            self.started_at_monotonic[job["id"]] = time.perf_counter()
+            self.start_log.append((job["id"], self.submitted_at_monotonic.pop(job["id"], None), time.perf_counter()))
             self.running = job
             self.broadcast_status()
             try:
@@ -243,8 +250,9 @@ class JobService:
         hook = self._webhook(job)
         if hook and self.webhooks is not None:
             event = {"success": "job.completed", "interrupted": "job.interrupted"}.get(status, "job.failed")
+            public = [{k: v for k, v in row.items() if k != "path"} for row in published]  # no server paths
             self.webhooks.send(hook["url"], event, {
-                "job_id": job["id"], "status": status, "outputs": published, "error": _short_error(error),
+                "job_id": job["id"], "status": status, "outputs": public, "error": _short_error(error),
                 "created_at": job.get("created_at"), "finished_at": time.time()})
 
 

@@ -44,6 +44,8 @@ def test_sharpness_peaks_move_near_to_far():
     peak = sharpness.sharpest_frame_per_layer(frames, scene.labels, erosion=3)
     near, mid, far, background = peak[3], peak[2], peak[1], peak[0]
     assert near == 0 and near < mid < far <= background == 11, peak
+    assert sharpness.moves_near_to_far(frames, scene.labels, scene.layer_depths)
+    assert not sharpness.moves_near_to_far(frames.flip(0), scene.labels, scene.layer_depths)
     scores = sharpness.layer_sharpness(frames, scene.labels, erosion=3)
     assert scores[0, 3] > 5 * scores[-1, 3]  # the near panel really loses its sharpness at the end
     assert scores[-1, 0] > 5 * scores[0, 0]  # and the background gains it
@@ -52,7 +54,8 @@ def test_sharpness_peaks_move_near_to_far():
 
 
 def test_rack_focus_node_progress_and_interrupt():
-    image, depth, near, far = VBSampleRGBDScene().make(96, 64, 0)
+    image, depth, near, far, preview = VBSampleRGBDScene().make(96, 64, 0)
+    assert preview.shape == (1, 64, 96, 3) and float(preview.max()) == 1.0
     assert (near, far) == (1.0, 40.0)
     calls = []
     runtime.set_host_hooks(lambda value, total, preview: calls.append((value, total)), lambda: False)

@@ -206,3 +206,18 @@ def test_job_input_by_url(server, tmp_path):
         assert status == 400 and body["error"]["type"] == "input_download_failed"
     finally:
         httpd.shutdown()
+
+
+def test_front_jumps_queue_and_free(server):
+    ws = WsClient(server.url)
+    slow = http("POST", server.url + "/prompt", {"prompt": workflow(seconds=0.6), "client_id": ws.client_id})[1]
+    ws.until(lambda m: m["type"] == "execution_start")  # the slow one is running; the next two wait
+    normal = http("POST", server.url + "/prompt", {"prompt": workflow(value=2), "client_id": ws.client_id})[1]
+    front = http("POST", server.url + "/prompt", {"prompt": workflow(value=3), "client_id": ws.client_id,
+                                                  "front": True})[1]
+    assert front["number"] < 0 < normal["number"]
+    messages = ws.until_done(normal["prompt_id"])
+    starts = [m["data"]["prompt_id"] for m in messages if m["type"] == "execution_start"]
+    assert starts == [slow["prompt_id"], front["prompt_id"], normal["prompt_id"]]
+    assert http("POST", server.url + "/free", {"unload_models": True, "free_memory": True})[0] == 200
+    ws.close()

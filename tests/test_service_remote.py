@@ -95,3 +95,20 @@ def test_cli_run_with_comfyui_backend(server, tmp_path, capsys):
     code = main(["run", str(path), "--backend", "comfyui", "--url", server.url, "--token", "wrong",
                  "--output-dir", str(tmp_path / "out"), "--quiet"])
     assert code != 0
+
+
+def test_ui_workflow_converted_with_remote_object_info(server, tmp_path):
+    from runner.remote_comfyui import RemoteRegistry
+    from runner.workflow import load_workflow
+    remote = RemoteComfyUI(server.url, token="tok")
+    ui = {"nodes": [{"id": 1, "type": "SvcConst", "widgets_values": [5], "inputs": [],
+                     "outputs": [{"name": "INT", "type": "INT", "links": [1]}]},
+                    {"id": 2, "type": "SvcSave", "widgets_values": [0, "json", 1, "svc/ui"],
+                     "inputs": [{"name": "value", "type": "INT", "link": 1, "widget": {"name": "value"}}],
+                     "outputs": []}],
+          "links": [[1, 1, 0, 2, 0, "INT"]], "version": 0.4}
+    prompt = load_workflow(ui, RemoteRegistry(remote.object_info()))
+    assert prompt["1"]["inputs"] == {"value": 5}
+    assert prompt["2"]["inputs"]["kind"] == "json" and prompt["2"]["inputs"]["value"] == ["1", 0]
+    result = remote.run(prompt, str(tmp_path))
+    assert result.status == "success" and json.load(open(result.files[0]["path"])) == {"value": 5}

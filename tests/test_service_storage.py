@@ -136,3 +136,29 @@ def test_config_from_env_and_content_types(tmp_path):
                 "a.gif": "image/gif", "a.unknownext": "application/octet-stream"}
     for name, ctype in expected.items():
         assert content_type_for(name) == ctype
+
+
+def test_pack_video_saver_through_server_to_s3(tmp_path, s3_endpoint, bucket):
+    """The real pack: LoadImage (base64 job input) → VBSaveVideo; the MP4 lands in the bucket as video/mp4."""
+    import base64
+    import io
+    from PIL import Image
+    srv = make_server(tmp_path, storage=_storage(s3_endpoint, prefix="pack"))
+    try:
+        buf = io.BytesIO()
+        Image.new("RGB", (16, 16), (200, 100, 0)).save(buf, format="PNG")
+        status, body, _ = http("POST", srv.url + "/vibeboard/jobs", {
+            "workflow": {"1": {"class_type": "LoadImage", "inputs": {"image": "x.png"}},
+                         "2": {"class_type": "VBSaveVideo", "inputs": {"images": ["1", 0], "fps": 8.0,
+                                                                        "filename_prefix": "vibeboard/t",
+                                                                        "crf": 30, "preset": "ultrafast"}}},
+            "inputs": {"1.image": {"base64": base64.b64encode(buf.getvalue()).decode(), "filename": "f.png"}}})
+        assert status == 201, body
+        job = _wait_job(srv, body["job_id"])
+        assert job["status"] == "success", job
+        out = job["outputs"][0]
+        assert out["filename"].endswith(".mp4") and out["content_type"] == "video/mp4"
+        obj = bucket.get_object(Bucket="vibe-test", Key=out["key"])
+        assert obj["ContentType"] == "video/mp4" and obj["Body"].read()[4:8] == b"ftyp"
+    finally:
+        srv.stop_thread()

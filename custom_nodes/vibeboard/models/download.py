@@ -102,7 +102,10 @@ def hub_reachable(endpoint=None, timeout: float = 5.0) -> bool:
 def _explain(exc: Exception, repo: str, dest: str) -> str:
     name = type(exc).__name__
     text = str(exc).splitlines()[0] if str(exc) else name
-    if _offline(exc):
+    if "RemoteProtocol" in name or "IncompleteRead" in name or "peer closed" in text:
+        hint = ("the connection dropped mid-download; nothing was kept — run pull again "
+                "(--keep-partial keeps the partial data to resume)")
+    elif _offline(exc):
         hint = OFFLINE_HINT.format(dest=dest)
     elif "Gated" in name or "401" in text or "403" in text:
         hint = "this repo is gated: accept its licence on huggingface.co and set HF_TOKEN"

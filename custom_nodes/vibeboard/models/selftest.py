@@ -19,6 +19,8 @@ def prepare(models_dir: str, input_dir: str) -> dict:
     paths = tiny.write_comfy_layout(models_dir)
     paths["diffusers"] = tiny.write_diffusers_layout(
         os.path.join(models_dir, "diffusers", "Wan2.1-T2V-1.3B-Diffusers"), "t2v")
+    paths["ti2v"] = tiny.write_diffusers_layout(
+        os.path.join(models_dir, "diffusers", "Wan2.2-TI2V-5B-Diffusers"), "ti2v")
     from .loaders import load_wan_transformer
     t2v = load_wan_transformer(paths["t2v"], "fp32")
     paths["lora"] = os.path.join(models_dir, "loras", "tiny_wan_lora.safetensors")
@@ -34,7 +36,7 @@ def prepare(models_dir: str, input_dir: str) -> dict:
 def _loader(model: str, clip: str = "none", source: str = "files") -> dict:
     if source == "diffusers":
         return {"class_type": "VBWanModelLoader", "inputs": {
-            "model": "diffusers/Wan2.1-T2V-1.3B-Diffusers", "vae": "(from diffusers folder)",
+            "model": "diffusers/" + model, "vae": "(from diffusers folder)",
             "text_encoder": "(from diffusers folder)", "dtype": "fp32"}}
     return {"class_type": "VBWanModelLoader", "inputs": {
         "model": model, "vae": "wan_2.1_vae.safetensors", "text_encoder": "umt5_xxl_fp8_e4m3fn_scaled.safetensors",
@@ -67,7 +69,7 @@ def workflows() -> dict:
     p["4"] = {"class_type": "VBWanT2V", "inputs": {"wan": ["1", 0], "text": ["2", 0], "sampler": ["3", 0], **size}}
     out["t2v"] = (_tail(p, "4"), lat, img)
 
-    p = _base("wan2.1_t2v_1.3B_bf16.safetensors", source="diffusers")
+    p = _base("Wan2.1-T2V-1.3B-Diffusers", source="diffusers")
     p["4"] = {"class_type": "VBWanT2V", "inputs": {"wan": ["1", 0], "text": ["2", 0], "sampler": ["3", 0], **size}}
     out["t2v_diffusers_folder"] = (_tail(p, "4"), lat, img)
 
@@ -83,6 +85,12 @@ def workflows() -> dict:
     p["4"] = {"class_type": "VBWanI2V", "inputs": {"wan": ["1", 0], "text": ["2", 0], "sampler": ["3", 0],
                                                    "start_image": ["6", 0], "end_image": ["7", 0], **size}}
     out["i2v_first_last"] = (_tail(p, "4"), lat, img)
+
+    p = _base("Wan2.2-TI2V-5B-Diffusers", source="diffusers")
+    p["6"] = {"class_type": "LoadImage", "inputs": {"image": "start.png"}}
+    p["4"] = {"class_type": "VBWanI2V", "inputs": {"wan": ["1", 0], "text": ["2", 0], "sampler": ["3", 0],
+                                                   "start_image": ["6", 0], **size}}
+    out["ti2v_5b_first_frame"] = (_tail(p, "4"), [1, 48, lat[2], HEIGHT // 16, WIDTH // 16], img)
 
     p = _base("wan2.1_vace_1.3B_fp16.safetensors")
     p["6"] = {"class_type": "LoadImage", "inputs": {"image": "start.png"}}

@@ -89,20 +89,18 @@ def load(path: str, device: Optional[str] = None, precision: str = "auto") -> De
             preprocess = json.load(fh)
     if model_type == "depth_pro":
         from transformers import DepthProForDepthEstimation
-        model = DepthProForDepthEstimation.from_pretrained(path, local_files_only=True, use_safetensors=True,
-                                                           dtype=dtype)
+        model = DepthProForDepthEstimation.from_pretrained(path, local_files_only=True, use_safetensors=True)
         kind, convention = "depth_pro", defocus.METRIC
     elif model_type == "depth_anything":
         from transformers import AutoModelForDepthEstimation
-        model = AutoModelForDepthEstimation.from_pretrained(path, local_files_only=True, use_safetensors=True,
-                                                            dtype=dtype)
+        model = AutoModelForDepthEstimation.from_pretrained(path, local_files_only=True, use_safetensors=True)
         kind = "depth_anything"
         metric = config.get("depth_estimation_type", "relative") == "metric"
         convention = defocus.METRIC if metric else defocus.DISPARITY
     else:
         raise ValueError(f"{path}: model_type {model_type!r} is not a supported depth model "
                          "(expected depth_anything or depth_pro)")
-    model = model.to(dev).eval()
+    model = model.to(device=dev, dtype=dtype).eval()  # cast after loading: works on every transformers 4.49+
     _cache.clear()  # keep one depth model resident: they are helpers, not the main act
     _cache[key] = DepthModel(model, kind, convention, preprocess, dev, dtype, path)
     return _cache[key]

@@ -1,7 +1,7 @@
 """Procedural RGB-D sample scene: textured objects at known metric depths, deterministic from a seed.
 
-Layers (label → depth): 0 background wall 40 m (soft noise + small bright lights that turn into bokeh
-balls), 1 far panel 10 m, 2 mid disc 3 m, 3 near panel 1 m. Every object carries a high-contrast
+Layers (label → depth): 0 background wall 40 m (dim noise, a fine grid and small bright lights that turn
+into bokeh balls), 1 far panel 10 m, 2 mid disc 3 m, 3 near panel 1 m. Every object carries a high-contrast
 checkerboard so its sharpness is measurable (see sharpness.py); the near panel overlaps the mid disc so
 the scene has occlusion edges.
 """
@@ -59,16 +59,17 @@ def make_scene(width: int = 512, height: int = 288, seed: int = 0) -> RGBDScene:
     ys = torch.arange(height, dtype=torch.float32).view(-1, 1)
     xs = torch.arange(width, dtype=torch.float32).view(1, -1)
 
-    # background: warm soft noise with a fine grid so its sharpness is measurable too
-    image = 0.25 + 0.35 * _value_noise(height, width, 6, gen)
+    # background: a dim blue-grey wall with soft noise and a fine grid (so its sharpness is measurable)
+    noise = _value_noise(height, width, 5, gen)
+    image = torch.tensor([0.16, 0.18, 0.24]) + 0.16 * noise + 0.05 * noise.mean(-1, keepdim=True)
     grid = _checker(height, width, max(2, unit // 40), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
-    image = image * (0.75 + 0.25 * grid)
+    image = image * (0.7 + 0.3 * grid)
     labels = torch.zeros(height, width, dtype=torch.int64)
-    lights = torch.rand(14, 2, generator=gen)
-    for lx, ly in lights.tolist():  # small bright dots on the wall
-        cx, cy = lx * width, ly * height * 0.6
-        dot = ((xs - cx) ** 2 + (ys - cy) ** 2) <= max(1.0, unit / 160) ** 2
-        image[dot] = torch.tensor([1.0, 0.95, 0.8])
+    lights = torch.rand(18, 2, generator=gen)
+    for lx, ly in lights.tolist():  # small bright lights on the wall: out of focus they become bokeh balls
+        cx, cy = lx * width, ly * height
+        dot = ((xs - cx) ** 2 + (ys - cy) ** 2) <= max(1.0, unit / 70) ** 2
+        image[dot] = torch.tensor([1.0, 0.9, 0.7])
 
     def paint(region: torch.Tensor, texture: torch.Tensor, label: int) -> None:
         image[region] = texture[region]

@@ -47,3 +47,18 @@ def sharpest_frame_per_layer(frames: torch.Tensor, labels: torch.Tensor, erosion
     score = layer_sharpness(frames, labels, erosion)
     return [int(score[:, k].argmax()) if not torch.isnan(score[:, k]).all() else -1
             for k in range(score.shape[1])]
+
+
+def focus_peaks_by_depth(frames: torch.Tensor, labels: torch.Tensor, layer_depths, erosion: int = 3) -> list:
+    """[(depth, sharpest frame index)] sorted near → far. A near → far rack focus gives non-decreasing
+    frame indices (strictly increasing where the layers' blur differs)."""
+    peaks = sharpest_frame_per_layer(frames, labels, erosion)
+    return sorted(((float(layer_depths[k]), peaks[k]) for k in range(len(peaks)) if peaks[k] >= 0),
+                  key=lambda item: item[0])
+
+
+def moves_near_to_far(frames: torch.Tensor, labels: torch.Tensor, layer_depths, erosion: int = 3) -> bool:
+    """True when each farther layer peaks no earlier than the nearer ones, and the nearest and farthest
+    layers peak at different frames (focus really travelled)."""
+    order = [frame for _, frame in focus_peaks_by_depth(frames, labels, layer_depths, erosion)]
+    return all(a <= b for a, b in zip(order, order[1:])) and order[0] < order[-1]

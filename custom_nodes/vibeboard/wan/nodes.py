@@ -257,6 +257,12 @@ class VBWanI2V:
         node = "Wan Image to Video"
         C.check_size(node, length, height, width, wan)
         in_ch = wan.module("transformer").config.in_channels
+        if wan.variant == "ti2v":  # Wan2.2 TI2V-5B: the first latent frame is the clean image, timestep 0
+            cond = _cond(text)
+            cond.clean_latents = C.first_frame_latents(wan, start_image, height, width)
+            lat = S.sample(wan, cond, _settings(wan, sampler), C.latent_shape(wan, length, height, width),
+                           preview=preview)
+            return ({"samples": lat},)
         if in_ch != 36:
             raise runtime.NodeInputError(node, "wan", f"this model takes {in_ch} input channels; I2V needs an "
                                          "I2V model (36 channels), e.g. wan2.1_i2v_480p_14B")
