@@ -97,6 +97,28 @@ def test_regional_prompt_changes_only_tokens_inside_its_box():
                                                                           RegionalCrossAttnProcessor)
 
 
+def test_regional_prompt_with_i2v_image_tokens():
+    torch.manual_seed(1)
+    model = tiny_models.wan_transformer(in_channels=36, image_dim=24, added_kv_proj_dim=32)
+    attn = model.blocks[0].attn2
+    tmask = torch.zeros(1, 8, dtype=torch.bool)
+    tmask[0, :3] = True
+    hidden = torch.randn(1, 8, 32)
+    img = torch.randn(1, 3, 32)                        # image tokens (after the image embedder) come first
+    g, a = torch.randn(1, 4, 32), torch.randn(1, 5, 32)
+    ctx, seg = regional_context(g, [a])
+    ctx2, _ = regional_context(g, [a + 1.0])
+    stock = attn.processor
+    attn.set_processor(RegionalCrossAttnProcessor(tmask, seg, fallback=stock))
+    try:
+        d = (attn(hidden, torch.cat([img, ctx], 1)) - attn(hidden, torch.cat([img, ctx2], 1))).abs().amax(-1)[0]
+        d_img = (attn(hidden, torch.cat([img, ctx], 1)) - attn(hidden, torch.cat([img * 2, ctx], 1))).abs().amax(-1)[0]
+    finally:
+        attn.set_processor(stock)
+    assert d[:3].min() > 1e-4 and d[3:].max() < 1e-6
+    assert d_img.min() > 1e-4                          # the image context still reaches every token
+
+
 def test_box_generation_keeps_plate_outside_exactly():
     torch.manual_seed(0)
     model = tiny_models.wan_vace_transformer()

@@ -92,3 +92,9 @@ def test_location_nodes_toggle_and_render(dirs):
     control, mask, refs, vis = render.render(loc2, path, False)
     assert mask.eq(1).all() and control.eq(0.5).all() and vis.sum() == 0
     assert len(spatia.load_ply(str(dirs / "out" / "sets" / "a" / "point_cloud.ply"))) == n2
+
+
+def test_shot_tail_frames():
+    frames = torch.rand(9, 8, 8, 3)
+    last, motion = N["VBShotTailFrames"]().tail(frames)
+    assert torch.equal(last, frames[-1:]) and torch.equal(motion, frames[-5:])

@@ -90,6 +90,25 @@ def test_memory_fixed_through_sampling_and_seen_at_negative_positions(tiny, gap)
     assert r.frame_positions is None                           # context restored after sampling
 
 
+def test_renoise_mode_holds_memory_on_its_noise_trajectory(tiny):
+    torch.manual_seed(4)
+    M, T = 2, 2
+    memory = torch.randn(1, 16, M, 4, 4)
+    store = {"inputs": [], "rotary": []}
+    hooks = _record(tiny, store)
+    try:
+        settings = storymem.StoryMemSettings(steps=3, shift=3.0, guidance=1.0, memory_mode="renoise", seed=9)
+        storymem.generate_latents(tiny, torch.randn(1, 6, 32), memory, torch.randn(1, 16, T, 4, 4), 5, 1, settings)
+    finally:
+        for hk in hooks:
+            hk.remove()
+    noise = torch.randn(1, 16, M + T, 4, 4, generator=torch.Generator().manual_seed(9))
+    for inp, sigma in zip(store["inputs"], flow_sigmas(3, 3.0)):
+        want = (1 - float(sigma)) * memory + float(sigma) * noise[:, :, :M]
+        assert torch.allclose(inp[:, :16, :M], want, atol=1e-6)
+        assert torch.equal(inp[:, 20:, :M], memory)
+
+
 def test_free_mode_lets_memory_region_move(tiny):
     torch.manual_seed(2)
     memory = torch.randn(1, 16, 1, 4, 4)

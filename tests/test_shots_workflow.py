@@ -85,7 +85,7 @@ def test_shot_studio_runs_end_to_end_on_tiny_models(models_root, tmp_path):
     rng = np.random.default_rng(0)
     Image.fromarray((rng.random((32, 32, 3)) * 255).astype(np.uint8)).save(inp / "character.png")
     Image.fromarray((64 + rng.random((32, 32, 3)) * 128).astype(np.uint8)).save(inp / "set_depth.png")
-    shutil.copy(os.path.join(WF, "shot_studio_blocking.json"), inp / "shot_studio_blocking.json")
+    shutil.copy(os.path.join(WF, "inputs", "shot_studio_blocking.json"), inp / "shot_studio_blocking.json")
     ex = Executor(NodeRegistry.default(), output_dir=tmp_path / "out", input_dir=inp, temp_dir=tmp_path / "t",
                   models_dir=str(models_root))
     prompt = _small(json.load(open(os.path.join(WF, "shot_studio.api.json"))))

@@ -200,9 +200,10 @@ class VBStoryMemShot:
             "motion_frames": ("IMAGE", {"tooltip": "MM2V: the previous shot's last 5 frames"}),
             "rope_gap": ("INT", {"default": 5, "min": 0, "max": 256,
                                  "tooltip": "S in the negative RoPE shift (0 = contiguous, the pre-fix release)"}),
-            "memory_mode": (["fixed", "free"], {"default": "fixed",
-                                                "tooltip": "fixed: memory latents held clean every step; free: the "
-                                                           "released loop (memory region sampled, then dropped)"}),
+            "memory_mode": (["fixed", "renoise", "free"], {
+                "default": "fixed", "tooltip": "Memory frames of the noisy latent: fixed = held clean every step; "
+                                               "renoise = held at the step's noise level; free = the released loop "
+                                               "(sampled, then dropped). y always carries the clean memory"}),
         }}
 
     def generate(self, wan, text, memory, width, height, length, sampler=None, first_frame=None, motion_frames=None,
@@ -239,6 +240,22 @@ class VBStoryMemShot:
         return ({"samples": raw}, used)
 
 
+class VBShotTailFrames:
+    DESCRIPTION = ("The end of a shot for the next one: its last frame (StoryMem MI2V, a continuous cut) and its last "
+                   "5 frames (MM2V, motion carried over).")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("IMAGE", "IMAGE")
+    RETURN_NAMES = ("last_frame", "motion_frames")
+    FUNCTION = "tail"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"shot_frames": ("IMAGE", {"tooltip": "Decoded frames of a shot"})}}
+
+    def tail(self, shot_frames):
+        return (shot_frames[-1:], shot_frames[-storymem.MOTION_FRAMES:])
+
+
 def _device():
     return "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -249,6 +266,7 @@ NODE_CLASS_MAPPINGS = {
     "VBStoryMemorySave": VBStoryMemorySave,
     "VBStoryMemLoRA": VBStoryMemLoRA,
     "VBStoryMemShot": VBStoryMemShot,
+    "VBShotTailFrames": VBShotTailFrames,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "VBStoryMemoryLoad": "Story Memory Load (VibeBoard)",
@@ -256,4 +274,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "VBStoryMemorySave": "Story Memory Save (VibeBoard)",
     "VBStoryMemLoRA": "StoryMem LoRA (VibeBoard)",
     "VBStoryMemShot": "StoryMem Shot (VibeBoard)",
+    "VBShotTailFrames": "Shot Tail Frames — MI2V/MM2V (VibeBoard)",
 }

@@ -44,11 +44,13 @@ class RegionalCrossAttnProcessor:
         total = sum(self.segment_lengths)
         ctx = encoder_hidden_states
         img_ctx = None
-        if ctx is not None and attn.add_k_proj is not None:  # Wan2.1 I2V: image tokens first, 512 text tokens
-            img_len = ctx.shape[1] - total
-            img_ctx, ctx = ctx[:, :img_len], ctx[:, img_len:]
-        if ctx is None or ctx.shape[1] != total or hidden_states.shape[1] != self.token_masks.shape[1]:
+        n_ctx = 0 if ctx is None else ctx.shape[1]
+        # Wan2.1 I2V puts the CLIP image tokens before the text; anything else (CFG's negative prompt) is stock.
+        regional = n_ctx > total if attn.add_k_proj is not None else n_ctx == total
+        if not regional or hidden_states.shape[1] != self.token_masks.shape[1]:
             return self.fallback(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb, **kwargs)
+        if attn.add_k_proj is not None:
+            img_ctx, ctx = ctx[:, :n_ctx - total], ctx[:, n_ctx - total:]
         q = attn.norm_q(attn.to_q(hidden_states)).unflatten(2, (attn.heads, -1)).transpose(1, 2)
         k = attn.norm_k(attn.to_k(ctx)).unflatten(2, (attn.heads, -1)).transpose(1, 2)
         v = attn.to_v(ctx).unflatten(2, (attn.heads, -1)).transpose(1, 2)

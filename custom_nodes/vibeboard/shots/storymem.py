@@ -11,9 +11,12 @@ Mechanism (from `wan/memory2video.py`):
   (`MEMORY_ROPE_SHIFT = 5` in StoryMem-derived memory-model code; the value in the official post-fix code is
   not verified here - it is a parameter).
 
-Memory mode "fixed" (default) holds the memory latents clean in x at every step, so they stay exactly what was
-injected; "free" reproduces the released inference loop (memory region starts as noise and is sampled freely,
-conditioned only through y, then discarded).
+Memory modes for the memory frames of the noisy latent x (y always carries the clean memory latents):
+- "fixed" (default): held clean at every step, so they stay exactly what was injected;
+- "renoise": held on their ideal trajectory (1 - sigma) memory + sigma noise, re-imposed every step (what a model
+  trained on noised memory frames sees; ends exactly at the memory latents);
+- "free": the released inference loop (memory region starts as noise and is sampled freely, conditioned only
+  through y, then discarded).
 """
 from __future__ import annotations
 
@@ -70,9 +73,11 @@ def shot_condition(vae, num_frames: int, height: int, width: int, first_frame: O
 def encode_memory(vae, bank, height: int, width: int, cache: bool = True) -> torch.Tensor:
     """Memory keyframes -> [1, 16, M, h, w], one latent frame each; reuses latents cached at this size."""
     if len(bank) == 0:
-        return torch.zeros(1, 16, 0, height // 8, width // 8)
+        return torch.zeros(1, int(getattr(vae.config, "z_dim", 16)), 0, height // 8, width // 8)
+    z_dim = int(getattr(vae.config, "z_dim", 16))
     todo = [i for i, e in enumerate(bank.entries)
-            if not cache or e.latent is None or tuple(e.latent_size or ()) != (height, width)]
+            if not cache or e.latent is None or tuple(e.latent_size or ()) != (height, width)
+            or e.latent.shape[0] != z_dim]
     fresh = {}
     if todo:
         imgs = torch.stack([wan_io.resize_images(bank.entries[i].image_float()[None], height, width)[0] for i in todo])
@@ -92,7 +97,7 @@ class StoryMemSettings:
     shift: float = 5.0
     guidance: float | tuple = 3.5
     rope_gap: int = 5            # S; 0 = contiguous positions (released code before the fix)
-    memory_mode: str = "fixed"   # fixed | free
+    memory_mode: str = "fixed"   # fixed | renoise | free
     seed: int = 0
 
 
@@ -113,14 +118,15 @@ def generate_latents(transformer, context, memory_latents: torch.Tensor, shot_co
     gen = torch.Generator().manual_seed(int(settings.seed))
     noise = torch.randn(1, C, M + T, h, w, generator=gen).to(shot_cond.device)
     holds = []
-    if M > 0 and settings.memory_mode == "fixed":
+    if settings.memory_mode not in ("fixed", "renoise", "free"):
+        raise ValueError(f"memory_mode must be 'fixed', 'renoise' or 'free', got {settings.memory_mode!r}")
+    if M > 0 and settings.memory_mode != "free":
         held = torch.zeros_like(noise)
         held[:, :, :M] = memory_latents.to(held)
         mask = torch.zeros(1, 1, M + T, 1, 1, device=noise.device)
         mask[:, :, :M] = 1
-        holds.append(HeldRegion(held, mask, "clean"))
-    elif settings.memory_mode not in ("fixed", "free"):
-        raise ValueError(f"memory_mode must be 'fixed' or 'free', got {settings.memory_mode!r}")
+        mode = "clean" if settings.memory_mode == "fixed" else "renoise"
+        holds.append(HeldRegion(held, mask, mode, noise=noise))
     x = sample_flow(den, noise, settings.steps, settings.shift, holds=holds,
                     scheduler=(run_options or {}).get("scheduler"))
     return x[:, :, M:]
