@@ -163,7 +163,8 @@ def test_block_additions_match_a_naive_per_frame_reference():
             plane = first.T.reshape(1, d, h, w)
             warped = F.grid_sample(plane, grid[bi * f + fi][None], mode="bilinear", padding_mode="border",
                                    align_corners=False)[0].reshape(d, hw).T
-            warped = warped @ extra.zero_conv.weight[:, :, 0, 0, 0].T + extra.zero_conv.bias
+            warped = F.conv3d(warped.T.reshape(1, d, 1, h, w), extra.zero_conv.weight,
+                              extra.zero_conv.bias).reshape(d, hw).T  # the checkpoint's Conv3d, as a conv
             first = first + warped + emb_it
             seq = torch.cat([trg, src, first])
             q = sa.norm_q(sa.q(seq)).reshape(1, 3 * hw, heads, d // heads)
@@ -175,3 +176,14 @@ def test_block_additions_match_a_naive_per_frame_reference():
             want[bi, rows] = x[bi, rows] + gate0[bi] * o[:hw]
             want[b + bi, rows] = x[b + bi, rows] + gate0[b + bi] * o[hw:2 * hw]
     assert torch.allclose(got, want, atol=1e-5)
+
+
+@torch.no_grad()
+def test_grid_cache_follows_camera_changes():
+    model = tiny_infcam(seed=2)
+    x = inputs()
+    a = model(**x)
+    assert torch.equal(model(**x), a)  # cached grid, same result
+    x["cam_extrinsic"][0, 1:, 3] += 0.5  # in place: a new version of the same tensor
+    fresh = tiny_infcam(seed=2)
+    assert torch.allclose(model(**x), fresh(**x), atol=1e-6)
