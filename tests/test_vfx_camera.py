@@ -164,3 +164,25 @@ def test_camera_nodes_convert_and_report_bad_input(tmp_path):
         VBCameraKeyframes().build("[{\"frame\": 0}, {\"frame\": 0}]", 5, 64, 32, 60.0, "linear")
     with pytest.raises(NodeInputError, match="Camera Path Import: input 'file'"):
         VBCameraPathImport().load("", "missing.txt", 64, 32, 16.0, True)
+
+
+INFCAM_SAMPLE = {  # two frames of InfCam's camera_extrinsics_10types.json layout (cam01: pan, cam05: dolly)
+    "frame0": {"cam01": "[-0.17258 0 0.984996 0] [0.984996 0 0.17258 0] [-0 -1 -0 0] [0 0 0 1] ",
+               "cam05": "[0 0 1 0] [1 0 0 0] [-0 -1 -0 0] [0 0 -99.379997 1] "},
+    "frame1": {"cam01": "[-0.168307 0 0.985735 0] [0.985735 0 0.168307 0] [-0 -1 -0 0] [0 0 0 1] ",
+               "cam05": "[0 0 1 0] [1 0 0 0] [-0 -1 -0 0] [0 0 -96.900002 1] "},
+}
+
+
+def test_infcam_trajectory_json_converts_to_opencv_c2w():
+    dolly = parse_camera_path(json.dumps(INFCAM_SAMPLE), 832, 480, cam=5)
+    assert np.allclose(dolly.rotations[0], np.eye(3))
+    assert np.allclose(dolly.positions[:, 2], [-0.9938, -0.969], atol=1e-4)  # moving forward along +z
+    pan = CameraPath.from_infcam_json(INFCAM_SAMPLE, 1, 832, 480)
+    f = forward(pan, 0)
+    assert math.isclose(math.degrees(math.atan2(f[0], f[2])), -9.94, abs_tol=0.05)  # looks 10° to the left
+    assert abs(f[1]) < 1e-9 and np.allclose(pan.positions, 0)
+    with pytest.raises(ValueError, match="cam07"):
+        CameraPath.from_infcam_json(INFCAM_SAMPLE, 7, 832, 480)
+    ext, _ = pan.infcam_inputs(temporal_stride=1)
+    assert np.allclose(ext[0].reshape(3, 4)[:, :3], pan.rotations[0])  # not re-based: relative to the source

@@ -132,9 +132,10 @@ def warp_latents(latents: torch.Tensor, H, **kwargs) -> torch.Tensor:
 
 
 def path_homographies(path, grid_size: tuple | None = None, frames=None, K_src=None) -> torch.Tensor:
-    """Per-frame H for a VB_CAMERA_PATH: source = the path's frame 0 camera (or K_src), target = frame t.
-    grid_size=(w, h) rescales both K to that grid (e.g. the token grid). Returns [T, 3, 3] float64."""
-    rel = path.relative_to_first()
+    """Per-frame H for a VB_CAMERA_PATH whose world frame is the source camera (identity rotation, the path's
+    frame-0 intrinsics unless K_src is given); target = frame t. grid_size=(w, h) rescales both K to that
+    grid (e.g. the token grid). Returns [T, 3, 3] float64."""
+    rel = path
     idx = list(range(len(rel))) if frames is None else list(frames)
     K = torch.as_tensor(rel.K()[idx])
     Ks = torch.as_tensor(rel.K()[0]) if K_src is None else _as_tensor(K_src)
