@@ -393,7 +393,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny models on CPU (a smoke test of every section)")
     ap.add_argument("--frames", type=int, default=81)
-    ap.add_argument("--frames-14b", type=int, default=41, help="frames for the 14B block-swap section")
+    ap.add_argument("--frames-14b", type=int, default=81,
+                    help="frames for the 14B block-swap section (lower it if it does not fit)")
     ap.add_argument("--resident-blocks", type=int, nargs="+", default=[0, 20])
     ap.add_argument("--steps", type=int, default=4, help="WanPipeline steps timed")
     ap.add_argument("--reps", type=int, default=3)

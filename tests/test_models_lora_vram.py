@@ -123,3 +123,29 @@ def test_sequential_offload_exact():
         assert torch.equal(enc(ids).last_hidden_state, ref)
         assert seq.device_bytes() == 0  # everything went back after its forward
     seq.detach()
+
+
+def test_lora_on_block_swapped_model_and_reattach(tmp_path):
+    plain = tiny.build_transformer("t2v", 6, num_layers=4)
+    swapped = tiny.build_transformer("t2v", 6, num_layers=4)
+    path = str(tmp_path / "l.safetensors")
+    tiny.write_lora(path, plain, "kohya", alpha=4.0, blocks=(0, 1, 2, 3))
+    with lora.applied(plain, [(path, 0.9)]):
+        want = _run(plain)
+    mgr = vram.VramManager(budget_bytes=_bytes(swapped) - _bytes(swapped.blocks[0]), device="cpu")
+    mgr.register("big", swapped)
+    other = tiny.build_transformer("t2v", 7)
+    mgr.register("other", other)
+    with mgr.use("big") as m:
+        base = _run(m)                 # leaves blocks sitting in the swap slots
+        with lora.applied(m, [(path, 0.9)]):
+            torch.testing.assert_close(_run(m), want, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(_run(m), want, rtol=1e-5, atol=1e-5)
+        assert torch.equal(_run(m), base)  # removed from the host copies too
+    first_swap = mgr.models["big"].swap
+    with mgr.use("other"):             # evicts "big" (detach; pinned copies kept)
+        pass
+    assert mgr.models["big"].state == "host"
+    with mgr.use("big") as m:
+        assert mgr.models["big"].swap is first_swap and first_swap.attached
+        assert torch.equal(_run(m), base)

@@ -98,3 +98,56 @@ def test_comfyui_folder_is_searched(tmp_path, monkeypatch):
     assert st["present"] and st["paths"] == [str(comfy / "wan_2.1_vae.safetensors")]
     # pull finds it there and downloads nothing
     assert download.pull("wan2.1-vae", log=lambda s: None) == [str(comfy / "wan_2.1_vae.safetensors")]
+
+
+def test_cli_list_path_verify(tmp_path, monkeypatch, capsys):
+    import json
+    import torch
+    from safetensors.torch import save_file
+    from runner.cli import main
+    models = tmp_path / "models"
+    monkeypatch.setenv("VIBEBOARD_MODELS_DIR", str(models))
+    monkeypatch.delenv("VIBEBOARD_COMFYUI_DIR", raising=False)
+    assert main(["models", "path", "wan2.1-vae"]) == 1
+    assert "vibeboard models pull wan2.1-vae" in capsys.readouterr().err
+    target = models / "vae" / "wan_2.1_vae.safetensors"
+    target.parent.mkdir(parents=True)
+    save_file({"decoder.conv1.weight": torch.zeros(2, 2)}, str(target))
+    assert main(["models", "path", "wan2.1-vae"]) == 0
+    assert capsys.readouterr().out.strip() == str(target)
+    assert main(["models", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed["wan2.1-vae"]["sources"]["comfy"]["present"] is True
+    assert listed["wan2.1-t2v-1.3b"]["sources"]["comfy"]["present"] is False
+    assert main(["models", "verify", "wan2.1-vae"]) == 0
+    assert "ok   " in capsys.readouterr().out
+    target.write_bytes(b"broken")
+    assert main(["models", "verify", "wan2.1-vae"]) == 4
+    assert "BAD" in capsys.readouterr().out
+    assert main(["models", "pull", "no-such-model"]) == 2
+
+
+def test_checksum_mismatch_discards_and_match_installs(tmp_path, monkeypatch):
+    import hashlib
+    import huggingface_hub
+    payload = b"wan vae bytes"
+    monkeypatch.setenv("VIBEBOARD_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setattr(download, "hub_reachable", lambda endpoint=None: True)
+
+    def fake_download(repo, path, local_dir, **kw):
+        out = os.path.join(local_dir, path)
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        with open(out, "wb") as f:
+            f.write(payload)
+        return out
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    monkeypatch.setattr(download, "published_sha256", lambda repo, paths, e=None, t=None: {paths[0]: "0" * 64})
+    with pytest.raises(download.PullError, match="checksum mismatch"):
+        download.pull("wan2.1-vae", log=lambda s: None)
+    assert _files(tmp_path) == []
+    good = hashlib.sha256(payload).hexdigest()
+    monkeypatch.setattr(download, "published_sha256", lambda repo, paths, e=None, t=None: {paths[0]: good})
+    [path] = download.pull("wan2.1-vae", log=lambda s: None)
+    assert path.endswith(os.path.join("vae", "wan_2.1_vae.safetensors")) and open(path, "rb").read() == payload
+    assert download.recorded_checksum(path)["sha256"] == good
+    assert [p for p in _files(tmp_path) if ".vb-download" in p] == []

@@ -78,3 +78,36 @@ def test_ti2v_keeps_the_clean_first_frame(env):
     torch.testing.assert_close(lat["samples"][:, :, :1], first, rtol=1e-5, atol=1e-5)
     assert not torch.allclose(lat["samples"][:, :, 1:], torch.zeros_like(lat["samples"][:, :, 1:]))
     assert os.path.basename(wan.sources["transformer"]) == "Wan2.2-TI2V-5B-Diffusers"
+
+
+def test_a14b_two_experts_switch_at_boundary(env, tmp_path):
+    """Wan2.2 A14B layout: high-noise expert for t ≥ boundary·1000, low-noise expert after."""
+    import os
+    import torch
+    from vibeboard.models import tiny
+    from vibeboard.wan import nodes as N
+    folder = os.path.join(os.environ["VIBEBOARD_MODELS_DIR"], "diffusion_models")
+    for i, name in enumerate(("tiny_i2v_high_noise.safetensors", "tiny_i2v_low_noise.safetensors")):
+        model = tiny.build_transformer("i2v", 10 + i, image_dim=None, added_kv_proj_dim=None)
+        tiny.save_comfy_transformer(model, os.path.join(folder, name))
+    wan, = N.VBWanModelLoader().load("tiny_i2v_high_noise.safetensors", "wan_2.1_vae.safetensors",
+                                      "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "fp32",
+                                      model_2="tiny_i2v_low_noise.safetensors")
+    assert wan.variant == "i2v_a14b" and wan.boundary_ratio == 0.9
+    calls = []
+
+    def spy(part):
+        return lambda m, a, kw: calls.append((part, float(kw["timestep"].flatten()[0])))
+    hooks = [wan.module(p).register_forward_pre_hook(spy(p), with_kwargs=True)
+             for p in ("transformer", "transformer_2")]
+    text, = N.VBWanTextEncode().encode(wan, "a bird over the sea", "")
+    settings, = N.VBWanSamplerSettings().make(6, 3.5, 5.0, "euler", 2)
+    lat, = N.VBWanI2V().generate(wan, text, torch.rand(1, 32, 32, 3), 32, 32, 5, sampler=settings)
+    for h in hooks:
+        h.remove()
+    assert lat["samples"].shape == (1, 16, 2, 4, 4)
+    parts = [p for p, _ in calls]
+    assert "transformer" in parts and "transformer_2" in parts
+    assert all(t >= 900 for p, t in calls if p == "transformer")
+    assert all(t < 900 for p, t in calls if p == "transformer_2")
+    assert parts == sorted(parts, key=lambda p: p == "transformer_2")  # high-noise first, then low-noise

@@ -13,48 +13,87 @@ from .flatstore import FlatStore
 
 
 class BlockSwap:
+    """attach() puts the non-swapped part on the device and hooks the swapped blocks; detach() undoes it.
+    The pinned host copies are made once and kept across detach/attach (re-attaching is cheap)."""
+
     def __init__(self, model: torch.nn.Module, device, resident: int = 0, slots: int = 2,
-                 blocks_attr: str = "blocks", pin: bool = True):
+                 blocks_attr: str = "blocks", pin: bool = True, attach: bool = True):
         self.model, self.device = model, torch.device(device)
         self.blocks = list(getattr(model, blocks_attr))
         self.resident = max(0, min(int(resident), len(self.blocks)))
         self.swapped = list(range(self.resident, len(self.blocks)))
         self.cuda = self.device.type == "cuda"
         self.stream = torch.cuda.Stream(self.device) if self.cuda else None
-        self.hooks = []
-        # Everything but the swapped blocks lives on the device for the whole run.
-        swapped_ids = {id(self.blocks[i]) for i in self.swapped}
-        self.rest = [m for m in model.children() if m is not getattr(model, blocks_attr)]
-        for i in range(self.resident):
-            self.rest.append(self.blocks[i])
-        for name, p in model.named_parameters(recurse=False):
-            p.data = p.data.to(self.device)
-        for m in self.rest:
-            m.to(self.device)
+        self.n_slots = min(max(1, slots), len(self.swapped)) if self.swapped else 0
         self.stores = {i: FlatStore(self.blocks[i], pin=pin) for i in self.swapped}
-        assert all(id(self.blocks[i]) in swapped_ids for i in self.stores)
-        n_slots = min(max(1, slots), len(self.swapped)) if self.swapped else 0
-        sizes: dict = {}
+        # Everything else (embeddings, head, resident blocks) moves as one flat buffer.
+        self.rest = FlatStore(model, pin=pin, exclude=[self.blocks[i] for i in self.swapped])
+        self.slot_sizes: dict = {}
         for store in self.stores.values():
             for d, n in store.sizes.items():
-                sizes[d] = max(sizes.get(d, 0), n)
-        self.slot_bufs = [{d: torch.empty(n, dtype=d, device=self.device) for d, n in sizes.items()}
-                          for _ in range(n_slots)]
-        self.slot_of = {j: k % n_slots for k, j in enumerate(self.swapped)} if n_slots else {}
-        self.ready = {}   # block index → event (copy finished)
-        self.freed = [None] * n_slots  # slot → event (last user finished computing)
-        self.occupant = [None] * n_slots
+                self.slot_sizes[d] = max(self.slot_sizes.get(d, 0), n)
+        self.slot_of = {j: k % self.n_slots for k, j in enumerate(self.swapped)} if self.n_slots else {}
+        self.hooks, self.slot_bufs = [], []
         self.transfers = 0
+        self.attached = False
+        # Weight edits (LoRA merges) must land in the host copies, never in a slot about to be reused.
+        model._vb_before_weight_edit = self.park
+        if attach:
+            self.attach()
+
+    def attach(self) -> None:
+        if self.attached:
+            return
+        self.rest.to_device(self.device)
+        self.slot_bufs = [{d: torch.empty(n, dtype=d, device=self.device) for d, n in self.slot_sizes.items()}
+                          for _ in range(self.n_slots)]
+        self.ready = {}                       # block index → event (its copy finished)
+        self.freed = [None] * self.n_slots    # slot → event (its last user finished computing)
+        self.occupant = [None] * self.n_slots
+        self.compiled = {}
         for j in self.swapped:
+            # Streaming hooks must run eagerly: a compiled block would trace them; park its compiled call.
+            if getattr(self.blocks[j], "_compiled_call_impl", None) is not None:
+                self.compiled[j] = self.blocks[j]._compiled_call_impl
+                self.blocks[j]._compiled_call_impl = None
             self.hooks.append(self.blocks[j].register_forward_pre_hook(self._make_pre(j)))
             self.hooks.append(self.blocks[j].register_forward_hook(self._make_post(j)))
+        self.attached = True
+
+    def park(self) -> None:
+        """Send every block that sits in a slot back to its host copy (nothing prefetched)."""
+        if not self.attached:
+            return
+        if self.cuda:
+            torch.cuda.current_stream(self.device).synchronize()
+            self.stream.synchronize()
+        for s, j in enumerate(self.occupant):
+            if j is not None:
+                self.stores[j].to_host(copy_back=False)
+                self.occupant[s] = None
+        self.ready = {}
+
+    def detach(self, to_host: bool = True) -> None:
+        """Unhook; the resident part goes back to pinned RAM (to_host) or stays where it is."""
+        if not self.attached:
+            return
+        self.park()
+        for h in self.hooks:
+            h.remove()
+        for j, call in getattr(self, "compiled", {}).items():
+            self.blocks[j]._compiled_call_impl = call
+        self.compiled = {}
+        self.hooks, self.slot_bufs = [], []
+        if to_host:
+            self.rest.to_host(copy_back=True)
+        self.attached = False
 
     # ---- accounting ----
     def device_bytes(self) -> int:
+        if not self.attached:
+            return 0
         slot = sum(t.numel() * t.element_size() for b in self.slot_bufs for t in b.values())
-        rest = sum(p.numel() * p.element_size() for m in self.rest for p in m.parameters())
-        rest += sum(p.numel() * p.element_size() for p in self.model.parameters(recurse=False))
-        return slot + rest
+        return slot + self.rest.nbytes
 
     # ---- streaming ----
     def _prefetch(self, j: int) -> None:
@@ -96,9 +135,8 @@ class BlockSwap:
                 event = torch.cuda.Event()
                 event.record(torch.cuda.current_stream(self.device))
                 self.freed[s] = event
-            # Next block after the last swapped one is the first swapped one of the next forward.
-            nxt = self._next(j)
-            if nxt is None and self.swapped and self.slot_of[self.swapped[0]] != s:
+            # After the last swapped block, start on the first one of the next forward.
+            if self._next(j) is None and self.swapped and self.slot_of[self.swapped[0]] != s:
                 self._prefetch(self.swapped[0])
             return output
         return hook
@@ -106,19 +144,6 @@ class BlockSwap:
     def _next(self, j: int):
         k = self.swapped.index(j)
         return self.swapped[k + 1] if k + 1 < len(self.swapped) else None
-
-    def detach(self, to_host: bool = True) -> None:
-        for h in self.hooks:
-            h.remove()
-        self.hooks = []
-        for j, store in self.stores.items():
-            store.to_host(copy_back=False)
-        if to_host:
-            for m in self.rest:
-                m.to("cpu")
-            for p in self.model.parameters(recurse=False):
-                p.data = p.data.to("cpu")
-        self.slot_bufs = []
 
 
 class SequentialOffload:

@@ -158,16 +158,20 @@ def pull(name: str, source: Optional[str] = None, root: Optional[str] = None, en
                         if have != want:
                             raise PullError(f"{repo_path}: checksum mismatch (got {have[:12]}…, "
                                             f"published {want[:12]}…); the download was discarded")
-                        record_checksum(final, have)
                         log(f"sha256 ok {have[:16]}…")
                     else:
-                        log("no published checksum for this file (not stored with LFS); size checked only")
+                        have = None
+                        log("no published checksum for this file (not stored with LFS)")
                 os.replace(got, final)
+                if verify and have:
+                    record_checksum(final, have)
             else:
                 log(f"pull {repo} ({', '.join(src.get('allow', ['all files']))}) → {final}")
                 snapshot_download(repo, local_dir=staging, allow_patterns=src.get("allow"), endpoint=endpoint,
                                   token=token)
                 shutil.rmtree(os.path.join(staging, ".cache"), ignore_errors=True)
+                if verify:
+                    _verify_tree(repo, staging, endpoint, token, log)
                 if os.path.exists(final):
                     shutil.rmtree(final)
                 os.replace(staging, final)
@@ -186,6 +190,25 @@ def pull(name: str, source: Optional[str] = None, root: Optional[str] = None, en
             if not ok and not keep_partial:
                 _prune_empty(parent, stop=root)
     return done
+
+
+def _verify_tree(repo: str, folder: str, endpoint, token, log) -> None:
+    """Every downloaded file with a published LFS SHA-256 must match it."""
+    files = [os.path.relpath(os.path.join(b, f), folder).replace(os.sep, "/")
+             for b, _, fs in os.walk(folder) for f in fs]
+    published = {}
+    for i in range(0, len(files), 50):
+        published.update(published_sha256(repo, files[i:i + 50], endpoint, token))
+    checked = 0
+    for rel in files:
+        want = published.get(rel)
+        if want:
+            have = sha256_file(os.path.join(folder, rel))
+            if have != want:
+                raise PullError(f"{rel}: checksum mismatch (got {have[:12]}…, published {want[:12]}…); "
+                                "the download was discarded")
+            checked += 1
+    log(f"sha256 ok for {checked} LFS file(s)")
 
 
 def _prune_empty(path: str, stop: Optional[str] = None) -> None:

@@ -17,12 +17,15 @@ class FlatStore:
     """Host copy (pinned when CUDA exists) of a module's parameters and buffers, grouped by dtype."""
 
     def __init__(self, module: torch.nn.Module, pin: bool = True, include_buffers: bool = True,
-                 recurse: bool = True):
+                 recurse: bool = True, exclude=()):
         self.module = module
         self.entries = []  # (owner module, attr name, is_param, dtype, offset, shape)
         sizes: dict = {}
         seen = set()
+        skip = {id(m) for ex in exclude for m in ex.modules()}  # excluded sub-trees (e.g. swapped blocks)
         for owner in (module.modules() if recurse else [module]):
+            if id(owner) in skip:
+                continue
             tensors = [(n, t, True) for n, t in owner._parameters.items() if t is not None]
             if include_buffers:
                 tensors += [(n, t, False) for n, t in owner._buffers.items() if t is not None]

@@ -57,20 +57,22 @@ def read_diffusers_folder(folder: str) -> dict:
 
 
 def dequantize_scaled(state: dict, dtype: torch.dtype) -> dict:
-    """ComfyUI `*_fp8_scaled` files: fp8 weight + per-tensor `scale_weight` (or `weight_scale`)."""
+    """ComfyUI `*_fp8_scaled` files (fp8 weight + per-tensor `scale_weight`/`weight_scale`) and plain fp8 files.
+
+    fp8 tensors become `dtype` one at a time (a 14B fp8 file never exists in fp32 in RAM).
+    """
     out = {}
-    for key, value in state.items():
-        if key == "scaled_fp8" or key.endswith((".scale_input", ".input_scale", ".comfy_quant")):
+    for key in list(state):
+        value = state[key]
+        if key == "scaled_fp8" or key.endswith((".scale_input", ".input_scale", ".comfy_quant",
+                                                ".scale_weight", ".weight_scale")):
             continue
-        if key.endswith((".scale_weight", ".weight_scale")):
-            continue
-        if key.endswith(".weight"):
-            base = key[:-len("weight")]
-            scale = state.get(base + "scale_weight", state.get(base + "weight_scale"))
+        if value.dtype in (torch.float8_e4m3fn, torch.float8_e5m2):
+            base = key[:-len("weight")] if key.endswith(".weight") else None
+            scale = None if base is None else state.get(base + "scale_weight", state.get(base + "weight_scale"))
+            value = value.to(dtype)
             if scale is not None:
-                value = value.to(torch.float32) * scale.to(torch.float32)
-        if value.is_floating_point() and value.dtype in (torch.float8_e4m3fn, torch.float8_e5m2):
-            value = value.to(torch.float32)
+                value = (value.float() * scale.float()).to(dtype) if dtype != torch.float32 else value * scale.float()
         out[key] = value
     return out
 

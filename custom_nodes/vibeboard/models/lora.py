@@ -89,21 +89,26 @@ def read_lora(path: str, alpha=None, rslora=None) -> dict:
     return groups
 
 
-def delta_for(parts: dict, out_features: int, in_features: int) -> tuple:
-    """(weight delta fp32, bias delta or None) at strength 1."""
+def delta_for(parts: dict, out_features: int, in_features: int, device=None) -> tuple:
+    """(weight delta fp32, bias delta or None) at strength 1, computed on `device` (the weight's)."""
     dw = None
     if "down" in parts and "up" in parts:
-        down, up = parts["down"].float(), parts["up"].float()
+        down, up = parts["down"].to(device).float(), parts["up"].to(device).float()
         down, up = down.reshape(down.shape[0], -1), up.reshape(up.shape[0], -1)
         rank = down.shape[0]
         scale = float(parts["alpha"]) / rank if "alpha" in parts else 1.0
         dw = (up @ down) * scale
     if "diff" in parts:
-        dw = parts["diff"].float() if dw is None else dw + parts["diff"].float()
+        diff = parts["diff"].to(device).float()
+        dw = diff if dw is None else dw + diff
     if dw is not None and tuple(dw.shape) != (out_features, in_features):
         raise ValueError(f"LoRA delta {tuple(dw.shape)} does not fit a {out_features}×{in_features} layer")
-    db = parts["diff_b"].float() if "diff_b" in parts else None
+    db = parts["diff_b"].to(device).float() if "diff_b" in parts else None
     return dw, db
+
+
+def _host_copy(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().to("cpu", copy=True)
 
 
 class LoraPatch:
@@ -114,19 +119,25 @@ class LoraPatch:
         self.saved = {}     # module name → (weight data, bias data, scale)
         self.modules = dict(model.named_modules())
 
+    def _before_edit(self) -> None:
+        hook = getattr(self.model, "_vb_before_weight_edit", None)  # block swap: park slot occupants
+        if hook is not None:
+            hook()
+
     def add(self, groups: dict, strength: float, strict: bool = True) -> list:
         if strength == 0:
             return []
+        self._before_edit()
         touched = []
         for name, parts in resolve(self.model, groups, strict).items():
             module = self.modules[name]
-            dw, db = delta_for(parts, module.out_features, module.in_features)
+            dw, db = delta_for(parts, module.out_features, module.in_features, module.weight.device)
             if name not in self.saved:
-                self.saved[name] = (module.weight.data.clone(),
-                                    None if module.bias is None else module.bias.data.clone(),
-                                    getattr(module, "scale_weight", None))
-                if self.saved[name][2] is not None:
-                    self.saved[name] = self.saved[name][:2] + (module.scale_weight.clone(),)
+                # Originals are kept in host RAM (a 14B model's touched weights would not fit twice in VRAM).
+                self.saved[name] = (_host_copy(module.weight.data),
+                                    None if module.bias is None else _host_copy(module.bias.data),
+                                    None if getattr(module, "scale_weight", None) is None
+                                    else _host_copy(module.scale_weight))
             with torch.no_grad():
                 if dw is not None:
                     if isinstance(module, Fp8Linear):
@@ -145,6 +156,8 @@ class LoraPatch:
         return touched
 
     def remove(self) -> None:
+        if self.saved:
+            self._before_edit()
         with torch.no_grad():
             for name, (w, b, scale) in self.saved.items():
                 module = self.modules[name]
@@ -152,7 +165,7 @@ class LoraPatch:
                 if b is not None:
                     module.bias.data.copy_(b.to(module.bias.device))
                 if scale is not None:
-                    module.scale_weight.copy_(scale)
+                    module.scale_weight.copy_(scale.to(module.scale_weight.device))
         self.saved = {}
 
 

@@ -41,6 +41,7 @@ class ManagedModel:
         self.state = "host"        # "device" | "host" | "disk"
         self.store = None          # FlatStore once it has been on the device
         self.runner = None         # BlockSwap / SequentialOffload when partially resident
+        self.swap = None           # the BlockSwap kept across evictions (its pinned copies are reused)
         self.last_used = 0.0
         self.in_use = 0
         self.resident_blocks = resident_blocks
@@ -152,7 +153,11 @@ class VramManager:
             raise MemoryError(f"{entry.name}: even with block swap it needs "
                               f"{(rest + 2 * per_block) / GB:.2f} GB, budget left "
                               f"{(self.budget - self.device_bytes()) / GB:.2f} GB")
-        entry.runner = BlockSwap(entry.module, self.device, resident=int(resident), pin=self.pin)
+        if entry.swap is not None and entry.swap.resident == int(resident):
+            entry.swap.attach()
+        else:
+            entry.swap = BlockSwap(entry.module, self.device, resident=int(resident), pin=self.pin)
+        entry.runner = entry.swap
         self._note(f"load_blockswap:{int(resident)}", entry.name)
 
     @staticmethod
@@ -174,6 +179,21 @@ class VramManager:
             victim = min(candidates, key=lambda m: m.last_used)
             self._to_host(victim)
         self._limit_host(keep)
+        self._ask_host_for(need)
+
+    def _ask_host_for(self, need: int) -> None:
+        """Our budget is bookkeeping; the GPU may also hold others' tensors (ComfyUI's own models)."""
+        if self.device.type != "cuda" or need <= 0:
+            return
+        free, _ = torch.cuda.mem_get_info(self.device)
+        if free >= need + GB // 2:
+            return
+        torch.cuda.empty_cache()
+        try:  # inside ComfyUI: let its model manager unload what it holds
+            import comfy.model_management as mm
+            mm.free_memory(need + GB // 2, self.device)
+        except Exception:
+            pass
 
     def _to_host(self, entry: ManagedModel) -> None:
         if entry.state != "device":
@@ -185,8 +205,8 @@ class VramManager:
             entry.store.to_host(copy_back=True)
         entry.state = "host"
         self._note("offload", entry.name)
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
+        # No empty_cache here: the freed block stays in PyTorch's cache for the next model (or the same one
+        # coming back), so a swap costs the bus copy, not a cudaMalloc. free() returns memory to the driver.
 
     def _limit_host(self, keep: str = None) -> None:
         """Spill LRU host copies to disk when a host RAM budget is set."""
@@ -242,6 +262,8 @@ class VramManager:
             if unload:
                 for name in [n for n, m in self.models.items() if m.in_use == 0]:
                     self.unregister(name)
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
             return before - self.device_bytes()
 
     def stats(self) -> dict:
@@ -275,3 +297,22 @@ def manager() -> VramManager:
 def set_manager(m: VramManager) -> None:
     global _DEFAULT
     _DEFAULT = m
+
+
+def handle_free_request(body: dict) -> dict:
+    """ComfyUI's POST /free body: {"unload_models": bool, "free_memory": bool}. Returns what was done."""
+    if _DEFAULT is None:
+        return {"freed_bytes": 0, "unloaded": []}
+    m = _DEFAULT
+    names = list(m.models)
+    freed = 0
+    if body.get("free_memory") or body.get("unload_models"):
+        freed = m.free(unload=bool(body.get("unload_models")))
+    if m.device.type == "cuda":
+        torch.cuda.empty_cache()
+    return {"freed_bytes": freed, "unloaded": [n for n in names if n not in m.models]}
+
+
+def system_stats() -> dict:
+    """Extra block for GET /system_stats: the manager's budget and what is loaded where."""
+    return manager().stats() if _DEFAULT is not None else {"models": [], "budget_bytes": None}

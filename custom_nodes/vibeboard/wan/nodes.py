@@ -185,11 +185,13 @@ class VBWanSamplerSettings:
                           {"default": "auto", "tooltip": "SDPA backend; auto prefers cuDNN (fastest on H100)"}),
             "cfg_low_noise": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 20.0, "step": 0.1,
                                         "tooltip": "Wan2.2 A14B low-noise expert CFG (0 = same as cfg)"}),
+            "compile": ("BOOLEAN", {"default": False, "tooltip": "torch.compile the DiT blocks (GPU; ~20 s "
+                                                                 "once, then ~19 % faster steps)"}),
         }}
 
-    def make(self, steps, cfg, shift, scheduler, seed, attention="auto", cfg_low_noise=0.0):
+    def make(self, steps, cfg, shift, scheduler, seed, attention="auto", cfg_low_noise=0.0, compile=False):
         return (S.SamplerSettings(steps=steps, cfg=cfg, shift=shift, scheduler=scheduler, seed=seed,
-                                  attention=attention, cfg_2=cfg_low_noise or None),)
+                                  attention=attention, cfg_2=cfg_low_noise or None, compile=bool(compile)),)
 
 
 def _size_inputs(length_default=81):

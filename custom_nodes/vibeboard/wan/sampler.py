@@ -32,6 +32,7 @@ class SamplerSettings:
     cfg_2: Optional[float] = None       # A14B low-noise expert's CFG (defaults to cfg)
     batch_cfg: bool = True              # cond + uncond in one forward
     attention: str = "auto"             # auto | sdpa | cudnn | flash | efficient | math
+    compile: bool = False               # torch.compile the DiT blocks (CUDA, fully resident models only)
 
 
 def make_scheduler(name: str, shift: float):
@@ -60,6 +61,18 @@ def attention_context(kind: str, device: torch.device):
         return sdpa_kernel(order, set_priority=True)
     except TypeError:  # older torch: no priority order
         return sdpa_kernel(order)
+
+
+def compile_blocks(model) -> bool:
+    """Compile each transformer block once (same code for every block: one compilation serves all).
+    Fuses the norms, RoPE and modulation elementwise work: ≈ −19 % per CFG step on an H100 (bench/README.md)."""
+    if getattr(model, "_vb_compiled", False):
+        return True
+    for name in ("blocks", "vace_blocks"):
+        for blk in getattr(model, name, []):
+            blk.compile(fullgraph=False, dynamic=False)
+    model._vb_compiled = True
+    return True
 
 
 def predict(model, latents: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor, cond: WanConditioning,
@@ -173,6 +186,9 @@ def sample(handle: WanHandle, cond: WanConditioning, settings: SamplerSettings, 
                     ctx.close()
                 ctx = ExitStack()
                 model = ctx.enter_context(handle.use(want))
+                entry = handle.manager.models.get(handle.keys[want])
+                if settings.compile and device.type == "cuda" and entry is not None and entry.runner is None:
+                    compile_blocks(model)
                 # LoRAs are merged while this expert runs and removed after (the cached model stays clean).
                 ctx.enter_context(lora_mod.applied(model, loras_for(handle, want)))
                 part = want
