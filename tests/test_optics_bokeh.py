@@ -201,3 +201,21 @@ def test_tiny_image_with_huge_blur_and_polygon():
     for focus in (1.0, 50.0):
         out = _render(image, depth, focus, lens)
         assert out.shape == image.shape and torch.isfinite(out).all()
+
+
+def test_group_by_overlap_merges_overlapping_crops_only():
+    boxes = [(0, 0, 100, 0, 100), (1, 2, 102, 0, 100), (2, 500, 600, 0, 100), (3, 498, 598, 0, 100)]
+    groups = bokeh.group_by_overlap(boxes, overhead_px=1000)
+    assert sorted(sorted(items) for items, _ in groups) == [[0, 1], [2, 3]]
+    assert dict((tuple(sorted(items)), box) for items, box in groups)[(0, 1)] == (0, 102, 0, 100)
+    assert len(bokeh.group_by_overlap(boxes, overhead_px=10**9)) == 1  # launches dear: one batch
+
+
+def test_polygon_bokeh_is_inverted_in_front_of_the_focal_plane():
+    image = torch.zeros(41, 41, 3)
+    image[20, 20] = 1.0
+    lens = bokeh.LensSettings(aperture_k=40.0, max_coc=100.0, blades=5, rotation_deg=90.0, linear_light=False)
+    behind = _render(image, torch.full((41, 41), 1 / (0.5 - 0.4)), 2.0, lens)[..., 0]  # CoC 16 px
+    front = _render(image, torch.full((41, 41), 1 / (0.5 + 0.4)), 2.0, lens)[..., 0]
+    assert (front - torch.rot90(behind, 2)).abs().max() < 1e-4
+    assert (front - behind).abs().max() > 1e-3  # a pentagon is not point-symmetric

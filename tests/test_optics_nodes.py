@@ -28,7 +28,7 @@ def test_nodes_registered_with_tooltips_and_category(tmp_path, monkeypatch):
 
 
 def test_depth_size_mismatch_is_a_named_error_or_resized():
-    image, depth, _, _ = VBSampleRGBDScene().make(64, 48, 0)
+    image, depth, _, _, _ = VBSampleRGBDScene().make(64, 48, 0)
     small = depth[:, ::2, ::2]
     with pytest.raises(runtime.NodeInputError) as info:
         VBBokehRender().render(image, small, METRIC, "point", 0.5, 0.5, 1.0, **LENS)
@@ -44,7 +44,7 @@ def test_depth_size_mismatch_is_a_named_error_or_resized():
 
 
 def test_bokeh_focus_modes_and_errors():
-    image, depth, _, _ = VBSampleRGBDScene().make(96, 64, 1)
+    image, depth, _, _, _ = VBSampleRGBDScene().make(96, 64, 1)
     mask = (depth == 3.0).float()
     by_mask, d_mask = VBBokehRender().render(image, depth, METRIC, "mask", 0.5, 0.5, 1.0, **LENS, focus_mask=mask)
     by_dist, d_dist = VBBokehRender().render(image, depth, METRIC, "distance", 0.5, 0.5, 3.0, **LENS)
@@ -60,11 +60,12 @@ def test_bokeh_focus_modes_and_errors():
 
 def test_defocus_map_node():
     depth = torch.tensor([[[1.0, 2.0, 4.0, 8.0]]])
-    out, distance = VBDefocusMap().compute(depth, METRIC, "distance", 0.5, 0.5, 2.0, 40.0, 100.0)
+    out, distance, picture = VBDefocusMap().compute(depth, METRIC, "distance", 0.5, 0.5, 2.0, 40.0, 100.0)
+    assert picture.shape == (1, 1, 4, 3) and torch.equal(picture[..., 1], out)
     assert distance == pytest.approx(2.0)
     assert torch.allclose(out, (40 * (1 / depth - 0.5)).abs() / 100)
     disparity = 1 / depth  # the same scene as relative disparity: nearest = 1, so distances stay
-    out_d, _ = VBDefocusMap().compute(disparity * 3, "disparity (bigger = nearer)", "distance", 0.5, 0.5, 2.0,
+    out_d, _, _ = VBDefocusMap().compute(disparity * 3, "disparity (bigger = nearer)", "distance", 0.5, 0.5, 2.0,
                                       40.0, 100.0)
     assert torch.allclose(out, out_d, atol=1e-6)
 

@@ -54,7 +54,8 @@ def test_sharpness_peaks_move_near_to_far():
 
 
 def test_rack_focus_node_progress_and_interrupt():
-    image, depth, near, far = VBSampleRGBDScene().make(96, 64, 0)
+    image, depth, near, far, preview = VBSampleRGBDScene().make(96, 64, 0)
+    assert preview.shape == (1, 64, 96, 3) and float(preview.max()) == 1.0
     assert (near, far) == (1.0, 40.0)
     calls = []
     runtime.set_host_hooks(lambda value, total, preview: calls.append((value, total)), lambda: False)

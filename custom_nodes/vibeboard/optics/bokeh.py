@@ -6,7 +6,9 @@ every kernel spectrum is computed once and shared by all focus settings of a run
 back to front:
 
   1. the layer's premultiplied colour and its alpha (a 0/1 mask) are blurred with the layer's aperture
-     kernel — FFT convolution with zero padding; large radii are blurred at reduced resolution;
+     kernel — FFT convolution with zero padding, cropped to the layer's bounding box grown by the blur's
+     reach; large radii are blurred at reduced resolution. Focus settings whose crops overlap are batched
+     together (one FFT call per group), so a batch of focus settings costs about what its pixels cost;
   2. before a blurred layer is composited, the holes of what lies behind it (pixels owned by this layer or
      nearer ones) are filled from the farther layers' own colour (push-pull normalised convolution), so a
      semi-transparent, blurred foreground edge shows an estimate of the hidden background instead of black;
@@ -28,6 +30,7 @@ import torch.nn.functional as F
 from . import aperture as ap
 
 GAMMA = 2.2
+SPECTRA_CACHE_BYTES = 512 * 2**20  # kernel spectra kept between renders (per process, all devices)
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,7 @@ class _Blur:
     """FFT blur of [N, 4, H, W] layers with cached kernel spectra per (resolution scale, radius, side)."""
 
     _spectra: dict = {}  # shared by all renders: kernels depend only on lens shape, radius and canvas
+    _cached_bytes = 0
 
     def __init__(self, height: int, width: int, lens: LensSettings, device):
         self.height, self.width, self.lens, self.device = height, width, lens, device
@@ -113,10 +117,14 @@ class _Blur:
     def _spectrum(self, scale: int, radius: float, front: bool, hp: int, wp: int) -> torch.Tensor:
         key = (str(self.device), self.lens.blades, self.lens.rotation_deg, scale, radius, front, hp, wp)
         if key not in self._spectra:
-            if len(self._spectra) > 256:
+            spectrum = ap.kernel_spectra([radius / scale], hp, wp, self.lens.blades, self.lens.rotation_deg,
+                                         flip=[front], device=self.device)[0]
+            nbytes = spectrum.numel() * spectrum.element_size()
+            if _Blur._cached_bytes + nbytes > SPECTRA_CACHE_BYTES:
                 self._spectra.clear()
-            self._spectra[key] = ap.kernel_spectra([radius / scale], hp, wp, self.lens.blades,
-                                                   self.lens.rotation_deg, flip=[front], device=self.device)[0]
+                _Blur._cached_bytes = 0
+            self._spectra[key] = spectrum
+            _Blur._cached_bytes += nbytes
         return self._spectra[key]
 
     def __call__(self, layers: torch.Tensor, radius: float, front: bool) -> torch.Tensor:
@@ -225,9 +233,41 @@ def _occupancy(layer_id: torch.Tensor, n_layers: int) -> tuple:
     return rows.view(n_focus, n_layers, h).cpu(), cols.view(n_focus, n_layers, w).cpu()
 
 
-def _span(used: torch.Tensor, margin: int, size: int) -> slice:
-    idx = used.nonzero().flatten()
-    return slice(max(int(idx[0]) - margin, 0), min(int(idx[-1]) + 1 + margin, size))
+def _extents(used: torch.Tensor) -> tuple:
+    """First and one-past-last True index along the last dim of a bool tensor (0, 0 where none)."""
+    size = used.shape[-1]
+    first = used.to(torch.uint8).argmax(-1)
+    last = size - used.flip(-1).to(torch.uint8).argmax(-1)
+    return first, last
+
+
+# Per-group fixed cost, in pixels of work it equals: kernel launches dominate small crops on a GPU.
+GROUP_OVERHEAD_PX = {"cuda": 1_000_000, "cpu": 50_000}
+
+
+def group_by_overlap(boxes: list, overhead_px: float) -> list:
+    """Greedily merge items whose crops overlap into groups rendered as one batch on their union crop.
+
+    boxes: [(item, y0, y1, x0, x1)]. Cost of a group = overhead + n_items × union area; an item joins the
+    previous group (items sorted by crop centre) when that is cheaper than starting a new one.
+    Returns [([items], (y0, y1, x0, x1))].
+    """
+    def area(b):
+        return (b[1] - b[0]) * (b[3] - b[2])
+
+    groups = []
+    for item, y0, y1, x0, x1 in sorted(boxes, key=lambda b: (b[1] + b[2], b[3] + b[4])):
+        box = (y0, y1, x0, x1)
+        if groups:
+            items, gbox = groups[-1]
+            union = (min(gbox[0], y0), max(gbox[1], y1), min(gbox[2], x0), max(gbox[3], x1))
+            merged = (len(items) + 1) * area(union)
+            apart = len(items) * area(gbox) + overhead_px + area(box)
+            if merged <= apart:
+                groups[-1] = (items + [item], union)
+                continue
+        groups.append(([item], box))
+    return groups
 
 
 def _render_chunk(rgba, inv, focus, lens, radii, blur, on_step) -> torch.Tensor:
@@ -240,30 +280,34 @@ def _render_chunk(rgba, inv, focus, lens, radii, blur, on_step) -> torch.Tensor:
     layer_id = layer_indices(inv, focus, lens, edges, n_side)
     rows, cols = _occupancy(layer_id, n_layers)
     occupied = rows.any(-1)
+    (y_first, y_end), (x_first, x_end) = _extents(rows), _extents(cols)
+    overhead = GROUP_OVERHEAD_PX.get(inv.device.type, GROUP_OVERHEAD_PX["cuda"])
     acc = torch.zeros(n_focus, 4, h, w, device=inv.device, dtype=torch.float32)
     for layer in range(n_layers):  # back to front
-        which = occupied[:, layer].nonzero().flatten()
-        if which.numel() == 0:
+        which = occupied[:, layer].nonzero().flatten().tolist()
+        if not which:
             continue
         side = layer - n_side
         radius = radii[abs(side)]
         blurred = radius >= ap.DELTA_RADIUS
-        # work only inside the layer's bounding box, grown by the blur's reach (its spread + the hole fill)
+        # work only inside each layer's bounding box, grown by the blur's reach (its spread + the hole fill)
         margin = int(math.ceil(2 * radius)) + 2 if blurred else 0
-        ys = _span(rows[which, layer].any(0), margin, h)
-        xs = _span(cols[which, layer].any(0), margin, w)
-        sel = slice(None) if which.numel() == n_focus else which.to(inv.device)
-        mask = (layer_id[sel, ys, xs] == layer).unsqueeze(1).float()  # [n, 1, h', w']
-        source = rgba[:, :, ys, xs] if rgba.shape[0] == 1 else rgba[sel, :, ys, xs]
-        content = source * mask
-        below = acc[sel, :, ys, xs]
-        if blurred:
-            below = fill_holes(below)
-            layer_rgba = blur(content, radius, front=side > 0).clamp_(min=0.0)
-        else:
-            layer_rgba = content
-        # "over" on premultiplied RGBA: the same formula for colour and alpha
-        acc[sel, :, ys, xs] = torch.addcmul(layer_rgba, (1.0 - layer_rgba[:, 3:]).clamp_(min=0.0), below)
+        boxes = [(f, max(int(y_first[f, layer]) - margin, 0), min(int(y_end[f, layer]) + margin, h),
+                  max(int(x_first[f, layer]) - margin, 0), min(int(x_end[f, layer]) + margin, w)) for f in which]
+        for items, (y0, y1, x0, x1) in group_by_overlap(boxes, overhead):
+            ys, xs = slice(y0, y1), slice(x0, x1)
+            sel = slice(None) if len(items) == n_focus else torch.tensor(sorted(items), device=inv.device)
+            mask = (layer_id[sel, ys, xs] == layer).unsqueeze(1).float()  # [n, 1, h', w']
+            source = rgba[:, :, ys, xs] if rgba.shape[0] == 1 else rgba[sel, :, ys, xs]
+            content = source * mask
+            below = acc[sel, :, ys, xs]
+            if blurred:
+                below = fill_holes(below)
+                layer_rgba = blur(content, radius, front=side > 0).clamp_(min=0.0)
+            else:
+                layer_rgba = content
+            # "over" on premultiplied RGBA: the same formula for colour and alpha
+            acc[sel, :, ys, xs] = torch.addcmul(layer_rgba, (1.0 - layer_rgba[:, 3:]).clamp_(min=0.0), below)
         if on_step is not None:
             on_step()
     alpha = acc[:, 3:]

@@ -86,6 +86,14 @@ def _distance(focus_inv: float) -> float:
     return 1.0 / focus_inv if focus_inv > 0 else 1e9
 
 
+def depth_preview(depth: torch.Tensor, convention: str) -> torch.Tensor:
+    """Depth → viewable IMAGE: inverse depth normalised to 0..1, white = near."""
+    inv = defocus.inverse_depth(depth, convention)
+    lo, hi = float(inv.min()), float(inv.max())
+    unit = (inv - lo) / (hi - lo) if hi > lo else torch.zeros_like(inv)
+    return unit.unsqueeze(-1).repeat(1, 1, 1, 3)
+
+
 def _lens(aperture_k, max_coc, aperture_shape, blades, rotation, linear_light) -> bokeh.LensSettings:
     return bokeh.LensSettings(aperture_k=float(aperture_k), max_coc=float(max_coc),
                               blades=int(blades) if aperture_shape == "polygon" else 0,
@@ -129,8 +137,8 @@ class VBSampleRGBDScene:
                    "40 m wall with small lights. Deterministic from the seed.")
     CATEGORY = CATEGORY
     FUNCTION = "make"
-    RETURN_TYPES = ("IMAGE", "MASK", "FLOAT", "FLOAT")
-    RETURN_NAMES = ("image", "depth", "near", "far")
+    RETURN_TYPES = ("IMAGE", "MASK", "FLOAT", "FLOAT", "IMAGE")
+    RETURN_NAMES = ("image", "depth", "near", "far", "depth_preview")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -142,7 +150,8 @@ class VBSampleRGBDScene:
 
     def make(self, width, height, seed):
         scene = sample_scene.make_scene(int(width), int(height), int(seed))
-        return scene.image.unsqueeze(0), scene.depth.unsqueeze(0), scene.near, scene.far
+        preview = depth_preview(scene.depth.unsqueeze(0), defocus.METRIC)
+        return scene.image.unsqueeze(0), scene.depth.unsqueeze(0), scene.near, scene.far, preview
 
 
 class VBDepthFromImage:
@@ -243,8 +252,8 @@ class VBDefocusMap:
                    "point, a mask or a distance.")
     CATEGORY = CATEGORY
     FUNCTION = "compute"
-    RETURN_TYPES = ("MASK", "FLOAT")
-    RETURN_NAMES = ("defocus", "focus_distance")
+    RETURN_TYPES = ("MASK", "FLOAT", "IMAGE")
+    RETURN_NAMES = ("defocus", "focus_distance", "defocus_image")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -263,7 +272,9 @@ class VBDefocusMap:
             focus_inv = _resolve_focus(node, inv[i], focus_mode, focus_x, focus_y, focus_distance, focus_mask, i)
             first = focus_inv if first is None else first
             maps.append(defocus.defocus_map(inv[i], focus_inv, float(aperture_k), float(max_coc)))
-        return torch.stack(maps), _distance(first)
+        defocus_maps = torch.stack(maps)
+        # GenFocus feeds BokehNet a 3-channel picture of the map
+        return defocus_maps, _distance(first), defocus_maps.unsqueeze(-1).repeat(1, 1, 1, 3)
 
 
 class VBBokehRender:
