@@ -33,6 +33,8 @@ from .ws_hub import WsHub
 log = logging.getLogger("vibeboard.server")
 
 VERSION = "0.1.0"
+# The pack's WEB_DIRECTORY (see the repo root __init__.py), served like ComfyUI serves a pack's JS.
+WEB_EXTENSION_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "web", "js")
 FOLDER_TYPES = ("output", "input", "temp")
 SECRET_EXTRA_KEYS = ("auth_token_comfy_org", "api_key_comfy_org")
 
@@ -111,7 +113,7 @@ class VibeServer:
             ("GET", "/object_info", self.get_object_info), ("GET", "/object_info/{node_class}", self.get_object_one),
             ("GET", "/view", self.get_view), ("POST", "/upload/image", self.post_upload_image),
             ("GET", "/system_stats", self.get_system_stats), ("GET", "/features", self.get_features),
-            ("GET", "/embeddings", self.get_empty_list), ("GET", "/extensions", self.get_empty_list),
+            ("GET", "/embeddings", self.get_empty_list), ("GET", "/extensions", self.get_extensions),
             ("GET", "/ws", self.get_ws),
             ("POST", "/vibeboard/jobs", server_jobs.make_post_job(self)),
             ("GET", "/vibeboard/jobs/{job_id}", server_jobs.make_get_job(self)),
@@ -120,6 +122,8 @@ class VibeServer:
         for method, path, handler in routes:
             app.router.add_route(method, path, handler)
             app.router.add_route(method, "/api" + path, handler)
+        if os.path.isdir(WEB_EXTENSION_DIR):  # the pack's frontend widgets, as ComfyUI serves WEB_DIRECTORY
+            app.router.add_static("/extensions/vibeboard/", WEB_EXTENSION_DIR)
         app.on_startup.append(self._on_startup)
         app.on_shutdown.append(self._on_shutdown)
         return app
@@ -395,6 +399,17 @@ class VibeServer:
 
     def features(self) -> dict:
         return {"supports_preview_metadata": False, "max_upload_size": self.config.max_upload_bytes}
+
+    async def get_extensions(self, request):
+        """The pack's JS files, as URLs the ComfyUI frontend imports (GET /extensions)."""
+        names = []
+        if os.path.isdir(WEB_EXTENSION_DIR):
+            for root, _dirs, files in os.walk(WEB_EXTENSION_DIR):
+                for name in sorted(files):
+                    if name.endswith(".js"):
+                        rel = os.path.relpath(os.path.join(root, name), WEB_EXTENSION_DIR).replace(os.sep, "/")
+                        names.append(f"/extensions/vibeboard/{rel}")
+        return web.json_response(sorted(names))
 
     async def get_empty_list(self, request):
         return web.json_response([])

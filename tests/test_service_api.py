@@ -221,3 +221,11 @@ def test_front_jumps_queue_and_free(server):
     assert starts == [slow["prompt_id"], front["prompt_id"], normal["prompt_id"]]
     assert http("POST", server.url + "/free", {"unload_models": True, "free_memory": True})[0] == 200
     ws.close()
+
+
+def test_extensions_list_and_serve_the_pack_widgets(server):
+    status, names, _ = http("GET", server.url + "/api/extensions")
+    assert status == 200 and "/extensions/vibeboard/vibeboard_widgets.js" in names
+    status, body, headers = http("GET", server.url + "/extensions/vibeboard/vibeboard_widgets.js")
+    assert status == 200 and b"registerExtension" in body
+    assert "javascript" in headers.get("Content-Type", "")

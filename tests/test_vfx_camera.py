@@ -138,3 +138,51 @@ def test_wan_camera_embedding_shape_and_static_rays():
     assert tuple(e.shape) == (1, 24, 3, 16, 32)
     assert float(e[:, 0:12].abs().max()) == 0.0  # o × d = 0 at the origin (4 sub-frames × 3)
     assert float(e[:, 12:].abs().min()) > 0  # ray directions
+
+
+def test_camera_nodes_convert_and_report_bad_input(tmp_path):
+    from vibeboard.common import runtime
+    from vibeboard.common.runtime import NodeInputError
+    from vibeboard.camera.nodes import (VBCameraKeyframes, VBCameraPathExport, VBCameraPathImport, VBCameraPreset,
+                                        VBCameraToWanEmbedding)
+
+    runtime.set_host_dirs(output=str(tmp_path / "out"), input=str(tmp_path / "in"))
+    first, _ = VBCameraPreset().build("pan_right", 9, 64, 32, 60.0, 1.0, "linear", 1.0, 0.0, 0)
+    chained, text = VBCameraPreset().build("dolly_in", 5, 64, 32, 60.0, 1.0, "linear", 1.0, 0.0, 0, previous=first)
+    assert len(chained) == 13 and np.allclose(chained.c2w[8], first.c2w[8])
+    assert chained.positions[-1] @ forward(first, 8) > 0.4  # the dolly goes along the panned direction
+    out = VBCameraPathExport().export(chained, "comfy_wan_poses", "cams/test")
+    f = out["ui"]["files"][0]
+    saved = (tmp_path / "out" / f["subfolder"] / f["filename"]).read_text()
+    (tmp_path / "in").mkdir(exist_ok=True)
+    (tmp_path / "in" / "poses.json").write_text(saved)
+    (loaded,) = VBCameraPathImport().load("", "poses.json", 64, 32, 16.0, True)
+    assert np.allclose(loaded.c2w, chained.c2w, atol=1e-9)
+    emb, w, h, n = VBCameraToWanEmbedding().embed(loaded)
+    assert tuple(emb.shape) == (1, 24, 4, 32, 64) and (w, h, n) == (64, 32, 13)
+    with pytest.raises(NodeInputError, match="Camera Keyframes: input 'keyframes'"):
+        VBCameraKeyframes().build("[{\"frame\": 0}, {\"frame\": 0}]", 5, 64, 32, 60.0, "linear")
+    with pytest.raises(NodeInputError, match="Camera Path Import: input 'file'"):
+        VBCameraPathImport().load("", "missing.txt", 64, 32, 16.0, True)
+
+
+INFCAM_SAMPLE = {  # two frames of InfCam's camera_extrinsics_10types.json layout (cam01: pan, cam05: dolly)
+    "frame0": {"cam01": "[-0.17258 0 0.984996 0] [0.984996 0 0.17258 0] [-0 -1 -0 0] [0 0 0 1] ",
+               "cam05": "[0 0 1 0] [1 0 0 0] [-0 -1 -0 0] [0 0 -99.379997 1] "},
+    "frame1": {"cam01": "[-0.168307 0 0.985735 0] [0.985735 0 0.168307 0] [-0 -1 -0 0] [0 0 0 1] ",
+               "cam05": "[0 0 1 0] [1 0 0 0] [-0 -1 -0 0] [0 0 -96.900002 1] "},
+}
+
+
+def test_infcam_trajectory_json_converts_to_opencv_c2w():
+    dolly = parse_camera_path(json.dumps(INFCAM_SAMPLE), 832, 480, cam=5)
+    assert np.allclose(dolly.rotations[0], np.eye(3))
+    assert np.allclose(dolly.positions[:, 2], [-0.9938, -0.969], atol=1e-4)  # moving forward along +z
+    pan = CameraPath.from_infcam_json(INFCAM_SAMPLE, 1, 832, 480)
+    f = forward(pan, 0)
+    assert math.isclose(math.degrees(math.atan2(f[0], f[2])), -9.94, abs_tol=0.05)  # looks 10° to the left
+    assert abs(f[1]) < 1e-9 and np.allclose(pan.positions, 0)
+    with pytest.raises(ValueError, match="cam07"):
+        CameraPath.from_infcam_json(INFCAM_SAMPLE, 7, 832, 480)
+    ext, _ = pan.infcam_inputs(temporal_stride=1)
+    assert np.allclose(ext[0].reshape(3, 4)[:, :3], pan.rotations[0])  # not re-based: relative to the source

@@ -1,50 +1,12 @@
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from vibeboard.optics import genfocus as G
 
-FLUX_TINY = dict(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16,
-                 num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, guidance_embeds=True,
-                 axes_dims_rope=(4, 6, 6))
-# OminiControl / GenFocus LoRA targets (diffusers module names)
-TARGETS = ["x_embedder", "transformer_blocks.0.norm1.linear", "transformer_blocks.0.attn.to_q",
-           "transformer_blocks.0.attn.to_k", "transformer_blocks.0.attn.to_v", "transformer_blocks.0.attn.to_out.0",
-           "transformer_blocks.0.ff.net.2", "single_transformer_blocks.0.norm.linear",
-           "single_transformer_blocks.0.proj_mlp", "single_transformer_blocks.0.proj_out",
-           "single_transformer_blocks.0.attn.to_q", "single_transformer_blocks.0.attn.to_k",
-           "single_transformer_blocks.0.attn.to_v"]
-
-
-def tiny_flux(seed=0):
-    from diffusers import FluxTransformer2DModel
-    torch.manual_seed(seed)
-    model = FluxTransformer2DModel(**FLUX_TINY)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return model.eval()
-
-
-def tiny_vae(seed=0):
-    from diffusers import AutoencoderKL
-    torch.manual_seed(seed)
-    return AutoencoderKL(block_out_channels=(8, 8, 8, 8), down_block_types=("DownEncoderBlock2D",) * 4,
-                         up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, layers_per_block=1,
-                         norm_num_groups=4, shift_factor=0.1, scaling_factor=0.5).eval()
-
-
-def lora_file(path, model, rank=2, seed=0, alpha=None):
-    g = torch.Generator().manual_seed(seed)
-    state = {}
-    for name in TARGETS:
-        lin = model.get_submodule(name)
-        state[f"transformer.{name}.lora_A.weight"] = torch.randn(rank, lin.in_features, generator=g) * 0.1
-        state[f"transformer.{name}.lora_B.weight"] = torch.randn(lin.out_features, rank, generator=g) * 0.1
-        if alpha:
-            state[f"transformer.{name}.alpha"] = torch.tensor(float(alpha))
-    save_file(state, str(path))
-    return state
+from vfx_helpers import LORA_TARGETS as TARGETS
+from vfx_helpers import tiny_flux
+from vfx_helpers import tiny_flux_vae as tiny_vae
+from vfx_helpers import write_lora as lora_file
 
 
 def streams(seed=0, n_img=4, n_txt=5):
@@ -138,3 +100,35 @@ def test_deblur_and_bokeh_generate_tiny(tmp_path):
     out = G.generate(model, vae, emb, pooled, ids, 32, 48, G.bokeh_conditions(aif, defocus), "deblurring",
                      steps=2, guidance=1.0, seed=1)
     assert out.shape == aif.shape and not torch.equal(out, aif)
+
+
+def test_tile_layout_covers_the_grid_like_genfocus():
+    th, tw, origins = G.tile_layout(40, 70)
+    assert (th, tw) == (32, 32)
+    covered = torch.zeros(40, 70, dtype=torch.bool)
+    for r, c in origins:
+        covered[r:r + 32, c:c + 32] = True
+    assert covered.all()
+    assert sorted({c for _, c in origins}) == [0, 28, 38] and sorted({r for r, _ in origins}) == [0, 8]
+    assert G.tile_layout(10, 12) == (10, 12, [(0, 0)])
+
+
+@torch.no_grad()
+def test_tiled_velocity_matches_whole_for_one_tile_and_blends_otherwise():
+    model = tiny_flux()
+    text, image, pooled = streams(3, n_img=6 * 8)
+    image.ids = G.latent_ids(6, 8)
+    g = torch.Generator().manual_seed(4)
+    cond = G.Stream(torch.randn(1, 48, 16, generator=g), G.latent_ids(6, 8), torch.zeros(1), torch.ones(1), pooled)
+    mask = G.condition_group_mask(1)
+    whole = G.multi_stream_forward(model, text, image, [cond], mask)
+    one = G._tiled_velocity(model, text, image.hidden, [cond], mask, G.tile_layout(6, 8, 32), image.timestep,
+                            image.guidance, pooled, 6, 8)
+    assert torch.allclose(one, whole, atol=1e-5)
+    small = G._tiled_velocity(model, text, image.hidden, [cond], mask, G.tile_layout(6, 8, 4), image.timestep,
+                              image.guidance, pooled, 6, 8)
+    assert small.shape == whole.shape and (small - whole).abs().max() > 1e-5
+    vae = tiny_vae()
+    img = torch.rand(1, 48, 64, 3, generator=g)
+    out = G.generate(model, vae, text.hidden, pooled, text.ids, 48, 64, [(img, (0, 0), False)], None, steps=1, tile=4)
+    assert out.shape == (1, 48, 64, 3) and torch.isfinite(out).all()

@@ -108,3 +108,13 @@ def test_rotation_preview_first_frame_pan():
     assert torch.equal(out[0], frames[0])
     # panning right: content moves left, so the right edge of later frames is uncovered
     assert valid[-1, :, -1].sum() == 0 and valid[-1, :, 0].all()
+
+
+def test_chunked_warp_equals_single_pass(monkeypatch):
+    import vibeboard.vfx.homography as HM
+    x = torch.rand(5, 2, 16, 24)
+    Hs = path_homographies(preset_path("orbit_right", 5, 24, 16))
+    whole, v1 = warp_homography(x, Hs, return_valid=True)
+    monkeypatch.setattr(HM, "CHUNK_PIXELS", 16 * 24 * 2)  # 2 frames per chunk
+    parts, v2 = HM.warp_homography(x, Hs, return_valid=True)
+    assert torch.equal(whole, parts) and torch.equal(v1, v2)

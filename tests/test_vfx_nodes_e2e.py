@@ -109,18 +109,18 @@ def test_focus_inspect_node_writes_dailies_json(ex):
 
 @torch.no_grad()
 def test_fix_focus_routes_to_genfocus_deblur(tmp_path):
-    import test_vfx_genfocus as TG
+    import vfx_helpers as TG
     from vibeboard.common.runtime import NodeInputError
     from vibeboard.optics import genfocus as G
     from vibeboard.optics_learned.nodes import GenFocusHandle, VBGenFocusBokeh
     from vibeboard.vfx.nodes import VBFixFocus
 
     model = TG.tiny_flux()
-    TG.lora_file(tmp_path / "deblurNet.safetensors", model)
+    TG.write_lora(tmp_path / "deblurNet.safetensors", model)
     G.load_lora_file(model, str(tmp_path / "deblurNet.safetensors"), "deblurring")
     g = torch.Generator().manual_seed(0)
     emb, pooled = torch.randn(1, 5, 32, generator=g), torch.randn(1, 32, generator=g)
-    handle = GenFocusHandle(model, TG.tiny_vae(), lambda prompt: (emb, pooled, torch.zeros(5, 3)), {}, ("deblurring",))
+    handle = GenFocusHandle(model, TG.tiny_flux_vae(), lambda prompt: (emb, pooled, torch.zeros(5, 3)), {}, ("deblurring",))
     frames = torch.rand(2, 32, 32, 3, generator=g)
     (out,) = VBFixFocus().run(handle, frames, steps=1, seed=0, max_side=1024)
     assert out.shape == (2, 32, 32, 3)

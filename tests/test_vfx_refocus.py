@@ -6,28 +6,8 @@ import torch
 from vibeboard.optics import learn2refocus as L
 
 
-def tiny_unet(seed=0, in_channels=8):
-    from diffusers import UNetSpatioTemporalConditionModel
-    torch.manual_seed(seed)
-    return UNetSpatioTemporalConditionModel(
-        sample_size=8, in_channels=in_channels, out_channels=4, block_out_channels=(32, 32),
-        down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
-        up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"), layers_per_block=1,
-        cross_attention_dim=16, num_attention_heads=(2, 2), addition_time_embed_dim=8,
-        projection_class_embeddings_input_dim=24, transformer_layers_per_block=1).eval()
-
-
-def tiny_parts(seed=0):
-    from diffusers import AutoencoderKLTemporalDecoder
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
-    torch.manual_seed(seed)
-    vae = AutoencoderKLTemporalDecoder(block_out_channels=(32, 32),
-                                       down_block_types=("DownEncoderBlock2D",) * 2, latent_channels=4,
-                                       layers_per_block=1).eval()
-    enc = CLIPVisionModelWithProjection(CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                                         num_attention_heads=2, image_size=224, patch_size=56,
-                                                         projection_dim=16)).eval()
-    return vae, enc
+from vfx_helpers import tiny_svd_parts as tiny_parts
+from vfx_helpers import tiny_svd_unet as tiny_unet
 
 
 def test_stack_condition_puts_latent_at_focal_index():

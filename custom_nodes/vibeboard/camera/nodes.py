@@ -134,7 +134,8 @@ class VBCameraKeyframes:
 
 
 class VBCameraPathImport:
-    DESCRIPTION = ("Load a camera path from text: VibeBoard JSON, a JSON list of ComfyUI WanCameraEmbedding-style "
+    DESCRIPTION = ("Load a camera path from text: VibeBoard JSON, InfCam/ReCamMaster trajectory JSON, a JSON list of "
+                   "ComfyUI WanCameraEmbedding-style "
                    "entries (23 values, c2w) or RealEstate10K/CameraCtrl entries (19 values, w2c), or "
                    "RealEstate10K text lines. Or give a file under the input folder.")
     CATEGORY = CATEGORY
@@ -151,11 +152,17 @@ class VBCameraPathImport:
                 "width": ("INT", {"default": 832, **_SIZE, "tooltip": "Image width for normalised intrinsics."}),
                 "height": ("INT", {"default": 480, **_SIZE, "tooltip": "Image height for normalised intrinsics."}),
                 "fps": ("FLOAT", {"default": 16.0, "min": 1.0, "max": 240.0, "tooltip": "Frame rate of the path."}),
-                "relative_to_first": ("BOOLEAN", {"default": True, "tooltip": "Re-base so frame 0 is the identity."}),
+                "relative_to_first": ("BOOLEAN", {"default": True, "tooltip": "Re-base so frame 0 is the identity. "
+                                                  "Turn off for paths already relative to the source camera "
+                                                  "(e.g. InfCam's sample trajectories)."}),
+            },
+            "optional": {
+                "infcam_cam": ("INT", {"default": 1, "min": 1, "max": 99, "tooltip": "Which camera of an InfCam / "
+                                       "ReCamMaster trajectory JSON (cam01 … cam10)."}),
             }
         }
 
-    def load(self, text, file, width, height, fps, relative_to_first):
+    def load(self, text, file, width, height, fps, relative_to_first, infcam_cam=1):
         from ..common.runtime import input_directory
 
         source = "text"
@@ -169,7 +176,7 @@ class VBCameraPathImport:
         if not text.strip():
             raise NodeInputError("Camera Path Import", "text", "empty: paste a path or name a file")
         try:
-            path = parse_camera_path(text, width, height, fps)
+            path = parse_camera_path(text, width, height, fps, cam=infcam_cam)
         except (ValueError, KeyError, TypeError) as exc:
             raise NodeInputError("Camera Path Import", source, f"{type(exc).__name__}: {exc}") from None
         return (path.relative_to_first() if relative_to_first else path,)

@@ -4,7 +4,9 @@ Conventions (fixed; other modules rely on them):
 - Extrinsics are **camera-to-world** 4×4 matrices, OpenCV camera axes: **x right, y down, z forward**.
   World units are arbitrary ("scene units"); presets measure distances in multiples of `subject_distance`.
 - Frame 0 of a generated path is the identity (the world frame is the first camera), unless a path is
-  imported with absolute poses; `relative_to_first()` re-bases any path that way.
+  imported with absolute poses; `relative_to_first()` re-bases any path that way. For re-rendering a video
+  (InfCam, the rotation preview) the world frame is the *source video's first camera*, so a path may start
+  away from the identity (InfCam's own sample trajectories do).
 - Intrinsics are per frame `(fx, fy, cx, cy)` in **pixels** of a `width × height` image, pixel centres at
   integer coordinates (pixel (0,0) is the centre of the top-left pixel).
 - A point X_world projects to pixel K · (R_c2wᵀ (X − t)), i.e. w2c = inverse(c2w).
@@ -257,12 +259,35 @@ class CameraPath:
 
     # --- model inputs ---------------------------------------------------------------------------------
     def infcam_inputs(self, temporal_stride: int = 4):
-        """InfCam's camera inputs: (extrinsics [F_lat, 12] = relative c2w 3×4 row-major at latent frames,
-        intrinsics [4] = (fx, fy, cx, cy) of frame 0 in pixels). The model normalises K by the width."""
-        rel = self.relative_to_first()
-        idx = rel.latent_frame_indices(temporal_stride)
-        ext = rel.c2w[idx, :3, :4].reshape(len(idx), 12)
-        return ext, rel.intrinsics[idx]
+        """InfCam's camera inputs: (extrinsics [F_lat, 12] = c2w 3×4 row-major at the latent frames, in the
+        world frame = the source video's first camera; intrinsics [F_lat, 4] in pixels)."""
+        idx = self.latent_frame_indices(temporal_stride)
+        ext = self.c2w[idx, :3, :4].reshape(len(idx), 12)
+        return ext, self.intrinsics[idx]
+
+    @classmethod
+    def from_infcam_json(cls, data: dict, cam: int, width: int, height: int, fps: float = 16.0,
+                         focal_mm: float = 24.0) -> "CameraPath":
+        """InfCam / ReCamMaster trajectory files (`{"frame0": {"cam01": "[r0] [r1] [r2] [r3]", …}, …}`): each
+        matrix is stored transposed in the renderer's axes with centimetre translation. Converted as InfCam's
+        loader does (transpose, columns (y, z, x), flip the new y axis, ÷100) into OpenCV c2w relative to the
+        source camera. Intrinsics: InfCam's default 24 mm on a 23.76 mm-wide sensor over the long side."""
+        frames = sorted((k for k in data if k.startswith("frame")), key=lambda k: int(k[5:]))
+        key = f"cam{int(cam):02d}"
+        if not frames or key not in data[frames[0]]:
+            raise ValueError(f"InfCam trajectory JSON: no {key} (cameras: {sorted(data[frames[0]]) if frames else []})")
+        c2w = []
+        for name in frames:
+            rows = data[name][key].strip().strip("[]").split("] [")
+            m = np.array([[float(v) for v in row.split()] for row in rows]).T
+            m = m[:, [1, 2, 0, 3]]
+            m[:3, 1] *= -1.0
+            m[:3, 3] /= 100.0
+            c2w.append(m)
+        f = focal_mm * max(width, height) / 23.76
+        path = cls(c2w=np.stack(c2w), intrinsics=np.array([f, f, (width - 1) / 2, (height - 1) / 2]),
+                   width=width, height=height, fps=fps, meta={"infcam_cam": int(cam)})
+        return path.orthonormalized()
 
     def wan_camera_embedding(self, width: int | None = None, height: int | None = None):
         """Plücker ray tensor shaped like ComfyUI `WanCameraEmbedding`'s output: [1, 24, (T+3)//4, H, W]
@@ -294,8 +319,9 @@ class CameraPath:
         return video.reshape(b, 4 * c, f4, h, w).contiguous()
 
 
-def parse_camera_path(value, width: int = 832, height: int = 480, fps: float = 16.0) -> CameraPath:
-    """Read any supported text: our JSON, a JSON list of ComfyUI/RealEstate10K entries, or RealEstate10K lines."""
+def parse_camera_path(value, width: int = 832, height: int = 480, fps: float = 16.0, cam: int = 1) -> CameraPath:
+    """Read any supported text: our JSON, InfCam/ReCamMaster trajectory JSON (camera `cam`), a JSON list of
+    ComfyUI/RealEstate10K entries, or RealEstate10K lines."""
     if isinstance(value, CameraPath):
         return value
     text = value.strip() if isinstance(value, str) else value
@@ -304,6 +330,8 @@ def parse_camera_path(value, width: int = 832, height: int = 480, fps: float = 1
     else:
         data = text
     if isinstance(data, dict):
+        if "frame0" in data:
+            return CameraPath.from_infcam_json(data, cam, width, height, fps)
         return CameraPath.from_dict(data)
     if isinstance(data, list):
         return CameraPath.from_comfy_wan_poses(data, width, height, fps)

@@ -17,7 +17,8 @@ Mechanism (OminiControl-style multi-condition FLUX, re-implemented on diffusers'
 
 Weights: `deblurNet.safetensors` / `bokehNet.safetensors` (HF nycu-cplab/Genfocus-Model) in diffusers/PEFT
 LoRA layout, `transformer.<module>.lora_A.weight` / `.lora_B.weight` (optionally `.alpha` or safetensors
-metadata `lora_adapter_metadata`). Large images are run whole here (GenFocus tiles above 32×32 tokens).
+metadata `lora_adapter_metadata`). Token grids of 32×32 (512 px) or more are denoised in overlapping 32×32-token
+tiles with GenFocus' fixed tile position ids and Gaussian blending.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ import torch.nn.functional as F
 
 DEBLUR_PROMPT = "a sharp photo with everything in focus"
 BOKEH_PROMPT = "an excellent photo with a large aperture"
+TILE_TOKENS = 32  # GenFocus: tiles of 32×32 tokens (512² px, the training size), stride 28, Gaussian blend
 
 
 # --- per-stream LoRA -----------------------------------------------------------------------------
@@ -326,8 +328,9 @@ def flux_sigmas(steps: int, image_seq_len: int, scheduler_config: dict) -> tuple
 @torch.no_grad()
 def generate(transformer, vae, prompt_embeds, pooled, text_ids, height: int, width: int, conditions: list,
              adapter: Optional[str], steps: int = 28, guidance: float = 3.5, seed: int = 0,
-             scheduler_config: Optional[dict] = None, progress=None) -> torch.Tensor:
-    """conditions: [(IMAGE [1,H,W,3], position_delta (dh, dw), raw)] all with `adapter`. Returns IMAGE."""
+             scheduler_config: Optional[dict] = None, progress=None, tile: int = TILE_TOKENS) -> torch.Tensor:
+    """conditions: [(IMAGE [1,H,W,3], position_delta (dh, dw), raw)] all with `adapter`. Returns IMAGE.
+    Token grids of tile² tokens or more are denoised in overlapping tiles like GenFocus (tile=0: never)."""
     device, dtype = transformer.device, transformer.dtype
     gen = torch.Generator("cpu").manual_seed(int(seed))
     lh, lw = 2 * (height // 16), 2 * (width // 16)
@@ -344,17 +347,57 @@ def generate(transformer, vae, prompt_embeds, pooled, text_ids, height: int, wid
     sig = flux_sigmas(steps, latents.shape[1], scheduler_config or {})
     g = torch.full((1,), float(guidance), device=device)
     mask = condition_group_mask(len(cond_streams))
+    h2, w2 = lh // 2, lw // 2
+    tiles = tile_layout(h2, w2, tile) if tile and h2 * w2 >= tile * tile else None
     for i in range(steps):
         if progress is not None:
             progress.update(1)
         t = torch.full((1,), float(sig[i]), device=device)
         text = Stream(prompt_embeds, text_ids, t, g, pooled, None)
-        image = Stream(latents, img_ids, t, g, pooled, None)
-        v = multi_stream_forward(transformer, text, image, cond_streams, mask)
+        if tiles is None:
+            image = Stream(latents, img_ids, t, g, pooled, None)
+            v = multi_stream_forward(transformer, text, image, cond_streams, mask)
+        else:
+            v = _tiled_velocity(transformer, text, latents, cond_streams, mask, tiles, t, g, pooled, h2, w2)
         latents = (latents.float() + (sig[i + 1] - sig[i]) * v.float()).to(dtype)
     z = unpack_latents(latents, lh, lw) / vae.config.scaling_factor + vae.config.shift_factor
     out = vae.decode(z.to(vae.dtype)).sample
     return ((out.float() + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).cpu()
+
+
+def tile_layout(h2: int, w2: int, tile: int = TILE_TOKENS) -> tuple:
+    """(tile_h, tile_w, [(row, col) origins]) covering an h2×w2 token grid with GenFocus' overlap (tile/8)."""
+    th, tw = min(tile, h2), min(tile, w2)
+    stride = tile - tile // 8
+
+    def starts(n, t):
+        out = list(range(0, max(1, n - t + 1), stride))
+        if out[-1] + t < n:
+            out.append(n - t)
+        return out
+
+    return th, tw, [(r, c) for c in starts(w2, tw) for r in starts(h2, th)]
+
+
+def _tiled_velocity(transformer, text, latents, cond_streams, mask, tiles, t, g, pooled, h2, w2):
+    """GenFocus' tiled denoising: every tile uses the fixed ids of a tile-sized image (conditions too) and the
+    predictions are blended with Gaussian weights."""
+    th, tw, origins = tiles
+    grid = torch.arange(h2 * w2, device=latents.device).view(h2, w2)
+    ids = latent_ids(th, tw, device=latents.device)
+    ramp_h = torch.linspace(-2, 2, th, device=latents.device)
+    ramp_w = torch.linspace(-2, 2, tw, device=latents.device)
+    weight = torch.exp(-(ramp_h[:, None] ** 2 + ramp_w[None] ** 2)).reshape(-1).to(latents.dtype)
+    acc = torch.zeros_like(latents, dtype=torch.float32)
+    wacc = torch.zeros(latents.shape[:2], device=latents.device)
+    for r, c in origins:
+        idx = grid[r:r + th, c:c + tw].reshape(-1)
+        conds = [Stream(s.hidden[:, idx], ids, s.timestep, s.guidance, s.pooled, s.adapter) for s in cond_streams]
+        image = Stream(latents[:, idx], ids, t, g, pooled, None)
+        v = multi_stream_forward(transformer, text, image, conds, mask)
+        acc[:, idx] += v.float() * weight[None, :, None]
+        wacc[:, idx] += weight
+    return acc / wacc[..., None]
 
 
 def deblur_conditions(blurry: torch.Tensor) -> list:

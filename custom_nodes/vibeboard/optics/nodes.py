@@ -203,7 +203,9 @@ class VBDepthEstimate:
                    "models/depth/<folder> (Hugging Face folder layout, safetensors).")
     CATEGORY = CATEGORY
     FUNCTION = "estimate"
-    RETURN_TYPES = ("MASK", "STRING")
+    # The convention output is typed as the consumers' depth_convention combo (not STRING), so it can be
+    # wired into them: ComfyUI refuses a STRING link into a combo input ("Return type mismatch").
+    RETURN_TYPES = ("MASK", CONVENTION_LABELS)
     RETURN_NAMES = ("depth", "depth_convention")
     OUTPUTS = ["model native", METRIC_LABEL, DISPARITY_LABEL]
 

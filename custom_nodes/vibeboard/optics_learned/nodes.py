@@ -104,7 +104,8 @@ class VBGenFocusDeblur:
             "guidance": ("FLOAT", {"default": 3.5, "min": 0.0, "max": 20.0, "step": 0.1, "tooltip": "FLUX guidance."}),
             "seed": ("INT", {"default": 42, "min": 0, "max": 2**63 - 1, "tooltip": "Noise seed."}),
             "max_side": ("INT", {"default": 1024, "min": 64, "max": 4096, "step": 16,
-                                 "tooltip": "Longest side the model runs at (GenFocus tiles larger images; we resize)."}),
+                                 "tooltip": "Longest side the model runs at; above 512 px the image is denoised in "
+                                            "overlapping 512-px tiles as GenFocus does."}),
         }}
 
     def run(self, genfocus, image, steps, guidance, seed, max_side):

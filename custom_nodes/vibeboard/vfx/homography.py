@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 TOKEN_STRIDE_WAN = 16  # Wan2.1: VAE 8× spatial, DiT patch 2×2
+CHUNK_PIXELS = 4_000_000  # target pixels per sampling-grid chunk
 
 
 def _as_tensor(x, dtype=torch.float64) -> torch.Tensor:
@@ -96,6 +97,12 @@ def warp_homography(x: torch.Tensor, H, mode: str = "bilinear", padding_mode: st
         Hs = Hs.expand(n, 3, 3)
     if Hs.shape[0] != n:
         raise ValueError(f"warp_homography: {Hs.shape[0]} homographies for {n} images")
+    chunk = max(1, CHUNK_PIXELS // (h * w))
+    if n > chunk:  # bound the float64 sampling grids (81 frames of 832×480 would need ~1.5 GB at once)
+        parts = [warp_homography(x[i:i + chunk], Hs[i:i + chunk], mode, padding_mode, convention, True)
+                 for i in range(0, n, chunk)]
+        out, valid = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        return (out, valid) if return_valid else out
     src_xy, grid, valid = sampling_grid(Hs, h, w, convention)
     out = F.grid_sample(x, grid.to(x.dtype if x.is_floating_point() else torch.float32).to(x.device),
                         mode=mode, padding_mode=padding_mode, align_corners=(convention != "infcam"))
@@ -125,9 +132,10 @@ def warp_latents(latents: torch.Tensor, H, **kwargs) -> torch.Tensor:
 
 
 def path_homographies(path, grid_size: tuple | None = None, frames=None, K_src=None) -> torch.Tensor:
-    """Per-frame H for a VB_CAMERA_PATH: source = the path's frame 0 camera (or K_src), target = frame t.
-    grid_size=(w, h) rescales both K to that grid (e.g. the token grid). Returns [T, 3, 3] float64."""
-    rel = path.relative_to_first()
+    """Per-frame H for a VB_CAMERA_PATH whose world frame is the source camera (identity rotation, the path's
+    frame-0 intrinsics unless K_src is given); target = frame t. grid_size=(w, h) rescales both K to that
+    grid (e.g. the token grid). Returns [T, 3, 3] float64."""
+    rel = path
     idx = list(range(len(rel))) if frames is None else list(frames)
     K = torch.as_tensor(rel.K()[idx])
     Ks = torch.as_tensor(rel.K()[0]) if K_src is None else _as_tensor(K_src)

@@ -154,6 +154,23 @@ class InfCamWan(nn.Module):
         return (enc(torch.cat([kt, ext], -1)), enc(torch.cat([kt, ext_it.flatten(2)], -1)),
                 enc(torch.cat([ks, ext_i0.flatten(2)], -1)))
 
+    def _sampling_grid(self, cam_ext, in_src, in_trg, k_src, k_trg, ext, b, gf, gh, gw, like):
+        """One grid per camera (same for every block and step): H = K_trg · Rᵀ · K_src⁻¹ on the token grid.
+        Cached on the identity of the camera tensors, so a sampler's 2×steps forwards compute it (and sync
+        with the GPU for it) once."""
+        key = (id(cam_ext), cam_ext._version, id(in_src), in_src._version, id(in_trg), in_trg._version,
+               b, gf, gh, gw, like.device, like.dtype)
+        cached = getattr(self, "_grid_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        Ks = infcam_grid_intrinsics(k_src.double().cpu(), 1.0, gw, gh)
+        Kt = infcam_grid_intrinsics(k_trg.double().cpu(), 1.0, gw, gh)
+        R = ext.double().cpu().reshape(b, gf, 3, 4)[..., :3]
+        homs = infinite_homography(Ks[:, None], Kt[:, None], R).reshape(b * gf, 3, 3)
+        grid = sampling_grid(homs, gh, gw, convention="infcam")[1].to(like.device, like.dtype)
+        self._grid_cache = (key, grid, (cam_ext, in_src, in_trg))  # keep the keyed tensors alive (ids stay valid)
+        return grid
+
     def _infcam_pre(self, extra, x, tproj, ctx):
         """InfCam additions of one block: returns x with the gated triplet-attention output added."""
         b, f, h, w, grid, k_trg, k_src, ext, rope3 = ctx
@@ -163,8 +180,10 @@ class InfCamWan(nn.Module):
         inp = inp.reshape(2, b, f, h, w, d)
         first = inp[1, :, :1].expand(b, f, h, w, d)
         warped = F.grid_sample(first.permute(0, 1, 4, 2, 3).reshape(b * f, d, h, w), grid, mode="bilinear",
-                               padding_mode="border", align_corners=False).reshape(b, f, d, h, w)
-        warped = extra.zero_conv(warped.transpose(1, 2)).permute(0, 2, 3, 4, 1)
+                               padding_mode="border", align_corners=False)
+        warped = warped.reshape(b, f, d, h, w).permute(0, 1, 3, 4, 2)
+        # the 1×1×1 Conv3d is a per-token Linear; a GEMM on channels-last tokens is much faster than cuDNN conv3d
+        warped = F.linear(warped, extra.zero_conv.weight.view(d, d), extra.zero_conv.bias)
         first = first + warped
         emb_rt, emb_it, emb_i0 = (e.to(inp.dtype) for e in self._camera_embeddings(extra, k_trg, k_src, ext))
         first = first + emb_it[:, :, None, None]
@@ -173,9 +192,8 @@ class InfCamWan(nn.Module):
         trip = torch.stack([trg, src, first], dim=2).reshape(b * f, 3, h, w, d)
         out = extra.self_attn_pre(trip, rope3).reshape(b * f, 3, h * w, d)[:, :2]
         gate = gate0[:b].repeat_interleave(f, dim=0)  # [(b f), 1, d]
-        pair = x.reshape(2, b, f, h * w, d).permute(1, 2, 0, 3, 4).reshape(b * f, 2, h * w, d)
-        pair = (pair.float() + gate[:, None] * out.float()).type_as(x)
-        return pair.reshape(b, f, 2, h * w, d).permute(2, 0, 1, 3, 4).reshape(2 * b, f * h * w, d)
+        update = (gate[:, None] * out).view(b, f, 2, h * w, d).permute(2, 0, 1, 3, 4).reshape(2 * b, f * h * w, d)
+        return (x.float() + update).type_as(x)
 
     def forward(self, latents: torch.Tensor, source_latents: torch.Tensor, timestep: torch.Tensor,
                 encoder_hidden_states: torch.Tensor, cam_extrinsic: torch.Tensor,
@@ -200,12 +218,8 @@ class InfCamWan(nn.Module):
         ext = cam_extrinsic.to(hidden.dtype)
         if ext.shape[1] != gf:
             raise ValueError(f"InfCam: {ext.shape[1]} camera poses for {gf} latent frames")
-        # one sampling grid per forward (same for every block): H = K_trg · Rᵀ · K_src⁻¹ on the token grid
-        Ks = infcam_grid_intrinsics(k_src.double().cpu(), 1.0, gw, gh)
-        Kt = infcam_grid_intrinsics(k_trg.double().cpu(), 1.0, gw, gh)
-        R = ext.double().cpu().reshape(b, gf, 3, 4)[..., :3]
-        homs = infinite_homography(Ks[:, None], Kt[:, None], R).reshape(b * gf, 3, 3)
-        grid = sampling_grid(homs, gh, gw, convention="infcam")[1].to(hidden.device, hidden.dtype)
+        grid = self._sampling_grid(cam_extrinsic, intrinsic_src, intrinsic_trg, k_src, k_trg, ext, b, gf, gh, gw,
+                                   hidden)
         ctx = (b, gf, gh, gw, grid, k_trg, k_src, ext, rope3)
         for block, extra in zip(base.blocks, self.infcam):
             hidden = self._infcam_pre(extra, hidden, tproj, ctx)
