@@ -140,3 +140,18 @@ def test_memory_settings_node_forces_block_swap(env):
     torch.testing.assert_close(text2["prompt_embeds"], text["prompt_embeds"], rtol=1e-5, atol=1e-5)
     assert torch.equal(text3["prompt_embeds"], text2["prompt_embeds"])
     N.VBWanMemory().apply(wan, "auto", -1, "auto")  # back to defaults for the other tests
+
+
+def test_saved_wan_basics_workflow_runs_on_tiny_models(env):
+    """workflows/wan_basics.json (UI format) with the size and steps turned down writes an MP4."""
+    import os
+    from runner.workflow import load_workflow
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    prompt = load_workflow(os.path.join(root, "workflows", "wan_basics.json"), env.registry)
+    prompt["4"]["inputs"].update(width=32, height=32, length=5)
+    prompt["3"]["inputs"].update(steps=2)
+    prompt["1"]["inputs"].update(dtype="fp32")
+    result = env.execute(prompt)
+    assert result.status == "success", result.error
+    files = result.output_files()
+    assert len(files) == 1 and files[0]["filename"].endswith(".mp4") and os.path.getsize(files[0]["path"]) > 0

@@ -101,6 +101,23 @@ def list_folder(folder: str, patterns=("*.safetensors", "*.sft"), dirs_too: bool
     return sorted(set(names))
 
 
+def known_files(folder: str) -> list:
+    """Single-file names the registry places in `folder` (offered in dropdowns even before they are pulled,
+    so a saved workflow validates and the loader can say how to get a missing file)."""
+    names = set()
+    for e in load_registry()["models"].values():
+        for src in e["sources"].values():
+            if src.get("folder") == folder and not src.get("subdir") and src.get("format", "safetensors") != "ckpt":
+                names.update(os.path.basename(f["path"]) for f in src.get("files", []))
+    return sorted(names)
+
+
+def choices(folder: str, **kw) -> list:
+    """Present files first, then registry names not present yet."""
+    present = list_folder(folder, **kw)
+    return present + [n for n in known_files(folder) if n not in present]
+
+
 def expected_path(folder: str, name: str) -> str:
     return os.path.join(runtime.models_directory(), folder, name)
 

@@ -24,9 +24,9 @@ DEFAULT_NEGATIVE = ("blurry, low quality, worst quality, jpeg artifacts, static,
 
 
 def _models_list():
-    files = registry.list_folder("diffusion_models")
+    files = [n for n in registry.choices("diffusion_models") if "flux" not in n.lower()]
     folders = ["diffusers/" + n for n in registry.list_folder("diffusers", patterns=(), dirs_too=True) if n != "."]
-    return files + folders or ["wan2.1_t2v_1.3B_bf16.safetensors"]
+    return files + folders
 
 
 def _registry_hint(name: str) -> str:
@@ -72,8 +72,8 @@ class VBWanModelLoader:
 
     @classmethod
     def INPUT_TYPES(cls):
-        vae = [FROM_FOLDER] + registry.list_folder("vae")
-        te = [FROM_FOLDER] + registry.list_folder("text_encoders")
+        vae = [FROM_FOLDER] + registry.choices("vae")
+        te = [FROM_FOLDER] + registry.choices("text_encoders")
         return {"required": {
             "model": (_models_list(), {"tooltip": "Wan DiT: a file in models/diffusion_models or a diffusers "
                                                   "folder (models/diffusers/…)"}),
@@ -83,7 +83,7 @@ class VBWanModelLoader:
             "dtype": (DTYPES, {"default": "bf16", "tooltip": "Weights/compute dtype. fp8 stores Linear weights "
                                                              "in fp8 (half the VRAM, slightly lossy)"}),
         }, "optional": {
-            "clip_vision": ([NONE] + registry.list_folder("clip_vision"),
+            "clip_vision": ([NONE] + registry.choices("clip_vision"),
                             {"default": NONE, "tooltip": "CLIP ViT-H for Wan2.1 I2V (clip_vision_h.safetensors)"}),
             "model_2": ([NONE] + _models_list(), {"default": NONE, "tooltip": "Wan2.2 A14B low-noise expert"}),
         }}
