@@ -47,6 +47,16 @@ def test_lora_unknown_names_are_an_error(tmp_path):
             pass
 
 
+def test_unsupported_lora_formats_are_refused(tmp_path):
+    from safetensors.torch import save_file
+    path = str(tmp_path / "dora.safetensors")
+    save_file({"lora_unet_blocks_0_self_attn_q.lora_down.weight": torch.zeros(2, 32),
+               "lora_unet_blocks_0_self_attn_q.lora_up.weight": torch.zeros(32, 2),
+               "lora_unet_blocks_0_self_attn_q.dora_scale": torch.ones(1, 32)}, path)
+    with pytest.raises(ValueError, match="unsupported LoRA keys"):
+        lora.read_lora(path)
+
+
 def _bytes(m):
     return sum(t.numel() * t.element_size() for t in list(m.parameters()) + list(m.buffers()))
 

@@ -26,20 +26,26 @@ _KOHYA = ("lora_unet_", "lora_transformer_")
 
 
 def parse_lora(state: dict) -> dict:
-    """{base name (prefix stripped): {"down","up","alpha","diff","diff_b"}}."""
+    """{base name (prefix stripped): {"down","up","alpha","diff","diff_b"}}. Other formats (LoHa, LoKr, DoRA
+    magnitudes) are refused rather than half-applied."""
     groups: dict = {}
+    unknown = []
     for key, value in state.items():
         for suffix, part in _SUFFIXES:
             if key.endswith(suffix):
                 base = key[:-len(suffix)]
                 break
         else:
+            unknown.append(key)
             continue
         for prefix in _PREFIXES:
             if base.startswith(prefix):
                 base = base[len(prefix):]
                 break
         groups.setdefault(base, {})[part] = value
+    if unknown:
+        raise ValueError(f"unsupported LoRA keys (LoHa/LoKr/DoRA are not supported): {unknown[:4]}"
+                         f"{'…' if len(unknown) > 4 else ''}")
     return groups
 
 
@@ -57,7 +63,9 @@ def _targets(model: torch.nn.Module) -> dict:
     return names
 
 
-def resolve(model: torch.nn.Module, groups: dict, strict: bool = True) -> dict:
+def resolve(model: torch.nn.Module, groups: dict, strict=True) -> dict:
+    """{module name: parts}. strict: True = every LoRA name must match a layer; "any" = at least one must
+    (the rest are skipped with a warning, like ComfyUI); False = never raise."""
     names = _targets(model)
     out, unknown = {}, []
     for base, parts in groups.items():
@@ -66,7 +74,11 @@ def resolve(model: torch.nn.Module, groups: dict, strict: bool = True) -> dict:
             unknown.append(base)
             continue
         out[target] = parts
-    if strict and unknown:
+    if strict == "any" and unknown and out:
+        import logging
+        logging.getLogger("vibeboard").warning("LoRA: %d of %d names match no layer of this model, skipped: %s",
+                                               len(unknown), len(groups), unknown[:5])
+    elif strict and unknown:
         raise ValueError(f"LoRA names no layer of this model: {unknown[:5]}{'…' if len(unknown) > 5 else ''} "
                          f"({len(unknown)} of {len(groups)})")
     return out
@@ -187,7 +199,7 @@ def applied(model: torch.nn.Module, loras):
     try:
         for source, strength in loras or []:
             groups = cached_lora(source) if isinstance(source, str) else source
-            patch.add(groups, float(strength))
+            patch.add(groups, float(strength), strict="any")
         yield patch
     finally:
         patch.remove()
