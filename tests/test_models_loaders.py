@@ -83,9 +83,11 @@ def test_umt5_fp8_scaled_file_is_dequantised(comfy, tmp_path):
     ids = torch.tensor([[11, 15, 13, 1, 0, 0]])
     mask = (ids != 0).long()
     exact = loaders.load_umt5(tiny.save_comfy_umt5(ref, str(tmp_path / "u.safetensors")), "fp32")
+    wan_named = loaders.load_umt5(tiny.save_comfy_umt5(ref, str(tmp_path / "w.safetensors"), wan_names=True), "fp32")
     with torch.no_grad():
         want = ref(ids, mask).last_hidden_state
         close(exact(ids, mask).last_hidden_state, want)
+        close(wan_named(ids, mask).last_hidden_state, want)  # the Wan repo's own T5 key names
         fp8 = loaders.load_umt5(comfy["umt5"], "fp32")
         got = fp8(ids, mask).last_hidden_state
     # fp8 weights are lossy but must be close and clearly not random

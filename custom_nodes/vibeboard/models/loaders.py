@@ -197,7 +197,9 @@ def load_umt5(path: str, dtype: str = "bf16"):
     cdtype = compute_dtype(dtype if dtype not in FP8 else "bf16")
     if os.path.isdir(path):
         folder = os.path.join(path, "text_encoder") if os.path.isdir(os.path.join(path, "text_encoder")) else path
-        return UMT5EncoderModel.from_pretrained(folder, dtype=cdtype).eval()
+        model = UMT5EncoderModel.from_pretrained(folder, dtype=cdtype).eval()
+        model.set_input_embeddings(model.get_input_embeddings())  # encoder.embed_tokens is `shared`, always
+        return model
     state = {wan_keys.umt5_to_transformers_key(k): v
              for k, v in dequantize_scaled(read_safetensors(path), cdtype).items()}
     shared = state["shared.weight"]

@@ -107,9 +107,12 @@ def save_comfy_vae(vae, path: str) -> str:
     return _save({wan_keys.diffusers_to_wan_vae_key(k, nrb): v for k, v in vae.state_dict().items()}, path)
 
 
-def save_comfy_umt5(encoder, path: str, fp8_scaled: bool = False) -> str:
-    """ComfyUI text-encoder file; `fp8_scaled` writes the `scaled_fp8` layout (fp8 weight + scale_weight)."""
+def save_comfy_umt5(encoder, path: str, fp8_scaled: bool = False, wan_names: bool = False) -> str:
+    """ComfyUI text-encoder file; `fp8_scaled` writes the `scaled_fp8` layout (fp8 weight + scale_weight);
+    `wan_names` writes the Wan repo's own T5 names (token_embedding, blocks.N.attn.q, ffn.fc1, …)."""
     state = {k: v for k, v in encoder.state_dict().items() if k != "encoder.embed_tokens.weight"}
+    if wan_names:
+        state = {wan_keys.transformers_to_wan_t5_key(k): v for k, v in state.items()}
     if fp8_scaled:
         out = {"scaled_fp8": torch.empty(0, dtype=torch.float8_e4m3fn)}
         for k, v in state.items():

@@ -193,9 +193,40 @@ def is_original_wan_vae(keys) -> bool:
     return any(strip_prefix(k).startswith(("decoder.middle.", "decoder.upsamples.")) for k in keys)
 
 
-# ---- UMT5 encoder (ComfyUI single files use the transformers names; some add "encoder." only) ----
+# ---- UMT5 encoder --------------------------------------------------------------------------------
+# ComfyUI's text-encoder files use the transformers names; the Wan repo's own T5 (and single files converted
+# from `models_t5_umt5-xxl-enc-bf16.pth`) use `token_embedding`, `blocks.N.attn.q`, `ffn.fc1`, ….
+_T5_BLOCK = [("norm1.weight", "layer.0.layer_norm.weight"), ("attn.q.weight", "layer.0.SelfAttention.q.weight"),
+             ("attn.k.weight", "layer.0.SelfAttention.k.weight"), ("attn.v.weight", "layer.0.SelfAttention.v.weight"),
+             ("attn.o.weight", "layer.0.SelfAttention.o.weight"),
+             ("pos_embedding.embedding.weight", "layer.0.SelfAttention.relative_attention_bias.weight"),
+             ("norm2.weight", "layer.1.layer_norm.weight"), ("ffn.gate.0.weight", "layer.1.DenseReluDense.wi_0.weight"),
+             ("ffn.fc1.weight", "layer.1.DenseReluDense.wi_1.weight"), ("ffn.fc2.weight", "layer.1.DenseReluDense.wo.weight")]
+_T5_TOP = [("token_embedding.weight", "shared.weight"), ("norm.weight", "encoder.final_layer_norm.weight")]
+
+
 def umt5_to_transformers_key(key: str) -> str:
     for prefix in ("text_encoders.umt5xxl.transformer.", "umt5xxl.transformer.", "transformer."):
         if key.startswith(prefix):
             key = key[len(prefix):]
+    for src, dst in _T5_TOP:
+        if key == src:
+            return dst
+    m = re.match(r"blocks\.(\d+)\.(.*)", key)
+    if m:
+        for src, dst in _T5_BLOCK:
+            if m.group(2) == src:
+                return f"encoder.block.{m.group(1)}.{dst}"
+    return key
+
+
+def transformers_to_wan_t5_key(key: str) -> str:
+    for src, dst in _T5_TOP:
+        if key == dst:
+            return src
+    m = re.match(r"encoder\.block\.(\d+)\.(.*)", key)
+    if m:
+        for src, dst in _T5_BLOCK:
+            if m.group(2) == dst:
+                return f"blocks.{m.group(1)}.{src}"
     return key
