@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .flatstore import FlatStore
+from .flatstore import FlatStore, HostArena, flat_sizes
 
 
 class BlockSwap:
@@ -25,7 +25,12 @@ class BlockSwap:
         self.cuda = self.device.type == "cuda"
         self.stream = torch.cuda.Stream(self.device) if self.cuda else None
         self.n_slots = min(max(1, slots), len(self.swapped)) if self.swapped else 0
-        self.stores = {i: FlatStore(self.blocks[i], pin=pin) for i in self.swapped}
+        total: dict = {}
+        for i in self.swapped:
+            for d, n in flat_sizes(self.blocks[i]).items():
+                total[d] = total.get(d, 0) + n
+        arena = HostArena(total, pin=pin)  # one pinned allocation per dtype for every streamed block
+        self.stores = {i: FlatStore(self.blocks[i], pin=pin, arena=arena) for i in self.swapped}
         # Everything else (embeddings, head, resident blocks) moves as one flat buffer.
         self.rest = FlatStore(model, pin=pin, exclude=[self.blocks[i] for i in self.swapped])
         self.slot_sizes: dict = {}

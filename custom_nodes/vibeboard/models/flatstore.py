@@ -13,39 +13,70 @@ def pinning_available() -> bool:
     return torch.cuda.is_available()
 
 
+def _walk(module, include_buffers=True, recurse=True, exclude=()):
+    """(owner, attr, is_param, tensor) for every distinct tensor, skipping excluded sub-trees."""
+    seen = set()
+    skip = {id(m) for ex in exclude for m in ex.modules()}
+    for owner in (module.modules() if recurse else [module]):
+        if id(owner) in skip:
+            continue
+        tensors = [(n, t, True) for n, t in owner._parameters.items() if t is not None]
+        if include_buffers:
+            tensors += [(n, t, False) for n, t in owner._buffers.items() if t is not None]
+        for attr, tensor, is_param in tensors:
+            if id(tensor) in seen:  # tied weights stay tied: only the first owner is tracked
+                continue
+            seen.add(id(tensor))
+            yield owner, attr, is_param, tensor
+
+
+def flat_sizes(module, **kw) -> dict:
+    sizes: dict = {}
+    for _, _, _, t in _walk(module, **kw):
+        sizes[t.dtype] = sizes.get(t.dtype, 0) + t.numel()
+    return sizes
+
+
+class HostArena:
+    """One pinned buffer per dtype, handed out in slices: many stores, one allocation each.
+    (PyTorch's pinned allocator rounds every request up to a power of two; one big request wastes less.)"""
+
+    def __init__(self, sizes: dict, pin: bool = True):
+        pin = pin and pinning_available()
+        self.buffers = {d: torch.empty(n, dtype=d, pin_memory=pin) for d, n in sizes.items()}
+        self.used = {d: 0 for d in sizes}
+
+    def take(self, dtype, n: int) -> torch.Tensor:
+        off = self.used[dtype]
+        self.used[dtype] = off + n
+        return self.buffers[dtype][off:off + n]
+
+
 class FlatStore:
     """Host copy (pinned when CUDA exists) of a module's parameters and buffers, grouped by dtype."""
 
     def __init__(self, module: torch.nn.Module, pin: bool = True, include_buffers: bool = True,
-                 recurse: bool = True, exclude=()):
+                 recurse: bool = True, exclude=(), arena: "HostArena" = None):
         self.module = module
         self.entries = []  # (owner module, attr name, is_param, dtype, offset, shape)
         sizes: dict = {}
-        seen = set()
-        skip = {id(m) for ex in exclude for m in ex.modules()}  # excluded sub-trees (e.g. swapped blocks)
-        for owner in (module.modules() if recurse else [module]):
-            if id(owner) in skip:
-                continue
-            tensors = [(n, t, True) for n, t in owner._parameters.items() if t is not None]
-            if include_buffers:
-                tensors += [(n, t, False) for n, t in owner._buffers.items() if t is not None]
-            for attr, tensor, is_param in tensors:
-                if id(tensor) in seen:  # tied weights stay tied: only the first owner is tracked
-                    continue
-                seen.add(id(tensor))
-                off = sizes.get(tensor.dtype, 0)
-                self.entries.append((owner, attr, is_param, tensor.dtype, off, tuple(tensor.shape)))
-                sizes[tensor.dtype] = off + tensor.numel()
+        sources = []
+        for owner, attr, is_param, tensor in _walk(module, include_buffers, recurse, exclude):
+            off = sizes.get(tensor.dtype, 0)
+            self.entries.append((owner, attr, is_param, tensor.dtype, off, tuple(tensor.shape)))
+            sources.append(tensor)
+            sizes[tensor.dtype] = off + tensor.numel()
         self.sizes = sizes
         self.nbytes = sum(n * torch.empty(0, dtype=d).element_size() for d, n in sizes.items())
         pin = pin and pinning_available()
-        self.host = {d: torch.empty(n, dtype=d, pin_memory=pin) for d, n in sizes.items()}
+        if arena is not None:
+            self.host = {d: arena.take(d, n) for d, n in sizes.items()}
+        else:
+            self.host = {d: torch.empty(n, dtype=d, pin_memory=pin) for d, n in sizes.items()}
         self.device_flat: dict = {}
         # First fill: gather the current tensors (wherever they are) into the host buffers.
-        for owner, attr, is_param, dtype, off, shape in self.entries:
-            src = (owner._parameters if is_param else owner._buffers)[attr]
-            n = src.numel()
-            self.host[dtype][off:off + n].copy_(src.detach().reshape(-1))
+        for (owner, attr, is_param, dtype, off, shape), src in zip(self.entries, sources):
+            self.host[dtype][off:off + src.numel()].copy_(src.detach().reshape(-1))
         self._point(self.host)
         self.on_device = False
 
