@@ -74,22 +74,30 @@ class FlatStore:
         else:
             self.host = {d: torch.empty(n, dtype=d, pin_memory=pin) for d, n in sizes.items()}
         self.device_flat: dict = {}
-        # First fill: gather the current tensors (wherever they are) into the host buffers.
-        for (owner, attr, is_param, dtype, off, shape), src in zip(self.entries, sources):
+        # First fill: gather the current tensors into the host buffers, re-pointing each one right away so its
+        # old storage can be freed before the next is copied (peak RAM ≈ one model, not two).
+        for entry, src in zip(self.entries, sources):
+            owner, attr, is_param, dtype, off, shape = entry
             self.host[dtype][off:off + src.numel()].copy_(src.detach().reshape(-1))
-        self._point(self.host)
+            self._point_one(entry, self.host)
+        del sources
         self.on_device = False
 
+    @staticmethod
+    def _point_one(entry, flats: dict) -> None:
+        owner, attr, is_param, dtype, off, shape = entry
+        n = 1
+        for s in shape:
+            n *= s
+        view = flats[dtype][off:off + n].view(shape)
+        if is_param:
+            owner._parameters[attr].data = view
+        else:
+            owner._buffers[attr] = view
+
     def _point(self, flats: dict) -> None:
-        for owner, attr, is_param, dtype, off, shape in self.entries:
-            n = 1
-            for s in shape:
-                n *= s
-            view = flats[dtype][off:off + n].view(shape)
-            if is_param:
-                owner._parameters[attr].data = view
-            else:
-                owner._buffers[attr] = view
+        for entry in self.entries:
+            self._point_one(entry, flats)
 
     def to_device(self, device, stream=None, into: dict = None) -> dict:
         """Copy host → device (into preallocated `into` buffers when given) and point the module there."""
