@@ -271,13 +271,17 @@ class VibeServer:
     async def post_free(self, request):
         raw = await request.read()
         body = parse_json(raw, 65536, 8) if raw.strip() else {}
-        if isinstance(body, dict) and (body.get("free_memory") or body.get("unload_models")):
+        if not isinstance(body, dict):
+            raise ApiError(400, "invalid_request", "POST /free expects a JSON object")
+        if body.get("free_memory") or body.get("unload_models"):
             for name in ("free_memory", "reset_cache", "clear_cache"):
                 method = getattr(self.executor, name, None)
                 if callable(method):
                     method()
                     break
-        return web.Response(status=200)
+        # Models held by the VRAM manager: offloaded (free_memory) or dropped (unload_models).
+        from vibeboard.models import vram
+        return web.json_response(vram.handle_free_request(body))
 
     # --- history ---------------------------------------------------------------------------------
     async def get_history(self, request):
@@ -551,7 +555,16 @@ def system_stats() -> dict:
                        "installed_templates_version": "", "required_templates_version": "",
                        "python_version": sys.version, "pytorch_version": torch_version,
                        "embedded_python": False, "argv": sys.argv, "platform": platform.platform()},
-            "devices": devices}
+            "devices": devices, "vibeboard": _model_stats()}
+
+
+def _model_stats() -> dict:
+    """What the VRAM manager holds (budget, models, tier), for pod dashboards."""
+    try:
+        from vibeboard.models import vram
+        return vram.system_stats()
+    except Exception as exc:  # stats must never break /system_stats
+        return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 def load_extra_nodes(registry, path: str) -> None:

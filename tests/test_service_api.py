@@ -229,3 +229,22 @@ def test_extensions_list_and_serve_the_pack_widgets(server):
     status, body, headers = http("GET", server.url + "/extensions/vibeboard/vibeboard_widgets.js")
     assert status == 200 and b"registerExtension" in body
     assert "javascript" in headers.get("Content-Type", "")
+
+
+def test_free_and_system_stats_report_the_vram_manager(server):
+    import torch
+
+    from vibeboard.models import vram
+    old = vram._DEFAULT
+    vram.set_manager(vram.VramManager(budget_bytes=1 << 20, device="cpu"))
+    try:
+        vram.manager().register("tiny", torch.nn.Linear(4, 4))
+        vram.manager().load("tiny")
+        stats = http("GET", server.url + "/api/system_stats")[1]
+        assert [m["name"] for m in stats["vibeboard"]["models"]] == ["tiny"]
+        status, body, _ = http("POST", server.url + "/api/free", {"unload_models": True})
+        assert status == 200 and body["unloaded"] == ["tiny"]
+        assert http("GET", server.url + "/system_stats")[1]["vibeboard"]["models"] == []
+        assert http("POST", server.url + "/free", raw=b"[1]", headers={"Content-Type": "application/json"})[0] == 400
+    finally:
+        vram._DEFAULT = old
