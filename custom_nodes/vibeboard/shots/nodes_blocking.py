@@ -9,17 +9,10 @@ import torch
 from ..common import runtime
 from . import boxes as boxes_mod
 from . import bridge, keyframes_montage, reco, wan_io
+from ..wan.nodes import video_size_inputs
 from .node_utils import CATEGORY, file_entry, input_file, lora_names, model_folder
 
 BOXES_TIP = "Boxes of one shot (label + prompt each, optionally keyframed)"
-
-
-def _size(required=True, length=81):
-    return {
-        "width": ("INT", {"default": 832, "min": 16, "max": 4096, "step": 16, "tooltip": "Width (px)"}),
-        "height": ("INT", {"default": 480, "min": 16, "max": 4096, "step": 16, "tooltip": "Height (px)"}),
-        "length": ("INT", {"default": length, "min": 1, "max": 1025, "step": 4, "tooltip": "Frames (4·k+1)"}),
-    }
 
 
 def _frames_to(video: torch.Tensor, length: int, height: int, width: int) -> torch.Tensor:
@@ -94,7 +87,7 @@ class VBBoxesToMask:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"boxes": ("VB_BOXES", {"tooltip": BOXES_TIP}), **_size()}}
+        return {"required": {"boxes": ("VB_BOXES", {"tooltip": BOXES_TIP}), **video_size_inputs()}}
 
     def mask(self, boxes, width, height, length):
         return (boxes_mod.union(boxes_mod.pixel_masks(boxes, length, height, width)),)
@@ -117,7 +110,7 @@ class VBBoxRegionGenerate:
             "text": ("VB_WAN_TEXT", {"tooltip": "Global prompt (used outside the boxes and for empty box prompts)"}),
             "boxes": ("VB_BOXES", {"tooltip": BOXES_TIP}),
             "plate": ("IMAGE", {"tooltip": "Background plate: video frames or one still (held)"}),
-            **_size(),
+            **video_size_inputs(),
         }, "optional": {
             "sampler": ("VB_WAN_SAMPLER", {"tooltip": "Sampler settings"}),
             "regional_prompts": ("BOOLEAN", {"default": True, "tooltip": "Each box's prompt only inside its box"}),
@@ -210,7 +203,7 @@ class VBReCoEdit:
             "wan": ("VB_WAN", {"tooltip": "Wan2.1-VACE-1.3B + ReCo LoRA"}),
             "text": ("VB_WAN_TEXT", {"tooltip": "The edit instruction, e.g. 'Replace the cat with a fox.'"}),
             "source_video": ("IMAGE", {"tooltip": "Video to edit"}),
-            **_size(),
+            **video_size_inputs(),
         }, "optional": {
             "sampler": ("VB_WAN_SAMPLER", {"tooltip": "Sampler settings (ReCo: 50 steps)"}),
             "reference_image": ("IMAGE", {"tooltip": "ReCo_ref: what to add/replace with"}),
@@ -264,7 +257,7 @@ class VBMontageControl:
             "images": ("IMAGE", {"tooltip": "Keyframe images, in order"}),
             "frames": ("STRING", {"default": "", "tooltip": "Frame of each image, e.g. '0, 40, 80' (empty = spread "
                                                             "evenly; negative = from the end)"}),
-            **_size(),
+            **video_size_inputs(),
         }, "optional": {
             "hold": ("INT", {"default": 1, "min": 1, "max": 64, "tooltip": "Frames each keyframe lasts"}),
             "snap_to_latent": ("BOOLEAN", {"default": True,
@@ -297,7 +290,7 @@ class VBKeyframeMontage:
             "text": ("VB_WAN_TEXT", {"tooltip": "Encoded prompt"}),
             "images": ("IMAGE", {"tooltip": "Keyframe images, in order"}),
             "frames": ("STRING", {"default": "", "tooltip": "Frame of each image, e.g. '0, 40, 80' (empty = even)"}),
-            **_size(),
+            **video_size_inputs(),
         }, "optional": {
             "sampler": ("VB_WAN_SAMPLER", {"tooltip": "Sampler settings"}),
             "vace_strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 3.0, "step": 0.05,

@@ -7,6 +7,7 @@ import torch
 
 from ..common import runtime
 from . import bridge, keyframes, storymem, wan_io
+from ..wan.nodes import video_size_inputs
 from .memory_bank import MemoryEntry, StoryMemoryBank
 from .node_utils import CATEGORY, blank_images, data_dir, file_entry, hf_folders, lora_names, model_folder, mtime
 
@@ -191,9 +192,7 @@ class VBStoryMemShot:
             "wan": ("VB_WAN", {"tooltip": "Wan I2V model (Wan2.2-I2V-A14B + StoryMem LoRA)"}),
             "text": ("VB_WAN_TEXT", {"tooltip": "Encoded shot prompt"}),
             "memory": ("VB_STORY_MEMORY", {"tooltip": MEMORY_TIP}),
-            "width": ("INT", {"default": 832, "min": 16, "max": 4096, "step": 16, "tooltip": "Width (px)"}),
-            "height": ("INT", {"default": 480, "min": 16, "max": 4096, "step": 16, "tooltip": "Height (px)"}),
-            "length": ("INT", {"default": 81, "min": 1, "max": 1025, "step": 4, "tooltip": "Frames (4·k+1)"}),
+            **video_size_inputs(),
         }, "optional": {
             "sampler": ("VB_WAN_SAMPLER", {"tooltip": "Sampler settings (StoryMem: 40 steps, CFG 3.5, shift 5)"}),
             "first_frame": ("IMAGE", {"tooltip": "MI2V: the previous shot's last frame (continuous cut)"}),

@@ -194,7 +194,8 @@ class VBWanSamplerSettings:
                                   attention=attention, cfg_2=cfg_low_noise or None, compile=bool(compile)),)
 
 
-def _size_inputs(length_default=81):
+def video_size_inputs(length_default=81):
+    """width / height / length widgets shared by every node that generates a Wan clip."""
     return {
         "width": ("INT", {"default": 832, "min": 16, "max": 4096, "step": 16, "tooltip": "Output width (px)"}),
         "height": ("INT", {"default": 480, "min": 16, "max": 4096, "step": 16, "tooltip": "Output height (px)"}),
@@ -229,7 +230,7 @@ class VBWanT2V:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"wan": ("VB_WAN", {"tooltip": "Wan model"}),
-                             "text": ("VB_WAN_TEXT", {"tooltip": "Encoded prompts"}), **_size_inputs()},
+                             "text": ("VB_WAN_TEXT", {"tooltip": "Encoded prompts"}), **video_size_inputs()},
                 "optional": _common_optional()}
 
     def generate(self, wan, text, width, height, length, sampler=None, preview=False):
@@ -251,7 +252,7 @@ class VBWanI2V:
     def INPUT_TYPES(cls):
         return {"required": {"wan": ("VB_WAN", {"tooltip": "Wan I2V model"}),
                              "text": ("VB_WAN_TEXT", {"tooltip": "Encoded prompts"}),
-                             "start_image": ("IMAGE", {"tooltip": "First frame"}), **_size_inputs()},
+                             "start_image": ("IMAGE", {"tooltip": "First frame"}), **video_size_inputs()},
                 "optional": {"end_image": ("IMAGE", {"tooltip": "Last frame (first+last frame mode)"}),
                              **_common_optional()}}
 
@@ -319,7 +320,7 @@ class VBWanVACE:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"wan": ("VB_WAN", {"tooltip": "Wan VACE model"}),
-                             "text": ("VB_WAN_TEXT", {"tooltip": "Encoded prompts"}), **_size_inputs(),
+                             "text": ("VB_WAN_TEXT", {"tooltip": "Encoded prompts"}), **video_size_inputs(),
                              "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 3.0, "step": 0.05,
                                                     "tooltip": "VACE context scale"})},
                 "optional": {"control_video": ("IMAGE", {"tooltip": "Control frames"}),
