@@ -14,7 +14,6 @@ import shutil
 import sys
 import tempfile
 import threading
-import time
 import urllib.parse
 import uuid
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from typing import Optional
 from aiohttp import web
 
 from .jobstore import JobStore
-from .security import (ApiError, check_bind_allowed, check_graph, is_loopback, parse_json, resolve_inside,
+from .security import (ApiError, check_bind_allowed, check_graph, parse_json, resolve_inside,
                        safe_relpath, token_ok)
 from .service import JobService
 from .storage import Storage, content_type_for

@@ -24,6 +24,15 @@ def data_dir(node: str, input_name: str, value: str) -> str:
     return full
 
 
+def save_to_folder(store, node: str, input_name: str, folder_text: str, written_file: str) -> dict:
+    """Save a persistent memory (story bank, location) to the folder given, or to its own; ui lists the file."""
+    folder = data_dir(node, input_name, folder_text) if (folder_text or "").strip() else store.path
+    if not folder:
+        raise runtime.NodeInputError(node, input_name, "this memory has no folder yet: give one")
+    store.save(folder)
+    return {"ui": {"files": [file_entry(os.path.join(folder, written_file))]}, "result": ()}
+
+
 def file_entry(path: str) -> dict:
     """ComfyUI ui entry {filename, subfolder, type} for a file under the output directory."""
     base = os.path.abspath(runtime.output_directory())

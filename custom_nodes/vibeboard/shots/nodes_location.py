@@ -7,7 +7,7 @@ import torch
 
 from ..common import runtime
 from . import spatia
-from .node_utils import CATEGORY, data_dir, file_entry, mtime
+from .node_utils import CATEGORY, data_dir, mtime, save_to_folder
 
 LOCATION_TIP = "Location memory (the set's point cloud + stored frames)"
 
@@ -155,12 +155,7 @@ class VBLocationMemorySave:
                 "optional": {"location_dir": ("STRING", {"default": "", "tooltip": "Empty = its own folder"})}}
 
     def save(self, location, location_dir=""):
-        node = "Location Memory Save"
-        folder = data_dir(node, "location_dir", location_dir) if location_dir.strip() else location.path
-        if not folder:
-            raise runtime.NodeInputError(node, "location_dir", "this memory has no folder yet: give one")
-        location.save(folder)
-        return {"ui": {"files": [file_entry(os.path.join(folder, "point_cloud.ply"))]}, "result": ()}
+        return save_to_folder(location, "Location Memory Save", "location_dir", location_dir, "point_cloud.ply")
 
 
 NODE_CLASS_MAPPINGS = {

@@ -9,7 +9,8 @@ from ..common import runtime
 from . import bridge, keyframes, storymem, wan_io
 from ..wan.nodes import video_size_inputs
 from .memory_bank import MemoryEntry, StoryMemoryBank
-from .node_utils import CATEGORY, blank_images, data_dir, file_entry, hf_folders, lora_names, model_folder, mtime
+from .node_utils import (CATEGORY, blank_images, data_dir, hf_folders, lora_names, model_folder, mtime,
+                         save_to_folder)
 
 MEMORY_TIP = "Story memory bank (keyframes of earlier shots)"
 
@@ -129,12 +130,7 @@ class VBStoryMemorySave:
                 "optional": {"memory_dir": ("STRING", {"default": "", "tooltip": "Empty = the bank's own folder"})}}
 
     def save(self, memory, memory_dir=""):
-        node = "Story Memory Save"
-        folder = data_dir(node, "memory_dir", memory_dir) if memory_dir.strip() else memory.path
-        if not folder:
-            raise runtime.NodeInputError(node, "memory_dir", "this bank has no folder yet: give one")
-        memory.save(folder)
-        return {"ui": {"files": [file_entry(os.path.join(folder, "manifest.json"))]}, "result": ()}
+        return save_to_folder(memory, "Story Memory Save", "memory_dir", memory_dir, "manifest.json")
 
 
 class VBStoryMemLoRA:
