@@ -335,11 +335,15 @@ class VBQwenEdit:
                 "reference_2": ("IMAGE", {"tooltip": "Picture 3."}),
                 "negative_prompt": ("STRING", {"default": " ", "tooltip": "Negative prompt for true CFG."}),
                 "feather_px": ("FLOAT", {"default": 4.0, "min": 0.0, "max": 64.0, "tooltip": "Mask edge softness."}),
+                "megapixels": ("FLOAT", {"default": 1.0, "min": 0.01, "max": 4.0, "step": 0.05,
+                                         "tooltip": "Size of the edit in megapixels (×1024², Picture 1's aspect, "
+                                                    "multiples of 32). With a mask the edit is composited back "
+                                                    "at the input size."}),
             },
         }
 
     def run(self, qwen_edit, image, instruction, steps, true_cfg, seed, mask=None, reference_1=None,
-            reference_2=None, negative_prompt=" ", feather_px=4.0):
+            reference_2=None, negative_prompt=" ", feather_px=4.0, megapixels=1.0):
         from .qwen_edit import edit
 
         if not instruction.strip():
@@ -349,7 +353,7 @@ class VBQwenEdit:
         for i in range(image.shape[0]):
             m = None if mask is None else mask[min(i, mask.shape[0] - 1):][:1]
             outs.append(edit(qwen_edit, [image[i]] + refs, instruction, negative_prompt, steps, true_cfg, seed, m,
-                             feather_px))
+                             feather_px, megapixels))
         return (torch.cat(outs),)
 
 
