@@ -89,3 +89,23 @@ def test_edit_shirt_node_runs_end_to_end_with_mask_and_two_references(tmp_path, 
     saved = [f for f in res.output_files() if f["node"] == "7"]
     assert len(saved) == 1
     assert Image.open(tmp_path / "out" / saved[0]["subfolder"] / saved[0]["filename"]).size == (64, 48)
+
+
+def test_text_encoder_gets_3d_positions_for_image_tokens(models):
+    """diffusers drops mm_token_type_ids; the loader's hook restores what the model computes when it is given."""
+    from vibeboard.vfx import qwen_edit as Q
+
+    pipe = Q.load_pipeline(str(models / "diffusers" / "Qwen-Image-Edit-2509"), dtype=torch.float32)
+    text = "Picture 1: <|vision_start|><|image_pad|><|vision_end|>red shirt"
+    inputs = pipe.processor(text=[text], images=[Image.new("RGB", (112, 84), (200, 30, 30))], padding=True,
+                            return_tensors="pt")
+    as_pipeline = dict(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                       pixel_values=inputs["pixel_values"], image_grid_thw=inputs["image_grid_thw"],
+                       output_hidden_states=True)
+    with torch.no_grad():
+        hooked = pipe.text_encoder(**as_pipeline).hidden_states[-1]
+        explicit = pipe.text_encoder(**as_pipeline, mm_token_type_ids=inputs["mm_token_type_ids"]).hidden_states[-1]
+        pipe.text_encoder._forward_pre_hooks.clear()
+        plain = pipe.text_encoder(**as_pipeline).hidden_states[-1]
+    assert torch.equal(hooked, explicit)
+    assert not torch.allclose(plain, explicit, atol=1e-4)  # 1D positions really are different

@@ -19,6 +19,7 @@ also runs on machines without torchvision.
 """
 from __future__ import annotations
 
+import inspect
 import math
 import os
 
@@ -105,7 +106,30 @@ def load_pipeline(folder: str, transformer_file: str = "", vae_file: str = "", d
     pipe = QwenImageEditPlusPipeline.from_pretrained(folder, dtype=dtype, local_files_only=True, **parts)
     if not standard:
         pipe.processor = QwenVLProcessor.from_folder(os.path.join(folder, "processor"), pipe.tokenizer)
+    forward_mm_token_types(pipe.text_encoder)
     return pipe
+
+
+def forward_mm_token_types(text_encoder) -> bool:
+    """Give Qwen2.5-VL its 3D (M-RoPE) positions again under transformers ≥ 5.15.
+
+    diffusers' edit pipelines pass only input_ids / attention_mask / pixel_values / image_grid_thw to the text
+    encoder and drop the processor's `mm_token_type_ids` (diffusers issue #14194); without it transformers 5
+    silently falls back to 1D positions for the image tokens, unlike the transformers 4 the model was released
+    with. A forward pre-hook rebuilds the field from input_ids (image token → 1, video token → 2)."""
+    if "mm_token_type_ids" not in inspect.signature(text_encoder.forward).parameters:
+        return False  # older transformers: positions come from input_ids already
+    image_id, video_id = text_encoder.config.image_token_id, text_encoder.config.video_token_id
+
+    def add_token_types(module, args, kwargs):
+        ids = kwargs.get("input_ids")
+        if ids is None or kwargs.get("mm_token_type_ids") is not None or kwargs.get("image_grid_thw") is None:
+            return None
+        types = (ids == image_id).to(torch.int32) + 2 * (ids == video_id).to(torch.int32)
+        return args, {**kwargs, "mm_token_type_ids": types}
+
+    text_encoder.register_forward_pre_hook(add_token_types, with_kwargs=True)
+    return True
 
 
 def feather(mask: torch.Tensor, radius: float) -> torch.Tensor:
