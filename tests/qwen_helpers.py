@@ -27,6 +27,9 @@ def write_processor_folder(folder, tok=None, **config):
     folder.mkdir(parents=True, exist_ok=True)
     (tok or tiny_qwen2_tokenizer()).save_pretrained(str(folder))
     (folder / "preprocessor_config.json").write_text(json.dumps({**PREPROCESSOR_CONFIG, **config}))
+    video = {k: v for k, v in {**PREPROCESSOR_CONFIG, **config}.items() if k != "image_processor_type"}
+    (folder / "video_preprocessor_config.json").write_text(
+        json.dumps({**video, "video_processor_type": "Qwen2VLVideoProcessor"}))
     return folder
 
 

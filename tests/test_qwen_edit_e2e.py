@@ -46,6 +46,7 @@ def test_edit_shirt_node_runs_end_to_end_with_mask_and_two_references(tmp_path, 
     # The pipeline VAE-encodes every input at 1024² px; a smaller reference size keeps the tiny run fast (only
     # the size changes, not the code path). The vision path keeps its real 384² condition size.
     monkeypatch.setattr(plus, "VAE_IMAGE_SIZE", 128 * 96)
+    monkeypatch.setenv("VIBEBOARD_QWEN_PROCESSOR", "builtin")  # the torchvision-free path, on any machine
     rng = np.random.default_rng(0)
     inputs = tmp_path / "in"
     inputs.mkdir()
@@ -91,11 +92,14 @@ def test_edit_shirt_node_runs_end_to_end_with_mask_and_two_references(tmp_path, 
     assert Image.open(tmp_path / "out" / saved[0]["subfolder"] / saved[0]["filename"]).size == (64, 48)
 
 
-def test_text_encoder_gets_3d_positions_for_image_tokens(models):
+def test_text_encoder_gets_3d_positions_for_image_tokens(models, monkeypatch):
     """diffusers drops mm_token_type_ids; the loader's hook restores what the model computes when it is given."""
     from vibeboard.vfx import qwen_edit as Q
+    from vibeboard.vfx.qwen_vl_processor import QwenVLProcessor
 
+    monkeypatch.setenv("VIBEBOARD_QWEN_PROCESSOR", "builtin")
     pipe = Q.load_pipeline(str(models / "diffusers" / "Qwen-Image-Edit-2509"), dtype=torch.float32)
+    assert isinstance(pipe.processor, QwenVLProcessor)
     text = "Picture 1: <|vision_start|><|image_pad|><|vision_end|>red shirt"
     inputs = pipe.processor(text=[text], images=[Image.new("RGB", (112, 84), (200, 30, 30))], padding=True,
                             return_tensors="pt")

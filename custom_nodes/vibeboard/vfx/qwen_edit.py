@@ -100,7 +100,8 @@ def load_pipeline(folder: str, transformer_file: str = "", vae_file: str = "", d
         parts["transformer"] = load_transformer_file(transformer_file, dtype, attention_head_dim)
     if vae_file:
         parts["vae"] = load_vae_file(vae_file, dtype)
-    standard = standard_processor_available()
+    # VIBEBOARD_QWEN_PROCESSOR=builtin forces ours (e.g. a torchvision that imports but fails at run time)
+    standard = os.environ.get("VIBEBOARD_QWEN_PROCESSOR", "auto") != "builtin" and standard_processor_available()
     if not standard:
         parts["processor"] = None  # diffusers would try transformers' Qwen2VLProcessor and fail
     pipe = QwenImageEditPlusPipeline.from_pretrained(folder, dtype=dtype, local_files_only=True, **parts)
