@@ -291,7 +291,14 @@ class RemoteComfyUI:
                 result.status, result.error = "interrupted", data
             elif event == "execution_cached":
                 result.cached = list(data.get("nodes") or [])
-        result.executed = [d.get("node") for e, d in result.events if e == "executing" and d.get("node")]
+        # "executing" marks a node's start: the node that failed or was interrupted did not finish, and the
+        # embedded executor does not list it either.
+        unfinished = (result.error or {}).get("node_id") if result.status != "success" else None
+        result.executed = []
+        for event, data in result.events:
+            node = data.get("node") if event == "executing" else None
+            if node and node != unfinished and node not in result.executed:
+                result.executed.append(node)
         result.files = self.collect(result.outputs, output_dir, include_temp)
         if storage is not None:
             from .storage import push_outputs

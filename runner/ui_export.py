@@ -2,14 +2,14 @@
 
 Used to write each studio module's `workflows/<name>.json` from its API twin, so the two never drift.
 Widget values are positional with the UI-only slots the frontend expects (control_after_generate after
-seed-like inputs, the upload button value after upload combos); nodes are laid out in columns by depth.
+seed-like inputs, the upload button value last, after all widgets); nodes are laid out in columns by depth.
 """
 from __future__ import annotations
 
 from typing import Dict
 
 from .validation import input_spec, is_link, unwrap
-from .workflow import widget_slots
+from .workflow import upload_marker, widget_slots
 
 COLUMN_WIDTH, ROW_GAP = 360, 40
 
@@ -68,7 +68,7 @@ def api_to_ui(prompt: Dict[str, dict], registry, control_value: str = "fixed") -
             elif kind == "control":
                 values.append(control_value)
             else:
-                values.append("image")
+                values.append(upload_marker(name))
         col = depth[node_id]
         y = next_y.get(col, 40)
         height = _node_height(len([i for i in inputs_ui if "widget" not in i]), len(values))

@@ -196,12 +196,14 @@ class _Validator:
                     continue
                 received = returns[value[1]]
                 received_types[name] = received
-                expected = input_spec(node_class, name)[0]
+                expected, expected_opts, _ = input_spec(node_class, name)
                 if expected is not None and "input_types" not in vparams and not types_match(received, expected):
+                    # input_config is the declared spec, options included, as ComfyUI reports it
+                    config = [_type_text(expected), expected_opts] if expected_opts else [_type_text(expected)]
                     errors.append(_error(
                         "return_type_mismatch", "Return type mismatch between linked nodes",
                         f"{name}, received_type({_type_text(received)}) mismatch input_type({_type_text(expected)})",
-                        input_name=name, input_config=[_type_text(expected)], received_type=_type_text(received),
+                        input_name=name, input_config=config, received_type=_type_text(received),
                         linked_node=value))
                     continue
                 if not self.validate(src, output_id):

@@ -2,7 +2,7 @@
 
 UI → API follows the ComfyUI frontend's `graphToPrompt`: widget values are positional in declared input
 order and include UI-only slots (the `control_after_generate` value after a seed, the upload button value
-after an upload combo); muted (mode 2) and bypassed (mode 4) nodes are dropped, links through bypassed
+last, after all widgets); muted (mode 2) and bypassed (mode 4) nodes are dropped, links through bypassed
 nodes, Reroute nodes and PrimitiveNode values are followed.
 """
 from __future__ import annotations
@@ -16,7 +16,8 @@ MODE_BYPASS = 4
 VIRTUAL_NODES = {"Reroute", "PrimitiveNode", "Note", "MarkdownNote"}
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize", "increment-wrap"}
-UPLOAD_OPTIONS = ("image_upload", "video_upload", "audio_upload")
+IMAGE_UPLOAD_OPTIONS = ("image_upload", "video_upload", "animated_image_upload")
+UPLOAD_OPTIONS = IMAGE_UPLOAD_OPTIONS + ("audio_upload",)
 
 
 class WorkflowFormatError(ValueError):
@@ -94,8 +95,14 @@ def normalise_api(prompt: dict) -> Dict[str, dict]:
 # --- UI format ----------------------------------------------------------------------------------
 
 def widget_slots(input_types: dict) -> List[Tuple[str, str]]:
-    """Widget positions in `widgets_values`: (input name, kind) with kind 'value', 'control' or 'upload'."""
-    slots = []
+    """Widget positions in `widgets_values`: (input name, kind) with kind 'value', 'control' or 'upload'.
+
+    As the ComfyUI frontend (1.27) lays them out: widgets in declared order (required, then optional), a
+    `control_after_generate` slot right after its INT/COMBO, and the upload button that the frontend adds
+    for the first *required* image/video upload combo (or a required `audio` combo with audio_upload) LAST,
+    after the optional widgets too, because it is not in the node's input_order.
+    """
+    slots, upload = [], None
     for section in ("required", "optional"):
         for name, spec in (input_types.get(section) or {}).items():
             spec = spec if isinstance(spec, (list, tuple)) else (spec,)
@@ -109,9 +116,34 @@ def widget_slots(input_types: dict) -> List[Tuple[str, str]]:
             slots.append((name, "value"))
             if opts.get("control_after_generate") or (kind_type == "INT" and name in ("seed", "noise_seed")):
                 slots.append((name, "control"))
-            if is_combo and any(opts.get(key) for key in UPLOAD_OPTIONS):
-                slots.append((name, "upload"))
+            if upload is None and section == "required" and is_combo and (
+                    any(opts.get(key) for key in IMAGE_UPLOAD_OPTIONS)
+                    or (name == "audio" and opts.get("audio_upload"))):
+                upload = (name, "upload")
+    if upload is not None:
+        slots.append(upload)
     return slots
+
+
+def _upload_index(values: list, slots: List[Tuple[str, str]], n_required: int) -> Optional[int]:
+    """Where the upload button's value sits in a saved `widgets_values` (None: not saved).
+
+    The current frontend saves it last; older frontends saved it after the required widgets, and some
+    files (ours before this fix) right after the combo. The button's value is the literal "image" for
+    image/video uploads ("" for audio), so the first candidate position holding that marker wins.
+    """
+    name = next(n for n, kind in slots if kind == "upload")
+    combo_at = next(i for i, (n, kind) in enumerate(slots) if n == name and kind == "value")
+    marker = upload_marker(name)
+    for index in (len(values) - 1, n_required, combo_at + 1):
+        if 0 <= index < len(values) and isinstance(values[index], str) and values[index] == marker:
+            return index
+    return len(values) - 1 if len(values) >= len(slots) else None
+
+
+def upload_marker(name: str) -> str:
+    """The value the frontend saves for the upload button: "image" (image and video uploads), "" (audio)."""
+    return "" if name == "audio" else "image"
 
 
 def _widget_values(node: dict, node_class) -> Dict[str, Any]:
@@ -120,18 +152,25 @@ def _widget_values(node: dict, node_class) -> Dict[str, Any]:
         return {}
     if isinstance(values, dict):  # some packs save widgets by name
         return {k: v for k, v in values.items() if not isinstance(v, dict) or "__value__" in v}
+    input_types = node_class.INPUT_TYPES()
+    slots = widget_slots(input_types)
+    values = list(values)
+    if any(kind == "upload" for _, kind in slots):
+        n_required = sum(1 for name, _ in slots if name in (input_types.get("required") or {}))
+        n_required -= 1  # the upload slot itself is counted under its required combo
+        upload_at = _upload_index(values, slots, n_required)
+        if upload_at is not None:
+            del values[upload_at]
     result, index = {}, 0
-    for name, kind in widget_slots(node_class.INPUT_TYPES()):
+    for name, kind in slots:
+        if kind == "upload":
+            continue
         if index >= len(values):
             break
         value = values[index]
         if kind == "control":
             # Old saves may lack the control slot: only consume a value that looks like one.
             if isinstance(value, bool) or value in CONTROL_VALUES:
-                index += 1
-            continue
-        if kind == "upload":
-            if isinstance(value, str) and name in result and value in ("image", "video", "audio", ""):
                 index += 1
             continue
         result[name] = {"__value__": value} if isinstance(value, list) else value

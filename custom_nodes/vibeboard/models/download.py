@@ -69,16 +69,50 @@ def published_sha256(repo: str, paths: list, endpoint=None, token=None) -> dict:
     return out
 
 
+OFFLINE_HINT = ("no connection to the Hugging Face hub (offline, firewall, or HF_HUB_OFFLINE=1); "
+                "copy the file to {dest} by hand or retry when online")
+
+
+def _offline(exc: Exception) -> bool:
+    chain, seen = [], exc
+    while seen is not None and len(chain) < 6:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    names = " ".join(type(e).__name__ for e in chain)
+    text = " ".join(str(e) for e in chain).lower()
+    return any(k in names for k in ("LocalEntryNotFound", "OfflineMode", "Connect", "Timeout")) or \
+        any(k in text for k in ("connection", "offline", "name resolution", "timed out"))
+
+
+def hub_reachable(endpoint=None, timeout: float = 5.0) -> bool:
+    """A quick TCP connect to the hub, so offline fails in seconds instead of after retries."""
+    import socket
+    from urllib.parse import urlparse
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
+    url = urlparse(endpoint or os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def _explain(exc: Exception, repo: str, dest: str) -> str:
     name = type(exc).__name__
     text = str(exc).splitlines()[0] if str(exc) else name
-    if "Gated" in name or "401" in text or "403" in text:
+    if "RemoteProtocol" in name or "IncompleteRead" in name or "peer closed" in text:
+        hint = ("the connection dropped mid-download; nothing was kept — run pull again "
+                "(--keep-partial keeps the partial data to resume)")
+    elif _offline(exc):
+        hint = OFFLINE_HINT.format(dest=dest)
+    elif "Gated" in name or "401" in text or "403" in text:
         hint = "this repo is gated: accept its licence on huggingface.co and set HF_TOKEN"
     elif "NotFound" in name or "404" in text:
         hint = "the repo or file was not found (renamed upstream?)"
     else:
-        hint = ("no connection to the Hugging Face hub (offline, firewall, or HF_HUB_OFFLINE=1); "
-                f"copy the file to {dest} by hand or retry when online")
+        hint = "unexpected error"
     return f"could not download from huggingface.co/{repo}: {hint} [{name}: {text}]"
 
 
@@ -96,7 +130,12 @@ def pull(name: str, source: Optional[str] = None, root: Optional[str] = None, en
         log(f"note: {name} ships pickled .ckpt files; VibeBoard will not load them until converted to "
             ".safetensors (docs/models.md)")
     done = []
-    for repo_path, rel in registry.local_targets(name, source):
+    targets = registry.local_targets(name, source)
+    missing = [(p, rel) for p, rel in targets if not registry.locate(rel)]
+    if missing and not hub_reachable(endpoint):
+        raise PullError(f"could not download {name} from {repo}: " + OFFLINE_HINT.format(
+            dest=os.path.join(root, missing[0][1])))
+    for repo_path, rel in targets:
         final = os.path.join(root, rel)
         existing = registry.locate(rel)
         if existing and (repo_path is not None or os.listdir(existing)):

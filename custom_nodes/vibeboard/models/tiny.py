@@ -20,6 +20,12 @@ TINY_T2V = dict(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=
                 cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=1024)
 TINY_I2V = dict(TINY_T2V, in_channels=36, image_dim=24, added_kv_proj_dim=32)
 TINY_VACE = dict(TINY_T2V, vace_layers=[0], vace_in_channels=96)
+TINY_TI2V = dict(TINY_T2V, in_channels=48, out_channels=48)
+# Wan2.2 VAE layout (residual blocks, 2x2 patchify, 48 channels, 16x spatial)
+TINY_VAE22 = dict(base_dim=8, decoder_base_dim=8, z_dim=48, dim_mult=[1, 2, 4, 4], num_res_blocks=2,
+                  temperal_downsample=[False, True, True], is_residual=True, in_channels=12, out_channels=12,
+                  patch_size=2, scale_factor_spatial=16, scale_factor_temporal=4,
+                  latents_mean=[0.0] * 48, latents_std=[1.0] * 48)
 TINY_VAE = dict(base_dim=8, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
                 temperal_downsample=[False, True, True])
 TINY_UMT5 = dict(vocab_size=64, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
@@ -39,7 +45,7 @@ def seeded(seed: int):
 def build_transformer(kind: str = "t2v", seed: int = 0, **overrides):
     from diffusers import WanTransformer3DModel, WanVACETransformer3DModel
     seeded(seed)
-    cfg = dict({"t2v": TINY_T2V, "i2v": TINY_I2V, "vace": TINY_VACE}[kind], **overrides)
+    cfg = dict({"t2v": TINY_T2V, "i2v": TINY_I2V, "vace": TINY_VACE, "ti2v": TINY_TI2V}[kind], **overrides)
     cls = WanVACETransformer3DModel if kind == "vace" else WanTransformer3DModel
     model = cls(**cfg)
     with torch.no_grad():  # default init leaves some zeros (biases); make every weight matter
@@ -48,10 +54,10 @@ def build_transformer(kind: str = "t2v", seed: int = 0, **overrides):
     return model.eval()
 
 
-def build_vae(seed: int = 0):
+def build_vae(seed: int = 0, wan22: bool = False):
     from diffusers import AutoencoderKLWan
     seeded(seed)
-    vae = AutoencoderKLWan(**TINY_VAE)
+    vae = AutoencoderKLWan(**(TINY_VAE22 if wan22 else TINY_VAE))
     with torch.no_grad():
         for p in vae.parameters():
             p.add_(torch.randn_like(p) * 0.02)
@@ -145,14 +151,15 @@ def write_diffusers_layout(folder: str, kind: str = "t2v", seed: int = 0) -> str
     """A `Wan-AI/Wan2.1-*-Diffusers` style folder: model_index.json + one subfolder per component."""
     transformer = build_transformer(kind, seed)
     transformer.save_pretrained(os.path.join(folder, "transformer"))
-    build_vae(seed).save_pretrained(os.path.join(folder, "vae"))
+    build_vae(seed, wan22=kind == "ti2v").save_pretrained(os.path.join(folder, "vae"))
     build_umt5(seed).save_pretrained(os.path.join(folder, "text_encoder"))
     save_tokenizer(os.path.join(folder, "tokenizer"))
     os.makedirs(os.path.join(folder, "scheduler"), exist_ok=True)
     with open(os.path.join(folder, "scheduler", "scheduler_config.json"), "w") as f:
         json.dump({"_class_name": "UniPCMultistepScheduler", "flow_shift": 3.0, "num_train_timesteps": 1000,
                    "prediction_type": "flow_prediction", "use_flow_sigmas": True}, f)
-    pipeline = {"t2v": "WanPipeline", "i2v": "WanImageToVideoPipeline", "vace": "WanVACEPipeline"}[kind]
+    pipeline = {"t2v": "WanPipeline", "i2v": "WanImageToVideoPipeline", "vace": "WanVACEPipeline",
+                "ti2v": "WanImageToVideoPipeline"}[kind]
     index = {"_class_name": pipeline, "transformer": ["diffusers", type(transformer).__name__],
              "vae": ["diffusers", "AutoencoderKLWan"], "text_encoder": ["transformers", "UMT5EncoderModel"],
              "tokenizer": ["transformers", "PreTrainedTokenizerFast"],

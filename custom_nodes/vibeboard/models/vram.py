@@ -109,6 +109,7 @@ class VramManager:
             entry = self.models[name]
             entry.last_used = time.monotonic()
             if entry.state == "device":
+                self.events.append(("hit", name))
                 return entry.module
             if entry.state == "disk":
                 entry.store.unspill(entry.spill_path, pin=self.pin)

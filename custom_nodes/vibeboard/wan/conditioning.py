@@ -32,6 +32,8 @@ class WanConditioning:
     vace_context: Optional[torch.Tensor] = None      # VACE: [B, 96, T(+refs), h, w]
     vace_scale: float = 1.0
     num_ref_frames: int = 0                          # leading latent frames to drop after sampling
+    clean_latents: Optional[torch.Tensor] = None     # [1,C,k,h,w]: first k latent frames kept clean, timestep 0
+                                                     # (Wan2.2 TI2V first frame; history/reference frames)
     extra: dict = field(default_factory=dict)        # room for add-ons (StoryMem memory, InfCam cameras)
 
 
@@ -172,6 +174,13 @@ def i2v_concat(handle: WanHandle, frames: int, height: int, width: int, first: O
     mask = torch.cat([mask[:, :, :1].repeat_interleave(st, dim=2), mask[:, :, 1:]], dim=2)
     mask = mask.view(1, -1, st, mask.shape[3], mask.shape[4]).transpose(1, 2)   # [1, 4, T, h, w]
     return torch.cat([mask, latents], dim=1)
+
+
+def first_frame_latents(handle: WanHandle, image: torch.Tensor, height: int, width: int,
+                        tiled: bool = False) -> torch.Tensor:
+    """Normalised latent of one image encoded as a 1-frame video: TI2V-5B's clean first frame."""
+    video = images_to_video(resize_frames(image[:1], height, width))
+    return normalize(handle, vae_encode(handle, video, tiled))
 
 
 # ---- VACE ----------------------------------------------------------------------------------------

@@ -257,6 +257,12 @@ class VBWanI2V:
         node = "Wan Image to Video"
         C.check_size(node, length, height, width, wan)
         in_ch = wan.module("transformer").config.in_channels
+        if wan.variant == "ti2v":  # Wan2.2 TI2V-5B: the first latent frame is the clean image, timestep 0
+            cond = _cond(text)
+            cond.clean_latents = C.first_frame_latents(wan, start_image, height, width)
+            lat = S.sample(wan, cond, _settings(wan, sampler), C.latent_shape(wan, length, height, width),
+                           preview=preview)
+            return ({"samples": lat},)
         if in_ch != 36:
             raise runtime.NodeInputError(node, "wan", f"this model takes {in_ch} input channels; I2V needs an "
                                          "I2V model (36 channels), e.g. wan2.1_i2v_480p_14B")
@@ -378,11 +384,35 @@ class VBWanVAEEncode:
         return ({"samples": C.vae_encode(wan, C.images_to_video(frames[:keep]), tiled)},)
 
 
+class VBInspect:
+    DESCRIPTION = "Shows the shape and value range of a LATENT and/or IMAGE (a quick check between nodes)."
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ()
+    FUNCTION = "inspect"
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {}, "optional": {"latent": ("LATENT", {"tooltip": "Latents to describe"}),
+                                             "images": ("IMAGE", {"tooltip": "Frames to describe"})}}
+
+    def inspect(self, latent=None, images=None):
+        items = []
+        for kind, t in (("LATENT", None if latent is None else latent["samples"]), ("IMAGE", images)):
+            if t is not None:
+                t = t.float()
+                items.append({"kind": kind, "shape": list(t.shape), "min": round(t.min().item(), 4),
+                              "max": round(t.max().item(), 4), "mean": round(t.mean().item(), 4),
+                              "finite": bool(torch.isfinite(t).all())})
+        text = ["{kind} {shape} min {min} max {max} mean {mean}".format(**i) for i in items]
+        return {"ui": {"text": text, "vibeboard_inspect": items}, "result": ()}
+
+
 NODE_CLASS_MAPPINGS = {
     "VBWanModelLoader": VBWanModelLoader, "VBWanLoRA": VBWanLoRA, "VBWanTextEncode": VBWanTextEncode,
     "VBWanSamplerSettings": VBWanSamplerSettings, "VBWanT2V": VBWanT2V, "VBWanI2V": VBWanI2V,
     "VBWanV2V": VBWanV2V, "VBWanVACE": VBWanVACE, "VBWanVAEDecode": VBWanVAEDecode,
-    "VBWanVAEEncode": VBWanVAEEncode,
+    "VBWanVAEEncode": VBWanVAEEncode, "VBInspect": VBInspect,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "VBWanModelLoader": "Wan Model Loader (VibeBoard)", "VBWanLoRA": "Wan LoRA (VibeBoard)",
@@ -390,4 +420,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "VBWanT2V": "Wan Text to Video (VibeBoard)", "VBWanI2V": "Wan Image to Video (VibeBoard)",
     "VBWanV2V": "Wan Video to Video (VibeBoard)", "VBWanVACE": "Wan VACE (VibeBoard)",
     "VBWanVAEDecode": "Wan VAE Decode (VibeBoard)", "VBWanVAEEncode": "Wan VAE Encode (VibeBoard)",
+    "VBInspect": "Inspect Latent/Image (VibeBoard)",
 }

@@ -67,6 +67,15 @@ def predict(model, latents: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor,
     """One DiT call on normalised latents [B,16,T,h,w]; returns the flow (velocity) prediction in fp32."""
     b = latents.shape[0]
     x = latents
+    timestep = t.reshape(-1)[:1].expand(b).to(x.device)
+    if cond.clean_latents is not None:
+        # Clean leading frames with per-token timestep 0 (diffusers' expand_timesteps, generalised to k frames).
+        k = cond.clean_latents.shape[2]
+        x = torch.cat([cond.clean_latents.to(x).expand(b, -1, -1, -1, -1), x[:, :, k:]], dim=2)
+        pt, ph, pw = model.config.patch_size
+        per_frame = (x.shape[3] // ph) * (x.shape[4] // pw)
+        timestep = torch.full((b, (x.shape[2] // pt) * per_frame), float(t.reshape(-1)[0]), device=x.device)
+        timestep[:, :(k // pt) * per_frame] = 0
     if cond.concat_latents is not None:
         x = torch.cat([x, cond.concat_latents.to(x).expand(b, -1, -1, -1, -1)], dim=1)
     kwargs = {}
@@ -76,7 +85,7 @@ def predict(model, latents: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor,
         kwargs["control_hidden_states"] = cond.vace_context.to(x.device, dtype).expand(b, -1, -1, -1, -1)
         n = len(model.config.vace_layers)
         kwargs["control_hidden_states_scale"] = torch.full((n,), float(cond.vace_scale), device=x.device)
-    out = model(hidden_states=x.to(dtype), timestep=t.expand(b).to(x.device),
+    out = model(hidden_states=x.to(dtype), timestep=timestep,
                 encoder_hidden_states=embeds.to(x.device, dtype), return_dict=False, **kwargs)[0]
     return out.float()
 
@@ -177,5 +186,9 @@ def sample(handle: WanHandle, cond: WanConditioning, settings: SamplerSettings, 
     finally:
         if ctx is not None:
             ctx.close()
+    if cond.clean_latents is not None:
+        k = cond.clean_latents.shape[2]
+        latents = torch.cat([cond.clean_latents.to(latents).expand(latents.shape[0], -1, -1, -1, -1),
+                             latents[:, :, k:]], dim=2)
     latents = latents[:, :, cond.num_ref_frames:]
     return denormalize(handle, latents).cpu()

@@ -1,0 +1,82 @@
+"""Small helpers shared by the Shot Studio node files (paths, ui entries, placeholders)."""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from ..common import runtime
+
+CATEGORY = "VibeBoard/Shots"
+
+
+def data_dir(node: str, input_name: str, value: str) -> str:
+    """A persistent folder: absolute, or relative to the output directory (so it travels with the outputs)."""
+    value = (value or "").strip()
+    if not value:
+        raise runtime.NodeInputError(node, input_name, "give a folder (absolute, or relative to the output folder)")
+    if os.path.isabs(value):
+        return value
+    base = os.path.abspath(runtime.output_directory())
+    full = os.path.abspath(os.path.join(base, value))
+    if os.path.commonpath([full, base]) != base:
+        raise runtime.NodeInputError(node, input_name, f"'{value}' points outside the output folder")
+    return full
+
+
+def file_entry(path: str) -> dict:
+    """ComfyUI ui entry {filename, subfolder, type} for a file under the output directory."""
+    base = os.path.abspath(runtime.output_directory())
+    full = os.path.abspath(path)
+    if os.path.commonpath([full, base]) == base:
+        rel = os.path.relpath(full, base)
+        return {"filename": os.path.basename(rel), "subfolder": os.path.dirname(rel), "type": "output"}
+    return {"filename": os.path.basename(full), "subfolder": os.path.dirname(full), "type": "output"}
+
+
+def input_file(node: str, input_name: str, value: str) -> str:
+    """A file given by name in the input directory, or an absolute path."""
+    value = (value or "").strip()
+    path = value if os.path.isabs(value) else os.path.join(runtime.input_directory(), value)
+    if not os.path.isfile(path):
+        raise runtime.NodeInputError(node, input_name, f"file not found: {path}")
+    return path
+
+
+def model_folder(node: str, input_name: str, name: str, folder: str) -> str:
+    """A model file or folder by name in models/<folder> (our dir, then ComfyUI's), or an absolute path."""
+    from ..models import registry
+    path = registry.find_file(name, folder) if name else None
+    if path is None:
+        where = os.path.join(runtime.models_directory(), folder, name or "<name>")
+        raise runtime.NodeInputError(node, input_name, f"model not found: expected {where}")
+    return path
+
+
+def blank_images(n: int = 1, height: int = 64, width: int = 64, value: float = 0.0) -> torch.Tensor:
+    return torch.full((max(n, 1), height, width, 3), float(value))
+
+
+def mtime(path: str) -> float:
+    try:
+        return os.path.getmtime(path)
+    except OSError:
+        return 0.0
+
+
+def hf_folders(folder: str) -> list:
+    """Hugging Face model folders (with config.json) under models/<folder>, for a dropdown."""
+    from ..models import registry
+    names = []
+    for d in registry.folder_dirs(folder):
+        if not os.path.isdir(d):
+            continue
+        for name in sorted(os.listdir(d)):
+            if os.path.isfile(os.path.join(d, name, "config.json")) and name not in names:
+                names.append(name)
+    return names
+
+
+def lora_names() -> list:
+    from ..models import registry
+    return registry.list_folder("loras")

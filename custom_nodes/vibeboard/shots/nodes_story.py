@@ -1,0 +1,259 @@
+"""StoryMem nodes: the persistent memory bank (VB_STORY_MEMORY), keyframe update, LoRA, memory-conditioned shot."""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from ..common import runtime
+from . import bridge, keyframes, storymem, wan_io
+from .memory_bank import MemoryEntry, StoryMemoryBank
+from .node_utils import CATEGORY, blank_images, data_dir, file_entry, hf_folders, lora_names, model_folder, mtime
+
+MEMORY_TIP = "Story memory bank (keyframes of earlier shots)"
+
+
+class VBStoryMemoryLoad:
+    DESCRIPTION = ("Opens a StoryMem memory bank folder (manifest.json + safetensors), or starts an empty one there, so "
+                   "shot N+1 in a later run remembers shots 1..N. Reference images seed an empty bank (StoryMem MR2V).")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("VB_STORY_MEMORY", "IMAGE", "INT")
+    RETURN_NAMES = ("memory", "keyframes", "count")
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "memory_dir": ("STRING", {"default": "stories/my_film/memory",
+                                      "tooltip": "Folder of the bank: absolute or relative to the output folder"}),
+            "max_size": ("INT", {"default": 8, "min": 1, "max": 32,
+                                 "tooltip": "Most keyframes kept (StoryMem: 8 in code, 10 in the README)"}),
+            "keep_first": ("INT", {"default": 3, "min": 0, "max": 32,
+                                   "tooltip": "Earliest keyframes always kept (the rest is the most recent)"}),
+            "create_if_missing": ("BOOLEAN", {"default": True, "tooltip": "Start an empty bank when none exists"}),
+        }, "optional": {
+            "reference_images": ("IMAGE", {"tooltip": "Characters/sets to remember from the start (added when the "
+                                                      "bank is empty)"}),
+        }}
+
+    @classmethod
+    def IS_CHANGED(cls, memory_dir, **kwargs):
+        try:
+            return mtime(os.path.join(data_dir("Story Memory Load", "memory_dir", memory_dir), "manifest.json"))
+        except Exception:
+            return 0.0
+
+    def load(self, memory_dir, max_size, keep_first, create_if_missing, reference_images=None):
+        node = "Story Memory Load"
+        folder = data_dir(node, "memory_dir", memory_dir)
+        if os.path.isfile(os.path.join(folder, "manifest.json")):
+            bank = StoryMemoryBank.load(folder)
+            bank.max_size, bank.keep_first = int(max_size), int(keep_first)
+        elif create_if_missing:
+            bank = StoryMemoryBank(max_size=int(max_size), keep_first=int(keep_first), path=folder,
+                                   story_id=os.path.basename(os.path.dirname(folder.rstrip(os.sep))))
+        else:
+            raise runtime.NodeInputError(node, "memory_dir", f"no memory bank at {folder} (manifest.json missing)")
+        if reference_images is not None and len(bank) == 0:
+            for i, img in enumerate(reference_images):
+                bank.add(MemoryEntry(image=img, shot=0, frame=i, source="reference"), dedup=False)
+        bank.apply_policy()
+        return (bank, bank.images() if len(bank) else blank_images(), len(bank))
+
+
+class VBStoryMemoryUpdate:
+    DESCRIPTION = ("Picks keyframes from a generated shot (CLIP image similarity to the last keyframe below the "
+                   "threshold, optional quality gate), drops near-duplicates of the bank, applies the bank policy "
+                   "(first few + most recent) and saves the bank to its folder.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("VB_STORY_MEMORY", "IMAGE")
+    RETURN_NAMES = ("memory", "keyframes")
+    FUNCTION = "update"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "memory": ("VB_STORY_MEMORY", {"tooltip": MEMORY_TIP}),
+            "shot_frames": ("IMAGE", {"tooltip": "Decoded frames of the shot just generated"}),
+            "clip_model": (hf_folders("clip") or ["clip-vit-base-patch32"],
+                           {"tooltip": "CLIP folder in models/clip (StoryMem uses ViT-B/32)"}),
+            "threshold": ("FLOAT", {"default": 0.9, "min": 0.0, "max": 1.0, "step": 0.005,
+                                    "tooltip": "A frame becomes a keyframe when its CLIP similarity to the last "
+                                               "keyframe drops below this"}),
+            "max_keyframes": ("INT", {"default": 3, "min": 1, "max": 16,
+                                      "tooltip": "Per shot; the threshold is lowered by 0.01 until it fits"}),
+        }, "optional": {
+            "shot": ("INT", {"default": 0, "min": 0, "max": 100000, "tooltip": "Shot number (0 = next in the bank)"}),
+            "prompt": ("STRING", {"default": "", "multiline": True, "tooltip": "Shot prompt, kept with its keyframes"}),
+            "stride": ("INT", {"default": 1, "min": 1, "max": 64, "tooltip": "Look at every n-th frame"}),
+            "quality_gate": (["none", "sharpness"], {"default": "none",
+                                                      "tooltip": "Skip frames scoring below min_score"}),
+            "min_score": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1e6, "step": 0.1,
+                                    "tooltip": "Quality gate threshold"}),
+            "dedup_threshold": ("FLOAT", {"default": 0.9, "min": 0.0, "max": 1.0, "step": 0.005,
+                                          "tooltip": "Drop a keyframe more similar than this to a bank entry"}),
+            "save": ("BOOLEAN", {"default": True, "tooltip": "Write the bank to its folder"}),
+        }}
+
+    def update(self, memory, shot_frames, clip_model, threshold, max_keyframes, shot=0, prompt="", stride=1,
+               quality_gate="none", min_score=0.0, dedup_threshold=0.9, save=True):
+        node = "Story Memory Update"
+        folder = model_folder(node, "clip_model", clip_model, "clip")
+        try:
+            embed = keyframes.ClipImageEmbedder(folder, device=_device())
+        except (FileNotFoundError, OSError) as exc:
+            raise runtime.NodeInputError(node, "clip_model", str(exc)) from None
+        bank = memory.copy()
+        bank.dedup_threshold = float(dedup_threshold)
+        scorer = keyframes.sharpness_score if quality_gate == "sharpness" else None
+        new, _, kept = keyframes.update_memory(bank, shot_frames, embed, shot=shot or None, prompt=prompt,
+                                               threshold=threshold, max_keyframes=max_keyframes, scorer=scorer,
+                                               min_score=min_score, stride=stride)
+        if save and new.path:
+            new.save(new.path)
+        picked = shot_frames[kept] if kept else blank_images(1, shot_frames.shape[1], shot_frames.shape[2])
+        return (new, picked)
+
+
+class VBStoryMemorySave:
+    DESCRIPTION = "Saves the memory bank (manifest.json + safetensors, atomic) to its folder or another one."
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ()
+    FUNCTION = "save"
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"memory": ("VB_STORY_MEMORY", {"tooltip": MEMORY_TIP})},
+                "optional": {"memory_dir": ("STRING", {"default": "", "tooltip": "Empty = the bank's own folder"})}}
+
+    def save(self, memory, memory_dir=""):
+        node = "Story Memory Save"
+        folder = data_dir(node, "memory_dir", memory_dir) if memory_dir.strip() else memory.path
+        if not folder:
+            raise runtime.NodeInputError(node, "memory_dir", "this bank has no folder yet: give one")
+        memory.save(folder)
+        return {"ui": {"files": [file_entry(os.path.join(folder, "manifest.json"))]}, "result": ()}
+
+
+class VBStoryMemLoRA:
+    DESCRIPTION = ("Adds the StoryMem LoRA (Kevin-thu/StoryMem, PEFT rank 128, rsLoRA, on self/cross attention q/k/v/o "
+                   "and ffn.0/ffn.2) to both Wan2.2-I2V-A14B experts. Non-commercial licence (S-Lab 1.0).")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("VB_WAN",)
+    RETURN_NAMES = ("wan",)
+    FUNCTION = "apply"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        names = lora_names() or ["none"]
+        return {"required": {
+            "wan": ("VB_WAN", {"tooltip": "Wan2.2-I2V-A14B (both experts)"}),
+            "high_noise_lora": (names, {"tooltip": "LoRA for the high-noise expert (models/loras/StoryMem/…)"}),
+            "low_noise_lora": (names, {"tooltip": "LoRA for the low-noise expert"}),
+            "strength": ("FLOAT", {"default": 1.0, "min": -2.0, "max": 4.0, "step": 0.05, "tooltip": "LoRA strength"}),
+        }, "optional": {
+            "alpha": ("FLOAT", {"default": 128.0, "min": 1.0, "max": 1024.0,
+                                "tooltip": "LoRA alpha when the file does not store it (StoryMem: 128)"}),
+            "rslora": ("BOOLEAN", {"default": True, "tooltip": "Scale alpha/sqrt(rank) (StoryMem trains with rsLoRA)"}),
+        }}
+
+    def apply(self, wan, high_noise_lora, low_noise_lora, strength, alpha=128.0, rslora=True):
+        from ..models import lora as lora_mod
+        node = "StoryMem LoRA"
+        new = wan.with_parts()
+        pairs = [("high_noise_lora", high_noise_lora, "transformer")]
+        if wan.has("transformer_2"):
+            pairs.append(("low_noise_lora", low_noise_lora, "transformer_2"))
+        for input_name, name, part in pairs:
+            path = model_folder(node, input_name, name, "loras")
+            try:
+                groups = lora_mod.read_lora(path, alpha=alpha, rslora=rslora)
+                lora_mod.resolve(wan.module(part), groups, strict=True)
+            except ValueError as exc:
+                raise runtime.NodeInputError(node, input_name, str(exc)) from None
+            new.loras.append((groups, float(strength), part))
+        return (new,)
+
+
+class VBStoryMemShot:
+    DESCRIPTION = ("Generates one shot remembering the bank: memory keyframes are VAE-encoded one latent frame each and "
+                   "placed before the shot's frames through Wan I2V channel conditioning, at negative RoPE positions "
+                   "(-M·S … -S). Optional first frame (MI2V) or 5 motion frames (MM2V). Outputs the shot's frames only.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("LATENT", "IMAGE")
+    RETURN_NAMES = ("latent", "memory_used")
+    FUNCTION = "generate"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "wan": ("VB_WAN", {"tooltip": "Wan I2V model (Wan2.2-I2V-A14B + StoryMem LoRA)"}),
+            "text": ("VB_WAN_TEXT", {"tooltip": "Encoded shot prompt"}),
+            "memory": ("VB_STORY_MEMORY", {"tooltip": MEMORY_TIP}),
+            "width": ("INT", {"default": 832, "min": 16, "max": 4096, "step": 16, "tooltip": "Width (px)"}),
+            "height": ("INT", {"default": 480, "min": 16, "max": 4096, "step": 16, "tooltip": "Height (px)"}),
+            "length": ("INT", {"default": 81, "min": 1, "max": 1025, "step": 4, "tooltip": "Frames (4·k+1)"}),
+        }, "optional": {
+            "sampler": ("VB_WAN_SAMPLER", {"tooltip": "Sampler settings (StoryMem: 40 steps, CFG 3.5, shift 5)"}),
+            "first_frame": ("IMAGE", {"tooltip": "MI2V: the previous shot's last frame (continuous cut)"}),
+            "motion_frames": ("IMAGE", {"tooltip": "MM2V: the previous shot's last 5 frames"}),
+            "rope_gap": ("INT", {"default": 5, "min": 0, "max": 256,
+                                 "tooltip": "S in the negative RoPE shift (0 = contiguous, the pre-fix release)"}),
+            "memory_mode": (["fixed", "free"], {"default": "fixed",
+                                                "tooltip": "fixed: memory latents held clean every step; free: the "
+                                                           "released loop (memory region sampled, then dropped)"}),
+        }}
+
+    def generate(self, wan, text, memory, width, height, length, sampler=None, first_frame=None, motion_frames=None,
+                 rope_gap=5, memory_mode="fixed"):
+        from ..wan import conditioning as C
+        node = "StoryMem Shot"
+        C.check_size(node, length, height, width, wan)
+        dit = bridge.transformer_module(wan)
+        if dit.config.in_channels != 36:
+            raise runtime.NodeInputError(node, "wan", "StoryMem needs a Wan I2V model (36 input channels: "
+                                         "Wan2.2-I2V-A14B); this one has " f"{dit.config.in_channels}")
+        if first_frame is not None and motion_frames is not None:
+            raise runtime.NodeInputError(node, "motion_frames", "give first_frame (MI2V) or motion_frames (MM2V)")
+        settings = bridge.settings_or_default(wan, sampler)
+        dev = wan.device
+        with bridge.vae(wan) as vae:
+            mem = storymem.encode_memory(vae, memory, height, width).to(dev)
+            u, given = storymem.shot_condition(vae, length, height, width, first_frame, motion_frames)
+        clip_src = first_frame if first_frame is not None else (
+            motion_frames[-1:] if motion_frames is not None else (memory.images()[:1] if len(memory) else None))
+        try:
+            img_emb = bridge.image_embeds_if_needed(wan, clip_src)
+        except ValueError as exc:
+            raise runtime.NodeInputError(node, "wan", str(exc)) from None
+        pos, neg = bridge.text_embeds(text, dev)
+        st = storymem.StoryMemSettings(steps=settings.steps, shift=settings.shift,
+                                       guidance=bridge.guidance(wan, settings), rope_gap=rope_gap,
+                                       memory_mode=memory_mode, seed=settings.seed)
+        lat = storymem.generate_latents(dit, pos, mem, u.to(dev), length, given, st, context_null=neg,
+                                        boundary_ratio=wan.boundary_ratio, image_embeds=img_emb,
+                                        run_options=bridge.run_options(wan, settings))
+        raw = wan_io.to_raw(wan.module("vae"), lat).cpu()
+        used = memory.images(height, width) if len(memory) else blank_images(1, height, width)
+        return ({"samples": raw}, used)
+
+
+def _device():
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+NODE_CLASS_MAPPINGS = {
+    "VBStoryMemoryLoad": VBStoryMemoryLoad,
+    "VBStoryMemoryUpdate": VBStoryMemoryUpdate,
+    "VBStoryMemorySave": VBStoryMemorySave,
+    "VBStoryMemLoRA": VBStoryMemLoRA,
+    "VBStoryMemShot": VBStoryMemShot,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "VBStoryMemoryLoad": "Story Memory Load (VibeBoard)",
+    "VBStoryMemoryUpdate": "Story Memory Update — Keyframes (VibeBoard)",
+    "VBStoryMemorySave": "Story Memory Save (VibeBoard)",
+    "VBStoryMemLoRA": "StoryMem LoRA (VibeBoard)",
+    "VBStoryMemShot": "StoryMem Shot (VibeBoard)",
+}

@@ -1,0 +1,373 @@
+"""VFX Suite nodes: camera re-rendering (InfCam), its training-free preview, focus inspection, edits.
+
+Thin: each node converts ComfyUI types and calls the mechanism in homography.py / infcam*.py /
+focus_inspect.py / qwen_edit.py.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+
+from ..common.runtime import NodeInputError, models_directory, output_directory, unique_output_path
+
+CATEGORY = "VibeBoard/VFX"
+DTYPE_CHOICES = ["bf16", "fp16", "fp32"]
+
+
+def model_path(node: str, input_name: str, value: str, must_be_dir: bool = False) -> str:
+    """Resolve a models-folder relative path; a missing file is a NodeInputError naming the expected path."""
+    value = (value or "").strip()
+    if not value:
+        raise NodeInputError(node, input_name, "empty path")
+    path = value if os.path.isabs(value) else os.path.join(models_directory(), value)
+    ok = os.path.isdir(path) if must_be_dir else os.path.exists(path)
+    if not ok:
+        raise NodeInputError(node, input_name, f"model not found: expected {'folder' if must_be_dir else 'file'} {path}")
+    return path
+
+
+def pick_device(choice: str = "auto") -> str:
+    if choice != "auto":
+        return choice
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class VBInfCamLoader:
+    DESCRIPTION = ("Load InfCam (Wan2.1-T2V-1.3B + InfCam camera blocks) and the Wan VAE / UMT5 text encoder it "
+                   "needs. The checkpoint is InfCam's step35000 state dict converted once to .safetensors "
+                   "(docs/vfx.md). If it carries only the InfCam additions, give the Wan 1.3B transformer too.")
+    CATEGORY = CATEGORY
+    FUNCTION = "load"
+    RETURN_TYPES = ("VB_INFCAM",)
+    RETURN_NAMES = ("infcam",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "checkpoint": ("STRING", {"default": "infcam/infcam_step35000.safetensors",
+                                          "tooltip": "InfCam weights (.safetensors), relative to the models folder."}),
+                "vae": ("STRING", {"default": "vae/wan_2.1_vae.safetensors", "tooltip": "Wan2.1 VAE file or diffusers folder."}),
+                "text_encoder": ("STRING", {"default": "text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors",
+                                            "tooltip": "UMT5-XXL encoder (ComfyUI single file or diffusers folder)."}),
+                "tokenizer": ("STRING", {"default": "text_encoders/umt5-xxl-tokenizer",
+                                         "tooltip": "Tokenizer folder (google/umt5-xxl)."}),
+                "dtype": (DTYPE_CHOICES, {"default": "bf16", "tooltip": "Compute precision."}),
+                "device": (["auto", "cuda", "cpu"], {"default": "auto", "tooltip": "Where to run."}),
+            },
+            "optional": {
+                "wan": ("VB_WAN", {"tooltip": "A loaded Wan2.1-T2V-1.3B (Wan Model Loader): its VAE, text encoder and "
+                                              "(for additions-only checkpoints) transformer are used; the file "
+                                              "inputs above are then ignored."}),
+                "base_transformer": ("STRING", {"default": "", "tooltip": "Wan2.1-T2V-1.3B transformer, only needed "
+                                                "when the checkpoint has no base weights."}),
+                "attention_head_dim": ("INT", {"default": 128, "min": 8, "max": 256,
+                                               "tooltip": "Wan head size (128 for every released Wan)."}),
+            },
+        }
+
+    def load(self, checkpoint, vae, text_encoder, tokenizer, dtype, device, wan=None, base_transformer="",
+             attention_head_dim=128):
+        from ..models import loaders
+        from .infcam import load_infcam
+        from .infcam_sampler import InfCamHandle
+
+        node = "InfCam Loader"
+        ckpt = model_path(node, "checkpoint", checkpoint)
+        base = None
+        if wan is not None:
+            import copy
+
+            from safetensors import safe_open
+            with safe_open(ckpt, framework="pt") as fh:
+                has_base = any(k.endswith("head.head.weight") or k == "proj_out.weight" for k in fh.keys())
+            if not has_base:  # a private copy: InfCam must not change the shared Wan handle's DiT
+                base = copy.deepcopy(wan.module("transformer"))
+        elif base_transformer.strip():
+            base = loaders.load_wan_transformer(model_path(node, "base_transformer", base_transformer), dtype)
+        cdtype = loaders.compute_dtype(dtype)
+        dev = pick_device(device)
+        try:
+            model = load_infcam(ckpt, attention_head_dim, base, cdtype)
+        except ValueError as exc:
+            raise NodeInputError(node, "checkpoint", str(exc)) from None
+        if wan is not None:
+            return (InfCamHandle(model=model.to(wan.device), vae=None, text_encoder=None, tokenizer=None,
+                                 device=str(wan.device), dtype=cdtype, wan=wan),)
+        handle = InfCamHandle(
+            model=model.to(dev),
+            vae=loaders.load_wan_vae(model_path(node, "vae", vae), "fp32" if dtype == "fp32" else "bf16").to(dev),
+            text_encoder=loaders.load_umt5(model_path(node, "text_encoder", text_encoder), dtype).to(dev),
+            tokenizer=loaders.load_tokenizer(model_path(node, "tokenizer", tokenizer, must_be_dir=True)),
+            device=dev, dtype=cdtype)
+        return (handle,)
+
+
+class VBChangeCamera:
+    DESCRIPTION = ("Change Camera (InfCam): re-render a source video along a new camera path. Rotation is given to "
+                   "the model as an infinite homography of the first source frame; translation through the camera "
+                   "embedding. One target focal length per shot (source focal × zoom_factor). Needs InfCam weights "
+                   "(~1.3B Wan + additions); 480×832×81 frames is the trained size.")
+    CATEGORY = CATEGORY
+    FUNCTION = "run"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("video",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "infcam": ("VB_INFCAM", {"tooltip": "From InfCam Loader."}),
+                "source_video": ("IMAGE", {"tooltip": "Source frames (trimmed to 4k+1 frames, sides to ×16)."}),
+                "camera_path": ("VB_CAMERA_PATH", {"tooltip": "Target camera, relative to the source's first frame."}),
+                "prompt": ("STRING", {"multiline": True, "default": "", "tooltip": "What the video shows."}),
+                "negative_prompt": ("STRING", {"multiline": True, "default": "",
+                                               "tooltip": "Empty = Wan's standard negative prompt."}),
+                "steps": ("INT", {"default": 50, "min": 1, "max": 200, "tooltip": "Sampling steps."}),
+                "cfg": ("FLOAT", {"default": 5.0, "min": 1.0, "max": 20.0, "step": 0.1, "tooltip": "Guidance scale."}),
+                "shift": ("FLOAT", {"default": 5.0, "min": 0.1, "max": 20.0, "step": 0.1, "tooltip": "Flow shift."}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": 2**63 - 1, "tooltip": "Noise seed."}),
+                "zoom_factor": ("FLOAT", {"default": 1.0, "min": 0.25, "max": 4.0, "step": 0.05,
+                                          "tooltip": "Target focal length ÷ source focal length."}),
+            },
+            "optional": {
+                "translation_scale": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 100.0, "step": 0.05,
+                                                "tooltip": "Multiplies the path's camera translation before it "
+                                                           "reaches the model (scene units → the model's)."}),
+            },
+        }
+
+    def run(self, infcam, source_video, camera_path, prompt, negative_prompt, steps, cfg, shift, seed, zoom_factor,
+            translation_scale=1.0):
+        from .infcam_sampler import change_camera
+
+        try:
+            video = change_camera(infcam, source_video, camera_path, prompt, negative_prompt, steps, cfg, shift,
+                                  seed, zoom_factor, translation_scale=translation_scale)
+        except ValueError as exc:
+            raise NodeInputError("Change Camera (InfCam)", "source_video", str(exc)) from None
+        return (video,)
+
+
+class VBRotationPreview:
+    DESCRIPTION = ("Training-free preview of a camera path: the source frames warped by the rotation-only "
+                   "(infinite) homography of each target camera — what InfCam is conditioned on. Translation is "
+                   "ignored (a homography cannot show parallax); black = outside the source view.")
+    CATEGORY = CATEGORY
+    FUNCTION = "run"
+    RETURN_TYPES = ("IMAGE", "MASK")
+    RETURN_NAMES = ("preview", "valid")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "source_video": ("IMAGE", {"tooltip": "Source frames (or one image)."}),
+                "camera_path": ("VB_CAMERA_PATH", {"tooltip": "Target camera path (resampled to the frame count)."}),
+                "source": (["first_frame", "per_frame"], {"default": "first_frame",
+                                                          "tooltip": "first_frame: warp frame 0 to every camera (InfCam's "
+                                                                     "conditioning); per_frame: warp frame t by camera t."}),
+                "num_frames": ("INT", {"default": 0, "min": 0, "max": 4096,
+                                       "tooltip": "Output frames (0 = the source's count; a still becomes a clip)."}),
+            }
+        }
+
+    def run(self, source_video, camera_path, source, num_frames):
+        from .homography import rotation_preview
+
+        frames = source_video
+        n = num_frames or frames.shape[0]
+        if frames.shape[0] != n:
+            idx = torch.linspace(0, frames.shape[0] - 1, n).round().long()
+            frames = frames[idx]
+        preview, valid = rotation_preview(frames, camera_path, source=source)
+        return (preview, valid)
+
+
+class VBFocusInspect:
+    DESCRIPTION = ("Focus inspection for Dailies (the measurable half of DiffCamera-style 'Fix Focus'; DiffCamera "
+                   "has no public code): per-tile blur in pixels (re-blur method), a sharpness map, the focal plane "
+                   "fitted from a depth map, and per-shot warnings (soft subject, front/back focus, all soft, "
+                   "focus hunting) written as JSON.")
+    CATEGORY = CATEGORY
+    FUNCTION = "run"
+    OUTPUT_NODE = True
+    RETURN_TYPES = ("MASK", "STRING")
+    RETURN_NAMES = ("focus_map", "report_json")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "images": ("IMAGE", {"tooltip": "A shot's frames (or one image)."}),
+                "shot_name": ("STRING", {"default": "shot", "tooltip": "Name used in the report."}),
+                "tile": ("INT", {"default": 32, "min": 8, "max": 256, "tooltip": "Analysis tile size (source pixels)."}),
+                "soft_px": ("FLOAT", {"default": 2.0, "min": 0.25, "max": 50.0, "step": 0.25,
+                                      "tooltip": "Subject blur (Gaussian σ, source pixels) above which a frame warns."}),
+                "save_report": ("BOOLEAN", {"default": True, "tooltip": "Write the JSON report to the output folder."}),
+            },
+            "optional": {
+                "depth": ("MASK", {"tooltip": "Depth map (Optics Engine depth) for the focal-plane estimate."}),
+                "depth_convention": (["metric", "disparity"], {"default": "metric",
+                                                               "tooltip": "metric: bigger = farther; disparity: bigger = nearer."}),
+                "subject_mask": ("MASK", {"tooltip": "Where the subject is (default: the centre third)."}),
+            },
+        }
+
+    def run(self, images, shot_name, tile, soft_px, save_report, depth=None, depth_convention="metric",
+            subject_mask=None):
+        from .focus_inspect import focus_map, inspect_shot
+
+        inv = None
+        if depth is not None:
+            d = depth.float()
+            if depth_convention == "metric":
+                inv = torch.where(torch.isfinite(d) & (d > 0), 1.0 / d.clamp(min=1e-3), torch.zeros_like(d))
+            else:
+                inv = d.clamp(min=0) / d.max().clamp(min=1e-12)
+            if inv.shape[-2:] != images.shape[1:3]:
+                inv = torch.nn.functional.interpolate(inv[:, None], size=images.shape[1:3], mode="bilinear",
+                                                      align_corners=False)[:, 0]
+        if subject_mask is not None and subject_mask.shape[-2:] != images.shape[1:3]:
+            subject_mask = torch.nn.functional.interpolate(subject_mask[:, None].float(), size=images.shape[1:3],
+                                                           mode="bilinear", align_corners=False)[:, 0]
+        report = inspect_shot(images, subject_mask, inv, tile, soft_px, shot_name)
+        text = json.dumps(report, indent=1)
+        fmap = focus_map(images, tile)
+        ui = {}
+        if save_report:
+            path, subfolder, name = unique_output_path(output_directory(), f"vibeboard/dailies/focus_{shot_name}", "json")
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            ui["files"] = [{"filename": name, "subfolder": subfolder, "type": "output"}]
+        ui["text"] = [f"{shot_name}: {len(report['warnings'])} focus warning(s), "
+                      f"{report['in_focus_fraction'] * 100:.0f}% of frames sharp on the subject"]
+        return {"ui": ui, "result": (fmap, text)}
+
+
+class VBFixFocus:
+    DESCRIPTION = ("Fix Focus. DiffCamera (arbitrary refocusing) has no public code or weights, so this node "
+                   "does NOT run DiffCamera: it runs GenFocus' DeblurNet to recover an all-in-focus frame. To "
+                   "choose a new focal plane, feed the result to GenFocus Bokeh with a defocus map.")
+    CATEGORY = CATEGORY
+    FUNCTION = "run"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("all_in_focus",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "genfocus": ("VB_GENFOCUS", {"tooltip": "From GenFocus Loader (DeblurNet LoRA)."}),
+            "image": ("IMAGE", {"tooltip": "Frame(s) to fix; each runs separately."}),
+            "steps": ("INT", {"default": 28, "min": 1, "max": 100, "tooltip": "Sampling steps."}),
+            "seed": ("INT", {"default": 42, "min": 0, "max": 2**63 - 1, "tooltip": "Noise seed."}),
+            "max_side": ("INT", {"default": 1024, "min": 64, "max": 4096, "step": 16, "tooltip": "Longest side."}),
+        }}
+
+    def run(self, genfocus, image, steps, seed, max_side):
+        from ..optics_learned.nodes import VBGenFocusDeblur
+
+        outs = [VBGenFocusDeblur().run(genfocus, image[i:i + 1], steps, 3.5, seed, max_side)[0]
+                for i in range(image.shape[0])]
+        return (torch.cat(outs),)
+
+
+class VBQwenEditLoader:
+    DESCRIPTION = ("Load Qwen-Image-Edit (2509/2511, diffusers QwenImageEditPlusPipeline) from a diffusers folder; "
+                   "optionally take the transformer and/or VAE from ComfyUI single files (fp8-scaled files are "
+                   "dequantised). The text encoder / processor always come from the folder.")
+    CATEGORY = CATEGORY
+    FUNCTION = "load"
+    RETURN_TYPES = ("VB_QWEN_EDIT",)
+    RETURN_NAMES = ("qwen_edit",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "folder": ("STRING", {"default": "diffusers/Qwen-Image-Edit-2509", "tooltip": "diffusers-layout folder."}),
+            "transformer_file": ("STRING", {"default": "", "tooltip": "Optional ComfyUI transformer file (diffusion_models/…)."}),
+            "vae_file": ("STRING", {"default": "", "tooltip": "Optional ComfyUI VAE file (vae/qwen_image_vae.safetensors)."}),
+            "dtype": (DTYPE_CHOICES, {"default": "bf16", "tooltip": "Compute precision."}),
+            "device": (["auto", "cuda", "cpu"], {"default": "auto", "tooltip": "Where to run."}),
+        }}
+
+    def load(self, folder, transformer_file, vae_file, dtype, device):
+        from ..models.loaders import compute_dtype
+        from .qwen_edit import load_pipeline
+
+        node = "Qwen Edit Loader"
+        path = model_path(node, "folder", folder, must_be_dir=True)
+        tf = model_path(node, "transformer_file", transformer_file) if transformer_file.strip() else ""
+        vf = model_path(node, "vae_file", vae_file) if vae_file.strip() else ""
+        try:
+            pipe = load_pipeline(path, tf, vf, compute_dtype(dtype))
+        except ValueError as exc:
+            raise NodeInputError(node, "transformer_file" if tf else "folder", str(exc)) from None
+        return (pipe.to(pick_device(device)),)
+
+
+class VBQwenEdit:
+    DESCRIPTION = ("Edit Shirt (Qwen-Image-Edit): change an image by instruction, e.g. 'make his shirt the red "
+                   "flannel from picture 2'. Up to two reference images (Picture 2, 3). The optional mask is applied "
+                   "after the edit (the model itself takes no mask): outside it the original is kept.")
+    CATEGORY = CATEGORY
+    FUNCTION = "run"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("image",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "qwen_edit": ("VB_QWEN_EDIT", {"tooltip": "From Qwen Edit Loader."}),
+                "image": ("IMAGE", {"tooltip": "Image to edit (Picture 1); each image of a batch is edited."}),
+                "instruction": ("STRING", {"multiline": True, "default": "Change the shirt to a red flannel shirt.",
+                                           "tooltip": "What to change."}),
+                "steps": ("INT", {"default": 40, "min": 1, "max": 100, "tooltip": "Sampling steps."}),
+                "true_cfg": ("FLOAT", {"default": 4.0, "min": 1.0, "max": 20.0, "step": 0.1, "tooltip": "True CFG scale."}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": 2**63 - 1, "tooltip": "Noise seed."}),
+            },
+            "optional": {
+                "mask": ("MASK", {"tooltip": "Only this region may change (composited after the edit)."}),
+                "reference_1": ("IMAGE", {"tooltip": "Picture 2 (e.g. the garment)."}),
+                "reference_2": ("IMAGE", {"tooltip": "Picture 3."}),
+                "negative_prompt": ("STRING", {"default": " ", "tooltip": "Negative prompt for true CFG."}),
+                "feather_px": ("FLOAT", {"default": 4.0, "min": 0.0, "max": 64.0, "tooltip": "Mask edge softness."}),
+            },
+        }
+
+    def run(self, qwen_edit, image, instruction, steps, true_cfg, seed, mask=None, reference_1=None,
+            reference_2=None, negative_prompt=" ", feather_px=4.0):
+        from .qwen_edit import edit
+
+        if not instruction.strip():
+            raise NodeInputError("Edit Shirt (Qwen-Image-Edit)", "instruction", "empty instruction")
+        refs = [r[0] for r in (reference_1, reference_2) if r is not None]
+        outs = []
+        for i in range(image.shape[0]):
+            m = None if mask is None else mask[min(i, mask.shape[0] - 1):][:1]
+            outs.append(edit(qwen_edit, [image[i]] + refs, instruction, negative_prompt, steps, true_cfg, seed, m,
+                             feather_px))
+        return (torch.cat(outs),)
+
+
+NODE_CLASS_MAPPINGS = {
+    "VBQwenEditLoader": VBQwenEditLoader,
+    "VBQwenEdit": VBQwenEdit,
+    "VBFocusInspect": VBFocusInspect,
+    "VBFixFocus": VBFixFocus,
+    "VBInfCamLoader": VBInfCamLoader,
+    "VBChangeCamera": VBChangeCamera,
+    "VBRotationPreview": VBRotationPreview,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "VBQwenEditLoader": "Qwen Edit Loader (VibeBoard)",
+    "VBQwenEdit": "Edit Shirt — Qwen-Image-Edit (VibeBoard)",
+    "VBFocusInspect": "Focus Inspect — Dailies (VibeBoard)",
+    "VBFixFocus": "Fix Focus — via GenFocus Deblur (VibeBoard)",
+    "VBInfCamLoader": "InfCam Loader (VibeBoard)",
+    "VBChangeCamera": "Change Camera — InfCam (VibeBoard)",
+    "VBRotationPreview": "Camera Rotation Preview (VibeBoard)",
+}

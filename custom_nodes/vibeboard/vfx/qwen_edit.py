@@ -1,0 +1,144 @@
+"""Qwen-Image-Edit ("Edit Shirt"): instruction edits with up to three reference images.
+
+Runs diffusers' `QwenImageEditPlusPipeline` (Qwen-Image-Edit-2509 / 2511): every input image goes to
+Qwen2.5-VL as "Picture N" (semantics) and, VAE-encoded, is appended to the latent sequence (appearance).
+The pipeline has no mask input, so an optional mask is applied honestly *after* the edit: the edited frame is
+composited over the original inside the (feathered) mask and the original is kept outside it.
+
+Loading:
+- a diffusers folder (`Qwen/Qwen-Image-Edit-2509` layout: transformer/, vae/, text_encoder/, tokenizer/,
+  processor/, scheduler/), or
+- ComfyUI single files for the 20B transformer (`qwen_image_edit_2509_*.safetensors`, plain or
+  fp8-scaled, optional `model.diffusion_model.` prefix; diffusers key names) and the VAE
+  (`qwen_image_vae.safetensors`, original Wan-VAE key names), with the text encoder, tokenizer, processor
+  and scheduler taken from a diffusers-layout folder (their configs are not in the single files).
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+import torch.nn.functional as F
+
+COMFY_PREFIXES = ("model.diffusion_model.", "diffusion_model.", "model.")
+
+
+def strip_prefix(state: dict) -> dict:
+    for prefix in COMFY_PREFIXES:
+        if any(k.startswith(prefix) for k in state):
+            return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
+    return state
+
+
+def infer_transformer_config(state: dict, attention_head_dim: int = 128, axes_dims_rope=None) -> dict:
+    inner = state["img_in.weight"].shape[0]
+    layers = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("transformer_blocks."))
+    in_ch = state["img_in.weight"].shape[1]
+    out_ch = state["proj_out.weight"].shape[0] // 4  # patch 2×2
+    head = attention_head_dim
+    rope_t = head // 8  # Qwen-Image: axes (16, 56, 56) for 128-dim heads
+    rest = head - rope_t
+    return dict(patch_size=2, in_channels=in_ch, out_channels=out_ch, num_layers=layers,
+                attention_head_dim=head, num_attention_heads=inner // head,
+                joint_attention_dim=state["txt_in.weight"].shape[1],
+                axes_dims_rope=tuple(axes_dims_rope or (rope_t, rest // 2, rest - rest // 2)))
+
+
+def load_transformer_file(path: str, dtype=torch.bfloat16, attention_head_dim: int = 128, axes_dims_rope=None):
+    """QwenImageTransformer2DModel from a ComfyUI/diffusers single safetensors file."""
+    from diffusers import QwenImageTransformer2DModel
+
+    from ..models.loaders import _assign, dequantize_scaled, read_safetensors
+
+    state = strip_prefix(dequantize_scaled(read_safetensors(path), dtype))
+    if "img_in.weight" not in state or "txt_in.weight" not in state:
+        raise ValueError(f"{path}: not a Qwen-Image transformer (no img_in / txt_in weights)")
+    cfg = infer_transformer_config(state, attention_head_dim, axes_dims_rope)
+    with torch.device("meta"):
+        model = QwenImageTransformer2DModel(**cfg)
+    _assign(model, {k: v.to(dtype) for k, v in state.items()})
+    model.pos_embed = type(model.pos_embed)(theta=10000, axes_dim=list(cfg["axes_dims_rope"]), scale_rope=True)
+    return model.eval()
+
+
+def load_vae_file(path: str, dtype=torch.bfloat16):
+    """AutoencoderKLQwenImage (the Wan2.1-VAE architecture) from a ComfyUI single file."""
+    from diffusers import AutoencoderKLQwenImage
+
+    from ..models import wan_keys
+    from ..models.loaders import _assign, read_safetensors
+
+    raw = strip_prefix(read_safetensors(path))
+    state = ({wan_keys.wan_vae_to_diffusers_key(k, 2): v for k, v in raw.items()}
+             if wan_keys.is_original_wan_vae(raw.keys()) else raw)
+    if "encoder.conv_in.weight" not in state:
+        raise ValueError(f"{path}: not a Qwen-Image / Wan 2.1 VAE")
+    with torch.device("meta"):
+        vae = AutoencoderKLQwenImage(base_dim=state["encoder.conv_in.weight"].shape[0],
+                                     z_dim=state["post_quant_conv.weight"].shape[0])
+    _assign(vae, {k: v.to(dtype) for k, v in state.items()})
+    return vae.eval()
+
+
+def load_pipeline(folder: str, transformer_file: str = "", vae_file: str = "", dtype=torch.bfloat16,
+                  attention_head_dim: int = 128):
+    """QwenImageEditPlusPipeline from a diffusers folder, with single-file overrides."""
+    from diffusers import QwenImageEditPlusPipeline
+
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"Qwen-Image-Edit folder not found: {folder}")
+    parts = {}
+    if transformer_file:
+        parts["transformer"] = load_transformer_file(transformer_file, dtype, attention_head_dim)
+    if vae_file:
+        parts["vae"] = load_vae_file(vae_file, dtype)
+    return QwenImageEditPlusPipeline.from_pretrained(folder, torch_dtype=dtype, local_files_only=True, **parts)
+
+
+def feather(mask: torch.Tensor, radius: float) -> torch.Tensor:
+    """Soften a [B, H, W] mask with a Gaussian of σ = radius pixels (0 = hard edge)."""
+    if radius <= 0:
+        return mask.clamp(0, 1)
+    k = int(math.ceil(3 * radius))
+    t = torch.arange(-k, k + 1, dtype=torch.float32)
+    g = torch.exp(-(t ** 2) / (2 * radius ** 2))
+    g = (g / g.sum()).to(mask)
+    m = F.pad(mask[:, None].float(), (k, k, k, k), mode="replicate")
+    m = F.conv2d(F.conv2d(m, g.view(1, 1, 1, -1)), g.view(1, 1, -1, 1))
+    return m[:, 0].clamp(0, 1)
+
+
+def composite(original: torch.Tensor, edited: torch.Tensor, mask: torch.Tensor, feather_px: float = 4.0):
+    """Keep `original` outside the mask: IMAGE [1, H, W, 3] each (edited resized to the original)."""
+    h, w = original.shape[1:3]
+    if edited.shape[1:3] != (h, w):
+        edited = F.interpolate(edited.permute(0, 3, 1, 2), size=(h, w), mode="bilinear",
+                               align_corners=False, antialias=True).permute(0, 2, 3, 1)
+    m = mask[:1].float()
+    if m.shape[1:] != (h, w):
+        m = F.interpolate(m[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
+    m = feather(m, feather_px)[..., None]
+    return original * (1 - m) + edited * m
+
+
+def to_pil(image: torch.Tensor):
+    from PIL import Image
+
+    arr = (image.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+    return Image.fromarray(arr)
+
+
+@torch.no_grad()
+def edit(pipe, images: list, instruction: str, negative: str = " ", steps: int = 40, true_cfg: float = 4.0,
+         seed: int = 0, mask: torch.Tensor | None = None, feather_px: float = 4.0) -> torch.Tensor:
+    """images: list of IMAGE [H, W, 3] (the first is edited, the rest are references). Returns IMAGE [1, H, W, 3]."""
+    import numpy as np
+
+    gen = torch.Generator("cpu").manual_seed(int(seed))
+    out = pipe(image=[to_pil(i) for i in images], prompt=instruction, negative_prompt=negative or " ",
+               num_inference_steps=steps, true_cfg_scale=true_cfg, generator=gen, output_type="np")
+    edited = torch.from_numpy(np.asarray(out.images[0])).float()[None]
+    if mask is not None:
+        return composite(images[0][None].float(), edited, mask, feather_px)
+    return edited

@@ -1,0 +1,100 @@
+"""`vibeboard models pull` fails clearly offline and never leaves a partial file behind."""
+import os
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from vibeboard.models import download, registry
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _files(root):
+    return [os.path.join(b, f) for b, _, fs in os.walk(root) for f in fs]
+
+
+def test_pull_offline_cli_message_and_no_files(tmp_path):
+    env = dict(os.environ, VIBEBOARD_MODELS_DIR=str(tmp_path / "models"), HF_HUB_OFFLINE="1")
+    proc = subprocess.run([sys.executable, "-m", "runner", "models", "pull", "wan2.1-vae"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 4, proc.stderr
+    assert "no connection to the Hugging Face hub" in proc.stderr
+    assert "vae/wan_2.1_vae.safetensors" in proc.stderr  # says where to put the file by hand
+    assert _files(tmp_path) == []
+
+
+class _Truncating(BaseHTTPRequestHandler):
+    """Answers like the hub but drops every download after 1000 of 100000 bytes."""
+
+    def log_message(self, *args):
+        pass
+
+    def _head(self):
+        self.send_response(200)
+        self.send_header("ETag", '"0123456789abcdef0123456789abcdef01234567"')
+        self.send_header("X-Repo-Commit", "a" * 40)
+        self.send_header("Content-Length", "100000")
+        self.end_headers()
+
+    def do_HEAD(self):
+        self._head()
+
+    def do_GET(self):
+        self._head()
+        self.wfile.write(b"x" * 1000)
+        self.wfile.flush()
+        self.connection.close()
+
+
+@pytest.fixture()
+def hub():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Truncating)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def test_interrupted_download_leaves_nothing(tmp_path, hub, monkeypatch):
+    import time
+    monkeypatch.setattr(time, "sleep", lambda s: None)  # huggingface_hub's retry back-off
+    monkeypatch.setenv("VIBEBOARD_MODELS_DIR", str(tmp_path / "models"))
+    with pytest.raises(download.PullError, match="dropped mid-download"):
+        download.pull("wan2.1-vae", endpoint=hub, log=lambda s: None)
+    assert _files(tmp_path) == []
+    # keep_partial keeps staging data hidden for a resume — never at the path loaders read
+    with pytest.raises(download.PullError):
+        download.pull("wan2.1-vae", endpoint=hub, keep_partial=True, log=lambda s: None)
+    final = tmp_path / "models" / "vae" / "wan_2.1_vae.safetensors"
+    assert not final.exists()
+    assert all(".vb-download" in p for p in _files(tmp_path))
+    assert registry.status("wan2.1-vae")["comfy"]["present"] is False
+
+
+def test_registry_entries_are_complete():
+    models = registry.load_registry()["models"]
+    for name in ("wan2.1-t2v-1.3b", "wan2.1-t2v-14b", "wan2.1-i2v-14b-480p", "wan2.1-vace-1.3b",
+                 "wan2.1-vace-14b", "wan2.2-i2v-a14b", "wan2.2-ti2v-5b", "umt5-xxl", "wan2.1-vae",
+                 "clip-vision-h", "storymem-lora", "reco-lora", "infcam", "genfocus-loras", "flux1-dev",
+                 "learn2refocus-unet", "flashportrait", "qwen-image-edit", "depth-anything-v2", "depth-pro"):
+        e = models[name]
+        assert e["licence"] and e["nodes"] and e["sources"], name
+        for src in e["sources"].values():
+            assert "/" in src["repo"]
+            assert src.get("diffusers") or src.get("folder") in registry.FOLDERS
+            assert registry.source_size_gb(src) > 0
+
+
+def test_comfyui_folder_is_searched(tmp_path, monkeypatch):
+    comfy = tmp_path / "ComfyUI" / "models" / "vae"
+    comfy.mkdir(parents=True)
+    (comfy / "wan_2.1_vae.safetensors").write_bytes(b"0")
+    monkeypatch.setenv("VIBEBOARD_MODELS_DIR", str(tmp_path / "ours"))
+    assert registry.status("wan2.1-vae")["comfy"]["present"] is False
+    monkeypatch.setenv("VIBEBOARD_COMFYUI_DIR", str(tmp_path / "ComfyUI"))
+    st = registry.status("wan2.1-vae")["comfy"]
+    assert st["present"] and st["paths"] == [str(comfy / "wan_2.1_vae.safetensors")]
+    # pull finds it there and downloads nothing
+    assert download.pull("wan2.1-vae", log=lambda s: None) == [str(comfy / "wan_2.1_vae.safetensors")]

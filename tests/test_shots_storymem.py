@@ -1,0 +1,193 @@
+"""StoryMem: RoPE positions, fixed memory latents, output frame count, LoRA key mapping."""
+import math
+
+import pytest
+import torch
+
+from vibeboard.shots import rope, storymem, tiny_models
+from vibeboard.shots.sampling import flow_sigmas
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return tiny_models.wan_transformer(seed=0)
+
+
+def test_positioned_rope_matches_diffusers_for_contiguous_positions(tiny):
+    x = torch.randn(1, 36, 4, 6, 8)
+    ref = tiny.rope(x)
+    r = rope.install_positioned_rope(tiny)
+    with rope.frame_positions(tiny, torch.arange(4)):
+        got = r(x)
+    assert torch.equal(ref[0], got[0]) and torch.equal(ref[1], got[1])
+    with rope.frame_positions(tiny, torch.tensor([-10, -5, 0, 1])):
+        shifted = r(x)
+    assert not torch.equal(ref[0], shifted[0])
+
+
+def test_memory_positions_layout():
+    assert rope.memory_frame_positions(3, 4, 5).tolist() == [-15, -10, -5, 0, 1, 2, 3]
+    assert rope.memory_frame_positions(2, 3, 0).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_mask_layout_matches_wan_i2v_folding():
+    m = storymem.storymem_mask(2, 9, 1, 2, 2)  # 2 memory, 9 pixel frames -> 3 latent frames, MI2V
+    assert m.shape == (1, 4, 5, 2, 2)
+    assert m[0, :, :2].eq(1).all()            # memory frames
+    assert m[0, :, 2].eq(1).all()             # first shot frame (given image, repeated x4)
+    assert m[0, :, 3:].eq(0).all()
+    mm = storymem.storymem_mask(1, 9, 5, 1, 1)  # MM2V: pixel frames 0..4 = shot latent frames 0 and 1
+    assert mm[0, :, 1:3].eq(1).all() and mm[0, :, 3].eq(0).all()
+
+
+def _record(transformer, store):
+    def pre(mod, args, kwargs):
+        store["inputs"].append(kwargs["hidden_states"].detach().clone())
+    h1 = transformer.register_forward_pre_hook(pre, with_kwargs=True)
+
+    def attn_pre(mod, args):
+        store["rotary"].append(args[3])
+    h2 = transformer.blocks[0].attn1.register_forward_pre_hook(attn_pre)
+    return [h1, h2]
+
+
+@pytest.mark.parametrize("gap", [5, 3])
+def test_memory_fixed_through_sampling_and_seen_at_negative_positions(tiny, gap):
+    torch.manual_seed(1)
+    M, F, h, w = 2, 9, 4, 4
+    T = 3
+    memory = torch.randn(1, 16, M, h, w)
+    shot_cond = torch.randn(1, 16, T, h, w)
+    ctx, ctx_null = torch.randn(1, 6, 32), torch.randn(1, 6, 32)
+    store = {"inputs": [], "rotary": []}
+    hooks = _record(tiny, store)
+    try:
+        settings = storymem.StoryMemSettings(steps=4, shift=3.0, guidance=2.0, rope_gap=gap, seed=3)
+        out = storymem.generate_latents(tiny, ctx, memory, shot_cond, F, 1, settings, context_null=ctx_null)
+    finally:
+        for hk in hooks:
+            hk.remove()
+    assert out.shape == (1, 16, T, h, w)                      # shot frames only
+    assert len(store["inputs"]) == 4                           # 4 steps, cond + uncond batched in one forward
+    for inp in store["inputs"]:
+        assert inp.shape[0] == 2 and inp.shape[2] == M + T
+        for b in range(2):
+            assert torch.equal(inp[b:b + 1, :16, :M], memory)  # noisy-latent channels: memory held exactly
+            assert torch.equal(inp[b:b + 1, 20:, :M], memory)  # y channels: memory latents
+        assert inp[:, 16:20, :M].eq(1).all()                   # mask = 1 on memory frames
+    # the frequencies the first self-attention used: memory frame m at -(M - m) * gap
+    cos, sin = store["rotary"][0]
+    r = tiny.rope
+    t_dim = r.original.t_dim
+    tokens_per_frame = (h // 2) * (w // 2)
+    expected_pos = [-(M - m) * gap for m in range(M)] + list(range(T))
+    inv = 1.0 / (10000.0 ** (torch.arange(0, t_dim, 2, dtype=torch.float64) / t_dim))
+    for f, pos in enumerate(expected_pos):
+        want = torch.cos(pos * inv).repeat_interleave(2).float()
+        got = cos[0, f * tokens_per_frame, 0, :t_dim]
+        assert torch.allclose(got, want, atol=1e-6), (f, pos)
+    assert r.last_frame_positions.tolist() == expected_pos
+    assert r.frame_positions is None                           # context restored after sampling
+
+
+def test_free_mode_lets_memory_region_move(tiny):
+    torch.manual_seed(2)
+    memory = torch.randn(1, 16, 1, 4, 4)
+    shot_cond = torch.randn(1, 16, 2, 4, 4)
+    ctx = torch.randn(1, 6, 32)
+    store = {"inputs": [], "rotary": []}
+    hooks = _record(tiny, store)
+    try:
+        settings = storymem.StoryMemSettings(steps=3, guidance=1.0, memory_mode="free")
+        out = storymem.generate_latents(tiny, ctx, memory, shot_cond, 5, 0, settings)
+    finally:
+        for hk in hooks:
+            hk.remove()
+    assert out.shape[2] == 2
+    assert not torch.equal(store["inputs"][1][:, :16, :1], memory)
+
+
+def test_moe_switches_expert_at_boundary(tiny):
+    second = tiny_models.wan_transformer(seed=5)
+    sig = flow_sigmas(6, 5.0)
+    calls = []
+    memory = torch.randn(1, 16, 1, 4, 4)
+    shot_cond = torch.randn(1, 16, 2, 4, 4)
+    settings = storymem.StoryMemSettings(steps=6, shift=5.0, guidance=1.0)
+    storymem.generate_latents(tiny, torch.randn(1, 6, 32), memory, shot_cond, 5, 0, settings, transformer_2=second,
+                              boundary_ratio=0.9, denoiser_hook=lambda d: calls.append(d))
+    experts = [e for _, e in calls[0].calls]
+    want = [0 if float(s) * 1000 >= 900 else 1 for s in sig[:-1]]
+    assert experts == want and 0 in experts and 1 in experts
+
+
+def _storymem_peft_lora(model, rank=4, seed=0):
+    """A LoRA in StoryMem's published layout: PEFT on the original WanModel names."""
+    g = torch.Generator().manual_seed(seed)
+    sd = {}
+    dim = model.config.num_attention_heads * model.config.attention_head_dim
+    ffn = model.config.ffn_dim
+    for i in range(model.config.num_layers):
+        for part in ("self_attn", "cross_attn"):
+            for p in "qkvo":
+                sd[f"base_model.model.blocks.{i}.{part}.{p}.lora_A.weight"] = torch.randn(rank, dim, generator=g) * .1
+                sd[f"base_model.model.blocks.{i}.{part}.{p}.lora_B.weight"] = torch.randn(dim, rank, generator=g) * .1
+        sd[f"base_model.model.blocks.{i}.ffn.0.lora_A.weight"] = torch.randn(rank, dim, generator=g) * .1
+        sd[f"base_model.model.blocks.{i}.ffn.0.lora_B.weight"] = torch.randn(ffn, rank, generator=g) * .1
+        sd[f"base_model.model.blocks.{i}.ffn.2.lora_A.weight"] = torch.randn(rank, ffn, generator=g) * .1
+        sd[f"base_model.model.blocks.{i}.ffn.2.lora_B.weight"] = torch.randn(dim, rank, generator=g) * .1
+    return sd
+
+
+def test_storymem_lora_keys_map_onto_diffusers_and_scale_rslora(tmp_path):
+    """The Wan layer's LoRA loader reads StoryMem's PEFT file (original names) with rsLoRA scaling."""
+    from safetensors.torch import save_file
+    from vibeboard.models import lora as lora_mod
+    model = tiny_models.wan_transformer(seed=0)
+    sd = _storymem_peft_lora(model)
+    path = str(tmp_path / "storymem_lora.safetensors")
+    save_file(sd, path)
+    x = torch.randn(1, 36, 2, 4, 4)
+    kw = dict(timestep=torch.tensor([500.0]), encoder_hidden_states=torch.randn(1, 5, 32), return_dict=False)
+    base = model(hidden_states=x, **kw)[0]
+    groups = lora_mod.read_lora(path, alpha=128, rslora=True)
+    resolved = lora_mod.resolve(model, groups)
+    assert len(resolved) == 2 * 10
+    assert "blocks.0.attn1.to_out.0" in resolved and "blocks.1.ffn.net.0.proj" in resolved
+    lin = model.blocks[0].attn1.to_q
+    inp = torch.randn(3, lin.in_features)
+    a = sd["base_model.model.blocks.0.self_attn.q.lora_A.weight"]
+    b = sd["base_model.model.blocks.0.self_attn.q.lora_B.weight"]
+    want = torch.nn.functional.linear(inp, lin.weight, lin.bias) + 128 / math.sqrt(4) * inp @ a.T @ b.T
+    with lora_mod.applied(model, [(groups, 1.0)]):
+        assert torch.allclose(lin(inp), want, atol=1e-3)
+        assert not torch.allclose(model(hidden_states=x, **kw)[0], base, atol=1e-3)
+    assert torch.equal(model(hidden_states=x, **kw)[0], base)
+
+
+def test_batched_cfg_equals_two_forwards(tiny):
+    from vibeboard.shots.sampling import WanDenoiser
+    y = storymem.build_condition(torch.randn(1, 16, 2, 4, 4), torch.randn(1, 16, 2, 4, 4), 5, 1)
+    x = torch.randn(1, 16, 4, 4, 4)
+    kw = dict(transformer=tiny, context=torch.randn(1, 6, 32), context_null=torch.randn(1, 6, 32), guidance=4.0, y=y,
+              positions=rope.memory_frame_positions(2, 2, 5))
+    a = WanDenoiser(batch_cfg=True, **kw)(x, 700.0)
+    b = WanDenoiser(batch_cfg=False, **kw)(x, 700.0)
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_per_token_timesteps_zero_on_clean_tokens(tiny):
+    """Wan2.2 TI2V-style: held-clean frames (e.g. memory/reference latents) get timestep 0 per token."""
+    from vibeboard.shots.sampling import WanDenoiser
+    model = tiny_models.wan_transformer(in_channels=16)
+    seen = []
+    hook = model.register_forward_pre_hook(lambda m, a, k: seen.append(k["timestep"].clone()), with_kwargs=True)
+    clean = torch.zeros(1, 3, 4, 4)
+    clean[:, 0] = 1
+    try:
+        WanDenoiser(transformer=model, context=torch.randn(1, 6, 32), clean_token_mask=clean)(
+            torch.randn(1, 16, 3, 4, 4), 600.0)
+    finally:
+        hook.remove()
+    ts = seen[0].view(1, 3, 2, 2)
+    assert ts[:, 0].eq(0).all() and ts[:, 1:].eq(600.0).all()
