@@ -73,7 +73,10 @@ class VBBoxesSave:
                                                             "tooltip": "Output name prefix"})}}
 
     def save(self, boxes, filename_prefix):
-        path, _, _ = runtime.unique_output_path(runtime.output_directory(), filename_prefix, "json")
+        try:
+            path, _, _ = runtime.unique_output_path(runtime.output_directory(), filename_prefix, "json")
+        except runtime.NodeInputError as exc:
+            raise runtime.NodeInputError("Boxes Save", "filename_prefix", str(exc).split(": ", 2)[-1]) from None
         boxes_mod.save_boxes(boxes, path)
         return {"ui": {"files": [file_entry(path)]}, "result": ()}
 

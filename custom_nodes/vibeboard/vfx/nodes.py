@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import torch
 
@@ -238,7 +239,9 @@ class VBFocusInspect:
         fmap = focus_map(images, tile)
         ui = {}
         if save_report:
-            path, subfolder, name = unique_output_path(output_directory(), f"vibeboard/dailies/focus_{shot_name}", "json")
+            # the shot name is free text: one file name in dailies/, never a sub-folder or a way out of it
+            safe_name = re.sub(r"[^\w-]+", "_", shot_name).strip("_") or "shot"
+            path, subfolder, name = unique_output_path(output_directory(), f"vibeboard/dailies/focus_{safe_name}", "json")
             with open(path, "w", encoding="utf-8") as fh:
                 fh.write(text)
             ui["files"] = [{"filename": name, "subfolder": subfolder, "type": "output"}]
