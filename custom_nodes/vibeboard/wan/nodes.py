@@ -134,8 +134,18 @@ class VBWanLoRA:
         }}
 
     def apply(self, wan, lora_name, strength, expert="both"):
+        from ..models import lora as lora_mod
+
         path = _resolve("Wan LoRA", "lora_name", lora_name, "loras")
         part = {"both": None, "high_noise": "transformer", "low_noise": "transformer_2"}[expert]
+        # Check now (names, shapes, format) so a LoRA that cannot apply is this node's error, not the sampler's.
+        targets = [p for p in ("transformer", "transformer_2") if wan.has(p) and part in (None, p)]
+        try:
+            groups = lora_mod.cached_lora(path)
+            for target in targets:
+                lora_mod.check_fits(wan.module(target), groups, strict="any")
+        except ValueError as exc:
+            raise runtime.NodeInputError("Wan LoRA", "lora_name", str(exc)) from None
         new = wan.with_parts()
         new.loras.append((path, float(strength), part))
         return (new,)
