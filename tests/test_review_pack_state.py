@@ -58,3 +58,41 @@ def test_location_memory_frames_file_is_replaced_atomically(tmp_path, monkeypatc
     with pytest.raises(OSError):
         mem.save(str(tmp_path))
     assert open(tmp_path / "frames.safetensors", "rb").read() == before
+
+
+def _bank_with_one_cached_latent(vae, h, w):
+    from vibeboard.shots import storymem
+    from vibeboard.shots.memory_bank import MemoryEntry, StoryMemoryBank
+
+    bank = StoryMemoryBank()
+    bank.add(MemoryEntry(image=torch.rand(h, w, 3), shot=1, frame=0), dedup=False)
+    storymem.encode_memory(vae, bank, h, w)           # caches entry 0's latent
+    bank.add(MemoryEntry(image=torch.rand(h, w, 3), shot=2, frame=0), dedup=False)
+    return bank
+
+
+def test_story_memory_latent_cache_lives_on_the_host():
+    from vibeboard.shots import storymem, tiny_models
+
+    vae = tiny_models.wan_vae(seed=0)
+    bank = _bank_with_one_cached_latent(vae, 16, 16)
+    out = storymem.encode_memory(vae, bank, 16, 16)
+    assert out.shape[2] == 2
+    assert all(e.latent.device.type == "cpu" for e in bank.entries)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU: a cached (host) latent next to a fresh one")
+def test_story_memory_mixes_disk_cached_and_fresh_latents_on_gpu(tmp_path):
+    from vibeboard.shots import storymem, tiny_models
+    from vibeboard.shots.memory_bank import StoryMemoryBank
+
+    vae = tiny_models.wan_vae(seed=0)
+    bank = _bank_with_one_cached_latent(vae, 16, 16)
+    bank.entries = bank.entries[:1]
+    bank.save(str(tmp_path))
+    loaded = StoryMemoryBank.load(str(tmp_path))       # latent read back on the CPU
+    from vibeboard.shots.memory_bank import MemoryEntry
+    loaded.add(MemoryEntry(image=torch.rand(16, 16, 3), shot=2, frame=0), dedup=False)
+    out = storymem.encode_memory(vae.cuda(), loaded, 16, 16)  # was: torch.stack of cpu + cuda tensors
+    assert out.shape[2] == 2
+    assert all(e.latent.device.type == "cpu" for e in loaded.entries)
