@@ -72,3 +72,12 @@ def test_camera_import_unreadable_file_is_a_node_input_error(dirs):
     with pytest.raises(NodeInputError) as err:
         VBCameraPathImport().load("", "bad.txt", 32, 32, 16.0, True)
     assert err.value.input_name == "file"
+
+
+def test_focus_inspect_accepts_a_2d_depth_mask(dirs):
+    from vibeboard.vfx.nodes import VBFocusInspect
+
+    images = torch.rand(2, 16, 16, 3)
+    flat = VBFocusInspect().run(images, "s", 8, 2.0, False, depth=torch.rand(16, 16) + 1)
+    batched = VBFocusInspect().run(images, "s", 8, 2.0, False, depth=(torch.rand(16, 16) + 1)[None])
+    assert flat["result"][0].shape == batched["result"][0].shape == (2, 16, 16)

@@ -224,6 +224,8 @@ class VBFocusInspect:
         inv = None
         if depth is not None:
             d = depth.float()
+            if d.dim() == 2:  # a single [H, W] mask
+                d = d[None]
             if depth_convention == "metric":
                 inv = torch.where(torch.isfinite(d) & (d > 0), 1.0 / d.clamp(min=1e-3), torch.zeros_like(d))
             else:
