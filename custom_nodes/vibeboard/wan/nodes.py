@@ -245,6 +245,11 @@ class VBWanT2V:
 
     def generate(self, wan, text, width, height, length, sampler=None, preview=False):
         C.check_size("Wan Text to Video", length, height, width, wan)
+        in_ch = wan.module("transformer").config.in_channels
+        if in_ch != wan.latent_channels:  # an I2V DiT also wants mask + image channels this node has no input for
+            raise runtime.NodeInputError("Wan Text to Video", "wan", f"this model takes {in_ch} input channels, "
+                                         f"text to video needs {wan.latent_channels}: load a T2V (or VACE/TI2V) "
+                                         "model, or use Wan Image to Video")
         lat = S.sample(wan, _cond(text), _settings(wan, sampler), C.latent_shape(wan, length, height, width),
                        preview=preview)
         return ({"samples": lat},)
