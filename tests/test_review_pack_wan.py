@@ -22,3 +22,13 @@ def test_t2v_on_an_i2v_model_names_the_wan_input():
     with pytest.raises(NodeInputError) as err:
         VBWanT2V().generate(wan, text, 16, 16, 1)
     assert err.value.input_name == "wan" and "Wan Text to Video" in str(err.value)
+
+
+def test_v2v_with_latents_of_another_vae_names_the_latent_input():
+    from vibeboard.wan.nodes import VBWanV2V
+
+    wan = _handle("t2v")
+    text = {"prompt_embeds": torch.zeros(1, 8, 32), "negative_embeds": torch.zeros(1, 8, 32)}
+    with pytest.raises(NodeInputError) as err:
+        VBWanV2V().generate(wan, text, {"samples": torch.zeros(1, 48, 1, 2, 2)}, 0.5)
+    assert err.value.input_name == "latent"

@@ -316,8 +316,9 @@ class VBWanV2V:
 
     def generate(self, wan, text, latent, denoise, sampler=None, preview=False):
         init = latent["samples"]
-        if init.ndim != 5:
-            raise runtime.NodeInputError("Wan Video to Video", "latent", f"expected [B,C,T,H,W], got {tuple(init.shape)}")
+        if init.ndim != 5 or init.shape[1] != wan.latent_channels:
+            raise runtime.NodeInputError("Wan Video to Video", "latent", f"expected [B,{wan.latent_channels},T,H,W] "
+                                         f"(this model's VAE), got {tuple(init.shape)}")
         settings = _settings(wan, sampler)
         settings = S.SamplerSettings(**{**settings.__dict__, "denoise": float(denoise)})
         lat = S.sample(wan, _cond(text), settings, tuple(init.shape), init_latents=init, preview=preview)
