@@ -94,7 +94,7 @@ class VBCameraPathDraw:
     def build(self, points, mode, num_frames, width, height, fov_deg, easing, subject_distance, image=None):
         try:
             pts = parse_points(points)
-        except ValueError as exc:
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
             raise NodeInputError("Camera Path (Draw)", "points", str(exc)) from None
         if not pts:
             raise NodeInputError("Camera Path (Draw)", "points", "draw at least one point")
@@ -277,7 +277,7 @@ class VBBoxesDraw:
     def build(self, boxes, num_frames, width, height, image=None):
         try:
             parsed = parse_boxes(boxes)
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
             raise NodeInputError("Boxes (Draw)", "boxes", str(exc)) from None
         if image is not None:
             height, width = int(image.shape[1]), int(image.shape[2])
