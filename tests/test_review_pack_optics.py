@@ -12,3 +12,15 @@ def test_rack_focus_uses_first_map_of_an_image_depth_batch():
     as_image = O.VBRackFocus().rack(image, torch.cat([depth, depth * 2]).unsqueeze(-1).repeat(1, 1, 1, 3), **args)
     torch.testing.assert_close(as_image[0], as_mask[0])
     assert as_image[1:] == as_mask[1:]
+
+
+def test_genfocus_bokeh_accepts_a_2d_defocus_mask():
+    from vibeboard.optics_learned.nodes import VBGenFocusBokeh
+
+    class Stub:
+        def run(self, image, conditions, adapter, prompt, steps, guidance, seed):
+            return image
+
+    image = torch.rand(1, 32, 32, 3)
+    out = VBGenFocusBokeh().run(Stub(), image, torch.rand(32, 32), 1, 0, 1024)[0]
+    assert out.shape == (1, 32, 32, 3)

@@ -32,3 +32,24 @@ def test_v2v_with_latents_of_another_vae_names_the_latent_input():
     with pytest.raises(NodeInputError) as err:
         VBWanV2V().generate(wan, text, {"samples": torch.zeros(1, 48, 1, 2, 2)}, 0.5)
     assert err.value.input_name == "latent"
+
+
+def test_vace_context_reads_a_2d_mask_as_one_frame_held():
+    from vibeboard.wan import conditioning as C
+
+    wan = _handle("t2v")
+    mask = (torch.rand(16, 16) > 0.5).float()
+    flat, _ = C.vace_context(wan, 5, 16, 16, mask=mask)
+    batched, _ = C.vace_context(wan, 5, 16, 16, mask=mask[None])
+    torch.testing.assert_close(flat, batched)
+
+
+def test_qwen_edit_node_passes_a_2d_mask_whole(monkeypatch):
+    from vibeboard.vfx import nodes as V
+    from vibeboard.vfx import qwen_edit
+
+    seen = []
+    monkeypatch.setattr(qwen_edit, "edit", lambda pipe, images, *a: (seen.append(a[-2]), images[0][None])[1])
+    mask = torch.ones(8, 8)
+    V.VBQwenEdit().run(None, torch.rand(2, 8, 8, 3), "do it", 1, 1.0, 0, mask=mask)
+    assert all(m.shape == (1, 8, 8) for m in seen)

@@ -144,6 +144,7 @@ class VBGenFocusBokeh:
         from ..optics.genfocus import BOKEH_PROMPT, bokeh_conditions
 
         img = _fit(image[:1].float(), max_side)
+        defocus_map = defocus_map[None] if defocus_map.dim() == 2 else defocus_map  # one [H, W] mask
         d = F.interpolate(defocus_map[:1, None].float(), size=img.shape[1:3], mode="bilinear", align_corners=False)[:, 0]
         try:
             out = genfocus.run(img, bokeh_conditions(img, d), "bokeh", BOKEH_PROMPT, steps, 1.0, seed)

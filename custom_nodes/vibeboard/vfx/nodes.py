@@ -350,6 +350,8 @@ class VBQwenEdit:
         if not instruction.strip():
             raise NodeInputError("Edit Shirt (Qwen-Image-Edit)", "instruction", "empty instruction")
         refs = [r[0] for r in (reference_1, reference_2) if r is not None]
+        if mask is not None and mask.dim() == 2:  # one [H, W] mask for every image
+            mask = mask[None]
         outs = []
         for i in range(image.shape[0]):
             m = None if mask is None else mask[min(i, mask.shape[0] - 1):][:1]
