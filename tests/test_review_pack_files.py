@@ -81,3 +81,11 @@ def test_focus_inspect_accepts_a_2d_depth_mask(dirs):
     flat = VBFocusInspect().run(images, "s", 8, 2.0, False, depth=torch.rand(16, 16) + 1)
     batched = VBFocusInspect().run(images, "s", 8, 2.0, False, depth=(torch.rand(16, 16) + 1)[None])
     assert flat["result"][0].shape == batched["result"][0].shape == (2, 16, 16)
+
+
+def test_focus_inspect_accepts_a_2d_subject_mask_of_another_size(dirs):
+    from vibeboard.vfx.nodes import VBFocusInspect
+
+    images = torch.rand(2, 16, 16, 3)
+    out = VBFocusInspect().run(images, "s", 8, 2.0, False, subject_mask=torch.ones(8, 8))
+    assert out["result"][0].shape == (2, 16, 16)

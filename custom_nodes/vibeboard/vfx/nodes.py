@@ -233,6 +233,8 @@ class VBFocusInspect:
             if inv.shape[-2:] != images.shape[1:3]:
                 inv = torch.nn.functional.interpolate(inv[:, None], size=images.shape[1:3], mode="bilinear",
                                                       align_corners=False)[:, 0]
+        if subject_mask is not None and subject_mask.dim() == 2:
+            subject_mask = subject_mask[None]
         if subject_mask is not None and subject_mask.shape[-2:] != images.shape[1:3]:
             subject_mask = torch.nn.functional.interpolate(subject_mask[:, None].float(), size=images.shape[1:3],
                                                            mode="bilinear", align_corners=False)[:, 0]
