@@ -71,7 +71,8 @@ class VBGenFocusLoader:
         node = "GenFocus Loader"
         folder = model_path(node, "flux_folder", flux_folder, must_be_dir=True)
         dev = pick_device(device)
-        pipe = FluxPipeline.from_pretrained(folder, torch_dtype=DTYPES[dtype], local_files_only=True).to(dev)
+        pipe = FluxPipeline.from_pretrained(folder, torch_dtype=DTYPES[dtype], local_files_only=True,
+                                            use_safetensors=True).to(dev)
         adapters = []
         for name, value, input_name in (("deblurring", deblur_lora, "deblur_lora"), ("bokeh", bokeh_lora, "bokeh_lora")):
             if value.strip():

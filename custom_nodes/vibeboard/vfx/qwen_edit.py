@@ -93,7 +93,8 @@ def load_pipeline(folder: str, transformer_file: str = "", vae_file: str = "", d
         parts["transformer"] = load_transformer_file(transformer_file, dtype, attention_head_dim)
     if vae_file:
         parts["vae"] = load_vae_file(vae_file, dtype)
-    return QwenImageEditPlusPipeline.from_pretrained(folder, torch_dtype=dtype, local_files_only=True, **parts)
+    return QwenImageEditPlusPipeline.from_pretrained(folder, torch_dtype=dtype, local_files_only=True,
+                                                     use_safetensors=True, **parts)
 
 
 def feather(mask: torch.Tensor, radius: float) -> torch.Tensor:
