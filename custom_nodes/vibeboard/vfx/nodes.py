@@ -77,6 +77,9 @@ class VBInfCamLoader:
 
         node = "InfCam Loader"
         ckpt = model_path(node, "checkpoint", checkpoint)
+        if not ckpt.endswith(".safetensors"):
+            raise NodeInputError(node, "checkpoint", f"{ckpt}: only .safetensors is read (convert InfCam's .ckpt "
+                                 "once; see docs/vfx.md)")
         base = None
         if wan is not None:
             import copy
