@@ -50,36 +50,61 @@ def apply_job_inputs(prompt: dict, inputs: dict, input_dir: str, job_id: str, ma
     if not isinstance(inputs, dict):
         raise ApiError(400, "invalid_request", "'inputs' must be an object {\"node_id.input\": value}")
     written = []
-    for key, value in inputs.items():
-        node_id, sep, name = str(key).partition(".")
-        if not sep or not name:
-            raise ApiError(400, "invalid_input", f"input key {key!r} must look like 'node_id.input_name'")
-        node = prompt.get(node_id)
-        if node is None:
-            raise ApiError(400, "invalid_input", f"input {key!r}: node {node_id!r} is not in the workflow")
-        if isinstance(value, dict) and ("url" in value or "base64" in value):
-            if "base64" in value:
-                if not isinstance(value["base64"], str):
-                    raise ApiError(400, "invalid_input", f"input {key!r}: base64 must be a string")
-                data = _decode_base64(value["base64"], max_bytes, key)
-                wanted = value.get("filename") or f"{node_id}_{name}.bin"
-            else:
-                url = value["url"]
-                scheme = urllib.parse.urlparse(url).scheme if isinstance(url, str) else ""
-                if scheme not in ("http", "https"):
-                    raise ApiError(400, "invalid_input", f"input {key!r}: only http(s) URLs are accepted")
-                if not allow_urls:
-                    raise ApiError(403, "url_inputs_disabled", "URL inputs are disabled on this server")
-                data = _download(url, max_url_bytes, key)
-                wanted = value.get("filename") or urllib.parse.urlparse(url).path
-            if value.get("filename") is not None:
-                safe_relpath(value["filename"], f"input {key!r} filename", allow_subdirs=False)
-            file_name = _safe_input_name(job_id, wanted)
-            with open(os.path.join(input_dir, file_name), "wb") as handle:
-                handle.write(data)
-            written.append(file_name)
-            value = file_name
-        node.setdefault("inputs", {})[name] = value
+    try:
+        for key, value in inputs.items():
+            _apply_one(prompt, key, value, input_dir, job_id, max_bytes, max_url_bytes, allow_urls, written)
+    except BaseException:
+        for name in written:  # the job is refused: nothing will use what was already fetched
+            try:
+                os.remove(os.path.join(input_dir, name))
+            except OSError:
+                pass
+        raise
     return written
+
+
+def _write_new_file(input_dir: str, job_id: str, wanted: str, data: bytes) -> str:
+    """Exclusive create: another input of this job, or a job whose id starts alike, never gets overwritten."""
+    name = _safe_input_name(job_id, wanted)
+    stem = name[len("vb-") + len(job_id[:8]) + 1:]
+    counter = 1
+    while True:
+        try:
+            with open(os.path.join(input_dir, name), "xb") as handle:
+                handle.write(data)
+            return name
+        except FileExistsError:
+            counter += 1
+            name = f"vb-{job_id[:8]}-{counter}-{stem}"
+
+
+def _apply_one(prompt, key, value, input_dir, job_id, max_bytes, max_url_bytes, allow_urls, written):
+    node_id, sep, name = str(key).partition(".")
+    if not sep or not name:
+        raise ApiError(400, "invalid_input", f"input key {key!r} must look like 'node_id.input_name'")
+    node = prompt.get(node_id)
+    if node is None:
+        raise ApiError(400, "invalid_input", f"input {key!r}: node {node_id!r} is not in the workflow")
+    if isinstance(value, dict) and ("url" in value or "base64" in value):
+        if "base64" in value:
+            if not isinstance(value["base64"], str):
+                raise ApiError(400, "invalid_input", f"input {key!r}: base64 must be a string")
+            data = _decode_base64(value["base64"], max_bytes, key)
+            wanted = value.get("filename") or f"{node_id}_{name}.bin"
+        else:
+            url = value["url"]
+            scheme = urllib.parse.urlparse(url).scheme if isinstance(url, str) else ""
+            if scheme not in ("http", "https"):
+                raise ApiError(400, "invalid_input", f"input {key!r}: only http(s) URLs are accepted")
+            if not allow_urls:
+                raise ApiError(403, "url_inputs_disabled", "URL inputs are disabled on this server")
+            data = _download(url, max_url_bytes, key)
+            wanted = value.get("filename") or urllib.parse.urlparse(url).path
+        if value.get("filename") is not None:
+            safe_relpath(value["filename"], f"input {key!r} filename", allow_subdirs=False)
+        file_name = _write_new_file(input_dir, job_id, wanted, data)
+        written.append(file_name)
+        value = file_name
+    node.setdefault("inputs", {})[name] = value
 
 
