@@ -358,7 +358,7 @@ class VibeServer:
         fields, tmp_path, original_name = {}, None, None
         try:
             async for part in reader:
-                if part.name == "image" and part.filename is not None:
+                if part.name == "image" and part.filename is not None and tmp_path is None:  # first file wins
                     original_name = part.filename
                     fd, tmp_path = tempfile.mkstemp(dir=self.dirs["temp"], prefix=".upload-")
                     size = 0
@@ -372,7 +372,7 @@ class VibeServer:
                                 raise ApiError(413, "payload_too_large", f"upload exceeds the limit of {limit} bytes")
                             handle.write(chunk)
                 elif part.name in ("type", "subfolder", "overwrite"):
-                    fields[part.name] = (await part.read(decode=True)).decode("utf-8", "replace")[:1024]
+                    fields[part.name] = await _read_small_field(part, MAX_FORM_FIELD_BYTES)
             if tmp_path is None:
                 raise ApiError(400, "invalid_request", "multipart field 'image' (a file) is required")
             kind = fields.get("type") or "input"
@@ -498,6 +498,22 @@ class VibeServer:
             asyncio.run(main())
         except KeyboardInterrupt:
             pass
+
+
+MAX_FORM_FIELD_BYTES = 4096
+
+
+async def _read_small_field(part, limit: int) -> str:
+    """A text form field, read in chunks and refused past `limit` (part.read() would buffer any size)."""
+    data = bytearray()
+    while True:
+        chunk = await part.read_chunk(limit + 1)
+        if not chunk:
+            break
+        data.extend(chunk)
+        if len(data) > limit:
+            raise ApiError(413, "payload_too_large", f"form field '{part.name}' is longer than {limit} bytes")
+    return bytes(part.decode(bytes(data))).decode("utf-8", "replace")
 
 
 def _place_upload(tmp_path: str, folder: str, name: str, overwrite: bool) -> str:
