@@ -68,6 +68,7 @@ class JobService:
         self.push_temp = push_temp
         self.throttle = ProgressThrottle(progress_interval_s)
         self.running: Optional[Job] = None
+        self._interrupt_job: Optional[str] = None  # id of the running job an interrupt was asked for
         self.current_node: Optional[str] = None
         self.submitted_at_monotonic: dict = {}  # job id → perf_counter at submit (removed when the job starts)
         self.start_log: "deque" = deque(maxlen=10000)  # (job id, submitted, started) for latency stats
@@ -126,6 +127,7 @@ class JobService:
         running = self.running
         if running is None or (prompt_id and running["id"] != prompt_id):
             return False
+        self._interrupt_job = running["id"]  # re-applied at execution_start: the executor resets its flag
         self.executor.interrupt()
         return True
 
@@ -152,6 +154,7 @@ class JobService:
                 self._wake.clear()
                 continue
             self.start_log.append((job["id"], self.submitted_at_monotonic.pop(job["id"], None), time.perf_counter()))
+            self._interrupt_job = None
             self.running = job
             self.broadcast_status()
             try:
@@ -160,6 +163,7 @@ class JobService:
                 log.exception("worker failed on job %s", job["id"])
             finally:
                 self.running = None
+                self._interrupt_job = None
                 self.current_node = None
                 self.throttle.forget(job["id"])
 
@@ -174,6 +178,8 @@ class JobService:
             self.emit(event, data, client)
 
     def _on_event(self, job: Job, held: list, event: str, data: dict) -> None:
+        if event == "execution_start" and self._interrupt_job == job["id"]:
+            self.executor.interrupt()  # asked for after the claim but before the executor reset its flag
         if event == "executing":
             if data.get("node") is None:
                 held.append((event, data))  # sent after history is stored, so clients can fetch it
