@@ -24,6 +24,8 @@ log = logging.getLogger("vibeboard.service")
 CLIENT_ONLY = {"execution_start", "execution_cached", "executing", "executed", "execution_success",
                "execution_error"}
 ALWAYS_BROADCAST = {"execution_interrupted", "status"}
+# A prompt's last messages; held until its history entry is stored, then sent in their original order.
+FINAL_EVENTS = {"execution_success", "execution_error", "execution_interrupted"}
 
 
 def files_from_ui(outputs: dict, dirs: dict) -> list:
@@ -180,10 +182,10 @@ class JobService:
     def _on_event(self, job: Job, held: list, event: str, data: dict) -> None:
         if event == "execution_start" and self._interrupt_job == job["id"]:
             self.executor.interrupt()  # asked for after the claim but before the executor reset its flag
+        if event in FINAL_EVENTS or (event == "executing" and data.get("node") is None):
+            held.append((event, data))  # sent after history is stored (and outputs pushed): clients fetch it next
+            return
         if event == "executing":
-            if data.get("node") is None:
-                held.append((event, data))  # sent after history is stored, so clients can fetch it
-                return
             self.current_node = data.get("node")
         elif event == "executed" and data.get("output"):
             try:
@@ -224,20 +226,22 @@ class JobService:
                      "exception_message": f"{type(exc).__name__}: {exc}", "exception_type": type(exc).__name__,
                      "traceback": tb.splitlines(), "current_inputs": {}, "current_outputs": [],
                      "timestamp": int(time.time() * 1000)}
-            self._route(job, "execution_error", error)
+            held.insert(0, ("execution_error", error))  # before the final "executing": node null
             status = "error"
             partial = (self.store.get(job["id"]) or {}).get("partial_outputs") or {}
             history = {"prompt": job.queue_item, "outputs": partial,
                        "status": {"status_str": "error", "completed": False,
                                   "messages": [["execution_error", error]]}, "meta": {}}
-            if not held:
+            if not any(event == "executing" for event, _data in held):
                 held.append(("executing", {"node": None, "prompt_id": job["id"]}))
         if history.get("prompt") is None or not isinstance(history.get("prompt"), list):
             history["prompt"] = job.queue_item
-        self._publish_and_notify(job, history, status, error)
-        self.broadcast_status()
-        for event, data in held:
-            self._route(job, event, data)
+        try:
+            self._publish_and_notify(job, history, status, error)
+        finally:  # clients waiting for the end must hear it even if publishing failed
+            self.broadcast_status()
+            for event, data in held:
+                self._route(job, event, data)
 
     def _publish_and_notify(self, job: Job, history: dict, status: str, error) -> None:
         files = files_from_ui(history.get("outputs") or {}, self.dirs)

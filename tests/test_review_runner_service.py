@@ -47,3 +47,71 @@ def test_interrupt_right_after_the_job_starts_is_not_lost(tmp_path):
     finally:
         service.stop()
         store.close()
+
+
+class SlowStorage:
+    """Local storage whose uploads take a while (an R2 push of a big MP4)."""
+
+    def __init__(self, inner, delay_s):
+        self.inner, self.delay_s = inner, delay_s
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def put_file(self, path, key, content_type=None):
+        time.sleep(self.delay_s)
+        return self.inner.put_file(path, key, content_type)
+
+
+def test_history_is_stored_before_execution_success_goes_out(tmp_path):
+    # Clients (the ComfyUI frontend among them) treat execution_success as "done" and fetch /history next;
+    # with a slow output push the entry must already be there.
+    from runner.storage import LocalStorage
+    from service_helpers import WsClient, http, make_server
+    from service_nodes import workflow
+    server = make_server(tmp_path, storage=SlowStorage(LocalStorage(str(tmp_path / "store")), 0.6))
+    try:
+        ws = WsClient(server.url)
+        status, body, _ = http("POST", server.url + "/prompt", {"prompt": workflow(5), "client_id": ws.client_id})
+        assert status == 200, body
+        prompt_id = body["prompt_id"]
+        ws.until(lambda m: m["type"] == "execution_success" and m["data"].get("prompt_id") == prompt_id)
+        status, history, _ = http("GET", f"{server.url}/history/{prompt_id}")
+        assert prompt_id in history and history[prompt_id]["status"]["status_str"] == "success"
+        done = ws.until_done(prompt_id)
+        types = [m["type"] for m in done]
+        assert types.index("execution_success") < len(types) - 1  # executing null still comes last
+        ws.close()
+    finally:
+        server.stop_thread()
+
+
+class CrashingExecutor:
+    def execute(self, prompt, prompt_id=None, on_event=None, **kwargs):
+        on_event("execution_start", {"prompt_id": prompt_id})
+        raise RuntimeError("executor bug")
+
+    def interrupt(self):
+        pass
+
+
+def test_executor_crash_still_ends_with_error_then_executing_null(tmp_path):
+    store = JobStore(str(tmp_path / "jobs.sqlite"))
+    sent = []
+    service = JobService(CrashingExecutor(), store, {"output": str(tmp_path), "input": str(tmp_path),
+                                                     "temp": str(tmp_path)},
+                         emit=lambda event, data, sid: sent.append((event, data, sid)))
+    service.start()
+    try:
+        job_id, _ = service.submit({"1": {"class_type": "X", "inputs": {}}}, client_id="c1")
+        deadline = time.time() + 10
+        while time.time() < deadline and not any(e == "executing" for e, _d, _s in sent):
+            time.sleep(0.02)
+        mine = [(e, d) for e, d, sid in sent if sid == "c1"]
+        assert [e for e, _d in mine] == ["execution_start", "execution_error", "executing"]
+        assert mine[-1][1] == {"node": None, "prompt_id": job_id}
+        assert "executor bug" in mine[1][1]["exception_message"]
+        assert store.get(job_id)["status"] == "error"
+    finally:
+        service.stop()
+        store.close()
