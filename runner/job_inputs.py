@@ -10,6 +10,7 @@ import urllib.parse
 import urllib.request
 
 from .security import ApiError, safe_relpath
+from .workflow import literal_or_link
 
 _NAME_OK = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -105,6 +106,6 @@ def _apply_one(prompt, key, value, input_dir, job_id, max_bytes, max_url_bytes, 
         file_name = _write_new_file(input_dir, job_id, wanted, data)
         written.append(file_name)
         value = file_name
-    node.setdefault("inputs", {})[name] = value
+    node.setdefault("inputs", {})[name] = literal_or_link(value)
 
 

@@ -265,5 +265,14 @@ def apply_overrides(prompt: Dict[str, dict], overrides: Dict[str, Any]) -> Dict[
         node_id, _, input_name = key.partition(".")
         if node_id not in prompt or not input_name:
             raise WorkflowFormatError(f"override '{key}': expected NODE_ID.input with an existing node id")
-        prompt[node_id].setdefault("inputs", {})[input_name] = value
+        prompt[node_id].setdefault("inputs", {})[input_name] = literal_or_link(value)
     return prompt
+
+
+def literal_or_link(value):
+    """An override value: `["node_id", slot]` stays a link; any other list is a literal (wrapped, as the
+    frontend does), so `--set 5.sizes=[512,768]` is not read as a malformed link."""
+    if isinstance(value, list) and not (len(value) == 2 and isinstance(value[0], str)
+                                        and isinstance(value[1], int) and not isinstance(value[1], bool)):
+        return {"__value__": value}
+    return value
