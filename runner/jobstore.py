@@ -208,12 +208,13 @@ class JobStore:
                 "SELECT COUNT(*) FROM jobs WHERE status='queued' AND (number < ? OR (number = ? AND created_at < ?))",
                 (row["number"], row["number"], row["created_at"])).fetchone()[0]
 
-    def history(self, max_items: Optional[int] = None, offset: int = 0) -> List[Job]:
-        """Finished jobs oldest → newest. ComfyUI: with max_items only, the last N; offset skips from the start."""
+    def history(self, max_items: Optional[int] = None, offset: Optional[int] = None) -> List[Job]:
+        """Finished jobs oldest → newest. ComfyUI: with max_items and no offset, the last N; an offset (0
+        included) skips that many from the oldest."""
         with self._lock:
             total = self._db.execute("SELECT COUNT(*) FROM jobs WHERE history IS NOT NULL AND finished_at IS NOT NULL"
                                      ).fetchone()[0]
-            if max_items is not None and not offset:
+            if max_items is not None and offset is None:
                 offset = max(0, total - max_items)
             limit = -1 if max_items is None else int(max_items)
             rows = self._db.execute(

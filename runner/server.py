@@ -286,11 +286,13 @@ class VibeServer:
     async def get_history(self, request):
         try:
             max_items = int(request.query["max_items"]) if "max_items" in request.query else None
-            offset = int(request.query.get("offset", 0))
+            offset = int(request.query["offset"]) if "offset" in request.query else None
         except ValueError:
             raise ApiError(400, "invalid_request", "max_items and offset must be integers")
-        if (max_items is not None and max_items < 0) or offset < 0:
-            raise ApiError(400, "invalid_request", "max_items and offset must not be negative")
+        if offset is not None and offset < 0:
+            offset = None  # ComfyUI's own default is -1: "the last max_items"
+        if max_items is not None and max_items < 0:
+            raise ApiError(400, "invalid_request", "max_items must not be negative")
         return web.json_response({j["id"]: j["history"] for j in self.store.history(max_items, offset)})
 
     async def get_history_one(self, request):
