@@ -45,7 +45,8 @@ def _read_source(source, max_bytes):
     if isinstance(source, dict):
         return source
     text = None
-    if isinstance(source, (str, os.PathLike)) and not (isinstance(source, str) and source.lstrip()[:1] in "{["):
+    looks_like_json = isinstance(source, str) and source.lstrip()[:1] in "{[" and not os.path.isfile(source)
+    if isinstance(source, (str, os.PathLike)) and not looks_like_json:
         path = os.fspath(source)
         if not os.path.isfile(path):
             raise WorkflowFormatError(f"workflow file not found: {path}")
