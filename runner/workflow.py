@@ -70,10 +70,14 @@ def _read_source(source, max_bytes):
 
 def _read_png_metadata(path):
     from PIL import Image
-    info = Image.open(path).info
+    with Image.open(path) as image:  # closed at once (Windows keeps open files locked)
+        info = dict(image.info)
     for key in ("prompt", "workflow"):
         if key in info:
-            return json.loads(info[key])
+            try:
+                return json.loads(info[key])
+            except (json.JSONDecodeError, RecursionError) as exc:
+                raise WorkflowFormatError(f"{path}: embedded '{key}' is not valid JSON ({exc})") from None
     raise WorkflowFormatError(f"{path} has no embedded ComfyUI workflow")
 
 

@@ -15,3 +15,15 @@ def test_file_name_starting_with_a_bracket_is_a_path(tmp_path, monkeypatch):
 def test_json_text_still_accepted():
     text = json.dumps({"1": {"class_type": "Constant", "inputs": {"value": 1}}})
     assert load_workflow(text, N.registry())["1"]["inputs"] == {"value": 1}
+
+
+def test_png_with_broken_embedded_json_is_a_format_error(tmp_path):
+    import pytest
+    from PIL import Image, PngImagePlugin
+    from runner.workflow import WorkflowFormatError
+    info = PngImagePlugin.PngInfo()
+    info.add_text("prompt", "{not json")
+    path = tmp_path / "shot.png"
+    Image.new("RGB", (4, 4)).save(path, pnginfo=info)
+    with pytest.raises(WorkflowFormatError, match="shot.png"):
+        load_workflow(str(path), N.registry())
