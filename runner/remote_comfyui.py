@@ -161,13 +161,25 @@ class RemoteComfyUI:
         headers = self._headers()
         req = urllib.request.Request(f"{self.url}/view?{query}", headers=headers)
         tmp = target + ".part"
-        with urllib.request.urlopen(req, timeout=max(self.timeout_s, 120)) as response, open(tmp, "wb") as out:
-            while True:
-                chunk = response.read(1 << 20)
-                if not chunk:
-                    break
-                out.write(chunk)
-        os.replace(tmp, target)
+        try:
+            with urllib.request.urlopen(req, timeout=max(self.timeout_s, 120)) as response, open(tmp, "wb") as out:
+                expected = response.headers.get("Content-Length")
+                received = 0
+                while True:
+                    chunk = response.read(1 << 20)
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    received += len(chunk)
+            # http.client returns a short body without complaint when the connection drops
+            if expected is not None and expected.isdigit() and received != int(expected):
+                raise RemoteError(f"download of {item['filename']!r} was cut off: got {received} of "
+                                  f"{expected} bytes")
+            os.replace(tmp, target)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
         return target
 
     # --- websocket -------------------------------------------------------------------------------
