@@ -36,9 +36,14 @@ def _download(url: str, limit: int, key: str) -> bytes:
     request = urllib.request.Request(url, headers={"User-Agent": "vibeboard-runner/1"})
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
+            expected = response.headers.get("Content-Length")
             data = response.read(limit + 1)
     except Exception as exc:
         raise ApiError(400, "input_download_failed", f"input {key!r}: could not download {url}: {exc}")
+    if expected is not None and expected.isdigit() and len(data) < min(int(expected), limit + 1):
+        # http.client hands back a short body when the connection drops: never run on a truncated file
+        raise ApiError(400, "input_download_failed",
+                       f"input {key!r}: download of {url} was cut off ({len(data)} of {expected} bytes)")
     if len(data) > limit:
         raise ApiError(413, "payload_too_large", f"input {key!r}: {url} is larger than {limit} bytes")
     return data

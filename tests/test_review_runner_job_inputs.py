@@ -45,3 +45,29 @@ def test_a_bad_later_input_leaves_no_files_behind(tmp_path):
         apply_job_inputs(_prompt(), {"1.image": _b64(b"ok"), "2.image": {"base64": "***not base64***"}},
                          str(tmp_path), "job-x")
     assert os.listdir(tmp_path) == []
+
+
+def test_url_input_cut_off_is_refused(tmp_path):
+    import http.server
+    import threading
+
+    class Truncating(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "50000")
+            self.end_headers()
+            self.wfile.write(b"x" * 10)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.HTTPServer(("127.0.0.1", 0), Truncating)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/plate.png"
+        with pytest.raises(ApiError) as info:
+            apply_job_inputs(_prompt(), {"1.image": {"url": url}}, str(tmp_path), "job-cut")
+        assert "1.image" in info.value.body["error"]["message"]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
