@@ -65,8 +65,8 @@ class JobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
         self._db.executescript(_SCHEMA)
-        row = self._db.execute("SELECT MAX(ABS(number)) FROM jobs").fetchone()
-        self._counter = int(row[0] or 0) + 1
+        row = self._db.execute("SELECT MAX(ABS(number)) FROM jobs WHERE ABS(number) < 1e15").fetchone()
+        self._counter = int(row[0] or 0) + 1  # (a non-finite number stored by an older server is skipped)
 
     # --- helpers ---------------------------------------------------------------------------------
     def _row(self, row) -> Optional[Job]:

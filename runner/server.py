@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import os
 import platform
 import shutil
@@ -223,8 +224,9 @@ class VibeServer:
             raise ApiError(400, "invalid_request", "client_id must be a string")
         prompt_id = self._new_prompt_id(body.get("prompt_id"))
         number = body.get("number")
-        if number is not None and (isinstance(number, bool) or not isinstance(number, (int, float))):
-            raise ApiError(400, "invalid_request", "number must be a number")
+        if number is not None and (isinstance(number, bool) or not isinstance(number, (int, float))
+                                   or not math.isfinite(number)):  # inf would break the queue on restart
+            raise ApiError(400, "invalid_request", "number must be a finite number")
         job_id, number = self.service.submit(prompt, extra, client_id, prompt_id, number,
                                              bool(body.get("front")), list(result.good_outputs))
         return web.json_response({"prompt_id": job_id, "number": number, "node_errors": result.node_errors})

@@ -40,3 +40,29 @@ def test_history_route_offsets_like_comfyui(tmp_path):
         assert list(http("GET", server.url + "/history?max_items=1&offset=-1")[1]) == ids[-1:]
     finally:
         server.stop_thread()
+
+
+def test_non_finite_number_is_refused_and_cannot_break_a_restart(tmp_path):
+    import json
+    from service_helpers import http, make_server
+    from service_nodes import workflow
+    server = make_server(tmp_path)
+    try:
+        for literal in ("Infinity", "-Infinity", "NaN"):
+            raw = ('{"prompt": %s, "number": %s}' % (json.dumps(workflow(1)), literal)).encode()
+            status, body, _ = http("POST", server.url + "/prompt", raw=raw,
+                                   headers={"Content-Type": "application/json"})
+            assert status == 400, (literal, body)
+            assert "number" in body["error"]["message"]
+    finally:
+        server.stop_thread()
+    JobStore(str(tmp_path / "jobs.sqlite")).close()  # reopening the queue still works
+
+
+def test_store_opens_with_an_infinite_number_already_stored(tmp_path):
+    store = JobStore(str(tmp_path / "jobs.sqlite"))
+    store.add("inf", {}, {}, [], float("inf"))
+    store.close()
+    store = JobStore(str(tmp_path / "jobs.sqlite"))
+    assert store.next_number() == 1
+    store.close()
