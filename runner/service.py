@@ -15,6 +15,7 @@ from collections import deque
 from typing import Callable, Optional
 
 from .jobstore import Job, JobStore
+from .results import path_inside
 from .storage import Storage, push_outputs
 from .webhooks import ProgressThrottle, WebhookSender
 
@@ -46,6 +47,8 @@ def files_from_ui(outputs: dict, dirs: dict) -> list:
                     continue
                 subfolder = item.get("subfolder") or ""
                 path = os.path.join(base, subfolder, item["filename"])
+                if not path_inside(base, path):
+                    continue  # never push a file from outside the folder, whatever a node reported
                 key = (node_id, path)
                 if key in seen:
                     continue
