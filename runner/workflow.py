@@ -156,7 +156,8 @@ def _widget_values(node: dict, node_class) -> Dict[str, Any]:
     if values is None or node_class is None:
         return {}
     if isinstance(values, dict):  # some packs save widgets by name
-        return {k: v for k, v in values.items() if not isinstance(v, dict) or "__value__" in v}
+        return {k: ({"__value__": v} if isinstance(v, list) else v)  # a list literal is not a link
+                for k, v in values.items() if not isinstance(v, dict) or "__value__" in v}
     input_types = node_class.INPUT_TYPES()
     slots = widget_slots(input_types)
     values = list(values)

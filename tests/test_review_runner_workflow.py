@@ -27,3 +27,12 @@ def test_png_with_broken_embedded_json_is_a_format_error(tmp_path):
     Image.new("RGB", (4, 4)).save(path, pnginfo=info)
     with pytest.raises(WorkflowFormatError, match="shot.png"):
         load_workflow(str(path), N.registry())
+
+
+def test_widgets_saved_by_name_keep_list_values_literal():
+    from runner.workflow import ui_to_api
+    ui = {"nodes": [{"id": 1, "type": "Constant", "mode": 0, "inputs": [], "outputs": [],
+                     "widgets_values": {"value": 3, "extra_list": [1, 2]}}], "links": []}
+    inputs = ui_to_api(ui, N.registry())["1"]["inputs"]
+    assert inputs["value"] == 3
+    assert inputs["extra_list"] == {"__value__": [1, 2]}
