@@ -210,7 +210,19 @@ class RemoteComfyUI:
 
     def follow(self, prompt_id: str, result: RemoteResult, ws=None, on_event: Optional[EventCallback] = None,
                timeout_s: Optional[float] = None) -> dict:
-        """Until the prompt is finished; returns its history entry."""
+        """Until the prompt is finished; returns its history entry. Sockets it opened itself (reconnects)
+        are closed before it returns; the one passed in stays the caller's to close."""
+        state = {"own": None}
+        try:
+            return self._follow(prompt_id, result, ws, on_event, timeout_s, state)
+        finally:
+            if state["own"] is not None:
+                try:
+                    state["own"].close()
+                except Exception:
+                    pass
+
+    def _follow(self, prompt_id, result, ws, on_event, timeout_s, state) -> dict:
         import websocket
         deadline = None if timeout_s is None else time.time() + timeout_s
         last_check = time.time()
@@ -235,6 +247,7 @@ class RemoteComfyUI:
                 except Exception:
                     pass
                 ws = self._reconnect(result)  # None → polling from now on
+                state["own"] = ws
                 entry = self.history(prompt_id)  # it may have finished while we were away
                 if entry is not None and _finished(entry):
                     return entry

@@ -31,3 +31,44 @@ def test_cut_off_download_leaves_no_partial_file(tmp_path):
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+class _FakeWs:
+    def __init__(self, messages, fail=False):
+        self.messages, self.fail, self.closed = list(messages), fail, False
+
+    def settimeout(self, value):
+        pass
+
+    def recv(self):
+        import websocket
+        if self.fail:
+            raise websocket.WebSocketConnectionClosedException("dropped")
+        return self.messages.pop(0)
+
+    def close(self):
+        self.closed = True
+
+
+def test_socket_opened_by_a_reconnect_is_closed(tmp_path):
+    import json
+    done = json.dumps({"type": "executing", "data": {"node": None, "prompt_id": "p1"}})
+    entry = {"outputs": {}, "status": {"status_str": "success", "completed": True, "messages": []}}
+    sockets = []
+
+    class Remote(RemoteComfyUI):
+        def connect(self):
+            ws = _FakeWs([], fail=True) if not sockets else _FakeWs([done])
+            sockets.append(ws)
+            return ws
+
+        def submit(self, prompt, extra_data=None, prompt_id=None):
+            return "p1"
+
+        def history(self, prompt_id):
+            return entry if sockets[-1].messages == [] and len(sockets) > 1 else None
+
+    remote = Remote("http://127.0.0.1:9", backoff_s=0.01)
+    result = remote.run({"1": {"class_type": "X", "inputs": {}}}, str(tmp_path))
+    assert result.status == "success" and result.reconnects == 1
+    assert len(sockets) == 2 and all(ws.closed for ws in sockets)
