@@ -18,7 +18,12 @@ _NAME_OK = re.compile(r"[^A-Za-z0-9._-]")
 def _safe_input_name(job_id: str, wanted: str) -> str:
     base = os.path.basename((wanted or "").replace("\\", "/")) or "input.bin"
     base = _NAME_OK.sub("_", base).lstrip(".") or "input.bin"
-    return f"vb-{job_id[:8]}-{base[:120]}"
+    return f"vb-{_job_tag(job_id)}-{base[:120]}"
+
+
+def _job_tag(job_id: str) -> str:
+    """First 8 characters of the job id, made file-name safe (job ids are client-chosen: "/../../x")."""
+    return _NAME_OK.sub("_", job_id[:8])
 
 
 def _decode_base64(text: str, limit: int, key: str) -> bytes:
@@ -72,7 +77,7 @@ def apply_job_inputs(prompt: dict, inputs: dict, input_dir: str, job_id: str, ma
 def _write_new_file(input_dir: str, job_id: str, wanted: str, data: bytes) -> str:
     """Exclusive create: another input of this job, or a job whose id starts alike, never gets overwritten."""
     name = _safe_input_name(job_id, wanted)
-    stem = name[len("vb-") + len(job_id[:8]) + 1:]
+    stem = name[len("vb-") + len(_job_tag(job_id)) + 1:]
     counter = 1
     while True:
         try:
@@ -81,7 +86,7 @@ def _write_new_file(input_dir: str, job_id: str, wanted: str, data: bytes) -> st
             return name
         except FileExistsError:
             counter += 1
-            name = f"vb-{job_id[:8]}-{counter}-{stem}"
+            name = f"vb-{_job_tag(job_id)}-{counter}-{stem}"
 
 
 def _apply_one(prompt, key, value, input_dir, job_id, max_bytes, max_url_bytes, allow_urls, written):

@@ -71,3 +71,12 @@ def test_url_input_cut_off_is_refused(tmp_path):
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_job_id_cannot_steer_the_input_file_out_of_the_folder(tmp_path):
+    input_dir = tmp_path / "input"
+    (input_dir / "vb-").mkdir(parents=True)  # e.g. made earlier through /upload/image subfolder=vb-
+    prompt = _prompt()
+    written = apply_job_inputs(prompt, {"1.image": _b64(b"data")}, str(input_dir), "/../../e")
+    assert [p.name for p in tmp_path.iterdir()] == ["input"]  # nothing written next to the input folder
+    assert os.path.isfile(input_dir / written[0]) and "/" not in written[0]
