@@ -222,6 +222,10 @@ class JobService:
             status = result.status
             history = result.history_entry(job["number"])
             error = result.error if status != "success" else None
+            if status == "invalid":  # valid at submit, not any more (an input file went away while queued)
+                error = _invalid_as_execution_error(job["id"], result)
+                history["status"]["messages"].append(["execution_error", error])
+                held.insert(0, ("execution_error", error))
         except Exception as exc:  # executor bug or host failure: still a clean error record
             tb = traceback.format_exc()
             log.error("job %s crashed: %s", job["id"], tb)
@@ -267,6 +271,17 @@ class JobService:
             self.webhooks.send(hook["url"], event, {
                 "job_id": job["id"], "status": status, "outputs": public, "error": _short_error(error),
                 "created_at": job.get("created_at"), "finished_at": time.time()})
+
+
+def _invalid_as_execution_error(job_id: str, result) -> dict:
+    """ComfyUI clients learn about failures from execution_error: give a run-time validation failure that shape."""
+    node_errors = result.node_errors or {}
+    node_id = next(iter(node_errors), None)
+    return {"prompt_id": job_id, "node_id": node_id,
+            "node_type": node_errors[node_id].get("class_type") if node_id else None, "executed": [],
+            "exception_message": result.validation_summary or "the prompt is no longer valid",
+            "exception_type": "ValidationError", "traceback": [], "current_inputs": {}, "current_outputs": [],
+            "node_errors": node_errors, "timestamp": int(time.time() * 1000)}
 
 
 def _short_error(error) -> Optional[dict]:

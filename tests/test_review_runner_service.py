@@ -115,3 +115,34 @@ def test_executor_crash_still_ends_with_error_then_executing_null(tmp_path):
     finally:
         service.stop()
         store.close()
+
+
+def test_job_that_became_invalid_while_queued_reports_an_execution_error(tmp_path):
+    # Valid at submit, its input file deleted before it ran: ComfyUI clients must see why it failed.
+    import numpy as np
+    from PIL import Image
+    from service_helpers import WsClient, http, make_server, wait_history
+    from service_nodes import workflow
+    server = make_server(tmp_path)
+    try:
+        plate = tmp_path / "input" / "plate.png"
+        Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(plate)
+        ws = WsClient(server.url)
+        status, body, _ = http("POST", server.url + "/prompt", {"prompt": workflow(1, seconds=0.5)})
+        assert status == 200, body
+        prompt = {"1": {"class_type": "LoadImage", "inputs": {"image": "plate.png"}},
+                  "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}
+        status, body, _ = http("POST", server.url + "/prompt", {"prompt": prompt, "client_id": ws.client_id})
+        assert status == 200, body
+        prompt_id = body["prompt_id"]
+        plate.unlink()
+        messages = ws.until_done(prompt_id)
+        errors = [m for m in messages if m["type"] == "execution_error"]
+        assert errors and errors[0]["data"]["prompt_id"] == prompt_id
+        assert errors[0]["data"]["node_id"] == "1" and "plate.png" in errors[0]["data"]["exception_message"]
+        entry = wait_history(server.url, prompt_id)
+        assert entry["status"]["status_str"] == "error"
+        assert any(m[0] == "execution_error" for m in entry["status"]["messages"])
+        ws.close()
+    finally:
+        server.stop_thread()
