@@ -90,7 +90,7 @@ def _write_new_file(input_dir: str, job_id: str, wanted: str, data: bytes) -> st
 
 
 def _apply_one(prompt, key, value, input_dir, job_id, max_bytes, max_url_bytes, allow_urls, written):
-    node_id, sep, name = str(key).partition(".")
+    node_id, sep, name = str(key).rpartition(".")  # node ids may hold dots, input names do not
     if not sep or not name:
         raise ApiError(400, "invalid_input", f"input key {key!r} must look like 'node_id.input_name'")
     node = prompt.get(node_id)

@@ -268,7 +268,7 @@ def apply_overrides(prompt: Dict[str, dict], overrides: Dict[str, Any]) -> Dict[
     """`{"NODE_ID.input": value}` → a copy of the prompt with those constants set (CLI --set, job API)."""
     prompt = json.loads(json.dumps(prompt))
     for key, value in overrides.items():
-        node_id, _, input_name = key.partition(".")
+        node_id, _, input_name = key.rpartition(".")  # node ids may hold dots, input names do not
         if node_id not in prompt or not input_name:
             raise WorkflowFormatError(f"override '{key}': expected NODE_ID.input with an existing node id")
         prompt[node_id].setdefault("inputs", {})[input_name] = literal_or_link(value)

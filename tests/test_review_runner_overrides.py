@@ -42,3 +42,11 @@ def test_job_input_with_a_list_value_is_a_literal(tmp_path):
     prompt = {"1": {"class_type": "TakesList", "inputs": {"sizes": {"__value__": [1]}}}}
     apply_job_inputs(prompt, {"1.sizes": [1, 2, 3]}, str(tmp_path), "job")
     assert validate_prompt(prompt, _registry()).ok
+
+
+def test_override_of_a_node_whose_id_contains_a_dot(tmp_path):
+    # Input names are identifiers; node ids are any string ("shot.1"): split at the last dot.
+    prompt = {"shot.1": {"class_type": "Constant", "inputs": {"value": 1}}}
+    assert apply_overrides(prompt, {"shot.1.value": 5})["shot.1"]["inputs"]["value"] == 5
+    apply_job_inputs(prompt, {"shot.1.value": 6}, str(tmp_path), "job")
+    assert prompt["shot.1"]["inputs"]["value"] == 6
