@@ -159,8 +159,15 @@ def report(result, registry, as_json: bool) -> int:
     print(f"{len(result.executed)} executed, {len(result.cached)} cached, "
           f"{result.total_seconds:.2f}s total", file=out)
     for item in files:
-        print(f"output: {os.path.relpath(item['path'])}  (node {item['node']}, {item['type']})", file=out)
+        print(f"output: {_shown_path(item['path'])}  (node {item['node']}, {item['type']})", file=out)
     return code
+
+
+def _shown_path(path: str) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:  # Windows: on another drive than the current folder
+        return path
 
 
 def cmd_validate(args) -> int:

@@ -28,3 +28,17 @@ def test_report_error_without_details(capsys):
                                    executed=[], cached=[], total_seconds=0.0, output_files=lambda: [])
     assert cli.report(result, None, False) == cli.EXIT_FAILED
     assert "Failed" in capsys.readouterr().err
+
+
+def test_report_output_on_another_drive(monkeypatch, capsys):
+    # Windows: os.path.relpath raises ValueError for a path on another drive (--output-dir D:\renders).
+    def relpath(path, start=None):
+        raise ValueError("path is on mount 'D:', start on mount 'C:'")
+
+    monkeypatch.setattr(cli.os.path, "relpath", relpath)
+    files = [{"path": "/renders/out.png", "node": "9", "type": "output"}]
+    result = types.SimpleNamespace(status="success", error=None, prompt={}, prompt_id="p", outputs={},
+                                   timings={}, executed=[], cached=[], total_seconds=0.0,
+                                   output_files=lambda: files)
+    assert cli.report(result, None, False) == cli.EXIT_OK
+    assert "output: /renders/out.png" in capsys.readouterr().out
