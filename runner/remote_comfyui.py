@@ -155,7 +155,11 @@ class RemoteComfyUI:
                                         "type": item.get("type") or "output"})
         root = os.path.realpath(dest_dir)
         target = os.path.realpath(os.path.join(root, item.get("subfolder") or "", item["filename"]))
-        if os.path.commonpath([target, root]) != root:  # the remote is not trusted with our file system
+        try:
+            inside = os.path.commonpath([target, root]) == root
+        except ValueError:  # Windows: a name like "D:x.png" lands on another drive
+            inside = False
+        if not inside:  # the remote is not trusted with our file system
             raise RemoteError(f"remote output name {item['filename']!r} leaves the output folder")
         os.makedirs(os.path.dirname(target), exist_ok=True)
         headers = self._headers()

@@ -72,3 +72,14 @@ def test_socket_opened_by_a_reconnect_is_closed(tmp_path):
     result = remote.run({"1": {"class_type": "X", "inputs": {}}}, str(tmp_path))
     assert result.status == "success" and result.reconnects == 1
     assert len(sockets) == 2 and all(ws.closed for ws in sockets)
+
+
+def test_remote_name_on_another_drive_is_refused(tmp_path, monkeypatch):
+    import runner.remote_comfyui as remote_module
+
+    def commonpath(paths):  # what ntpath does for a remote filename like "D:evil.png"
+        raise ValueError("Paths don't have the same drive")
+
+    monkeypatch.setattr(remote_module.os.path, "commonpath", commonpath)
+    with pytest.raises(RemoteError, match="leaves the output folder"):
+        RemoteComfyUI("http://127.0.0.1:9").download({"filename": "D:evil.png"}, str(tmp_path))
