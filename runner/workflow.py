@@ -34,7 +34,11 @@ def load_workflow(source, registry, max_bytes: int = 32 * 1024 * 1024) -> Dict[s
     if isinstance(data, dict) and isinstance(data.get("prompt"), dict) and "class_type" not in data["prompt"]:
         data = data["prompt"]  # a POST /prompt body
     if is_ui_format(data):
-        return ui_to_api(data, registry)
+        try:
+            return ui_to_api(data, registry)
+        except (KeyError, TypeError, AttributeError, IndexError) as exc:  # hand-edited or truncated files
+            raise WorkflowFormatError(f"malformed UI workflow ({type(exc).__name__}: {exc}): expected "
+                                      "nodes [{id, type, inputs, widgets_values}] and links") from None
     if isinstance(data, dict) and data and all(isinstance(v, dict) for v in data.values()):
         return normalise_api(data)
     raise WorkflowFormatError("not a ComfyUI workflow: expected API format {id: {class_type, inputs}} "

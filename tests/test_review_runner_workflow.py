@@ -36,3 +36,24 @@ def test_widgets_saved_by_name_keep_list_values_literal():
     inputs = ui_to_api(ui, N.registry())["1"]["inputs"]
     assert inputs["value"] == 3
     assert inputs["extra_list"] == {"__value__": [1, 2]}
+
+
+def test_malformed_ui_workflow_is_a_format_error():
+    import pytest
+    from runner.workflow import WorkflowFormatError
+    for bad in ({"nodes": [1, 2], "links": []},
+                {"nodes": [{"type": "Constant"}], "links": []},
+                {"nodes": [{"id": 1, "type": "Constant", "inputs": ["x"]}], "links": []}):
+        with pytest.raises(WorkflowFormatError, match="UI workflow"):
+            load_workflow(bad, N.registry())
+
+
+def test_server_answers_400_for_a_malformed_ui_workflow(tmp_path):
+    from service_helpers import http, make_server
+    server = make_server(tmp_path)
+    try:
+        status, body, _ = http("POST", server.url + "/prompt", {"prompt": {"nodes": [1], "links": []}})
+        assert status == 400, body
+        assert body["error"]["type"] == "invalid_workflow"
+    finally:
+        server.stop_thread()
