@@ -82,3 +82,12 @@ def test_depth_from_image_encodings():
         VBDepthFromImage().convert("raw metric depth", 1.0, 100.0)
     with pytest.raises(runtime.NodeInputError, match="'far'"):
         VBDepthFromImage().convert("white = far (depth)", 5.0, 2.0, mask=values)
+
+
+def test_rack_focus_same_for_metric_depth_and_its_disparity():
+    image, depth, _, _, _ = VBSampleRGBDScene().make(64, 40, 0)
+    metric, _, _ = VBRackFocus().rack(image, depth, METRIC, 3, 0.0, 0.0, False, **LENS)
+    disparity, near, far = VBRackFocus().rack(image, 5.0 / depth, "disparity (bigger = nearer)", 3, 0.0, 0.0,
+                                              False, **LENS)
+    assert (metric - disparity).abs().max() < 1e-4
+    assert abs(near - 1.0) < 1e-3 and abs(far - 40.0) < 0.1  # relative units: the nearest surface is at 1

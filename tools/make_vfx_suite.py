@@ -65,7 +65,8 @@ NEEDS_WEIGHTS = {
         "device": "auto"}},
     "27": {"class_type": "VBQwenEdit", "inputs": {
         "qwen_edit": ["26", 0], "image": ["1", 0], "instruction": "Change the shirt to a red flannel shirt.",
-        "steps": 40, "true_cfg": 4.0, "seed": 0, "negative_prompt": " ", "feather_px": 4.0}},
+        "steps": 40, "true_cfg": 4.0, "seed": 0, "negative_prompt": " ", "feather_px": 4.0,
+        "megapixels": 1.0}},
     "28": {"class_type": "SaveImage", "inputs": {"images": ["27", 0], "filename_prefix": "vibeboard/vfx/edit_shirt"}},
 }
 TITLES = {"1": "Source frame (synthetic RGB-D sample)", "2": "Camera move", "3": "Camera path drawn over the frame",

@@ -29,7 +29,11 @@ def save_to_folder(store, node: str, input_name: str, folder_text: str, written_
     folder = data_dir(node, input_name, folder_text) if (folder_text or "").strip() else store.path
     if not folder:
         raise runtime.NodeInputError(node, input_name, "this memory has no folder yet: give one")
-    store.save(folder)
+    home = store.path
+    try:
+        store.save(folder)
+    finally:  # save() re-homes the object; this one is an (often cached) upstream output: leave it as it was
+        store.path = home
     return {"ui": {"files": [file_entry(os.path.join(folder, written_file))]}, "result": ()}
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import torch
 
@@ -76,6 +77,9 @@ class VBInfCamLoader:
 
         node = "InfCam Loader"
         ckpt = model_path(node, "checkpoint", checkpoint)
+        if not ckpt.endswith(".safetensors"):
+            raise NodeInputError(node, "checkpoint", f"{ckpt}: only .safetensors is read (convert InfCam's .ckpt "
+                                 "once; see docs/vfx.md)")
         base = None
         if wan is not None:
             import copy
@@ -223,6 +227,8 @@ class VBFocusInspect:
         inv = None
         if depth is not None:
             d = depth.float()
+            if d.dim() == 2:  # a single [H, W] mask
+                d = d[None]
             if depth_convention == "metric":
                 inv = torch.where(torch.isfinite(d) & (d > 0), 1.0 / d.clamp(min=1e-3), torch.zeros_like(d))
             else:
@@ -230,6 +236,8 @@ class VBFocusInspect:
             if inv.shape[-2:] != images.shape[1:3]:
                 inv = torch.nn.functional.interpolate(inv[:, None], size=images.shape[1:3], mode="bilinear",
                                                       align_corners=False)[:, 0]
+        if subject_mask is not None and subject_mask.dim() == 2:
+            subject_mask = subject_mask[None]
         if subject_mask is not None and subject_mask.shape[-2:] != images.shape[1:3]:
             subject_mask = torch.nn.functional.interpolate(subject_mask[:, None].float(), size=images.shape[1:3],
                                                            mode="bilinear", align_corners=False)[:, 0]
@@ -238,7 +246,9 @@ class VBFocusInspect:
         fmap = focus_map(images, tile)
         ui = {}
         if save_report:
-            path, subfolder, name = unique_output_path(output_directory(), f"vibeboard/dailies/focus_{shot_name}", "json")
+            # the shot name is free text: one file name in dailies/, never a sub-folder or a way out of it
+            safe_name = re.sub(r"[^\w-]+", "_", shot_name).strip("_") or "shot"
+            path, subfolder, name = unique_output_path(output_directory(), f"vibeboard/dailies/focus_{safe_name}", "json")
             with open(path, "w", encoding="utf-8") as fh:
                 fh.write(text)
             ui["files"] = [{"filename": name, "subfolder": subfolder, "type": "output"}]
@@ -335,21 +345,27 @@ class VBQwenEdit:
                 "reference_2": ("IMAGE", {"tooltip": "Picture 3."}),
                 "negative_prompt": ("STRING", {"default": " ", "tooltip": "Negative prompt for true CFG."}),
                 "feather_px": ("FLOAT", {"default": 4.0, "min": 0.0, "max": 64.0, "tooltip": "Mask edge softness."}),
+                "megapixels": ("FLOAT", {"default": 1.0, "min": 0.01, "max": 4.0, "step": 0.05,
+                                         "tooltip": "Size of the edit in megapixels (×1024², Picture 1's aspect, "
+                                                    "multiples of 32). With a mask the edit is composited back "
+                                                    "at the input size."}),
             },
         }
 
     def run(self, qwen_edit, image, instruction, steps, true_cfg, seed, mask=None, reference_1=None,
-            reference_2=None, negative_prompt=" ", feather_px=4.0):
+            reference_2=None, negative_prompt=" ", feather_px=4.0, megapixels=1.0):
         from .qwen_edit import edit
 
         if not instruction.strip():
             raise NodeInputError("Edit Shirt (Qwen-Image-Edit)", "instruction", "empty instruction")
         refs = [r[0] for r in (reference_1, reference_2) if r is not None]
+        if mask is not None and mask.dim() == 2:  # one [H, W] mask for every image
+            mask = mask[None]
         outs = []
         for i in range(image.shape[0]):
             m = None if mask is None else mask[min(i, mask.shape[0] - 1):][:1]
             outs.append(edit(qwen_edit, [image[i]] + refs, instruction, negative_prompt, steps, true_cfg, seed, m,
-                             feather_px))
+                             feather_px, megapixels))
         return (torch.cat(outs),)
 
 

@@ -12,14 +12,21 @@ Loading:
   fp8-scaled, optional `model.diffusion_model.` prefix; diffusers key names) and the VAE
   (`qwen_image_vae.safetensors`, original Wan-VAE key names), with the text encoder, tokenizer, processor
   and scheduler taken from a diffusers-layout folder (their configs are not in the single files).
+
+Processor: transformers' own `Qwen2VLProcessor` when torchvision is importable (ComfyUI installs it), else
+`qwen_vl_processor.QwenVLProcessor` (PIL image backend + the same image-token expansion), so the pipeline
+also runs on machines without torchvision.
 """
 from __future__ import annotations
 
+import inspect
 import math
 import os
 
 import torch
 import torch.nn.functional as F
+
+from .qwen_vl_processor import QwenVLProcessor, standard_processor_available
 
 COMFY_PREFIXES = ("model.diffusion_model.", "diffusion_model.", "model.")
 
@@ -93,7 +100,38 @@ def load_pipeline(folder: str, transformer_file: str = "", vae_file: str = "", d
         parts["transformer"] = load_transformer_file(transformer_file, dtype, attention_head_dim)
     if vae_file:
         parts["vae"] = load_vae_file(vae_file, dtype)
-    return QwenImageEditPlusPipeline.from_pretrained(folder, torch_dtype=dtype, local_files_only=True, **parts)
+    # VIBEBOARD_QWEN_PROCESSOR=builtin forces ours (e.g. a torchvision that imports but fails at run time)
+    standard = os.environ.get("VIBEBOARD_QWEN_PROCESSOR", "auto") != "builtin" and standard_processor_available()
+    if not standard:
+        parts["processor"] = None  # diffusers would try transformers' Qwen2VLProcessor and fail
+    pipe = QwenImageEditPlusPipeline.from_pretrained(folder, dtype=dtype, local_files_only=True,
+                                                     use_safetensors=True, **parts)
+    if not standard:
+        pipe.processor = QwenVLProcessor.from_folder(os.path.join(folder, "processor"), pipe.tokenizer)
+    forward_mm_token_types(pipe.text_encoder)
+    return pipe
+
+
+def forward_mm_token_types(text_encoder) -> bool:
+    """Give Qwen2.5-VL its 3D (M-RoPE) positions again under transformers ≥ 5.15.
+
+    diffusers' edit pipelines pass only input_ids / attention_mask / pixel_values / image_grid_thw to the text
+    encoder and drop the processor's `mm_token_type_ids` (diffusers issue #14194); without it transformers 5
+    silently falls back to 1D positions for the image tokens, unlike the transformers 4 the model was released
+    with. A forward pre-hook rebuilds the field from input_ids (image token → 1, video token → 2)."""
+    if "mm_token_type_ids" not in inspect.signature(text_encoder.forward).parameters:
+        return False  # older transformers: positions come from input_ids already
+    image_id, video_id = text_encoder.config.image_token_id, text_encoder.config.video_token_id
+
+    def add_token_types(module, args, kwargs):
+        ids = kwargs.get("input_ids")
+        if ids is None or kwargs.get("mm_token_type_ids") is not None or kwargs.get("image_grid_thw") is None:
+            return None
+        types = (ids == image_id).to(torch.int32) + 2 * (ids == video_id).to(torch.int32)
+        return args, {**kwargs, "mm_token_type_ids": types}
+
+    text_encoder.register_forward_pre_hook(add_token_types, with_kwargs=True)
+    return True
 
 
 def feather(mask: torch.Tensor, radius: float) -> torch.Tensor:
@@ -129,15 +167,26 @@ def to_pil(image: torch.Tensor):
     return Image.fromarray(arr)
 
 
+def output_size(height: int, width: int, megapixels: float = 1.0) -> tuple[int, int]:
+    """(height, width) of the edit: the edited image's aspect at `megapixels` (×1024²), multiples of 32 —
+    the pipeline's own rule, but from Picture 1 (the pipeline takes the *last* image's aspect)."""
+    area = max(float(megapixels), 1e-3) * 1024 * 1024
+    w = math.sqrt(area * width / height)
+    return max(32, round(w * height / width / 32) * 32), max(32, round(w / 32) * 32)
+
+
 @torch.no_grad()
 def edit(pipe, images: list, instruction: str, negative: str = " ", steps: int = 40, true_cfg: float = 4.0,
-         seed: int = 0, mask: torch.Tensor | None = None, feather_px: float = 4.0) -> torch.Tensor:
+         seed: int = 0, mask: torch.Tensor | None = None, feather_px: float = 4.0,
+         megapixels: float = 1.0) -> torch.Tensor:
     """images: list of IMAGE [H, W, 3] (the first is edited, the rest are references). Returns IMAGE [1, H, W, 3]."""
     import numpy as np
 
     gen = torch.Generator("cpu").manual_seed(int(seed))
+    height, width = output_size(images[0].shape[0], images[0].shape[1], megapixels)
     out = pipe(image=[to_pil(i) for i in images], prompt=instruction, negative_prompt=negative or " ",
-               num_inference_steps=steps, true_cfg_scale=true_cfg, generator=gen, output_type="np")
+               num_inference_steps=steps, true_cfg_scale=true_cfg, generator=gen, output_type="np",
+               height=height, width=width)
     edited = torch.from_numpy(np.asarray(out.images[0])).float()[None]
     if mask is not None:
         return composite(images[0][None].float(), edited, mask, feather_px)
