@@ -79,8 +79,12 @@ class Executor:
         with self._lock:
             if self._clear_pending:
                 self._clear_now()
-            return _Run(self, copy.deepcopy(prompt), prompt_id or str(uuid.uuid4()), extra_data or {},
-                        outputs, on_event, client_id).run()
+            try:
+                return _Run(self, copy.deepcopy(prompt), prompt_id or str(uuid.uuid4()), extra_data or {},
+                            outputs, on_event, client_id).run()
+            finally:
+                if self._clear_pending:  # asked for during this prompt: free now, not at the next one
+                    self._clear_now()
 
 
 class _Run:

@@ -64,6 +64,7 @@ def test_clear_cache_during_a_run_waits_for_the_run(ex):
         assert dict(ex._cache) == cache_during_run  # untouched while the prompt runs
         worker.join(10)
         assert box["result"].ok
+        assert not ex._cache and not ex._objects  # applied as soon as the prompt finished
         N.CALLS.clear()
         again = ex.execute(prompt)  # the deferred clear applies before this prompt: everything re-runs
         assert sorted(again.executed) == ["1", "2", "3", "4"]
