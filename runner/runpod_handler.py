@@ -42,6 +42,9 @@ def _runtime():
                 load_extra_nodes(registry, path)
             executor = Executor(registry, output_dir=dirs["output"], input_dir=dirs["input"], temp_dir=dirs["temp"],
                                 models_dir=env.get("VIBEBOARD_MODELS_DIR"))
+            # Jobs come from API callers: node file paths stay inside the worker's folders (as on `serve`).
+            from vibeboard.common import runtime
+            runtime.set_path_policy(restrict=env.get("VIBEBOARD_ALLOW_ANY_PATH", "0") not in ("1", "true", "yes"))
             storage = storage_from_config(default_local_root=os.path.join(os.path.dirname(dirs["output"]),
                                                                           "vibeboard-store"))
             _state.update(registry=registry, executor=executor, storage=storage, dirs=dirs)

@@ -63,6 +63,7 @@ class ServerConfig:
     cache: object = "classic"
     models_dir: Optional[str] = None
     push_temp: bool = False  # also push "temp" files (previews); off like ComfyUI workers
+    allow_any_path: bool = False  # file paths typed into nodes may point anywhere (trusted clients only)
 
 
 class VibeServer:
@@ -85,6 +86,9 @@ class VibeServer:
                                 temp_dir=self.dirs["temp"], models_dir=config.models_dir,
                                 cache=config.cache)
         self.executor = executor
+        # Workflows come from clients: file inputs stay inside the server's folders unless told otherwise.
+        from vibeboard.common import runtime
+        runtime.set_path_policy(restrict=not config.allow_any_path)
         db_path = config.db_path or os.path.join(os.path.dirname(self.dirs["output"]), "vibeboard-jobs.sqlite")
         self.store = JobStore(db_path)
         self.hub = WsHub()

@@ -49,7 +49,8 @@ def test_qwen_edit_node_passes_a_2d_mask_whole(monkeypatch):
     from vibeboard.vfx import qwen_edit
 
     seen = []
-    monkeypatch.setattr(qwen_edit, "edit", lambda pipe, images, *a: (seen.append(a[-2]), images[0][None])[1])
+    monkeypatch.setattr(qwen_edit, "edit", lambda pipe, images, instruction, negative, steps, cfg, seed, m, *rest:
+                        (seen.append(m), images[0][None])[1])
     mask = torch.ones(8, 8)
     V.VBQwenEdit().run(None, torch.rand(2, 8, 8, 3), "do it", 1, 1.0, 0, mask=mask)
     assert all(m.shape == (1, 8, 8) for m in seen)

@@ -164,9 +164,9 @@ class VBCameraPathImport:
 
     @staticmethod
     def _file_path(file: str) -> str:
-        from ..common.runtime import input_directory
+        from ..common import runtime
 
-        return file if os.path.isabs(file) else os.path.join(input_directory(), file)
+        return runtime.user_path("Camera Path Import", "file", file, runtime.input_directory())
 
     @classmethod
     def IS_CHANGED(cls, file="", **_):
@@ -175,7 +175,7 @@ class VBCameraPathImport:
             return ""
         try:
             stat = os.stat(cls._file_path(file.strip()))
-        except OSError:
+        except (OSError, NodeInputError):
             return ""
         return f"{stat.st_mtime_ns}:{stat.st_size}"
 

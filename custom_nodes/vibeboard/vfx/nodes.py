@@ -11,6 +11,7 @@ import re
 
 import torch
 
+from ..common import runtime
 from ..common.runtime import NodeInputError, models_directory, output_directory, unique_output_path
 
 CATEGORY = "VibeBoard/VFX"
@@ -22,7 +23,7 @@ def model_path(node: str, input_name: str, value: str, must_be_dir: bool = False
     value = (value or "").strip()
     if not value:
         raise NodeInputError(node, input_name, "empty path")
-    path = value if os.path.isabs(value) else os.path.join(models_directory(), value)
+    path = runtime.user_path(node, input_name, value, models_directory())
     ok = os.path.isdir(path) if must_be_dir else os.path.exists(path)
     if not ok:
         raise NodeInputError(node, input_name, f"model not found: expected {'folder' if must_be_dir else 'file'} {path}")
