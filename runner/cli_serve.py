@@ -85,8 +85,9 @@ def cmd_serve(args) -> int:
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from .security import check_bind_allowed
-    check_bind_allowed(args.host, args.token)  # before loading nodes: fail fast
+    config = build_config(args)  # the token may come from --config
+    check_bind_allowed(config.host, config.token)  # before loading nodes: fail fast
     from .server import VibeServer
-    server = VibeServer(build_config(args))
+    server = VibeServer(config)
     server.serve_forever()
     return 0

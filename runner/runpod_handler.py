@@ -78,7 +78,11 @@ def handler(job: dict, progress: Optional[Callable[[dict], None]] = None) -> dic
     progress = progress or _sdk_progress(job)
     state = _runtime()
     try:
-        prompt = load_workflow(data["workflow"], state["registry"])
+        workflow = data["workflow"]
+        if isinstance(workflow, str):  # JSON text, never a path: job input must not read the worker's files
+            from .security import parse_json
+            workflow = parse_json(workflow.encode("utf-8"), 32 << 20, 256, "input.workflow")
+        prompt = load_workflow(workflow, state["registry"])
         check_graph(prompt)
         apply_job_inputs(prompt, data.get("inputs") or {}, state["dirs"]["input"], job_id,
                          allow_urls=os.environ.get("VIBEBOARD_URL_INPUTS", "1") not in ("0", "false", "no"))
