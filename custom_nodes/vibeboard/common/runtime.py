@@ -196,6 +196,14 @@ def _allowed_roots():
     return [os.path.realpath(r) for r in roots]
 
 
+def _inside(path: str, root: str) -> bool:
+    import os
+    try:
+        return os.path.commonpath([path, root]) == root
+    except ValueError:  # different drives on Windows
+        return False
+
+
 def user_path(node: str, input_name: str, value: str, base: str) -> str:
     """A path typed into a node: absolute, or relative to `base`. Under a restricted policy it must resolve
     (symlinks followed) inside the host's folders; otherwise a NodeInputError names the node and input."""
@@ -204,7 +212,7 @@ def user_path(node: str, input_name: str, value: str, base: str) -> str:
     path = os.path.abspath(text if os.path.isabs(text) else os.path.join(base, text))
     if _path_policy["restrict"]:
         real = os.path.realpath(path)
-        if not any(os.path.commonpath([real, root]) == root for root in _allowed_roots()):
+        if not any(_inside(real, root) for root in _allowed_roots()):
             raise NodeInputError(node, input_name, f"'{value}' is outside the folders this server allows "
                                  "(input, output, temp, models)")
     return path
