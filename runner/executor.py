@@ -279,8 +279,7 @@ class _Run:
         obj = self._instance(node_id, node_class)
         check = getattr(obj, "check_lazy_status", None)
         if check is None:
-            self.lazy_requested.setdefault(node_id, set()).update(pending)
-            return True
+            return False  # as in ComfyUI: nothing asks for them, so they arrive as None (or cached values)
         inputs = self._gather_inputs(node_id, node_class, allow_missing=True)
         try:
             wanted = set()
@@ -308,6 +307,8 @@ class _Run:
         data = {}
         for name, value in node.get("inputs", {}).items():
             if is_link(value):
+                if value[0] not in self.values and self.signatures.get(value[0]) in self.ex._cache:
+                    self._use_cached(value[0], self.signatures[value[0]])  # unrequested but already computed
                 if value[0] in self.values:
                     data[name] = self.values[value[0]][0][value[1]]
                 elif allow_missing or name in self._lazy_inputs(node_class):

@@ -99,6 +99,21 @@ class Switch:
         return (a if use_a else b,)
 
 
+class LazyNoCheck:
+    """Lazy inputs and no check_lazy_status: nothing requests them (ComfyUI passes None)."""
+    RETURN_TYPES = ("INT",)
+    FUNCTION = "run"
+    CATEGORY = "test"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"a": ("INT", {"lazy": True})}}
+
+    def run(self, a=None):
+        CALLS.append(("LazyNoCheck", a))
+        return (-1 if a is None else a,)
+
+
 class Slow:
     """Reports progress and checks for interrupt, like a sampler."""
     RETURN_TYPES = ("INT",)

@@ -92,6 +92,21 @@ def test_lazy_inputs_evaluate_only_requested_branch(ex):
     assert ("Switch", False, None, 2) in N.CALLS
 
 
+def test_lazy_input_without_check_is_not_evaluated(ex):
+    prompt = graph(("Constant", {"value": 4}), ("LazyNoCheck", {"a": ["1", 0]}), ("Record", {"value": ["2", 0]}))
+    result = ex.execute(prompt)
+    assert result.outputs["3"] == {"text": ["-1"]} and ("Constant", 4) not in N.CALLS
+
+
+def test_unrequested_lazy_input_gets_its_cached_value(ex):
+    ex.execute(graph(("Constant", {"value": 1}), ("Record", {"value": ["1", 0]})))  # caches Constant(1)
+    N.CALLS.clear()
+    prompt = graph(("Constant", {"value": 1}), ("Constant", {"value": 2}),
+                   ("Switch", {"use_a": False, "a": ["1", 0], "b": ["2", 0]}), ("Record", {"value": ["3", 0]}))
+    ex.execute(prompt)
+    assert ("Switch", False, 1, 2) in N.CALLS and ("Constant", 1) not in N.CALLS
+
+
 def test_progress_events_and_order(ex):
     events = []
     prompt = graph(("Slow", {"steps": 3}), ("Record", {"value": ["1", 0]}))
