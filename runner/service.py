@@ -17,6 +17,7 @@ from typing import Callable, Optional
 from .jobstore import Job, JobStore
 from .results import path_inside
 from .storage import Storage, push_outputs
+from .progress_state import ProgressState
 from .webhooks import ProgressThrottle, WebhookSender
 
 log = logging.getLogger("vibeboard.service")
@@ -72,6 +73,7 @@ class JobService:
         self.default_webhook = default_webhook
         self.push_temp = push_temp
         self.throttle = ProgressThrottle(progress_interval_s)
+        self._progress_state: Optional[ProgressState] = None  # per running prompt, for the ws message
         self.running: Optional[Job] = None
         self._interrupt_job: Optional[str] = None  # id of the running job an interrupt was asked for
         self.current_node: Optional[str] = None
@@ -185,6 +187,11 @@ class JobService:
     def _on_event(self, job: Job, held: list, event: str, data: dict) -> None:
         if event == "execution_start" and self._interrupt_job == job["id"]:
             self.executor.interrupt()  # asked for after the claim but before the executor reset its flag
+        if event == "execution_start" or self._progress_state is None or self._progress_state.prompt_id != job["id"]:
+            self._progress_state = ProgressState(job["id"])
+        state = self._progress_state.update(event, data)
+        if state is not None:
+            self._route(job, "progress_state", state)
         if event in FINAL_EVENTS or (event == "executing" and data.get("node") is None):
             held.append((event, data))  # sent after history is stored (and outputs pushed): clients fetch it next
             return

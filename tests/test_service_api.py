@@ -248,3 +248,22 @@ def test_free_and_system_stats_report_the_vram_manager(server):
         assert http("POST", server.url + "/free", raw=b"[1]", headers={"Content-Type": "application/json"})[0] == 400
     finally:
         vram._DEFAULT = old
+
+
+def test_progress_state_messages_for_the_new_frontend(server):
+    ws = WsClient(server.url)
+    body = http("POST", server.url + "/prompt", {"prompt": workflow(seconds=0.3), "client_id": ws.client_id})[1]
+    messages = ws.until_done(body["prompt_id"])
+    states = [m["data"] for m in messages if m["type"] == "progress_state"]
+    assert states and all(s["prompt_id"] == body["prompt_id"] for s in states)
+    seen = {state for s in states for node in s["nodes"].values() for state in [node["state"]]}
+    assert "running" in seen
+    last = states[-1]["nodes"]
+    assert last and all(n["state"] == "finished" and n["value"] == n["max"] for n in last.values())
+    assert set(last["1"]) >= {"value", "max", "state", "node_id", "prompt_id", "display_node_id", "real_node_id"}
+    # ordered like ComfyUI: progress_state (running) → executing for each node start
+    kinds = [m["type"] for m in messages]
+    first_exec = kinds.index("executing")
+    assert kinds[first_exec - 1] == "progress_state"
+    assert messages[first_exec - 1]["data"]["nodes"][messages[first_exec]["data"]["node"]]["state"] == "running"
+    ws.close()
