@@ -41,6 +41,10 @@ def register(subparsers) -> None:
                        default=os.environ.get("VIBEBOARD_ALLOW_ANY_PATH", "0") in ("1", "true", "yes"),
                        help="let file paths typed into nodes point outside the server's input/output/temp/models "
                             "folders (only for trusted clients)")
+    serve.add_argument("--allow-private-urls", action="store_true",
+                       default=os.environ.get("VIBEBOARD_ALLOW_PRIVATE_URLS", "0") in ("1", "true", "yes"),
+                       help="let URL inputs and webhooks reach private/loopback addresses when bound to a public "
+                            "interface (always allowed on loopback)")
     serve.add_argument("--push-temp", action="store_true",
                        default=os.environ.get("VIBEBOARD_PUSH_TEMP", "0") in ("1", "true", "yes"),
                        help="also push temp files (previews) to storage")
@@ -77,7 +81,8 @@ def build_config(args):
         max_upload_bytes=int(limits.get("max_upload_mb", args.max_upload_mb) * 1024 * 1024),
         max_prompt_bytes=int(limits.get("max_prompt_mb", args.max_prompt_mb) * 1024 * 1024),
         max_json_depth=int(limits.get("max_json_depth", args.max_json_depth)),
-        allow_url_inputs=not args.no_url_inputs, allow_any_path=args.allow_any_path, extra_nodes=list(args.extra_nodes), cache=cache,
+        allow_url_inputs=not args.no_url_inputs, allow_any_path=args.allow_any_path,
+        allow_private_urls=True if args.allow_private_urls else None, extra_nodes=list(args.extra_nodes), cache=cache,
         models_dir=args.models_dir, push_temp=args.push_temp)
 
 

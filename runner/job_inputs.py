@@ -9,6 +9,7 @@ import re
 import urllib.parse
 import urllib.request
 
+from . import netpolicy
 from .security import ApiError, safe_relpath
 from .workflow import literal_or_link
 
@@ -40,9 +41,11 @@ def _decode_base64(text: str, limit: int, key: str) -> bytes:
 def _download(url: str, limit: int, key: str) -> bytes:
     request = urllib.request.Request(url, headers={"User-Agent": "vibeboard-runner/1"})
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
+        with netpolicy.open_url(request, 60, f"input {key!r}") as response:
             expected = response.headers.get("Content-Length")
             data = response.read(limit + 1)
+    except netpolicy.UrlRefused as exc:
+        raise ApiError(403, "url_refused", str(exc))
     except Exception as exc:
         raise ApiError(400, "input_download_failed", f"input {key!r}: could not download {url}: {exc}")
     if expected is not None and expected.isdigit() and len(data) < min(int(expected), limit + 1):

@@ -45,6 +45,8 @@ def _runtime():
             # Jobs come from API callers: node file paths stay inside the worker's folders (as on `serve`).
             from vibeboard.common import runtime
             runtime.set_path_policy(restrict=env.get("VIBEBOARD_ALLOW_ANY_PATH", "0") not in ("1", "true", "yes"))
+            from . import netpolicy  # a serverless worker is exposed: URL inputs reach public hosts only
+            netpolicy.set_allow_private(env.get("VIBEBOARD_ALLOW_PRIVATE_URLS", "0") in ("1", "true", "yes"))
             storage = storage_from_config(default_local_root=os.path.join(os.path.dirname(dirs["output"]),
                                                                           "vibeboard-store"))
             _state.update(registry=registry, executor=executor, storage=storage, dirs=dirs)

@@ -64,6 +64,7 @@ class ServerConfig:
     models_dir: Optional[str] = None
     push_temp: bool = False  # also push "temp" files (previews); off like ComfyUI workers
     allow_any_path: bool = False  # file paths typed into nodes may point anywhere (trusted clients only)
+    allow_private_urls: Optional[bool] = None  # URL inputs / webhooks to private hosts; default: only on loopback
 
 
 class VibeServer:
@@ -89,6 +90,11 @@ class VibeServer:
         # Workflows come from clients: file inputs stay inside the server's folders unless told otherwise.
         from vibeboard.common import runtime
         runtime.set_path_policy(restrict=not config.allow_any_path)
+        # An exposed server must not fetch from (or post to) the pod's private network for its clients.
+        from . import netpolicy
+        from .security import is_loopback
+        allow_private = config.allow_private_urls
+        netpolicy.set_allow_private(is_loopback(config.host) if allow_private is None else allow_private)
         db_path = config.db_path or os.path.join(os.path.dirname(self.dirs["output"]), "vibeboard-jobs.sqlite")
         self.store = JobStore(db_path)
         self.hub = WsHub()

@@ -9,6 +9,7 @@ import urllib.parse
 
 from aiohttp import web
 
+from . import netpolicy
 from .job_inputs import apply_job_inputs
 from .security import ApiError, safe_relpath
 
@@ -21,6 +22,10 @@ def _webhook_spec(hook):
         raise ApiError(400, "invalid_request", "'webhook' must be a URL or {\"url\": ..., \"progress\": bool}")
     if urllib.parse.urlparse(hook["url"]).scheme not in ("http", "https"):
         raise ApiError(400, "invalid_request", "webhook URL must be http(s)")
+    try:
+        netpolicy.check_url(hook["url"], "webhook")
+    except netpolicy.UrlRefused as exc:
+        raise ApiError(403, "url_refused", str(exc))
     return {"url": hook["url"], "progress": bool(hook.get("progress", False))}
 
 

@@ -15,5 +15,7 @@ import pytest  # noqa: E402
 def _local_path_policy():
     """Servers started by a test restrict node file paths process-wide; later tests run as a local user."""
     yield
+    from runner import netpolicy
     from vibeboard.common import runtime
     runtime.set_path_policy(False)
+    netpolicy.set_allow_private(True)
