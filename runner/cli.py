@@ -103,8 +103,14 @@ def cmd_run(args) -> int:
                         temp_dir=args.temp_dir, models_dir=args.models_dir)
     printer = ProgressPrinter(sys.stderr, prompt, registry, enabled=not args.quiet)
     box = {}
-    worker = threading.Thread(target=lambda: box.update(result=executor.execute(prompt, on_event=printer)),
-                              daemon=True)
+
+    def work():
+        try:
+            box["result"] = executor.execute(prompt, on_event=printer)
+        except BaseException as exc:  # an executor/host failure must still end in a message and exit code
+            box["crash"] = exc
+
+    worker = threading.Thread(target=work, daemon=True)
     worker.start()
     try:
         while worker.is_alive():
@@ -113,6 +119,10 @@ def cmd_run(args) -> int:
         print("\nvibeboard: interrupting (finishing the current step)…", file=sys.stderr)
         executor.interrupt()
         worker.join()
+    if "result" not in box:
+        exc = box.get("crash")
+        print(f"vibeboard: the run crashed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     result = box["result"]
     code = report(result, registry, args.json)
     if getattr(args, "push", False):
@@ -136,8 +146,9 @@ def report(result, registry, as_json: bool) -> int:
         print("Workflow is not valid:\n" + result.validation_summary, file=sys.stderr)
         return code
     if result.status == "error":
-        err = result.error
-        print(f"Failed at node {err['node_id']} ({err['node_type']}): {err['exception_message']}", file=sys.stderr)
+        err = result.error or {}
+        print(f"Failed at node {err.get('node_id')} ({err.get('node_type')}): "
+              f"{err.get('exception_message', 'no error details')}", file=sys.stderr)
     if result.status == "interrupted":
         print("Interrupted.", file=sys.stderr)
     rows = [(nid, result.prompt[nid]["class_type"], f"{secs:.3f}s") for nid, secs in result.timings.items()]
@@ -148,8 +159,15 @@ def report(result, registry, as_json: bool) -> int:
     print(f"{len(result.executed)} executed, {len(result.cached)} cached, "
           f"{result.total_seconds:.2f}s total", file=out)
     for item in files:
-        print(f"output: {os.path.relpath(item['path'])}  (node {item['node']}, {item['type']})", file=out)
+        print(f"output: {_shown_path(item['path'])}  (node {item['node']}, {item['type']})", file=out)
     return code
+
+
+def _shown_path(path: str) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:  # Windows: on another drive than the current folder
+        return path
 
 
 def cmd_validate(args) -> int:

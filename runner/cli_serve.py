@@ -37,6 +37,10 @@ def register(subparsers) -> None:
     serve.add_argument("--no-url-inputs", action="store_true",
                        default=os.environ.get("VIBEBOARD_URL_INPUTS", "1") in ("0", "false", "no"),
                        help="refuse job inputs given by URL (the server would fetch them)")
+    serve.add_argument("--allow-any-path", action="store_true",
+                       default=os.environ.get("VIBEBOARD_ALLOW_ANY_PATH", "0") in ("1", "true", "yes"),
+                       help="let file paths typed into nodes point outside the server's input/output/temp/models "
+                            "folders (only for trusted clients)")
     serve.add_argument("--push-temp", action="store_true",
                        default=os.environ.get("VIBEBOARD_PUSH_TEMP", "0") in ("1", "true", "yes"),
                        help="also push temp files (previews) to storage")
@@ -73,7 +77,7 @@ def build_config(args):
         max_upload_bytes=int(limits.get("max_upload_mb", args.max_upload_mb) * 1024 * 1024),
         max_prompt_bytes=int(limits.get("max_prompt_mb", args.max_prompt_mb) * 1024 * 1024),
         max_json_depth=int(limits.get("max_json_depth", args.max_json_depth)),
-        allow_url_inputs=not args.no_url_inputs, extra_nodes=list(args.extra_nodes), cache=cache,
+        allow_url_inputs=not args.no_url_inputs, allow_any_path=args.allow_any_path, extra_nodes=list(args.extra_nodes), cache=cache,
         models_dir=args.models_dir, push_temp=args.push_temp)
 
 
@@ -81,8 +85,9 @@ def cmd_serve(args) -> int:
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from .security import check_bind_allowed
-    check_bind_allowed(args.host, args.token)  # before loading nodes: fail fast
+    config = build_config(args)  # the token may come from --config
+    check_bind_allowed(config.host, config.token)  # before loading nodes: fail fast
     from .server import VibeServer
-    server = VibeServer(build_config(args))
+    server = VibeServer(config)
     server.serve_forever()
     return 0

@@ -24,7 +24,11 @@ def _safe_input_path(name: str, node: str = "LoadImage", input_name: str = "imag
         raise runtime.NodeInputError(node, input_name, f"absolute paths are not allowed: '{name}'")
     clean = name.split(" [", 1)[0] if name.endswith("]") else name  # ComfyUI's "name [input]" annotation
     path = os.path.abspath(os.path.join(base, clean))
-    if os.path.commonpath([path, base]) != base:
+    try:
+        inside = os.path.commonpath([path, base]) == base
+    except ValueError:  # Windows: another drive ("D:plate.png")
+        inside = False
+    if not inside:
         raise runtime.NodeInputError(node, input_name, f"'{name}' points outside the input folder")
     return path
 

@@ -51,12 +51,25 @@ class Executor:
         self._objects: Dict[tuple, object] = {}
         self._interrupt = threading.Event()
         self._lock = threading.Lock()  # one prompt at a time per executor
+        self._clear_pending = False  # clear_cache() asked for while a prompt was running
 
     # -- public API ----------------------------------------------------------------------------
     def interrupt(self) -> None:
         self._interrupt.set()
 
     def clear_cache(self) -> None:
+        """Drop cached results and node instances. While a prompt runs (POST /free from the server thread)
+        the clear waits until that prompt is done, like ComfyUI's free_memory flag, instead of racing it."""
+        if not self._lock.acquire(blocking=False):
+            self._clear_pending = True
+            return
+        try:
+            self._clear_now()
+        finally:
+            self._lock.release()
+
+    def _clear_now(self) -> None:
+        self._clear_pending = False
         self._cache.clear()
         self._objects.clear()
 
@@ -64,8 +77,14 @@ class Executor:
                 outputs: Optional[List[str]] = None, on_event: Optional[EventCallback] = None,
                 client_id: Optional[str] = None) -> ExecutionResult:
         with self._lock:
-            return _Run(self, copy.deepcopy(prompt), prompt_id or str(uuid.uuid4()), extra_data or {},
-                        outputs, on_event, client_id).run()
+            if self._clear_pending:
+                self._clear_now()
+            try:
+                return _Run(self, copy.deepcopy(prompt), prompt_id or str(uuid.uuid4()), extra_data or {},
+                            outputs, on_event, client_id).run()
+            finally:
+                if self._clear_pending:  # asked for during this prompt: free now, not at the next one
+                    self._clear_now()
 
 
 class _Run:
@@ -113,7 +132,11 @@ class _Run:
         self.emit("execution_start", {"prompt_id": self.prompt_id, "timestamp": _now_ms()})
         try:
             for node_id in self.prompt:
-                self._signature(node_id)
+                try:
+                    self._signature(node_id)
+                except (KeyError, DependencyCycleError, RecursionError):
+                    # only possible for nodes no valid output needs (validation checked those): skip them
+                    pass
             self._trim_cache()
             cached = [nid for nid, sig in self.signatures.items() if sig in ex._cache]
             self.result.cached_at_start = cached
@@ -177,6 +200,10 @@ class _Run:
 
     def _trim_cache(self):
         ex = self.ex
+        # Node instances live as long as their node is in the current prompt (ComfyUI's objects cache).
+        current = {(nid, node.get("class_type")) for nid, node in self.prompt.items()}
+        for key in [k for k in ex._objects if k not in current]:
+            del ex._objects[key]
         if ex.cache_mode == "none":
             ex._cache.clear()
         elif ex.cache_mode == "classic":

@@ -65,8 +65,8 @@ class JobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
         self._db.executescript(_SCHEMA)
-        row = self._db.execute("SELECT MAX(ABS(number)) FROM jobs").fetchone()
-        self._counter = int(row[0] or 0) + 1
+        row = self._db.execute("SELECT MAX(ABS(number)) FROM jobs WHERE ABS(number) < 1e15").fetchone()
+        self._counter = int(row[0] or 0) + 1  # (a non-finite number stored by an older server is skipped)
 
     # --- helpers ---------------------------------------------------------------------------------
     def _row(self, row) -> Optional[Job]:
@@ -208,12 +208,13 @@ class JobStore:
                 "SELECT COUNT(*) FROM jobs WHERE status='queued' AND (number < ? OR (number = ? AND created_at < ?))",
                 (row["number"], row["number"], row["created_at"])).fetchone()[0]
 
-    def history(self, max_items: Optional[int] = None, offset: int = 0) -> List[Job]:
-        """Finished jobs oldest → newest. ComfyUI: with max_items only, the last N; offset skips from the start."""
+    def history(self, max_items: Optional[int] = None, offset: Optional[int] = None) -> List[Job]:
+        """Finished jobs oldest → newest. ComfyUI: with max_items and no offset, the last N; an offset (0
+        included) skips that many from the oldest."""
         with self._lock:
             total = self._db.execute("SELECT COUNT(*) FROM jobs WHERE history IS NOT NULL AND finished_at IS NOT NULL"
                                      ).fetchone()[0]
-            if max_items is not None and not offset:
+            if max_items is not None and offset is None:
                 offset = max(0, total - max_items)
             limit = -1 if max_items is None else int(max_items)
             rows = self._db.execute(

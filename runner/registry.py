@@ -1,6 +1,7 @@
 """Which node classes exist, and their ComfyUI `/object_info` description."""
 from __future__ import annotations
 
+import logging
 from typing import Dict, Optional
 
 
@@ -68,7 +69,15 @@ class NodeRegistry:
         return info
 
     def object_info(self) -> dict:
-        return {name: self.node_info(name) for name in sorted(self.classes)}
+        """Every node's info; one whose INPUT_TYPES fails is logged and left out, as ComfyUI does, so the
+        frontend still loads."""
+        info = {}
+        for name in sorted(self.classes):
+            try:
+                info[name] = self.node_info(name)
+            except Exception:
+                logging.getLogger("vibeboard.registry").exception("object_info: node %s left out", name)
+        return info
 
 
 def _jsonable(value):

@@ -155,19 +155,35 @@ class RemoteComfyUI:
                                         "type": item.get("type") or "output"})
         root = os.path.realpath(dest_dir)
         target = os.path.realpath(os.path.join(root, item.get("subfolder") or "", item["filename"]))
-        if os.path.commonpath([target, root]) != root:  # the remote is not trusted with our file system
+        try:
+            inside = os.path.commonpath([target, root]) == root
+        except ValueError:  # Windows: a name like "D:x.png" lands on another drive
+            inside = False
+        if not inside:  # the remote is not trusted with our file system
             raise RemoteError(f"remote output name {item['filename']!r} leaves the output folder")
         os.makedirs(os.path.dirname(target), exist_ok=True)
         headers = self._headers()
         req = urllib.request.Request(f"{self.url}/view?{query}", headers=headers)
         tmp = target + ".part"
-        with urllib.request.urlopen(req, timeout=max(self.timeout_s, 120)) as response, open(tmp, "wb") as out:
-            while True:
-                chunk = response.read(1 << 20)
-                if not chunk:
-                    break
-                out.write(chunk)
-        os.replace(tmp, target)
+        try:
+            with urllib.request.urlopen(req, timeout=max(self.timeout_s, 120)) as response, open(tmp, "wb") as out:
+                expected = response.headers.get("Content-Length")
+                received = 0
+                while True:
+                    chunk = response.read(1 << 20)
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    received += len(chunk)
+            # http.client returns a short body without complaint when the connection drops
+            if expected is not None and expected.isdigit() and received != int(expected):
+                raise RemoteError(f"download of {item['filename']!r} was cut off: got {received} of "
+                                  f"{expected} bytes")
+            os.replace(tmp, target)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
         return target
 
     # --- websocket -------------------------------------------------------------------------------
@@ -198,7 +214,19 @@ class RemoteComfyUI:
 
     def follow(self, prompt_id: str, result: RemoteResult, ws=None, on_event: Optional[EventCallback] = None,
                timeout_s: Optional[float] = None) -> dict:
-        """Until the prompt is finished; returns its history entry."""
+        """Until the prompt is finished; returns its history entry. Sockets it opened itself (reconnects)
+        are closed before it returns; the one passed in stays the caller's to close."""
+        state = {"own": None}
+        try:
+            return self._follow(prompt_id, result, ws, on_event, timeout_s, state)
+        finally:
+            if state["own"] is not None:
+                try:
+                    state["own"].close()
+                except Exception:
+                    pass
+
+    def _follow(self, prompt_id, result, ws, on_event, timeout_s, state) -> dict:
         import websocket
         deadline = None if timeout_s is None else time.time() + timeout_s
         last_check = time.time()
@@ -223,6 +251,7 @@ class RemoteComfyUI:
                 except Exception:
                     pass
                 ws = self._reconnect(result)  # None → polling from now on
+                state["own"] = ws
                 entry = self.history(prompt_id)  # it may have finished while we were away
                 if entry is not None and _finished(entry):
                     return entry

@@ -52,6 +52,17 @@ class ExecutionResult:
                     kind = item.get("type", "output")
                     base = self.dirs.get(kind, self.dirs.get("output", ""))
                     path = os.path.join(base, item.get("subfolder", "") or "", item["filename"])
+                    if not path_inside(base, path):
+                        continue  # never push a file from outside the folder, whatever a node reported
                     files.append({"node": node_id, "key": key, "filename": item["filename"],
                                   "subfolder": item.get("subfolder", ""), "type": kind, "path": path})
         return files
+
+
+def path_inside(base: str, path: str) -> bool:
+    """True when path (after resolving '..' and links) lies inside base."""
+    base_real = os.path.realpath(base)
+    try:
+        return os.path.commonpath([os.path.realpath(path), base_real]) == base_real
+    except ValueError:  # another drive on Windows
+        return False

@@ -42,6 +42,9 @@ def _runtime():
                 load_extra_nodes(registry, path)
             executor = Executor(registry, output_dir=dirs["output"], input_dir=dirs["input"], temp_dir=dirs["temp"],
                                 models_dir=env.get("VIBEBOARD_MODELS_DIR"))
+            # Jobs come from API callers: node file paths stay inside the worker's folders (as on `serve`).
+            from vibeboard.common import runtime
+            runtime.set_path_policy(restrict=env.get("VIBEBOARD_ALLOW_ANY_PATH", "0") not in ("1", "true", "yes"))
             storage = storage_from_config(default_local_root=os.path.join(os.path.dirname(dirs["output"]),
                                                                           "vibeboard-store"))
             _state.update(registry=registry, executor=executor, storage=storage, dirs=dirs)
@@ -75,7 +78,11 @@ def handler(job: dict, progress: Optional[Callable[[dict], None]] = None) -> dic
     progress = progress or _sdk_progress(job)
     state = _runtime()
     try:
-        prompt = load_workflow(data["workflow"], state["registry"])
+        workflow = data["workflow"]
+        if isinstance(workflow, str):  # JSON text, never a path: job input must not read the worker's files
+            from .security import parse_json
+            workflow = parse_json(workflow.encode("utf-8"), 32 << 20, 256, "input.workflow")
+        prompt = load_workflow(workflow, state["registry"])
         check_graph(prompt)
         apply_job_inputs(prompt, data.get("inputs") or {}, state["dirs"]["input"], job_id,
                          allow_urls=os.environ.get("VIBEBOARD_URL_INPUTS", "1") not in ("0", "false", "no"))

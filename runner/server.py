@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import os
 import platform
 import shutil
@@ -62,6 +63,7 @@ class ServerConfig:
     cache: object = "classic"
     models_dir: Optional[str] = None
     push_temp: bool = False  # also push "temp" files (previews); off like ComfyUI workers
+    allow_any_path: bool = False  # file paths typed into nodes may point anywhere (trusted clients only)
 
 
 class VibeServer:
@@ -84,6 +86,9 @@ class VibeServer:
                                 temp_dir=self.dirs["temp"], models_dir=config.models_dir,
                                 cache=config.cache)
         self.executor = executor
+        # Workflows come from clients: file inputs stay inside the server's folders unless told otherwise.
+        from vibeboard.common import runtime
+        runtime.set_path_policy(restrict=not config.allow_any_path)
         db_path = config.db_path or os.path.join(os.path.dirname(self.dirs["output"]), "vibeboard-jobs.sqlite")
         self.store = JobStore(db_path)
         self.hub = WsHub()
@@ -223,8 +228,9 @@ class VibeServer:
             raise ApiError(400, "invalid_request", "client_id must be a string")
         prompt_id = self._new_prompt_id(body.get("prompt_id"))
         number = body.get("number")
-        if number is not None and (isinstance(number, bool) or not isinstance(number, (int, float))):
-            raise ApiError(400, "invalid_request", "number must be a number")
+        if number is not None and (isinstance(number, bool) or not isinstance(number, (int, float))
+                                   or not math.isfinite(number)):  # inf would break the queue on restart
+            raise ApiError(400, "invalid_request", "number must be a finite number")
         job_id, number = self.service.submit(prompt, extra, client_id, prompt_id, number,
                                              bool(body.get("front")), list(result.good_outputs))
         return web.json_response({"prompt_id": job_id, "number": number, "node_errors": result.node_errors})
@@ -286,11 +292,13 @@ class VibeServer:
     async def get_history(self, request):
         try:
             max_items = int(request.query["max_items"]) if "max_items" in request.query else None
-            offset = int(request.query.get("offset", 0))
+            offset = int(request.query["offset"]) if "offset" in request.query else None
         except ValueError:
             raise ApiError(400, "invalid_request", "max_items and offset must be integers")
-        if (max_items is not None and max_items < 0) or offset < 0:
-            raise ApiError(400, "invalid_request", "max_items and offset must not be negative")
+        if offset is not None and offset < 0:
+            offset = None  # ComfyUI's own default is -1: "the last max_items"
+        if max_items is not None and max_items < 0:
+            raise ApiError(400, "invalid_request", "max_items must not be negative")
         return web.json_response({j["id"]: j["history"] for j in self.store.history(max_items, offset)})
 
     async def get_history_one(self, request):
@@ -358,7 +366,7 @@ class VibeServer:
         fields, tmp_path, original_name = {}, None, None
         try:
             async for part in reader:
-                if part.name == "image" and part.filename is not None:
+                if part.name == "image" and part.filename is not None and tmp_path is None:  # first file wins
                     original_name = part.filename
                     fd, tmp_path = tempfile.mkstemp(dir=self.dirs["temp"], prefix=".upload-")
                     size = 0
@@ -372,7 +380,7 @@ class VibeServer:
                                 raise ApiError(413, "payload_too_large", f"upload exceeds the limit of {limit} bytes")
                             handle.write(chunk)
                 elif part.name in ("type", "subfolder", "overwrite"):
-                    fields[part.name] = (await part.read(decode=True)).decode("utf-8", "replace")[:1024]
+                    fields[part.name] = await _read_small_field(part, MAX_FORM_FIELD_BYTES)
             if tmp_path is None:
                 raise ApiError(400, "invalid_request", "multipart field 'image' (a file) is required")
             kind = fields.get("type") or "input"
@@ -498,6 +506,22 @@ class VibeServer:
             asyncio.run(main())
         except KeyboardInterrupt:
             pass
+
+
+MAX_FORM_FIELD_BYTES = 4096
+
+
+async def _read_small_field(part, limit: int) -> str:
+    """A text form field, read in chunks and refused past `limit` (part.read() would buffer any size)."""
+    data = bytearray()
+    while True:
+        chunk = await part.read_chunk(limit + 1)
+        if not chunk:
+            break
+        data.extend(chunk)
+        if len(data) > limit:
+            raise ApiError(413, "payload_too_large", f"form field '{part.name}' is longer than {limit} bytes")
+    return bytes(part.decode(bytes(data))).decode("utf-8", "replace")
 
 
 def _place_upload(tmp_path: str, folder: str, name: str, overwrite: bool) -> str:

@@ -15,6 +15,7 @@ from collections import deque
 from typing import Callable, Optional
 
 from .jobstore import Job, JobStore
+from .results import path_inside
 from .storage import Storage, push_outputs
 from .webhooks import ProgressThrottle, WebhookSender
 
@@ -24,6 +25,8 @@ log = logging.getLogger("vibeboard.service")
 CLIENT_ONLY = {"execution_start", "execution_cached", "executing", "executed", "execution_success",
                "execution_error"}
 ALWAYS_BROADCAST = {"execution_interrupted", "status"}
+# A prompt's last messages; held until its history entry is stored, then sent in their original order.
+FINAL_EVENTS = {"execution_success", "execution_error", "execution_interrupted"}
 
 
 def files_from_ui(outputs: dict, dirs: dict) -> list:
@@ -44,6 +47,8 @@ def files_from_ui(outputs: dict, dirs: dict) -> list:
                     continue
                 subfolder = item.get("subfolder") or ""
                 path = os.path.join(base, subfolder, item["filename"])
+                if not path_inside(base, path):
+                    continue  # never push a file from outside the folder, whatever a node reported
                 key = (node_id, path)
                 if key in seen:
                     continue
@@ -68,6 +73,7 @@ class JobService:
         self.push_temp = push_temp
         self.throttle = ProgressThrottle(progress_interval_s)
         self.running: Optional[Job] = None
+        self._interrupt_job: Optional[str] = None  # id of the running job an interrupt was asked for
         self.current_node: Optional[str] = None
         self.submitted_at_monotonic: dict = {}  # job id → perf_counter at submit (removed when the job starts)
         self.start_log: "deque" = deque(maxlen=10000)  # (job id, submitted, started) for latency stats
@@ -126,6 +132,7 @@ class JobService:
         running = self.running
         if running is None or (prompt_id and running["id"] != prompt_id):
             return False
+        self._interrupt_job = running["id"]  # re-applied at execution_start: the executor resets its flag
         self.executor.interrupt()
         return True
 
@@ -152,6 +159,7 @@ class JobService:
                 self._wake.clear()
                 continue
             self.start_log.append((job["id"], self.submitted_at_monotonic.pop(job["id"], None), time.perf_counter()))
+            self._interrupt_job = None
             self.running = job
             self.broadcast_status()
             try:
@@ -160,6 +168,7 @@ class JobService:
                 log.exception("worker failed on job %s", job["id"])
             finally:
                 self.running = None
+                self._interrupt_job = None
                 self.current_node = None
                 self.throttle.forget(job["id"])
 
@@ -174,10 +183,12 @@ class JobService:
             self.emit(event, data, client)
 
     def _on_event(self, job: Job, held: list, event: str, data: dict) -> None:
+        if event == "execution_start" and self._interrupt_job == job["id"]:
+            self.executor.interrupt()  # asked for after the claim but before the executor reset its flag
+        if event in FINAL_EVENTS or (event == "executing" and data.get("node") is None):
+            held.append((event, data))  # sent after history is stored (and outputs pushed): clients fetch it next
+            return
         if event == "executing":
-            if data.get("node") is None:
-                held.append((event, data))  # sent after history is stored, so clients can fetch it
-                return
             self.current_node = data.get("node")
         elif event == "executed" and data.get("output"):
             try:
@@ -211,6 +222,10 @@ class JobService:
             status = result.status
             history = result.history_entry(job["number"])
             error = result.error if status != "success" else None
+            if status == "invalid":  # valid at submit, not any more (an input file went away while queued)
+                error = _invalid_as_execution_error(job["id"], result)
+                history["status"]["messages"].append(["execution_error", error])
+                held.insert(0, ("execution_error", error))
         except Exception as exc:  # executor bug or host failure: still a clean error record
             tb = traceback.format_exc()
             log.error("job %s crashed: %s", job["id"], tb)
@@ -218,20 +233,22 @@ class JobService:
                      "exception_message": f"{type(exc).__name__}: {exc}", "exception_type": type(exc).__name__,
                      "traceback": tb.splitlines(), "current_inputs": {}, "current_outputs": [],
                      "timestamp": int(time.time() * 1000)}
-            self._route(job, "execution_error", error)
+            held.insert(0, ("execution_error", error))  # before the final "executing": node null
             status = "error"
             partial = (self.store.get(job["id"]) or {}).get("partial_outputs") or {}
             history = {"prompt": job.queue_item, "outputs": partial,
                        "status": {"status_str": "error", "completed": False,
                                   "messages": [["execution_error", error]]}, "meta": {}}
-            if not held:
+            if not any(event == "executing" for event, _data in held):
                 held.append(("executing", {"node": None, "prompt_id": job["id"]}))
         if history.get("prompt") is None or not isinstance(history.get("prompt"), list):
             history["prompt"] = job.queue_item
-        self._publish_and_notify(job, history, status, error)
-        self.broadcast_status()
-        for event, data in held:
-            self._route(job, event, data)
+        try:
+            self._publish_and_notify(job, history, status, error)
+        finally:  # clients waiting for the end must hear it even if publishing failed
+            self.broadcast_status()
+            for event, data in held:
+                self._route(job, event, data)
 
     def _publish_and_notify(self, job: Job, history: dict, status: str, error) -> None:
         files = files_from_ui(history.get("outputs") or {}, self.dirs)
@@ -254,6 +271,17 @@ class JobService:
             self.webhooks.send(hook["url"], event, {
                 "job_id": job["id"], "status": status, "outputs": public, "error": _short_error(error),
                 "created_at": job.get("created_at"), "finished_at": time.time()})
+
+
+def _invalid_as_execution_error(job_id: str, result) -> dict:
+    """ComfyUI clients learn about failures from execution_error: give a run-time validation failure that shape."""
+    node_errors = result.node_errors or {}
+    node_id = next(iter(node_errors), None)
+    return {"prompt_id": job_id, "node_id": node_id,
+            "node_type": node_errors[node_id].get("class_type") if node_id else None, "executed": [],
+            "exception_message": result.validation_summary or "the prompt is no longer valid",
+            "exception_type": "ValidationError", "traceback": [], "current_inputs": {}, "current_outputs": [],
+            "node_errors": node_errors, "timestamp": int(time.time() * 1000)}
 
 
 def _short_error(error) -> Optional[dict]:

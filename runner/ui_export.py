@@ -19,9 +19,16 @@ def _node_height(n_inputs: int, n_widgets: int) -> int:
 
 
 def api_to_ui(prompt: Dict[str, dict], registry, control_value: str = "fixed") -> dict:
+    # Numeric ids are kept; the others ("12:5", "loader") get fresh numbers above every numeric id.
     ids = {}
-    for index, node_id in enumerate(prompt, start=1):
-        ids[node_id] = int(node_id) if str(node_id).isdigit() else 1000 + index
+    for node_id in prompt:
+        if str(node_id).isdecimal() and int(node_id) not in ids.values():  # "7" and "007" can't both be 7
+            ids[node_id] = int(node_id)
+    next_id = max(ids.values(), default=0) + 1
+    for node_id in prompt:
+        if node_id not in ids:
+            ids[node_id] = next_id
+            next_id += 1
     depth = {}
 
     def column(node_id, seen=()):

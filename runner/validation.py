@@ -86,7 +86,7 @@ def validate_prompt(prompt: dict, registry, partial_targets: Optional[List[str]]
     if not isinstance(prompt, dict) or not prompt:
         return ValidationResult(False, _error("invalid_prompt", "Prompt is empty or not an object"))
     for node_id, node in prompt.items():
-        if not isinstance(node, dict) or "class_type" not in node:
+        if not isinstance(node, dict) or not isinstance(node.get("class_type"), str):
             return ValidationResult(False, _error(
                 "invalid_prompt", "Cannot execute because a node is missing the class_type property.",
                 f"Node ID '#{node_id}'"))

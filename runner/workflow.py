@@ -34,7 +34,11 @@ def load_workflow(source, registry, max_bytes: int = 32 * 1024 * 1024) -> Dict[s
     if isinstance(data, dict) and isinstance(data.get("prompt"), dict) and "class_type" not in data["prompt"]:
         data = data["prompt"]  # a POST /prompt body
     if is_ui_format(data):
-        return ui_to_api(data, registry)
+        try:
+            return ui_to_api(data, registry)
+        except (KeyError, TypeError, AttributeError, IndexError) as exc:  # hand-edited or truncated files
+            raise WorkflowFormatError(f"malformed UI workflow ({type(exc).__name__}: {exc}): expected "
+                                      "nodes [{id, type, inputs, widgets_values}] and links") from None
     if isinstance(data, dict) and data and all(isinstance(v, dict) for v in data.values()):
         return normalise_api(data)
     raise WorkflowFormatError("not a ComfyUI workflow: expected API format {id: {class_type, inputs}} "
@@ -45,7 +49,8 @@ def _read_source(source, max_bytes):
     if isinstance(source, dict):
         return source
     text = None
-    if isinstance(source, (str, os.PathLike)) and not (isinstance(source, str) and source.lstrip()[:1] in "{["):
+    looks_like_json = isinstance(source, str) and source.lstrip()[:1] in "{[" and not os.path.isfile(source)
+    if isinstance(source, (str, os.PathLike)) and not looks_like_json:
         path = os.fspath(source)
         if not os.path.isfile(path):
             raise WorkflowFormatError(f"workflow file not found: {path}")
@@ -69,10 +74,14 @@ def _read_source(source, max_bytes):
 
 def _read_png_metadata(path):
     from PIL import Image
-    info = Image.open(path).info
+    with Image.open(path) as image:  # closed at once (Windows keeps open files locked)
+        info = dict(image.info)
     for key in ("prompt", "workflow"):
         if key in info:
-            return json.loads(info[key])
+            try:
+                return json.loads(info[key])
+            except (json.JSONDecodeError, RecursionError) as exc:
+                raise WorkflowFormatError(f"{path}: embedded '{key}' is not valid JSON ({exc})") from None
     raise WorkflowFormatError(f"{path} has no embedded ComfyUI workflow")
 
 
@@ -151,7 +160,8 @@ def _widget_values(node: dict, node_class) -> Dict[str, Any]:
     if values is None or node_class is None:
         return {}
     if isinstance(values, dict):  # some packs save widgets by name
-        return {k: v for k, v in values.items() if not isinstance(v, dict) or "__value__" in v}
+        return {k: ({"__value__": v} if isinstance(v, list) else v)  # a list literal is not a link
+                for k, v in values.items() if not isinstance(v, dict) or "__value__" in v}
     input_types = node_class.INPUT_TYPES()
     slots = widget_slots(input_types)
     values = list(values)
@@ -262,8 +272,17 @@ def apply_overrides(prompt: Dict[str, dict], overrides: Dict[str, Any]) -> Dict[
     """`{"NODE_ID.input": value}` → a copy of the prompt with those constants set (CLI --set, job API)."""
     prompt = json.loads(json.dumps(prompt))
     for key, value in overrides.items():
-        node_id, _, input_name = key.partition(".")
+        node_id, _, input_name = key.rpartition(".")  # node ids may hold dots, input names do not
         if node_id not in prompt or not input_name:
             raise WorkflowFormatError(f"override '{key}': expected NODE_ID.input with an existing node id")
-        prompt[node_id].setdefault("inputs", {})[input_name] = value
+        prompt[node_id].setdefault("inputs", {})[input_name] = literal_or_link(value)
     return prompt
+
+
+def literal_or_link(value):
+    """An override value: `["node_id", slot]` stays a link; any other list is a literal (wrapped, as the
+    frontend does), so `--set 5.sizes=[512,768]` is not read as a malformed link."""
+    if isinstance(value, list) and not (len(value) == 2 and isinstance(value[0], str)
+                                        and isinstance(value[1], int) and not isinstance(value[1], bool)):
+        return {"__value__": value}
+    return value

@@ -94,7 +94,7 @@ class VBCameraPathDraw:
     def build(self, points, mode, num_frames, width, height, fov_deg, easing, subject_distance, image=None):
         try:
             pts = parse_points(points)
-        except ValueError as exc:
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
             raise NodeInputError("Camera Path (Draw)", "points", str(exc)) from None
         if not pts:
             raise NodeInputError("Camera Path (Draw)", "points", "draw at least one point")
@@ -162,17 +162,35 @@ class VBCameraPathImport:
             }
         }
 
-    def load(self, text, file, width, height, fps, relative_to_first, infcam_cam=1):
-        from ..common.runtime import input_directory
+    @staticmethod
+    def _file_path(file: str) -> str:
+        from ..common import runtime
 
+        return runtime.user_path("Camera Path Import", "file", file, runtime.input_directory())
+
+    @classmethod
+    def IS_CHANGED(cls, file="", **_):
+        # The text widget is part of the cache key already; a file's contents are not: re-run when it changes.
+        if not (file or "").strip():
+            return ""
+        try:
+            stat = os.stat(cls._file_path(file.strip()))
+        except (OSError, NodeInputError):
+            return ""
+        return f"{stat.st_mtime_ns}:{stat.st_size}"
+
+    def load(self, text, file, width, height, fps, relative_to_first, infcam_cam=1):
         source = "text"
         if file.strip():
             source = "file"
-            path_name = file if os.path.isabs(file) else os.path.join(input_directory(), file)
+            path_name = self._file_path(file.strip())
             if not os.path.isfile(path_name):
                 raise NodeInputError("Camera Path Import", "file", f"no such file: {path_name}")
-            with open(path_name, encoding="utf-8") as fh:
-                text = fh.read()
+            try:
+                with open(path_name, encoding="utf-8") as fh:
+                    text = fh.read()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise NodeInputError("Camera Path Import", "file", f"cannot read {path_name} as text: {exc}") from None
         if not text.strip():
             raise NodeInputError("Camera Path Import", "text", "empty: paste a path or name a file")
         try:
@@ -208,7 +226,10 @@ class VBCameraPathExport:
             text, ext = json.dumps(camera_path.to_comfy_wan_poses()), "json"
         else:
             text, ext = camera_path.to_json(indent=1), "json"
-        path, subfolder, name = unique_output_path(output_directory(), filename_prefix, ext)
+        try:
+            path, subfolder, name = unique_output_path(output_directory(), filename_prefix, ext)
+        except NodeInputError as exc:
+            raise NodeInputError("Camera Path Export", "filename_prefix", str(exc).split(": ", 2)[-1]) from None
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(text)
         return {"ui": {"files": [{"filename": name, "subfolder": subfolder, "type": "output"}]}, "result": (text,)}
@@ -256,7 +277,7 @@ class VBBoxesDraw:
     def build(self, boxes, num_frames, width, height, image=None):
         try:
             parsed = parse_boxes(boxes)
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
             raise NodeInputError("Boxes (Draw)", "boxes", str(exc)) from None
         if image is not None:
             height, width = int(image.shape[1]), int(image.shape[2])

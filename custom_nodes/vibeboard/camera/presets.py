@@ -179,17 +179,27 @@ def path_from_2d(points, num_frames: int = 81, width: int = 832, height: int = 4
                       meta={"from_2d": mode, "points": pts.tolist()})
 
 
+def _finite(kf: dict, key: str, value, shape: tuple) -> np.ndarray:
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.shape != shape or not np.isfinite(arr).all():
+        raise ValueError(f"keyframe at frame {kf.get('frame')}: '{key}' must be {shape} finite numbers, got {value!r}")
+    return arr
+
+
 def _keyframe_pose(kf: dict) -> np.ndarray:
     if "c2w" in kf:
         m = np.asarray(kf["c2w"], dtype=np.float64)
         if m.shape == (3, 4):
             m = np.vstack([m, [0, 0, 0, 1]])
-        m = m.copy()
+        m = _finite(kf, "c2w", m, (4, 4)).copy()
         m[:3, :3] = orthonormalize(m[:3, :3])
         return m
-    pos = np.asarray(kf.get("position", [0, 0, 0]), dtype=np.float64)
+    pos = _finite(kf, "position", kf.get("position", [0, 0, 0]), (3,))
     if "quaternion" in kf:  # (w, x, y, z)
-        r = matrix_from_quat(kf["quaternion"])
+        q = _finite(kf, "quaternion", kf["quaternion"], (4,))
+        if np.linalg.norm(q) < 1e-12:
+            raise ValueError(f"keyframe at frame {kf.get('frame')}: the quaternion is zero")
+        r = matrix_from_quat(q)
     else:
         r = yaw_pitch_roll(*(math.radians(kf.get(key, 0.0)) for key in ("yaw", "pitch", "roll")))
     return _pose(r, pos)

@@ -166,3 +166,53 @@ def unique_output_path(directory: str, prefix: str, ext: str) -> tuple:
             counter += 1
     subfolder = os.path.relpath(folder, os.path.abspath(directory))
     return path, ("" if subfolder == "." else subfolder), name
+
+
+# --- file paths typed into nodes -----------------------------------------------------------------
+# Locally a user may point a node at any file. A server that runs other people's workflows restricts file
+# inputs to its own folders (input, output, temp, models and any extra roots), so a workflow can't read
+# /etc/passwd through a "video_path" widget.
+_path_policy = {"restrict": False, "extra_roots": ()}
+
+
+def set_path_policy(restrict: bool, extra_roots=()) -> None:
+    _path_policy["restrict"] = bool(restrict)
+    _path_policy["extra_roots"] = tuple(extra_roots)
+
+
+def paths_restricted() -> bool:
+    return _path_policy["restrict"]
+
+
+def _allowed_roots():
+    import os
+    roots = [output_directory(), input_directory(), temp_directory(), models_directory()]
+    try:
+        import folder_paths  # inside ComfyUI: its model folders too
+        roots += [p for paths, _exts in folder_paths.folder_names_and_paths.values() for p in paths]
+    except Exception:
+        pass
+    roots += list(_path_policy["extra_roots"])
+    return [os.path.realpath(r) for r in roots]
+
+
+def _inside(path: str, root: str) -> bool:
+    import os
+    try:
+        return os.path.commonpath([path, root]) == root
+    except ValueError:  # different drives on Windows
+        return False
+
+
+def user_path(node: str, input_name: str, value: str, base: str) -> str:
+    """A path typed into a node: absolute, or relative to `base`. Under a restricted policy it must resolve
+    (symlinks followed) inside the host's folders; otherwise a NodeInputError names the node and input."""
+    import os
+    text = os.path.expanduser((value or "").strip())
+    path = os.path.abspath(text if os.path.isabs(text) else os.path.join(base, text))
+    if _path_policy["restrict"]:
+        real = os.path.realpath(path)
+        if not any(_inside(real, root) for root in _allowed_roots()):
+            raise NodeInputError(node, input_name, f"'{value}' is outside the folders this server allows "
+                                 "(input, output, temp, models)")
+    return path

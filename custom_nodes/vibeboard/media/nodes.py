@@ -29,9 +29,7 @@ def resolve_video(video: str = "", video_path: str = "") -> str:
     absolute paths and '..' refused)."""
     override = (video_path or "").strip()
     if override:
-        path = os.path.expanduser(override)
-        if not os.path.isabs(path):
-            path = os.path.join(runtime.input_directory(), path)
+        path = runtime.user_path(LOAD_NAME, "video_path", override, runtime.input_directory())
         if not os.path.isfile(path):
             raise NodeInputError(LOAD_NAME, "video_path", f"file not found: '{path}'")
         return path

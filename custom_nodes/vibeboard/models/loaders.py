@@ -197,7 +197,7 @@ def load_umt5(path: str, dtype: str = "bf16"):
     cdtype = compute_dtype(dtype if dtype not in FP8 else "bf16")
     if os.path.isdir(path):
         folder = os.path.join(path, "text_encoder") if os.path.isdir(os.path.join(path, "text_encoder")) else path
-        model = UMT5EncoderModel.from_pretrained(folder, dtype=cdtype).eval()
+        model = UMT5EncoderModel.from_pretrained(folder, dtype=cdtype, use_safetensors=True).eval()
         model.set_input_embeddings(model.get_input_embeddings())  # encoder.embed_tokens is `shared`, always
         return model
     state = {wan_keys.umt5_to_transformers_key(k): v
@@ -238,7 +238,7 @@ def load_clip_vision(path: str, dtype: str = "fp16"):
     cdtype = compute_dtype(dtype if dtype not in FP8 else "bf16")
     if os.path.isdir(path):
         folder = os.path.join(path, "image_encoder") if os.path.isdir(os.path.join(path, "image_encoder")) else path
-        return CLIPVisionModel.from_pretrained(folder, dtype=cdtype).eval()
+        return CLIPVisionModel.from_pretrained(folder, dtype=cdtype, use_safetensors=True).eval()
     state = read_safetensors(path)
     state = {k[len("clip_vision."):] if k.startswith("clip_vision.") else k: v for k, v in state.items()}
     state = {k: v for k, v in state.items() if k.startswith("vision_model.")}

@@ -119,6 +119,27 @@ def delta_for(parts: dict, out_features: int, in_features: int, device=None) -> 
     return dw, db
 
 
+def check_fits(model: torch.nn.Module, groups: dict, strict="any") -> int:
+    """Raise ValueError when `groups` would not merge into `model` (names as `resolve`, delta shapes), without
+    touching any weight or computing a delta. Returns how many layers it targets."""
+    modules = dict(model.named_modules())
+    resolved = resolve(model, groups, strict)
+    for name, parts in resolved.items():
+        want = (modules[name].out_features, modules[name].in_features)
+        shapes = []
+        if "down" in parts and "up" in parts:
+            down, up = parts["down"], parts["up"]
+            if up.reshape(up.shape[0], -1).shape[1] != down.shape[0]:
+                raise ValueError(f"LoRA {name}: up {tuple(up.shape)} and down {tuple(down.shape)} ranks differ")
+            shapes.append((up.shape[0], down.reshape(down.shape[0], -1).shape[1]))
+        if "diff" in parts:
+            shapes.append(tuple(parts["diff"].shape))
+        for got in shapes:
+            if tuple(got) != want:
+                raise ValueError(f"LoRA delta {tuple(got)} does not fit the {want[0]}×{want[1]} layer {name}")
+    return len(resolved)
+
+
 def _host_copy(t: torch.Tensor) -> torch.Tensor:
     return t.detach().to("cpu", copy=True)
 

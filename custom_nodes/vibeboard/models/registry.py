@@ -75,6 +75,9 @@ def folder_dirs(folder: str, comfyui: Optional[str] = None) -> list:
 def find_file(name: str, folder: str, comfyui: Optional[str] = None) -> Optional[str]:
     """A file (or diffusers folder) by its name relative to one of the folder's directories."""
     if os.path.isabs(name) and os.path.exists(name):
+        from ..common import runtime
+        if runtime.paths_restricted():  # a server only loads models from its own folders
+            runtime.user_path("model loader", "name", name, "/")
         return name
     for d in folder_dirs(folder, comfyui):
         path = os.path.join(d, name)

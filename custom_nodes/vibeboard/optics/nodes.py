@@ -337,7 +337,7 @@ class VBRackFocus:
              aperture_shape, blades, rotation, linear_light, resize_depth_to_image=False):
         node = "Rack Focus (VibeBoard)"
         _check_image(node, image)
-        depth = _match_depth(node, image[:1], depth[:1] if depth.dim() == 3 else depth, resize_depth_to_image)
+        depth = _match_depth(node, image[:1], _as_depth_batch(node, depth)[:1], resize_depth_to_image)
         inv = defocus.inverse_depth(depth[0], _convention(node, depth_convention))
         lens = _lens(aperture_k, max_coc, aperture_shape, blades, rotation, linear_light)
         bar = runtime.progress_bar(int(frames))

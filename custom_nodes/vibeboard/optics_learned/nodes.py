@@ -71,7 +71,8 @@ class VBGenFocusLoader:
         node = "GenFocus Loader"
         folder = model_path(node, "flux_folder", flux_folder, must_be_dir=True)
         dev = pick_device(device)
-        pipe = FluxPipeline.from_pretrained(folder, torch_dtype=DTYPES[dtype], local_files_only=True).to(dev)
+        pipe = FluxPipeline.from_pretrained(folder, torch_dtype=DTYPES[dtype], local_files_only=True,
+                                            use_safetensors=True).to(dev)
         adapters = []
         for name, value, input_name in (("deblurring", deblur_lora, "deblur_lora"), ("bokeh", bokeh_lora, "bokeh_lora")):
             if value.strip():
@@ -144,6 +145,7 @@ class VBGenFocusBokeh:
         from ..optics.genfocus import BOKEH_PROMPT, bokeh_conditions
 
         img = _fit(image[:1].float(), max_side)
+        defocus_map = defocus_map[None] if defocus_map.dim() == 2 else defocus_map  # one [H, W] mask
         d = F.interpolate(defocus_map[:1, None].float(), size=img.shape[1:3], mode="bilinear", align_corners=False)[:, 0]
         try:
             out = genfocus.run(img, bokeh_conditions(img, d), "bokeh", BOKEH_PROMPT, steps, 1.0, seed)

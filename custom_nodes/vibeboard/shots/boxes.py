@@ -15,6 +15,7 @@ The Boxes (Draw) widget's JSON ({"boxes": [{x0, y0, x1, y1, label, frame_start, 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -80,6 +81,8 @@ def _norm_box(values, units: str, width: Optional[float], height: Optional[float
     if len(values) != 4:
         raise ValueError(f"a box needs 4 numbers [x0, y0, x1, y1], got {values!r}")
     x0, y0, x1, y1 = (float(v) for v in values)
+    if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
+        raise ValueError(f"box coordinates must be finite numbers, got {values!r}")
     if units == "pixels":
         if not width or not height:
             raise ValueError("'units': 'pixels' needs 'width' and 'height'")

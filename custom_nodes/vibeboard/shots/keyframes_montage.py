@@ -40,7 +40,7 @@ def montage_control(keyframes: Sequence[tuple], num_frames: int, height: int, wi
     mask = torch.ones(num_frames, height, width)
     used = []
     for frame, image in keyframes:
-        f = int(frame) % num_frames if int(frame) < 0 else int(frame)
+        f = int(frame) + num_frames if int(frame) < 0 else int(frame)  # -1 = last; no wrapping past the start
         if not 0 <= f < num_frames:
             raise ValueError(f"keyframe at frame {frame} is outside the shot (0..{num_frames - 1})")
         img = image if image.dim() == 3 else image[0]

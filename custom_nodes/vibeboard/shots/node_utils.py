@@ -15,8 +15,8 @@ def data_dir(node: str, input_name: str, value: str) -> str:
     value = (value or "").strip()
     if not value:
         raise runtime.NodeInputError(node, input_name, "give a folder (absolute, or relative to the output folder)")
-    if os.path.isabs(value):
-        return value
+    if os.path.isabs(os.path.expanduser(value)):
+        return runtime.user_path(node, input_name, value, runtime.output_directory())
     base = os.path.abspath(runtime.output_directory())
     full = os.path.abspath(os.path.join(base, value))
     if os.path.commonpath([full, base]) != base:
@@ -29,7 +29,11 @@ def save_to_folder(store, node: str, input_name: str, folder_text: str, written_
     folder = data_dir(node, input_name, folder_text) if (folder_text or "").strip() else store.path
     if not folder:
         raise runtime.NodeInputError(node, input_name, "this memory has no folder yet: give one")
-    store.save(folder)
+    home = store.path
+    try:
+        store.save(folder)
+    finally:  # save() re-homes the object; this one is an (often cached) upstream output: leave it as it was
+        store.path = home
     return {"ui": {"files": [file_entry(os.path.join(folder, written_file))]}, "result": ()}
 
 
@@ -46,7 +50,7 @@ def file_entry(path: str) -> dict:
 def input_file(node: str, input_name: str, value: str) -> str:
     """A file given by name in the input directory, or an absolute path."""
     value = (value or "").strip()
-    path = value if os.path.isabs(value) else os.path.join(runtime.input_directory(), value)
+    path = runtime.user_path(node, input_name, value, runtime.input_directory())
     if not os.path.isfile(path):
         raise runtime.NodeInputError(node, input_name, f"file not found: {path}")
     return path

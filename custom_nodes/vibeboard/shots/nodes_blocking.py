@@ -1,7 +1,6 @@
 """Block Scene nodes: VB_BOXES, box region generation with regional prompts, HiDream ReCo edits, keyframe montage."""
 from __future__ import annotations
 
-import json
 import os
 
 import torch
@@ -54,7 +53,7 @@ class VBBoxesLoad:
                 boxset = boxes_mod.parse_boxes(text, shot)
             else:
                 boxset = boxes_mod.load_boxes(input_file(node, "blocking", text), shot)
-        except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:  # e.g. a box that is a list
             raise runtime.NodeInputError(node, "blocking", str(exc)) from None
         return (boxset, len(boxset))
 
@@ -73,7 +72,10 @@ class VBBoxesSave:
                                                             "tooltip": "Output name prefix"})}}
 
     def save(self, boxes, filename_prefix):
-        path, _, _ = runtime.unique_output_path(runtime.output_directory(), filename_prefix, "json")
+        try:
+            path, _, _ = runtime.unique_output_path(runtime.output_directory(), filename_prefix, "json")
+        except runtime.NodeInputError as exc:
+            raise runtime.NodeInputError("Boxes Save", "filename_prefix", str(exc).split(": ", 2)[-1]) from None
         boxes_mod.save_boxes(boxes, path)
         return {"ui": {"files": [file_entry(path)]}, "result": ()}
 

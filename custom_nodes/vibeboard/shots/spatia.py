@@ -284,8 +284,14 @@ class LocationMemory:
         os.makedirs(folder, exist_ok=True)
         save_ply(self.cloud, os.path.join(folder, "point_cloud.ply"))
         if self.frames:
-            save_file({f"frame.{i}": (f.clamp(0, 1) * 255).round().to(torch.uint8).contiguous()
-                       for i, f in enumerate(self.frames)}, os.path.join(folder, "frames.safetensors"))
+            tmp_frames = os.path.join(folder, "frames.safetensors.tmp")
+            try:  # atomic: a failed write keeps the previous frames readable
+                save_file({f"frame.{i}": (f.clamp(0, 1) * 255).round().to(torch.uint8).contiguous()
+                           for i, f in enumerate(self.frames)}, tmp_frames)
+                os.replace(tmp_frames, os.path.join(folder, "frames.safetensors"))
+            finally:
+                if os.path.exists(tmp_frames):
+                    os.remove(tmp_frames)
         meta = {"format": "vibeboard.location", "version": 1, "voxel": self.voxel,
                 "cameras": [{"c2w": c.c2w[0].tolist(), "intrinsics": c.intrinsics[0].tolist(), "width": c.width,
                              "height": c.height} for c in self.cameras]}

@@ -83,7 +83,8 @@ def encode_memory(vae, bank, height: int, width: int, cache: bool = True) -> tor
         imgs = torch.stack([wan_io.resize_images(bank.entries[i].image_float()[None], height, width)[0] for i in todo])
         lat = wan_io.encode_images_as_frames(vae, imgs.permute(0, 3, 1, 2) * 2 - 1)[0]  # [16, n, h, w]
         for j, i in enumerate(todo):
-            fresh[i] = lat[:, j].clone()
+            # cached in host RAM like latents read from disk: a CUDA copy here made torch.stack mix devices
+            fresh[i] = lat[:, j].to("cpu", torch.float32, copy=True)
             if cache:
                 bank.entries[i].latent = fresh[i]
                 bank.entries[i].latent_size = (height, width)

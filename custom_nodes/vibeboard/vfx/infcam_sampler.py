@@ -72,14 +72,16 @@ def _latent_stats(vae, like: torch.Tensor):
 @torch.no_grad()
 def vae_encode(vae, frames: torch.Tensor, device, dtype) -> torch.Tensor:
     """IMAGE [T, H, W, 3] 0..1 → normalised latents [1, 16, (T−1)/4+1, H/8, W/8]."""
-    x = frames.permute(3, 0, 1, 2)[None].to(device, dtype) * 2 - 1
+    vae_dtype = next(vae.parameters()).dtype  # the loader keeps the VAE in bf16 when compute is fp16
+    x = frames.permute(3, 0, 1, 2)[None].to(device, vae_dtype) * 2 - 1
     z = vae.encode(x).latent_dist.mode()
     mean, std = _latent_stats(vae, z)
-    return (z - mean) / std
+    return ((z - mean) / std).to(dtype)
 
 
 @torch.no_grad()
 def vae_decode(vae, latents: torch.Tensor) -> torch.Tensor:
+    latents = latents.to(next(vae.parameters()).dtype)
     mean, std = _latent_stats(vae, latents)
     video = vae.decode(latents * std + mean).sample  # [1, 3, T, H, W] in [-1, 1]
     return ((video[0].permute(1, 2, 3, 0).float() + 1) / 2).clamp(0, 1).cpu()

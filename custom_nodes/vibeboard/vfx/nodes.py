@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import torch
 
+from ..common import runtime
 from ..common.runtime import NodeInputError, models_directory, output_directory, unique_output_path
 
 CATEGORY = "VibeBoard/VFX"
@@ -21,7 +23,7 @@ def model_path(node: str, input_name: str, value: str, must_be_dir: bool = False
     value = (value or "").strip()
     if not value:
         raise NodeInputError(node, input_name, "empty path")
-    path = value if os.path.isabs(value) else os.path.join(models_directory(), value)
+    path = runtime.user_path(node, input_name, value, models_directory())
     ok = os.path.isdir(path) if must_be_dir else os.path.exists(path)
     if not ok:
         raise NodeInputError(node, input_name, f"model not found: expected {'folder' if must_be_dir else 'file'} {path}")
@@ -76,6 +78,9 @@ class VBInfCamLoader:
 
         node = "InfCam Loader"
         ckpt = model_path(node, "checkpoint", checkpoint)
+        if not ckpt.endswith(".safetensors"):
+            raise NodeInputError(node, "checkpoint", f"{ckpt}: only .safetensors is read (convert InfCam's .ckpt "
+                                 "once; see docs/vfx.md)")
         base = None
         if wan is not None:
             import copy
@@ -223,6 +228,8 @@ class VBFocusInspect:
         inv = None
         if depth is not None:
             d = depth.float()
+            if d.dim() == 2:  # a single [H, W] mask
+                d = d[None]
             if depth_convention == "metric":
                 inv = torch.where(torch.isfinite(d) & (d > 0), 1.0 / d.clamp(min=1e-3), torch.zeros_like(d))
             else:
@@ -230,6 +237,8 @@ class VBFocusInspect:
             if inv.shape[-2:] != images.shape[1:3]:
                 inv = torch.nn.functional.interpolate(inv[:, None], size=images.shape[1:3], mode="bilinear",
                                                       align_corners=False)[:, 0]
+        if subject_mask is not None and subject_mask.dim() == 2:
+            subject_mask = subject_mask[None]
         if subject_mask is not None and subject_mask.shape[-2:] != images.shape[1:3]:
             subject_mask = torch.nn.functional.interpolate(subject_mask[:, None].float(), size=images.shape[1:3],
                                                            mode="bilinear", align_corners=False)[:, 0]
@@ -238,7 +247,9 @@ class VBFocusInspect:
         fmap = focus_map(images, tile)
         ui = {}
         if save_report:
-            path, subfolder, name = unique_output_path(output_directory(), f"vibeboard/dailies/focus_{shot_name}", "json")
+            # the shot name is free text: one file name in dailies/, never a sub-folder or a way out of it
+            safe_name = re.sub(r"[^\w-]+", "_", shot_name).strip("_") or "shot"
+            path, subfolder, name = unique_output_path(output_directory(), f"vibeboard/dailies/focus_{safe_name}", "json")
             with open(path, "w", encoding="utf-8") as fh:
                 fh.write(text)
             ui["files"] = [{"filename": name, "subfolder": subfolder, "type": "output"}]
@@ -349,6 +360,8 @@ class VBQwenEdit:
         if not instruction.strip():
             raise NodeInputError("Edit Shirt (Qwen-Image-Edit)", "instruction", "empty instruction")
         refs = [r[0] for r in (reference_1, reference_2) if r is not None]
+        if mask is not None and mask.dim() == 2:  # one [H, W] mask for every image
+            mask = mask[None]
         outs = []
         for i in range(image.shape[0]):
             m = None if mask is None else mask[min(i, mask.shape[0] - 1):][:1]

@@ -104,7 +104,8 @@ def load_pipeline(folder: str, transformer_file: str = "", vae_file: str = "", d
     standard = os.environ.get("VIBEBOARD_QWEN_PROCESSOR", "auto") != "builtin" and standard_processor_available()
     if not standard:
         parts["processor"] = None  # diffusers would try transformers' Qwen2VLProcessor and fail
-    pipe = QwenImageEditPlusPipeline.from_pretrained(folder, dtype=dtype, local_files_only=True, **parts)
+    pipe = QwenImageEditPlusPipeline.from_pretrained(folder, dtype=dtype, local_files_only=True,
+                                                     use_safetensors=True, **parts)
     if not standard:
         pipe.processor = QwenVLProcessor.from_folder(os.path.join(folder, "processor"), pipe.tokenizer)
     forward_mm_token_types(pipe.text_encoder)

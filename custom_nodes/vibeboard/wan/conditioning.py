@@ -199,6 +199,7 @@ def vace_context(handle: WanHandle, frames: int, height: int, width: int,
     if mask is None:
         m = torch.ones(1, 1, frames, height, width)
     else:
+        mask = mask[None] if mask.dim() == 2 else mask  # one [H, W] mask: held for every frame
         m = F.interpolate(mask[:frames, None].float(), size=(height, width), mode="nearest")[:, 0]
         m = torch.cat([m, m[-1:].expand(frames - m.shape[0], -1, -1)], 0) if m.shape[0] < frames else m
         m = (m > 0.5).float()[None, None]

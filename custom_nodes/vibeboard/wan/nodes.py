@@ -134,8 +134,18 @@ class VBWanLoRA:
         }}
 
     def apply(self, wan, lora_name, strength, expert="both"):
+        from ..models import lora as lora_mod
+
         path = _resolve("Wan LoRA", "lora_name", lora_name, "loras")
         part = {"both": None, "high_noise": "transformer", "low_noise": "transformer_2"}[expert]
+        # Check now (names, shapes, format) so a LoRA that cannot apply is this node's error, not the sampler's.
+        targets = [p for p in ("transformer", "transformer_2") if wan.has(p) and part in (None, p)]
+        try:
+            groups = lora_mod.cached_lora(path)
+            for target in targets:
+                lora_mod.check_fits(wan.module(target), groups, strict="any")
+        except ValueError as exc:
+            raise runtime.NodeInputError("Wan LoRA", "lora_name", str(exc)) from None
         new = wan.with_parts()
         new.loras.append((path, float(strength), part))
         return (new,)
@@ -235,6 +245,11 @@ class VBWanT2V:
 
     def generate(self, wan, text, width, height, length, sampler=None, preview=False):
         C.check_size("Wan Text to Video", length, height, width, wan)
+        in_ch = wan.module("transformer").config.in_channels
+        if in_ch != wan.latent_channels:  # an I2V DiT also wants mask + image channels this node has no input for
+            raise runtime.NodeInputError("Wan Text to Video", "wan", f"this model takes {in_ch} input channels, "
+                                         f"text to video needs {wan.latent_channels}: load a T2V (or VACE/TI2V) "
+                                         "model, or use Wan Image to Video")
         lat = S.sample(wan, _cond(text), _settings(wan, sampler), C.latent_shape(wan, length, height, width),
                        preview=preview)
         return ({"samples": lat},)
@@ -301,8 +316,9 @@ class VBWanV2V:
 
     def generate(self, wan, text, latent, denoise, sampler=None, preview=False):
         init = latent["samples"]
-        if init.ndim != 5:
-            raise runtime.NodeInputError("Wan Video to Video", "latent", f"expected [B,C,T,H,W], got {tuple(init.shape)}")
+        if init.ndim != 5 or init.shape[1] != wan.latent_channels:
+            raise runtime.NodeInputError("Wan Video to Video", "latent", f"expected [B,{wan.latent_channels},T,H,W] "
+                                         f"(this model's VAE), got {tuple(init.shape)}")
         settings = _settings(wan, sampler)
         settings = S.SamplerSettings(**{**settings.__dict__, "denoise": float(denoise)})
         lat = S.sample(wan, _cond(text), settings, tuple(init.shape), init_latents=init, preview=preview)

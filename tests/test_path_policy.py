@@ -1,0 +1,59 @@
+"""File paths typed into nodes: anywhere locally, only the host's folders on a server."""
+import os
+
+import pytest
+
+from vibeboard.common import runtime
+
+
+@pytest.fixture
+def dirs(tmp_path):
+    for kind in ("output", "input", "temp", "models"):
+        (tmp_path / kind).mkdir()
+    runtime.set_host_dirs(output=str(tmp_path / "output"), input=str(tmp_path / "input"),
+                          temp=str(tmp_path / "temp"), models=str(tmp_path / "models"))
+    (tmp_path / "input" / "clip.txt").write_text("x")
+    (tmp_path / "secret.txt").write_text("s")
+    os.symlink(tmp_path / "secret.txt", tmp_path / "input" / "link.txt")
+    yield tmp_path
+    runtime.set_path_policy(False)
+
+
+def test_unrestricted_allows_any_path(dirs):
+    runtime.set_path_policy(False)
+    assert runtime.user_path("N", "p", str(dirs / "secret.txt"), str(dirs / "input")) == str(dirs / "secret.txt")
+    assert runtime.user_path("N", "p", "clip.txt", str(dirs / "input")) == str(dirs / "input" / "clip.txt")
+
+
+def test_restricted_refuses_outside_and_symlink_escapes(dirs):
+    runtime.set_path_policy(True)
+    assert runtime.user_path("N", "p", "clip.txt", str(dirs / "input")).endswith("clip.txt")
+    assert runtime.user_path("N", "p", str(dirs / "models" / "m.safetensors"), "/").endswith("m.safetensors")
+    for bad in (str(dirs / "secret.txt"), "../secret.txt", "link.txt", "/etc/passwd"):
+        with pytest.raises(runtime.NodeInputError, match=r"N: input 'p': .*outside the folders"):
+            runtime.user_path("N", "p", bad, str(dirs / "input"))
+
+
+def test_load_video_path_override_is_restricted_on_servers(dirs):
+    from vibeboard.media import nodes as media_nodes
+    runtime.set_path_policy(True)
+    with pytest.raises(runtime.NodeInputError, match="video_path"):
+        media_nodes.resolve_video(video_path="/etc/passwd")
+    runtime.set_path_policy(False)
+    with pytest.raises(runtime.NodeInputError, match="not found"):
+        media_nodes.resolve_video(video_path=str(dirs / "missing.mp4"))
+
+
+def test_server_turns_the_policy_on(tmp_path):
+    from runner.server import ServerConfig, VibeServer
+    runtime.set_path_policy(False)
+    try:
+        VibeServer(ServerConfig(output_dir=str(tmp_path / "o"), input_dir=str(tmp_path / "i"),
+                                temp_dir=str(tmp_path / "t"), db_path=str(tmp_path / "db.sqlite")))
+        assert runtime.paths_restricted()
+        VibeServer(ServerConfig(output_dir=str(tmp_path / "o"), input_dir=str(tmp_path / "i"),
+                                temp_dir=str(tmp_path / "t"), db_path=str(tmp_path / "db2.sqlite"),
+                                allow_any_path=True))
+        assert not runtime.paths_restricted()
+    finally:
+        runtime.set_path_policy(False)
