@@ -36,6 +36,7 @@ class RemoteResult:
     error: Optional[dict] = None
     history: dict = field(default_factory=dict)
     files: List[dict] = field(default_factory=list)
+    skipped: List[dict] = field(default_factory=list)  # ui entries outside the output folder: not downloaded
     executed: List[str] = field(default_factory=list)
     cached: List[str] = field(default_factory=list)
     timings: Dict[str, float] = field(default_factory=dict)
@@ -155,11 +156,7 @@ class RemoteComfyUI:
                                         "type": item.get("type") or "output"})
         root = os.path.realpath(dest_dir)
         target = os.path.realpath(os.path.join(root, item.get("subfolder") or "", item["filename"]))
-        try:
-            inside = os.path.commonpath([target, root]) == root
-        except ValueError:  # Windows: a name like "D:x.png" lands on another drive
-            inside = False
-        if not inside:  # the remote is not trusted with our file system
+        if not _stays_inside(dest_dir, item):  # the remote is not trusted with our file system
             raise RemoteError(f"remote output name {item['filename']!r} leaves the output folder")
         os.makedirs(os.path.dirname(target), exist_ok=True)
         headers = self._headers()
@@ -328,15 +325,17 @@ class RemoteComfyUI:
             node = data.get("node") if event == "executing" else None
             if node and node != unfinished and node not in result.executed:
                 result.executed.append(node)
-        result.files = self.collect(result.outputs, output_dir, include_temp)
+        result.files = self.collect(result.outputs, output_dir, include_temp, skipped=result.skipped)
         if storage is not None:
             from .storage import push_outputs
             result.published = push_outputs(storage, result.prompt_id, result.files)
         result.total_seconds = time.perf_counter() - started
         return result
 
-    def collect(self, outputs: dict, output_dir: str, include_temp: bool = False) -> List[dict]:
-        """Every {filename, subfolder, type} under any ui key of any node (images, gifs, video, audio, files…)."""
+    def collect(self, outputs: dict, output_dir: str, include_temp: bool = False,
+                skipped: Optional[List[dict]] = None) -> List[dict]:
+        """Every {filename, subfolder, type} under any ui key of any node (images, gifs, video, audio, files…).
+        Entries that would land outside output_dir are not downloaded; they are appended to `skipped`."""
         files, seen = [], set()
         for node_id, ui in outputs.items():
             for key, items in (ui or {}).items():
@@ -350,10 +349,27 @@ class RemoteComfyUI:
                     if ident in seen:
                         continue
                     seen.add(ident)
-                    path = self.download(item, os.path.join(output_dir, "temp") if kind == "temp" else output_dir)
+                    dest = os.path.join(output_dir, "temp") if kind == "temp" else output_dir
+                    if not _stays_inside(dest, item):
+                        # e.g. a memory bank a node saved to an absolute folder: ComfyUI's /view refuses it
+                        # (403) and the embedded executor skips such entries too; the rest still downloads
+                        if skipped is not None:
+                            skipped.append({"node": str(node_id), "key": key, **item})
+                        continue
+                    path = self.download(item, dest)
                     files.append({"node": str(node_id), "key": key, "filename": item["filename"],
                                   "subfolder": item.get("subfolder") or "", "type": kind, "path": path})
         return files
+
+
+def _stays_inside(dest_dir: str, item: dict) -> bool:
+    """Whether a remote {filename, subfolder} entry lands inside dest_dir (symlinks followed)."""
+    root = os.path.realpath(dest_dir)
+    target = os.path.realpath(os.path.join(root, item.get("subfolder") or "", item["filename"]))
+    try:
+        return os.path.commonpath([target, root]) == root
+    except ValueError:  # Windows: a name like "D:x.png" lands on another drive
+        return False
 
 
 def _finished(entry: dict) -> bool:
