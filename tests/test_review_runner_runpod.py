@@ -2,26 +2,7 @@
 import json
 import os
 
-import pytest
-
-from service_helpers import NODES_FILE
 from service_nodes import workflow
-
-
-@pytest.fixture
-def handler_env(tmp_path, monkeypatch):
-    from runner import runpod_handler
-    for key in list(os.environ):
-        if key.startswith("VIBEBOARD_"):
-            monkeypatch.delenv(key)
-    for kind in ("output", "input", "temp"):
-        monkeypatch.setenv(f"VIBEBOARD_{kind.upper()}_DIR", str(tmp_path / kind))
-    monkeypatch.setenv("VIBEBOARD_STORE_DIR", str(tmp_path / "store"))
-    monkeypatch.setenv("VIBEBOARD_EXTRA_NODES", NODES_FILE)
-    monkeypatch.setenv("RUNPOD_WEBHOOK_GET_JOB", "")
-    runpod_handler._state.clear()
-    yield runpod_handler
-    runpod_handler._state.clear()
 
 
 def test_workflow_string_is_not_read_as_a_worker_file(handler_env, tmp_path):

@@ -14,22 +14,6 @@ from service_nodes import workflow
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture
-def handler_env(tmp_path, monkeypatch):
-    from runner import runpod_handler
-    for key in list(os.environ):
-        if key.startswith("VIBEBOARD_"):
-            monkeypatch.delenv(key)
-    for kind in ("output", "input", "temp"):
-        monkeypatch.setenv(f"VIBEBOARD_{kind.upper()}_DIR", str(tmp_path / kind))
-    monkeypatch.setenv("VIBEBOARD_STORE_DIR", str(tmp_path / "store"))
-    monkeypatch.setenv("VIBEBOARD_EXTRA_NODES", NODES_FILE)
-    monkeypatch.setenv("RUNPOD_WEBHOOK_GET_JOB", "")
-    runpod_handler._state.clear()
-    yield runpod_handler
-    runpod_handler._state.clear()
-
-
 def test_handler_direct_success_with_progress(handler_env, tmp_path):
     updates = []
     out = handler_env.handler({"id": "rp-1", "input": {"workflow": workflow(seconds=0.2, kind="mp4"),
