@@ -14,32 +14,28 @@ import torch
 from PIL import Image, ImageOps, PngImagePlugin
 
 from vibeboard.common import runtime
+from vibeboard.media import files
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
 def _safe_input_path(name: str, node: str = "LoadImage", input_name: str = "image") -> str:
-    base = os.path.abspath(runtime.input_directory())
-    if os.path.isabs(name) or name.startswith(("/", "\\")):
-        raise runtime.NodeInputError(node, input_name, f"absolute paths are not allowed: '{name}'")
+    """A combo name inside the input folder (the pack's own check: no absolute paths, drives, '..' or
+    symlinks that lead outside)."""
     clean = name.split(" [", 1)[0] if name.endswith("]") else name  # ComfyUI's "name [input]" annotation
-    path = os.path.abspath(os.path.join(base, clean))
     try:
-        inside = os.path.commonpath([path, base]) == base
-    except ValueError:  # Windows: another drive ("D:plate.png")
-        inside = False
-    if not inside:
-        raise runtime.NodeInputError(node, input_name, f"'{name}' points outside the input folder")
-    return path
+        return files.safe_join(runtime.input_directory(), clean)
+    except files.UnsafeNameError as exc:
+        raise runtime.NodeInputError(node, input_name, str(exc)) from None
 
 
 def _list_input_images():
     folder = runtime.input_directory()
     found = []
-    for root, _dirs, files in os.walk(folder):
-        for file in files:
-            if file.lower().endswith(IMAGE_EXTENSIONS):
-                found.append(os.path.relpath(os.path.join(root, file), folder).replace(os.sep, "/"))
+    for root, _dirs, names in os.walk(folder):
+        for name in names:
+            if name.lower().endswith(IMAGE_EXTENSIONS):
+                found.append(os.path.relpath(os.path.join(root, name), folder).replace(os.sep, "/"))
     return sorted(found)
 
 
