@@ -65,6 +65,9 @@ class ServerConfig:
     push_temp: bool = False  # also push "temp" files (previews); off like ComfyUI workers
     allow_any_path: bool = False  # file paths typed into nodes may point anywhere (trusted clients only)
     allow_private_urls: Optional[bool] = None  # URL inputs / webhooks to private hosts; default: only on loopback
+    worker_stuck_s: float = 1800.0  # health reports the GPU worker stuck after a running job is silent this long
+    upload_workers: int = 2  # threads pushing outputs to storage (never the GPU worker)
+    upload_timeout_s: float = 900.0  # per job; files not pushed by then get an upload_error
 
 
 class VibeServer:
@@ -102,7 +105,8 @@ class VibeServer:
                                       backoff_s=config.webhook_backoff_s)
         self.service = JobService(executor, self.store, self.dirs, storage=config.storage, webhooks=self.webhooks,
                                   emit=self.hub.emit, default_webhook=config.default_webhook,
-                                  push_temp=config.push_temp)
+                                  push_temp=config.push_temp, stuck_after_s=config.worker_stuck_s,
+                                  upload_workers=config.upload_workers, upload_timeout_s=config.upload_timeout_s)
         self.app = self._build_app()
         self._runner: Optional[web.AppRunner] = None
         self._thread: Optional[threading.Thread] = None
@@ -409,7 +413,9 @@ class VibeServer:
 
     # --- misc ------------------------------------------------------------------------------------
     async def get_system_stats(self, request):
-        return web.json_response(system_stats())
+        stats = await asyncio.get_running_loop().run_in_executor(None, system_stats)
+        stats["worker"] = self.service.health()  # dead/stuck/failing GPU worker, as /vibeboard/health reports
+        return web.json_response(stats)
 
     async def get_features(self, request):
         return web.json_response(self.features())
@@ -432,7 +438,15 @@ class VibeServer:
         return web.json_response([])
 
     async def get_health(self, request):
-        return web.json_response({"ok": True, "queue_remaining": self.service.queue_remaining()})
+        """Load-balancer probe: 503 when the GPU worker is dead, stuck or failing (e.g. disk full)."""
+        worker = self.service.health()
+        try:
+            remaining = await asyncio.get_running_loop().run_in_executor(None, self.service.queue_remaining)
+        except Exception as exc:  # the queue database itself is unreadable
+            worker = dict(worker, ok=False, queue_error=f"{type(exc).__name__}: {exc}")
+            remaining = None
+        return web.json_response({"ok": worker["ok"], "queue_remaining": remaining, "worker": worker},
+                                 status=200 if worker["ok"] else 503)
 
     async def get_ws(self, request):
         def on_connect(sid):

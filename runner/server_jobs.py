@@ -90,10 +90,15 @@ def job_view(server, job) -> dict:
         entry["view_url"] = f"/view?{query}"
         entry.pop("path", None)  # server-side path: not the client's business
         outputs.append(entry)
-    data = {"job_id": job["id"], "status": job["status"], "number": job["number"],
+    status = job["status"]
+    if job.get("upload_state") == "pending":  # the run is over; its outputs are still being pushed
+        status = "uploading"
+    data = {"job_id": job["id"], "status": status, "number": job["number"],
             "queue_position": server.store.queue_position(job["id"]), "created_at": job["created_at"],
             "started_at": job["started_at"], "finished_at": job["finished_at"], "outputs": outputs,
             "error": job["error"]}
+    if status == "uploading":
+        data["run_status"] = job["status"]
     if job["status"] == "running":
         data["node"] = server.service.current_node
         data["partial_outputs"] = job["partial_outputs"]

@@ -64,7 +64,8 @@ class WebhookSender:
         self._thread = threading.Thread(target=self._run, name="vibeboard-webhooks", daemon=True)
         self._thread.start()
 
-    def send(self, url: str, event: str, payload: dict, essential: bool = True) -> Optional[str]:
+    def send(self, url: str, event: str, payload: dict, essential: bool = True,
+             key: Optional[str] = None) -> Optional[str]:
         """Queue one delivery; returns its delivery id. Non-essential (progress) events are dropped when busy."""
         if not url:
             return None

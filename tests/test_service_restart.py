@@ -67,7 +67,7 @@ def test_sigkill_mid_queue_then_restart(tmp_path):
         deadline = time.time() + 30
         while time.time() < deadline:
             states = [_job(url, j)["status"] for j in (a, b, c)]
-            if all(s not in ("queued", "running") for s in states):
+            if all(s not in ("queued", "running", "uploading") for s in states):
                 break
             time.sleep(0.1)
         assert states == ["error", "success", "success"], states
