@@ -136,7 +136,10 @@ class OutputPublisher:
         history = job.get("history") or {}
         if isinstance(history.get("vibeboard"), dict):
             history["vibeboard"] = dict(history["vibeboard"], files=public_rows(rows))
-        self.store.set_published(job_id, rows, history, upload_state="done")
+        # URLs first, then the webhook (queued in its outbox), then "done": a kill in between re-sends the
+        # webhook under the same idempotency key instead of losing it.
+        self.store.set_published(job_id, rows, history)
         done = self.store.get(job_id)
         if done is not None:
             self.on_published(done)
+        self.store.set_published(job_id, rows, upload_state="done")

@@ -102,7 +102,7 @@ class VibeServer:
         self.store = JobStore(db_path)
         self.hub = WsHub()
         self.webhooks = WebhookSender(config.webhook_secret, max_attempts=config.webhook_attempts,
-                                      backoff_s=config.webhook_backoff_s)
+                                      backoff_s=config.webhook_backoff_s, db_path=db_path)
         self.service = JobService(executor, self.store, self.dirs, storage=config.storage, webhooks=self.webhooks,
                                   emit=self.hub.emit, default_webhook=config.default_webhook,
                                   push_temp=config.push_temp, stuck_after_s=config.worker_stuck_s,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import threading
 import time
 import traceback
@@ -16,6 +17,7 @@ from typing import Callable, Optional
 
 from .jobstore import Job, JobStore
 from .results import path_inside
+from .security import ApiError
 from .publisher import OutputPublisher, public_rows
 from .storage import Storage
 from .progress_state import ProgressState
@@ -130,6 +132,9 @@ class JobService:
         try:
             self.store.add(prompt_id, prompt, extra_data, list(outputs_to_execute or []), number,
                            client_id=client_id, spec=spec)
+        except sqlite3.OperationalError as exc:  # disk full, database locked: the client may retry later
+            self.submitted_at_monotonic.pop(prompt_id, None)
+            raise ApiError(503, "queue_unavailable", f"the job queue cannot be written right now: {exc}")
         except Exception:
             self.submitted_at_monotonic.pop(prompt_id, None)
             raise

@@ -37,6 +37,34 @@ def make_server(tmp_path, **overrides):
     return VibeServer(config, registry=registry).start_in_thread()
 
 
+def start_server_process(tmp_path, port, extra_args=(), env_extra=None, timeout=60):
+    """`python -m runner serve` in a subprocess (so a test can SIGKILL it), with the service test nodes and
+    its state in tmp_path. Returns (process, base URL) once /vibeboard/health answers."""
+    import subprocess
+    import sys
+    root = os.path.dirname(HERE)
+    cmd = [sys.executable, "-m", "runner", "serve", "--host", "127.0.0.1", "--port", str(port),
+           "--output-dir", str(tmp_path / "output"), "--input-dir", str(tmp_path / "input"),
+           "--temp-dir", str(tmp_path / "temp"), "--db", str(tmp_path / "jobs.sqlite"),
+           "--extra-nodes", NODES_FILE, *extra_args]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIBEBOARD_")}
+    env.update(env_extra or {})
+    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(proc.stdout.read().decode())
+        try:
+            if http("GET", url + "/vibeboard/health", timeout=2)[0] in (200, 503):
+                return proc, url
+        except OSError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise TimeoutError("server did not start")
+
+
 def http(method, url, body=None, headers=None, raw=None, timeout=30):
     """Returns (status, parsed JSON or bytes, headers)."""
     headers = dict(headers or {})
