@@ -77,6 +77,7 @@ class JobStore:
             if name not in have:
                 self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
         self._db.execute("CREATE INDEX IF NOT EXISTS jobs_upload ON jobs(upload_state)")
+        self._db.execute("CREATE INDEX IF NOT EXISTS jobs_history_order ON jobs(finished_at, number, id)")
         row = self._db.execute("SELECT MAX(ABS(number)) FROM jobs WHERE ABS(number) < 1e15").fetchone()
         self._counter = int(row[0] or 0) + 1  # (a non-finite number stored by an older server is skipped)
 
@@ -244,19 +245,34 @@ class JobStore:
                 "SELECT COUNT(*) FROM jobs WHERE status='queued' AND (number < ? OR (number = ? AND created_at < ?))",
                 (row["number"], row["number"], row["created_at"])).fetchone()[0]
 
-    def history(self, max_items: Optional[int] = None, offset: Optional[int] = None) -> List[Job]:
-        """Finished jobs oldest → newest. ComfyUI: with max_items and no offset, the last N; an offset (0
-        included) skips that many from the oldest."""
+    def history(self, max_items: Optional[int] = None, offset: Optional[int] = None,
+                before: Optional[tuple] = None) -> List[dict]:
+        """Finished jobs oldest → newest, as {"id", "history", "cursor"} (only the columns /history needs).
+        ComfyUI: with max_items and no offset, the last N; an offset (0 included) skips that many from the
+        oldest. `before` (a cursor from an earlier page) gives the max_items entries just older than it."""
+        where = "history IS NOT NULL AND finished_at IS NOT NULL"
         with self._lock:
-            total = self._db.execute("SELECT COUNT(*) FROM jobs WHERE history IS NOT NULL AND finished_at IS NOT NULL"
-                                     ).fetchone()[0]
-            if max_items is not None and offset is None:
-                offset = max(0, total - max_items)
-            limit = -1 if max_items is None else int(max_items)
-            rows = self._db.execute(
-                "SELECT * FROM jobs WHERE history IS NOT NULL AND finished_at IS NOT NULL "
-                "ORDER BY finished_at, number LIMIT ? OFFSET ?", (limit, int(offset or 0))).fetchall()
-        return [self._row(r) for r in rows]
+            if before is not None or (max_items is not None and offset is None):
+                args: list = []
+                if before is not None:  # keyset paging: cheap at any depth
+                    where += " AND (finished_at, number, id) < (?, ?, ?)"
+                    args = list(before)
+                rows = self._db.execute(
+                    f"SELECT id, history, finished_at, number FROM jobs WHERE {where} "
+                    "ORDER BY finished_at DESC, number DESC, id DESC LIMIT ?",
+                    (*args, -1 if max_items is None else int(max_items))).fetchall()[::-1]
+            else:
+                rows = self._db.execute(
+                    f"SELECT id, history, finished_at, number FROM jobs WHERE {where} "
+                    "ORDER BY finished_at, number, id LIMIT ? OFFSET ?",
+                    (-1 if max_items is None else int(max_items), int(offset or 0))).fetchall()
+        return [{"id": r[0], "history": json.loads(r[1]), "cursor": (r[2], r[3], r[0])} for r in rows]
+
+    def has_history_before(self, cursor: tuple) -> bool:
+        with self._lock:
+            return self._db.execute(
+                "SELECT 1 FROM jobs WHERE history IS NOT NULL AND finished_at IS NOT NULL "
+                "AND (finished_at, number, id) < (?, ?, ?) LIMIT 1", tuple(cursor)).fetchone() is not None
 
     # --- deletes ---------------------------------------------------------------------------------
     def delete_queued(self, ids: Optional[Iterable[str]] = None) -> int:

@@ -55,7 +55,7 @@ def make_post_job(server):
                                   server.config.max_json_depth, "workflow")
         workflow = copy.deepcopy(workflow)
         prompt = server.prepare_prompt(workflow)
-        job_id = server._new_prompt_id(body.get("job_id"))
+        job_id = await server._off(server._new_prompt_id, body.get("job_id"))
         spec = {"webhook": _webhook_spec(body.get("webhook")), "output": _output_spec(body.get("output")),
                 "source": "vibeboard/jobs"}
         config = server.config
@@ -63,7 +63,7 @@ def make_post_job(server):
             None, apply_job_inputs, prompt, body.get("inputs") or {}, server.dirs["input"], job_id,
             config.max_upload_bytes, config.max_url_input_bytes, config.allow_url_inputs)
         try:
-            result = server.validate(prompt)
+            result = await server._off(server.validate, prompt)
         except ApiError:
             for name in written:  # nothing will use them
                 try:
@@ -73,8 +73,8 @@ def make_post_job(server):
             raise
         spec["input_files"] = written
         client_id = body.get("client_id") if isinstance(body.get("client_id"), str) else None
-        job_id, number = server.service.submit(prompt, {}, client_id, job_id, None, bool(body.get("front")),
-                                               list(result.good_outputs), spec)
+        job_id, number = await server._off(server.service.submit, prompt, {}, client_id, job_id, None,
+                                           bool(body.get("front")), list(result.good_outputs), spec)
         return web.json_response({"job_id": job_id, "prompt_id": job_id, "number": number, "status": "queued",
                                   "node_errors": result.node_errors,
                                   "status_url": f"/vibeboard/jobs/{job_id}"}, status=201)
@@ -107,8 +107,8 @@ def job_view(server, job) -> dict:
 
 def make_get_job(server):
     async def get_job(request):
-        job = server.store.get(request.match_info["job_id"])
+        job = await server._off(server.store.get, request.match_info["job_id"])
         if job is None:
             raise ApiError(404, "unknown_job", f"no job with id {request.match_info['job_id']!r}")
-        return web.json_response(job_view(server, job))
+        return web.json_response(await server._off(job_view, server, job))
     return get_job
