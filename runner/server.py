@@ -51,7 +51,7 @@ class ServerConfig:
     output_dir: str = "output"
     input_dir: str = "input"
     temp_dir: str = "temp"
-    db_path: Optional[str] = None  # default: <output_dir>/../vibeboard-jobs.sqlite
+    db_path: Optional[str] = None  # default: the state folder (runner/state.py)
     storage: Optional[Storage] = None
     webhook_secret: Optional[str] = None
     default_webhook: Optional[str] = None
@@ -89,27 +89,30 @@ class VibeServer:
         for path in config.extra_nodes:
             load_extra_nodes(registry, path)
         self.registry = registry
+        # Workflows come from clients: file inputs stay inside the server's folders unless told otherwise.
+        # An exposed server must not fetch from (or post to) the pod's private network for its clients.
+        # Both apply to this server's calls only (passed per call), never process-wide.
+        from .security import is_loopback
+        self.restrict_paths = not config.allow_any_path
+        allow_private = config.allow_private_urls
+        self.allow_private = is_loopback(config.host) if allow_private is None else bool(allow_private)
         if executor is None:
             from .executor import Executor
             executor = Executor(registry, output_dir=self.dirs["output"], input_dir=self.dirs["input"],
                                 temp_dir=self.dirs["temp"], models_dir=config.models_dir,
-                                cache=config.cache)
+                                cache=config.cache, restrict_paths=self.restrict_paths)
+        elif getattr(executor, "restrict_paths", False) is None:
+            executor.restrict_paths = self.restrict_paths
         self.executor = executor
-        # Workflows come from clients: file inputs stay inside the server's folders unless told otherwise.
-        from vibeboard.common import runtime
-        runtime.set_path_policy(restrict=not config.allow_any_path)
-        # An exposed server must not fetch from (or post to) the pod's private network for its clients.
-        from . import netpolicy
-        from .security import is_loopback
-        allow_private = config.allow_private_urls
-        netpolicy.set_allow_private(is_loopback(config.host) if allow_private is None else allow_private)
-        db_path = config.db_path or os.path.join(os.path.dirname(self.dirs["output"]), "vibeboard-jobs.sqlite")
+        from .state import default_db_path
+        db_path = config.db_path or default_db_path(self.dirs["output"])
         self.store = JobStore(db_path)
         self.hub = WsHub()
         # SQLite and big JSON run here, never on the event loop: one slow query must not stall every client.
         self._blocking = ThreadPoolExecutor(max_workers=4, thread_name_prefix="vibeboard-io")
         self.webhooks = WebhookSender(config.webhook_secret, max_attempts=config.webhook_attempts,
-                                      backoff_s=config.webhook_backoff_s, db_path=db_path)
+                                      backoff_s=config.webhook_backoff_s, db_path=db_path,
+                                      allow_private=self.allow_private)
         self.service = JobService(executor, self.store, self.dirs, storage=config.storage, webhooks=self.webhooks,
                                   emit=self.hub.emit, default_webhook=config.default_webhook,
                                   push_temp=config.push_temp, stuck_after_s=config.worker_stuck_s,
@@ -200,8 +203,16 @@ class VibeServer:
         return parse_json(raw, self.config.max_prompt_bytes, self.config.max_json_depth, what)
 
     async def _off(self, fn, *args):
-        """Run blocking work (SQLite, validation, big JSON) on the I/O pool and await it."""
-        return await asyncio.get_running_loop().run_in_executor(self._blocking, functools.partial(fn, *args))
+        """Run blocking work (SQLite, validation, downloads, big JSON) on the I/O pool, under this server's
+        path and network policies, and await it."""
+        return await asyncio.get_running_loop().run_in_executor(self._blocking, self._with_policies,
+                                                                functools.partial(fn, *args))
+
+    def _with_policies(self, call):
+        from vibeboard.common import runtime
+        from . import netpolicy
+        with runtime.path_policy(self.restrict_paths), netpolicy.policy(self.allow_private):
+            return call()
 
     async def _json_response(self, data, status: int = 200, headers: Optional[dict] = None) -> web.Response:
         text = await self._off(json.dumps, data)

@@ -56,11 +56,12 @@ def make_post_job(server):
         workflow = copy.deepcopy(workflow)
         prompt = server.prepare_prompt(workflow)
         job_id = await server._off(server._new_prompt_id, body.get("job_id"))
-        spec = {"webhook": _webhook_spec(body.get("webhook")), "output": _output_spec(body.get("output")),
+        spec = {"webhook": await server._off(_webhook_spec, body.get("webhook")),
+                "output": _output_spec(body.get("output")),
                 "source": "vibeboard/jobs"}
         config = server.config
-        written = await asyncio.get_running_loop().run_in_executor(
-            None, apply_job_inputs, prompt, body.get("inputs") or {}, server.dirs["input"], job_id,
+        written = await server._off(
+            apply_job_inputs, prompt, body.get("inputs") or {}, server.dirs["input"], job_id,
             config.max_upload_bytes, config.max_url_input_bytes, config.allow_url_inputs)
         try:
             result = await server._off(server.validate, prompt)

@@ -311,15 +311,3 @@ def push_one(storage: Storage, job_id: str, row: dict, prefix: Optional[str] = N
     except Exception as exc:
         entry.update(key=key, upload_error=str(exc))
     return entry
-
-
-def push_for_cli(result, args) -> list:
-    """`vibeboard run --push`: push a finished run's files with the env/config storage; print the URLs."""
-    import sys
-    storage = storage_from_config(default_local_root=os.path.join(
-        os.path.dirname(os.path.abspath(args.output_dir)), "vibeboard-store"))
-    rows = push_outputs(storage, result.prompt_id, result.output_files())
-    for row in rows:
-        text = row.get("url") or f"FAILED {row.get('filename')}: {row.get('upload_error')}"
-        print(f"pushed: {text}", file=sys.stderr if getattr(args, "json", False) else sys.stdout)
-    return rows

@@ -63,11 +63,15 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None  # urllib then raises HTTPError(3xx): a redirect is not a delivery
 
 
-def _post(url: str, body: bytes, headers: dict, timeout_s: float) -> int:
+def _post(url: str, body: bytes, headers: dict, timeout_s: float, allow_private: Optional[bool] = None) -> int:
     """One POST attempt; returns the HTTP status (raises on connection errors). The address policy is checked
     on every attempt (a name may resolve elsewhere by the time a retry goes out)."""
     from . import netpolicy
-    netpolicy.check_url(url, "webhook")
+    if allow_private is not None:
+        with netpolicy.policy(allow_private):
+            netpolicy.check_url(url, "webhook")
+    else:
+        netpolicy.check_url(url, "webhook")
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
         with urllib.request.build_opener(_NoRedirect).open(request, timeout=timeout_s) as response:
@@ -148,7 +152,7 @@ class WebhookSender:
     def __init__(self, secret: Optional[str] = None, max_attempts: int = 5, backoff_s: float = 1.0,
                  max_backoff_s: float = 60.0, timeout_s: float = 10.0, queue_size: int = 1000,
                  on_result: Optional[Callable[[dict], None]] = None, db_path: Optional[str] = None,
-                 workers: int = 4):
+                 workers: int = 4, allow_private: Optional[bool] = None):
         self.secret = secret or None
         self.max_attempts = max(1, int(max_attempts))
         self.backoff_s = float(backoff_s)
@@ -156,6 +160,7 @@ class WebhookSender:
         self.timeout_s = float(timeout_s)
         self.queue_size = int(queue_size)
         self.on_result = on_result
+        self.allow_private = allow_private  # None: the process default (netpolicy)
         self._outbox = _Outbox(db_path) if db_path else None
         self._lanes: dict = {}  # receiver → deque of deliveries (head goes first)
         self._busy: set = set()  # receivers with an attempt in flight
@@ -259,7 +264,7 @@ class WebhookSender:
             headers[SIGNATURE_HEADER] = item["signature"]
         status, error = 0, None
         try:
-            status = _post(item["url"], item["body"], headers, self.timeout_s)
+            status = _post(item["url"], item["body"], headers, self.timeout_s, self.allow_private)
             if not 200 <= status < 300:
                 error = f"HTTP {status}"
         except Exception as exc:

@@ -44,16 +44,46 @@ def test_load_video_path_override_is_restricted_on_servers(dirs):
         media_nodes.resolve_video(video_path=str(dirs / "missing.mp4"))
 
 
-def test_server_turns_the_policy_on(tmp_path):
+def test_server_applies_its_policy_per_call_not_process_wide(tmp_path):
     from runner.server import ServerConfig, VibeServer
     runtime.set_path_policy(False)
-    try:
-        VibeServer(ServerConfig(output_dir=str(tmp_path / "o"), input_dir=str(tmp_path / "i"),
-                                temp_dir=str(tmp_path / "t"), db_path=str(tmp_path / "db.sqlite")))
-        assert runtime.paths_restricted()
-        VibeServer(ServerConfig(output_dir=str(tmp_path / "o"), input_dir=str(tmp_path / "i"),
-                                temp_dir=str(tmp_path / "t"), db_path=str(tmp_path / "db2.sqlite"),
-                                allow_any_path=True))
-        assert not runtime.paths_restricted()
-    finally:
-        runtime.set_path_policy(False)
+    closed = VibeServer(ServerConfig(output_dir=str(tmp_path / "o"), input_dir=str(tmp_path / "i"),
+                                     temp_dir=str(tmp_path / "t"), db_path=str(tmp_path / "db.sqlite")))
+    assert closed.executor.restrict_paths is True
+    assert closed._with_policies(runtime.paths_restricted) is True  # validation, job inputs: the server's policy
+    assert not runtime.paths_restricted()  # nothing process-wide changed: no test has to reset it
+    opened = VibeServer(ServerConfig(output_dir=str(tmp_path / "o"), input_dir=str(tmp_path / "i"),
+                                     temp_dir=str(tmp_path / "t"), db_path=str(tmp_path / "db2.sqlite"),
+                                     allow_any_path=True))
+    assert opened.executor.restrict_paths is False and opened._with_policies(runtime.paths_restricted) is False
+    for server in (closed, opened):
+        server.webhooks.close(timeout_s=0)
+        server.store.close()
+
+
+def test_executor_runs_nodes_under_its_own_policy(tmp_path):
+    from runner.executor import Executor
+    from runner.registry import NodeRegistry
+
+    class SeesPolicy:
+        RETURN_TYPES = ()
+        FUNCTION = "run"
+        OUTPUT_NODE = True
+        CATEGORY = "test"
+
+        @classmethod
+        def INPUT_TYPES(cls):
+            return {"required": {}}
+
+        def run(self):
+            return {"ui": {"restricted": [runtime.paths_restricted()]}}
+
+    registry = NodeRegistry.default(embedded=True)
+    registry.register("SeesPolicy", SeesPolicy)
+    prompt = {"1": {"class_type": "SeesPolicy", "inputs": {}}}
+    for restrict in (True, False):
+        executor = Executor(registry, output_dir=tmp_path / "o", input_dir=tmp_path / "i", temp_dir=tmp_path / "t",
+                            restrict_paths=restrict)
+        result = executor.execute(prompt)
+        assert result.status == "success" and result.outputs["1"]["restricted"] == [restrict]
+    assert not runtime.paths_restricted()

@@ -135,11 +135,10 @@ def test_full_tmpfs_fails_the_job_cleanly_and_the_queue_recovers(tmp_path):
             queued = [http("POST", srv.url + "/prompt", {"prompt": workflow(v, kind="bin", size_kb=64)}
                            )[1]["prompt_id"] for v in (2, 3)]
             filler = disk / "filler"
-            with open(filler, "wb") as handle:  # fill the disk while the jobs wait in the queue
+            with open(filler, "wb", buffering=0) as handle:  # fill the disk while the jobs wait in the queue
                 try:
                     while True:
                         handle.write(b"\0" * 65536)
-                        handle.flush()
                 except OSError:
                     pass
             time.sleep(1.5)  # the queued jobs meet the full disk
