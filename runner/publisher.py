@@ -80,7 +80,10 @@ class OutputPublisher:
             try:
                 self._publish(job_id)
             except Exception:  # a database error (disk full) or a bug: the job stays pending for the next start
-                log.exception("upload of job %s failed", job_id)
+                if self._stop.is_set():  # the server is closing its database under us: resumed at the next start
+                    log.info("upload of job %s cut off by shutdown", job_id)
+                else:
+                    log.exception("upload of job %s failed", job_id)
             finally:
                 self.busy[name] = None
                 with self._lock:
