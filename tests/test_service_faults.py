@@ -92,10 +92,10 @@ def test_a_failed_final_record_is_retried_not_lost(tmp_path):
 
 
 def test_health_reports_a_stuck_and_a_dead_worker(tmp_path):
-    srv = make_server(tmp_path, worker_stuck_s=0.4)
+    srv = make_server(tmp_path, worker_stuck_s=0.3)
     try:
         assert _health(srv)[0] == 200
-        job_id = http("POST", srv.url + "/prompt", {"prompt": workflow(1, seconds=2.0, quiet=True)})[1]["prompt_id"]
+        job_id = http("POST", srv.url + "/prompt", {"prompt": workflow(1, seconds=1.2, quiet=True)})[1]["prompt_id"]
         status, health, _ = _wait(lambda: (lambda r: r if r[0] == 503 else None)(_health(srv)))
         assert health["worker"]["state"] == "stuck" and health["worker"]["running"] == job_id
         wait_history(srv.url, job_id)
@@ -187,7 +187,7 @@ def test_hanging_s3_endpoint_delays_only_that_jobs_urls(tmp_path, moto_s3):
     port, client = moto_s3
     proxy = TcpProxy(port)
     storage = _s3(proxy.url, connect_timeout_s=0.5, read_timeout_s=0.5, max_attempts=1, upload_attempts=1)
-    srv = make_server(tmp_path, storage=storage, upload_workers=1)
+    srv = make_server(tmp_path, storage=storage)
     try:
         proxy.mode = "hang"
         a = http("POST", srv.url + "/vibeboard/jobs", {"workflow": workflow(1)})[1]["job_id"]
@@ -198,7 +198,7 @@ def test_hanging_s3_endpoint_delays_only_that_jobs_urls(tmp_path, moto_s3):
         job_a = _final(srv, a, timeout=20)
         assert job_a["status"] == "success" and "upload_error" in job_a["outputs"][0]
         proxy.mode = "pass"
-        job_b = _final(srv, b, timeout=20)  # queued behind a's upload on the one upload worker
+        job_b = _final(srv, b, timeout=20)
         assert job_b["status"] == "success"
         c = http("POST", srv.url + "/vibeboard/jobs", {"workflow": workflow(3)})[1]["job_id"]
         job_c = _final(srv, c)
