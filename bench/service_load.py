@@ -19,15 +19,12 @@ Rows (one markdown table):
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
 import sys
 import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,42 +32,13 @@ for path in (os.path.join(ROOT, "tests"), os.path.join(ROOT, "custom_nodes"), RO
     sys.path.insert(0, path)
 
 from fault_proxy import TcpProxy  # noqa: E402
-from service_helpers import WsClient, free_port, http, make_server  # noqa: E402
+from service_helpers import HookReceiver, WsClient, free_port, http, make_server, rss_mb, start_moto  # noqa: E402
 from service_nodes import workflow  # noqa: E402
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def pct(values, q):
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
-
-
-class Receiver:
-    def __init__(self, delay_s=0.0):
-        self.events, self.delay_s = [], delay_s
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                time.sleep(receiver.delay_s)
-                receiver.events.append((body["job_id"], time.monotonic()))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
 
 def burst(srv, jobs: int, clients_n: int, hooks: tuple) -> dict:
@@ -156,14 +124,8 @@ def history_timings(tmp: Path) -> dict:
 
 
 def hanging_s3(tmp: Path, jobs: int) -> dict:
-    from moto.server import ThreadedMotoServer
-    import boto3
     from runner.storage import S3Storage
-    port = free_port()
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    moto.start()
-    boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
-                 aws_access_key_id="testing", aws_secret_access_key="testing").create_bucket(Bucket="bench")
+    moto, port, _client = start_moto("bench")
     proxy = TcpProxy(port)
     proxy.mode = "hang"
     storage = S3Storage("bench", endpoint_url=proxy.url, region_name="auto", access_key_id="testing",
@@ -193,18 +155,18 @@ def main() -> None:
     import logging
     logging.disable(logging.WARNING)  # the dead receiver and the hanging bucket log on purpose
     tmp = Path(tempfile.mkdtemp(prefix="vb-load-"))
-    slow, good = Receiver(delay_s=0.5), Receiver()
+    slow, good = HookReceiver(delay_s=0.5), HookReceiver()
     dead = f"http://127.0.0.1:{free_port()}/hook"
     srv = make_server(tmp / "burst", webhook_attempts=3)
     try:
         result = burst(srv, args.jobs, args.clients, (dead, slow.url, good.url, None))
         good_ids = set(result["ids"][2::4])
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and {j for j, _t in good.events} != good_ids:
+        while time.monotonic() < deadline and {p["job_id"] for p in good.payloads()} != good_ids:
             time.sleep(0.02)
-        good_last = max(t for _j, t in good.events) if good.events else float("nan")
+        good_last = max(r["time"] for r in good.requests) if good.requests else float("nan")
         good_lag = good_last - (time.monotonic() - (time.perf_counter() - result["finished"]))
-        good_dups = len(good.events) - len({j for j, _t in good.events})
+        good_dups = len(good.requests) - len({p["job_id"] for p in good.payloads()})
     finally:
         srv.stop_thread()
     s3 = hanging_s3(tmp, min(args.jobs, 100))
@@ -216,7 +178,7 @@ def main() -> None:
         ("submit latency p50 / p95 / p99", " / ".join(ms(pct(result["submit"], q)) for q in (0.5, 0.95, 0.99))),
         ("submit→done p50 / p95", " / ".join(f"{pct(result['e2e'], q):.2f} s" for q in (0.5, 0.95))),
         ("loop probe max (GET /features)", ms(max(result["probe"]) if result["probe"] else float("nan"))),
-        ("healthy webhooks", f"{len(good.events)}/{len(good_ids)} delivered, {good_dups} duplicated, last "
+        ("healthy webhooks", f"{len(good.requests)}/{len(good_ids)} delivered, {good_dups} duplicated, last "
                              f"{max(good_lag, 0):.2f} s after the last job"),
         ("lost / duplicated", f"{result['lost']} / {result['dup_files']}"),
         ("RSS growth", f"{result['rss']:.0f} MB"),

@@ -2,7 +2,6 @@
 target + webhook) and GET /vibeboard/jobs/{id} (status and output URLs)."""
 from __future__ import annotations
 
-import asyncio
 import copy
 import os
 import urllib.parse

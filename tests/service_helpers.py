@@ -3,12 +3,14 @@ websocket clients (real sockets, no test client)."""
 import json
 import os
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
 
 import websocket
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NODES_FILE = os.path.join(HERE, "service_nodes.py")
@@ -136,3 +138,74 @@ def wait_history(base_url, prompt_id, timeout=30, headers=None):
             return body[prompt_id]
         time.sleep(0.05)
     raise TimeoutError(f"{prompt_id} not in history")
+
+
+def wait_until(predicate, timeout=30, every=0.05):
+    """Poll until predicate() is truthy; returns its value (TimeoutError otherwise)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise TimeoutError("condition not reached")
+
+
+def rss_mb() -> float:
+    """Resident memory of this process (Linux), MB."""
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class HookReceiver:
+    """A webhook receiver on loopback: answers `status` (changeable) after `delay_s`, optionally with a
+    Location header; records every request as {headers, body, status, time}."""
+
+    def __init__(self, delay_s=0.0, status=200, location=None):
+        self.requests, self.delay_s, self.status = [], delay_s, status
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                status = receiver.status
+                receiver.requests.append({"headers": self.headers, "body": body, "status": status,
+                                          "time": time.monotonic()})  # on arrival, before any delay
+                time.sleep(receiver.delay_s)
+                self.send_response(status)
+                if location:
+                    self.send_header("Location", location)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def payloads(self):
+        return [json.loads(r["body"]) for r in self.requests]
+
+    def for_job(self, job_id):
+        return [r for r in self.requests if json.loads(r["body"]).get("job_id") == job_id]
+
+    def close(self):
+        self.httpd.shutdown()
+
+
+def start_moto(bucket: str):
+    """moto's S3 server on a free loopback port with `bucket` created. Returns (server, port, boto3 client);
+    call server.stop() when done."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    client.create_bucket(Bucket=bucket)
+    return server, port, client

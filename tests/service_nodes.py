@@ -45,19 +45,8 @@ class SvcSlow:
         return (value,)
 
 
-class SvcQuiet:
+class SvcQuiet(SvcSlow):
     """Sleeps `seconds` without any progress event (a node that looks stuck to the health check)."""
-    RETURN_TYPES = ("INT",)
-    FUNCTION = "run"
-    CATEGORY = "test"
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"value": ("INT", {"default": 0}), "seconds": ("FLOAT", {"default": 0.1, "min": 0})}}
-
-    @classmethod
-    def IS_CHANGED(cls, **kwargs):
-        return float("nan")
 
     def run(self, value, seconds):
         time.sleep(seconds)

@@ -65,22 +65,15 @@ def test_executor_runs_nodes_under_its_own_policy(tmp_path):
     from runner.executor import Executor
     from runner.registry import NodeRegistry
 
-    class SeesPolicy:
-        RETURN_TYPES = ()
-        FUNCTION = "run"
-        OUTPUT_NODE = True
-        CATEGORY = "test"
+    from executor_nodes import Record
 
-        @classmethod
-        def INPUT_TYPES(cls):
-            return {"required": {}}
-
-        def run(self):
+    class SeesPolicy(Record):
+        def run(self, value):
             return {"ui": {"restricted": [runtime.paths_restricted()]}}
 
     registry = NodeRegistry.default(embedded=True)
     registry.register("SeesPolicy", SeesPolicy)
-    prompt = {"1": {"class_type": "SeesPolicy", "inputs": {}}}
+    prompt = {"1": {"class_type": "SeesPolicy", "inputs": {"value": 1}}}
     for restrict in (True, False):
         executor = Executor(registry, output_dir=tmp_path / "o", input_dir=tmp_path / "i", temp_dir=tmp_path / "t",
                             restrict_paths=restrict)

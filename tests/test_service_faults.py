@@ -10,24 +10,15 @@ import time
 import pytest
 
 from fault_proxy import TcpProxy
-from service_helpers import http, make_server, wait_history
+from service_helpers import http, make_server, start_moto, wait_history
+from service_helpers import wait_until as _wait
 from service_nodes import workflow
 
-moto_server = pytest.importorskip("moto.server")
+pytest.importorskip("moto.server")
 
 
 def _health(srv):
     return http("GET", srv.url + "/vibeboard/health")
-
-
-def _wait(predicate, timeout=20, every=0.05):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise TimeoutError("condition not reached")
 
 
 def _job(srv, job_id):
@@ -165,14 +156,7 @@ def test_full_tmpfs_fails_the_job_cleanly_and_the_queue_recovers(tmp_path):
 
 @pytest.fixture(scope="module")
 def moto_s3():
-    from service_helpers import free_port
-    port = free_port()
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    import boto3
-    client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
-    client.create_bucket(Bucket="faults")
+    server, port, client = start_moto("faults")
     yield port, client
     server.stop()
 

@@ -5,64 +5,24 @@ pending webhook goes out with the same body, signature and idempotency key."""
 import json
 import os
 import signal
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from fault_proxy import TcpProxy
 from runner import webhooks
-from service_helpers import free_port, http, start_server_process
+from service_helpers import HookReceiver, free_port, http, start_moto, start_server_process
+from service_helpers import wait_until as _wait
 from service_nodes import workflow
 
-moto_server = pytest.importorskip("moto.server")
+pytest.importorskip("moto.server")
 SECRET = "whsec-kill"
 
 
-class Receiver:
-    def __init__(self):
-        self.requests, self.status = [], 503
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.requests.append({"headers": self.headers, "body": body, "status": receiver.status})
-                self.send_response(receiver.status)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def for_job(self, job_id):
-        return [r for r in self.requests if json.loads(r["body"])["job_id"] == job_id]
-
-
-def _wait(predicate, timeout=30, every=0.05):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise TimeoutError("condition not reached")
-
-
 def test_kill_during_job_upload_and_webhook_then_restart(tmp_path):
-    port_s3 = free_port()
-    moto = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port_s3, verbose=False)
-    moto.start()
-    import boto3
-    s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port_s3}", region_name="us-east-1",
-                      aws_access_key_id="testing", aws_secret_access_key="testing")
-    s3.create_bucket(Bucket="kill")
+    moto, port_s3, s3 = start_moto("kill")
     proxy = TcpProxy(port_s3)
-    receiver = Receiver()
+    receiver = HookReceiver(status=503)
     env = {"VIBEBOARD_S3_BUCKET": "kill", "VIBEBOARD_S3_ENDPOINT": proxy.url, "VIBEBOARD_S3_PREFIX": "k",
            "VIBEBOARD_S3_ACCESS_KEY_ID": "testing", "VIBEBOARD_S3_SECRET_ACCESS_KEY": "testing",
            "VIBEBOARD_S3_MULTIPART_THRESHOLD_MB": "5", "VIBEBOARD_S3_MULTIPART_CHUNK_MB": "5"}
@@ -122,5 +82,5 @@ def test_kill_during_job_upload_and_webhook_then_restart(tmp_path):
             proc.wait(15)
     finally:
         proxy.close()
-        receiver.httpd.shutdown()
+        receiver.close()
         moto.stop()

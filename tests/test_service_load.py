@@ -1,54 +1,22 @@
 """200 concurrent jobs from 20 websocket clients, some with webhooks to a dead and a slow receiver: every job
 runs exactly once, each client hears exactly its own jobs end, the queue drains, memory stays bounded.
 (The heavier run with timings is bench/service_load.py.)"""
-import json
 import os
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from service_helpers import WsClient, free_port, http, make_server
+from service_helpers import HookReceiver, WsClient, free_port, http, make_server, rss_mb
 from service_nodes import workflow
 
 CLIENTS, PER_CLIENT = 20, 10
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-class Receiver:
-    def __init__(self, delay_s=0.0):
-        self.events, self.delay_s = [], delay_s
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                time.sleep(receiver.delay_s)
-                receiver.events.append((body["job_id"], body["event"], time.monotonic()))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-
 def test_200_jobs_20_websocket_clients_dead_and_slow_webhooks(tmp_path):
-    slow, good = Receiver(delay_s=0.3), Receiver()
+    slow, good = HookReceiver(delay_s=0.3), HookReceiver()
     dead = f"http://127.0.0.1:{free_port()}/hook"
     srv = make_server(tmp_path, webhook_attempts=2)
     clients = [WsClient(srv.url) for _ in range(CLIENTS)]
-    rss_before = _rss_mb()
+    rss_before = rss_mb()
     try:
         def submit(index):
             client = clients[index % CLIENTS]
@@ -89,17 +57,17 @@ def test_200_jobs_20_websocket_clients_dead_and_slow_webhooks(tmp_path):
         assert len(names) == len(set(names)) == CLIENTS * PER_CLIENT  # one file per job, none shared
         good_jobs = {job for i, (_cid, job) in enumerate(submitted) if i % 4 == 2}
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and {e[0] for e in good.events} != good_jobs:
+        while time.monotonic() < deadline and {p["job_id"] for p in good.payloads()} != good_jobs:
             time.sleep(0.05)
-        assert {e[0] for e in good.events} == good_jobs and len(good.events) == len(good_jobs)  # once each
+        assert {p["job_id"] for p in good.payloads()} == good_jobs and len(good.requests) == len(good_jobs)
         # the slow receiver is still working through its lane; the healthy one finished long before it
         assert http("GET", srv.url + "/prompt")[1]["exec_info"]["queue_remaining"] == 0
         assert srv.service.submitted_at_monotonic == {} and srv.service.publisher.pending() == 0
-        assert _rss_mb() - rss_before < 150, (rss_before, _rss_mb())
-        print(f"200 jobs / 20 ws clients: {elapsed:.1f} s, RSS +{_rss_mb() - rss_before:.0f} MB")
+        assert rss_mb() - rss_before < 150, (rss_before, rss_mb())
+        print(f"200 jobs / 20 ws clients: {elapsed:.1f} s, RSS +{rss_mb() - rss_before:.0f} MB")
     finally:
         for client in clients:
             client.close()
         srv.stop_thread()
-        slow.httpd.shutdown()
-        good.httpd.shutdown()
+        slow.close()
+        good.close()

@@ -2,41 +2,13 @@
 kept in SQLite and resumed by the next sender byte for byte (same signature, same idempotency key); a keyed
 delivery is never doubled; a redirect is not a delivery."""
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from runner import webhooks
+from service_helpers import HookReceiver as Receiver
 from service_helpers import free_port
 
 SECRET = "whsec-faults"
-
-
-class Receiver:
-    def __init__(self, delay_s=0.0, status=200, location=None):
-        self.requests, self.delay_s, self.status = [], delay_s, status
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.requests.append({"headers": self.headers, "body": body, "time": time.monotonic(),
-                                          "status": receiver.status})
-                time.sleep(receiver.delay_s)
-                self.send_response(receiver.status)
-                if location:
-                    self.send_header("Location", location)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
 
 
 def _wait(predicate, timeout=10):
