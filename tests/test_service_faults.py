@@ -59,6 +59,25 @@ def test_full_disk_during_claim_keeps_the_worker_and_health_says_so(tmp_path):
         srv.stop_thread()
 
 
+def test_submit_on_a_full_disk_is_a_503_not_a_500(tmp_path):
+    srv = make_server(tmp_path)
+
+    def add(*args, **kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    real_add, srv.store.add = srv.store.add, add
+    try:
+        for path, body in (("/prompt", {"prompt": workflow(1)}), ("/vibeboard/jobs", {"workflow": workflow(1)})):
+            status, reply, _ = http("POST", srv.url + path, body)
+            assert status == 503 and reply["error"]["type"] == "queue_unavailable", reply
+            assert "disk is full" in reply["error"]["message"]
+        srv.store.add = real_add
+        status, reply, _ = http("POST", srv.url + "/prompt", {"prompt": workflow(2)})
+        assert status == 200 and wait_history(srv.url, reply["prompt_id"])["status"]["status_str"] == "success"
+    finally:
+        srv.stop_thread()
+
+
 def test_a_failed_final_record_is_retried_not_lost(tmp_path):
     srv = make_server(tmp_path)
     real_finish, calls = srv.store.finish, []
