@@ -542,6 +542,7 @@ def _place_upload(tmp_path: str, folder: str, name: str, overwrite: bool) -> str
         while os.path.exists(os.path.join(folder, f"{stem} ({index}){ext}")):
             index += 1
         target = os.path.join(folder, f"{stem} ({index}){ext}")
+    os.chmod(tmp_path, 0o644)  # mkstemp makes 0600; ComfyUI's uploads are world-readable like any saved file
     shutil.move(tmp_path, target)
     return target
 
