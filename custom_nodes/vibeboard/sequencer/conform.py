@@ -124,14 +124,14 @@ def iter_frames(timeline, on_frame: Optional[Callable[[int, int], None]] = None)
 
 
 def render(timeline, path: str, *, crf: int = 19, preset: str = "medium", sample_rate: int = 48000,
-           with_audio: bool = True, on_frame: Optional[Callable[[int, int], None]] = None) -> dict:
-    """Write the cut to `path` (H.264 + AAC MP4). Returns the writer's summary plus the expected frame count."""
+           with_audio: bool = True, audio=None, on_frame: Optional[Callable[[int, int], None]] = None) -> dict:
+    """Write the cut to `path` (H.264 + AAC MP4). Returns the writer's summary plus the expected frame count.
+    `audio` = (float32 [C, N], rate) replaces the timeline's own mix (e.g. a loudness-normalised one)."""
     fps = tl.timeline_rate(timeline)
     total = tl.duration_frames(timeline)
     if total <= 0:
         raise ConformError(f"timeline '{timeline.name}' is empty")
-    audio = None
-    if with_audio:
+    if audio is None and with_audio:
         mix = audio_mix.mix_timeline(timeline, sample_rate)
         if mix is not None:
             audio = (mix, sample_rate)
