@@ -67,16 +67,18 @@ def fill_fcp7_format(xml_text: str, fps: float, width: int, height: int) -> str:
     return '<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE xmeml>\n' + ET.tostring(root, encoding="unicode")
 
 
+_OTIO_DISSOLVE = re.compile(r" ([DW]) (\d{3}) {4}")
 _EDL_EVENT = re.compile(r"^(\d{3,6}\s+\S+\s+\S+\s+\S+(?:\s+\d{3})?\s+\S+\s+\S+\s+)(\S+)\s+(\S+)\s*$")
 
 
 def shift_edl_record(edl_text: str, fps: float, start_frame: int) -> str:
     """Add `start_frame` to the record-in/record-out timecodes of every event line."""
-    if not start_frame:
-        return edl_text
     rate = round(fps) if abs(fps - round(fps)) < 1e-3 else fps
     out = []
     for line in edl_text.splitlines():
+        # OTIO writes "D 012    "; CMX 3600 puts the transition in columns 25-28 and its duration in 30-32
+        # ("D    012 "), which column-based readers (pycmx, older NLEs) need. Same width either way.
+        line = _OTIO_DISSOLVE.sub(lambda m: f" {m.group(1):<4} {m.group(2)} ", line)
         match = _EDL_EVENT.match(line)
         if match:
             rec_in = otio.opentime.from_timecode(match.group(2), rate) + tl.rt(start_frame, rate)
@@ -142,6 +144,7 @@ def read(path: str, extract_to: str = ""):
     try:
         if ext == "otioz":
             folder = extract_to or tempfile.mkdtemp(prefix="vibeboard_otioz_")
+            os.makedirs(folder, exist_ok=True)
             result = otio.adapters.read_from_file(path, adapter_name="otioz", extract_to_directory=folder)
             for clip in result.find_clips():  # relative media/… URLs → the extracted files
                 url = getattr(clip.media_reference, "target_url", "")

@@ -115,8 +115,17 @@ def make_clip(name: str, path: str, fps: float, source_start: int, duration: int
     return clip
 
 
+def plain(value):
+    """OTIO metadata (AnyDictionary / AnyVector) as plain dicts and lists, so it compares and serialises."""
+    if hasattr(value, "items"):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "AnyVector":
+        return [plain(v) for v in value]
+    return value
+
+
 def recipe_of(clip) -> dict:
-    return dict(clip.metadata.get("vibeboard", {}))
+    return plain(clip.metadata.get("vibeboard", {}))
 
 
 def append_clip(track_, clip, dissolve_frames: int = 0) -> None:
