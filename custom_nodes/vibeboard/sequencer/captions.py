@@ -161,11 +161,18 @@ def build_events(lines: Sequence[str], spans: Sequence[Tuple[float, float]], fps
             t += share
     gap = RULES["min_gap_frames"] / fps
     end_limit = total if total is not None else math.inf
-    for i, ev in enumerate(events):  # stretch to the reading speed and minimum duration, never into the next
+    for i, ev in enumerate(events):  # stretch to the reading speed and minimum duration
         need = max(RULES["min_duration"], ev.chars / RULES["max_cps"])
-        next_start = events[i + 1].start if i + 1 < len(events) else end_limit
-        ev.end = min(max(ev.end, ev.start + need), next_start - gap, ev.start + RULES["max_duration"])
-        if ev.end - ev.start < need:  # no room after: start earlier, into the gap before
+        ev.end = min(max(ev.end, ev.start + need), ev.start + RULES["max_duration"], end_limit)
+        if i + 1 < len(events) and events[i + 1].start < ev.end + gap:
+            if events[i + 1].start - gap - ev.start >= need:  # room enough: end earlier, the next starts on cue
+                ev.end = events[i + 1].start - gap
+                continue
+            # otherwise the next event waits (it is stretched in its turn); only the programme end limits this
+            shift = ev.end + gap - events[i + 1].start
+            events[i + 1].start += shift
+            events[i + 1].end = max(events[i + 1].end, events[i + 1].start)
+        if ev.end - ev.start < need:  # no room after (programme end): start earlier, into the gap before
             prev_end = events[i - 1].end if i else 0.0
             ev.start = max(prev_end + gap, ev.end - need)
     for i, ev in enumerate(events):
@@ -239,8 +246,11 @@ def parse(text: str, fmt: str) -> List[Event]:
         subs = pysubs2.SSAFile.from_string(text, format_=fmt)
         return [Event(e.start / 1000, e.end / 1000, e.plaintext.split("\n")) for e in subs]
     if fmt == "ttml":
+        import warnings
         from pycaption import DFXPReader
-        caption_set = DFXPReader().read(text)
+        with warnings.catch_warnings():  # pycaption parses with BeautifulSoup's HTML parser and says so
+            warnings.simplefilter("ignore")
+            caption_set = DFXPReader().read(text)
         out = []
         for cap in caption_set.get_captions(caption_set.get_languages()[0]):
             lines, current = [], ""

@@ -66,7 +66,7 @@ def ebur128(wave: np.ndarray, rate: int) -> dict:
     peak = float(last.get("lavfi.r128.true_peak", 0.0))
     return {"integrated_lufs": float(last.get("lavfi.r128.I", "-inf")),
             "loudness_range_lu": float(last.get("lavfi.r128.LRA", 0.0)),
-            "true_peak_dbtp": 20.0 * np.log10(peak) if peak > 0 else float("-inf")}
+            "true_peak_dbtp": float(20.0 * np.log10(peak)) if peak > 0 else float("-inf")}
 
 
 def pyloudnorm_lufs(wave: np.ndarray, rate: int) -> float:
@@ -134,7 +134,7 @@ def normalize(wave: np.ndarray, rate: int, preset: str = "ebu_r128", dialogue: O
         segments = audio_mix.speech_segments(dialogue if dialogue is not None else wave, rate)
     before = measure(wave, rate, spec["gate"], segments=segments)
     key = "dialogue_gated_lufs" if spec["gate"] == "dialogue" else "integrated_lufs"
-    if before.get(key) is None or not np.isfinite(before[key]):
+    if before.get(key) is None or not np.isfinite(before[key]) or before[key] <= -70.0:  # -70 = the meter's floor
         raise ValueError("the audio is silent" + (" or has no speech to gate on" if spec["gate"] == "dialogue"
                                                   else "") + f": cannot normalise to {preset}")
     out, total_gain, limited = wave.astype(np.float32), 0.0, False
