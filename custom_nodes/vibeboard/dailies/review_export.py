@@ -33,6 +33,32 @@ def _rv_points(shape: dict, aspect: float) -> List[dict]:
             for x, y in points]
 
 
+def _annotation_type():
+    """The `Annotation.1` effect schema with OpenRV's fields (name, visible, layers). Registered here unless
+    the process already knows it (OpenRV's own schemadef plugin loaded), so both read the same files."""
+    probe = otio.adapters.read_from_string('{"OTIO_SCHEMA": "Annotation.1", "name": "", "effect_name": ""}',
+                                           "otio_json")
+    if not probe.is_unknown_schema:
+        return type(probe)
+
+    @otio.core.register_type
+    class Annotation(otio.schema.Effect):
+        _serializable_label = "Annotation.1"
+        _name = "Annotation"
+
+        def __init__(self, name: str = "", visible: bool = True, layers=None):
+            super().__init__(name=name, effect_name="Annotation.1")
+            self.visible = visible
+            self.layers = layers if layers is not None else []
+
+        visible = otio.core.serializable_field("visible", required_type=bool, doc="shown or hidden")
+        layers = otio.core.serializable_field("layers", required_type=list, doc="Paint.1 / shape objects")
+    return Annotation
+
+
+_ANNOTATION = []
+
+
 def _annotation_effect(annotation: dict, rate: float, aspect: float):
     shape = annotation["shape"]
     start, end = annotation["start_frame"], annotation["end_frame"]
@@ -43,9 +69,11 @@ def _annotation_effect(annotation: dict, rate: float, aspect: float):
              "vibeboard": {"annotation_id": annotation["id"], "version_id": annotation["version_id"],
                            "note_id": annotation["note_id"], "start_frame": start, "end_frame": end,
                            "shape": shape}}
-    effect = {"OTIO_SCHEMA": "Annotation.1", "name": f"annotation {annotation['id']}",
-              "effect_name": "Annotation.1", "enabled": True, "metadata": {}, "visible": True, "layers": [paint]}
-    return otio.adapters.read_from_string(json.dumps(effect), "otio_json")
+    if not _ANNOTATION:
+        _ANNOTATION.append(_annotation_type())
+    # Paint.1 / Point.1 stay plain OTIO JSON objects (unknown schemas keep every field on write)
+    layer = otio.adapters.read_from_string(json.dumps(paint), "otio_json")
+    return _ANNOTATION[0](name=f"annotation {annotation['id']}", visible=True, layers=[layer])
 
 
 def shot_timeline(store: DailiesStore, shot: str, fps: float = 24.0, aspect: float = 16 / 9):
