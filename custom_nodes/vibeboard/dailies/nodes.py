@@ -208,9 +208,12 @@ class VBDailiesExportNotes:
             "format": (["otio", "csv", "edl"], {"default": "otio", "tooltip": "export format"}),
             "fps": ("FLOAT", {"default": 24.0, "min": 1.0, "max": 120.0, "step": 0.001, "tooltip": "timecode rate"}),
             "filename_prefix": ("STRING", {"default": "vibeboard/dailies/notes", "tooltip": "name prefix"}),
+        }, "optional": {
+            "version_id": ("STRING", {"forceInput": True, "tooltip": "export this version's shot instead of "
+                                      "`shot` (link it so the export runs after the review steps)"}),
         }}
 
-    def export(self, project, shot, format, fps, filename_prefix):
+    def export(self, project, shot, format, fps, filename_prefix, version_id=None):
         node = "Dailies Export Notes (VibeBoard)"
         try:
             from . import review_export
@@ -218,6 +221,11 @@ class VBDailiesExportNotes:
             raise NodeInputError(node, "format", f"needs OpenTimelineIO ({exc.name}): pip install "
                                  "vibeboard[sequencer]") from None
         store = open_store(node, project)
+        if version_id:
+            try:
+                shot = store.version(version_id.strip())["shot"]
+            except DailiesError as exc:
+                raise NodeInputError(node, "version_id", str(exc)) from None
         if not store.stack(shot):
             raise NodeInputError(node, "shot", f"project '{project}' has no versions of shot '{shot}'")
         if format == "otio":
