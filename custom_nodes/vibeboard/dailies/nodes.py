@@ -228,15 +228,10 @@ class VBDailiesExportNotes:
                 raise NodeInputError(node, "version_id", str(exc)) from None
         if not store.stack(shot):
             raise NodeInputError(node, "shot", f"project '{project}' has no versions of shot '{shot}'")
-        if format == "otio":
-            import opentimelineio as otio
-            text = otio.adapters.write_to_string(review_export.shot_timeline(store, shot, fps), "otio_json")
-        elif format == "csv":
-            text = review_export.notes_csv(store, shot, fps)
-        elif format == "edl":
-            text = review_export.marker_edl(store, shot, fps)
-        else:
-            raise NodeInputError(node, "format", "choose otio, csv or edl")
+        try:
+            text = review_export.export_text(store, shot, format, fps)
+        except DailiesError as exc:
+            raise NodeInputError(node, "format", str(exc)) from None
         path, entry = node_io.output_file(node, filename_prefix, format)
         with open(path, "w", encoding="utf-8") as handle:
             handle.write(text)

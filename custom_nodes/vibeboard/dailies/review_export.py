@@ -150,3 +150,18 @@ def marker_edl(store: DailiesStore, shot: str, fps: float = 24.0, record_start: 
     if ntsc:
         lines.insert(2, f"* timecodes counted at {round(fps)} fps non-drop for {fps:.3f} fps media")
     return "\n".join(lines)
+
+
+EXPORT_FORMATS = ("otio", "csv", "edl")
+
+
+def export_text(store: DailiesStore, shot: str, fmt: str, fps: float = 24.0) -> str:
+    """A shot's review as text in `fmt` (otio | csv | edl)."""
+    if fmt == "otio":
+        return otio.adapters.write_to_string(shot_timeline(store, shot, fps), "otio_json")
+    if fmt == "csv":
+        return notes_csv(store, shot, fps)
+    if fmt == "edl":
+        return marker_edl(store, shot, fps)
+    from .store import DailiesError
+    raise DailiesError(f"format must be one of {', '.join(EXPORT_FORMATS)}; got {fmt!r}")

@@ -128,15 +128,7 @@ class ReviewApi:
         fps = float(request.query.get("fps", 24))
         if not store.stack(shot):
             raise LookupError(f"no versions of shot '{shot}'")
-        if fmt == "otio":
-            import opentimelineio as otio
-            text = otio.adapters.write_to_string(review_export.shot_timeline(store, shot, fps), "otio_json")
-        elif fmt == "csv":
-            text = review_export.notes_csv(store, shot, fps)
-        elif fmt == "edl":
-            text = review_export.marker_edl(store, shot, fps)
-        else:
-            raise DailiesError("format must be otio, csv or edl")
+        text = review_export.export_text(store, shot, fmt, fps)
         return web.Response(text=text, content_type="text/plain",
                             headers={"Content-Disposition": f'attachment; filename="{shot}_notes.{fmt}"'})
 
