@@ -67,3 +67,23 @@ def test_line_breaking_balances_and_never_orphans_a_word():
                                   "the speaker finally runs out of breath and stops here")
     assert all(len(c) <= 2 and all(len(line) <= 42 for line in c) for c in chunks)
     assert all(len(" ".join(c).split()) > 2 for c in chunks)
+
+
+def test_burn_in_draws_captions_only_while_they_show(tmp_path):
+    from sequencer_media import write_clip
+    from vibeboard.media import video as video_io
+    from vibeboard.sequencer import conform, timeline as tl
+    path = write_clip(tmp_path / "c.mp4", 48, width=160, height=96)
+    cut = tl.new_timeline("burn", FPS, 160, 96)
+    tl.video_track(cut).append(tl.make_clip("c", path, FPS, 0, 48, 48))
+    events = captions.build_events(["Hello there."], [(0.5, 1.4)], FPS)
+    plain, burnt = str(tmp_path / "plain.mp4"), str(tmp_path / "burnt.mp4")
+    conform.render(cut, plain, crf=0, preset="ultrafast")
+    conform.render(cut, burnt, crf=0, preset="ultrafast", captions=events)
+    a = [f.astype(int) for _, f in video_io.iter_video_frames(plain)]
+    b = [f.astype(int) for _, f in video_io.iter_video_frames(burnt)]
+    changed = [t for t in range(48) if abs(a[t] - b[t]).max() > 60]
+    first, last = round(events[0].start * FPS), round(events[0].end * FPS)
+    assert changed == list(range(first, last))
+    rows = [r for r in range(96) if abs(a[20][r] - b[20][r]).max() > 60]
+    assert min(rows) > 96 // 2  # in the lower half of the picture

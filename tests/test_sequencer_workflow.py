@@ -40,7 +40,8 @@ def test_sequencer_workflow_runs_headless(tmp_path):
     assert video_io.probe_video(files["13"][0]).frame_count == 72
     assert {os.path.splitext(p)[1] for p in files["15"]} == {".srt", ".vtt", ".ttml"}
     delivered = {os.path.basename(p) for p in files["16"]}
-    assert {"loudness_report.json", "Sequencer_demo.mp4", "Sequencer_demo.otio", "Sequencer_demo.srt"} <= delivered
+    assert {"loudness_report.json", "Sequencer_demo.mp4", "Sequencer_demo_captioned.mp4", "Sequencer_demo.otio",
+            "Sequencer_demo.srt"} <= delivered
     report = json.load(open(files["14"][0]))
     assert report["passes"] and abs(report["after"]["integrated_lufs"] + 23.0) <= 0.1
 

@@ -54,7 +54,8 @@ SEQUENCER = {
                                                   "filename_prefix": "vibeboard/sequencer/captions"}},
     "16": {"class_type": "VBDeliverables", "inputs": {"timeline": ["9", 0], "loudness_preset": "ebu_r128",
                                                       "dialogue": DIALOGUE,
-                                                      "filename_prefix": "vibeboard/sequencer/deliverables"}},
+                                                      "filename_prefix": "vibeboard/sequencer/deliverables",
+                                                      "burn_in": True}},
 }
 SEQUENCER_TITLES = {"1": "Shot sh010 (test clip; use a Shot Studio output)", "2": "Shot sh020 with a clap mark",
                     "3": "Shot sh030", "6": "sh020 with a 12-frame dissolve in", "8": "Music bed",

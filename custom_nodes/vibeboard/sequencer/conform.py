@@ -88,8 +88,27 @@ def frame_size(timeline, spans: List[_Span]):
     return info.width, info.height
 
 
-def iter_frames(timeline, on_frame: Optional[Callable[[int, int], None]] = None) -> Iterator[np.ndarray]:
-    """uint8 [H, W, 3] frames of the cut, one per timeline frame."""
+def burn_in(frame: np.ndarray, lines, font_px: int = 0) -> np.ndarray:
+    """Caption `lines` drawn centred near the bottom of `frame` (white, black outline), a copy."""
+    from PIL import Image, ImageDraw, ImageFont
+    height = frame.shape[0]
+    image = Image.fromarray(frame)
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=font_px or max(height // 16, 8))
+    text = "\n".join(lines)
+    outline = max(font.size // 12, 1)
+    box = draw.multiline_textbbox((0, 0), text, font=font, align="center", stroke_width=outline)
+    x = (frame.shape[1] - (box[2] - box[0])) / 2 - box[0]
+    y = height * 0.92 - (box[3] - box[1]) - box[1]
+    draw.multiline_text((x, y), text, font=font, fill=(255, 255, 255), align="center", stroke_width=outline,
+                        stroke_fill=(0, 0, 0))
+    return np.asarray(image)
+
+
+def iter_frames(timeline, on_frame: Optional[Callable[[int, int], None]] = None,
+                captions=None) -> Iterator[np.ndarray]:
+    """uint8 [H, W, 3] frames of the cut, one per timeline frame; `captions` (caption events, seconds) are burnt
+    in on the frames whose time falls inside them."""
     spans = _spans(tl.video_track(timeline))
     width, height = frame_size(timeline, spans)
     total = tl.duration_frames(timeline)
@@ -113,6 +132,11 @@ def iter_frames(timeline, on_frame: Optional[Callable[[int, int], None]] = None)
                 w = _dissolve_weight(t, spans, b)
                 mixed = (1.0 - w) * readers[a].frame_at(t).astype(np.float32) + w * readers[b].frame_at(t)
                 frame = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+            if captions:
+                now = (t + 0.5) / tl.timeline_rate(timeline)
+                showing = [ev for ev in captions if ev.start <= now < ev.end]
+                if showing:
+                    frame = burn_in(frame, showing[0].lines)
             if frame.shape[:2] != (height, width):
                 raise ConformError(f"frame {t} is {frame.shape[1]}x{frame.shape[0]}, expected {width}x{height}")
             yield frame
@@ -124,9 +148,11 @@ def iter_frames(timeline, on_frame: Optional[Callable[[int, int], None]] = None)
 
 
 def render(timeline, path: str, *, crf: int = 19, preset: str = "medium", sample_rate: int = 48000,
-           with_audio: bool = True, audio=None, on_frame: Optional[Callable[[int, int], None]] = None) -> dict:
+           with_audio: bool = True, audio=None, on_frame: Optional[Callable[[int, int], None]] = None,
+           captions=None) -> dict:
     """Write the cut to `path` (H.264 + AAC MP4). Returns the writer's summary plus the expected frame count.
-    `audio` = (float32 [C, N], rate) replaces the timeline's own mix (e.g. a loudness-normalised one)."""
+    `audio` = (float32 [C, N], rate) replaces the timeline's own mix (e.g. a loudness-normalised one);
+    `captions` (captions.Event list) are burnt into the picture."""
     fps = tl.timeline_rate(timeline)
     total = tl.duration_frames(timeline)
     if total <= 0:
@@ -135,6 +161,6 @@ def render(timeline, path: str, *, crf: int = 19, preset: str = "medium", sample
         mix = audio_mix.mix_timeline(timeline, sample_rate)
         if mix is not None:
             audio = (mix, sample_rate)
-    result = video_io.write_video(path, iter_frames(timeline, on_frame), fps, crf=crf, preset=preset, audio=audio)
+    result = video_io.write_video(path, iter_frames(timeline, on_frame, captions), fps, crf=crf, preset=preset, audio=audio)
     result["expected_frames"] = total
     return result

@@ -15,7 +15,7 @@ RATE = 48000
 
 def deliver(timeline, folder: str, *, dialogue_lines: Optional[Sequence[str]] = None,
             tts_spans: Optional[Sequence[Tuple[float, float]]] = None, loudness_preset: str = "ebu_r128",
-            crf: int = 19, x264_preset: str = "medium", on_frame=None) -> dict:
+            crf: int = 19, x264_preset: str = "medium", on_frame=None, burn_in: bool = False) -> dict:
     os.makedirs(folder, exist_ok=True)
     name = "".join(c if c.isalnum() or c in "-_" else "_" for c in timeline.name) or "cut"
     manifest = {"timeline": timeline.name, "files": {}, "skipped": {}}
@@ -66,6 +66,11 @@ def deliver(timeline, folder: str, *, dialogue_lines: Optional[Sequence[str]] = 
             with open(path, "w", encoding="utf-8") as handle:
                 handle.write(captions.to_text(events, fmt))
             manifest["files"][f"captions_{fmt}"] = path
+        if burn_in:
+            path = os.path.join(folder, f"{name}_captioned.mp4")
+            conform.render(timeline, path, crf=crf, preset=x264_preset, with_audio=False, audio=audio,
+                           captions=events)
+            manifest["files"]["video_captioned"] = path
     with open(os.path.join(folder, "manifest.json"), "w", encoding="utf-8") as handle:
         json.dump(manifest, handle, indent=2, default=float)
     return manifest

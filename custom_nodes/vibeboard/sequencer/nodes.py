@@ -455,9 +455,10 @@ class VBDeliverables:
                                                "empty = no captions"}),
             "filename_prefix": ("STRING", {"default": "vibeboard/sequencer/deliverables",
                                            "tooltip": "folder name prefix inside the output folder"}),
+            "burn_in": ("BOOLEAN", {"default": False, "tooltip": "also write a copy with the captions burnt in"}),
         }}
 
-    def deliver(self, timeline, loudness_preset, dialogue, filename_prefix):
+    def deliver(self, timeline, loudness_preset, dialogue, filename_prefix, burn_in=False):
         node = "Deliverables (VibeBoard)"
         mods = _otio(node)
         timeline = _check_timeline(node, timeline)
@@ -465,7 +466,8 @@ class VBDeliverables:
         folder, _ = node_io.output_folder(node, filename_prefix)
         try:
             manifest = mods["deliver"].deliver(timeline, folder, dialogue_lines=lines, tts_spans=spans,
-                                               loudness_preset=loudness_preset, on_frame=_progress())
+                                               loudness_preset=loudness_preset, on_frame=_progress(),
+                                               burn_in=bool(burn_in and lines))
         except (mods["conform"].ConformError, mods["captions"].CaptionError, ValueError) as exc:
             raise NodeInputError(node, "timeline", f"{exc} (files already written stay in {folder})") from None
         files = [node_io.ui_file(p) for p in manifest["files"].values()]
