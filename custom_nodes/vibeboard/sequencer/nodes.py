@@ -434,6 +434,34 @@ class VBRegenerateInPlace:
             raise NodeInputError(node, "clip_name" if "no clip" in str(exc) else "handles", str(exc)) from None
 
 
+class VBRegeneratePlan:
+    DESCRIPTION = ("The re-render job of a clip, from the recipe in its metadata (prompt_graph + length_input): "
+                   "the same workflow asking for 2 × handles more frames (rounded to the model's frame rule). "
+                   "Submit it (vibeboard run / POST /prompt), then swap its output in with Regenerate In Place.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("STRING", "INT")
+    RETURN_NAMES = ("job", "handles")
+    FUNCTION = "plan"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "timeline": (TIMELINE, {"tooltip": "the cut"}),
+            "clip_name": ("STRING", {"default": "", "tooltip": "the clip to re-render"}),
+            "handles": ("INT", {"default": 8, "min": 0, "max": 1000, "tooltip": "extra frames on each side"}),
+        }}
+
+    def plan(self, timeline, clip_name, handles):
+        node = "Regenerate Plan (VibeBoard)"
+        _otio(node)
+        from . import regenerate
+        try:
+            job = regenerate.plan(_check_timeline(node, timeline), clip_name, handles)
+        except regenerate.TimelineError as exc:
+            raise NodeInputError(node, "clip_name", str(exc)) from None
+        return (json.dumps(job["graph"], indent=1), int(job["handles_before"]))
+
+
 class VBDeliverables:
     DESCRIPTION = ("Export the deliverables folder: the MP4 with a loudness-normalised mix, the timeline as "
                    ".otio/.otioz/FCP XML/FCPXML/EDL (what the cut allows), captions (SRT/VTT/TTML) and the "
@@ -485,6 +513,7 @@ NODE_CLASS_MAPPINGS = {
     "VBLoudnessNormalize": VBLoudnessNormalize,
     "VBCaptions": VBCaptions,
     "VBRegenerateInPlace": VBRegenerateInPlace,
+    "VBRegeneratePlan": VBRegeneratePlan,
     "VBDeliverables": VBDeliverables,
 }
 
@@ -499,5 +528,6 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "VBLoudnessNormalize": "Loudness Normalize (VibeBoard)",
     "VBCaptions": "Captions (VibeBoard)",
     "VBRegenerateInPlace": "Regenerate In Place (VibeBoard)",
+    "VBRegeneratePlan": "Regenerate Plan (VibeBoard)",
     "VBDeliverables": "Deliverables (VibeBoard)",
 }
