@@ -150,3 +150,20 @@ def test_static_export_opens_from_disk(project, tmp_path):
     assert '<script src="data.js"></script>' in html
     data = json.loads(open(tmp_path / "static" / "data.js").read().split("=", 1)[1].rstrip().rstrip(";"))
     assert data["versions"]["sh010_v001"]["annotations"][0]["shape"]["type"] == "arrow"
+
+
+def test_page_mounts_on_comfyuis_own_server_when_present(tmp_path, monkeypatch):
+    import sys
+    import types
+    from vibeboard.dailies.review_server import PAGE_ROUTE, mount_in_comfyui
+    assert mount_in_comfyui() is False  # not inside ComfyUI
+    table = web.RouteTableDef()
+    fake_server = types.SimpleNamespace(PromptServer=types.SimpleNamespace(instance=types.SimpleNamespace(routes=table)))
+    fake_paths = types.SimpleNamespace(get_output_directory=lambda: str(tmp_path / "o"),
+                                       get_input_directory=lambda: str(tmp_path / "i"),
+                                       get_temp_directory=lambda: str(tmp_path / "t"))
+    monkeypatch.setitem(sys.modules, "server", fake_server)
+    monkeypatch.setitem(sys.modules, "folder_paths", fake_paths)
+    assert mount_in_comfyui() is True
+    assert mount_in_comfyui() is False  # once
+    assert PAGE_ROUTE in {route.path for route in table}

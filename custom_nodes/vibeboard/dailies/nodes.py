@@ -238,6 +238,18 @@ class VBDailiesExportNotes:
         return {"ui": {"files": [entry]}, "result": (path,)}
 
 
+def _mount_review_page():
+    # ComfyUI has imported its `server` module before it loads custom nodes; elsewhere this is a no-op.
+    try:
+        from .review_server import mount_in_comfyui
+        mount_in_comfyui()
+    except Exception as exc:  # the review page is optional; the nodes work without it
+        import logging
+        logging.getLogger("vibeboard").warning("Dailies review page not mounted in ComfyUI: %s", exc)
+
+
+_mount_review_page()
+
 NODE_CLASS_MAPPINGS = {
     "VBDailiesAddVersion": VBDailiesAddVersion,
     "VBDailiesSetStatus": VBDailiesSetStatus,

@@ -152,6 +152,28 @@ def add_review_routes(app: web.Application, output_dir: str, media_roots: Option
     return api
 
 
+def mount_in_comfyui() -> bool:
+    """Inside real ComfyUI: add the page and its API to ComfyUI's own server (PromptServer's route table), with
+    the output folder as the project folder. Does nothing (False) anywhere else."""
+    import sys
+    server = sys.modules.get("server")
+    prompt_server = getattr(getattr(server, "PromptServer", None), "instance", None)
+    routes = getattr(prompt_server, "routes", None)
+    if routes is None or getattr(prompt_server, "_vibeboard_dailies", False):
+        return False
+    try:
+        import folder_paths
+        output_dir = folder_paths.get_output_directory()
+        roots = [output_dir, folder_paths.get_input_directory(), folder_paths.get_temp_directory()]
+    except Exception:
+        return False
+    api = ReviewApi(output_dir, roots)
+    for method, path, handler in api.routes():
+        routes.route(method, path)(_with_errors(api, handler))
+    prompt_server._vibeboard_dailies = True
+    return True
+
+
 def _with_errors(api: ReviewApi, handler):
     async def run(request):
         return await api.errors(request, handler)
