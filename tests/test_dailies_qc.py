@@ -44,7 +44,10 @@ def test_hot_audio_and_flicker_are_flagged(tmp_path):
     assert "loudness" in kinds
     rng = np.random.default_rng(0)
     base = [np.full((48, 64, 3), 110 + (30 if i % 2 else 0) + int(rng.integers(0, 3)), np.uint8) for i in range(frames)]
-    assert qc.flicker(base)["flicker"] and not qc.flicker([base[0]] * frames)["flicker"]
+    assert qc.flicker(qc.luma_means(base))["flicker"]
+    assert not qc.flicker(qc.luma_means([base[0]] * frames))["flicker"]
+    assert qc.black_ranges([base[0]] * 3 + [base[0] * 0] * 2, FPS) == [[3, 4]]
+    assert qc.freeze_ranges([base[0]] * 20, FPS, 0.5) == [[0, 19]]
 
 
 def test_focus_inspection_runs_on_every_version_and_notes_are_stored(faulty, tmp_path):

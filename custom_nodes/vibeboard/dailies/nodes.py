@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 from ..common import runtime
 from ..common.runtime import NodeInputError
@@ -60,13 +61,19 @@ class VBDailiesAddVersion:
                                         parent_version.strip() or None, info.frame_count, float(info.frame_rate))
         except DailiesError as exc:
             raise NodeInputError(node, "parent_version" if "parent" in str(exc) else "shot", str(exc)) from None
-        report = {}
+        report, ui_files = {}, []
         if run_qc:
             from . import qc
             report = qc.inspect_version(path, shot)
             qc.attach(store, version["id"], report)
+            if report.get("focus"):  # the same focus report file VFX Suite's Focus Inspect writes
+                safe = re.sub(r"[^\w-]+", "_", shot).strip("_") or "shot"
+                focus_path, entry = node_io.output_file(node, f"vibeboard/dailies/focus_{safe}", "json")
+                with open(focus_path, "w", encoding="utf-8") as handle:
+                    json.dump(report["focus"], handle, indent=1)
+                ui_files.append(entry)
         text = json.dumps(report, indent=1, default=float)
-        return {"ui": {"text": [f"{version['id']}: {len(report.get('notes', []))} QC note(s)"]},
+        return {"ui": {"text": [f"{version['id']}: {len(report.get('notes', []))} QC note(s)"], "files": ui_files},
                 "result": (version["id"], text)}
 
 
