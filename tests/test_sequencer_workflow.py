@@ -60,4 +60,4 @@ def test_dailies_workflow_runs_headless(tmp_path):
     exported = {os.path.splitext(f["path"])[1] for f in res.output_files()}
     assert {".otio", ".csv", ".edl", ".mp4"} <= exported
     focus = [f for f in res.output_files() if f["filename"].startswith("focus_sh010")]
-    assert len(focus) == 2 and json.load(open(focus[0]["path"]))["shot"] == "sh010"  # one per new version
+    assert len(focus) == 3 and json.load(open(focus[0]["path"]))["shot"] == "sh010"  # one per new version

@@ -80,7 +80,7 @@ DAILIES = {
     "6": {"class_type": "VBDailiesNoteToRerender", "inputs": {"project": "demo", "note_id": ["5", 0]}},
     "7": clip(2, "vibeboard/dailies/sh010_rerender", frames=60),
     "8": {"class_type": "VBDailiesLandRerender", "inputs": {"project": "demo", "rerender_id": ["6", 1],
-                                                            "media_path": ["7", 0]}},
+                                                            "media_path": ["7", 0], "run_qc": True}},
     "9": {"class_type": "VBDailiesSetStatus", "inputs": {"project": "demo", "version_id": ["8", 0],
                                                          "status": "approved"}},
     "10": {"class_type": "VBDailiesExportNotes", "inputs": {"project": "demo", "shot": "sh010", "format": "otio",

@@ -23,6 +23,22 @@ def open_store(node: str, project: str) -> DailiesStore:
     return DailiesStore(files.safe_join(folder, f"{name}.sqlite"))
 
 
+def run_qc_on(node: str, store: DailiesStore, version: dict):
+    """Automatic QC of a new version: machine notes stored, the focus report saved like VFX Suite's Focus
+    Inspect saves it. Returns (report, ui file entries)."""
+    from . import qc
+    report = qc.inspect_version(version["path"], version["shot"])
+    qc.attach(store, version["id"], report)
+    files_ = []
+    if report.get("focus"):
+        safe = re.sub(r"[^\w-]+", "_", version["shot"]).strip("_") or "shot"
+        focus_path, entry = node_io.output_file(node, f"vibeboard/dailies/focus_{safe}", "json")
+        with open(focus_path, "w", encoding="utf-8") as handle:
+            json.dump(report["focus"], handle, indent=1)
+        files_.append(entry)
+    return report, files_
+
+
 _PROJECT = ("STRING", {"default": "demo", "tooltip": "Dailies project (letters, digits, - and _)"})
 
 
@@ -61,17 +77,7 @@ class VBDailiesAddVersion:
                                         parent_version.strip() or None, info.frame_count, float(info.frame_rate))
         except DailiesError as exc:
             raise NodeInputError(node, "parent_version" if "parent" in str(exc) else "shot", str(exc)) from None
-        report, ui_files = {}, []
-        if run_qc:
-            from . import qc
-            report = qc.inspect_version(path, shot)
-            qc.attach(store, version["id"], report)
-            if report.get("focus"):  # the same focus report file VFX Suite's Focus Inspect writes
-                safe = re.sub(r"[^\w-]+", "_", shot).strip("_") or "shot"
-                focus_path, entry = node_io.output_file(node, f"vibeboard/dailies/focus_{safe}", "json")
-                with open(focus_path, "w", encoding="utf-8") as handle:
-                    json.dump(report["focus"], handle, indent=1)
-                ui_files.append(entry)
+        report, ui_files = run_qc_on(node, store, version) if run_qc else ({}, [])
         text = json.dumps(report, indent=1, default=float)
         return {"ui": {"text": [f"{version['id']}: {len(report.get('notes', []))} QC note(s)"], "files": ui_files},
                 "result": (version["id"], text)}
@@ -185,17 +191,21 @@ class VBDailiesLandRerender:
             "project": _PROJECT,
             "rerender_id": ("INT", {"default": 1, "min": 1, "max": 1 << 30, "tooltip": "from Note To Re-render"}),
             "media_path": ("STRING", {"default": "", "tooltip": "the job's output file"}),
+            "run_qc": ("BOOLEAN", {"default": True, "tooltip": "run automatic QC and store machine notes"}),
         }}
 
-    def land(self, project, rerender_id, media_path):
+    def land(self, project, rerender_id, media_path, run_qc=True):
         node = "Dailies Land Re-render (VibeBoard)"
         store = open_store(node, project)
         path = node_io.media_file(node, "media_path", media_path)
         info = video_io.probe_video(path)
         try:
-            return (store.land_rerender(rerender_id, path, info.frame_count, float(info.frame_rate))["id"],)
+            version = store.land_rerender(rerender_id, path, info.frame_count, float(info.frame_rate))
         except DailiesError as exc:
             raise NodeInputError(node, "rerender_id", str(exc)) from None
+        report, ui_files = run_qc_on(node, store, version) if run_qc else ({}, [])
+        return {"ui": {"text": [f"{version['id']}: {len(report.get('notes', []))} QC note(s)"], "files": ui_files},
+                "result": (version["id"],)}
 
 
 class VBDailiesExportNotes:
