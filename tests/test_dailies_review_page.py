@@ -3,18 +3,15 @@ of v001 with a note; after a server restart the page shows it again with the sam
 refuses bad input with clear errors and keeps media inside the server's folders; a static export opens offline."""
 import json
 import os
-import re
-import shutil
-import subprocess
 
 import pytest
 from aiohttp import web
 
+from chromium_page import CHROMIUM, run_page
 from sequencer_media import write_clip
 from service_helpers import http
 from vibeboard.dailies.store import DailiesStore
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 HARNESS = """<!doctype html><html><body><pre id="out">pending</pre>
 <iframe id="f" src="/vibeboard/dailies/review?project=demo&shot=sh010&version=sh010_v001" width="1000" height="800"></iframe>
@@ -75,27 +72,17 @@ def project(tmp_path):
     return store
 
 
-def run_page(url):
-    proc = subprocess.run([CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                           "--virtual-time-budget=15000", "--dump-dom", url], capture_output=True, text=True, timeout=90)
-    match = re.search(r'<pre id="out">(.*?)</pre>', proc.stdout, re.S)
-    assert match, proc.stdout[-2000:] + proc.stderr[-2000:]
-    text = match.group(1).replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">")
-    assert not text.startswith(("ERROR", "pending")), text
-    return json.loads(text)
-
-
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed")
 def test_drawn_annotation_survives_a_server_restart(project, tmp_path):
     server = start(tmp_path, "draw")
     try:
-        drawn = run_page(server.url + "/test-harness")
+        drawn = run_page(server.url + "/test-harness", budget_ms=15000, timeout=90)
     finally:
         server.stop_thread()
     assert drawn["title"].startswith("sh010 v001")
     server = start(tmp_path, "read")  # a new server process over the same project file
     try:
-        shown = run_page(server.url + "/test-harness")
+        shown = run_page(server.url + "/test-harness", budget_ms=15000, timeout=90)
     finally:
         server.stop_thread()
     assert len(shown["annotations"]) == 1 and shown["annotations"] == drawn["annotations"]
