@@ -154,3 +154,24 @@ def test_rerender_routes_camera_notes_to_infcam_and_plain_notes_to_a_new_seed(pr
     mask = rerender.region_mask([0.25, 0.5, 0.75, 1.0], 60, 48, 64, 40, 48)
     assert mask.shape == (60, 48, 64) and mask[39].sum() == 0 and mask[44, 24:48, 16:48].min() == 1.0
     assert mask[44].sum() == 24 * 32
+
+
+def test_two_processes_adding_versions_never_collide(tmp_path):
+    import multiprocessing
+    path = str(tmp_path / "d.sqlite")
+    DailiesStore(path)
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_add_versions, args=(path, i)) for i in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    numbers = sorted(v["number"] for v in DailiesStore(path).stack("sh010"))
+    assert numbers == list(range(1, 11))
+
+
+def _add_versions(path, worker):
+    store = DailiesStore(path)
+    for i in range(5):
+        store.add_version("sh010", f"/tmp/take_{worker}_{i}.mp4", {"worker": worker})

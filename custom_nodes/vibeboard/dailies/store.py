@@ -77,17 +77,25 @@ class DailiesStore:
         self.path = path
         folder = os.path.dirname(os.path.abspath(path))
         os.makedirs(folder, exist_ok=True)
-        with self._db() as db:
+        with contextlib.closing(sqlite3.connect(path, timeout=30)) as db:
+            db.execute("PRAGMA journal_mode=WAL")  # readers (the review page) never wait for a writer
             db.executescript(_SCHEMA)
 
     @contextlib.contextmanager
     def _db(self):
-        db = sqlite3.connect(self.path, timeout=30)
+        """One short transaction that holds the write lock from its start (BEGIN IMMEDIATE): two processes
+        adding versions of a shot at once never read the same latest number."""
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         db.row_factory = sqlite3.Row
         db.execute("PRAGMA foreign_keys = ON")
         try:
-            with db:  # one transaction: committed on success, rolled back on error
+            db.execute("BEGIN IMMEDIATE")
+            try:
                 yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
         finally:
             db.close()
 

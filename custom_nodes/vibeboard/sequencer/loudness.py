@@ -105,7 +105,7 @@ def measure(wave: np.ndarray, rate: int, gate: str = "integrated", dialogue: Opt
     return report
 
 
-def true_peak_limit(wave: np.ndarray, ceiling_db: float, oversample: int = 4) -> np.ndarray:
+def true_peak_limit(wave: np.ndarray, ceiling_db: float, rate: int = 48000, oversample: int = 4) -> np.ndarray:
     """Scale down the samples around inter-sample peaks above `ceiling_db` (gain from a 4× oversampled
     envelope, smoothed over 5 ms so the limiter does not click)."""
     from scipy.signal import resample_poly
@@ -113,7 +113,7 @@ def true_peak_limit(wave: np.ndarray, ceiling_db: float, oversample: int = 4) ->
     up = np.abs(resample_poly(wave, oversample, 1, axis=1)).max(axis=0)
     envelope = up[: wave.shape[1] * oversample].reshape(-1, oversample).max(axis=1)
     gain = np.minimum(1.0, ceiling / np.maximum(envelope, 1e-12))
-    width = max(int(0.005 * 48000), 1)
+    width = max(int(0.005 * rate), 1)
     # A running minimum then a moving average: the gain reaches its floor before the peak, not at it.
     padded = np.pad(gain, (width, width), mode="edge")
     windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * width + 1)
@@ -145,7 +145,7 @@ def normalize(wave: np.ndarray, rate: int, preset: str = "ebu_r128", dialogue: O
         total_gain += gain_db
         current = measure(out, rate, spec["gate"], segments=segments)
         if current["true_peak_dbtp"] > spec["true_peak"]:
-            out = true_peak_limit(out, spec["true_peak"] - 0.3)
+            out = true_peak_limit(out, spec["true_peak"] - 0.3, rate)
             limited = True
             current = measure(out, rate, spec["gate"], segments=segments)
         if abs(current[key] - spec["target"]) <= 0.05 and current["true_peak_dbtp"] <= spec["true_peak"]:
