@@ -76,8 +76,10 @@ class VBTestClip:
         flash = clap_frame if 0 <= clap_frame < frames else None
         sound = None
         if audio != "none":
-            blip = flash / fps if (audio == "clap" and flash is not None) else None
-            wave = tone(frames / fps, blip_at=blip) if audio == "clap" and blip is not None else tone(frames / fps)
+            if audio == "clap":  # silence with the blip on the flash frame (silence alone without a flash)
+                wave = tone(frames / fps, blip_at=flash / fps) if flash is not None else tone(frames / fps) * 0
+            else:
+                wave = tone(frames / fps)
             sound = (wave.astype(np.float32), 48000)
         video_io.write_video(path, coded_frames(frames, width, height, clip_id, flash), fps, crf=18,
                              preset="veryfast", audio=sound)
