@@ -26,8 +26,12 @@ def dialogue(tmp_path_factory):
     return wave
 
 
-def test_captions_from_dialogue_obey_every_rule(dialogue):
-    events = captions.from_dialogue(SCENE, dialogue, 48000, FPS)
+@pytest.fixture(scope="module")
+def events(dialogue):
+    return captions.from_dialogue(SCENE, dialogue, 48000, FPS)
+
+
+def test_captions_from_dialogue_obey_every_rule(dialogue, events):
     assert captions.validate(events, FPS) == []
     for ev in events:
         assert len(ev.lines) <= 2 and all(len(line) <= 42 for line in ev.lines)
@@ -42,8 +46,7 @@ def test_captions_from_dialogue_obey_every_rule(dialogue):
 
 
 @pytest.mark.parametrize("fmt", ["srt", "vtt", "ttml"])
-def test_caption_files_parse_back_to_the_same_events(dialogue, fmt):
-    events = captions.from_dialogue(SCENE, dialogue, 48000, FPS)
+def test_caption_files_parse_back_to_the_same_events(events, fmt):
     back = captions.parse(captions.to_text(events, fmt), fmt)
     assert [(e.start, e.end, e.lines) for e in back] == [(e.start, e.end, e.lines) for e in events]
 

@@ -58,3 +58,45 @@ def test_wan_length_rule_and_missing_recipe_are_handled(tmp_path):
         regenerate.plan(cut, "plain", 8)
     with pytest.raises(tl.TimelineError, match="no clip named 'nope'"):
         regenerate.plan(cut, "nope", 8)
+
+
+def test_regenerate_a_tiny_wan_clip_with_handles(tmp_path):
+    """'Regenerate clip 2 with +2 frames of handles' on a tiny random Wan2.1 T2V in the published file layout:
+    the recipe's Wan job runs again asking for 4k+1 frames, the media changes, the cut points stay."""
+    from vibeboard.common import runtime
+    from vibeboard.models import selftest, tiny
+    models = str(tmp_path / "models")
+    tiny.write_comfy_layout(models, kinds=("t2v",))
+    mp = pytest.MonkeyPatch()
+    mp.setenv("VIBEBOARD_MODELS_DIR", models)
+    mp.setitem(runtime._dirs, "models", models)
+    try:
+        executor = Executor(NodeRegistry.default(embedded=True), output_dir=tmp_path / "out", input_dir=tmp_path / "in",
+                            temp_dir=tmp_path / "t", models_dir=models)
+        prompt = selftest._base("wan2.1_t2v_1.3B_bf16.safetensors")
+        prompt["4"] = {"class_type": "VBWanT2V", "inputs": {"wan": ["1", 0], "text": ["2", 0], "sampler": ["3", 0],
+                                                            "width": 32, "height": 32, "length": 5}}
+        prompt["8"] = {"class_type": "VBWanVAEDecode", "inputs": {"wan": ["1", 0], "latent": ["4", 0]}}
+        prompt["9"] = {"class_type": "VBSaveVideo", "inputs": {"images": ["8", 0], "fps": 16.0,
+                                                               "filename_prefix": "shots/wan", "crf": 19,
+                                                               "preset": "ultrafast"}}
+        first = executor.execute(prompt)
+        assert first.status == "success", first.error
+        shot1 = [f["path"] for f in first.output_files() if f["node"] == "9"][0]
+        filler = executor.execute(clip_job(20, 0, "shots/filler"))
+        cut = tl.new_timeline("wan", 16, 32, 32)
+        video = tl.video_track(cut)
+        tl.append_clip(video, tl.make_clip("filler", filler.output_files()[0]["path"], 16, 0, 12, 20))
+        recipe = {"prompt_graph": prompt, "length_input": ["4", "length"], "length_rule": "4k+1", "output_node": "9",
+                  "seed": 7, "model_ids": ["wan2.1_t2v_1.3B_bf16.safetensors"]}
+        tl.append_clip(video, tl.make_clip("shot2", shot1, 16, 0, 5, 5, recipe), dissolve_frames=2)
+        job = regenerate.plan(cut, "shot2", 2)
+        assert job["frames"] == 9 and job["graph"]["4"]["inputs"]["length"] == 9
+        updated, path = regenerate.run(cut, job, executor)
+    finally:
+        mp.undo()
+    assert video_io.probe_video(path).frame_count == 9
+    before, after = tl.summary(cut)["tracks"][0], tl.summary(updated)["tracks"][0]
+    assert [c["record"] for c in after["clips"]] == [c["record"] for c in before["clips"]]
+    assert after["clips"][1]["source"] == [2, 5] and after["transitions"] == before["transitions"]
+    assert tl.check_handles(tl.video_track(updated)) == []
