@@ -112,3 +112,12 @@ def test_track_gain_applies_in_decibels(tmp_path):
     music_track.metadata["vibeboard"] = {"gain_db": -6.0}
     mixed = audio_mix.mix_timeline(cut, RATE)
     assert abs(np.abs(mixed).max() / np.abs(wave).max() - 10 ** (-6 / 20)) < 0.01
+
+
+def test_netflix_preset_falls_back_to_minus_24_integrated_with_little_dialogue(dialogue):
+    short = dialogue[:, : RATE * 2]  # ~1.5 s of speech in 20 s of music
+    bed = music(20.0, level=0.2)
+    bed[:, : short.shape[1]] += short
+    out, report = loudness.normalize(bed, RATE, "netflix", dialogue=np.pad(short, ((0, 0), (0, bed.shape[1] - short.shape[1]))))
+    assert report["target"] == -24.0 and report["measured_key"] == "integrated_lufs" and "15 %" in report["note"]
+    assert abs(loudness.ebur128(out, RATE)["integrated_lufs"] - (-24.0)) <= 0.1

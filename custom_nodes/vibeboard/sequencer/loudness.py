@@ -5,8 +5,9 @@ Presets (sources in docs/sequencer.md):
   ebu_r128        −23 LUFS integrated, true peak ≤ −1 dBTP (EBU R128)
   streaming       −14 LUFS, ≤ −1 dBTP (YouTube/Spotify-style online)
   streaming_16    −16 LUFS, ≤ −1 dBTP (Apple/podcast-style online)
-  netflix         −27 LKFS ±2 *dialogue-gated*, ≤ −2 dBTP. Netflix measures with Dolby Dialogue Intelligence;
-                  here the dialogue gate is silero-vad speech segments (an approximation, said in the report).
+  netflix         −27 LKFS ±2 *dialogue-gated*, ≤ −2 dBTP (−24 LKFS integrated when under 15 % is dialogue).
+                  Netflix measures with Dolby Dialogue Intelligence; here the dialogue gate is silero-vad speech
+                  segments (an approximation, said in the report).
 Normalising is a gain to the target, then — only if the true peak would pass the ceiling — a 4× oversampled
 soft-knee peak limiter and a short gain re-trim, repeated until both hold (≤ 4 rounds).
 """
@@ -133,6 +134,10 @@ def normalize(wave: np.ndarray, rate: int, preset: str = "ebu_r128", dialogue: O
     if spec["gate"] == "dialogue":
         segments = audio_mix.speech_segments(dialogue if dialogue is not None else wave, rate)
     before = measure(wave, rate, spec["gate"], segments=segments)
+    if preset == "netflix" and before.get("speech_fraction", 1.0) < 0.15:
+        # Netflix: programmes with under 15 % dialogue are measured ungated at −24 LKFS ±2 instead
+        spec = dict(spec, target=-24.0, gate="integrated",
+                    note=f"dialogue is {before['speech_fraction']:.0%} of the programme (< 15 %): −24 LKFS integrated")
     key = "dialogue_gated_lufs" if spec["gate"] == "dialogue" else "integrated_lufs"
     if before.get(key) is None or not np.isfinite(before[key]) or before[key] <= -70.0:  # -70 = the meter's floor
         raise ValueError("the audio is silent" + (" or has no speech to gate on" if spec["gate"] == "dialogue"
