@@ -175,3 +175,32 @@ def _add_versions(path, worker):
     store = DailiesStore(path)
     for i in range(5):
         store.add_version("sh010", f"/tmp/take_{worker}_{i}.mp4", {"worker": worker})
+
+
+def test_assembly_keeps_the_given_order_and_refuses_repeated_shots(project):
+    store, media = project
+    order = {"shots": [{"shot": "b", "path": media["b1"]}, {"shot": "a", "path": media["a1"]}]}
+    assert [c.name for c in assembly.assemble(order).find_clips()] == ["b", "a"]
+    with pytest.raises(assembly.AssemblyError, match="more than once: a"):
+        assembly.assemble({"shots": [{"shot": "a", "path": media["a1"]}, {"shot": "a", "path": media["a2"]}]})
+    try:
+        import vibeboard.scriptlab.exports  # noqa: F401
+    except ImportError:
+        with pytest.raises(assembly.AssemblyError, match="Script Lab is not available"):
+            assembly.shot_order_from_scriptlab(None)
+
+
+def test_scriptlab_shot_list_becomes_the_shot_order(monkeypatch):
+    import sys
+    import types
+    rows = [{"scene": "1", "shot": "1A", "description": "Master: INT. PIER - NIGHT", "workflow": "shot_studio",
+             "cast": ["MAYA"], "location": "PIER", "day_night": "NIGHT"},
+            {"scene": "2", "shot": "2B", "description": "close on the phone", "workflow": "shot_studio"}]
+    exports = types.ModuleType("vibeboard.scriptlab.exports")
+    exports.shot_list = lambda db, revision_id=None: rows if db == "db" and revision_id == 3 else []
+    package = types.ModuleType("vibeboard.scriptlab")
+    package.exports = exports
+    monkeypatch.setitem(sys.modules, "vibeboard.scriptlab", package)
+    monkeypatch.setitem(sys.modules, "vibeboard.scriptlab.exports", exports)
+    order = assembly.shot_order_from_scriptlab("db", 3, fps=24, width=832, height=480)
+    assert order["fps"] == 24 and [(s["scene"], s["shot"]) for s in order["shots"]] == [("1", "1A"), ("2", "2B")]

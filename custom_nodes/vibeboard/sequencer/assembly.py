@@ -49,37 +49,37 @@ def load_shot_order(source) -> dict:
     return data
 
 
-def shot_order_from_scriptlab(database, project: str = "") -> dict:
-    """The adapter where Script Lab's asset database plugs in: its scene/shot order in the shape above.
+def shot_order_from_scriptlab(database, revision_id: Optional[int] = None, **settings) -> dict:
+    """The adapter where Script Lab's asset database plugs in: its shots in script order, in the shape above.
 
-    Script Lab is built separately; when its package provides `vibeboard.scriptlab.shot_order(database,
-    project)`, that is used. Until then a JSON export of the breakdown works through `load_shot_order`."""
+    Script Lab (built in parallel) lists them with `vibeboard.scriptlab.exports.shot_list(db, revision_id)` as
+    [{"scene", "shot", "description", "workflow", ...}]; `settings` adds fps/width/height/start_frame. Without
+    Script Lab installed, pass its JSON export (or any shot list) to `load_shot_order` instead."""
     try:
-        from .. import scriptlab  # noqa: F401  (optional module, built in parallel)
-        shot_order = getattr(scriptlab, "shot_order")
-    except (ImportError, AttributeError):
-        raise AssemblyError("Script Lab's database is not available in this install: pass the shot order as "
-                            "JSON ({'shots': [{'shot': 'sc01_sh010', ...}]}) instead") from None
-    return load_shot_order(shot_order(database, project))
-
-
-def _sort_key(item):
-    index, shot = item
-    scene = str(shot.get("scene", ""))
-    return (int(scene) if scene.isdigit() else 0, scene, index)
+        from ..scriptlab.exports import shot_list  # optional module
+    except ImportError:
+        raise AssemblyError("Script Lab is not available in this install: pass the shot order as JSON "
+                            "({'shots': [{'shot': 'sc01_sh010', ...}]}) instead") from None
+    shots = [{"shot": str(s["shot"]), "scene": str(s.get("scene", "")), "description": s.get("description", ""),
+              "workflow": s.get("workflow", "")} for s in shot_list(database, revision_id)]
+    return load_shot_order({**settings, "shots": shots})
 
 
 def assemble(order, resolve: Optional[Callable[[str], Optional[dict]]] = None, name: str = ""):
     """Build the timeline. `resolve(shot)` returns the version to use: {"path", "frames"?, "recipe"?,
     "version"?, "version_id"?, "handles"?} or None (then the shot's own `path` is used, else it is an error).
-    Shots keep their order inside a scene; scenes are ordered by number when numeric."""
+    Shots play in the order given (Script Lab lists them in script order); a shot name may appear once."""
     data = load_shot_order(order)
     fps = float(data.get("fps", 24))
     timeline = tl.new_timeline(name or data.get("name", "Assembly"), fps, int(data.get("width", 0)),
                                int(data.get("height", 0)), int(data.get("start_frame", 0)))
     video = tl.video_track(timeline)
     missing = []
-    for _, shot in sorted(enumerate(data["shots"]), key=_sort_key):
+    names = [shot["shot"] for shot in data["shots"]]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise AssemblyError(f"shot order names these shots more than once: {', '.join(repeated)}")
+    for shot in data["shots"]:
         version = resolve(shot["shot"]) if resolve is not None else None
         if version is None and shot.get("path"):
             version = {"path": shot["path"]}
