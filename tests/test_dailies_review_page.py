@@ -137,6 +137,14 @@ def test_static_export_opens_from_disk(project, tmp_path):
     assert '<script src="data.js"></script>' in html
     data = json.loads(open(tmp_path / "static" / "data.js").read().split("=", 1)[1].rstrip().rstrip(";"))
     assert data["versions"]["sh010_v001"]["annotations"][0]["shape"]["type"] == "arrow"
+    if CHROMIUM is None:
+        return
+    import subprocess
+    page = subprocess.run([CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                           "--virtual-time-budget=5000", "--dump-dom", "file://" + index],
+                          capture_output=True, text=True, timeout=60).stdout
+    assert 'data-ready="1"' in page and "sh010 v001" in page  # opened from disk, no server
+    assert "arrow on 10–12" in page
 
 
 def test_page_mounts_on_comfyuis_own_server_when_present(tmp_path, monkeypatch):

@@ -58,6 +58,6 @@ def test_dailies_workflow_runs_headless(tmp_path):
         ("make the shirt red", "resolved", "sh010_v003")]
     assert store.latest_approved("sh010")["version_id"] == "sh010_v003"
     exported = {os.path.splitext(f["path"])[1] for f in res.output_files()}
-    assert {".otio", ".csv", ".edl", ".mp4"} <= exported
+    assert {".otio", ".csv", ".edl", ".mp4", ".html"} <= exported
     focus = [f for f in res.output_files() if f["filename"].startswith("focus_sh010")]
     assert len(focus) == 3 and json.load(open(focus[0]["path"]))["shot"] == "sh010"  # one per new version

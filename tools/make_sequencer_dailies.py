@@ -92,12 +92,15 @@ DAILIES = {
     "12": {"class_type": "VBDailiesExportNotes", "inputs": {"project": "demo", "shot": "sh010", "format": "edl",
                                                             "fps": 24.0, "filename_prefix": "vibeboard/dailies/notes",
                                                             "version_id": ["9", 0]}},
+    "13": {"class_type": "VBDailiesExportReview", "inputs": {"project": "demo",
+                                                             "filename_prefix": "vibeboard/dailies/review",
+                                                             "version_id": ["9", 0]}},
 }
 DAILIES_TITLES = {"1": "Take 1 (test clip; use a Shot Studio output)", "2": "Take 2 (with a clap mark)",
                   "3": "v001 + automatic QC", "4": "v002 + automatic QC", "5": "Note with a drawn box, frames 40–48",
                   "6": "Note → re-render request (Qwen-Edit with the box as mask: needs weights to run)",
                   "7": "Stand-in for the re-render's output", "8": "Re-render lands as v003",
-                  "9": "Approve v003 (resolves the note)"}
+                  "9": "Approve v003 (resolves the note)", "13": "Static review folder (opens from disk)"}
 
 
 def write(name, api, titles):

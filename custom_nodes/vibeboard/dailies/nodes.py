@@ -255,6 +255,37 @@ class VBDailiesExportNotes:
         return {"ui": {"files": [entry]}, "result": (path,)}
 
 
+class VBDailiesExportReview:
+    DESCRIPTION = ("Export the project's review as a static folder (index.html + data.js + media/) that opens from "
+                   "disk in any browser: version stacks, player with compare modes, notes and annotations "
+                   "(read-only; reviewing with notes needs `vibeboard serve`).")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("STRING",)
+    RETURN_NAMES = ("index",)
+    OUTPUT_NODE = True
+    FUNCTION = "export"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "project": _PROJECT,
+            "filename_prefix": ("STRING", {"default": "vibeboard/dailies/review", "tooltip": "folder name prefix"}),
+        }, "optional": {
+            "version_id": ("STRING", {"forceInput": True, "tooltip": "link it so the export runs after the "
+                                      "review steps"}),
+        }}
+
+    def export(self, project, filename_prefix, version_id=None):
+        node = "Dailies Export Review (VibeBoard)"
+        from .review_server import export_static
+        store = open_store(node, project)
+        if not store.shots():
+            raise NodeInputError(node, "project", f"project '{project}' has no versions yet")
+        folder, _ = node_io.output_folder(node, filename_prefix)
+        index = export_static(store, folder)
+        return {"ui": {"files": [node_io.ui_file(index)]}, "result": (index,)}
+
+
 def _mount_review_page():
     # ComfyUI has imported its `server` module before it loads custom nodes; elsewhere this is a no-op.
     try:
@@ -274,6 +305,7 @@ NODE_CLASS_MAPPINGS = {
     "VBDailiesNoteToRerender": VBDailiesNoteToRerender,
     "VBDailiesLandRerender": VBDailiesLandRerender,
     "VBDailiesExportNotes": VBDailiesExportNotes,
+    "VBDailiesExportReview": VBDailiesExportReview,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -283,4 +315,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "VBDailiesNoteToRerender": "Dailies Note To Re-render (VibeBoard)",
     "VBDailiesLandRerender": "Dailies Land Re-render (VibeBoard)",
     "VBDailiesExportNotes": "Dailies Export Notes (VibeBoard)",
+    "VBDailiesExportReview": "Dailies Export Review (VibeBoard)",
 }
