@@ -14,11 +14,14 @@ from vibeboard.dailies.store import DailiesStore
 
 
 HARNESS = """<!doctype html><html><body><pre id="out">pending</pre>
-<iframe id="f" src="/vibeboard/dailies/review?project=demo&shot=sh010&version=sh010_v001" width="1000" height="800"></iframe>
+<iframe id="f" src="/vibeboard/dailies/review?project=demo&shot=sh010&version=%s" width="1000" height="800"></iframe>
 <script>
 const MODE = "%s";
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-async function until(test) { for (let i = 0; i < 200; i++) { const v = test(); if (v) return v; await sleep(50); } throw new Error("timeout"); }
+async function until(test, what) {
+  for (let i = 0; i < 200; i++) { const v = test(); if (v) return v; await sleep(50); }
+  throw new Error("timeout waiting for " + (what ? what() : "the page"));
+}
 function pointer(doc, el, type, x, y) {
   const r = el.getBoundingClientRect();
   el.dispatchEvent(new doc.defaultView.PointerEvent(type, { bubbles: true, pointerId: 1,
@@ -29,6 +32,26 @@ async function run() {
   const frame = document.getElementById("f");
   const doc = await until(() => frame.contentDocument && frame.contentDocument.body &&
                                 frame.contentDocument.body.dataset.ready === "1" && frame.contentDocument);
+  if (MODE === "frame") {  // frame-accurate display: the colour of the drawn frame encodes its number
+    const win = frame.contentWindow, video = doc.getElementById("video");
+    await until(() => video.readyState >= 2 && doc.getElementById("video2").readyState >= 2);
+    const video2 = doc.getElementById("video2");
+    const pixel = async (x) => {
+      await sleep(50);
+      await until(() => !video.seeking && !video2.seeking && video.readyState >= 2 && video2.readyState >= 2,
+                  () => JSON.stringify([video.seeking, video.readyState, video.currentTime, video2.seeking,
+                                        video2.readyState, video2.currentTime]));
+      win.draw();
+      const d = doc.getElementById("view").getContext("2d").getImageData(x, 300, 1, 1).data;
+      return [d[0], d[1], d[2]];
+    };
+    const result = {};
+    for (const f of [0, 20, 37]) { win.seek(f); result["f" + f] = await pixel(600); }
+    doc.getElementById("compare").value = "side"; win.draw();
+    result.side = [await pixel(100), await pixel(600)];
+    document.getElementById("out").textContent = JSON.stringify(result);
+    return;
+  }
   if (MODE === "draw") {
     doc.getElementById("in").value = 40; doc.getElementById("out").value = 48;
     doc.getElementById("noteText").value = "make the shirt red";
@@ -57,7 +80,8 @@ def start(tmp_path, harness_mode=None):
     server = VibeServer(config, registry=NodeRegistry.default(embedded=True))
     if harness_mode:
         async def harness(request):
-            return web.Response(text=HARNESS % harness_mode, content_type="text/html")
+            version = "sh010_v002" if harness_mode == "frame" else "sh010_v001"
+            return web.Response(text=HARNESS % (version, harness_mode), content_type="text/html")
         server.app.router.add_get("/test-harness", harness)
     return server.start_in_thread()
 
@@ -94,6 +118,21 @@ def test_drawn_annotation_survives_a_server_restart(project, tmp_path):
     assert any("make the shirt red" in n for n in shown["notes"])
     stored = DailiesStore(project.path).annotations(version_id="sh010_v001")
     assert stored[0]["shape"]["points"] == a["shape"]["points"]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed")
+def test_player_shows_the_exact_frame_and_compares_with_the_previous_version(project, tmp_path):
+    server = start(tmp_path, "frame")
+    try:
+        shown = run_page(server.url + "/test-harness", budget_ms=15000, timeout=90)
+    finally:
+        server.stop_thread()
+    for frame in (0, 20, 37):
+        r, g, b = shown[f"f{frame}"]
+        assert abs(g - 4 * frame) <= 6 and abs(b - 100) <= 8, (frame, shown[f"f{frame}"])  # v002 = clip id 1
+    left, right = shown["side"]
+    assert abs(left[2] - 40) <= 8 and abs(right[2] - 100) <= 8  # previous version (clip id 0) on the left
+    assert abs(left[1] - 4 * 37) <= 6 and abs(right[1] - 4 * 37) <= 6  # both at the same frame
 
 
 def test_review_api_checks_input_and_confines_media(project, tmp_path):
