@@ -122,7 +122,9 @@ class VBScriptBreakdown:
         with AssetDB(path) as db:
             if llm is not None:
                 from . import llm_breakdown
-                report = llm_breakdown.propose(bd, screenplay, llm.provider(), db=db)
+                report = llm_breakdown.propose(bd, screenplay, llm.provider(), db=db,
+                                               skip_fingerprints=pipeline.unchanged_fingerprints(
+                                                   db, bd.title.get("Title")))
                 llm_note = f"\nLLM: {report['accepted_proposals']} proposals stored ({report['status']})"
             result = db.import_breakdown(bd, source_path=getattr(screenplay, "path", ""),
                                          source_format=screenplay.source_format, parser=screenplay.parser)

@@ -30,10 +30,17 @@ def run_breakdown(script_path: str, db_path: str, parser: str = "fountain-py", l
     with AssetDB(db_path) as db:
         if llm is not None:
             from . import llm_breakdown
-            llm_report = llm_breakdown.propose(bd, play, llm, db=db)
+            llm_report = llm_breakdown.propose(bd, play, llm, db=db, skip_fingerprints=unchanged_fingerprints(
+                db, title or bd.title.get("Title")))
         result = db.import_breakdown(bd, source_path=script_path, source_format=play.source_format,
                                      parser=play.parser, title=title)
     return dict(result, breakdown=bd, screenplay=play, llm=llm_report)
+
+
+def unchanged_fingerprints(db, title) -> set:
+    """Fingerprints of the scenes of the script's latest revision (those scenes need no new LLM pass)."""
+    rev = db.latest_revision(title) if title else None
+    return {s["fingerprint"] for s in db.scenes(rev["id"])} if rev else set()
 
 
 def summary(db, revision_id: Optional[int] = None) -> str:
