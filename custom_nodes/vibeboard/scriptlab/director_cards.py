@@ -9,7 +9,7 @@ CAMERA_PRESETS = ["pan_left", "pan_right", "tilt_up", "tilt_down", "roll_left", 
                   "orbit_right", "arc_left", "arc_right", "zoom_in", "zoom_out", "handheld"]
 
 CARDS = [
-    {"id": "camera_move", "module": "VFX Suite", "model": "InfCam", "workflow": "vfx_camera",
+    {"id": "camera_move", "module": "VFX Suite", "model": "InfCam", "workflow": "vfx_suite",
      "changes": "camera", "needs": ["clip"],
      "params": {"preset": {"enum": CAMERA_PRESETS}, "speed": {"enum": ["slow", "normal", "fast"]},
                 "subject": {"type": "string"}, "shot": {"type": "string"}},
@@ -24,7 +24,7 @@ CARDS = [
                   "have the captain deliver the monologue", "talking head of Mara reading the letter",
                   "make him speak the dialogue angrily", "animate the portrait to talk",
                   "drive her face with my performance video"]},
-    {"id": "image_edit", "module": "VFX Suite", "model": "Qwen-Image-Edit", "workflow": "vfx_edit",
+    {"id": "image_edit", "module": "VFX Suite", "model": "Qwen-Image-Edit", "workflow": "vfx_suite",
      "changes": "edit", "needs": ["image"],
      "params": {"instruction": {"type": "string"}, "shot": {"type": "string"}},
      "examples": ["make her shirt red", "remove the car from the frame", "change the sky to sunset",
