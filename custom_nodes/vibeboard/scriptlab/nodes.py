@@ -225,12 +225,48 @@ class VBGenerationStripboard:
                 "result": (json.dumps(board),)}
 
 
+class VBDirectorRoute:
+    DESCRIPTION = ("DirectorAgent: a request in words (\"slow push-in on the detective\") → the studio workflow and its "
+                   "parameters, as JSON. Rules and an offline embedding router decide; the LLM (optional) only when "
+                   "the router is unsure. A request that needs a selection it lacks returns a question instead.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("STRING", "STRING")
+    RETURN_NAMES = ("decision_json", "workflow")
+    FUNCTION = "route"
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"request": ("STRING", {"multiline": True, "default": "slow push-in on the detective",
+                                                    "tooltip": "What should happen, in words"}),
+                             "selection_json": ("STRING", {"default": "{}", "tooltip":
+                                                           'What is selected, e.g. {"clip": "shot12.mp4"}'})},
+                "optional": {"llm": ("VB_LLM", {"tooltip": "Optional LLM for unsure requests"})}}
+
+    def route(self, request, selection_json, llm=None):
+        from . import director
+        try:
+            selection = json.loads(selection_json or "{}")
+            if not isinstance(selection, dict):
+                raise ValueError("must be a JSON object")
+        except ValueError as exc:
+            raise runtime.NodeInputError("Director Route", "selection_json", f"not a JSON object: {exc}") from None
+        try:
+            decision = director.DirectorAgent(llm=llm.provider() if llm else None).route(request, selection)
+        except RuntimeError as exc:
+            raise runtime.NodeInputError("Director Route", "request", str(exc)) from None
+        text = json.dumps(decision.to_dict(), indent=2)
+        summary = decision.question or f"{decision.workflow} ({decision.module}) {decision.params}"
+        return {"ui": {"text": [summary]}, "result": (text, decision.workflow)}
+
+
 NODE_CLASS_MAPPINGS = {
     "VBScriptImport": VBScriptImport,
     "VBLLMConfig": VBLLMConfig,
     "VBScriptBreakdown": VBScriptBreakdown,
     "VBBreakdownExport": VBBreakdownExport,
     "VBGenerationStripboard": VBGenerationStripboard,
+    "VBDirectorRoute": VBDirectorRoute,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "VBScriptImport": "Script Import (Fountain/FDX)",
@@ -238,4 +274,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "VBScriptBreakdown": "Script Breakdown → Asset DB",
     "VBBreakdownExport": "Breakdown Export",
     "VBGenerationStripboard": "Generation Stripboard",
+    "VBDirectorRoute": "Director Route (request → workflow)",
 }
