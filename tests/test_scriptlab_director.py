@@ -1,4 +1,6 @@
 """DirectorAgent: rules + offline embedding router route requests to the studio's workflows."""
+import os
+
 import pytest
 
 from vibeboard.llm.fake import ScriptedProvider
@@ -62,6 +64,7 @@ def test_parameters_come_from_the_words_and_stay_inside_each_card(agent):
                                                                                    "detective")
     d = agent.route("fix the focus on shot 12", {})
     assert d.workflow == "rack_focus" and d.params == {"shot": "12"} and d.workflow_file == "workflows/optics_engine.json"
+    assert d.installed  # optics_engine.json ships in workflows/
     d = agent.route('have Tomas deliver "It was your father\'s."', SELECTION)
     assert d.params["line"] == "It was your father's." and d.params["character"] == "TOMAS"
 

@@ -10,12 +10,14 @@ card needs a selection the request does not have (no clip for a camera move) bec
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional
 
 from .director_cards import BY_ID, CARDS
 
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 MARGIN = 0.03          # top-1 minus top-2 cosine similarity below which the router is "unsure"
 
 RULES = [  # (card, pattern) in priority order
@@ -51,6 +53,7 @@ class Decision:
     module: str = ""
     model: str = ""
     workflow_file: str = ""
+    installed: bool = False            # the workflow file exists in this checkout (else: module not built yet)
     params: Dict[str, object] = field(default_factory=dict)
     via: str = ""                      # rules | embedding | llm
     margin: float = 0.0
@@ -199,6 +202,7 @@ class DirectorAgent:
         card = BY_ID[card_id]
         decision.workflow, decision.module, decision.model = card_id, card["module"], card["model"]
         decision.workflow_file = f"workflows/{card['workflow']}.json"
+        decision.installed = os.path.isfile(os.path.join(_REPO_ROOT, decision.workflow_file))
         decision.params = {**fill_params(card_id, text, selection), **decision.params}
         has_shot = "shot" in decision.params
         decision.missing = [n for n in card["needs"] if not selection.get(n) and not has_shot]

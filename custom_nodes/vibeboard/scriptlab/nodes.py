@@ -33,6 +33,13 @@ def _db_path(node: str, value: str) -> str:
     return runtime.user_path(node, "db_path", value, runtime.output_directory())
 
 
+def _output_path(node: str, prefix: str, ext: str) -> tuple:
+    try:
+        return runtime.unique_output_path(runtime.output_directory(), prefix, ext)
+    except runtime.NodeInputError as exc:
+        raise runtime.NodeInputError(node, "filename_prefix", str(exc).split(": ", 2)[-1]) from None
+
+
 def _open_db(handle: dict):
     from ..assetdb import AssetDB
     return AssetDB(handle["db_path"])
@@ -154,10 +161,7 @@ class VBBreakdownExport:
             raise runtime.NodeInputError("Breakdown Export", "format", f"unknown format {format!r}; "
                                          f"choose one of {EXPORT_FORMATS}")
         ext = {"shot_list": "json"}.get(format, format)
-        try:
-            path, subfolder, name = runtime.unique_output_path(runtime.output_directory(), filename_prefix, ext)
-        except runtime.NodeInputError as exc:
-            raise runtime.NodeInputError("Breakdown Export", "filename_prefix", str(exc).split(": ", 2)[-1]) from None
+        path, subfolder, name = _output_path("Breakdown Export", filename_prefix, ext)
         with _open_db(breakdown) as db:
             rid = breakdown["revision_id"]
             if format == "xlsx":
@@ -211,11 +215,7 @@ class VBGenerationStripboard:
         costs["usd_per_gpu_hour"] = float(usd_per_gpu_hour)
         with _open_db(breakdown) as db:
             board = stripboard.build(db, breakdown["revision_id"], costs)
-        try:
-            path, subfolder, name = runtime.unique_output_path(runtime.output_directory(), filename_prefix, "json")
-        except runtime.NodeInputError as exc:
-            raise runtime.NodeInputError("Generation Stripboard", "filename_prefix",
-                                         str(exc).split(": ", 2)[-1]) from None
+        path, subfolder, name = _output_path("Generation Stripboard", filename_prefix, "json")
         text = exports.dumps(board)
         with open(path, "w", encoding="utf-8") as handle:
             handle.write(text)
