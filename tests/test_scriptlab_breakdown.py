@@ -55,3 +55,17 @@ def test_alias_proposals_cover_titles_and_first_names():
     pairs = {(a.alias, a.canonical) for a in bd.aliases}
     assert pairs == {("CAPTAIN TOMAS", "TOMAS"), ("OLD TOMAS", "TOMAS"), ("MARA VOSS", "MARA")}
     assert all(a.status == "proposed" for a in bd.aliases)
+
+
+def test_both_fountain_parsers_give_the_same_breakdown():
+    results = []
+    for parser in importers.PARSERS:
+        bd = build_breakdown(importers.load_script(pipeline.sample_path(), parser=parser))
+        results.append(sorted((t.scene, t.category, t.label) for t in bd.tags))
+    assert results[0] == results[1]
+
+
+def test_character_introductions_and_screenplay_vocabulary():
+    play = importers.parse_script("INT. ROOM - DAY\n\nJUNO (20s) enters. FADE OUT. The DOCTOR waits. A RADIO plays.\n")
+    got = [(t.category, t.label) for t in build_breakdown(play).tags if t.category != "location"]
+    assert got == [("cast", "JUNO"), ("cast", "DOCTOR"), ("props", "RADIO")]

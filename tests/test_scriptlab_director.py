@@ -1,6 +1,4 @@
 """DirectorAgent: rules + offline embedding router route requests to the studio's workflows."""
-import os
-
 import pytest
 
 from vibeboard.llm.fake import ScriptedProvider

@@ -16,7 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .provider import Completion, LLMError, ToolCall, ToolSpec, strip_think  # noqa: F401
+from .provider import Completion, LLMError, ToolCall, ToolSpec, strip_think
+
+__all__ = ["LLMConfig", "PRICES", "Completion", "LLMError", "ToolCall", "ToolSpec", "strip_think"]
 
 # US$ per million tokens (input, output). MiniMax M2.1 from LiteLLM's provider docs; unknown models cost 0.
 PRICES = {"MiniMax-M2.1": (0.3, 1.2), "MiniMax-M2.1-highspeed": (0.3, 1.2)}

@@ -46,6 +46,9 @@ LEXICON = {
              "book camera",
 }
 WORD_CATEGORY = {w: cat for cat, words in LEXICON.items() for w in words.split()}
+SCRIPT_TERMS = set("FADE IN OUT TO CUT SMASH MATCH DISSOLVE CONTINUOUS LATER DAY NIGHT INT EXT POV CLOSE ANGLE "
+                   "INSERT BACK SCENE SUPER TITLE THE END MORE CONT'D CONTD ON WIDE SHOT OS VO OC BLACK WHITE "
+                   "FLASHBACK MONTAGE SERIES OF SHOTS INTERCUT".split())
 CAPS = re.compile(r"\b[A-Z][A-Z0-9'’\-]+(?:\s+[A-Z][A-Z0-9'’\-]+)*\b")
 
 
@@ -206,8 +209,8 @@ def build_breakdown(play: Screenplay) -> Breakdown:
         for m in CAPS.finditer(el.text):
             label = m.group(0)
             words = label.lower().split()
-            if len(label) < 3:
-                continue
+            if len(label) < 3 or all(w.strip("'’-") in SCRIPT_TERMS for w in label.upper().split()):
+                continue  # "FADE OUT", "CONTINUOUS", "V.O.": screenplay vocabulary, not an element
             upper = label.upper()
             if upper in speakers or (len(words) > 1 and words[0].upper() in speakers
                                      and not any(w in WORD_CATEGORY for w in words)):
@@ -218,8 +221,7 @@ def build_breakdown(play: Screenplay) -> Breakdown:
                     cat = WORD_CATEGORY[words[0]]
                 if not cat:
                     titled = any(w.upper() in TITLES for w in label.split())
-                    cat = "cast" if titled or len(words) >= 2 and not el.text[m.end():m.end() + 1].isalpha() \
-                        and _looks_like_intro(el.text, m.end()) else "props"
+                    cat = "cast" if titled or _looks_like_intro(el.text, m.end()) else "props"
             taken.append(range(m.start(), m.end()))
             add(cat, upper, el.start + m.start(), el.start + m.end(), sc)
         # speaking characters named in action lines in any case ("Mara lights …"): appearance in this scene
@@ -270,11 +272,10 @@ def alias_proposals(play: Screenplay, tags: List[Tag]) -> List[AliasProposal]:
         for b in names:
             if a == b:
                 continue
-            core_a, core_b = _core_name(a), _core_name(b)
             reason = ""
-            if core_a == b and a != b:
+            if _core_name(a) == b:
                 reason = f"'{a}' is '{b}' with a title"
-            elif len(b.split()) == 1 and a.split()[0] == b and len(a.split()) == 2 and not _core_name(a) == "":
+            elif len(b.split()) == 1 and len(a.split()) == 2 and a.split()[0] == b and a.split()[1] not in TITLES:
                 reason = f"'{b}' is the first name of '{a}'"
             if reason:
                 # canonical = the name used most often (ties: the shorter one)

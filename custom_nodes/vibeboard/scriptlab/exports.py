@@ -100,7 +100,9 @@ def shot_list(db, revision_id: Optional[int] = None) -> List[dict]:
     out = []
     cast = {}
     for t in db.tags(rid, category="cast"):
-        cast.setdefault(t["scene_idx"], []).append(t["label"]) if t["label"] not in cast.get(t["scene_idx"], []) else None
+        names = cast.setdefault(t["scene_idx"], [])
+        if t["label"] not in names:
+            names.append(t["label"])
     for s in db.scenes(rid):
         mine = [p for p in planned if p["scene_idx"] == s["idx"]]
         if not mine:
