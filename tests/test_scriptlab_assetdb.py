@@ -101,6 +101,9 @@ def test_fdx_round_trip_keeps_tags_and_category_guids(tmp_path):
     back = sorted((t["category"], t["label"], t["start"], t["end"]) for e in again.elements for t in e.tags)
     want = sorted((t["category"], t["label"], t["start"], t["end"]) for t in tags)
     assert back == want and len(back) > 20
+    assert [(e.name, e.dual) for e in again.elements if e.dual and e.kind == "character"] == [("TOMAS", "left"),
+                                                                                          ("MARA", "right")]
+    assert "<DualDialogue>" in fdx
     assert categories.BY_KEY["cast"].guid == "01fc9642-84ff-4366-b37c-a3068dee57e8"
 
 

@@ -123,10 +123,15 @@ def to_fdx(play: Screenplay, tags: List[dict]) -> str:
     defs: dict = {}
     numbered: List[tuple] = []  # (tag number, def id)
     spans = sorted((t for t in tags if t.get("status", "accepted") == "accepted"), key=lambda t: t["start"])
+    dual_box = None  # the <DualDialogue> holding both speeches of a dual-dialogue pair
     for el in play.elements:
         if el.kind not in _FDX_TYPES and el.kind not in ("action", CENTERED):
             continue
-        para = ET.SubElement(content, "Paragraph", Type=_FDX_TYPES.get(el.kind, "Action"))
+        if not el.dual:
+            dual_box = None
+        elif el.kind == CHARACTER and el.dual == "left" or dual_box is None:
+            dual_box = ET.SubElement(ET.SubElement(content, "Paragraph"), "DualDialogue")
+        para = ET.SubElement(dual_box if el.dual else content, "Paragraph", Type=_FDX_TYPES.get(el.kind, "Action"))
         if el.kind == CENTERED:
             para.set("Alignment", "Center")
         if el.kind == HEADING and el.scene_number:

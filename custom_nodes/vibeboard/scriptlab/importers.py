@@ -190,12 +190,10 @@ def parse_fdx(text: str) -> Screenplay:
     for para in (content.findall("Paragraph") if content is not None else []):
         dual = para.find("DualDialogue")
         if dual is not None:
-            side = "left"
+            cues = 0
             for sub in dual.findall("Paragraph"):
-                if sub.get("Type") == "Character" and any(e.kind == CHARACTER and e.dual == "left"
-                                                          for e in play.elements[-3:]):
-                    side = "right"
-                _fdx_paragraph(sub, play, tag_labels, side)
+                cues += sub.get("Type") == "Character"
+                _fdx_paragraph(sub, play, tag_labels, "left" if cues <= 1 else "right")
             continue
         _fdx_paragraph(para, play, tag_labels, "")
     play.title = _fdx_title(root)
