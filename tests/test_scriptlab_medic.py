@@ -145,3 +145,31 @@ def test_an_unknown_failure_without_an_llm_is_dead_lettered_at_once(tmp_path):
     out = Medic(WAN_SCHEMA).run("j5", "shot_studio", PARAMS,
                                 lambda p: runs.append(p) or (_ for _ in ()).throw(ValueError("weird")))
     assert out.status == "dead_letter" and len(runs) == 1 and "no LLM configured" in out.story
+
+
+def test_a_real_workflow_with_an_out_of_range_value_is_clamped_and_runs(tmp_path):
+    import json
+    import os
+
+    from runner.executor import Executor
+    from runner.registry import NodeRegistry
+    from vibeboard import NODE_CLASS_MAPPINGS
+    from vibeboard.scriptlab.medic import apply_params, declared_inputs
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    prompt = json.load(open(os.path.join(root, "workflows", "script_lab.api.json")))
+    schema, params = declared_inputs(prompt, NODE_CLASS_MAPPINGS)
+    assert schema["7.usd_per_gpu_hour"]["max"] == 100.0 and "1.script" in params and "2.screenplay" not in params
+    params["7.usd_per_gpu_hour"] = 500.0
+    ex = Executor(NodeRegistry.default(), output_dir=tmp_path / "o", input_dir=tmp_path / "i", temp_dir=tmp_path / "t")
+
+    def execute(p):
+        res = ex.execute(apply_params(prompt, p))
+        if res.status != "success" or res.node_errors:
+            raise RuntimeError(json.dumps(res.error or {"node_errors": res.node_errors}))
+        return res
+
+    out = Medic(schema).run("j6", "script_lab", params, execute)
+    assert out.status == "succeeded" and out.attempts[0].diagnosis["kind"] == "bad_input"
+    assert "7.usd_per_gpu_hour: clamped 500.0 to its maximum 100.0" in out.attempts[0].remedy
+    board = json.load(open(tmp_path / "o" / "script_lab" / "stripboard_00001_.json"))
+    assert board["usd_per_gpu_hour"] == 100.0

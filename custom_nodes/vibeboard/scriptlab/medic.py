@@ -152,6 +152,40 @@ def oom_ladder(params: dict, schema: dict) -> List[tuple]:
     return out
 
 
+def declared_inputs(prompt: dict, classes: dict) -> tuple:
+    """(schema, params) of an API-format workflow: every constant input as "NODE_ID.input", with the range or
+    choices its node class declares (ComfyUI's INPUT_TYPES) — the only things a remedy may change."""
+    schema, params = {}, {}
+    for node_id, node in prompt.items():
+        cls = classes.get(node.get("class_type"))
+        if cls is None:
+            continue
+        spec = cls.INPUT_TYPES()
+        declared = {**spec.get("required", {}), **spec.get("optional", {})}
+        for name, value in (node.get("inputs") or {}).items():
+            if name not in declared or isinstance(value, list):
+                continue  # links are wiring, not parameters
+            kind, opts = declared[name][0], (declared[name][1] if len(declared[name]) > 1 else {}) or {}
+            entry = {"type": kind if isinstance(kind, str) else "COMBO"}
+            if isinstance(kind, (list, tuple)):
+                entry["choices"] = list(kind)
+            for key in ("min", "max"):
+                if key in opts:
+                    entry[key] = opts[key]
+            schema[f"{node_id}.{name}"] = entry
+            params[f"{node_id}.{name}"] = value
+    return schema, params
+
+
+def apply_params(prompt: dict, params: dict) -> dict:
+    """A copy of the workflow with "NODE_ID.input" values set."""
+    out = json.loads(json.dumps(prompt))
+    for key, value in params.items():
+        node_id, name = key.split(".", 1)
+        out[node_id]["inputs"][name] = value
+    return out
+
+
 def fingerprint(params: dict) -> str:
     return json.dumps(params, sort_keys=True, default=str)
 
