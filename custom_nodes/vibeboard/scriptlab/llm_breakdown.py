@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from . import categories
 from .breakdown import AliasProposal, Breakdown, Tag
 
-CATEGORY_KEYS = tuple(k for k in categories.BY_KEY if k not in ("synopsis", "script_day", "unit", "sequence"))
+CATEGORY_KEYS = tuple(c.key for c in categories.FDX_CATEGORIES  # fixed: the tool schema (and cassettes) stay stable
+                      if c.key not in ("synopsis", "script_day", "unit", "sequence"))
 TOOL = "submit_breakdown"
 SYSTEM = ("You are a first assistant director breaking down a screenplay. For each scene, add the production "
           "elements the rules below missed: props, wardrobe, makeup, extras, vehicles, animals, effects, sound "
