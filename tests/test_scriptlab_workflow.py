@@ -81,3 +81,18 @@ def test_cli_script_breakdown_prints_scenes_cast_elements_and_json(tmp_path, cap
     assert code == 2 and "no such file" in err
     code, _, err = _main(capsys, monkeypatch, tmp_path, "validate", os.path.join(WF, "script_lab.json"))
     assert code == 0, err
+
+
+def test_an_edited_script_is_read_again_by_the_same_executor(tmp_path):
+    inp = tmp_path / "in"
+    inp.mkdir()
+    script = inp / "film.fountain"
+    script.write_text("INT. ROOM - DAY\n\nAda reads.\n")
+    ex = Executor(NodeRegistry.default(), output_dir=tmp_path / "out", input_dir=inp, temp_dir=tmp_path / "t")
+    prompt = json.load(open(os.path.join(WF, "script_lab.api.json")))
+    prompt["1"]["inputs"]["script"] = "film.fountain"
+    assert ex.execute(prompt).status == "success"
+    script.write_text("INT. ROOM - DAY\n\nAda reads a LETTER.\n\nEXT. GARDEN - NIGHT\n\nRain.\n")
+    assert ex.execute(prompt).status == "success"
+    data = json.load(open(tmp_path / "out" / "script_lab" / "breakdown_00002_.json"))
+    assert data["revision"] == 2 and data["changes"]["changed"] == ["1"] and data["changes"]["added"] == ["2"]

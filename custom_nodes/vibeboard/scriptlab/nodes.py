@@ -61,6 +61,14 @@ class VBScriptImport:
             "fountain_parser": (importers.PARSERS, {"default": "fountain-py",
                                                     "tooltip": "Fountain parser (FDX uses its own reader)"})}}
 
+    @classmethod
+    def IS_CHANGED(cls, script="", **_):
+        from ..media import files
+        try:
+            return files.file_fingerprint(_script_path("Script Import", script))
+        except (runtime.NodeInputError, OSError):
+            return ""  # the run reports the missing file
+
     def load(self, script, fountain_parser):
         path = _script_path("Script Import", script)
         try:
@@ -155,6 +163,10 @@ class VBBreakdownExport:
             "format": (EXPORT_FORMATS, {"default": "json", "tooltip": "What to write"}),
             "filename_prefix": ("STRING", {"default": "script_lab/breakdown", "tooltip": "Output name prefix"})}}
 
+    @classmethod
+    def IS_CHANGED(cls, **_):
+        return float("nan")  # reads the asset DB, which users edit between runs: always re-read
+
     def export(self, breakdown, format, filename_prefix):
         from . import exports
         if format not in EXPORT_FORMATS:
@@ -208,6 +220,10 @@ class VBGenerationStripboard:
             "usd_per_gpu_hour": ("FLOAT", {"default": 3.5, "min": 0.0, "max": 100.0, "step": 0.05,
                                            "tooltip": "What one GPU-hour of the farm costs"}),
             "filename_prefix": ("STRING", {"default": "script_lab/stripboard", "tooltip": "Output name prefix"})}}
+
+    @classmethod
+    def IS_CHANGED(cls, **_):
+        return float("nan")  # reads the asset DB, which users edit between runs: always re-read
 
     def plan(self, breakdown, usd_per_gpu_hour, filename_prefix):
         from . import exports, stripboard
