@@ -69,7 +69,11 @@ def test_a_revision_retags_only_the_changed_scene_and_keeps_user_edits(tmp_path)
     edited = original.replace("Mara lights an OIL LAMP.", "Mara lights a STORM LANTERN. A PARROT squawks.")
     result = _import(tmp_path, edited)
     assert result["number"] == 2
-    assert result["changes"] == {"unchanged": ["1", "3", "4"], "changed": ["2"], "added": [], "removed": []}
+    changes = result["changes"]
+    assert {k: changes[k] for k in ("unchanged", "changed", "added", "removed")} == {
+        "unchanged": ["1", "3", "4"], "changed": ["2"], "added": [], "removed": []}
+    assert changes["tags"] == {"2": {"added": ["animals: PARROT", "props: STORM LANTERN"],
+                                     "removed": ["props: OIL LAMP"]}}
     with AssetDB(db_path) as db:
         scenes = db.scenes()
         assert [s["retagged"] for s in scenes] == [0, 1, 0, 0]

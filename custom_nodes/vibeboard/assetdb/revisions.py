@@ -33,7 +33,7 @@ def import_breakdown(db, bd, source_path: str, source_format: str, parser: str, 
                                                   (prev["id"],))] if prev else []
         prev_text = prev["text"] if prev else ""
         unused = {s["id"]: s for s in prev_scenes}
-        changes = {"unchanged": [], "changed": [], "added": [], "removed": []}
+        changes = {"unchanged": [], "changed": [], "added": [], "removed": [], "tags": {}}
         for scene in bd.scenes:
             match = next((s for s in unused.values() if s["fingerprint"] == scene.fingerprint), None)
             kind = "unchanged" if match else None
@@ -57,6 +57,11 @@ def import_breakdown(db, bd, source_path: str, source_format: str, parser: str, 
             new_tags = [asdict(t) for t in bd.tags if t.scene == scene.index]
             if match is not None:
                 _carry_user_edits(c, match, prev_text, new_tags, bd.text, scene)
+                before = {(r[0], r[1]) for r in c.execute("SELECT category, label FROM tags WHERE scene_id = ? AND "
+                                                          "status = 'accepted'", (match["id"],))}
+                after = {(t["category"], t["label"]) for t in new_tags if t["status"] == "accepted"}
+                changes["tags"][scene.number] = {"added": sorted(f"{k}: {v}" for k, v in after - before),
+                                                 "removed": sorted(f"{k}: {v}" for k, v in before - after)}
             for t in new_tags:
                 _insert(c, rid, sid, t)
         changes["removed"] = [s["number"] for s in unused.values()]

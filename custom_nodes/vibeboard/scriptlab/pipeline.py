@@ -51,7 +51,11 @@ def summary(db, revision_id: Optional[int] = None) -> str:
     lines = [f"{rev['script']} — revision {rev['number']}, {rev['page_count']} page(s)"]
     changes = rev["changes"]
     if rev["number"] > 1:
-        lines.append("changes: " + ", ".join(f"{k} {v}" for k, v in changes.items() if v))
+        lines.append("changes: " + ", ".join(f"{k} {v}" for k, v in changes.items() if v and k != "tags"))
+        for number, diff in changes.get("tags", {}).items():
+            if diff["added"] or diff["removed"]:
+                lines.append(f"  scene {number}: + {', '.join(diff['added']) or '-'}   − "
+                             f"{', '.join(diff['removed']) or '-'}")
     lines.append("")
     lines.append("SCENES")
     for s in db.scenes(rid):
