@@ -76,6 +76,13 @@ def cmd_breakdown(args) -> int:
         else:
             sys.stdout.write(pipeline.summary(db, result["revision_id"]))
             print(f"asset DB: {args.db}")
+    llm = result["llm"]
+    if llm.get("used"):
+        if llm["status"].startswith("rejected"):
+            print(f"vibeboard script: the LLM pass failed and stored nothing (the rules' breakdown is stored): "
+                  f"{llm['status']}", file=sys.stderr)
+            return EXIT_FAILED
+        print(f"LLM: {llm['accepted_proposals']} proposal(s) stored for review ({llm['status']})", file=sys.stderr)
     return EXIT_OK
 
 

@@ -107,3 +107,15 @@ def test_cassettes_are_replayable_files():
     for name in SCENARIOS:
         files = os.listdir(os.path.join(CASSETTES, name))
         assert files and all(json.load(open(os.path.join(CASSETTES, name, f)))["status"] == 200 for f in files)
+
+
+def test_cli_with_an_llm_that_fails_says_so_loudly_and_keeps_the_rules_breakdown(replay, tmp_path, capsys,
+                                                                                   monkeypatch):
+    from runner import cli
+    from vibeboard.scriptlab import pipeline
+    server = replay("anthropic_rejected_twice")
+    monkeypatch.chdir(tmp_path)
+    code = cli.main(["script", "breakdown", pipeline.sample_path(), "--db", "p.vbdb", "--llm", "anthropic",
+                     "--llm-base-url", server.url + "/anthropic", "--llm-model", "MiniMax-M2.1"])
+    out = capsys.readouterr()
+    assert code == 4 and "LLM pass failed" in out.err and "HARBOUR ROAD" in out.out

@@ -207,7 +207,7 @@ class AssetDB:
         """Store a breakdown as a new revision. Scenes whose text is unchanged since the last revision keep
         all their tags (user edits, accepted LLM tags) instead of the new parser tags; changed and new scenes
         get the new tags, plus the user's own tags whose evidence text is still in the scene. Returns
-        {"revision_id", "number", "changes": {"unchanged", "changed", "added", "removed"}}."""
+        {"revision_id", "number", "changes": {"unchanged", "changed", "added", "removed", "tags"}}."""
         from . import revisions
         return revisions.import_breakdown(self, breakdown, source_path, source_format, parser, title)
 
