@@ -27,3 +27,5 @@ def test_stagecraft_runs_headless_without_weights(tmp_path):
     assert json.load(open(files["3"]["path"]))["ok"] is True
     assert files["2"]["filename"].endswith(".svg")
     assert json.load(open(files["5"]["path"]))["width"] == 320
+    assert len([f for f in res.output_files() if f["node"] == "8"]) == 12  # CustomX scene video, shot 2
+    assert {n["type"] for n in ui["nodes"] if n.get("mode") == 2} == {"VBUnrealApplyBeat", "VBNitroGenActions"}

@@ -26,11 +26,16 @@ API = {
                                                        "set_glb": ""}},
     "5": {"class_type": "VBBlockingToCameraPath", "inputs": {"blocking": ["1", 0], "shot": "1", "relative": False}},
     "6": {"class_type": "VBBlockingToBoxes", "inputs": {"blocking": ["1", 0], "shot": "1"}},
+    "7": {"class_type": "VBCustomXConditioning", "inputs": {"blocking": ["1", 0], "shot": "2", "character": "alice"}},
+    "8": {"class_type": "SaveImage", "inputs": {"images": ["7", 0], "filename_prefix": "vibeboard/stagecraft/customx_scene"}},
 }
 # nodes that need something the CI machine has not got: (type, widgets, title)
 MUTED = [
-    ("VBUnrealApplyBeat", None, "Unreal Apply Beat (needs a running Unreal Editor with Remote Control: unmute)"),
-    ("VBNitroGenServe", None, "NitroGen Serve (needs ng.pt + SigLIP weights: unmute)"),
+    ("VBUnrealApplyBeat", {"frame": 24, "host": "127.0.0.1", "port": 30010, "allow_lan": False,
+                           "actor_paths": "{}", "camera_paths": "{}", "camera_components": "{}"},
+     "Unreal Apply Beat (needs a running Unreal Editor with Remote Control: unmute)"),
+    ("VBNitroGenActions", {"host": "127.0.0.1", "port": 5555, "token": "", "allow_menu": False},
+     "NitroGen Actions (needs a NitroGen server with ng.pt: unmute)"),
 ]
 
 

@@ -221,6 +221,147 @@ class VBBlockingToCameraPath:
                 "result": (path, text)}
 
 
+def _json_map(node: str, input_name: str, text: str) -> dict:
+    text = (text or "").strip()
+    if not text:
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise NodeInputError(node, input_name, f"not JSON: {exc}") from None
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise NodeInputError(node, input_name, 'expected {"name": "/Game/Map.Map:PersistentLevel.Actor"}')
+    return data
+
+
+class VBUnrealApplyBeat:
+    DESCRIPTION = ("Pose an Unreal Editor set at a blocking frame over the Remote Control API (HTTP 30010): actors "
+                   "and camera actors moved (K2_SetActorLocationAndRotation, metres → cm, Y-up → Z-up), camera "
+                   "FOV set from the lens. Loopback by default; LAN only with allow_lan; never the internet. "
+                   "Needs a running editor with the Remote Control plugin.")
+    CATEGORY = CATEGORY
+    FUNCTION = "run"
+    OUTPUT_NODE = True
+    RETURN_TYPES = ("STRING",)
+    RETURN_NAMES = ("report",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "blocking": ("VB_BLOCKING", {"tooltip": "From Blocking Load."}),
+            "frame": ("INT", {"default": 0, "min": 0, "max": 100000, "tooltip": "Scene frame to pose."}),
+            "host": ("STRING", {"default": "127.0.0.1", "tooltip": "Editor host (loopback or, with allow_lan, LAN)."}),
+            "port": ("INT", {"default": 30010, "min": 1, "max": 65535, "tooltip": "Remote Control HTTP port."}),
+            "allow_lan": ("BOOLEAN", {"default": False, "tooltip": "Allow a private-network editor."}),
+            "actor_paths": ("STRING", {"default": "{}", "multiline": True,
+                                       "tooltip": 'JSON {"bob": "/Game/Map.Map:PersistentLevel.Bob"}'}),
+            "camera_paths": ("STRING", {"default": "{}", "multiline": True,
+                                        "tooltip": 'JSON {"A": "/Game/Map.Map:PersistentLevel.CineCameraActor_A"}'}),
+            "camera_components": ("STRING", {"default": "{}", "multiline": True,
+                                             "tooltip": 'JSON {"A": "…CineCameraActor_A.CameraComponent"} (FOV)'}),
+        }}
+
+    def run(self, blocking, frame, host, port, allow_lan, actor_paths, camera_paths, camera_components):
+        from .unreal import UnrealError, UnrealRefused, UnrealRemote, beat_requests
+
+        node = "Unreal Apply Beat"
+        actors = _json_map(node, "actor_paths", actor_paths)
+        cams = _json_map(node, "camera_paths", camera_paths)
+        comps = _json_map(node, "camera_components", camera_components)
+        unknown = [a for a in actors if a not in blocking.actor_names()]
+        if unknown:
+            raise NodeInputError(node, "actor_paths", f"not in the blocking: {unknown}")
+        try:
+            client = UnrealRemote(host.strip(), port, allow_lan)
+            reply = client.batch(beat_requests(blocking, frame, actors, cams, comps))
+        except UnrealRefused as exc:
+            raise NodeInputError(node, "host", str(exc)) from None
+        except UnrealError as exc:
+            raise NodeInputError(node, "host", str(exc)) from None
+        return {"ui": {"text": [f"posed {len(actors)} actor(s), {len(cams)} camera(s) at frame {frame}"]},
+                "result": (json.dumps(reply),)}
+
+
+class VBNitroGenActions:
+    DESCRIPTION = ("Game frames → gamepad action chunks from a NitroGen server (VibeBoard's authenticated, "
+                   "pickle-free protocol on loopback; see docs/stagecraft.md to start one with ng.pt). Returns "
+                   "the decoded gamepad states and timed input events for an engine bridge. Needs the server.")
+    CATEGORY = CATEGORY
+    FUNCTION = "run"
+    RETURN_TYPES = ("STRING", "STRING")
+    RETURN_NAMES = ("actions", "events")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "frames": ("IMAGE", {"tooltip": "Game frames; each gets one action chunk (the model sees one frame)."}),
+            "host": ("STRING", {"default": "127.0.0.1", "tooltip": "NitroGen server host."}),
+            "port": ("INT", {"default": 5555, "min": 1, "max": 65535, "tooltip": "NitroGen server port."}),
+            "token": ("STRING", {"default": "", "tooltip": "The server's token (≥ 16 characters)."}),
+            "allow_menu": ("BOOLEAN", {"default": False, "tooltip": "Let START / GUIDE / BACK through."}),
+        }}
+
+    def run(self, frames, host, port, token, allow_menu):
+        from .nitrogen import decode_actions, to_engine_events
+        from .nitrogen_server import NitroGenClient, ProtocolError, _is_loopback
+
+        node = "NitroGen Actions"
+        if not _is_loopback(host.strip()):
+            raise NodeInputError(node, "host", "NitroGen is reached on loopback only (tunnel a remote GPU over SSH)")
+        client = NitroGenClient(host.strip(), port, token)
+        steps = []
+        try:
+            for i in range(frames.shape[0]):
+                img = (frames[i].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+                steps += decode_actions(client.predict(img), allow_menu)
+        except (ProtocolError, OSError, ValueError) as exc:
+            raise NodeInputError(node, "host", f"NitroGen server: {exc}") from None
+        finally:
+            client.close()
+        return (json.dumps(steps), json.dumps(to_engine_events(steps)))
+
+
+class VBCustomXConditioning:
+    DESCRIPTION = ("CustomX's training-free conditioning for one shot: the scene video along the shot's camera "
+                   "(the previz grey-box set, or the Asset Bin GLB) and the character anchor masks from the "
+                   "blocking. The 13B HunyuanCustom + CustomX LoRA generation itself needs the authors' code "
+                   "and weights (docs/stagecraft.md).")
+    CATEGORY = CATEGORY
+    FUNCTION = "run"
+    RETURN_TYPES = ("IMAGE", "MASK")
+    RETURN_NAMES = ("scene_video", "anchor_masks")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "blocking": ("VB_BLOCKING", {"tooltip": "From Blocking Load."}),
+            "shot": ("STRING", {"default": "1", "tooltip": "Shot name."}),
+            "character": ("STRING", {"default": "", "tooltip": "Actor placed by CustomX (hidden from the scene "
+                                                                "video, drawn as the anchor mask); empty = all."}),
+        }}
+
+    def run(self, blocking, shot, character):
+        from .blocking import BlockingError
+        from .customx import anchor_masks
+        from .handoff import shot_boxes
+        from .previz import render_shot
+
+        node = "CustomX Conditioning"
+        names = [character.strip()] if character.strip() else blocking.actor_names()
+        unknown = [n for n in names if n not in blocking.actor_names()]
+        if unknown:
+            raise NodeInputError(node, "character", f"not in the blocking: {unknown}")
+        try:
+            boxes = shot_boxes(blocking, shot)
+            boxes.boxes = [b for b in boxes.boxes if b.label in names]
+            # the scene video shows the set without the character(s) CustomX will place
+            frames, _ = render_shot(blocking, shot, hide=names)
+        except BlockingError as exc:
+            raise NodeInputError(node, "shot", str(exc)) from None
+        masks = anchor_masks(boxes, frames.shape[0], frames.shape[1], frames.shape[2])
+        return (torch.from_numpy(frames), masks.float())
+
+
 NODE_CLASS_MAPPINGS = {
     "VBBlockingLoad": VBBlockingLoad,
     "VBBlockingDiagram": VBBlockingDiagram,
@@ -228,6 +369,9 @@ NODE_CLASS_MAPPINGS = {
     "VBPrevizAnimatic": VBPrevizAnimatic,
     "VBBlockingToBoxes": VBBlockingToBoxes,
     "VBBlockingToCameraPath": VBBlockingToCameraPath,
+    "VBUnrealApplyBeat": VBUnrealApplyBeat,
+    "VBNitroGenActions": VBNitroGenActions,
+    "VBCustomXConditioning": VBCustomXConditioning,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "VBBlockingLoad": "Blocking Load (VibeBoard)",
@@ -236,4 +380,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "VBPrevizAnimatic": "Previz Animatic → MP4 (VibeBoard)",
     "VBBlockingToBoxes": "Blocking → Boxes (VibeBoard)",
     "VBBlockingToCameraPath": "Blocking → Camera Path (VibeBoard)",
+    "VBUnrealApplyBeat": "Unreal Apply Beat — Remote Control (VibeBoard)",
+    "VBNitroGenActions": "NitroGen Actions — pixels → gamepad (VibeBoard)",
+    "VBCustomXConditioning": "CustomX Conditioning — scene video + anchors (VibeBoard)",
 }

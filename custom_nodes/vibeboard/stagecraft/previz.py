@@ -82,7 +82,7 @@ def glb_triangles(path: str) -> tuple:
     return np.concatenate(tris), np.concatenate(cols)
 
 
-def scene_at(doc: Blocking, frame: int, set_tris=None) -> tuple:
+def scene_at(doc: Blocking, frame: int, set_tris=None, hide=()) -> tuple:
     """(triangles [T, 3, 3], colours [T, 3], object ids [T]: 0 set, 1.. actors in document order)."""
     size = doc.data["set"].get("size", [8.0, 8.0])
     tris, cols = floor_triangles(size)
@@ -97,6 +97,8 @@ def scene_at(doc: Blocking, frame: int, set_tris=None) -> tuple:
         parts_c.append(np.repeat(np.array([PROP_COLOUR]), 12, 0))
         ids.append(np.zeros(12, int))
     for i, name in enumerate(doc.actor_names()):
+        if name in hide:
+            continue
         parts_t.append(box_triangles(doc.actor_box(name, frame)))
         parts_c.append(np.repeat(np.array([actor_colour(i)]), 12, 0))
         ids.append(np.full(12, i + 1))
@@ -149,7 +151,7 @@ def rasterize(tris: np.ndarray, colours: np.ndarray, ids: np.ndarray, c2w: np.nd
 
 
 def render_shot(doc, shot, width: int | None = None, height: int | None = None, set_glb: str | None = None,
-                on_frame=None) -> tuple:
+                on_frame=None, hide=()) -> tuple:
     """Frames [T, H, W, 3] float32 and id buffers [T, H, W] of one shot at the document's (or given) size."""
     doc = Blocking.parse(doc)
     s = doc.shot(shot)
@@ -158,7 +160,7 @@ def render_shot(doc, shot, width: int | None = None, height: int | None = None, 
     k = doc.intrinsics(s["camera"], w, h)
     frames, id_frames = [], []
     for i, f in enumerate(doc.shot_frames(s["name"])):
-        tris, cols, ids = scene_at(doc, f, set_tris)
+        tris, cols, ids = scene_at(doc, f, set_tris, hide)
         img, idb = rasterize(tris, cols, ids, doc.camera_c2w(s["camera"], f), k, w, h)
         frames.append(img.astype(np.float32))
         id_frames.append(idb)
