@@ -41,6 +41,8 @@ class Settings:
     roughness: float = 0.8
     metallic: float = 0.0
     normal_smoothing_px: int = 2
+    fit_yaw_starts: int = 8              # 4-DoF fit of generated meshes: yaw starts and points used
+    fit_points: int = 300
     names: list = field(default_factory=list)  # object names in left-to-right order; default object_1…
 
 
@@ -79,9 +81,12 @@ class Deconstructor:
     `maps` (full-image dict albedo/roughness/metallic from Marigold or MVInverse, plus "models") are optional;
     each one missing falls back to the weights-free path, which the result's `models` list records."""
 
-    def __init__(self, cache_root: str, sam=None, qwen=None, maps: dict | None = None):
+    def __init__(self, cache_root: str, sam=None, qwen=None, maps: dict | None = None, generator=None):
         self.cache = StageCache(cache_root)
         self.sam, self.qwen, self.maps = sam, qwen, maps
+        # image-to-3D model: generator(image crop [h, w, 3], mask crop [h, w]) -> (vertices [V, 3] in its own
+        # frame, Y up; faces [F, 3]; uv [V, 2] into that crop, v down); `generator.identity` names it
+        self.generator = generator
 
     def run(self, image: torch.Tensor, depth: torch.Tensor, settings: Settings = Settings(), intrinsics=None,
             out_path: str | None = None, force: tuple = ()) -> Result:
@@ -120,11 +125,18 @@ class Deconstructor:
                                          lambda: self._inpaint(image, masks, names, settings), "inpaint" in force)
         if qwen_id:
             models.append(f"qwen-image-edit:{qwen_id}")
-        mesh_key, meshes, _ = self.cache.run("meshes", 1, {"stride": settings.mesh_stride, "method": "depth-lifted"},
-                                             [inp_key, cam_key], lambda: self._meshes(points, masks),
+        gen_id = getattr(self.generator, "identity", "image-to-3d") if self.generator is not None else None
+        mesh_key, meshes, _ = self.cache.run("meshes", 1, {"stride": settings.mesh_stride,
+                                                           "method": gen_id or "depth-lifted"},
+                                             [inp_key, cam_key], lambda: self._meshes(points, masks, inp["objects"]),
                                              "meshes" in force)
-        lay_key, lay, _ = self.cache.run("layout", 1, {"method": "footprint"}, [mesh_key],
-                                         lambda: self._layout(meshes, len(masks)), "layout" in force)
+        if gen_id:
+            models.append(gen_id)
+        lay_settings = {"method": "fit-4dof", "starts": settings.fit_yaw_starts, "points": settings.fit_points} \
+            if gen_id else {"method": "footprint"}
+        lay_key, lay, _ = self.cache.run("layout", 1, lay_settings, [mesh_key, cam_key],
+                                         lambda: self._layout(meshes, len(masks), points, masks, settings),
+                                         "layout" in force)
         map_id = None if self.maps is None else digest({k2: v for k2, v in self.maps.items() if k2 != "models"})
         mat_settings = {"rough": settings.roughness, "metal": settings.metallic, "maps": map_id,
                         "smooth": settings.normal_smoothing_px}
@@ -149,8 +161,8 @@ class Deconstructor:
             glb_path = out_path
         objects = []
         for i, name in enumerate(names):
-            yaw, tx, tz = (float(v) for v in lay["pose"][i])
-            objects.append({"name": name, "yaw_deg": math.degrees(yaw), "translation": (tx, 0.0, tz), "scale": 1.0,
+            yaw, tx, tz, scale, ty = (float(v) for v in lay["pose"][i])
+            objects.append({"name": name, "yaw_deg": math.degrees(yaw), "translation": (tx, ty, tz), "scale": scale,
                             "box_min": lay["box_min"][i].tolist(), "box_max": lay["box_max"][i].tolist(),
                             "pixels": int(masks[i].sum())})
         return Result(glb_path, objects, masks, points, k, cam["cam_to_world"], models, list(self.cache.log))
@@ -201,27 +213,51 @@ class Deconstructor:
             method = "none (no inpainting model: occluded parts stay as photographed)"
         return {"objects": torch.stack(objects).float(), "room": room.float()}, {"method": method}
 
-    def _meshes(self, points, masks):
+    def _meshes(self, points, masks, object_images):
         out = {}
         for i, mask in enumerate(masks):
-            verts, faces, uv = geometry.lifted_mesh(points, mask, floor_y=0.0)
-            out[f"{i}.vertices"], out[f"{i}.faces"], out[f"{i}.uv"] = verts, faces, uv
-        return out, {"method": "depth-lifted", "count": len(masks)}
+            if self.generator is not None:
+                y0, y1, x0, x1 = _crop_box(mask)
+                verts, faces, uv = self.generator(object_images[i][y0:y1, x0:x1], mask[y0:y1, x0:x1])
+                verts, faces, uv = (torch.as_tensor(v) for v in (verts, faces, uv))
+                h, w = mask.shape
+                # the generator's UVs address its crop: store them in whole-image coordinates like ours
+                uv = torch.stack([(uv[:, 0] * (x1 - x0) + x0) / w, (uv[:, 1] * (y1 - y0) + y0) / h], -1)
+            else:
+                verts, faces, uv = geometry.lifted_mesh(points, mask, floor_y=0.0)
+            out[f"{i}.vertices"], out[f"{i}.faces"] = verts.float(), faces.long()
+            out[f"{i}.uv"] = uv.float()
+        return out, {"method": "generator" if self.generator is not None else "depth-lifted", "count": len(masks)}
 
-    def _layout(self, meshes, count):
+    def _layout(self, meshes, count, points, masks, settings):
         poses, local, lo, hi = [], {}, [], []
         for i in range(count):
             verts = meshes[f"{i}.vertices"].double()
-            yaw, (cx, cz), _ = geometry.footprint_pose(verts)
-            rot = geometry.yaw_matrix(yaw)
-            centre = torch.tensor([cx, 0.0, cz], dtype=torch.float64)
-            local[f"{i}.local"] = ((verts - centre) @ rot).float()  # world = rot · local + centre
-            poses.append([yaw, cx, cz])
-            lo.append(verts.amin(0))
-            hi.append(verts.amax(0))
-        tensors = {"pose": torch.tensor(poses, dtype=torch.float64).reshape(-1, 3),
+            if self.generator is not None:
+                # a generated mesh lives in its own frame: fit yaw, floor position and scale to the object's
+                # observed points, its lowest point on the floor (3D-RE-GEN's 4-DoF ground-plane constraint)
+                from .layout_fit import fit_4dof
+
+                # one photo shows part of the object: weight seen-point → mesh distances over the reverse
+                pose = fit_4dof(verts, points[masks[i]].double(), floor_y=0.0, yaw_starts=settings.fit_yaw_starts,
+                                max_points=settings.fit_points, source_weight=0.1)
+                yaw, cx, cz, scale, cy = pose.yaw, pose.x, pose.z, pose.scale, pose.y
+                local_verts = verts
+            else:
+                yaw, (cx, cz), _ = geometry.footprint_pose(verts)
+                scale, cy = 1.0, 0.0
+                centre = torch.tensor([cx, 0.0, cz], dtype=torch.float64)
+                local_verts = (verts - centre) @ geometry.yaw_matrix(yaw)  # world = rot · local + centre
+            world = (local_verts * scale) @ geometry.yaw_matrix(yaw).T + torch.tensor([cx, cy, cz],
+                                                                                     dtype=torch.float64)
+            local[f"{i}.local"] = local_verts.float()
+            poses.append([yaw, cx, cz, scale, cy])
+            lo.append(world.amin(0))
+            hi.append(world.amax(0))
+        tensors = {"pose": torch.tensor(poses, dtype=torch.float64).reshape(-1, 5),
                    "box_min": torch.stack(lo).float(), "box_max": torch.stack(hi).float(), **local}
-        return tensors, {"method": "footprint (minimum-area rectangle)"}
+        method = "4-DoF fit (layout_fit.py)" if self.generator is not None else "footprint (minimum-area rectangle)"
+        return tensors, {"method": method}
 
     def _materials(self, inp, depth, k, meshes, masks, settings):
         normals = geometry.normals_from_depth(depth, k)
@@ -252,9 +288,9 @@ class Deconstructor:
             uv = meshes[f"{i}.uv"].double().clone()
             uv[:, 0] = (uv[:, 0] * w - x0) / (x1 - x0)
             uv[:, 1] = (uv[:, 1] * h - y0) / (y1 - y0)
-            yaw, cx, cz = (float(v) for v in lay["pose"][i])
+            yaw, cx, cz, scale, cy = (float(v) for v in lay["pose"][i])
             objects.append({"name": name, "vertices": lay[f"{i}.local"].numpy(), "faces": meshes[f"{i}.faces"].numpy(),
-                            "uv": uv.clamp(0, 1).numpy(), "pose": scene_glb.pose_matrix(yaw, (cx, 0.0, cz), 1.0),
+                            "uv": uv.clamp(0, 1).numpy(), "pose": scene_glb.pose_matrix(yaw, (cx, cy, cz), scale),
                             "textures": {t: mats[f"{i}.{t}"].numpy() for t in ("base_color", "metallic_roughness",
                                                                                  "normal")}})
         tmp = tempfile.mkdtemp(prefix=".scratch-", dir=self.cache.root)  # the cache copies the file in
@@ -266,7 +302,8 @@ class Deconstructor:
 
 
 def deconstruct(image, depth, cache_root, settings: Settings = Settings(), **kwargs) -> Result:
-    d = Deconstructor(cache_root, kwargs.pop("sam", None), kwargs.pop("qwen", None), kwargs.pop("maps", None))
+    d = Deconstructor(cache_root, kwargs.pop("sam", None), kwargs.pop("qwen", None), kwargs.pop("maps", None),
+                      kwargs.pop("generator", None))
     return d.run(image, depth, settings, **kwargs)
 
 

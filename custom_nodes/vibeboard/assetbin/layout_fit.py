@@ -41,9 +41,12 @@ def _pose_points(src: torch.Tensor, yaw, x, z, log_s, floor_y: float) -> torch.T
     return torch.stack([px, py, pz], dim=-1)
 
 
-def chamfer(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def chamfer(a: torch.Tensor, b: torch.Tensor, source_weight: float = 1.0) -> torch.Tensor:
+    """Chamfer between posed source `a` and target `b`. With an observation that shows only part of the object
+    (one photo), `source_weight` < 1 trusts the target→source term (every seen point lies on the mesh) more than
+    source→target (the hidden back of the mesh has no observed points near it)."""
     d = torch.cdist(a, b)
-    return d.min(1).values.pow(2).mean() + d.min(0).values.pow(2).mean()
+    return source_weight * d.min(1).values.pow(2).mean() + d.min(0).values.pow(2).mean()
 
 
 def _subsample(points: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
@@ -52,16 +55,16 @@ def _subsample(points: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tens
     return points[torch.randperm(len(points), generator=gen)[:n]]
 
 
-def _adam(params, src, tgt, floor_y, steps, lr=0.02):
+def _adam(params, src, tgt, floor_y, steps, sw, lr=0.02):
     opt = torch.optim.Adam(params, lr=lr)
     for _ in range(int(steps)):
         opt.zero_grad()
-        chamfer(_pose_points(src, *params, floor_y), tgt).backward()
+        chamfer(_pose_points(src, *params, floor_y), tgt, sw).backward()
         opt.step()
 
 
 def fit_4dof(source: torch.Tensor, target: torch.Tensor, floor_y: float = 0.0, yaw_starts: int = 8,
-             coarse_steps: int = 40, adam_steps: int = 60, lbfgs_steps: int = 40, max_points: int = 500, seed: int = 0) -> Pose4:
+             coarse_steps: int = 40, adam_steps: int = 60, lbfgs_steps: int = 40, max_points: int = 500, seed: int = 0, source_weight: float = 1.0) -> Pose4:
     """Pose that puts `source` points [N, 3] (object frame, Y up) onto `target` points [M, 3] (world)."""
     if source.ndim != 2 or source.shape[1] != 3 or len(source) < 4:
         raise ValueError("layout fit: source must be [N>=4, 3] points")
@@ -83,20 +86,20 @@ def fit_4dof(source: torch.Tensor, target: torch.Tensor, floor_y: float = 0.0, y
             posed = _pose_points(src, *params, floor_y)
             params[1] += float(tgt[:, 0].mean() - posed[:, 0].mean())
             params[2] += float(tgt[:, 2].mean() - posed[:, 2].mean())
-        _adam(params, src_coarse, tgt_coarse, floor_y, coarse_steps)
+        _adam(params, src_coarse, tgt_coarse, floor_y, coarse_steps, source_weight)
         with torch.no_grad():
-            loss = float(chamfer(_pose_points(src_coarse, *params, floor_y), tgt_coarse))
+            loss = float(chamfer(_pose_points(src_coarse, *params, floor_y), tgt_coarse, source_weight))
         if best is None or loss < best[0]:
             best = (loss, [p.detach().clone() for p in params])
     params = [p.requires_grad_(True) for p in best[1]]
-    _adam(params, src, tgt, floor_y, adam_steps)
+    _adam(params, src, tgt, floor_y, adam_steps, source_weight)
     params = [p.requires_grad_(True) for p in best[1]]
     opt = torch.optim.LBFGS(params, lr=1.0, max_iter=int(lbfgs_steps), line_search_fn="strong_wolfe",
                             tolerance_grad=1e-12, tolerance_change=1e-15)
 
     def closure():
         opt.zero_grad()
-        value = chamfer(_pose_points(src, *params, floor_y), tgt)
+        value = chamfer(_pose_points(src, *params, floor_y), tgt, source_weight)
         value.backward()
         return value
 
@@ -106,7 +109,7 @@ def fit_4dof(source: torch.Tensor, target: torch.Tensor, floor_y: float = 0.0, y
     scale = math.exp(log_s)
     y = floor_y - float(source[:, 1].double().min()) * scale
     with torch.no_grad():
-        loss = float(chamfer(_pose_points(src, *params, floor_y), tgt))
+        loss = float(chamfer(_pose_points(src, *params, floor_y), tgt, source_weight))
     yaw = (yaw + math.pi) % (2 * math.pi) - math.pi
     return Pose4(yaw=yaw, x=x, z=z, scale=scale, y=y, loss=loss)
 
