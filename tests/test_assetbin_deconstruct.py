@@ -184,3 +184,30 @@ def test_a_generated_mesh_is_placed_by_the_4dof_fit(tmp_path):
     assert "stand-in-box-generator" in res.models
     boxes = scene_glb.world_boxes(res.glb_path)  # the GLB node carries the fitted scale and pose
     assert box_error(*boxes["crate"], true_min.numpy(), true_max.numpy()) < 0.05
+
+
+class StandInQwenEdit:
+    """Stand-in with the Qwen-Image-Edit pipeline's call signature: paints the whole image one colour and
+    records the prompts, so the test sees what the inpaint stage asked for and what it kept."""
+    vibeboard_identity = "stand-in-qwen-edit"
+
+    def __init__(self):
+        self.prompts = []
+
+    def __call__(self, image, prompt, height, width, **kwargs):
+        from types import SimpleNamespace
+
+        self.prompts.append(prompt)
+        return SimpleNamespace(images=[np.full((height, width, 3), 0.25, np.float32)])
+
+
+def test_inpaint_stage_uses_qwen_edit_inside_the_objects_and_records_it(room, tmp_path):
+    qwen = StandInQwenEdit()
+    res = deconstruct(room.image, room.depth, str(tmp_path), Settings(names=NAMES, inpaint_steps=1),
+                      intrinsics=room.intrinsics, qwen=qwen)
+    assert qwen.prompts[:3] == [f"Show the complete {n}, restoring any part hidden by other objects." for n in NAMES]
+    assert qwen.prompts[3] == Settings().room_prompt
+    assert "qwen-image-edit:stand-in-qwen-edit" in res.models
+    info = scene_glb.inspect_glb(res.glb_path)
+    albedo = scene_glb.read_texture(info["gltf"], info["nodes"][0]["textures"]["base_color"])
+    assert np.abs(albedo.astype(float) / 255 - 0.25).mean() < 0.05  # the edited pixels, not the photo

@@ -63,17 +63,36 @@ def save_tiny_marigold(folder):
     pipe.save_pretrained(folder, safe_serialization=True)
 
 
-def test_tiny_marigold_appearance_gives_albedo_roughness_metallic(tmp_path):
+def test_tiny_marigold_maps_become_the_glb_materials(tmp_path):
+    pytest.importorskip("trimesh")
+    from vibeboard.assetbin import pbr, scene_glb
+    from vibeboard.assetbin.deconstruct import Settings, deconstruct
+    from vibeboard.assetbin.licences import most_restrictive
+    from vibeboard.assetbin.sample_room import make_room
+
     folder = str(tmp_path / "marigold-iid-appearance-v1-1")
     save_tiny_marigold(folder)
     assert json.load(open(os.path.join(folder, "model_index.json")))["target_properties"]["target_names"] == \
         ["albedo", "material"]
     pipe = load_pipeline(folder)
-    maps = estimate(pipe, torch.rand(24, 32, 3, generator=torch.Generator().manual_seed(0)), steps=1)
-    assert maps["albedo"].shape == (24, 32, 3)
-    assert maps["roughness"].shape == (24, 32) and maps["metallic"].shape == (24, 32)
+    room = make_room(width=128, height=96)
+    maps = estimate(pipe, room.image, steps=1, processing_resolution=32)
+    assert maps["albedo"].shape == (96, 128, 3)
+    assert maps["roughness"].shape == (96, 128) and maps["metallic"].shape == (96, 128)
     assert 0 <= float(maps["roughness"].min()) and float(maps["roughness"].max()) <= 1
     assert maps["models"][0].startswith("marigold-iid:")
+    res = deconstruct(room.image, room.depth, str(tmp_path / "cache"), Settings(min_object_pixels=20),
+                      intrinsics=room.intrinsics, maps=maps)
+    assert any(m.startswith("marigold-iid:") for m in res.models)
+    assert most_restrictive(res.models)[0] == "unknown"  # the v1-1 card licence is not verified yet
+    info = scene_glb.inspect_glb(res.glb_path)
+    node = info["nodes"][0]
+    metal, rough = pbr.unpack_metallic_roughness(scene_glb.read_texture(info["gltf"], node["textures"]["metallic_roughness"]))
+    mask = res.masks[0]
+    ys, xs = mask.nonzero(as_tuple=True)
+    y0, x0 = max(int(ys.min()) - 2, 0), max(int(xs.min()) - 2, 0)
+    expect = maps["roughness"][y0:y0 + rough.shape[0], x0:x0 + rough.shape[1]]
+    assert torch.allclose(rough, expect, atol=1 / 255 + 1e-6)  # the estimated map, packed in G
 
 
 def test_stacked_material_target_splits_in_channel_order():
