@@ -121,3 +121,22 @@ def test_diagram_svg_parses_and_png_is_drawn():
 def test_bad_documents_name_the_field(patch, field):
     with pytest.raises(BlockingError, match=field):
         Blocking.parse(doc(**patch))
+
+
+def test_previz_draws_an_asset_bin_glb_as_the_set(tmp_path):
+    trimesh = pytest.importorskip("trimesh")
+    from vibeboard.assetbin import scene_glb
+
+    box = trimesh.creation.box([1.0, 1.0, 1.0])
+    texture = np.zeros((4, 4, 3), np.uint8)
+    texture[..., 0] = 255  # a red prop
+    obj = {"name": "red_box", "vertices": box.vertices, "faces": box.faces, "uv": np.zeros((8, 2)),
+           "pose": scene_glb.pose_matrix(0.0, (1.6, 0.5, -5.0), 1.0), "textures": {"base_color": texture}}
+    glb = scene_glb.export_glb([obj], str(tmp_path / "set.glb"))
+    b = Blocking.parse(SAMPLE)
+    frames, ids = previz.render_shot(b, "1", width=160, height=90, set_glb=glb)
+    f = b.shot_frames("1")[0]
+    px, _ = project(np.array([[1.6, 0.5, -4.5]]), b.camera_c2w("A", f), b.intrinsics("A", 160, 90))
+    x, y = np.round(px[0]).astype(int)
+    r, g, bl = frames[0][y, x]
+    assert r > 0.3 and g < 0.1 and bl < 0.1  # the box's front face, shaded red, where the lens puts it
