@@ -1,6 +1,5 @@
 """NitroGen: safe ng.pt reading, a tiny SigLIP tower from a local config, action decoding, and the
 authenticated pickle-free server that refuses unauthenticated and non-loopback clients."""
-import json
 import os
 import socket
 import struct

@@ -1,6 +1,5 @@
 """Unreal Remote Control client against a loopback HTTP server answering with the documented JSON."""
 import json
-import math
 import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer

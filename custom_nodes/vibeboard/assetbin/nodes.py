@@ -11,7 +11,6 @@ import shutil
 
 import torch
 
-from ..common import runtime
 from ..common.runtime import NodeInputError, output_directory, temp_directory, unique_output_path
 
 CATEGORY = "VibeBoard/Asset Bin"
@@ -23,13 +22,9 @@ def _safe_name(text: str, default: str) -> str:
 
 
 def _model_folder(node: str, input_name: str, value: str) -> str:
-    value = (value or "").strip()
-    if not value:
-        raise NodeInputError(node, input_name, "empty path")
-    path = runtime.user_path(node, input_name, value, runtime.models_directory())
-    if not os.path.isdir(path):
-        raise NodeInputError(node, input_name, f"model folder not found: {path}")
-    return path
+    from ..vfx.nodes import model_path  # the pack's one resolver for model paths typed into nodes
+
+    return model_path(node, input_name, value, must_be_dir=True)
 
 
 class VBSampleRoom:
