@@ -1,0 +1,129 @@
+"""A loopback HTTP server that replays recorded provider responses to the real SDKs (fal-client, openai).
+
+A cassette is a list of interactions, answered in order: the first one whose method and path match and that
+has uses left answers the request. Fields: method, path (exact, or "re:<regex>"), status, headers, json | text
+| file (a name in `files`), times (default 1; -1 = forever), delay_s (sleep before answering), truncate_to
+(send only this many body bytes, then drop the connection). "{base}" in any string becomes the server's URL.
+GET /files/.../<name> serves files[name] when no interaction claims it. A request nothing matches gets HTTP 599
+naming it, so a test can never pass on an unrecorded call.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "managed_api")
+
+
+def load_cassette(name: str, key: str = "") -> list:
+    """A file's `interactions`, or one named entry of its `cassettes`."""
+    with open(os.path.join(DATA, name)) as handle:
+        data = json.load(handle)
+    return data["cassettes"][key] if key else data["interactions"]
+
+
+def _fill(value, base: str):
+    if isinstance(value, str):
+        return value.replace("{base}", base)
+    if isinstance(value, list):
+        return [_fill(v, base) for v in value]
+    if isinstance(value, dict):
+        return {k: _fill(v, base) for k, v in value.items()}
+    return value
+
+
+class ReplayServer:
+    def __init__(self, interactions: list, files: dict = None):
+        self.interactions = [dict(copy.deepcopy(i), used=0) for i in interactions]
+        self.files = dict(files or {})
+        self.requests: list = []
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _handle(self):
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
+                split = urlsplit(self.path)
+                server.requests.append({"method": self.command, "path": split.path, "query": split.query,
+                                        "headers": dict(self.headers), "body": body})
+                server._answer(self, split.path)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _handle
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def _match(self, method: str, path: str):
+        with self._lock:
+            for item in self.interactions:
+                if item.get("method", "GET") != method:
+                    continue
+                pattern = item["path"]
+                ok = re.fullmatch(pattern[3:], path) if pattern.startswith("re:") else pattern == path
+                times = item.get("times", 1)
+                if ok and (times < 0 or item["used"] < times):
+                    item["used"] += 1
+                    return item
+        return None
+
+    def _answer(self, handler, path: str) -> None:
+        item = self._match(handler.command, path)
+        name = path.rsplit("/", 1)[-1]
+        if item is None and handler.command == "GET" and path.startswith("/files/") and name in self.files:
+            kind = {"png": "image/png", "mp4": "video/mp4", "jpg": "image/jpeg"}.get(name.rsplit(".", 1)[-1], "")
+            self._send(handler, 200, {"content-type": kind or "application/octet-stream"}, self.files[name])
+            return
+        if item is None:
+            self._send(handler, 599, {"content-type": "application/json"},
+                       json.dumps({"detail": f"no recorded response for {handler.command} {path}"}).encode())
+            return
+        if item.get("delay_s"):
+            time.sleep(item["delay_s"])
+        headers = {k.lower(): v for k, v in _fill(item.get("headers", {}), self.base).items()}
+        if "json" in item:
+            body = json.dumps(_fill(item["json"], self.base)).encode()
+            headers.setdefault("content-type", "application/json")
+        elif "file" in item:
+            body = self.files[item["file"]]
+        else:
+            body = _fill(item.get("text", ""), self.base).encode()
+        self._send(handler, item.get("status", 200), headers, body, item.get("truncate_to"))
+
+    @staticmethod
+    def _send(handler, status, headers, body, truncate_to=None):
+        handler.send_response(status)
+        for name, value in headers.items():
+            handler.send_header(name, value)
+        handler.send_header("content-length", str(len(body)))
+        if truncate_to is not None:
+            handler.send_header("connection", "close")
+        handler.end_headers()
+        handler.wfile.write(body if truncate_to is None else body[:truncate_to])
+        handler.wfile.flush()
+        if truncate_to is not None:
+            handler.close_connection = True
+
+    def calls(self, method: str = None, path_part: str = "") -> list:
+        return [r for r in self.requests if (method is None or r["method"] == method) and path_part in r["path"]]
