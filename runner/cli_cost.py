@@ -10,6 +10,7 @@ divided over the clips / images they wrote) unless --pod-seconds-per-clip/-image
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sqlite3
@@ -23,22 +24,31 @@ IMAGE_EXT = (".png", ".jpg", ".jpeg", ".webp")
 
 def register(subparsers) -> None:
     cost = subparsers.add_parser("cost", help="managed-API spend (cost ledger) and pod vs API per clip/image/run")
-    cost.add_argument("--db", help="cost ledger (default VIBEBOARD_COST_DB or ./vibeboard-costs.sqlite)")
-    cost.add_argument("--prices", help="price table override (JSON/YAML; default VIBEBOARD_PRICES)")
-    cost.add_argument("--json", action="store_true")
+    _common(cost, None)
     cost.set_defaults(func=cmd_report, run=None)
     sub = cost.add_subparsers(dest="cost_command")
     rep = sub.add_parser("report", help="spend per run, per model, per image / clip")
+    _common(rep, argparse.SUPPRESS)
     rep.add_argument("--run", help="only this run id")
     rep.set_defaults(func=cmd_report)
     cmp_ = sub.add_parser("compare", help="cost per clip / image / run on the pod vs on the API")
+    _common(cmp_, argparse.SUPPRESS)
     cmp_.add_argument("--gpu", default="runpod-h200", help="pod rate from the price table's 'pod' section")
     cmp_.add_argument("--jobs", help="job store to measure pod seconds from (default ./vibeboard-jobs.sqlite)")
     cmp_.add_argument("--pod-seconds-per-clip", type=float, help="use this instead of measuring")
     cmp_.add_argument("--pod-seconds-per-image", type=float, help="use this instead of measuring")
     cmp_.set_defaults(func=cmd_compare)
     pr = sub.add_parser("prices", help="the price table in force")
+    _common(pr, argparse.SUPPRESS)
     pr.set_defaults(func=cmd_prices)
+
+
+def _common(parser, default) -> None:
+    # on `cost` and on each subcommand, so options work before or after it (SUPPRESS keeps the first value)
+    parser.add_argument("--db", default=default,
+                        help="cost ledger (default VIBEBOARD_COST_DB or ./vibeboard-costs.sqlite)")
+    parser.add_argument("--prices", default=default, help="price table override (JSON/YAML; VIBEBOARD_PRICES)")
+    parser.add_argument("--json", action="store_true", default=False if default is None else default)
 
 
 def _costs():

@@ -65,7 +65,8 @@ class ReplayServer:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02},
+                                       daemon=True)
 
     def __enter__(self):
         self.thread.start()
@@ -127,3 +128,77 @@ class ReplayServer:
 
     def calls(self, method: str = None, path_part: str = "") -> list:
         return [r for r in self.requests if (method is None or r["method"] == method) and path_part in r["path"]]
+
+
+# --- pytest fixtures shared by the managed-API tests (import them into a test module) ----------------
+import contextlib  # noqa: E402
+import io  # noqa: E402
+
+import pytest  # noqa: E402
+
+FAL_KEY = "fal-test-key-0123456789"
+XAI_KEY = "xai-test-key-9876543210"
+
+
+def tiny_png(width=64, height=48, seed=0) -> bytes:
+    import numpy as np
+    from PIL import Image
+    rgb = (np.random.RandomState(seed).rand(height, width, 3) * 255).astype("uint8")
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def tiny_mp4(path, frames=8, fps=8, width=32, height=24) -> bytes:
+    """An H.264 + AAC clip written by the pack's own encoder (what a provider's MP4 decodes like)."""
+    import numpy as np
+    import torch
+    from vibeboard.media import video
+    images = torch.rand(frames, height, width, 3, generator=torch.Generator().manual_seed(0))
+    sound = (0.1 * np.sin(np.linspace(0, 440 * 2 * np.pi, 16000))).astype("float32")[None]
+    video.write_video(str(path), images, fps, preset="ultrafast", audio=(sound, 16000))
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+@pytest.fixture
+def api_env(tmp_path, monkeypatch):
+    """Host folders, keys and ledger in tmp_path; fal polling fast; no inherited VIBEBOARD_* settings."""
+    from vibeboard.common import runtime
+    for key in list(os.environ):
+        if key.startswith("VIBEBOARD_"):
+            monkeypatch.delenv(key)
+    runtime.set_host_dirs(output=str(tmp_path / "output"), input=str(tmp_path / "input"),
+                          temp=str(tmp_path / "temp"))
+    monkeypatch.setenv("FAL_KEY", FAL_KEY)
+    monkeypatch.setenv("XAI_API_KEY", XAI_KEY)
+    monkeypatch.setenv("VIBEBOARD_FAL_POLL_S", "0.005")
+    monkeypatch.setenv("VIBEBOARD_COST_DB", str(tmp_path / "costs.sqlite"))
+    monkeypatch.setenv("VIBEBOARD_VISION_DB", str(tmp_path / "vision.sqlite"))
+    yield tmp_path
+    runtime.set_host_hooks(None, None)
+
+
+@pytest.fixture
+def fal_replay(monkeypatch):
+    """fal_replay(interactions, files) → a started ReplayServer that fal-client is pointed at."""
+    stack = contextlib.ExitStack()
+
+    def start(interactions, files=None):
+        server = stack.enter_context(ReplayServer(interactions, files))
+        for env in ("VIBEBOARD_FAL_QUEUE_URL", "VIBEBOARD_FAL_REST_URL", "VIBEBOARD_FAL_CDN_URL"):
+            monkeypatch.setenv(env, server.base)
+        return server
+
+    with stack:
+        yield start
+
+
+def ledger_rows(tmp_path):
+    from vibeboard.managed_api import costs
+    return [dict(r) for r in costs.Ledger(str(tmp_path / "costs.sqlite")).rows()]
+
+
+def output_files(tmp_path):
+    root = tmp_path / "output"
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) if root.exists() else []
