@@ -42,7 +42,7 @@ def test_flux_t2i_runs_the_queue_and_returns_the_downloaded_image(api_env, fal_r
     # queue protocol as the SDK speaks it: POST submit, GET status?logs=true until COMPLETED, GET result
     submit = server.calls("POST", "/fal-ai/flux/schnell")[0]
     assert json.loads(submit["body"])["image_size"] == {"width": 64, "height": 48}
-    assert submit["headers"]["Authorization"] == f"Key {FAL_KEY}"
+    assert submit["headers"]["authorization"] == f"Key {FAL_KEY}"
     assert server.calls("GET", "/status")[0]["query"] == "logs=true"
     assert len(server.calls("GET", "/requests/4f1c2a9e-flux-0001")) >= 5
     # progress: monotone, the "50%" log line lands mid-way, ends at 100
@@ -68,8 +68,8 @@ def test_kling_i2v_uploads_the_start_frame_and_decodes_the_clip(api_env, fal_rep
         duration_s=5, aspect_ratio="16:9", image=start)
 
     upload = server.calls("POST", "/files/upload")[0]
-    assert upload["headers"]["Authorization"] == "Bearer cdn-token-123"
-    assert upload["headers"]["Content-Type"] == "image/png"
+    assert upload["headers"]["authorization"] == "Bearer cdn-token-123"
+    assert upload["headers"]["content-type"] == "image/png"
     uploaded = np.asarray(Image.open(__import__("io").BytesIO(upload["body"])))
     assert uploaded.shape == (24, 32, 3)
     assert np.abs(uploaded / 255.0 - start[0].numpy()).max() < 1 / 255 + 1e-6

@@ -77,7 +77,10 @@ class GrokVision:
             return ManagedApiError(self.node, "base_url", f"cannot reach {PROVIDER}: {scrub(exc, [self.key])}",
                                    kind="server", provider=PROVIDER)
         if isinstance(exc, openai.APIStatusError):
-            message = provider_message(exc.body if isinstance(exc.body, dict) else None, exc.message)
+            # the SDK keeps the body's "error" member: a dict {"message": ...} from OpenAI, a string from xAI
+            body = exc.body
+            message = provider_message(body if isinstance(body, dict) else None,
+                                       body if isinstance(body, str) else exc.message)
             return from_status(self.node, PROVIDER, exc.status_code, message, key_env=self.key_env,
                                input_for_rejection="images", secrets=[self.key])
         return ManagedApiError(self.node, "model", f"{PROVIDER} call failed: {type(exc).__name__}: "
