@@ -49,7 +49,8 @@ class Price:
 
 
 def _megapixels(width: int, height: int) -> int:
-    return max(1, math.ceil(width * height / 1_000_000))
+    # fal bills a 1024x1024 image as one megapixel: 2**20 pixels, rounded up per image
+    return max(1, math.ceil(width * height / 2 ** 20))
 
 
 def price_call(model: str, usage: dict, table: Optional[dict] = None) -> Price:
