@@ -238,3 +238,33 @@ def test_bad_extra_arguments_and_model_ids_are_input_errors(api_env):
         nodes.VBFalImage().generate("custom", "x", 64, 64, 0, 1)
     with pytest.raises(runtime.NodeInputError, match="input 'custom_model_id'"):
         nodes.VBFalImage().generate("custom", "x", 64, 64, 0, 1, custom_model_id="https://evil/x")
+
+
+def test_result_links_must_be_https_unless_the_endpoints_were_redirected(api_env):
+    from vibeboard.managed_api import downloads
+    with pytest.raises(ManagedApiError, match="only https"):
+        downloads.download("FalNode", "http://169.254.169.254/latest/meta-data", "vibeboard/x")
+    with pytest.raises(ManagedApiError, match="only https"):
+        downloads.download("FalNode", "file:///etc/passwd", "vibeboard/x", allow_http=True)
+    path = downloads.download("FalNode", "data:image/png;base64," + __import__("base64").b64encode(
+        tiny_png()).decode(), "vibeboard/x")
+    assert path.endswith(".png") and open(path, "rb").read() == tiny_png()
+    assert output_files(api_env) == ["vibeboard/x_00001_.png"]  # the refused ones left no placeholder
+
+
+def test_a_missing_sdk_names_the_extra(api_env, monkeypatch):
+    import sys
+    from vibeboard.managed_api import fal_backend
+    monkeypatch.setitem(sys.modules, "fal_client.client", None)
+    with pytest.raises(ManagedApiError, match=r"pip install 'vibeboard\[api\]'"):
+        fal_backend.sdk("FalNode")
+
+
+def test_the_docs_list_every_priced_model_with_its_date():
+    from vibeboard.managed_api import costs
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    doc = open(os.path.join(root, "docs", "apis.md")).read()
+    for model, entry in costs.load_prices()["models"].items():
+        line = next((l for l in doc.splitlines() if l.startswith(f"| `{model}` |")), None)
+        assert line is not None, f"docs/apis.md lacks {model}"
+        assert entry["checked"] in line

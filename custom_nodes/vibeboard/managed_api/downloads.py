@@ -33,8 +33,13 @@ def extension_for(url: str, content_type: str = "", default: str = "bin") -> str
 
 
 def download(node: str, url: str, prefix: str, *, content_type: str = "", default_ext: str = "bin",
-             timeout_s: float = 300.0, on_bytes: Optional[Callable[[int, int], None]] = None) -> str:
-    """Fetch one result into the output folder as `prefix_00001_.ext`. Returns the absolute path."""
+             timeout_s: float = 300.0, on_bytes: Optional[Callable[[int, int], None]] = None,
+             allow_http: bool = False) -> str:
+    """Fetch one result into the output folder as `prefix_00001_.ext`. Returns the absolute path.
+
+    Providers hand out https CDN links; plain http is accepted only when the endpoints were pointed elsewhere
+    on purpose (a proxy, the tests' loopback server), so a doctored result cannot make the worker fetch from
+    an internal http service into the output folder."""
     directory = runtime.output_directory()
     ext = extension_for(url, content_type, default_ext)
     try:
@@ -42,10 +47,10 @@ def download(node: str, url: str, prefix: str, *, content_type: str = "", defaul
     except runtime.NodeInputError as exc:
         raise runtime.NodeInputError(node, "filename_prefix", str(exc).split(": ", 2)[-1]) from None
     scheme = urllib.parse.urlparse(url).scheme
-    if scheme not in ("http", "https", "data"):
+    if scheme not in (("http", "https", "data") if allow_http else ("https", "data")):
         with atomic_output(path):  # drop the reserved placeholder
             raise ManagedApiError(node, "model", f"the provider returned a result URL with scheme '{scheme}'; "
-                                  "only https/http/data results are fetched", kind="download")
+                                  "only https (and data:) results are fetched", kind="download")
     with atomic_output(path) as tmp:
         if scheme == "data":
             header, _, payload = url.partition(",")

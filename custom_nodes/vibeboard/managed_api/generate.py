@@ -19,7 +19,7 @@ import numpy as np
 from ..common import runtime
 from . import catalog, costs, downloads
 from .errors import ManagedApiError
-from .fal_backend import PROVIDER, FalJob, Progress
+from .fal_backend import PROVIDER, FalJob, Progress, endpoints_overridden
 from .keys import require_key
 
 
@@ -144,6 +144,7 @@ def run(req: Request, want_video: bool) -> Generated:
             paths.append(downloads.download(
                 req.node, url, req.filename_prefix, content_type=content_type,
                 default_ext="mp4" if want_video else "png", timeout_s=max(30.0, req.timeout_s),
+                allow_http=endpoints_overridden(),
                 on_bytes=lambda done, total, i=index: bar.set(90 + 10 * (i + (done / total if total else 0))
                                                              / len(files))))
         except (ManagedApiError, runtime.InterruptProcessing) as exc:
