@@ -172,7 +172,7 @@ def api_env(tmp_path, monkeypatch):
         if key.startswith("VIBEBOARD_"):
             monkeypatch.delenv(key)
     runtime.set_host_dirs(output=str(tmp_path / "output"), input=str(tmp_path / "input"),
-                          temp=str(tmp_path / "temp"))
+                          temp=str(tmp_path / "temp"), models=str(tmp_path / "models"))
     monkeypatch.setenv("FAL_KEY", FAL_KEY)
     monkeypatch.setenv("XAI_API_KEY", XAI_KEY)
     monkeypatch.setenv("VIBEBOARD_FAL_POLL_S", "0.005")

@@ -22,7 +22,7 @@ def _executor(tmp_path):
                     temp_dir=str(tmp_path / "temp"), models_dir=str(tmp_path / "models"))
 
 
-def test_workflow_validates_and_says_it_needs_keys(capsys):
+def test_workflow_validates_and_says_it_needs_keys(api_env, capsys):
     assert cli.main(["validate", UI]) == 0 and cli.main(["validate", API]) == 0
     api = json.load(open(API))
     assert {k: v["inputs"] for k, v in load_workflow(UI, NodeRegistry.default()).items()} == \
