@@ -268,3 +268,15 @@ def test_the_docs_list_every_priced_model_with_its_date():
         line = next((l for l in doc.splitlines() if l.startswith(f"| `{model}` |")), None)
         assert line is not None, f"docs/apis.md lacks {model}"
         assert entry["checked"] in line
+
+
+def test_an_image_wired_to_a_text_model_is_an_error_not_silently_dropped(api_env):
+    image = torch.rand(1, 16, 16, 3)
+    with pytest.raises(runtime.NodeInputError, match="input 'image': fal-ai/flux/schnell is text-to-image"):
+        _flux(image=image)
+    with pytest.raises(runtime.NodeInputError, match="input 'image': .* animates an image"):
+        generate.generate_clip("V", model_id="fal-ai/veo3/image-to-video", prompt="x", duration_s=8,
+                               aspect_ratio="16:9")
+    from vibeboard.managed_api import catalog
+    custom = catalog.endpoint("someone/new-video-model", video=True, has_image=True)
+    assert (custom.mode, custom.image_arg) == ("i2v", "image_url")  # an unknown id: trust the wiring

@@ -53,13 +53,18 @@ def video_model_ids():
     return [e.model_id for e in VIDEO_ENDPOINTS]
 
 
-def endpoint(model_id: str, video: bool) -> Endpoint:
-    """The catalogue entry, or a best guess for an id typed into the free field."""
+def is_known(model_id: str) -> bool:
+    return model_id in _BY_ID
+
+
+def endpoint(model_id: str, video: bool, has_image: bool = False) -> Endpoint:
+    """The catalogue entry, or a best guess for an id typed into the free field (an id we do not know takes
+    the connected image as `image_url` whatever its name says: the user knows the model)."""
     if model_id in _BY_ID:
         return _BY_ID[model_id]
     lowered = model_id.lower()
     family = next((f for f in ("kling", "luma", "veo") if f in lowered), "flux" if not video else "kling")
-    takes_image = any(k in lowered for k in ("image-to", "i2v", "img2", "kontext", "redux", "edit"))
+    takes_image = has_image or any(k in lowered for k in ("image-to", "i2v", "img2", "kontext", "redux", "edit"))
     if video:
         style = "n" if family == "kling" else "ns"
         return Endpoint(model_id, family, "i2v" if takes_image else "t2v", "image_url" if takes_image else None,

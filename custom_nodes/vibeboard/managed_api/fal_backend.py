@@ -168,9 +168,23 @@ class FalJob:
             self.cancel()
             raise
 
+    def _read(self, call):
+        """An idempotent read (status, result): transient failures are retried with backoff. Never a submit."""
+        failures = 0
+        while True:
+            try:
+                return call()
+            except ValueError:  # a status the SDK does not know: not transient
+                raise
+            except Exception as exc:
+                err = self._error(exc)
+                failures += 1
+                if not err.retryable or failures > TRANSIENT_POLL_RETRIES:
+                    raise err from None
+                time.sleep(min(8.0, self.poll_s * 2 ** failures))
+
     def _wait(self, started: float) -> None:
         fc = self.fc
-        failures = 0
         while True:
             runtime.check_interrupt()
             if time.monotonic() - started > self.timeout_s:
@@ -180,19 +194,11 @@ class FalJob:
                     f"{self.request_id}); the remote request was {'cancelled' if cancelled else 'asked to stop'}"
                     "; nothing was written", kind="timeout", provider=PROVIDER, request_id=self.request_id)
             try:
-                status = self.handle.status(with_logs=True)
-                failures = 0
-            except ValueError as exc:  # a status the SDK does not know, e.g. FAILED / CANCELED
+                status = self._read(lambda: self.handle.status(with_logs=True))
+            except ValueError as exc:  # e.g. FAILED / CANCELED
                 raise ManagedApiError(self.node, "model", f"{PROVIDER} request {self.request_id} ended "
                                       f"without a result: {exc}", kind="queue", provider=PROVIDER,
                                       request_id=self.request_id) from None
-            except Exception as exc:
-                err = self._error(exc)
-                failures += 1
-                if not err.retryable or failures > TRANSIENT_POLL_RETRIES:
-                    raise err from None
-                time.sleep(min(8.0, self.poll_s * 2 ** failures))
-                continue
             if isinstance(status, fc.Queued):
                 self.progress.set(12 + min(8, 8 / (1 + status.position)))
             elif isinstance(status, fc.InProgress):
@@ -210,16 +216,7 @@ class FalJob:
             time.sleep(self.poll_s)
 
     def _result(self) -> dict:
-        failures = 0
-        while True:
-            try:
-                return self.handle.get(interval=self.poll_s)
-            except Exception as exc:
-                err = self._error(exc)
-                failures += 1
-                if not err.retryable or failures > TRANSIENT_POLL_RETRIES:
-                    raise err from None
-                time.sleep(min(8.0, self.poll_s * 2 ** failures))
+        return self._read(lambda: self.handle.get(interval=self.poll_s))
 
     def fetch_existing(self, request_id: str) -> dict:
         """The stored result of an earlier, already paid request (re-download after a failed download)."""

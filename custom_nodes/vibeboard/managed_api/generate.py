@@ -253,9 +253,12 @@ def generate_images(node: str, *, model_id: str, prompt: str, width: int, height
                     key_env: str = "FAL_KEY", timeout_s: float = 300.0, filename_prefix: str = "vibeboard/api",
                     run_id: str = "", fallback_reason: str = ""):
     """→ (IMAGE batch, provenance dict, ui entries)."""
-    ep = catalog.endpoint(model_id, video=False)
+    ep = catalog.endpoint(model_id, video=False, has_image=image is not None)
     if ep.mode == "i2i" and image is None:
         raise runtime.NodeInputError(node, "image", f"{model_id} edits an image: connect one")
+    if ep.mode == "t2i" and image is not None:
+        raise runtime.NodeInputError(node, "image", f"{model_id} is text-to-image and would ignore the image: "
+                                     "pick an image-to-image model or disconnect `image`")
     if ep.prompt_used and not (prompt or "").strip():
         raise runtime.NodeInputError(node, "prompt", "empty prompt")
     args = {"prompt": prompt, "seed": int(seed), "num_images": int(num_images), "output_format": "png"}
@@ -267,7 +270,7 @@ def generate_images(node: str, *, model_id: str, prompt: str, width: int, height
         args.pop("prompt")
     args.update(extra or {})
     req = Request(node, model_id, args, key_env, timeout_s, filename_prefix,
-                  image=image if ep.mode == "i2i" else None, image_arg=ep.image_arg, run_id=run_id,
+                  image=image, image_arg=ep.image_arg, run_id=run_id,
                   fallback_reason=fallback_reason)
     gen = run(req, want_video=False)
     images, sizes = load_images(node, gen.paths)
@@ -281,9 +284,12 @@ def generate_clip(node: str, *, model_id: str, prompt: str, duration_s: int, asp
                   timeout_s: float = 900.0, filename_prefix: str = "vibeboard/api_clip", run_id: str = "",
                   fallback_reason: str = ""):
     """→ (frames IMAGE, AUDIO, fps, path, provenance dict, ui entries)."""
-    ep = catalog.endpoint(model_id, video=True)
+    ep = catalog.endpoint(model_id, video=True, has_image=image is not None)
     if ep.mode == "i2v" and image is None:
         raise runtime.NodeInputError(node, "image", f"{model_id} animates an image: connect a start frame")
+    if ep.mode == "t2v" and image is not None:
+        raise runtime.NodeInputError(node, "image", f"{model_id} is text-to-video and would ignore the image: "
+                                     "pick an image-to-video model or disconnect `image`")
     if not (prompt or "").strip():
         raise runtime.NodeInputError(node, "prompt", "empty prompt")
     args = {"prompt": prompt, "duration": catalog.duration_value(ep, int(duration_s)),
@@ -298,7 +304,7 @@ def generate_clip(node: str, *, model_id: str, prompt: str, duration_s: int, asp
         args["seed"] = int(seed)
     args.update(extra or {})
     req = Request(node, model_id, args, key_env, timeout_s, filename_prefix,
-                  image=image if ep.mode == "i2v" else None, image_arg=ep.image_arg, run_id=run_id,
+                  image=image, image_arg=ep.image_arg, run_id=run_id,
                   fallback_reason=fallback_reason)
     gen = run(req, want_video=True)
     frames, audio, fps, seconds, has_audio = load_clip(node, gen.paths[0])
