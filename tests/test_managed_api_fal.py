@@ -280,3 +280,25 @@ def test_an_image_wired_to_a_text_model_is_an_error_not_silently_dropped(api_env
     from vibeboard.managed_api import catalog
     custom = catalog.endpoint("someone/new-video-model", video=True, has_image=True)
     assert (custom.mode, custom.image_arg) == ("i2v", "image_url")  # an unknown id: trust the wiring
+
+
+def test_input_video_frames_are_uploaded_as_an_mp4(api_env, fal_replay, tmp_path):
+    import av
+    clip = tiny_mp4(tmp_path / "clip.mp4")
+    items = [dict(i) for i in load_cassette("fal_kling_i2v.json")]
+    items[2] = dict(items[2], path="/fal-ai/luma-dream-machine/ray-2/modify")  # the submit: a v2v endpoint
+    server = fal_replay(items, {"output.mp4": clip})
+    source = torch.rand(6, 32, 48, 3, generator=torch.Generator().manual_seed(5))
+    out = nodes.VBFalVideo().generate("custom", "make it night", 5, "16:9", "default", False, "", 0,
+                                      custom_model_id="fal-ai/luma-dream-machine/ray-2/modify",
+                                      input_video=source, input_video_fps=12.0)
+    upload = server.calls("POST", "/files/upload")[0]
+    assert upload["headers"]["content-type"] == "video/mp4"
+    (tmp_path / "up.mp4").write_bytes(upload["body"])
+    with av.open(str(tmp_path / "up.mp4")) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height, stream.frames, float(stream.average_rate)) == (48, 32, 6, 12.0)
+    body = json.loads(server.calls("POST", "/ray-2/modify")[0]["body"])
+    assert body["video_url"] == f"{server.base}/files/uploads/input.png" and "image_url" not in body
+    assert body["duration"] == "5s"  # Luma's format, guessed from the custom id
+    assert json.loads(out["result"][4])["uploaded_video_sha256"]

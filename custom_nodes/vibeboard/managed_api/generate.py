@@ -33,6 +33,9 @@ class Request:
     filename_prefix: str = "vibeboard/api"
     image: Optional[object] = None    # IMAGE tensor [B,H,W,3]: the first frame is uploaded
     image_arg: Optional[str] = None
+    video: Optional[object] = None    # IMAGE frames [T,H,W,3]: encoded to MP4 and uploaded (video-to-video)
+    video_fps: float = 24.0
+    video_arg: str = "video_url"
     run_id: str = ""
     fallback_reason: str = ""         # set when the pod → API fallback sent this call
     price_usage: dict = field(default_factory=dict)
@@ -66,10 +69,25 @@ def image_png(image) -> bytes:
     return buffer.getvalue()
 
 
-def _args_hash(req: Request, image_bytes: Optional[bytes]) -> str:
+def video_mp4(node: str, frames, fps: float) -> bytes:
+    """IMAGE frames → H.264 MP4 bytes (through a temp file: PyAV muxes to files)."""
+    from ..media import video as video_io
+    video_io.check_image_batch(frames, node, "input_video")
+    path = os.path.join(runtime.temp_directory(), f"vibeboard_upload_{os.getpid()}_{time.monotonic_ns()}.mp4")
+    try:
+        video_io.write_video(path, frames, fps, crf=17, preset="fast")
+        with open(path, "rb") as handle:
+            return handle.read()
+    finally:
+        if os.path.exists(path):
+            os.remove(path)
+
+
+def _args_hash(req: Request, *uploads: Optional[bytes]) -> str:
     digest = hashlib.sha256(json.dumps([req.model_id, req.arguments], sort_keys=True, default=str).encode())
-    if image_bytes is not None:
-        digest.update(hashlib.sha256(image_bytes).digest())
+    for data in uploads:
+        if data is not None:
+            digest.update(hashlib.sha256(data).digest())
     return digest.hexdigest()
 
 
@@ -102,7 +120,8 @@ def run(req: Request, want_video: bool) -> Generated:
     bar = Progress(runtime.progress_bar(100))
     ledger = costs.Ledger()
     image_bytes = image_png(req.image) if req.image is not None else None
-    args_hash = _args_hash(req, image_bytes)
+    video_bytes = video_mp4(req.node, req.video, req.video_fps) if req.video is not None else None
+    args_hash = _args_hash(req, image_bytes, video_bytes)
     kind = "clip" if want_video else "image"
     started = time.monotonic()
     job = FalJob(req.node, key, req.key_env, req.model_id, timeout_s=req.timeout_s, progress=bar)
@@ -115,7 +134,9 @@ def run(req: Request, want_video: bool) -> Generated:
         arguments = dict(req.arguments)
         if image_bytes is not None:
             arguments[req.image_arg or "image_url"] = job.upload(image_bytes, "image/png", "input.png", "image")
-            bar.set(10)
+        if video_bytes is not None:
+            arguments[req.video_arg] = job.upload(video_bytes, "video/mp4", "input.mp4", "input_video")
+        if image_bytes is not None or video_bytes is not None:            bar.set(10)
         row_id = ledger.record(provider=PROVIDER, model=req.model_id, kind=kind, status="running",
                                run_id=req.run_id, node=req.node, args_hash=args_hash,
                                fallback=bool(req.fallback_reason), note=req.fallback_reason)
@@ -159,7 +180,8 @@ def run(req: Request, want_video: bool) -> Generated:
     bar.set(100)
     provenance = {"source": "api", "provider": PROVIDER, "model": req.model_id, "request_id": request_id,
                   "arguments": req.arguments, "uploaded_image_sha256": hashlib.sha256(image_bytes).hexdigest()
-                  if image_bytes else None, "run_id": req.run_id, "fallback": bool(req.fallback_reason),
+                  if image_bytes else None, "uploaded_video_sha256": hashlib.sha256(video_bytes).hexdigest()
+                  if video_bytes else None, "run_id": req.run_id, "fallback": bool(req.fallback_reason),
                   "fallback_reason": req.fallback_reason or None, "recovered_download": recovered,
                   "logs": job.progress.logs[-20:], "seed": result.get("seed"), "outputs": paths,
                   "dailies_note": (f"made on {PROVIDER} {req.model_id}" +
@@ -282,8 +304,9 @@ def generate_clip(node: str, *, model_id: str, prompt: str, duration_s: int, asp
                   resolution: str = "default", generate_audio: bool = True, negative_prompt: str = "",
                   seed: int = 0, image=None, extra: Optional[dict] = None, key_env: str = "FAL_KEY",
                   timeout_s: float = 900.0, filename_prefix: str = "vibeboard/api_clip", run_id: str = "",
-                  fallback_reason: str = ""):
-    """→ (frames IMAGE, AUDIO, fps, path, provenance dict, ui entries)."""
+                  fallback_reason: str = "", input_video=None, input_video_fps: float = 24.0):
+    """→ (frames IMAGE, AUDIO, fps, path, provenance dict, ui entries). `input_video` (frames) is encoded and
+    uploaded as the model's `video_url`, for video-to-video endpoints."""
     ep = catalog.endpoint(model_id, video=True, has_image=image is not None)
     if ep.mode == "i2v" and image is None:
         raise runtime.NodeInputError(node, "image", f"{model_id} animates an image: connect a start frame")
@@ -305,7 +328,7 @@ def generate_clip(node: str, *, model_id: str, prompt: str, duration_s: int, asp
     args.update(extra or {})
     req = Request(node, model_id, args, key_env, timeout_s, filename_prefix,
                   image=image, image_arg=ep.image_arg, run_id=run_id,
-                  fallback_reason=fallback_reason)
+                  fallback_reason=fallback_reason, video=input_video, video_fps=float(input_video_fps))
     gen = run(req, want_video=True)
     frames, audio, fps, seconds, has_audio = load_clip(node, gen.paths[0])
     provenance = record_cost(gen, {"seconds": seconds, "audio": args.get("generate_audio", has_audio),

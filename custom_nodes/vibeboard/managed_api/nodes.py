@@ -133,6 +133,10 @@ class VBFalVideo:
             },
             "optional": {
                 "image": ("IMAGE", {"tooltip": "start frame for image-to-video models (the first image)"}),
+                "input_video": ("IMAGE", {"tooltip": "frames uploaded as an MP4 in `video_url` (video-to-video "
+                                          "models, via custom_model_id)"}),
+                "input_video_fps": ("FLOAT", {"default": 24.0, "min": 1.0, "max": 120.0, "step": 0.001,
+                                              "tooltip": "frame rate of input_video"}),
                 **_OPTIONAL_FAL,
             },
             "hidden": {"workflow": "PROMPT"},
@@ -140,7 +144,7 @@ class VBFalVideo:
 
     def generate(self, model, prompt, duration_s, aspect_ratio, resolution, generate_audio, negative_prompt, seed,
                  api_key_env="FAL_KEY", timeout_s=900, filename_prefix="vibeboard/api_clip", image=None,
-                 custom_model_id="", extra_arguments="", workflow=None):
+                 input_video=None, input_video_fps=24.0, custom_model_id="", extra_arguments="", workflow=None):
         node = FAL_VIDEO_NAME
         model_id = generate.pick_model(node, model, custom_model_id)
         extra = generate.parse_extra(node, extra_arguments)
@@ -149,7 +153,7 @@ class VBFalVideo:
             node, model_id=model_id, prompt=prompt, duration_s=duration_s, aspect_ratio=aspect_ratio,
             resolution=resolution, generate_audio=generate_audio, negative_prompt=negative_prompt, seed=seed,
             image=image, extra=extra, key_env=api_key_env, timeout_s=timeout_s, filename_prefix=filename_prefix,
-            run_id=_run_id(workflow))
+            run_id=_run_id(workflow), input_video=input_video, input_video_fps=input_video_fps)
         return {"ui": {"images": ui, "animated": [True]},
                 "result": (frames, audio, fps, path, json.dumps(provenance, default=str),
                            float(provenance.get("cost_usd") or 0.0))}
