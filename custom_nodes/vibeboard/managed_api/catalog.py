@@ -41,6 +41,10 @@ VIDEO_ENDPOINTS = [
     Endpoint("fal-ai/veo2/image-to-video", "veo", "i2v", "image_url", "ns"),
 ]
 
+# Grok vision (xAI, OpenAI-compatible chat completions with image input)
+GROK_MODELS = ["grok-4", "grok-2-vision-1212"]
+XAI_BASE_URL = "https://api.x.ai/v1"
+
 _BY_ID = {e.model_id: e for e in IMAGE_ENDPOINTS + VIDEO_ENDPOINTS}
 DEFAULT_DURATION = {"kling": 5, "luma": 5, "veo": 8}
 

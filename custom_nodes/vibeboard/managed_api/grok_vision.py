@@ -14,11 +14,10 @@ from typing import List
 
 from pydantic import BaseModel, Field, ValidationError
 
+from .catalog import GROK_MODELS as MODELS, XAI_BASE_URL as DEFAULT_BASE_URL  # noqa: F401
 from .errors import ManagedApiError, MissingExtraError, from_status, provider_message, scrub
 
 PROVIDER = "xAI"
-DEFAULT_BASE_URL = "https://api.x.ai/v1"
-MODELS = ["grok-4", "grok-2-vision-1212"]
 TOOL_NAME = "submit_analysis"
 SYSTEM = ("You are the visual analyst of a film studio. Look at the frames (in time order when they come from "
           "one clip) and report what a director, editor or asset librarian needs: a short factual description, "

@@ -11,6 +11,7 @@ import json
 from ..common import runtime
 from ..common.runtime import NodeInputError
 from . import catalog, fallback, generate, sidecar
+from .errors import MissingExtraError
 from .keys import require_key
 
 CATEGORY = "VibeBoard/Managed API"
@@ -70,11 +71,14 @@ class VBFalImage:
             "required": {
                 "model": (catalog.image_model_ids() + [CUSTOM], {"default": "fal-ai/flux/schnell",
                           "tooltip": "t2i endpoints, then image editors (kontext, dev image-to-image, redux)"}),
-                "prompt": ("STRING", {"default": "", "multiline": True}),
-                "width": ("INT", {"default": 1024, "min": 64, "max": 2048, "step": 16}),
-                "height": ("INT", {"default": 576, "min": 64, "max": 2048, "step": 16}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFF}),
-                "num_images": ("INT", {"default": 1, "min": 1, "max": 4}),
+                "prompt": ("STRING", {"default": "", "multiline": True, "tooltip": "what to make or change"}),
+                "width": ("INT", {"default": 1024, "min": 64, "max": 2048, "step": 16,
+                                  "tooltip": "text-to-image size (editors keep the input's size)"}),
+                "height": ("INT", {"default": 576, "min": 64, "max": 2048, "step": 16,
+                                   "tooltip": "text-to-image size"}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFF,
+                                 "tooltip": "same seed + prompt = same image (on the same model version)"}),
+                "num_images": ("INT", {"default": 1, "min": 1, "max": 4, "tooltip": "images per call (each is billed)"}),
                 **_common_fal(300, "vibeboard/api_image"),
             },
             "optional": {
@@ -120,14 +124,16 @@ class VBFalVideo:
         return {
             "required": {
                 "model": (catalog.video_model_ids() + [CUSTOM],
-                          {"default": "fal-ai/kling-video/v2.5-turbo/pro/image-to-video"}),
-                "prompt": ("STRING", {"default": "", "multiline": True}),
+                          {"default": "fal-ai/kling-video/v2.5-turbo/pro/image-to-video",
+                           "tooltip": "text-to-video and image-to-video endpoints; 'custom' uses custom_model_id"}),
+                "prompt": ("STRING", {"default": "", "multiline": True, "tooltip": "the shot: action, camera, look"}),
                 "duration_s": ("INT", {"default": 5, "min": 1, "max": 20,
                                        "tooltip": "Kling 5/10, Luma 5/9, Veo 3 8 (sent in each model's format)"}),
-                "aspect_ratio": (ASPECTS, {"default": "16:9"}),
+                "aspect_ratio": (ASPECTS, {"default": "16:9", "tooltip": "not every model takes every ratio"}),
                 "resolution": (RESOLUTIONS, {"default": "default", "tooltip": "Luma/Veo; 'default' sends none"}),
                 "generate_audio": ("BOOLEAN", {"default": True, "tooltip": "Veo 3 only (cheaper without)"}),
-                "negative_prompt": ("STRING", {"default": "", "multiline": True}),
+                "negative_prompt": ("STRING", {"default": "", "multiline": True,
+                                               "tooltip": "Kling/Veo: what to avoid (others ignore it)"}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFF, "tooltip": "Veo only; 0 = random"}),
                 **_common_fal(900, "vibeboard/api_clip"),
             },
@@ -173,20 +179,21 @@ class VBGrokVision:
 
     @classmethod
     def INPUT_TYPES(cls):
-        from . import grok_vision
         return {
             "required": {
                 "images": ("IMAGE", {"tooltip": "stills, or a clip's frames (evenly sampled)"}),
                 "asset_id": ("STRING", {"default": "shot", "tooltip": "what the notes belong to (shot/version "
                                         "name or output file name)"}),
-                "model": (grok_vision.MODELS, {"default": grok_vision.MODELS[0]}),
+                "model": (catalog.GROK_MODELS, {"default": catalog.GROK_MODELS[0],
+                                               "tooltip": "a Grok model that accepts images"}),
                 "max_frames": ("INT", {"default": 4, "min": 1, "max": 16, "tooltip": "frames sent per call"}),
                 "instructions": ("STRING", {"default": "", "multiline": True,
                                             "tooltip": "extra guidance (what to look for)"}),
                 "api_key_env": _key_env("XAI_API_KEY"),
-                "base_url": ("STRING", {"default": grok_vision.DEFAULT_BASE_URL,
+                "base_url": ("STRING", {"default": catalog.XAI_BASE_URL,
                                         "tooltip": "OpenAI-compatible endpoint"}),
-                "timeout_s": ("INT", {"default": 120, "min": 5, "max": 1800}),
+                "timeout_s": ("INT", {"default": 120, "min": 5, "max": 1800,
+                                      "tooltip": "per request (the SDK retries rate limits and 5xx twice)"}),
                 "sinks": ("STRING", {"default": "json,sqlite", "tooltip": "where to store the analysis"}),
             },
             "hidden": {"workflow": "PROMPT"},
@@ -194,13 +201,17 @@ class VBGrokVision:
 
     def analyse(self, images, asset_id, model, max_frames, instructions, api_key_env="XAI_API_KEY",
                 base_url="", timeout_s=120, sinks="json,sqlite", workflow=None):
-        from . import costs, grok_vision
+        from . import costs
         node = GROK_NAME
+        try:
+            from . import grok_vision  # pydantic comes with the `api` extra (openai depends on it)
+        except ImportError as exc:
+            raise MissingExtraError(node, exc.name or "pydantic") from None
         if images is None or getattr(images, "dim", lambda: 0)() != 4 or images.shape[0] == 0:
             raise NodeInputError(node, "images", "expects an IMAGE batch [B,H,W,3] with at least one image")
         if not (asset_id or "").strip():
             raise NodeInputError(node, "asset_id", "name the asset the notes belong to")
-        key = require_key(node, api_key_env, grok_vision.PROVIDER)
+        key = require_key(node, api_key_env, "xAI")
         ledger = costs.Ledger()
         try:
             out = grok_vision.analyse_frames(node, images, key=key, key_env=api_key_env, model=model,
@@ -245,12 +256,13 @@ class VBApiFallback:
                 "mode": (fallback.MODES, {"default": "auto", "tooltip": "auto: decide from GPU/VRAM/queue; "
                                           "pod: never the API; api: always the API"}),
                 "api_model": (catalog.image_model_ids() + catalog.video_model_ids(),
-                              {"default": "fal-ai/kling-video/v2.5-turbo/pro/text-to-video"}),
+                              {"default": "fal-ai/kling-video/v2.5-turbo/pro/text-to-video",
+                               "tooltip": "the fal model that takes over when the pod cannot"}),
                 "prompt": ("STRING", {"default": "", "multiline": True, "tooltip": "sent to the API model"}),
                 "width": ("INT", {"default": 1024, "min": 64, "max": 2048, "step": 16, "tooltip": "image models"}),
                 "height": ("INT", {"default": 576, "min": 64, "max": 2048, "step": 16, "tooltip": "image models"}),
                 "duration_s": ("INT", {"default": 5, "min": 1, "max": 20, "tooltip": "video models"}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFF}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFF, "tooltip": "sent to the API model"}),
                 "local_fps": ("FLOAT", {"default": 16.0, "min": 0.01, "max": 240.0, "tooltip": "fps of `local`"}),
                 "max_queue": ("INT", {"default": 0, "min": 0, "max": 10000,
                                       "tooltip": "auto: use the API when more jobs wait on this pod (0 = ignore)"}),
