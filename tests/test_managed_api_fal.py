@@ -302,3 +302,29 @@ def test_input_video_frames_are_uploaded_as_an_mp4(api_env, fal_replay, tmp_path
     assert body["video_url"] == f"{server.base}/files/uploads/input.png" and "image_url" not in body
     assert body["duration"] == "5s"  # Luma's format, guessed from the custom id
     assert json.loads(out["result"][4])["uploaded_video_sha256"]
+
+
+def test_without_the_api_extra_the_pack_loads_and_the_nodes_name_the_extra(tmp_path):
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = (
+        "import sys, torch\n"
+        "for m in ('pydantic', 'openai', 'fal_client', 'fal_client.client'): sys.modules[m] = None\n"
+        f"sys.path[:0] = [{os.path.join(root, 'custom_nodes')!r}]\n"
+        "import vibeboard\n"
+        "from vibeboard.common import runtime\n"
+        f"runtime.set_host_dirs(output={str(tmp_path / 'o')!r}, input={str(tmp_path / 'i')!r})\n"
+        "assert 'managed_api' not in vibeboard.IMPORT_ERRORS, vibeboard.IMPORT_ERRORS\n"
+        "from vibeboard.managed_api import nodes\n"
+        "for call in (lambda: nodes.VBGrokVision().analyse(torch.rand(1, 8, 8, 3), 'a', 'grok-4', 1, ''),\n"
+        "             lambda: nodes.VBFalImage().generate('fal-ai/flux/schnell', 'x', 64, 64, 0, 1)):\n"
+        "    try:\n"
+        "        call()\n"
+        "    except Exception as exc:\n"
+        "        print(exc)\n")
+    env = dict(os.environ, FAL_KEY="k", XAI_API_KEY="k")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 2 and all("pip install 'vibeboard[api]'" in line for line in lines), out.stdout
