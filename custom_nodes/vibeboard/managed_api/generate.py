@@ -11,7 +11,7 @@ import io
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -38,7 +38,6 @@ class Request:
     video_arg: str = "video_url"
     run_id: str = ""
     fallback_reason: str = ""         # set when the pod → API fallback sent this call
-    price_usage: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -115,78 +114,90 @@ def _result_files(result: dict, want_video: bool) -> list:
 
 
 def run(req: Request, want_video: bool) -> Generated:
-    """Submit (or recover), download every result file, record cost. Raises ManagedApiError."""
+    """Submit (or recover a paid result), download every result file. Raises ManagedApiError.
+    The caller decodes the files and closes the ledger row with `record_cost`."""
     key = require_key(req.node, req.key_env, PROVIDER)
     bar = Progress(runtime.progress_bar(100))
-    ledger = costs.Ledger()
-    image_bytes = image_png(req.image) if req.image is not None else None
-    video_bytes = video_mp4(req.node, req.video, req.video_fps) if req.video is not None else None
-    args_hash = _args_hash(req, image_bytes, video_bytes)
-    kind = "clip" if want_video else "image"
+    uploads = {"image": image_png(req.image) if req.image is not None else None,
+               "input_video": video_mp4(req.node, req.video, req.video_fps) if req.video is not None else None}
     started = time.monotonic()
     job = FalJob(req.node, key, req.key_env, req.model_id, timeout_s=req.timeout_s, progress=bar)
-    previous = ledger.unfinished_download(req.model_id, args_hash)
-    if previous is not None:  # already paid: fetch the stored result again
-        row_id, request_id = previous["id"], previous["request_id"]
-        result = json.loads(previous["result"]) if previous["result"] else job.fetch_existing(request_id)
-        recovered = True
-    else:
-        arguments = dict(req.arguments)
-        if image_bytes is not None:
-            arguments[req.image_arg or "image_url"] = job.upload(image_bytes, "image/png", "input.png", "image")
-        if video_bytes is not None:
-            arguments[req.video_arg] = job.upload(video_bytes, "video/mp4", "input.mp4", "input_video")
-        if image_bytes is not None or video_bytes is not None:            bar.set(10)
-        row_id = ledger.record(provider=PROVIDER, model=req.model_id, kind=kind, status="running",
-                               run_id=req.run_id, node=req.node, args_hash=args_hash,
-                               fallback=bool(req.fallback_reason), note=req.fallback_reason)
-        try:
-            result = job.run(arguments, on_request_id=lambda rid: ledger.update(row_id, request_id=rid))
-        except ManagedApiError as exc:
-            status = {"timeout": "timeout"}.get(exc.kind, "failed")
-            ledger.update(row_id, status=status, seconds=time.monotonic() - started, cost_usd=0.0,
-                          note=str(exc)[:500])
-            raise
-        except runtime.InterruptProcessing:
-            ledger.update(row_id, status="cancelled", seconds=time.monotonic() - started, cost_usd=0.0,
-                          note="interrupted; remote cancel " + ("sent" if job.cancel_sent else "not accepted"))
-            raise
-        request_id = job.request_id
-        recovered = False
+    row_id, result, recovered = _submit_or_recover(req, job, uploads, "clip" if want_video else "image", started)
     files = _result_files(result, want_video)
     if not files:
-        ledger.update(row_id, status="failed", result=result, note="result has no media")
+        costs.Ledger().update(row_id, status="failed", result=result, note="result has no media")
         raise ManagedApiError(req.node, "model", f"{PROVIDER} returned no {'video' if want_video else 'image'} "
-                              f"for request {request_id} (keys: {', '.join(sorted(result)) or 'none'})",
-                              kind="queue", provider=PROVIDER, request_id=request_id)
-    paths = []
-    for index, (url, content_type) in enumerate(files):
-        try:
-            paths.append(downloads.download(
-                req.node, url, req.filename_prefix, content_type=content_type,
-                default_ext="mp4" if want_video else "png", timeout_s=max(30.0, req.timeout_s),
-                allow_http=endpoints_overridden(),
-                on_bytes=lambda done, total, i=index: bar.set(90 + 10 * (i + (done / total if total else 0))
-                                                             / len(files))))
-        except (ManagedApiError, runtime.InterruptProcessing) as exc:
-            ledger.update(row_id, status="download_failed", request_id=request_id, result=result, outputs=paths,
-                          seconds=time.monotonic() - started)
-            if isinstance(exc, runtime.InterruptProcessing):
-                raise
-            kept = f"; already saved: {', '.join(paths)}" if paths else ""
-            raise ManagedApiError(req.node, exc.input_name, f"{str(exc).split(': ', 2)[-1]} (request {request_id} "
-                                  f"is paid and kept in the cost ledger: run again to fetch it without paying "
-                                  f"twice{kept})", kind="download", provider=PROVIDER, request_id=request_id) from None
+                              f"for request {job.request_id} (keys: {', '.join(sorted(result)) or 'none'})",
+                              kind="queue", provider=PROVIDER, request_id=job.request_id)
+    paths = _download_all(req, job, files, row_id, result, started, "mp4" if want_video else "png")
     bar.set(100)
-    provenance = {"source": "api", "provider": PROVIDER, "model": req.model_id, "request_id": request_id,
-                  "arguments": req.arguments, "uploaded_image_sha256": hashlib.sha256(image_bytes).hexdigest()
-                  if image_bytes else None, "uploaded_video_sha256": hashlib.sha256(video_bytes).hexdigest()
-                  if video_bytes else None, "run_id": req.run_id, "fallback": bool(req.fallback_reason),
-                  "fallback_reason": req.fallback_reason or None, "recovered_download": recovered,
-                  "logs": job.progress.logs[-20:], "seed": result.get("seed"), "outputs": paths,
+    digest = {name: hashlib.sha256(data).hexdigest() if data else None for name, data in uploads.items()}
+    provenance = {"source": "api", "provider": PROVIDER, "model": req.model_id, "request_id": job.request_id,
+                  "arguments": req.arguments, "uploaded_image_sha256": digest["image"],
+                  "uploaded_video_sha256": digest["input_video"], "run_id": req.run_id,
+                  "fallback": bool(req.fallback_reason), "fallback_reason": req.fallback_reason or None,
+                  "recovered_download": recovered, "logs": job.progress.logs[-20:], "seed": result.get("seed"),
+                  "outputs": paths,
                   "dailies_note": (f"made on {PROVIDER} {req.model_id}" +
                                    (f" (pod fallback: {req.fallback_reason})" if req.fallback_reason else ""))}
     return Generated(paths, provenance, result, row_id, started)
+
+
+def _submit_or_recover(req: Request, job: FalJob, uploads: dict, kind: str, started: float):
+    """→ (ledger row id, result JSON, recovered). A paid result of the same request (model, arguments, uploaded
+    bytes) whose download failed earlier is fetched again instead of being bought twice."""
+    ledger = costs.Ledger()
+    args_hash = _args_hash(req, *uploads.values())
+    previous = ledger.unfinished_download(req.model_id, args_hash)
+    if previous is not None:
+        job.request_id = previous["request_id"]
+        result = json.loads(previous["result"]) if previous["result"] else job.fetch_existing(job.request_id)
+        return previous["id"], result, True
+    arguments = dict(req.arguments)
+    for input_name, data in uploads.items():
+        if data is not None:
+            arg, kind_of, name = ((req.image_arg or "image_url", "image/png", "input.png") if input_name == "image"
+                                  else (req.video_arg, "video/mp4", "input.mp4"))
+            arguments[arg] = job.upload(data, kind_of, name, input_name)
+            job.progress.set(10)
+    row_id = ledger.record(provider=PROVIDER, model=req.model_id, kind=kind, status="running", run_id=req.run_id,
+                           node=req.node, args_hash=args_hash, fallback=bool(req.fallback_reason),
+                           note=req.fallback_reason)
+    try:
+        result = job.run(arguments, on_request_id=lambda rid: ledger.update(row_id, request_id=rid))
+    except ManagedApiError as exc:
+        ledger.update(row_id, status="timeout" if exc.kind == "timeout" else "failed", cost_usd=0.0,
+                      seconds=time.monotonic() - started, note=str(exc)[:500])
+        raise
+    except runtime.InterruptProcessing:
+        ledger.update(row_id, status="cancelled", seconds=time.monotonic() - started, cost_usd=0.0,
+                      note="interrupted; remote cancel " + ("sent" if job.cancel_sent else "not accepted"))
+        raise
+    return row_id, result, False
+
+
+def _download_all(req: Request, job: FalJob, files: list, row_id: int, result: dict, started: float,
+                  default_ext: str) -> list:
+    """Every result file into the output folder; on a failure the ones already saved stay and are named."""
+    paths = []
+    for index, (url, content_type) in enumerate(files):
+        def on_bytes(done, total, i=index):
+            job.progress.set(90 + 10 * (i + (done / total if total else 0)) / len(files))
+        try:
+            paths.append(downloads.download(req.node, url, req.filename_prefix, content_type=content_type,
+                                            default_ext=default_ext, timeout_s=max(30.0, req.timeout_s),
+                                            allow_http=endpoints_overridden(), on_bytes=on_bytes))
+        except (ManagedApiError, runtime.InterruptProcessing) as exc:
+            costs.Ledger().update(row_id, status="download_failed", request_id=job.request_id, result=result,
+                                  outputs=paths, seconds=time.monotonic() - started)
+            if isinstance(exc, runtime.InterruptProcessing):
+                raise
+            kept = f"; already saved: {', '.join(paths)}" if paths else ""
+            raise ManagedApiError(req.node, exc.input_name, f"{str(exc).split(': ', 2)[-1]} (request "
+                                  f"{job.request_id} is paid and kept in the cost ledger: run again to fetch it "
+                                  f"without paying twice{kept})", kind="download", provider=PROVIDER,
+                                  request_id=job.request_id) from None
+    return paths
 
 
 def record_cost(gen: Generated, usage: dict, extra: Optional[dict] = None) -> dict:
