@@ -38,7 +38,8 @@ def test_flux_t2i_runs_the_queue_and_returns_the_downloaded_image(api_env, fal_r
     assert images.shape == (1, 48, 64, 3)
     assert torch.allclose(images[0], torch.from_numpy(expected))
     assert output_files(api_env) == ["vibeboard/api_00001_.png", "vibeboard/api_00001_.png.vibeboard.json"]
-    assert ui == [{"filename": "api_00001_.png", "subfolder": "vibeboard", "type": "output"}]
+    assert ui == {"images": [{"filename": "api_00001_.png", "subfolder": "vibeboard", "type": "output"}],
+                  "files": [{"filename": "api_00001_.png.vibeboard.json", "subfolder": "vibeboard", "type": "output"}]}
     # queue protocol as the SDK speaks it: POST submit, GET status?logs=true until COMPLETED, GET result
     submit = server.calls("POST", "/fal-ai/flux/schnell")[0]
     assert json.loads(submit["body"])["image_size"] == {"width": 64, "height": 48}
@@ -78,7 +79,8 @@ def test_kling_i2v_uploads_the_start_frame_and_decodes_the_clip(api_env, fal_rep
                     "image_url": f"{server.base}/files/uploads/input.png"}
     assert frames.shape == (8, 24, 32, 3) and fps == pytest.approx(8.0)
     assert audio["sample_rate"] == 16000 and audio["waveform"].shape[-1] > 0
-    assert os.path.getsize(path) == len(clip) and ui[0]["format"] == "video/mp4"
+    assert os.path.getsize(path) == len(clip) and ui["images"][0]["format"] == "video/mp4"
+    assert ui["animated"] == [True] and ui["files"][0]["filename"].endswith(".mp4.vibeboard.json")
     (row,) = ledger_rows(api_env)
     assert row["kind"] == "clip" and row["status"] == "ok" and row["cost_usd"] == pytest.approx(0.35)
     assert provenance["frames"] == 8 and provenance["uploaded_image_sha256"]
@@ -88,7 +90,7 @@ def test_kling_i2v_uploads_the_start_frame_and_decodes_the_clip(api_env, fal_rep
     ("submit_401", "auth", "api_key_env", ["401", "Invalid API key", "$FAL_KEY"]),
     ("submit_403", "auth", "api_key_env", ["403", "does not have access"]),
     ("submit_402", "quota", "model", ["402", "Exhausted balance"]),
-    ("result_422", "input", "prompt", ["422", "image_size: width must be a multiple of 8"]),
+    ("result_422", "input", "width", ["422", "image_size: width must be a multiple of 8"]),
     ("queue_error", "queue", "prompt", ["Runner crashed: CUDA error", "runner_error"]),
     ("queue_failed_status", "queue", "model", ["FAILED"]),
 ])

@@ -27,6 +27,8 @@ def test_clip_frames_become_tags_in_both_sidecars_and_a_priced_ledger_row(api_en
     with ReplayServer(load_cassette("grok_vision.json", "ok")) as server:
         out = _run(server)
     description, tags, record = out["result"]
+    assert out["ui"]["files"] == [{"filename": "shot_010_v003.json", "subfolder": "vibeboard/vision",
+                                   "type": "output"}]
     assert description.startswith("A lighthouse") and tags == "lighthouse, dusk, coast, waves, wide shot"
     request = server.calls("POST", "/v1/chat/completions")[0]
     assert request["headers"]["authorization"] == f"Bearer {XAI_KEY}"

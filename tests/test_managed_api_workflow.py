@@ -63,6 +63,6 @@ def test_runs_end_to_end_against_the_replayed_providers(api_env, monkeypatch, tm
     assert kinds == [("analysis", "grok-4", "ok", 0), ("clip", "fal-ai/kling-video/v2.5-turbo/pro/image-to-video", "ok", 0),
                      ("image", "fal-ai/flux/dev", "ok", 1), ("image", "fal-ai/flux/schnell", "ok", 0)]
     names = {f["filename"] for f in result.output_files()}
-    assert {"keyframe_00001_.png", "shot_00001_.mp4"} <= names
+    assert {"keyframe_00001_.png", "shot_00001_.mp4", "shot_00001_.mp4.vibeboard.json"} <= names
     assert os.path.exists(api_env / "output" / "vibeboard" / "vision" / "shot_010.json")
     assert len({r["run_id"] for r in ledger_rows(api_env)}) == 1  # one run id groups the run's calls

@@ -60,6 +60,25 @@ def provider_message(body, fallback: str) -> str:
     return (fallback or "").strip()[:500] or "no message"
 
 
+# provider argument → the node input a user changes to fix it (fal's 422 bodies name the argument in `loc`)
+ARGUMENT_INPUTS = {"image_size": "width", "duration": "duration_s", "image_url": "image", "video_url": "input_video",
+                   "prompt": "prompt", "seed": "seed", "num_images": "num_images", "aspect_ratio": "aspect_ratio",
+                   "resolution": "resolution", "negative_prompt": "negative_prompt", "strength": "strength",
+                   "generate_audio": "generate_audio"}
+
+
+def rejected_input(body, default: str) -> str:
+    """The node input behind the first argument a validation error names, else `default`."""
+    detail = body.get("detail") if isinstance(body, dict) else None
+    for item in detail if isinstance(detail, list) else []:
+        for part in (item.get("loc") or []) if isinstance(item, dict) else []:
+            if str(part) in ARGUMENT_INPUTS:
+                return ARGUMENT_INPUTS[str(part)]
+            if str(part) not in ("body", "query"):
+                return "extra_arguments"
+    return default
+
+
 def from_status(node: str, provider: str, status: int, message: str, *, key_env: str,
                 input_for_rejection: str = "prompt", request_id: Optional[str] = None,
                 secrets: Iterable[str] = ()) -> ManagedApiError:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
 from ..common import runtime
-from .errors import ManagedApiError, MissingExtraError, from_status, provider_message, scrub
+from .errors import ManagedApiError, MissingExtraError, from_status, provider_message, rejected_input, scrub
 
 log = logging.getLogger("vibeboard.managed_api")
 PROVIDER = "fal.ai"
@@ -114,7 +114,7 @@ class FalJob:
                 body = None
             message = provider_message(body, exc.message if isinstance(exc.message, str) else str(exc))
             return from_status(self.node, PROVIDER, exc.status_code, message, key_env=self.key_env,
-                               input_for_rejection=input_name or self.input_for_rejection,
+                               input_for_rejection=input_name or rejected_input(body, self.input_for_rejection),
                                request_id=self.request_id, secrets=[self.key])
         if isinstance(exc, httpx.TimeoutException):
             return ManagedApiError(self.node, "timeout_s", f"{PROVIDER} did not answer in time "

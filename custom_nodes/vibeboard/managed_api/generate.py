@@ -308,7 +308,7 @@ def generate_images(node: str, *, model_id: str, prompt: str, width: int, height
     gen = run(req, want_video=False)
     images, sizes = load_images(node, gen.paths)
     provenance = record_cost(gen, {"sizes": sizes})
-    return images, provenance, [_ui_entry(p) for p in gen.paths]
+    return images, provenance, _ui(gen.paths)
 
 
 def generate_clip(node: str, *, model_id: str, prompt: str, duration_s: int, aspect_ratio: str,
@@ -346,10 +346,19 @@ def generate_clip(node: str, *, model_id: str, prompt: str, duration_s: int, asp
                                    "resolution": args.get("resolution", "540p"),
                                    "duration": catalog.duration_value(ep, int(duration_s))},
                              extra={"fps": fps, "seconds": seconds, "frames": int(frames.shape[0])})
-    return frames, audio, fps, gen.paths[0], provenance, [_ui_entry(gen.paths[0], video=True)]
+    return frames, audio, fps, gen.paths[0], provenance, _ui(gen.paths[:1], video=True)
 
 
-def _ui_entry(path: str, video: bool = False) -> dict:
+def _ui(paths: list, video: bool = False) -> dict:
+    """The node's `ui`: the media under "images" (shown, and pushed to storage by the runner) and each
+    provenance file under "files", so the recipe travels with the output."""
+    ui = {"images": [ui_entry(p, video) for p in paths], "files": [ui_entry(p + ".vibeboard.json") for p in paths]}
+    if video:
+        ui["animated"] = [True]
+    return ui
+
+
+def ui_entry(path: str, video: bool = False) -> dict:
     directory = os.path.abspath(runtime.output_directory())
     folder, name = os.path.split(os.path.abspath(path))
     sub = os.path.relpath(folder, directory)

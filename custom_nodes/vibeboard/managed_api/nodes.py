@@ -7,6 +7,7 @@ file saying which provider/model made it and whether the fallback sent it there.
 from __future__ import annotations
 
 import json
+import os
 
 from ..common import runtime
 from ..common.runtime import NodeInputError
@@ -101,7 +102,7 @@ class VBFalImage:
             node, model_id=model_id, prompt=prompt, width=width, height=height, seed=seed, num_images=num_images,
             image=image, strength=strength, extra=extra, key_env=api_key_env, timeout_s=timeout_s,
             filename_prefix=filename_prefix, run_id=_run_id(workflow))
-        return {"ui": {"images": ui},
+        return {"ui": ui,
                 "result": (images, json.dumps(provenance, default=str), float(provenance.get("cost_usd") or 0.0))}
 
 
@@ -160,7 +161,7 @@ class VBFalVideo:
             resolution=resolution, generate_audio=generate_audio, negative_prompt=negative_prompt, seed=seed,
             image=image, extra=extra, key_env=api_key_env, timeout_s=timeout_s, filename_prefix=filename_prefix,
             run_id=_run_id(workflow), input_video=input_video, input_video_fps=input_video_fps)
-        return {"ui": {"images": ui, "animated": [True]},
+        return {"ui": ui,
                 "result": (frames, audio, fps, path, json.dumps(provenance, default=str),
                            float(provenance.get("cost_usd") or 0.0))}
 
@@ -232,7 +233,12 @@ class VBGrokVision:
         except KeyError as exc:
             raise NodeInputError(node, "sinks", str(exc)) from None
         text = json.dumps(record, default=str)
-        return {"ui": {"text": [analysis.description]},
+        ui = {"text": [analysis.description]}
+        json_file = record["stored"].get("json")
+        output = os.path.realpath(runtime.output_directory())
+        if json_file and os.path.commonpath([os.path.realpath(json_file), output]) == output:
+            ui["files"] = [generate.ui_entry(json_file)]  # the runner pushes it with the outputs
+        return {"ui": ui,
                 "result": (analysis.description, ", ".join(analysis.tags), text)}
 
 
