@@ -28,6 +28,18 @@ def load_cassette(name: str, key: str = "") -> list:
     return data["cassettes"][key] if key else data["interactions"]
 
 
+def load_recording(path: str):
+    """A cassette written by record mode: (interactions, files) ready for ReplayServer."""
+    with open(path) as handle:
+        interactions = json.load(handle)["interactions"]
+    folder, files = path[:-len(".json")] + ".files", {}
+    for item in interactions:
+        if item.get("file"):
+            with open(os.path.join(folder, item["file"]), "rb") as handle:
+                files[item["file"]] = handle.read()
+    return interactions, files
+
+
 def _fill(value, base: str):
     if isinstance(value, str):
         return value.replace("{base}", base)
@@ -39,9 +51,13 @@ def _fill(value, base: str):
 
 
 class ReplayServer:
-    def __init__(self, interactions: list, files: dict = None):
+    """Replays `interactions`; with `record_upstreams` ({path prefix: upstream base URL}) it forwards every
+    request to the real service instead and records what came back (see `Recorder`)."""
+
+    def __init__(self, interactions: list = (), files: dict = None, record_upstreams: dict = None):
         self.interactions = [dict(copy.deepcopy(i), used=0) for i in interactions]
         self.files = dict(files or {})
+        self.recorder = Recorder(self, record_upstreams) if record_upstreams else None
         self.requests: list = []
         self._lock = threading.Lock()
         server = self
@@ -59,7 +75,10 @@ class ReplayServer:
                 server.requests.append({"method": self.command, "path": split.path, "query": split.query,
                                         "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body})
                 try:
-                    server._answer(self, split.path)
+                    if server.recorder is not None:
+                        server.recorder.forward(self, split, body)
+                    else:
+                        server._answer(self, split.path)
                 except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout test)
                     self.close_connection = True
 
@@ -128,6 +147,10 @@ class ReplayServer:
         handler.wfile.flush()
         if truncate_to is not None:
             handler.close_connection = True
+
+    def save(self, path: str, about: str) -> None:
+        """Write what the recorder captured as a cassette (media files next to it, under <name>.files/)."""
+        self.recorder.save(path, about)
 
     def calls(self, method: str = None, path_part: str = "") -> list:
         return [r for r in self.requests if (method is None or r["method"] == method) and path_part in r["path"]]
@@ -205,3 +228,81 @@ def ledger_rows(tmp_path):
 def output_files(tmp_path):
     root = tmp_path / "output"
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+class Recorder:
+    """Record mode, for a developer with real keys: forward each request to its upstream (by path prefix) with
+    the caller's auth header, answer with the real reply, and keep it as an interaction. Absolute upstream URLs
+    in replies (the queue's status/response URLs, result media on the CDN) are rewritten to the server's own
+    base, and the media is fetched through it too, so the recording replays without the network."""
+
+    _FORWARD = ("authorization", "content-type", "accept", "x-fal-file-name")
+    _URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::\d+)?")
+
+    def __init__(self, server: "ReplayServer", upstreams: dict):
+        self.server, self.upstreams, self.recorded, self.remote = server, dict(upstreams), [], {}
+
+    def _upstream(self, path: str):
+        if path in self.remote:
+            return self.remote[path]
+        for prefix, base in sorted(self.upstreams.items(), key=lambda kv: -len(kv[0])):
+            if path.startswith(prefix):
+                return base + path
+        return None
+
+    def _rewrite(self, text: str) -> str:
+        """Every absolute URL in a reply → {base} + a path that maps back to the original."""
+        def local(match):
+            host = match.group(0)
+            return "{base}" if host in self.upstreams.values() else "{base}/_remote/" + host.split("//", 1)[1]
+        rewritten = self._URL.sub(local, text)
+        for found in self._URL.finditer(text):
+            if found.group(0) not in self.upstreams.values():
+                tail = text[found.end():].split('"', 1)[0]
+                self.remote["/_remote/" + found.group(0).split("//", 1)[1] + tail] = found.group(0) + tail
+        return rewritten
+
+    def forward(self, handler, split, body: bytes) -> None:
+        import urllib.error
+        import urllib.request
+        target = self._upstream(split.path)
+        if target is None:
+            self.server._send(handler, 599, {}, f"no upstream for {split.path}".encode())
+            return
+        url = target + (f"?{split.query}" if split.query else "")
+        headers = {k: v for k, v in handler.headers.items() if k.lower() in self._FORWARD}
+        request = urllib.request.Request(url, data=body or None, method=handler.command, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                status, reply, kind = response.status, response.read(), response.headers.get("content-type", "")
+        except urllib.error.HTTPError as exc:
+            status, reply, kind = exc.code, exc.read(), exc.headers.get("content-type", "")
+        item = {"method": handler.command, "path": split.path, "status": status}
+        if "json" in kind:
+            text = self._rewrite(reply.decode("utf-8"))
+            item["json"] = json.loads(text)
+            out = text.replace("{base}", self.server.base).encode()
+        else:
+            name = f"f{len(self.server.files)}_" + split.path.rsplit("/", 1)[-1]
+            self.server.files[name] = reply
+            item.update(file=name, headers={"content-type": kind} if kind else {})
+            out = reply
+        self.recorded.append(item)
+        self.server._send(handler, status, {"content-type": kind} if kind else {}, out)
+
+    def save(self, path: str, about: str) -> None:
+        last_get = {}
+        for item in self.recorded:
+            if item["method"] == "GET":
+                last_get[item["path"]] = item
+        for item in last_get.values():  # a replay may poll more often than the recording did
+            item["times"] = -1
+        folder = path[:-len(".json")] + ".files"
+        if any(i.get("file") for i in self.recorded):
+            os.makedirs(folder, exist_ok=True)
+        for item in self.recorded:
+            if item.get("file"):
+                with open(os.path.join(folder, item["file"]), "wb") as handle:
+                    handle.write(self.server.files[item["file"]])
+        with open(path, "w") as handle:
+            json.dump({"about": about, "interactions": self.recorded}, handle, indent=1)

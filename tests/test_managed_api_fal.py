@@ -330,3 +330,27 @@ def test_without_the_api_extra_the_pack_loads_and_the_nodes_name_the_extra(tmp_p
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.strip().splitlines()
     assert len(lines) == 2 and all("pip install 'vibeboard[api]'" in line for line in lines), out.stdout
+
+
+def test_record_mode_captures_a_session_that_then_replays_offline(api_env, monkeypatch, tmp_path):
+    """Record mode against stand-in upstreams (the queue and a separate media host), then replay the recording:
+    what a developer with a key does to refresh the cassettes against the real fal.ai."""
+    from managed_api_replay import ReplayServer, load_recording
+    png = tiny_png(seed=4)
+    with ReplayServer([], {"flux_out.png": png}) as media:
+        cassette = json.loads(json.dumps(load_cassette("fal_flux_t2i.json")).replace("{base}/files/", media.base + "/files/"))
+        with ReplayServer(cassette) as queue, ReplayServer(record_upstreams={"/fal-ai/": queue.base}) as recorder:
+            for env in ("VIBEBOARD_FAL_QUEUE_URL", "VIBEBOARD_FAL_REST_URL", "VIBEBOARD_FAL_CDN_URL"):
+                monkeypatch.setenv(env, recorder.base)
+            first, _, _ = _flux()
+            recorder.save(str(tmp_path / "rec.json"), "recorded by the test")
+    recorded = json.load(open(tmp_path / "rec.json"))["interactions"]
+    assert recorded[0]["method"] == "POST" and recorded[0]["json"]["status_url"].startswith("{base}/fal-ai/")
+    assert recorded[-1]["path"].startswith("/_remote/127.0.0.1:") and recorded[-1]["file"]
+
+    interactions, files = load_recording(str(tmp_path / "rec.json"))
+    with ReplayServer(interactions, files) as replay:
+        for env in ("VIBEBOARD_FAL_QUEUE_URL", "VIBEBOARD_FAL_REST_URL", "VIBEBOARD_FAL_CDN_URL"):
+            monkeypatch.setenv(env, replay.base)
+        second, _, _ = _flux(seed=1)
+    assert torch.equal(first, second)
