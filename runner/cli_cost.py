@@ -124,7 +124,8 @@ def cmd_report(args) -> int:
 
 def pod_seconds(jobs_path: str) -> dict:
     """Measured pod time per clip and per image from successful jobs in a job store."""
-    out = {"jobs": 0, "clip_jobs_seconds": 0.0, "clips": 0, "image_jobs_seconds": 0.0, "images": 0}
+    out = {"jobs": 0, "jobs_seconds": 0.0, "clip_jobs_seconds": 0.0, "clips": 0, "image_jobs_seconds": 0.0,
+           "images": 0}
     if not jobs_path or not os.path.exists(jobs_path):
         return out
     db = sqlite3.connect(f"file:{jobs_path}?mode=ro", uri=True)
@@ -139,6 +140,7 @@ def pod_seconds(jobs_path: str) -> dict:
         clips = sum(n.lower().endswith(VIDEO_EXT) for n in names)
         images = sum(n.lower().endswith(IMAGE_EXT) for n in names)
         out["jobs"] += 1
+        out["jobs_seconds"] += finished - started
         if clips:  # a job that made a clip is charged to its clips (its stills are by-products)
             out["clip_jobs_seconds"] += finished - started
             out["clips"] += clips
@@ -166,6 +168,10 @@ def cmd_compare(args) -> int:
         per[kind] = {"pod_seconds": None if secs is None else round(secs, 3),
                      "pod_usd": None if secs is None else round(secs * rate / 3600.0, 6),
                      "measured_from": "given" if given is not None else f"{count} {kind}(s) in the job store"}
+    if measured["jobs"]:
+        run_secs = measured["jobs_seconds"] / measured["jobs"]
+        per["run"] = {"pod_seconds": round(run_secs, 3), "pod_usd": round(run_secs * rate / 3600.0, 6),
+                      "measured_from": f"{measured['jobs']} job(s) in the job store"}
     _, rows = _ledger_rows(args)
     summary = api_summary(rows)
     api = {kind: [m for m in summary["models"] if m["kind"] == kind and m["cost_per_unit"] is not None]
@@ -188,8 +194,11 @@ def cmd_compare(args) -> int:
             ratio = (f"  = {m['cost_per_unit'] / p['pod_usd']:.1f}x the pod" if p["pod_usd"] else "")
             print(f"  on the API: {m['model']}: {_money(m['cost_per_unit'])} per {kind} "
                   f"(n={m['units']}, price read {m['price_checked'] or '-'}){ratio}")
+    if "run" in per:
+        print(f"\nper run on the pod: {_money(per['run']['pod_usd'])} ({per['run']['pod_seconds']:.1f} s, "
+              f"{per['run']['measured_from']})")
     if runs:
-        print("\nper run (API spend): " + ", ".join(f"{k} {_money(v['cost_usd'])}" for k, v in runs.items()))
+        print("per run on the API: " + ", ".join(f"{k} {_money(v['cost_usd'])}" for k, v in runs.items()))
     return EXIT_OK
 
 

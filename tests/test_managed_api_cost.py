@@ -95,6 +95,8 @@ def test_compare_measures_pod_seconds_from_the_job_store(tmp_path, capsys):
     assert out["pod"]["clip"]["pod_usd"] == pytest.approx(160 / 3 * 3.59 / 3600, rel=1e-3)
     assert out["pod"]["image"]["pod_seconds"] == pytest.approx(10.0, rel=1e-3)
     assert out["api"]["clip"][0]["cost_per_unit"] == pytest.approx(0.525)
+    assert out["pod"]["run"]["pod_seconds"] == pytest.approx(170 / 3, rel=1e-3)
+    assert out["api_runs"]["wf-a"]["cost_usd"] == pytest.approx(1.05)
     assert cli.main(["cost", "compare", "--db", str(tmp_path / "c.sqlite"), "--pod-seconds-per-clip", "101"]) == 0
     text = capsys.readouterr().out
     assert "per clip: on the pod $0.1007 (101.0 s, given)" in text and "x the pod" in text

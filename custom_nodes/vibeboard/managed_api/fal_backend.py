@@ -218,6 +218,12 @@ class FalJob:
     def _result(self) -> dict:
         return self._read(lambda: self.handle.get(interval=self.poll_s))
 
+    def close(self) -> None:
+        """Close the SDK's HTTP connection pool (SyncClient keeps one per client, created on first use)."""
+        pool = self.client.__dict__.get("_client")
+        if pool is not None:
+            pool.close()
+
     def fetch_existing(self, request_id: str) -> dict:
         """The stored result of an earlier, already paid request (re-download after a failed download)."""
         self.request_id = request_id

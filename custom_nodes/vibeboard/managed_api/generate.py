@@ -122,7 +122,11 @@ def run(req: Request, want_video: bool) -> Generated:
                "input_video": video_mp4(req.node, req.video, req.video_fps) if req.video is not None else None}
     started = time.monotonic()
     job = FalJob(req.node, key, req.key_env, req.model_id, timeout_s=req.timeout_s, progress=bar)
-    row_id, result, recovered = _submit_or_recover(req, job, uploads, "clip" if want_video else "image", started)
+    try:
+        row_id, result, recovered = _submit_or_recover(req, job, uploads, "clip" if want_video else "image",
+                                                       started)
+    finally:
+        job.close()
     files = _result_files(result, want_video)
     if not files:
         costs.Ledger().update(row_id, status="failed", result=result, note="result has no media")

@@ -131,7 +131,11 @@ def analyse_frames(node: str, frames, *, key: str, key_env: str, model: str, bas
     from .generate import image_png
     indices = sample_frames(int(frames.shape[0]), max_frames)
     pngs = [image_png(frames[i:i + 1]) for i in indices]
-    result = GrokVision(node, key, key_env, model=model, base_url=base_url, timeout_s=timeout_s,
-                        max_retries=max_retries).analyse(pngs, instructions)
+    vision = GrokVision(node, key, key_env, model=model, base_url=base_url, timeout_s=timeout_s,
+                        max_retries=max_retries)
+    try:
+        result = vision.analyse(pngs, instructions)
+    finally:
+        vision.client.close()
     result["frames"] = indices
     return result
