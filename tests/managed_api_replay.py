@@ -156,11 +156,8 @@ class ReplayServer:
         return [r for r in self.requests if (method is None or r["method"] == method) and path_part in r["path"]]
 
 
-# --- pytest fixtures shared by the managed-API tests (import them into a test module) ----------------
-import contextlib  # noqa: E402
+# --- helpers shared by the managed-API tests (their fixtures api_env / fal_replay are in conftest.py) ---
 import io  # noqa: E402
-
-import pytest  # noqa: E402
 
 FAL_KEY = "fal-test-key-0123456789"
 XAI_KEY = "xai-test-key-9876543210"
@@ -185,39 +182,6 @@ def tiny_mp4(path, frames=8, fps=8, width=32, height=24) -> bytes:
     video.write_video(str(path), images, fps, preset="ultrafast", audio=(sound, 16000))
     with open(path, "rb") as handle:
         return handle.read()
-
-
-@pytest.fixture
-def api_env(tmp_path, monkeypatch):
-    """Host folders, keys and ledger in tmp_path; fal polling fast; no inherited VIBEBOARD_* settings."""
-    from vibeboard.common import runtime
-    for key in list(os.environ):
-        if key.startswith("VIBEBOARD_"):
-            monkeypatch.delenv(key)
-    runtime.set_host_dirs(output=str(tmp_path / "output"), input=str(tmp_path / "input"),
-                          temp=str(tmp_path / "temp"), models=str(tmp_path / "models"))
-    monkeypatch.setenv("FAL_KEY", FAL_KEY)
-    monkeypatch.setenv("XAI_API_KEY", XAI_KEY)
-    monkeypatch.setenv("VIBEBOARD_FAL_POLL_S", "0.005")
-    monkeypatch.setenv("VIBEBOARD_COST_DB", str(tmp_path / "costs.sqlite"))
-    monkeypatch.setenv("VIBEBOARD_VISION_DB", str(tmp_path / "vision.sqlite"))
-    yield tmp_path
-    runtime.set_host_hooks(None, None)
-
-
-@pytest.fixture
-def fal_replay(monkeypatch):
-    """fal_replay(interactions, files) → a started ReplayServer that fal-client is pointed at."""
-    stack = contextlib.ExitStack()
-
-    def start(interactions, files=None):
-        server = stack.enter_context(ReplayServer(interactions, files))
-        for env in ("VIBEBOARD_FAL_QUEUE_URL", "VIBEBOARD_FAL_REST_URL", "VIBEBOARD_FAL_CDN_URL"):
-            monkeypatch.setenv(env, server.base)
-        return server
-
-    with stack:
-        yield start
 
 
 def ledger_rows(tmp_path):

@@ -7,8 +7,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from managed_api_replay import (FAL_KEY, api_env, fal_replay, ledger_rows, load_cassette,  # noqa: F401
-                                output_files, tiny_mp4, tiny_png)
+from managed_api_replay import FAL_KEY, ledger_rows, load_cassette, output_files, tiny_mp4, tiny_png
 from PIL import Image
 
 from vibeboard.common import runtime
@@ -338,7 +337,8 @@ def test_record_mode_captures_a_session_that_then_replays_offline(api_env, monke
     from managed_api_replay import ReplayServer, load_recording
     png = tiny_png(seed=4)
     with ReplayServer([], {"flux_out.png": png}) as media:
-        cassette = json.loads(json.dumps(load_cassette("fal_flux_t2i.json")).replace("{base}/files/", media.base + "/files/"))
+        text = json.dumps(load_cassette("fal_flux_t2i.json")).replace("{base}/files/", media.base + "/files/")
+        cassette = json.loads(text)
         with ReplayServer(cassette) as queue, ReplayServer(record_upstreams={"/fal-ai/": queue.base}) as recorder:
             for env in ("VIBEBOARD_FAL_QUEUE_URL", "VIBEBOARD_FAL_REST_URL", "VIBEBOARD_FAL_CDN_URL"):
                 monkeypatch.setenv(env, recorder.base)

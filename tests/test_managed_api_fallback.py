@@ -4,7 +4,7 @@ import json
 import sqlite3
 
 import pytest
-from managed_api_replay import api_env, fal_replay, ledger_rows, load_cassette, tiny_png  # noqa: F401
+from managed_api_replay import ledger_rows, load_cassette, tiny_png
 
 from runner.executor import Executor
 from runner.jobstore import JobStore

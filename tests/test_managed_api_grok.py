@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from managed_api_replay import XAI_KEY, ReplayServer, api_env, ledger_rows, load_cassette  # noqa: F401
+from managed_api_replay import XAI_KEY, ReplayServer, ledger_rows, load_cassette
 
 from vibeboard.managed_api import grok_vision, nodes, sidecar
 from vibeboard.managed_api.errors import ManagedApiError

@@ -3,8 +3,7 @@ end headless against the loopback replay of fal.ai and xAI (FLUX â†’ Kling i2v â
 import json
 import os
 
-from managed_api_replay import (ReplayServer, api_env, ledger_rows, load_cassette, tiny_mp4,  # noqa: F401
-                                tiny_png)
+from managed_api_replay import ReplayServer, ledger_rows, load_cassette, tiny_mp4, tiny_png
 
 from runner import cli
 from runner.executor import Executor
@@ -60,7 +59,8 @@ def test_runs_end_to_end_against_the_replayed_providers(api_env, monkeypatch, tm
     assert result.status == "success", result.error
     assert "4" not in result.executed  # no GPU here: the fallback used fal-ai/flux/dev instead
     kinds = sorted((r["kind"], r["model"], r["status"], r["fallback"]) for r in ledger_rows(api_env))
-    assert kinds == [("analysis", "grok-4", "ok", 0), ("clip", "fal-ai/kling-video/v2.5-turbo/pro/image-to-video", "ok", 0),
+    assert kinds == [("analysis", "grok-4", "ok", 0),
+                     ("clip", "fal-ai/kling-video/v2.5-turbo/pro/image-to-video", "ok", 0),
                      ("image", "fal-ai/flux/dev", "ok", 1), ("image", "fal-ai/flux/schnell", "ok", 0)]
     names = {f["filename"] for f in result.output_files()}
     assert {"keyframe_00001_.png", "shot_00001_.mp4", "shot_00001_.mp4.vibeboard.json"} <= names

@@ -14,7 +14,7 @@ from typing import List
 
 from pydantic import BaseModel, Field, ValidationError
 
-from .catalog import GROK_MODELS as MODELS, XAI_BASE_URL as DEFAULT_BASE_URL  # noqa: F401
+from .catalog import XAI_BASE_URL as DEFAULT_BASE_URL
 from .errors import ManagedApiError, MissingExtraError, from_status, provider_message, scrub
 
 PROVIDER = "xAI"

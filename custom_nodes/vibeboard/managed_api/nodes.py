@@ -79,7 +79,8 @@ class VBFalImage:
                                    "tooltip": "text-to-image size"}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFF,
                                  "tooltip": "same seed + prompt = same image (on the same model version)"}),
-                "num_images": ("INT", {"default": 1, "min": 1, "max": 4, "tooltip": "images per call (each is billed)"}),
+                "num_images": ("INT", {"default": 1, "min": 1, "max": 4,
+                                       "tooltip": "images per call (each is billed)"}),
                 **_common_fal(300, "vibeboard/api_image"),
             },
             "optional": {
