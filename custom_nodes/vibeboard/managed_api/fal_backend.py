@@ -39,9 +39,11 @@ def sdk(node: str):
     except ImportError:
         raise MissingExtraError(node, "fal-client") from None
     if not _sdk_defaults:
-        _sdk_defaults.update({attr: getattr(fc, attr) for _, attr in _OVERRIDES})
+        _sdk_defaults.update({attr: getattr(fc, attr, None) for _, attr in _OVERRIDES})
     for env, attr in _OVERRIDES:
         value = os.environ.get(env, "").strip()
+        if _sdk_defaults[attr] is None:  # an SDK version without this address: leave it alone
+            continue
         if not value:
             setattr(fc, attr, _sdk_defaults[attr])
         else:
