@@ -354,3 +354,13 @@ def test_record_mode_captures_a_session_that_then_replays_offline(api_env, monke
             monkeypatch.setenv(env, replay.base)
         second, _, _ = _flux(seed=1)
     assert torch.equal(first, second)
+
+
+def test_base_urls_go_back_to_fal_when_the_overrides_are_unset(api_env, monkeypatch):
+    from vibeboard.managed_api import fal_backend
+    monkeypatch.setenv("VIBEBOARD_FAL_QUEUE_URL", "http://127.0.0.1:9/")
+    assert fal_backend.sdk("FalNode").QUEUE_URL_FORMAT == "http://127.0.0.1:9/"
+    monkeypatch.delenv("VIBEBOARD_FAL_QUEUE_URL")
+    fc = fal_backend.sdk("FalNode")
+    assert fc.QUEUE_URL_FORMAT.startswith("https://queue.") and fc.REST_URL.startswith("https://")
+    assert not fal_backend.endpoints_overridden()
