@@ -275,8 +275,9 @@ class WebhookSender:
             if self._outbox is not None and item["essential"]:
                 try:
                     self._outbox.remove(item["delivery"])
-                except Exception:
-                    log.exception("could not clear delivered webhook %s", item["delivery"])
+                except Exception:  # closed under us at shutdown: sent again (same id) at the next start
+                    if not self._stop.is_set():
+                        log.exception("could not clear delivered webhook %s", item["delivery"])
             if not ok:
                 log.warning("webhook %s to %s failed: %s", item["event"], item["url"], error)
             if self.on_result is not None:
