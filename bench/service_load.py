@@ -8,7 +8,9 @@ Rows (one markdown table):
                       dead receiver, a quarter to a slow one (0.5 s), a quarter to a healthy one
   submit latency      POST /vibeboard/jobs round trip (p50 / p95 / p99)
   submit→done         POST → the client's websocket hears `executing {node: null}` (p50 / p95)
-  loop probe          GET /features every 50 ms during the burst (max): does anything block the event loop?
+  event-loop lag      how late a 20 ms sleep inside the server's loop wakes up during the burst (the server, the
+                      GPU worker and all client threads share this process and its GIL on purpose)
+  GET /features       a client probe every 50 ms during the burst
   healthy webhooks    all delivered once; seconds after the last job finished
   lost / duplicated   jobs missing from history / files written twice
   RSS growth          resident memory of this process (server + clients) after the burst
@@ -70,12 +72,24 @@ def burst(srv, jobs: int, clients_n: int, hooks: tuple) -> dict:
         waiting = set(mine)
 
         def seen(msg):
+            client.messages.clear()  # keep the clients' own memory out of the RSS figure
             if msg["type"] == "executing" and msg["data"].get("node") is None:
                 done_at[msg["data"]["prompt_id"]] = time.perf_counter()
                 waiting.discard(msg["data"]["prompt_id"])
             return not waiting
         client.until(seen, timeout=600)
 
+    lag = []
+
+    async def loop_lag():  # inside the server's event loop: how late does a 20 ms sleep wake up?
+        import asyncio
+        while not stop_probe.is_set():
+            start = time.perf_counter()
+            await asyncio.sleep(0.02)
+            lag.append(time.perf_counter() - start - 0.02)
+
+    import asyncio
+    asyncio.run_coroutine_threadsafe(loop_lag(), srv._loop)
     rss0 = rss_mb()
     threading.Thread(target=prober, daemon=True).start()
     start = time.perf_counter()
@@ -91,7 +105,7 @@ def burst(srv, jobs: int, clients_n: int, hooks: tuple) -> dict:
     ids = [j for _c, j in submitted]
     files = [f for _r, _d, names in os.walk(srv.dirs["output"]) for f in names]
     return {"elapsed": elapsed, "submit": submit_s, "e2e": [done_at[j] - sent_at[j] for j in ids],
-            "probe": probe, "lost": len(set(ids) - set(history)), "dup_files": len(files) - len(set(files)),
+            "probe": probe, "lag": lag, "lost": len(set(ids) - set(history)), "dup_files": len(files) - len(set(files)),
             "rss": rss_mb() - rss0, "ids": ids, "finished": time.perf_counter()}
 
 
@@ -177,7 +191,8 @@ def main() -> None:
                   f"({args.jobs / result['elapsed']:.0f} jobs/s)"),
         ("submit latency p50 / p95 / p99", " / ".join(ms(pct(result["submit"], q)) for q in (0.5, 0.95, 0.99))),
         ("submit→done p50 / p95", " / ".join(f"{pct(result['e2e'], q):.2f} s" for q in (0.5, 0.95))),
-        ("loop probe max (GET /features)", ms(max(result["probe"]) if result["probe"] else float("nan"))),
+        ("event-loop lag p50 / p99 / max", " / ".join(ms(pct(result["lag"], q)) for q in (0.5, 0.99, 1.0))),
+        ("GET /features during the burst p50 / max", f"{ms(pct(result['probe'], 0.5))} / {ms(max(result['probe']))}"),
         ("healthy webhooks", f"{len(good.requests)}/{len(good_ids)} delivered, {good_dups} duplicated, last "
                              f"{max(good_lag, 0):.2f} s after the last job"),
         ("lost / duplicated", f"{result['lost']} / {result['dup_files']}"),
