@@ -85,7 +85,12 @@ def build_config(args):
         max_json_depth=int(limits.get("max_json_depth", args.max_json_depth)),
         allow_url_inputs=not args.no_url_inputs, allow_any_path=args.allow_any_path,
         allow_private_urls=True if args.allow_private_urls else None, extra_nodes=list(args.extra_nodes), cache=cache,
-        models_dir=args.models_dir, push_temp=args.push_temp)
+        models_dir=args.models_dir, push_temp=args.push_temp,
+        # fault tolerance knobs (docs/service.md "Faults"); environment only
+        upload_workers=_env_int("VIBEBOARD_UPLOAD_WORKERS", 2),
+        upload_timeout_s=float(os.environ.get("VIBEBOARD_UPLOAD_TIMEOUT_S") or 900),
+        worker_stuck_s=float(os.environ.get("VIBEBOARD_WORKER_STUCK_S") or 1800),
+        history_page_limit=_env_int("VIBEBOARD_HISTORY_PAGE_LIMIT", 1000))
 
 
 def cmd_serve(args) -> int:
