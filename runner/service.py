@@ -149,7 +149,12 @@ class JobService:
         return {"status": {"exec_info": {"queue_remaining": self.queue_remaining()}}}
 
     def broadcast_status(self) -> None:
-        self.emit("status", self.status_data(), None)
+        try:
+            data = self.status_data()
+        except Exception as exc:  # the queue count failed (database locked): skip one status, never the worker
+            log.warning("could not count the queue for a status message: %s", exc)
+            return
+        self.emit("status", data, None)
 
     def interrupt(self, prompt_id: Optional[str] = None) -> bool:
         running = self.running

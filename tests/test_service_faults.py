@@ -78,6 +78,30 @@ def test_submit_on_a_full_disk_is_a_503_not_a_500(tmp_path):
         srv.stop_thread()
 
 
+def test_a_locked_database_during_status_counts_does_not_stop_jobs(tmp_path):
+    srv = make_server(tmp_path)
+    locked = threading.Event()
+    real_count = srv.store.count
+
+    def count(*statuses):
+        if locked.is_set():
+            raise sqlite3.OperationalError("database is locked")
+        return real_count(*statuses)
+
+    srv.store.count = count
+    try:
+        locked.set()
+        status, body, _ = http("POST", srv.url + "/prompt", {"prompt": workflow(5, kind="json")})
+        assert status == 200, body
+        assert wait_history(srv.url, body["prompt_id"])["status"]["status_str"] == "success"
+        status, health, _ = _health(srv)
+        assert status == 503 and "database is locked" in health["worker"]["queue_error"]
+        locked.clear()
+        assert _health(srv)[0] == 200 and srv.service.health()["alive"]
+    finally:
+        srv.stop_thread()
+
+
 def test_a_failed_final_record_is_retried_not_lost(tmp_path):
     srv = make_server(tmp_path)
     real_finish, calls = srv.store.finish, []
