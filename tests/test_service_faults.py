@@ -102,6 +102,22 @@ def test_a_locked_database_during_status_counts_does_not_stop_jobs(tmp_path):
         srv.stop_thread()
 
 
+def test_an_unserialisable_event_does_not_end_websocket_delivery(tmp_path):
+    from service_helpers import WsClient
+    srv = make_server(tmp_path)
+    try:
+        ws = WsClient(srv.url)
+        loop = {}
+        loop["self"] = loop  # json.dumps raises ValueError (circular reference)
+        srv.hub.emit("custom", loop, None)
+        status, body, _ = http("POST", srv.url + "/prompt", {"prompt": workflow(1), "client_id": ws.client_id})
+        assert status == 200
+        ws.until_done(body["prompt_id"], timeout=20)
+        ws.close()
+    finally:
+        srv.stop_thread()
+
+
 def test_a_failed_final_record_is_retried_not_lost(tmp_path):
     srv = make_server(tmp_path)
     real_finish, calls = srv.store.finish, []
