@@ -46,7 +46,9 @@ TABLE = [
 
 @pytest.fixture(scope="module")
 def agent():
-    return DirectorAgent(router=EmbeddingRouter.shared())
+    router = EmbeddingRouter.shared()
+    router.warm([text for text, _ in TABLE] + ["something about the lamp", "do something cinematic"])  # one batch
+    return DirectorAgent(router=router)
 
 
 def test_routing_table_of_35_phrasings(agent):
