@@ -119,3 +119,22 @@ def test_cli_with_an_llm_that_fails_says_so_loudly_and_keeps_the_rules_breakdown
                      "--llm-base-url", server.url + "/anthropic", "--llm-model", "MiniMax-M2.1"])
     out = capsys.readouterr()
     assert code == 4 and "LLM pass failed" in out.err and "HARBOUR ROAD" in out.out
+
+
+def test_llm_nodes_report_bad_settings_by_node_and_input(tmp_path, monkeypatch):
+    from vibeboard.common import runtime
+    from vibeboard.scriptlab import importers
+    from vibeboard.scriptlab.nodes import VBLLMConfig, VBScriptBreakdown
+    with pytest.raises(runtime.NodeInputError, match="LLM Endpoint: input 'temperature'"):
+        VBLLMConfig().config("openai", "https://api.minimax.io/v1", "MiniMax-M2.1", "MINIMAX_API_KEY", 0.0)
+    (cfg,) = VBLLMConfig().config("anthropic", "https://api.minimax.io/anthropic", "MiniMax-M2.1", "VB_NO_KEY", 1.0)
+    monkeypatch.delenv("VB_NO_KEY", raising=False)
+    monkeypatch.setitem(runtime._dirs, "output", str(tmp_path))  # restored after the test
+    play = importers.load_script(pipeline_sample())
+    with pytest.raises(runtime.NodeInputError, match="Script Breakdown: input 'llm'.*VB_NO_KEY"):
+        VBScriptBreakdown().run(play, "p.vbdb", llm=cfg)
+
+
+def pipeline_sample():
+    from vibeboard.scriptlab import pipeline
+    return pipeline.sample_path()
