@@ -27,7 +27,9 @@ GOOD_ARGS = {
          "implied": True, "reason": "gale on the gallery"},
     ],
     "aliases": [{"alias": "CAPTAIN TOMAS", "canonical": "TOMAS", "reason": "same man, titled in scene 4"}],
-    "scenes": [{"scene": "1", "synopsis": "Mara hauls her cart along the quay; Old Tomas warns her off."}],
+    "scenes": [{"scene": "1", "synopsis": "Mara hauls her cart along the quay; Old Tomas warns her off."},
+               {"scene": "4", "synopsis": "On the gallery Mara throws her father's compass into the sea.",
+                "script_day": 1, "day_quote": "CONTINUOUS"}],
 }
 
 

@@ -26,10 +26,13 @@ def replay():
 def test_openai_route_stores_llm_tags_as_proposals_with_verbatim_evidence(replay, tmp_path):
     server = replay("openai_ok")
     result = run_scenario("openai_ok", server.url, str(tmp_path / "p.vbdb"))
-    assert result["llm"]["status"] == "ok" and result["llm"]["accepted_proposals"] == 3
+    assert result["llm"]["status"] == "ok" and result["llm"]["accepted_proposals"] == 4
     assert [status for _, _, status in server.requests] == [200]
     with AssetDB(str(tmp_path / "p.vbdb")) as db:
         llm_tags = [t for t in db.tags(status=None) if t["source"] == "llm"]
+        (day,) = [t for t in llm_tags if t["category"] == "script_day"]
+        assert (day["label"], day["evidence"], day["status"]) == ("DAY 1", "CONTINUOUS", "proposed")
+        llm_tags = [t for t in llm_tags if t["category"] != "script_day"]
         assert {t["label"] for t in llm_tags} == {"BRASS COMPASS", "RAIN MACHINE", "WIND-SWEPT HAIR"}
         assert all(t["status"] == "proposed" for t in llm_tags)           # never auto-accepted
         assert {t["label"] for t in llm_tags if t["implied"]} == {"RAIN MACHINE", "WIND-SWEPT HAIR"}
