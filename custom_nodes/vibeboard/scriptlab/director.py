@@ -163,12 +163,15 @@ def fill_params(card_id: str, text: str, selection: dict) -> Dict[str, object]:
             params["aperture"] = "shallow"
         elif re.search(r"everything sharp|deep", low):
             params["aperture"] = "deep"
+    elif card_id == "script_breakdown":
+        if selection.get("script"):
+            params["script"] = selection["script"]  # the file; the words of the request are not a file name
     elif card_id in ("image_edit", "next_shot", "new_shot", "block_scene", "edit_sequence", "review",
-                     "extract_asset", "script_breakdown", "revisit_location"):
+                     "extract_asset", "revisit_location"):
         key = {"image_edit": "instruction", "next_shot": "prompt", "new_shot": "prompt", "block_scene": "layout",
                "edit_sequence": "operation", "review": "note", "extract_asset": "object",
-               "script_breakdown": "script", "revisit_location": "location"}[card_id]
-        params[key] = selection.get("script") if card_id == "script_breakdown" and selection.get("script") else text
+               "revisit_location": "location"}[card_id]
+        params[key] = text
     allowed = BY_ID[card_id]["params"]
     return {k: v for k, v in params.items() if k in allowed}
 
