@@ -64,6 +64,8 @@ SCENARIOS = {
     "openai_bad_json_then_ok": ("openai", "/v1", [
         openai_reply("<think>List the props.</think>", '{"elements": [{"scene": "1", "category": "props", ', 1),
         openai_reply("<think>Resend complete JSON.</think>", json.dumps(GOOD_ARGS), 2)]),
+    "anthropic_ok": ("anthropic", "/anthropic", [
+        anthropic_reply("Storm at night in scene 2; the compass returns in scene 4.", GOOD_ARGS, 1, (1795, 402))]),
     "anthropic_rejected_twice": ("anthropic", "/anthropic", [
         anthropic_reply("Crew needs feeding during the storm scene.", BAD_CATEGORY, 1),
         anthropic_reply("Use a prop from scene 4 instead.", BAD_QUOTE, 2)]),

@@ -141,3 +141,16 @@ def test_llm_nodes_report_bad_settings_by_node_and_input(tmp_path, monkeypatch):
 def pipeline_sample():
     from vibeboard.scriptlab import pipeline
     return pipeline.sample_path()
+
+
+def test_anthropic_route_reads_thinking_and_tool_use_blocks(replay, tmp_path):
+    server = replay("anthropic_ok")
+    result = run_scenario("anthropic_ok", server.url, str(tmp_path / "p.vbdb"))
+    assert result["llm"]["status"] == "ok" and result["llm"]["accepted_proposals"] == 4
+    sent = server.requests[0][1]
+    assert sent["tool_choice"] == {"type": "tool", "name": "submit_breakdown"}
+    assert sent["tools"][0]["input_schema"]["properties"]["elements"]
+    with AssetDB(str(tmp_path / "p.vbdb")) as db:
+        (call,) = db.llm_calls()
+        assert (call["provider"], call["input_tokens"], call["output_tokens"]) == ("anthropic", 1795, 402)
+        assert {t["label"] for t in db.tags(status="proposed")} >= {"BRASS COMPASS", "RAIN MACHINE"}
