@@ -196,13 +196,18 @@ class VBGrokVision:
                                         "tooltip": "OpenAI-compatible endpoint"}),
                 "timeout_s": ("INT", {"default": 120, "min": 5, "max": 1800,
                                       "tooltip": "per request (the SDK retries rate limits and 5xx twice)"}),
-                "sinks": ("STRING", {"default": "json,sqlite", "tooltip": "where to store the analysis"}),
+                "sinks": ("STRING", {"default": "json,sqlite", "tooltip": "where to store the analysis: json, "
+                                     "sqlite, dailies (a note on the Dailies version named by asset_id)"}),
+            },
+            "optional": {
+                "dailies_project": ("STRING", {"default": "", "tooltip": "Dailies project of the version (for "
+                                               "the dailies sink)"}),
             },
             "hidden": {"workflow": "PROMPT"},
         }
 
     def analyse(self, images, asset_id, model, max_frames, instructions, api_key_env="XAI_API_KEY",
-                base_url="", timeout_s=120, sinks="json,sqlite", workflow=None):
+                base_url="", timeout_s=120, sinks="json,sqlite", dailies_project="", workflow=None):
         from . import costs
         node = GROK_NAME
         try:
@@ -229,10 +234,14 @@ class VBGrokVision:
         analysis = out["analysis"]
         record = {"asset_id": asset_id.strip(), "provider": grok_vision.PROVIDER, "model": model,
                   **analysis.model_dump(), "frames": out["frames"], "usage": out["usage"], "cost_usd": price.cost}
+        if (dailies_project or "").strip():
+            record["dailies_project"] = dailies_project.strip()
         try:
             record["stored"] = sidecar.write_all(record, sinks)
         except KeyError as exc:
             raise NodeInputError(node, "sinks", str(exc)) from None
+        except ValueError as exc:  # the dailies sink: no such project / version
+            raise NodeInputError(node, "asset_id", f"cannot add the analysis to Dailies: {exc}") from None
         text = json.dumps(record, default=str)
         ui = {"text": [analysis.description]}
         json_file = record["stored"].get("json")
