@@ -228,9 +228,10 @@ class VBGrokVision:
             ledger.record(provider=grok_vision.PROVIDER, model=model, kind="analysis", status="failed",
                           run_id=_run_id(workflow), node=node, note=str(exc)[:500])
             raise
-        price = costs.price_call(model, out["usage"])
+        price = costs.price_call(model, {k: out["usage"].get(k, 0) for k in ("input_tokens", "output_tokens")})
         ledger.record(provider=grok_vision.PROVIDER, model=model, kind="analysis", status="ok", price=price,
-                      run_id=_run_id(workflow), node=node, seconds=out["seconds"], request_id=out["response_id"])
+                      run_id=_run_id(workflow), node=node, seconds=out["seconds"],
+                      note=f"{out['attempts']} call(s)")
         analysis = out["analysis"]
         record = {"asset_id": asset_id.strip(), "provider": grok_vision.PROVIDER, "model": model,
                   **analysis.model_dump(), "frames": out["frames"], "usage": out["usage"], "cost_usd": price.cost}
