@@ -31,6 +31,15 @@ def _key_env(default: str):
                                                       "itself never goes into a workflow)"})
 
 
+def _image_size(tooltip: str) -> dict:
+    return {name: ("INT", {"default": default, "min": 64, "max": 2048, "step": 16, "tooltip": tooltip})
+            for name, default in (("width", 1024), ("height", 576))}
+
+
+def _seed(tooltip: str):
+    return ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFF, "tooltip": tooltip})
+
+
 def _common_fal(timeout: int, prefix: str) -> dict:
     return {
         "api_key_env": _key_env("FAL_KEY"),
@@ -73,12 +82,8 @@ class VBFalImage:
                 "model": (catalog.image_model_ids() + [CUSTOM], {"default": "fal-ai/flux/schnell",
                           "tooltip": "t2i endpoints, then image editors (kontext, dev image-to-image, redux)"}),
                 "prompt": ("STRING", {"default": "", "multiline": True, "tooltip": "what to make or change"}),
-                "width": ("INT", {"default": 1024, "min": 64, "max": 2048, "step": 16,
-                                  "tooltip": "text-to-image size (editors keep the input's size)"}),
-                "height": ("INT", {"default": 576, "min": 64, "max": 2048, "step": 16,
-                                   "tooltip": "text-to-image size"}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFF,
-                                 "tooltip": "same seed + prompt = same image (on the same model version)"}),
+                **_image_size("text-to-image size (editors keep the input's size)"),
+                "seed": _seed("same seed + prompt = same image (on the same model version)"),
                 "num_images": ("INT", {"default": 1, "min": 1, "max": 4,
                                        "tooltip": "images per call (each is billed)"}),
                 **_common_fal(300, "vibeboard/api_image"),
@@ -136,7 +141,7 @@ class VBFalVideo:
                 "generate_audio": ("BOOLEAN", {"default": True, "tooltip": "Veo 3 only (cheaper without)"}),
                 "negative_prompt": ("STRING", {"default": "", "multiline": True,
                                                "tooltip": "Kling/Veo: what to avoid (others ignore it)"}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFF, "tooltip": "Veo only; 0 = random"}),
+                "seed": _seed("Veo only; 0 = random"),
                 **_common_fal(900, "vibeboard/api_clip"),
             },
             "optional": {
@@ -276,10 +281,9 @@ class VBApiFallback:
                               {"default": "fal-ai/kling-video/v2.5-turbo/pro/text-to-video",
                                "tooltip": "the fal model that takes over when the pod cannot"}),
                 "prompt": ("STRING", {"default": "", "multiline": True, "tooltip": "sent to the API model"}),
-                "width": ("INT", {"default": 1024, "min": 64, "max": 2048, "step": 16, "tooltip": "image models"}),
-                "height": ("INT", {"default": 576, "min": 64, "max": 2048, "step": 16, "tooltip": "image models"}),
+                **_image_size("image models"),
                 "duration_s": ("INT", {"default": 5, "min": 1, "max": 20, "tooltip": "video models"}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFF, "tooltip": "sent to the API model"}),
+                "seed": _seed("sent to the API model"),
                 "local_fps": ("FLOAT", {"default": 16.0, "min": 0.01, "max": 240.0, "tooltip": "fps of `local`"}),
                 "max_queue": ("INT", {"default": 0, "min": 0, "max": 10000,
                                       "tooltip": "auto: use the API when more jobs wait on this pod (0 = ignore)"}),
