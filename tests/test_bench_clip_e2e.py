@@ -1,0 +1,20 @@
+"""bench/clip_e2e.py --quick: the end-to-end benchmark (our CLI path vs diffusers' WanPipeline) still runs."""
+import importlib.util
+import os
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_clip_e2e_quick_runs_both_paths_and_reports_every_stage(tmp_path):
+    spec = importlib.util.spec_from_file_location("clip_e2e", os.path.join(ROOT, "bench", "clip_e2e.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    cols = bench.main(["--quick", "--workdir", str(tmp_path), "--json", str(tmp_path / "out.json")])
+    assert set(cols) == {"ours (first)", "ours (warm)", "diffusers"}
+    for stage in ("load", "text encode", "sampling", "decode", "MP4", "text → MP4", "files → MP4"):
+        assert cols["ours (first)"][stage] > 0
+    for stage in ("text encode", "sampling", "decode", "MP4", "text → MP4"):
+        assert cols["diffusers"][stage] > 0
+    mp4s = sorted(p.name for p in (tmp_path / "output").rglob("*.mp4"))
+    assert len(mp4s) == 3  # two runs of ours + diffusers, each wrote its clip
+    assert "| text → MP4 (s) |" in bench.table(cols)
