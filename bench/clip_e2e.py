@@ -53,6 +53,8 @@ def write_models(root: str, quick: bool, device: str) -> None:
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
     te_dir = os.path.join(root, "text_encoders")
+    if os.path.isfile(os.path.join(te_dir, "umt5-xxl-tokenizer", "tokenizer.json")):
+        return   # written by an earlier run with the same --workdir (another checkout's code, say)
     if quick:
         tiny.save_comfy_transformer(tiny.build_transformer("t2v"), os.path.join(root, "diffusion_models", DIT_NAME))
         tiny.save_comfy_vae(tiny.build_vae(), os.path.join(root, "vae", VAE_NAME))

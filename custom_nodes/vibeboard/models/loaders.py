@@ -166,19 +166,21 @@ def build_wan_from_state(state: dict, dtype: torch.dtype = torch.bfloat16):
     return _cast(model, dtype, WAN_KEEP_FP32).eval()
 
 
-def load_wan_transformer(path: str, dtype: str = "bf16"):
-    """A Wan DiT from a ComfyUI single file, a diffusers `transformer/` folder, or a whole diffusers repo."""
+def load_wan_transformer(path: str, dtype: str = "bf16", device: str = "cpu"):
+    """A Wan DiT from a ComfyUI single file, a diffusers `transformer/` folder, or a whole diffusers repo.
+
+    `device` (single files): read the tensors straight onto it (no host copy, fp8 dequantised there, once)."""
     cdtype = compute_dtype(dtype)
     if os.path.isdir(path):
         folder = os.path.join(path, "transformer") if os.path.isdir(os.path.join(path, "transformer")) else path
         model = build_wan_from_state(read_diffusers_folder(folder), cdtype)
     else:
-        raw = dequantize_scaled(read_safetensors(path), cdtype)
+        raw = dequantize_scaled(read_safetensors(path, device), cdtype)
         if wan_keys.is_original_wan(raw.keys()):
             raw = wan_keys.convert_wan_transformer(raw)
         else:
             raw = {k[len("transformer."):] if k.startswith("transformer.") else k: v for k, v in raw.items()}
-        model = build_wan_from_state(raw, cdtype)
+        model = build_wan_from_state(raw, cdtype).to(device)  # .to: the rebuilt rotary table
     if dtype in FP8:
         from .fp8 import convert_linears_to_fp8
         convert_linears_to_fp8(model, FP8[dtype], skip=("condition_embedder", "proj_out", "patch_embedding"))
@@ -186,7 +188,7 @@ def load_wan_transformer(path: str, dtype: str = "bf16"):
 
 
 # ---- Wan VAE ------------------------------------------------------------------------------------
-def load_wan_vae(path: str, dtype: str = "bf16"):
+def load_wan_vae(path: str, dtype: str = "bf16", device: str = "cpu"):
     from diffusers import AutoencoderKLWan
     cdtype = compute_dtype(dtype if dtype not in FP8 else "bf16")
     if os.path.isdir(path):
@@ -196,7 +198,7 @@ def load_wan_vae(path: str, dtype: str = "bf16"):
         with torch.device("meta"):
             vae = AutoencoderKLWan(**cfg)
         return _cast(_assign(vae, read_diffusers_folder(folder)), cdtype).eval()
-    raw = read_safetensors(path)
+    raw = read_safetensors(path, device)
     if not wan_keys.is_original_wan_vae(raw.keys()):
         state = raw
     else:
@@ -208,11 +210,11 @@ def load_wan_vae(path: str, dtype: str = "bf16"):
     with torch.device("meta"):
         vae = AutoencoderKLWan(**cfg)
     _assign(vae, state)
-    return _cast(vae, cdtype).eval()
+    return _cast(vae, cdtype).to(device).eval()
 
 
 # ---- UMT5 text encoder --------------------------------------------------------------------------
-def load_umt5(path: str, dtype: str = "bf16"):
+def load_umt5(path: str, dtype: str = "bf16", device: str = "cpu"):
     from transformers import UMT5Config, UMT5EncoderModel
     cdtype = compute_dtype(dtype if dtype not in FP8 else "bf16")
     if os.path.isdir(path):
@@ -221,7 +223,7 @@ def load_umt5(path: str, dtype: str = "bf16"):
         model.set_input_embeddings(model.get_input_embeddings())  # encoder.embed_tokens is `shared`, always
         return model
     state = {wan_keys.umt5_to_transformers_key(k): v
-             for k, v in dequantize_scaled(read_safetensors(path), cdtype).items()}
+             for k, v in dequantize_scaled(read_safetensors(path, device), cdtype).items()}
     shared = state["shared.weight"]
     q = state["encoder.block.0.layer.0.SelfAttention.q.weight"]
     rel = state["encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"]
@@ -238,7 +240,7 @@ def load_umt5(path: str, dtype: str = "bf16"):
         model = UMT5EncoderModel(cfg)
     _assign(model, state)
     model.tie_weights() if hasattr(model, "tie_weights") else None
-    return _cast(model, cdtype).eval()
+    return _cast(model, cdtype).to(device).eval()
 
 
 def load_tokenizer(path: str):

@@ -82,6 +82,11 @@ class VramManager:
             if name in self.models:
                 return self.models[name]
             entry = ManagedModel(name, module, mode, resident_blocks)
+            first = next(_tensors(module), None)
+            if self.device.type != "cpu" and first is not None and first.device.type == self.device.type:
+                # Loaded straight onto the device (no host copy yet): the first eviction makes the pinned one.
+                entry.state = "device"
+                self._note("resident", name)
             self.models[name] = entry
             return entry
 
@@ -205,6 +210,8 @@ class VramManager:
         if entry.runner is not None:
             entry.runner.detach()
             entry.runner = None
+        elif entry.store is None:  # registered on the device: gather it into pinned host buffers now
+            entry.store = FlatStore(entry.module, pin=self.pin)
         else:
             entry.store.to_host(copy_back=True)
         entry.state = "host"

@@ -48,6 +48,22 @@ def encode_text(handle: WanHandle, prompts, max_length: int = TEXT_LEN) -> torch
         prompts = [prompts]
     if handle.tokenizer is None or not handle.has("text_encoder"):
         raise ValueError("this Wan handle was loaded without a text encoder")
+    key = (handle.keys["text_encoder"], tuple(clean_prompt(p) for p in prompts), max_length)
+    if key in _TEXT_CACHE:   # the same prompts again (re-runs, batches, seeds sweeps): no encoder pass at all
+        _TEXT_CACHE[key] = _TEXT_CACHE.pop(key)   # most recently used last
+        return _TEXT_CACHE[key].clone()
+    out = _encode_text(handle, prompts, max_length)
+    _TEXT_CACHE[key] = out.clone()
+    while len(_TEXT_CACHE) > _TEXT_CACHE_SIZE:
+        _TEXT_CACHE.pop(next(iter(_TEXT_CACHE)))
+    return out
+
+
+_TEXT_CACHE: dict = {}    # (text encoder name in the VRAM manager, prompts, length) → embeddings (CPU, fp32)
+_TEXT_CACHE_SIZE = 32     # 2 prompts x 512 x 4096 fp32 = 16 MB an entry
+
+
+def _encode_text(handle: WanHandle, prompts, max_length: int) -> torch.Tensor:
     tok = handle.tokenizer([clean_prompt(p) for p in prompts], padding="max_length", max_length=max_length,
                            truncation=True, add_special_tokens=True, return_attention_mask=True,
                            return_tensors="pt")

@@ -84,13 +84,25 @@ class WanHandle:
         return new
 
 
+def _direct_device(kind: str, path: str, dtype: str, manager, mode: str) -> str:
+    """Where to read a single file: straight onto the GPU when it surely fits now (no host copy, no pinned
+    staging, fp8 dequantised there once); else the host, and the VRAM manager moves it when it runs."""
+    if manager.device.type == "cpu" or mode != "auto" or kind == "image_encoder" or os.path.isdir(path):
+        return "cpu"
+    widen = 2 if dtype not in ("fp32",) else 4          # fp8 file → bf16 weights (+ the fp8 copy while converting)
+    need = os.path.getsize(path) * (widen + 1)
+    return str(manager.device) if manager.device_bytes() + need <= manager.budget else "cpu"
+
+
 def _load_cached(kind: str, path: str, dtype: str, manager, mode: str = "auto"):
     key = f"{kind}:{os.path.abspath(path)}:{dtype}"
     with _cache_lock:
         if key not in manager.models:
             fn = {"transformer": loaders.load_wan_transformer, "vae": loaders.load_wan_vae,
                   "text_encoder": loaders.load_umt5, "image_encoder": loaders.load_clip_vision}[kind]
-            manager.register(key, fn(path, dtype), mode=mode)
+            device = _direct_device(kind, path, dtype, manager, mode)
+            module = fn(path, dtype) if device == "cpu" else fn(path, dtype, device=device)
+            manager.register(key, module, mode=mode)
     return key
 
 
