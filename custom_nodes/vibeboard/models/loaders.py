@@ -169,6 +169,8 @@ def load_wan_transformer(path: str, dtype: str = "bf16"):
 def load_wan_vae(path: str, dtype: str = "bf16"):
     from diffusers import AutoencoderKLWan
     cdtype = compute_dtype(dtype if dtype not in FP8 else "bf16")
+    if not os.path.isdir(path) and os.path.isfile(os.path.join(os.path.dirname(path), "config.json")):
+        path = os.path.dirname(path)  # diffusers vae/ weights picked by file (the Wan2.2 VAE registry entry)
     if os.path.isdir(path):
         folder = os.path.join(path, "vae") if os.path.isdir(os.path.join(path, "vae")) else path
         with open(os.path.join(folder, "config.json")) as f:
