@@ -81,11 +81,27 @@ def check(class_type: str, input_name: str, value, node_id: str = "?") -> Option
             "pull": f"vibeboard models pull {name}" if name else None, "folder": folder}
 
 
-def missing(prompt: dict) -> list:
-    """Every missing model file in an API-format prompt (links and unknown nodes are skipped)."""
+def _needed(prompt: dict, outputs) -> set:
+    """The nodes the given outputs depend on (themselves included)."""
+    seen, stack = set(), [str(o) for o in outputs]
+    while stack:
+        nid = stack.pop()
+        if nid in seen or nid not in prompt:
+            continue
+        seen.add(nid)
+        for value in (prompt[nid].get("inputs") or {}).values():
+            if isinstance(value, list) and len(value) == 2 and isinstance(value[1], int):
+                stack.append(str(value[0]))
+    return seen
+
+
+def missing(prompt: dict, outputs=None) -> list:
+    """Every missing model file in an API-format prompt (links and unknown nodes are skipped); with `outputs`,
+    only in the nodes those outputs need."""
     out = []
+    needed = _needed(prompt, outputs) if outputs is not None else None
     for node_id, node in (prompt or {}).items():
-        if not isinstance(node, dict):
+        if not isinstance(node, dict) or (needed is not None and str(node_id) not in needed):
             continue
         class_type = node.get("class_type")
         for name, value in (node.get("inputs") or {}).items():

@@ -125,7 +125,7 @@ class VBWanLoRA:
     def INPUT_TYPES(cls):
         return {"required": {
             "wan": ("VB_WAN", {"tooltip": "Wan model from the loader"}),
-            "lora_name": (registry.list_folder("loras") or ["none"], {"tooltip": "LoRA file in models/loras"}),
+            "lora_name": (registry.choices("loras") or ["none"], {"tooltip": "LoRA file in models/loras"}),
             "strength": ("FLOAT", {"default": 1.0, "min": -4.0, "max": 4.0, "step": 0.05,
                                    "tooltip": "0 leaves the model unchanged"}),
         }, "optional": {
