@@ -132,7 +132,15 @@ def load_pipeline(folder: str, transformer_file: str = "", vae_file: str = "", d
     parts = {}
     release = release_variant(transformer_file, folder, variant)
     if transformer_file:
-        parts["transformer"] = load_transformer_file(transformer_file, dtype, attention_head_dim,
+        axes = None  # head size and RoPE split are not in the weights: the folder's config has them
+        cfg_path = os.path.join(folder, "transformer", "config.json")
+        if os.path.isfile(cfg_path):
+            import json
+            with open(cfg_path) as fh:
+                cfg = json.load(fh)
+            attention_head_dim = cfg.get("attention_head_dim", attention_head_dim)
+            axes = cfg.get("axes_dims_rope")
+        parts["transformer"] = load_transformer_file(transformer_file, dtype, attention_head_dim, axes,
                                                      zero_cond_t=release == "2511")
     if vae_file:
         parts["vae"] = load_vae_file(vae_file, dtype)
