@@ -137,3 +137,13 @@ def validation_errors(items: list) -> dict:
                                 "extra_info": {"input_name": item["input"], "expected": item["expected"],
                                                "pull": item["pull"]}})
     return errors
+
+
+def validate_model_name(class_type: str, input_name: str, value) -> "bool | str":
+    """For a node's VALIDATE_INPUTS: True when the file is there or is a registry name not pulled yet (the run's
+    preflight then says how to get it); else the missing-file message. Declaring the input in VALIDATE_INPUTS also
+    replaces ComfyUI's generic "Value not in list" for a file that is simply not in the folder."""
+    item = check(class_type, input_name, value)
+    if item is None or (item["folder"] in registry.FOLDERS and value in registry.known_files(item["folder"])):
+        return True
+    return describe(item)

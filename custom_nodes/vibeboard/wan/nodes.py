@@ -133,6 +133,11 @@ class VBWanLoRA:
                                                              "tooltip": "Wan2.2 A14B: which expert gets it"}),
         }}
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, lora_name):
+        from ..models import preflight
+        return preflight.validate_model_name("VBWanLoRA", "lora_name", lora_name)
+
     def apply(self, wan, lora_name, strength, expert="both"):
         from ..models import lora as lora_mod
 
