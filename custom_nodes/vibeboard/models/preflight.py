@@ -35,6 +35,8 @@ MODEL_INPUTS = {
     "VBDepthEstimate": {"model": ("depth", "dir")},
 }
 UNUSED = {"", "none", "(from diffusers folder)"}
+# class_type → (input that, when wired, makes the loader ignore these file inputs)
+IGNORED_WHEN_LINKED = {"VBInfCamLoader": ("wan", ("vae", "text_encoder", "tokenizer", "base_transformer"))}
 
 
 class MissingModelsError(NodeInputError):
@@ -104,7 +106,11 @@ def missing(prompt: dict, outputs=None) -> list:
         if not isinstance(node, dict) or (needed is not None and str(node_id) not in needed):
             continue
         class_type = node.get("class_type")
-        for name, value in (node.get("inputs") or {}).items():
+        inputs = node.get("inputs") or {}
+        link, ignored = IGNORED_WHEN_LINKED.get(class_type, (None, ()))
+        for name, value in inputs.items():
+            if name in ignored and isinstance(inputs.get(link), list):
+                continue
             item = check(class_type, name, value, node_id)
             if item:
                 out.append(item)
