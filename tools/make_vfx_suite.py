@@ -43,7 +43,7 @@ RUNNABLE = {
 }
 NEEDS_WEIGHTS = {
     "20": {"class_type": "VBInfCamLoader", "inputs": {
-        "checkpoint": "infcam/infcam_step35000.safetensors", "vae": "vae/wan_2.1_vae.safetensors",
+        "checkpoint": "InfCam/step35000.safetensors", "vae": "vae/wan_2.1_vae.safetensors",
         "text_encoder": "text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors",
         "tokenizer": "text_encoders/umt5-xxl-tokenizer", "dtype": "bf16", "device": "auto",
         "base_transformer": "", "attention_head_dim": 128}},
