@@ -32,12 +32,12 @@ def refocus(tmp_path_factory):
 
 
 def test_published_scheduler_config_builds_and_samples(refocus):
+    image = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(0))
+    stack = L.focal_stack(refocus, image, steps=1, size=(64, 64))  # EulerDiscreteScheduler(**cfg) raised here
+    assert stack.shape == (9, 64, 64, 3) and torch.isfinite(stack).all()
     assert refocus.scheduler_config["skip_prk_steps"] is True  # the file is read as published
     sched = L.make_scheduler(refocus.scheduler_config)
     assert sched.config.prediction_type == "v_prediction" and sched.config.use_karras_sigmas
-    image = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(0))
-    stack = L.focal_stack(refocus, image, steps=1, size=(64, 64))
-    assert stack.shape == (9, 64, 64, 3) and torch.isfinite(stack).all()
 
 
 def test_default_run_uses_the_authors_settings(refocus, monkeypatch):
