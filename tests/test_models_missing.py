@@ -84,7 +84,7 @@ def test_a_loader_inside_comfyui_reports_the_whole_workflow(empty_models):
     from vibeboard.optics_learned.nodes import VBGenFocusLoader
     with pytest.raises(preflight.MissingModelsError) as info:
         VBGenFocusLoader().load("diffusers/FLUX.1-dev", "Genfocus/deblurNet.safetensors", "", "bf16", "cpu",
-                                prompt=WORKFLOW, unique_id="7")
+                                prompt=WORKFLOW)
     err = info.value
     assert err.items[0]["node"] == "7" and err.items[0]["input"] == "flux_folder"
     assert {(i["node"], i["input"]) for i in err.items} >= {("1", "model"), ("2", "lora_name"), ("7", "deblur_lora")}

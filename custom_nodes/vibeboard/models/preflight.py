@@ -122,6 +122,9 @@ def raise_missing(class_type: str, input_name: str, value: str, prompt: Optional
     """Called by a loader that cannot find a file: raise one error naming it and every other missing file of the
     workflow (when the loader was given the prompt)."""
     items = missing(prompt) if prompt else []
+    if node_id is None:  # the loader's own node: the prompt entry with this class, input and value
+        node_id = next((i["node"] for i in items if i["class_type"] == class_type and i["input"] == input_name
+                        and i["value"] == value), None)
     own = check(class_type, input_name, value, node_id or "?")
     if own is None:  # in the table but found by a looser rule in the loader: still report this input
         own = {"node": str(node_id or "?"), "class_type": class_type, "input": input_name, "value": value,

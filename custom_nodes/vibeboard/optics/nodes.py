@@ -239,9 +239,9 @@ class VBDepthEstimate:
                               "Only for relative disparity → metric: distance given to the farthest pixel."}),
             "precision": (["auto", "fp32", "fp16", "bf16"], {"default": "auto",
                           "tooltip": "auto = fp16 on GPU, fp32 on CPU."}),
-        }, "hidden": {"prompt": "PROMPT", "unique_id": "UNIQUE_ID"}}
+        }, "hidden": {"prompt": "PROMPT"}}
 
-    def estimate(self, model, image, output, near, far, precision="auto", prompt=None, unique_id=None):
+    def estimate(self, model, image, output, near, far, precision="auto", prompt=None):
         from ..models import preflight, registry
 
         node = "Depth Estimate (VibeBoard)"
@@ -251,7 +251,7 @@ class VBDepthEstimate:
         except ValueError as exc:
             raise runtime.NodeInputError(node, "model", str(exc)) from exc
         if path is None or not os.path.isdir(path):
-            preflight.raise_missing("VBDepthEstimate", "model", model, prompt, unique_id, title=node)
+            preflight.raise_missing("VBDepthEstimate", "model", model, prompt, title=node)
         try:
             dm = depth_estimation.load(path, precision=precision)
         except depth_estimation.MissingWeights as exc:

@@ -66,15 +66,15 @@ class VBGenFocusLoader:
                                       "models/loras ('' to skip)."}),
             "dtype": (list(DTYPES), {"default": "bf16", "tooltip": "Compute precision."}),
             "device": (["auto", "cuda", "cpu"], {"default": "auto", "tooltip": "Where to run."}),
-        }, "hidden": {"prompt": "PROMPT", "unique_id": "UNIQUE_ID"}}
+        }, "hidden": {"prompt": "PROMPT"}}
 
-    def load(self, flux_folder, deblur_lora, bokeh_lora, dtype, device, prompt=None, unique_id=None):
+    def load(self, flux_folder, deblur_lora, bokeh_lora, dtype, device, prompt=None):
         from diffusers import FluxPipeline
 
         from ..optics.genfocus import deblur_variant, load_lora_file
 
         node = "GenFocus Loader"
-        where = dict(class_type="VBGenFocusLoader", prompt=prompt, node_id=unique_id)
+        where = dict(class_type="VBGenFocusLoader", prompt=prompt)
         folder = model_path(node, "flux_folder", flux_folder, must_be_dir=True, folder="diffusers", **where)
         loras = {name: model_path(node, name, value, folder="loras", **where)
                  for name, value in (("deblur_lora", deblur_lora), ("bokeh_lora", bokeh_lora)) if value.strip()}
@@ -195,13 +195,13 @@ class VBLearn2RefocusLoader:
             "svd_folder": ("STRING", {"default": "diffusers/stable-video-diffusion-img2vid", "tooltip": "SVD diffusers folder."}),
             "dtype": (list(DTYPES), {"default": "fp16", "tooltip": "Compute precision."}),
             "device": (["auto", "cuda", "cpu"], {"default": "auto", "tooltip": "Where to run."}),
-        }, "hidden": {"prompt": "PROMPT", "unique_id": "UNIQUE_ID"}}
+        }, "hidden": {"prompt": "PROMPT"}}
 
-    def load(self, unet_folder, svd_folder, dtype, device, prompt=None, unique_id=None):
+    def load(self, unet_folder, svd_folder, dtype, device, prompt=None):
         from ..optics.learn2refocus import RefocusModel, load_refocus_unet, load_svd_parts
 
         node = "Learn2Refocus Loader"
-        where = dict(class_type="VBLearn2RefocusLoader", prompt=prompt, node_id=unique_id)
+        where = dict(class_type="VBLearn2RefocusLoader", prompt=prompt)
         dt, dev = DTYPES[dtype], pick_device(device)
         unet_path = model_path(node, "unet_folder", unet_folder, must_be_dir=True, folder="diffusers", **where)
         svd_path = model_path(node, "svd_folder", svd_folder, must_be_dir=True, folder="diffusers", **where)

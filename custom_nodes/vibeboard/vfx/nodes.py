@@ -83,17 +83,17 @@ class VBInfCamLoader:
                 "attention_head_dim": ("INT", {"default": 128, "min": 8, "max": 256,
                                                "tooltip": "Wan head size (128 for every released Wan)."}),
             },
-            "hidden": {"prompt": "PROMPT", "unique_id": "UNIQUE_ID"},
+            "hidden": {"prompt": "PROMPT"},
         }
 
     def load(self, checkpoint, vae, text_encoder, tokenizer, dtype, device, wan=None, base_transformer="",
-             attention_head_dim=128, prompt=None, unique_id=None):
+             attention_head_dim=128, prompt=None):
         from ..models import loaders
         from .infcam import load_infcam
         from .infcam_sampler import InfCamHandle
 
         node = "InfCam Loader"
-        where = dict(class_type="VBInfCamLoader", prompt=prompt, node_id=unique_id)
+        where = dict(class_type="VBInfCamLoader", prompt=prompt)
         ckpt = self._checkpoint(node, checkpoint, where)
         if not ckpt.endswith(".safetensors"):
             raise NodeInputError(node, "checkpoint", f"{ckpt}: only .safetensors is read (convert InfCam's .ckpt "
@@ -345,14 +345,14 @@ class VBQwenEditLoader:
             "variant": (["auto", "2509", "2511"], {"default": "auto", "tooltip": "Which release the transformer "
                         "file is. 2511 runs with zero_cond_t (reference-image tokens at timestep 0), which nothing in "
                         "the weights reveals: auto reads '2511' / '2509' in the file name, else the folder's config."}),
-        }, "hidden": {"prompt": "PROMPT", "unique_id": "UNIQUE_ID"}}
+        }, "hidden": {"prompt": "PROMPT"}}
 
-    def load(self, folder, transformer_file, vae_file, dtype, device, variant="auto", prompt=None, unique_id=None):
+    def load(self, folder, transformer_file, vae_file, dtype, device, variant="auto", prompt=None):
         from ..models.loaders import compute_dtype
         from .qwen_edit import load_pipeline
 
         node = "Qwen Edit Loader"
-        where = dict(class_type="VBQwenEditLoader", prompt=prompt, node_id=unique_id)
+        where = dict(class_type="VBQwenEditLoader", prompt=prompt)
         path = model_path(node, "folder", folder, must_be_dir=True, folder="diffusers", **where)
         tf = model_path(node, "transformer_file", transformer_file, folder="diffusion_models", **where) \
             if transformer_file.strip() else ""
