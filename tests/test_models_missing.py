@@ -109,3 +109,13 @@ def test_comfyui_unload_models_releases_vibeboard_models(monkeypatch):
 def test_no_comfy_no_hook(monkeypatch):
     monkeypatch.delitem(sys.modules, "comfy.model_management", raising=False)
     assert release.hook_comfy() is False and "comfy.model_management" not in sys.modules
+
+
+def test_wan_loader_inside_comfyui_reports_the_whole_workflow(empty_models):
+    from vibeboard.wan.nodes import VBWanModelLoader
+    with pytest.raises(preflight.MissingModelsError) as info:
+        VBWanModelLoader().load("wan2.1_t2v_1.3B_bf16.safetensors", "wan_2.1_vae.safetensors",
+                                "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "bf16", prompt=WORKFLOW)
+    first = info.value.items[0]
+    assert (first["node"], first["input"], first["title"]) == ("1", "model", "Wan Model Loader")
+    assert len(info.value.items) == 6 and "vibeboard models pull genfocus-loras" in str(info.value)
