@@ -78,6 +78,8 @@ def test_every_registry_node_exists():
         assert e["nodes"], f"{name}: no node loads it (remove it or wire it)"
         for node in e["nodes"]:
             assert node in vibeboard.NODE_CLASS_MAPPINGS and node in preflight.MODEL_INPUTS, (name, node)
+    for name, e in MODELS.items():
+        assert all(need in MODELS for need in e.get("needs", [])), name
 
 
 @pytest.mark.parametrize("name,source", SOURCES)
