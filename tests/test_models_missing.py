@@ -119,3 +119,14 @@ def test_wan_loader_inside_comfyui_reports_the_whole_workflow(empty_models):
     first = info.value.items[0]
     assert (first["node"], first["input"], first["title"]) == ("1", "model", "Wan Model Loader")
     assert len(info.value.items) == 6 and "vibeboard models pull genfocus-loras" in str(info.value)
+
+
+@pytest.mark.parametrize("value,command", [
+    ("diffusers/Qwen-Image-Edit-2511", "vibeboard models pull qwen-image-edit --source diffusers-2511"),
+    ("umt5_xxl_fp16.safetensors", "vibeboard models pull umt5-xxl --source comfy"),
+    ("Depth-Anything-V2-Large-hf", "vibeboard models pull depth-anything-v2 --source large"),
+    ("InfCam/step35000.safetensors", "vibeboard models pull infcam"),
+    ("my_own.safetensors", None)])
+def test_pull_command_names_the_source_that_puts_the_file_there(value, command):
+    from vibeboard.models import registry
+    assert registry.pull_command(value) == command

@@ -77,10 +77,9 @@ def check(class_type: str, input_name: str, value, node_id: str = "?") -> Option
         path = None
     if path is not None and (kind != "dir" or os.path.isdir(path)):
         return None
-    name = registry.pull_name(value)
     return {"node": str(node_id), "class_type": class_type, "input": input_name, "value": value,
-            "expected": registry.expected_location(value, folder),
-            "pull": f"vibeboard models pull {name}" if name else None, "folder": folder}
+            "expected": registry.expected_location(value, folder), "pull": registry.pull_command(value),
+            "folder": folder}
 
 
 def _needed(prompt: dict, outputs) -> set:

@@ -182,28 +182,46 @@ def expected_location(value: str, folder: str) -> str:
 
 
 def pull_hint(value: str) -> str:
-    """' — get it with `vibeboard models pull NAME`' for a file/folder name some registry source places, else ''."""
-    name = pull_name(value)
-    return f" — get it with `vibeboard models pull {name}`" if name else ""
+    """' — get it with `vibeboard models pull NAME [--source S]`' for a file/folder some registry source places."""
+    command = pull_command(value)
+    return f" — get it with `{command}`" if command else ""
+
+
+def pull_command(value: str) -> Optional[str]:
+    found = pull_source(value)
+    if not found:
+        return None
+    name, source = found
+    default = next(iter(entry(name)["sources"]))
+    return f"vibeboard models pull {name}" + ("" if source == default else f" --source {source}")
 
 
 def pull_name(value: str) -> Optional[str]:
+    found = pull_source(value)
+    return found[0] if found else None
+
+
+def pull_source(value: str) -> Optional[tuple]:
+    """(registry name, source) whose pull puts `value` (a node's file/folder name) in place, or None."""
     value = (value or "").strip().replace("\\", "/").rstrip("/")
     if not value:
         return None
     _, rest = _split_folder(value)
+    stem = os.path.splitext(rest)[0]
     for key in load_registry()["models"]:
         for source in entry(key)["sources"]:
             for _, rel in local_targets(key, source):
                 rel = rel.replace(os.sep, "/")
                 tail = rel.split("/", 1)[1] if "/" in rel else rel
                 if rest == tail or rest.startswith(tail + "/") or value == rel or value.startswith(rel + "/"):
-                    return key
+                    return key, source
+                if entry(key)["sources"][source].get("format") == "ckpt" and stem == os.path.splitext(tail)[0]:
+                    return key, source  # the converted .safetensors of a pickled release
     base = os.path.basename(value)
     for key, e in load_registry()["models"].items():
-        for src in e["sources"].values():
+        for source, src in e["sources"].items():
             if any(os.path.basename(f["path"]) == base for f in src.get("files", [])):
-                return key
+                return key, source
     return None
 
 

@@ -30,13 +30,7 @@ def _models_list():
 
 
 def _registry_hint(name: str) -> str:
-    base = os.path.basename(name)
-    for key, e in registry.load_registry()["models"].items():
-        for src in e["sources"].values():
-            if any(os.path.basename(f["path"]) == base for f in src.get("files", [])) or \
-                    src.get("repo", "").split("/")[-1] == base:
-                return f" — get it with `vibeboard models pull {key}`"
-    return ""
+    return registry.pull_hint(name)
 
 
 def _resolve(node: str, input_name: str, name: str, folder: str, prompt=None, class_type=None) -> str:
