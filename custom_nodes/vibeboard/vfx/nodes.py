@@ -11,42 +11,11 @@ import re
 
 import torch
 
-from ..common import runtime
-from ..common.runtime import NodeInputError, models_directory, output_directory, unique_output_path
+from ..common.runtime import NodeInputError, output_directory, unique_output_path
+from ..models.loaders import model_path, pick_device
 
 CATEGORY = "VibeBoard/VFX"
 DTYPE_CHOICES = ["bf16", "fp16", "fp32"]
-
-
-def model_path(node: str, input_name: str, value: str, must_be_dir: bool = False, folder: str = "checkpoints",
-               class_type: str | None = None, prompt: dict | None = None, node_id: str | None = None) -> str:
-    """A model by name inside its registry folder (ours, ComfyUI's, extra_model_paths.yaml; the folder may be
-    written in front, e.g. 'diffusers/FLUX.1-dev'), or an absolute path. When it is missing, the error names it and,
-    given the workflow (`prompt`), every other missing model file too, with the pull command for each."""
-    from ..models import preflight, registry
-
-    value = (value or "").strip()
-    if not value:
-        raise NodeInputError(node, input_name, "empty path")
-    if os.path.isabs(os.path.expanduser(value)):
-        runtime.user_path(node, input_name, value, models_directory())  # the server's path policy
-    try:
-        path = registry.resolve(os.path.expanduser(value), folder)
-    except ValueError as exc:
-        raise NodeInputError(node, input_name, str(exc)) from None
-    ok = path is not None and (os.path.isdir(path) if must_be_dir else os.path.exists(path))
-    if not ok:
-        if class_type:
-            preflight.raise_missing(class_type, input_name, value, prompt, node_id, title=node)
-        raise NodeInputError(node, input_name, f"model not found: expected {'folder' if must_be_dir else 'file'} "
-                             f"{registry.expected_location(value, folder)}{registry.pull_hint(value)}")
-    return path
-
-
-def pick_device(choice: str = "auto") -> str:
-    if choice != "auto":
-        return choice
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class VBInfCamLoader:
