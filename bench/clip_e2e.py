@@ -119,7 +119,8 @@ def run_ours(args, models: str, out: str) -> dict:
     timer = NodeTimer(classes)
     argv = ["run", WORKFLOW, "--models-dir", models, "--output-dir", out, "--temp-dir", os.path.join(out, "temp"),
             "--quiet", "--set", f"3.steps={args.steps}", "--set", f"3.cfg={args.cfg}",
-            "--set", f"3.shift={args.shift}", "--set", f"4.width={args.width}",
+            "--set", f"3.shift={args.shift}", "--set", f"3.compile={str(args.compile).lower()}",
+            "--set", f"4.width={args.width}",
             "--set", f"4.height={args.height}", "--set", f"4.length={args.frames}"]
     try:
         sync()
@@ -178,9 +179,30 @@ def run_diffusers(args, models: str, out: str, prompt: str, negative: str) -> di
         VBSaveVideo().save(frames.permute(0, 2, 3, 1).float().cpu(), fps=16.0, filename_prefix="bench/diffusers",
                            crf=19, preset="medium")
         t4 = time.perf_counter()
+    t["_frames"] = frames.permute(0, 2, 3, 1).float().cpu()
     t.update({"text encode": t1 - t0, "sampling": t2 - t1, "per step": (t2 - t1) / args.steps,
               "decode": t3 - t2, "MP4": t4 - t3, "text → MP4": t4 - t0})
     return t
+
+
+def x264_threads(frames: torch.Tensor, out: str) -> dict:
+    """MP4 write time of the same frames with x264 slice threads (PyAV's default) vs frame threads (ours):
+    the random-weight decode (noise-like, the hardest case) and a smooth moving gradient (closer to real video)."""
+    from vibeboard.media import video
+    t_idx = torch.arange(frames.shape[0]).view(-1, 1, 1, 1)
+    x = torch.linspace(0, 1, frames.shape[2]).view(1, 1, -1, 1)
+    smooth = ((x + t_idx / frames.shape[0] + torch.tensor([0.0, 0.3, 0.6])) % 1.0).expand_as(frames).contiguous()
+    res, saved = {}, video.X264_THREAD_TYPE
+    try:
+        for name, clip in (("decoded", frames), ("smooth", smooth)):
+            for kind in ("SLICE", "FRAME"):
+                video.X264_THREAD_TYPE = kind
+                t0 = time.perf_counter()
+                video.write_video(os.path.join(out, f"x264_{name}_{kind}.mp4"), clip, 16.0, crf=19, preset="medium")
+                res[f"MP4 {name}, {kind.lower()} threads"] = time.perf_counter() - t0
+    finally:
+        video.X264_THREAD_TYPE = saved
+    return res
 
 
 def fmt(v):
@@ -188,7 +210,7 @@ def fmt(v):
 
 
 def table(cols: dict) -> str:
-    names = list(cols)
+    names = [n for n in cols if n != "x264"]
     lines = ["| stage | " + " | ".join(names) + " | ours/diffusers (warm) |", "|---|" + "---|" * (len(names) + 1)]
     for s in STAGES:
         vals = [cols[n].get(s) for n in names]
@@ -207,6 +229,9 @@ def main(argv=None):
     ap.add_argument("--frames", type=int, default=81)
     ap.add_argument("--height", type=int, default=480)
     ap.add_argument("--width", type=int, default=832)
+    ap.add_argument("--compile", action="store_true",
+                    help="ours with the sampler's compiled blocks (first run pays the warm-up; a second process "
+                         "on the same machine reuses torch's on-disk compile cache)")
     ap.add_argument("--warm-runs", type=int, default=1, help="extra runs of ours with models loaded")
     ap.add_argument("--no-diffusers", dest="diffusers", action="store_false")
     ap.add_argument("--workdir", help="scratch folder (default: a temp dir)")
@@ -232,11 +257,17 @@ def main(argv=None):
         print("ours (warm run):", {k: round(v, 3) for k, v in cols["ours (warm)"].items()}, flush=True)
     if args.diffusers:
         cols["diffusers"] = run_diffusers(args, models, out, prompt, negative)
+        frames = cols["diffusers"].pop("_frames")
         print("diffusers:", {k: round(v, 3) for k, v in cols["diffusers"].items()}, flush=True)
+        extra = x264_threads(frames, out)
+        print("x264 threads:", {k: round(v, 3) for k, v in extra.items()}, flush=True)
+        cols["x264"] = extra
     card = torch.cuda.get_device_name() if device == "cuda" else "cpu"
     print(f"\n{card}, torch {torch.__version__}, {args.width}x{args.height}x{args.frames}, {args.steps} steps, "
-          f"CFG {args.cfg}\n")
+          f"CFG {args.cfg}{', ours compiled' if args.compile else ''}\n")
     print(table(cols))
+    for k, v in cols.get("x264", {}).items():
+        print(f"| {k} (s) | {v:.2f} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"card": card, "args": vars(args), "results": cols}, f, indent=1)

@@ -10,11 +10,11 @@ def test_clip_e2e_quick_runs_both_paths_and_reports_every_stage(tmp_path):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     cols = bench.main(["--quick", "--workdir", str(tmp_path), "--json", str(tmp_path / "out.json")])
-    assert set(cols) == {"ours (first)", "ours (warm)", "diffusers"}
+    assert set(cols) == {"ours (first)", "ours (warm)", "diffusers", "x264"}
     for stage in ("load", "text encode", "sampling", "decode", "MP4", "text → MP4", "files → MP4"):
         assert cols["ours (first)"][stage] > 0
     for stage in ("text encode", "sampling", "decode", "MP4", "text → MP4"):
         assert cols["diffusers"][stage] > 0
     mp4s = sorted(p.name for p in (tmp_path / "output").rglob("*.mp4"))
-    assert len(mp4s) == 3  # two runs of ours + diffusers, each wrote its clip
+    assert len(mp4s) == 3 + 4  # two runs of ours + diffusers, each wrote its clip; 4 x264 thread checks
     assert "| text → MP4 (s) |" in bench.table(cols)

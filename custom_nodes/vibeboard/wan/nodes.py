@@ -382,7 +382,7 @@ class VBWanVAEDecode:
         if samples.ndim != 5 or samples.shape[1] != wan.latent_channels:
             raise runtime.NodeInputError("Wan VAE Decode", "latent", f"expected [B,{wan.latent_channels},T,h,w], "
                                          f"got {tuple(samples.shape)}")
-        return (C.video_to_images(C.vae_decode(wan, samples, tiled)),)
+        return (C.vae_decode_images(wan, samples, tiled),)
 
 
 class VBWanVAEEncode:
