@@ -31,3 +31,21 @@ def test_asset_bin_runs_headless_without_weights(tmp_path):
     scene = trimesh.load(glb[0]["path"], force="scene")
     assert sorted(scene.graph.nodes_geometry) == ["cabinet", "crate", "stool"]
     assert os.path.isfile(tmp_path / "out" / "vibeboard" / "assets" / "assets.sqlite")
+
+
+def test_deconstruct_node_errors_name_the_input(tmp_path):
+    import torch
+
+    from vibeboard.assetbin.nodes import VBDeconstructScene, VBSampleRoom
+    from vibeboard.common import runtime
+    from vibeboard.common.runtime import NodeInputError
+
+    runtime.set_host_dirs(output=str(tmp_path / "o"), input=str(tmp_path / "i"), temp=str(tmp_path / "t"))
+    image, depth, fov, _ = VBSampleRoom().make(128, 96, 70.0, 0)
+    args = dict(fov_deg=fov, scene_name="r", object_names="", room_prompt="empty", inpaint_steps=1, seed=0)
+    with pytest.raises(NodeInputError, match="input 'object_prompt'"):
+        VBDeconstructScene().run(image, depth, object_prompt="Show the {thing}", **args)
+    with pytest.raises(NodeInputError, match="input 'depth'.*but the image"):
+        VBDeconstructScene().run(image, depth[:, :50], object_prompt="{name}", **args)
+    with pytest.raises(NodeInputError, match="input 'depth'.*positive"):
+        VBDeconstructScene().run(image, torch.zeros_like(depth), object_prompt="{name}", **args)

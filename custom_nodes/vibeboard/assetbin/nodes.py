@@ -151,8 +151,11 @@ class VBDeconstructScene:
         if d.shape != image.shape[1:3]:
             raise NodeInputError(node, "depth", f"depth is {d.shape[1]}x{d.shape[0]} but the image is "
                                  f"{image.shape[2]}x{image.shape[1]}")
-        if "{name}" not in object_prompt and object_prompt.count("{") != object_prompt.count("}"):
-            raise NodeInputError(node, "object_prompt", "unbalanced braces (use {name} for the object name)")
+        try:
+            object_prompt.format(name="object")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise NodeInputError(node, "object_prompt", f"bad placeholder ({exc}); only {{name}} is filled in, "
+                                 "write {{ and }} for literal braces") from None
         name = _safe_name(scene_name, "scene")
         cache = os.path.join(temp_directory(), "vibeboard", "deconstruct", name)
         names = [n.strip() for n in object_names.split(",") if n.strip()]
@@ -162,8 +165,6 @@ class VBDeconstructScene:
             result = Deconstructor(cache, sam, qwen_edit, maps).run(image[0], d, settings)
         except ValueError as exc:
             raise NodeInputError(node, "depth", str(exc)) from None
-        except KeyError as exc:
-            raise NodeInputError(node, "object_prompt", f"unknown placeholder {exc}; only {{name}}") from None
         path, subfolder, filename = unique_output_path(output_directory(), f"vibeboard/assets/{name}", "glb")
         shutil.copyfile(result.glb_path, path)
         report = {"glb": filename, "objects": result.objects, "models": result.models, "stages": result.stages}
