@@ -30,7 +30,17 @@ def test_asset_bin_runs_headless_without_weights(tmp_path):
     assert len(glb) == 1
     scene = trimesh.load(glb[0]["path"], force="scene")
     assert sorted(scene.graph.nodes_geometry) == ["cabinet", "crate", "stool"]
-    assert os.path.isfile(tmp_path / "out" / "vibeboard" / "assets" / "assets.sqlite")
+    import sqlite3
+
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path / "out" / "vibeboard" / "assets"
+    row = sqlite3.connect(str(root / "assets.sqlite")).execute(
+        "SELECT glb, thumbnails, licence_class, element_ref FROM assets").fetchone()
+    assert row[0] == glb[0]["filename"] and row[2] == "open" and row[3] == "scriptlab:element:1"
+    thumb = np.asarray(Image.open(root / json.loads(row[1])[0]))
+    assert thumb.shape == (256, 256, 3) and thumb.std() > 10  # the objects are drawn, not a blank frame
 
 
 def test_deconstruct_node_errors_name_the_input(tmp_path):

@@ -204,10 +204,20 @@ class VBAssetRegister:
             glb, models = data["glb"], list(data["models"])
         except (ValueError, KeyError, TypeError):
             raise NodeInputError(node, "report", "not a Deconstruct scene report") from None
+        from PIL import Image
+
+        from .thumbnail import render_thumbnail
+
         root = os.path.join(output_directory(), "vibeboard", "assets")
+        glb_name = os.path.basename(str(glb).replace("\\", "/"))  # a file in the asset folder, never a path
+        thumbs = []
+        if os.path.isfile(os.path.join(root, glb_name)):
+            thumb = os.path.splitext(glb_name)[0] + "_thumb.png"
+            Image.fromarray(render_thumbnail(os.path.join(root, glb_name))).save(os.path.join(root, thumb))
+            thumbs.append(thumb)
         db = AssetDB(os.path.join(root, "assets.sqlite"), root)
         try:
-            asset_id = db.add_asset(name, kind, glb=_safe_name(os.path.splitext(glb)[0], "scene") + ".glb",
+            asset_id = db.add_asset(name, kind, glb=glb_name, thumbnails=thumbs,
                                     tags=[t.strip() for t in tags.split(",") if t.strip()], scale_m=1.0,
                                     models=models, element_ref=element_ref.strip() or None)
             try:
@@ -217,8 +227,8 @@ class VBAssetRegister:
             asset = db.asset(asset_id)
         finally:
             db.close()
-        text = json.dumps({k: asset[k] for k in ("id", "name", "kind", "glb", "licence_class", "licence_notes",
-                                                  "element_ref", "tags")})
+        text = json.dumps({k: asset[k] for k in ("id", "name", "kind", "glb", "thumbnails", "licence_class",
+                                                  "licence_notes", "element_ref", "tags")})
         return {"ui": {"text": [f"{name}: licence {asset['licence_class']}"]}, "result": (text,)}
 
 
