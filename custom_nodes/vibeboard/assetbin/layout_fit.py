@@ -76,7 +76,8 @@ def fit_4dof(*args, **kwargs) -> "Pose4":
 
 
 def _fit_4dof(source: torch.Tensor, target: torch.Tensor, floor_y: float = 0.0, yaw_starts: int = 8,
-             coarse_steps: int = 40, adam_steps: int = 60, lbfgs_steps: int = 40, max_points: int = 500, seed: int = 0, source_weight: float = 1.0) -> Pose4:
+              coarse_steps: int = 40, adam_steps: int = 60, lbfgs_steps: int = 40, max_points: int = 500,
+              seed: int = 0, source_weight: float = 1.0) -> Pose4:
     """Chamfer fit from `yaw_starts` starts (coarse Adam on a subsample), then Adam and L-BFGS on the best."""
     if source.ndim != 2 or source.shape[1] != 3 or len(source) < 4:
         raise ValueError("layout fit: source must be [N>=4, 3] points")

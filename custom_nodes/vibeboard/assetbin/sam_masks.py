@@ -49,8 +49,8 @@ class SamMasker:
         for start in range(0, len(grid), batch):
             pts = grid[start:start + batch]
             prompt = self.processor(images=pil, input_points=[[[list(p)] for p in pts]], return_tensors="pt")
-            out = self.model(image_embeddings=embeddings, input_points=prompt["input_points"].to(self.device, self.dtype),
-                             multimask_output=True)
+            points = prompt["input_points"].to(self.device, self.dtype)
+            out = self.model(image_embeddings=embeddings, input_points=points, multimask_output=True)
             masks = self.processor.image_processor.post_process_masks(
                 out.pred_masks.float().cpu(), prompt["original_sizes"], prompt["reshaped_input_sizes"])[0]
             iou = out.iou_scores[0].float().cpu()              # [P, 3]
