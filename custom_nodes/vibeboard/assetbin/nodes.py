@@ -108,6 +108,43 @@ class VBMarigoldMaps:
         return (maps, maps["albedo"][None].clamp(0, 1))
 
 
+class VBMVInverseMaps:
+    DESCRIPTION = ("Multi-view PBR maps with MVInverse (maddog241/mvinverse; NON-COMMERCIAL): N views of one scene "
+                   "→ albedo / metallic / roughness / normal per view; the chosen view's maps feed Deconstruct "
+                   "scene. Needs the weights and the authors' package (the network is theirs); every asset made "
+                   "from these maps is marked non-commercial.")
+    CATEGORY = CATEGORY
+    FUNCTION = "run"
+    RETURN_TYPES = ("VB_PBR_MAPS", "IMAGE", "IMAGE")
+    RETURN_NAMES = ("maps", "albedo", "normal")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "views": ("IMAGE", {"tooltip": "Views of one scene (a batch); the first is usually the photo."}),
+            "checkpoint": ("STRING", {"default": "mvinverse", "tooltip": "HubMixin folder (config.json + "
+                                      "model.safetensors) or the authors' .pt, under models/."}),
+            "view": ("INT", {"default": 0, "min": 0, "max": 255, "tooltip": "Which view's maps to pass on."}),
+        }}
+
+    def run(self, views, checkpoint, view):
+        from ..vfx.nodes import model_path
+        from . import mvinverse
+
+        node = "MVInverse Maps"
+        path = model_path(node, "checkpoint", checkpoint)
+        if view >= views.shape[0]:
+            raise NodeInputError(node, "view", f"view {view} of {views.shape[0]} views")
+        try:
+            model = mvinverse.load(path, "cuda" if torch.cuda.is_available() else "cpu")
+        except (FileNotFoundError, ValueError) as exc:
+            raise NodeInputError(node, "checkpoint", str(exc)) from None
+        maps = mvinverse.estimate(model, views)
+        picked = maps[view]
+        normal_rgb = (torch.stack([m["normal"] for m in maps]) * 0.5 + 0.5).clamp(0, 1)
+        return (picked, torch.stack([m["albedo"] for m in maps]), normal_rgb)
+
+
 class VBDeconstructScene:
     DESCRIPTION = ("Deconstruct scene (3D-RE-GEN's method, staged and cached): photo + metric depth → instance "
                    "masks → inpainting → per-object meshes → 4-DoF floor layout → scene GLB (one node per object, "
@@ -236,6 +273,7 @@ NODE_CLASS_MAPPINGS = {
     "VBSampleRoom": VBSampleRoom,
     "VBSamLoader": VBSamLoader,
     "VBMarigoldMaps": VBMarigoldMaps,
+    "VBMVInverseMaps": VBMVInverseMaps,
     "VBDeconstructScene": VBDeconstructScene,
     "VBAssetRegister": VBAssetRegister,
 }
@@ -243,6 +281,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "VBSampleRoom": "Sample Room — procedural RGB-D (VibeBoard)",
     "VBSamLoader": "SAM Loader (VibeBoard)",
     "VBMarigoldMaps": "Marigold Maps — PBR from one image (VibeBoard)",
+    "VBMVInverseMaps": "MVInverse Maps — multi-view PBR, non-commercial (VibeBoard)",
     "VBDeconstructScene": "Deconstruct Scene → GLB (VibeBoard)",
     "VBAssetRegister": "Asset Register — licence-aware (VibeBoard)",
 }
