@@ -41,7 +41,7 @@ def muted(node_type, widgets, out_name, out_type, target_input, pos, inputs=()):
     ui["links"].append([lid, nid, 0, dec["id"], slot, out_type])
     ui["nodes"].append(node)
     nid += 1
-muted("VBSamLoader", ["sam/sam-vit-huge"], "sam", "VB_SAM", "sam", [40, 420])
+muted("VBSamLoader", ["sam/sam-vit-huge", 16, 0.7], "sam", "VB_SAM", "sam", [40, 420])
 ui["last_node_id"] = nid - 1
 ui["last_link_id"] = lid
 conv = load_workflow(ui, reg)

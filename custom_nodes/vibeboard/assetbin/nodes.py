@@ -62,15 +62,21 @@ class VBSamLoader:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"folder": ("STRING", {"default": "sam/sam-vit-huge",
-                                                   "tooltip": "Folder under models/ (or absolute)."})}}
+        return {"required": {
+            "folder": ("STRING", {"default": "sam/sam-vit-huge", "tooltip": "Folder under models/ (or absolute)."}),
+            "points_per_side": ("INT", {"default": 16, "min": 2, "max": 64,
+                                        "tooltip": "Prompt grid for 'everything' mode (n × n points)."}),
+            "iou_threshold": ("FLOAT", {"default": 0.7, "min": 0.0, "max": 1.0, "step": 0.01,
+                                        "tooltip": "Keep a mask when SAM's predicted IoU reaches this."}),
+        }}
 
-    def load(self, folder):
+    def load(self, folder, points_per_side=16, iou_threshold=0.7):
         from .sam_masks import SamMasker
 
         path = _model_folder("SAM Loader", "folder", folder)
         try:
-            return (SamMasker(path, "cuda" if torch.cuda.is_available() else "cpu"),)
+            return (SamMasker(path, "cuda" if torch.cuda.is_available() else "cpu",
+                              points_per_side=points_per_side, iou_threshold=iou_threshold),)
         except (FileNotFoundError, ValueError, OSError) as exc:
             raise NodeInputError("SAM Loader", "folder", str(exc)) from None
 
