@@ -140,3 +140,17 @@ def test_previz_draws_an_asset_bin_glb_as_the_set(tmp_path):
     x, y = np.round(px[0]).astype(int)
     r, g, bl = frames[0][y, x]
     assert r > 0.3 and g < 0.1 and bl < 0.1  # the box's front face, shaded red, where the lens puts it
+
+
+def test_blocking_motion_goes_into_the_asset_bin_motion_library(tmp_path):
+    from vibeboard.assetbin.assetdb import AssetDB
+
+    db = AssetDB(str(tmp_path / "a.sqlite"), str(tmp_path / "assets"))
+    for name, kind, data in handoff.motions(SAMPLE):
+        db.add_motion(name, kind, data)
+    paths = db.motions("camera_path")
+    assert [m["name"] for m in paths] == ["shot 1 camera A", "shot 2 camera B", "shot 3 camera C"]
+    assert np.allclose(CameraPath.from_dict(paths[0]["data"]).c2w, handoff.shot_camera_path(SAMPLE, "1").c2w)
+    bob = [m for m in db.motions("blocking_move") if m["data"]["actor"] == "bob"][0]
+    assert len(bob["data"]["frames"]) == 36 and bob["data"]["frames"][23]["position"] == pytest.approx([-0.7, -3.0])
+    db.close()
