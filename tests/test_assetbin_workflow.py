@@ -28,6 +28,9 @@ def test_asset_bin_runs_headless_without_weights(tmp_path):
     assert res.status == "success", res.error
     glb = [f for f in res.output_files() if f["filename"].endswith(".glb")]
     assert len(glb) == 1
+    ply = [f for f in res.output_files() if f["filename"].endswith(".ply")]
+    cloud = trimesh.load(ply[0]["path"])
+    assert len(cloud.vertices) == 256 * 192 and abs(float(cloud.vertices[:, 1].min())) < 0.05  # floor at y = 0
     scene = trimesh.load(glb[0]["path"], force="scene")
     assert sorted(scene.graph.nodes_geometry) == ["cabinet", "crate", "stool"]
     import sqlite3

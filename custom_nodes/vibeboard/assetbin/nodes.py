@@ -210,8 +210,16 @@ class VBDeconstructScene:
             raise NodeInputError(node, "depth", str(exc)) from None
         path, subfolder, filename = unique_output_path(output_directory(), f"vibeboard/assets/{name}", "glb")
         shutil.copyfile(result.glb_path, path)
-        report = {"glb": filename, "objects": result.objects, "models": result.models, "stages": result.stages}
-        ui = {"files": [{"filename": filename, "subfolder": subfolder, "type": "output"}],
+        # the scene's point cloud (world frame, metres, photo colours) for CustomX scene videos or other tools
+        import trimesh
+
+        ply, ply_sub, ply_name = unique_output_path(output_directory(), f"vibeboard/assets/{name}_points", "ply")
+        colours = (image[0, ..., :3].reshape(-1, 3).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+        trimesh.PointCloud(result.points.reshape(-1, 3).numpy(), colors=colours).export(ply)
+        report = {"glb": filename, "points": ply_name, "objects": result.objects, "models": result.models,
+                  "stages": result.stages}
+        ui = {"files": [{"filename": filename, "subfolder": subfolder, "type": "output"},
+                        {"filename": ply_name, "subfolder": ply_sub, "type": "output"}],
               "text": [f"{len(result.objects)} object(s); stages re-run: "
                        f"{', '.join(s for s, how in result.stages if how == 'ran') or 'none'}"]}
         return {"ui": ui, "result": (path, result.masks.float(), json.dumps(report, default=str))}
