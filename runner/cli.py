@@ -93,8 +93,7 @@ def cmd_run(args) -> int:
     if getattr(args, "backend", "embedded") == "comfyui":
         if not args.url:
             raise SystemExit("vibeboard: --backend comfyui needs --url http://host:8188")
-        from .remote_comfyui import run_remote_cli
-        return run_remote_cli(args, _load, report)
+        return _run_remote(args)
     from .executor import Executor
     from .registry import NodeRegistry
     registry = NodeRegistry.default(embedded=True)
@@ -126,9 +125,39 @@ def cmd_run(args) -> int:
     result = box["result"]
     code = report(result, registry, args.json)
     if getattr(args, "push", False):
-        from .storage import push_for_cli
-        push_for_cli(result, args)
+        _push(result, args)
     return code
+
+
+def _run_remote(args) -> int:
+    """`vibeboard run --backend comfyui --url URL`: load (UI format via the remote's /object_info), run, report."""
+    import urllib.error
+    from .remote_comfyui import RemoteComfyUI, RemoteError, RemoteRegistry
+    remote = RemoteComfyUI(args.url, token=getattr(args, "token", None))
+    try:
+        registry = RemoteRegistry(remote.object_info())
+        prompt = _load(args, registry)
+        printer = ProgressPrinter(sys.stderr, prompt, registry, enabled=not args.quiet)
+        result = remote.run(prompt, args.output_dir, on_event=printer)
+    except (RemoteError, urllib.error.URLError, OSError) as exc:
+        print(f"vibeboard: remote server {args.url}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    code = report(result, registry, args.json)
+    if getattr(args, "push", False):
+        _push(result, args)
+    return code
+
+
+def _push(result, args) -> list:
+    """`vibeboard run --push`: push a finished run's files with the env/config storage; print the URLs."""
+    from .state import default_store_dir
+    from .storage import push_outputs, storage_from_config
+    storage = storage_from_config(default_local_root=default_store_dir(args.output_dir))
+    rows = push_outputs(storage, result.prompt_id, result.output_files())
+    for row in rows:
+        text = row.get("url") or f"FAILED {row.get('filename')}: {row.get('upload_error')}"
+        print(f"pushed: {text}", file=sys.stderr if getattr(args, "json", False) else sys.stdout)
+    return rows
 
 
 def report(result, registry, as_json: bool) -> int:

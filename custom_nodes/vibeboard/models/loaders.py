@@ -26,6 +26,26 @@ class ModelFileError(FileNotFoundError):
     pass
 
 
+def model_path(node: str, input_name: str, value: str, must_be_dir: bool = False) -> str:
+    """Resolve a models-folder relative path; a missing file is a NodeInputError naming the expected path."""
+    from ..common import runtime
+    value = (value or "").strip()
+    if not value:
+        raise runtime.NodeInputError(node, input_name, "empty path")
+    path = runtime.user_path(node, input_name, value, runtime.models_directory())
+    ok = os.path.isdir(path) if must_be_dir else os.path.exists(path)
+    if not ok:
+        raise runtime.NodeInputError(node, input_name,
+                                     f"model not found: expected {'folder' if must_be_dir else 'file'} {path}")
+    return path
+
+
+def pick_device(choice: str = "auto") -> str:
+    if choice != "auto":
+        return choice
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def compute_dtype(name: str) -> torch.dtype:
     if name not in DTYPES:
         raise ValueError(f"unknown dtype {name!r}; choose one of {sorted(DTYPES)}")

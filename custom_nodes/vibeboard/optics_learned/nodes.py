@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from ..common.runtime import NodeInputError, progress_bar
-from ..vfx.nodes import model_path, pick_device
+from ..models.loaders import model_path, pick_device
 
 CATEGORY = "VibeBoard/Optics"
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}

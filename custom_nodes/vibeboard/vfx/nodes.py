@@ -6,34 +6,15 @@ focus_inspect.py / qwen_edit.py.
 from __future__ import annotations
 
 import json
-import os
 import re
 
 import torch
 
-from ..common import runtime
-from ..common.runtime import NodeInputError, models_directory, output_directory, unique_output_path
+from ..common.runtime import NodeInputError, output_directory, unique_output_path
+from ..models.loaders import model_path, pick_device
 
 CATEGORY = "VibeBoard/VFX"
 DTYPE_CHOICES = ["bf16", "fp16", "fp32"]
-
-
-def model_path(node: str, input_name: str, value: str, must_be_dir: bool = False) -> str:
-    """Resolve a models-folder relative path; a missing file is a NodeInputError naming the expected path."""
-    value = (value or "").strip()
-    if not value:
-        raise NodeInputError(node, input_name, "empty path")
-    path = runtime.user_path(node, input_name, value, models_directory())
-    ok = os.path.isdir(path) if must_be_dir else os.path.exists(path)
-    if not ok:
-        raise NodeInputError(node, input_name, f"model not found: expected {'folder' if must_be_dir else 'file'} {path}")
-    return path
-
-
-def pick_device(choice: str = "auto") -> str:
-    if choice != "auto":
-        return choice
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class VBInfCamLoader:
