@@ -134,7 +134,7 @@ class VBMVInverseMaps:
         }}
 
     def run(self, views, checkpoint, view):
-        from ..vfx.nodes import model_path
+        from ..models.loaders import model_path
         from . import mvinverse
 
         node = "MVInverse Maps"
