@@ -67,3 +67,25 @@ def test_licence_classes_from_text():
     assert classify_text("Apache-2.0") == "open"
     assert classify_text("") == "unknown"
     assert most_restrictive(["sam", "flux1-dev"])[0] == "non-commercial"
+
+
+def test_script_lab_breakdown_elements_resolve_through_the_adapter(tmp_path):
+    import shutil
+
+    from vibeboard.assetbin.assetdb import ScriptLabElements
+    from vibeboard.scriptlab import pipeline
+
+    script = tmp_path / "script.fountain"
+    shutil.copy(pipeline.sample_path(), script)
+    pipeline.run_breakdown(str(script), str(tmp_path / "film.vbdb"))
+    link = ScriptLabElements(str(tmp_path / "film.vbdb"))
+    db = AssetDB(str(tmp_path / "assets.sqlite"), str(tmp_path / "assets"), link)
+    todo = link.missing_assets(db)
+    assert ScriptLabElements.ref("props", "COMPASS") in todo
+    aid = db.add_asset("compass", "prop", glb="compass.glb", element_ref=ScriptLabElements.ref("props", "COMPASS"),
+                       scale_m=0.08, models=["depth (given)"])
+    element = db.asset(aid)["element"]
+    assert element == {"ref": "scriptlab:props/COMPASS", "kind": "props", "name": "COMPASS", "scenes": ["1", "4"]}
+    assert ScriptLabElements.ref("props", "COMPASS") not in link.missing_assets(db)
+    assert link.element("scriptlab:props/UNICORN") is None and link.element("other:x") is None
+    db.close()
