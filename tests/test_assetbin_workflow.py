@@ -41,7 +41,7 @@ def test_asset_bin_runs_headless_without_weights(tmp_path):
     root = tmp_path / "out" / "vibeboard" / "assets"
     row = sqlite3.connect(str(root / "assets.sqlite")).execute(
         "SELECT glb, thumbnails, licence_class, element_ref FROM assets").fetchone()
-    assert row[0] == glb[0]["filename"] and row[2] == "open" and row[3] == "scriptlab:element:1"
+    assert row[0] == glb[0]["filename"] and row[2] == "open" and row[3] is None
     thumb = np.asarray(Image.open(root / json.loads(row[1])[0]))
     assert thumb.shape == (256, 256, 3) and thumb.std() > 10  # the objects are drawn, not a blank frame
 

@@ -18,7 +18,8 @@ api = {
        "object_prompt": "Show the complete {name}, restoring any part hidden by other objects.",
        "room_prompt": "Remove all furniture and objects; show the empty room.", "inpaint_steps": 30, "seed": 0}},
  "3": {"class_type": "VBAssetRegister", "inputs": {"report": ["2", 2], "name": "sample room", "kind": "scene",
-       "element_ref": "scriptlab:element:1", "tags": "room, sample", "commercial_project": True}},
+       "element_ref": "", "tags": "room, sample", "commercial_project": True,
+       "script_db": ""}},
 }
 ui = api_to_ui(api, reg)
 nid = max(n["id"] for n in ui["nodes"]) + 1

@@ -241,15 +241,29 @@ class VBAssetRegister:
             "report": ("STRING", {"forceInput": True, "tooltip": "The report of Deconstruct scene."}),
             "name": ("STRING", {"default": "room", "tooltip": "Asset name."}),
             "kind": (["scene", "prop", "set", "character", "material"], {"default": "scene", "tooltip": "Asset kind."}),
-            "element_ref": ("STRING", {"default": "", "tooltip": "Script Lab element (e.g. scriptlab:element:7)."}),
+            "element_ref": ("STRING", {"default": "", "tooltip": "Script Lab element, scriptlab:<category>/<label> "
+                                                                 "(e.g. scriptlab:props/COMPASS)."}),
             "tags": ("STRING", {"default": "", "tooltip": "Comma-separated tags."}),
             "commercial_project": ("BOOLEAN", {"default": False, "tooltip": "Stop on non-commercial assets."}),
+        }, "optional": {
+            "script_db": ("STRING", {"default": "", "tooltip": "Script Lab project database (.vbdb in the input "
+                                                              "folder) to check element_ref against."}),
         }}
 
-    def run(self, report, name, kind, element_ref, tags, commercial_project):
-        from .assetdb import AssetDB, LicenceError
+    def run(self, report, name, kind, element_ref, tags, commercial_project, script_db=""):
+        from .assetdb import AssetDB, LicenceError, ScriptLabElements
 
         node = "Asset Register"
+        link = None
+        if script_db.strip():
+            from ..common import runtime
+
+            db_path = runtime.user_path(node, "script_db", script_db, runtime.input_directory())
+            if not os.path.isfile(db_path):
+                raise NodeInputError(node, "script_db", f"file not found: {db_path}")
+            link = ScriptLabElements(db_path)
+            if element_ref.strip() and link.element(element_ref.strip()) is None:
+                raise NodeInputError(node, "element_ref", f"{element_ref!r} is not an element of {script_db}")
         try:
             data = json.loads(report)
             glb, models = data["glb"], list(data["models"])
@@ -266,7 +280,7 @@ class VBAssetRegister:
             thumb = os.path.splitext(glb_name)[0] + "_thumb.png"
             Image.fromarray(render_thumbnail(os.path.join(root, glb_name))).save(os.path.join(root, thumb))
             thumbs.append(thumb)
-        db = AssetDB(os.path.join(root, "assets.sqlite"), root)
+        db = AssetDB(os.path.join(root, "assets.sqlite"), root, link)
         try:
             asset_id = db.add_asset(name, kind, glb=glb_name, thumbnails=thumbs,
                                     tags=[t.strip() for t in tags.split(",") if t.strip()], scale_m=1.0,
