@@ -154,3 +154,20 @@ def test_blocking_motion_goes_into_the_asset_bin_motion_library(tmp_path):
     bob = [m for m in db.motions("blocking_move") if m["data"]["actor"] == "bob"][0]
     assert len(bob["data"]["frames"]) == 36 and bob["data"]["frames"][23]["position"] == pytest.approx([-0.7, -3.0])
     db.close()
+
+
+def test_orientation_follows_the_latest_facing_or_look_at_and_turns_during_its_beat():
+    d = doc()
+    d["beats"][0]["actors"]["bob"] = {"position": [-2.2, -3.0], "facing": 90}   # up the page (−z)
+    d["beats"][1]["actors"]["bob"] = {"position": [-0.7, -3.0], "facing": 0}    # turns to +x while walking
+    b = Blocking.parse(d)
+    assert np.allclose(b.actor_facing("bob", 0), [0, 0, -1], atol=1e-9)
+    halfway = b.actor_facing("bob", 12 + 5)  # 6/12 through the turn: 45°
+    assert np.allclose(halfway, [math.cos(math.radians(45)), 0, -math.sin(math.radians(45))], atol=1e-9)
+    assert np.allclose(b.actor_facing("bob", 23), [1, 0, 0], atol=1e-9)
+    # beat 3 sets look_at: from then on bob faces alice, not before
+    alice = b.actor_position("alice", 30) - b.actor_position("bob", 30)
+    assert np.allclose(b.actor_facing("bob", 30), alice / np.linalg.norm(alice))
+    with pytest.raises(BlockingError, match="look_at"):
+        Blocking.parse(doc(beats=[{**d["beats"][0], "actors": {**d["beats"][0]["actors"],
+                                                                "alice": {"position": [1, -3], "look_at": "carol"}}}]))
