@@ -91,6 +91,10 @@ def _direct_device(kind: str, path: str, dtype: str, manager, mode: str) -> str:
         return "cpu"
     widen = 2 if dtype not in ("fp32",) else 4          # fp8 file → bf16 weights (+ the fp8 copy while converting)
     need = os.path.getsize(path) * (widen + 1)
+    if manager.device.type == "cuda":   # others (ComfyUI's own models) may hold memory our budget does not see
+        free, _ = torch.cuda.mem_get_info(manager.device)
+        if need > free:
+            return "cpu"
     return str(manager.device) if manager.device_bytes() + need <= manager.budget else "cpu"
 
 
