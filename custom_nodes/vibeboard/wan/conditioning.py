@@ -7,6 +7,7 @@ diffusers' Wan pipelines so the published weights see what they were trained on.
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Optional
@@ -48,7 +49,8 @@ def encode_text(handle: WanHandle, prompts, max_length: int = TEXT_LEN) -> torch
         prompts = [prompts]
     if handle.tokenizer is None or not handle.has("text_encoder"):
         raise ValueError("this Wan handle was loaded without a text encoder")
-    key = (handle.keys["text_encoder"], tuple(clean_prompt(p) for p in prompts), max_length)
+    key = (handle.keys["text_encoder"], _file_stamp(handle.sources.get("text_encoder")),
+           tuple(clean_prompt(p) for p in prompts), max_length)
     if key in _TEXT_CACHE:   # the same prompts again (re-runs, batches, seeds sweeps): no encoder pass at all
         _TEXT_CACHE[key] = _TEXT_CACHE.pop(key)   # most recently used last
         return _TEXT_CACHE[key].clone()
@@ -59,8 +61,21 @@ def encode_text(handle: WanHandle, prompts, max_length: int = TEXT_LEN) -> torch
     return out
 
 
-_TEXT_CACHE: dict = {}    # (text encoder name in the VRAM manager, prompts, length) → embeddings (CPU, fp32)
+_TEXT_CACHE: dict = {}    # (text encoder name in the VRAM manager, file stamp, prompts, length) → embeddings (CPU)
 _TEXT_CACHE_SIZE = 32     # 2 prompts x 512 x 4096 fp32 = 16 MB an entry
+
+
+def clear_text_cache() -> None:
+    _TEXT_CACHE.clear()
+
+
+def _file_stamp(path) -> tuple:
+    """A replaced encoder file (same name, new weights) must not hit old embeddings."""
+    try:
+        st = os.stat(path)
+        return (st.st_size, st.st_mtime_ns)
+    except (TypeError, OSError):
+        return ()
 
 
 def _encode_text(handle: WanHandle, prompts, max_length: int) -> torch.Tensor:
