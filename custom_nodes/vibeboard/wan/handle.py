@@ -37,6 +37,8 @@ class WanHandle:
     boundary_ratio: Optional[float] = None
     sources: dict = field(default_factory=dict)   # part → file/folder it came from
     loras: list = field(default_factory=list)     # [(path, strength)] applied to the transformer(s)
+    adapter: object = None                        # model adapter (InfCam): replaces the DiT call, see sampler
+    placement: dict = field(default_factory=dict)  # part → (mode, resident blocks) this handle runs it with
 
     def has(self, part: str) -> bool:
         return part in self.keys
@@ -48,10 +50,22 @@ class WanHandle:
         return self.manager.models[self.keys[part]].module
 
     def use(self, part: str):
-        """Context manager: the part on the compute device, protected from eviction while inside."""
+        """Context manager: the part on the compute device, protected from eviction while inside.
+
+        Placement (resident / block swap / sequential) is this handle's: a Memory Settings node gives its copy a
+        placement, and the shared module is re-placed only while that copy runs it (other handles keep theirs)."""
         if part not in self.keys:
             raise KeyError(f"this Wan handle has no {part} (loaded parts: {sorted(self.keys)})")
-        return self.manager.use(self.keys[part])
+        key = self.keys[part]
+        entry = self.manager.models.get(key)
+        if entry is not None:
+            if not hasattr(entry, "vb_registered_placement"):
+                entry.vb_registered_placement = (entry.mode, entry.resident_blocks)
+            want = self.placement.get(part, entry.vb_registered_placement)
+            if (entry.mode, entry.resident_blocks) != tuple(want) and not getattr(entry, "in_use", 0):
+                self.manager.offload(key)  # the new placement takes effect on this load
+                entry.mode, entry.resident_blocks = want
+        return self.manager.use(key)
 
     @property
     def device(self) -> torch.device:
@@ -81,7 +95,27 @@ class WanHandle:
         new = WanHandle(**{**self.__dict__})
         new.keys = {**self.keys, **keys}
         new.loras = list(self.loras)
+        new.placement = dict(self.placement)
+        new.sources = dict(self.sources)
         return new
+
+    @classmethod
+    def from_modules(cls, manager: Optional[vram_mod.VramManager] = None, dtype: torch.dtype = torch.float32,
+                     variant: Optional[str] = None, boundary_ratio: Optional[float] = None, tokenizer=None,
+                     **parts) -> "WanHandle":
+        """A handle over modules already built (tests, benches, research code): each part is registered in
+        `manager` (default: a private CPU/GPU manager) under a name unique to that module object."""
+        manager = manager or vram_mod.VramManager()
+        keys = {}
+        for part, module in parts.items():
+            if module is None:
+                continue
+            keys[part] = f"{part}:module:{id(module)}"
+            manager.register(keys[part], module, mode="resident")
+        if variant is None and "transformer" in parts:
+            variant = loaders.wan_variant(dict(parts["transformer"].config))
+        return cls(variant=variant or "t2v", keys=keys, tokenizer=tokenizer, manager=manager, dtype=dtype,
+                   boundary_ratio=boundary_ratio)
 
 
 def _load_cached(kind: str, path: str, dtype: str, manager, mode: str = "auto"):
