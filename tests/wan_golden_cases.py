@@ -214,11 +214,18 @@ def _vfx():
     return nodes
 
 
-def infcam_with_wan(c):
+def _infcam_sampler(batch_cfg=False):
+    # InfCam's own loop: Euler on DiffSynth's sigmas, prompt and negative in two forwards (the golden's recording)
+    return sampler(steps=2, cfg=4.0, shift=5.0, scheduler="flow_euler", seed=7, batch_cfg=batch_cfg)
+
+
+def infcam_with_wan(c, batch_cfg=False):
+    from vibeboard.vfx.infcam_conditioning import DEFAULT_NEGATIVE
     v = _vfx()
     h = v.VBInfCamLoader().load("infcam/infcam_additions_only.safetensors", "-", "-", "-", "fp32", "cpu", wan=c.t2v,
                                 attention_head_dim=16)[0]
-    return v.VBChangeCamera().run(h, _img(12, FRAMES), _path(), "a dog  runs", "", 2, 4.0, 5.0, 7, 1.2)[0]
+    text = c.text(h, "a dog  runs", DEFAULT_NEGATIVE)
+    return v.VBChangeCamera().run(h, text, _img(12, FRAMES), _path(), 1.2, sampler=_infcam_sampler(batch_cfg))[0]
 
 
 def infcam_standalone(c):
@@ -226,7 +233,8 @@ def infcam_standalone(c):
     h = v.VBInfCamLoader().load("infcam/infcam_step35000.safetensors", "vae/wan_2.1_vae.safetensors",
                                 "text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors",
                                 "text_encoders/umt5-xxl-tokenizer", "fp32", "cpu", attention_head_dim=16)[0]
-    return v.VBChangeCamera().run(h, _img(12, FRAMES), _path(), "a dog runs", "blurry", 2, 4.0, 5.0, 7, 1.0)[0]
+    text = c.text(h, "a dog runs", "blurry")
+    return v.VBChangeCamera().run(h, text, _img(12, FRAMES), _path(), 1.0, sampler=_infcam_sampler(True))[0]
 
 
 CASES = {f.__name__: f for f in (t2v_unipc, t2v_euler_unbatched, t2v_dpm_lora, t2v_defaults, i2v_first_last,

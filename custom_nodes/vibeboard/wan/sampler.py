@@ -134,7 +134,7 @@ def predict(model, latents: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor,
     x = latents
     timestep = _timestep(model, x, t, cond)
     if adapter is not None:  # a model adapter (InfCam) owns the forward of this handle's DiT
-        return adapter(model, x.to(dtype), timestep, embeds.to(x.device, dtype), cond).float()
+        return adapter.predict(model, x.to(dtype), timestep, embeds.to(x.device, dtype), cond).float()
     if cond.concat_latents is not None:
         x = torch.cat([x, cond.concat_latents.to(x).expand(b, -1, -1, -1, -1)], dim=1)
     kwargs = {}
@@ -203,7 +203,9 @@ def _open_expert(handle: WanHandle, part: str, settings: SamplerSettings, cond: 
     for processor in cond.attention:
         stack.enter_context(processor(model))
     stack.enter_context(attention_context(settings.attention, handle.device))
-    return model
+    # A model adapter's own weights are a handle part too (VRAM-managed like the DiT).
+    adapter = stack.enter_context(handle.use(handle.adapter)) if handle.adapter else None
+    return model, adapter
 
 
 def _holds(cond: WanConditioning, noise: torch.Tensor, device) -> list:
@@ -277,12 +279,11 @@ def sample(handle: WanHandle, cond: WanConditioning, settings: SamplerSettings, 
                 if stack is not None:
                     stack.close()
                 stack = ExitStack()
-                model = _open_expert(handle, want, settings, cond, stack)
+                model, adapter = _open_expert(handle, want, settings, cond, stack)
                 part = want
             cfg = settings.cfg_2 if (part == "transformer_2" and settings.cfg_2 is not None) else settings.cfg
             with torch.no_grad():
-                flow = guided(model, latents, ts.reshape(1), cond, cfg, handle.dtype, settings.batch_cfg,
-                              handle.adapter)
+                flow = guided(model, latents, ts.reshape(1), cond, cfg, handle.dtype, settings.batch_cfg, adapter)
             latents = sched.step(flow, ts, latents, return_dict=False)[0]
             s_next = float(sigmas[start + i + 1])
             for hold in holds:
