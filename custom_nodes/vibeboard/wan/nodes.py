@@ -10,7 +10,7 @@ import os
 import torch
 
 from ..common import runtime
-from ..models import registry
+from ..models import loaders, registry
 from . import conditioning as C
 from . import sampler as S
 from .handle import load_wan
@@ -100,8 +100,9 @@ class VBWanModelLoader:
         if text_encoder == FROM_FOLDER and not is_folder:
             raise runtime.NodeInputError(node, "text_encoder", "pick a text encoder file: the model is a single file")
         tok = _find_tokenizer(te_path)
-        if tok is None:
-            raise runtime.NodeInputError(node, "text_encoder", "the UMT5 tokenizer was not found; expected "
+        if tok is None and loaders.tokenizer_from_checkpoint(te_path) is None:
+            raise runtime.NodeInputError(node, "text_encoder", "the UMT5 tokenizer was not found (this file carries "
+                                         "none); expected "
                                          f"{os.path.join(os.path.dirname(te_path), 'umt5-xxl-tokenizer')} — "
                                          "`vibeboard models pull umt5-tokenizer`")
         clip = None

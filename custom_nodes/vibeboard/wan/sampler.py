@@ -104,6 +104,11 @@ def attention_context(kind: str, device: torch.device):
         return sdpa_kernel(order)
 
 
+def compile_supported(handle: WanHandle, entry) -> bool:
+    """torch.compile pays off on CUDA with the DiT fully resident (block swap moves weights under it)."""
+    return handle.device.type == "cuda" and entry is not None and entry.runner is None
+
+
 def compile_blocks(model) -> bool:
     """Compile each transformer block once (same code for every block: one compilation serves all).
     Fuses the norms, RoPE and modulation elementwise work: ≈ −19 % per CFG step on an H100 (bench/README.md)."""
@@ -193,7 +198,7 @@ def _open_expert(handle: WanHandle, part: str, settings: SamplerSettings, cond: 
     conditioning's RoPE positions and attention processors installed. Everything is undone when `stack` closes."""
     model = stack.enter_context(handle.use(part))
     entry = handle.manager.models.get(handle.keys[part])
-    if settings.compile and handle.device.type == "cuda" and entry is not None and entry.runner is None:
+    if settings.compile and compile_supported(handle, entry):
         compile_blocks(model)
     # LoRAs are merged while this expert runs and removed after (the cached model stays clean).
     stack.enter_context(lora_mod.applied(model, loras_for(handle, part)))
