@@ -183,20 +183,8 @@ def test_unwired_sampler_uses_storymem_upstream_defaults():
 
 def _storymem_peft_lora(model, rank=4, seed=0):
     """A LoRA in StoryMem's published layout: PEFT on the original WanModel names."""
-    g = torch.Generator().manual_seed(seed)
-    sd = {}
-    dim = model.config.num_attention_heads * model.config.attention_head_dim
-    ffn = model.config.ffn_dim
-    for i in range(model.config.num_layers):
-        for part in ("self_attn", "cross_attn"):
-            for p in "qkvo":
-                sd[f"base_model.model.blocks.{i}.{part}.{p}.lora_A.weight"] = torch.randn(rank, dim, generator=g) * .1
-                sd[f"base_model.model.blocks.{i}.{part}.{p}.lora_B.weight"] = torch.randn(dim, rank, generator=g) * .1
-        sd[f"base_model.model.blocks.{i}.ffn.0.lora_A.weight"] = torch.randn(rank, dim, generator=g) * .1
-        sd[f"base_model.model.blocks.{i}.ffn.0.lora_B.weight"] = torch.randn(ffn, rank, generator=g) * .1
-        sd[f"base_model.model.blocks.{i}.ffn.2.lora_A.weight"] = torch.randn(rank, ffn, generator=g) * .1
-        sd[f"base_model.model.blocks.{i}.ffn.2.lora_B.weight"] = torch.randn(dim, rank, generator=g) * .1
-    return sd
+    from wan_lora_layouts import peft_on_wan_names
+    return peft_on_wan_names(model, rank, seed, prefix="base_model.model.")
 
 
 def test_storymem_lora_keys_map_onto_diffusers_and_scale_rslora(tmp_path):

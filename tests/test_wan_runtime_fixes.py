@@ -32,20 +32,8 @@ def models_dir(tmp_path):
 def _reco_lora(model, rank, seed=0):
     """ReCo's published LoRA layout (PEFT inject_adapter_in_model on DiffSynth's Wan DiT + VACE, adapter
     "default"); the .ckpt holds no alpha: ReCo trains with alpha = rank (128 for ReCo_ori, 256 for ReCo_ref)."""
-    g = torch.Generator().manual_seed(seed)
-    dim, ffn = 32, 64
-    sd = {}
-    for root, n in (("blocks", len(model.blocks)), ("vace_blocks", len(model.vace_blocks))):
-        for i in range(n):
-            for part in ("self_attn", "cross_attn"):
-                for p in "qkvo":
-                    sd[f"{root}.{i}.{part}.{p}.lora_A.default.weight"] = torch.randn(rank, dim, generator=g) * .01
-                    sd[f"{root}.{i}.{part}.{p}.lora_B.default.weight"] = torch.randn(dim, rank, generator=g) * .01
-            sd[f"{root}.{i}.ffn.0.lora_A.default.weight"] = torch.randn(rank, dim, generator=g) * .01
-            sd[f"{root}.{i}.ffn.0.lora_B.default.weight"] = torch.randn(ffn, rank, generator=g) * .01
-            sd[f"{root}.{i}.ffn.2.lora_A.default.weight"] = torch.randn(rank, ffn, generator=g) * .01
-            sd[f"{root}.{i}.ffn.2.lora_B.default.weight"] = torch.randn(dim, rank, generator=g) * .01
-    return sd
+    from wan_lora_layouts import peft_on_wan_names
+    return peft_on_wan_names(model, rank, seed, adapter=".default", roots=("blocks", "vace_blocks"), scale=0.01)
 
 
 def test_reco_ref_rank256_lora_runs_at_full_strength(models_dir):
