@@ -120,11 +120,6 @@ def t2v_dpm_lora(c):
     return n.VBWanT2V().generate(wan, c.text(wan), sampler=sampler(scheduler="dpm++"), **SZ)[0]["samples"]
 
 
-def t2v_defaults(c):
-    n = _wan_nodes()
-    return n.VBWanT2V().generate(c.t2v, c.text(c.t2v), **SZ)[0]["samples"]  # no sampler node: the model's defaults
-
-
 def i2v_first_last(c):
     n = _wan_nodes()
     return n.VBWanI2V().generate(c.i2v, c.text(c.i2v), _img(1), end_image=_img(2), sampler=sampler(),
@@ -203,6 +198,12 @@ def reco_edit(c):
                                   sampler=sampler(), **SZ)[0]["samples"]
 
 
+def reco_ref_edit(c):
+    N = _shots()
+    return N["VBReCoEdit"]().edit(c.vace, c.text(c.vace, "Add the mug to the table."), _img(9, FRAMES),
+                                  sampler=sampler(), reference_image=_img(13), **SZ)[0]["samples"]
+
+
 def montage(c):
     N = _shots()
     return N["VBKeyframeMontage"]().generate(c.vace, c.text(c.vace), _img(10, 2), "0, 4", sampler=sampler(),
@@ -237,7 +238,7 @@ def infcam_standalone(c):
     return v.VBChangeCamera().run(h, text, _img(12, FRAMES), _path(), 1.0, sampler=_infcam_sampler(True))[0]
 
 
-CASES = {f.__name__: f for f in (t2v_unipc, t2v_euler_unbatched, t2v_dpm_lora, t2v_defaults, i2v_first_last,
+CASES = {f.__name__: f for f in (t2v_unipc, t2v_euler_unbatched, t2v_dpm_lora, i2v_first_last,
                                    i2v_a14b_low_noise_cfg, ti2v_first_frame, vace_control_refs, v2v, storymem_fixed,
                                    storymem_defaults, storymem_renoise_motion, storymem_free_a14b, boxes_vace_regional, boxes_t2v_plain,
-                                   reco_edit, montage, infcam_with_wan, infcam_standalone)}
+                                   reco_edit, reco_ref_edit, montage, infcam_with_wan, infcam_standalone)}
