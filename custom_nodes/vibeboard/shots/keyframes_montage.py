@@ -8,7 +8,8 @@ unmasked there (mask 0 = keep), every other frame is masked (1 = generate).
 Wan's VAE is causal and 4x temporally compressed: latent frame 0 is pixel frame 0, latent frame t >= 1 covers
 pixel frames 4t-3 .. 4t. A keyframe on one pixel frame would share its latent frame with generated frames, so by
 default each keyframe fills the whole pixel-frame group of its latent frame (`snap_to_latent`), and the VACE
-mask is reduced per group (`reco.vace_mask_channels`), so the constraint lands exactly on one latent frame.
+mask is reduced per group (`vace_mask_latents(temporal="group")`), so the constraint lands exactly on one latent
+frame.
 """
 from __future__ import annotations
 
