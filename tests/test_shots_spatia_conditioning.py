@@ -1,5 +1,5 @@
 """Spatia's latent layout through the one Wan sampler: reference + history latents held clean at timestep 0,
-references at the last temporal RoPE rows and shifted spatial rows, references dropped at the end."""
+references at temporal RoPE positions -R..-1 and rows h..2h (upstream `ref_freqs`), references dropped at the end."""
 import torch
 
 from vibeboard.shots import tiny_models
@@ -28,6 +28,6 @@ def test_references_and_history_held_at_timestep_zero_with_shifted_rope():
         assert torch.equal(x[:1, :, :2], refs) and torch.equal(x[:1, :, 2:3], hist)   # held at every model call
         assert t[:, :3 * per_frame].eq(0).all() and t[:, 3 * per_frame:].gt(0).all()  # per-token timestep 0
     rope = model.rope
-    assert rope.last_frame_positions.tolist() == [1022, 1023, 0, 1, 2]      # last rows of the temporal table
+    assert rope.last_frame_positions.tolist() == [-2, -1, 0, 1, 2]          # ref_freqs[0][-R:] = positions -R..-1
     assert rope.frame_positions is None and rope.h_offsets is None          # restored after sampling
     assert cond.rope_h_offsets.tolist() == [2, 2, 0, 0, 0]                  # rows h..2h for the references

@@ -328,16 +328,18 @@ class LocationMemory:
 def spatia_conditioning(prompt_embeds: torch.Tensor, negative_embeds: Optional[torch.Tensor],
                         reference_latents: torch.Tensor, shot_frames: int,
                         history_latents: Optional[torch.Tensor] = None, vace_context: Optional[torch.Tensor] = None,
-                        patch_size=(1, 2, 2), rope_max_seq_len: int = 1024):
-    """Spatia's layout (`inference.py`, `wan/wan_video_new.py`) as a `WanConditioning` (conditioning builder):
+                        patch_size=(1, 2, 2)):
+    """Spatia's layout (`wan/wan_video_new.py` `WanVideoPipeline.__call__` / `model_fn_wan_video`) as a
+    `WanConditioning` (conditioning builder):
 
     - reference frames (retrieved from the location memory, each VAE-encoded as an image, normalised,
-      [1, C, R, h, w]) are prepended in time, sampled with per-token timestep 0, held clean, dropped at the end;
-      their RoPE uses the last R rows of the temporal table and rows shifted by the token-grid height (h..2h);
+      [1, C, R, h, w]) are prepended in time, sampled with per-token timestep 0, re-imposed after every step and
+      dropped at the end; their RoPE is `ref_freqs`: temporal positions -R..-1 and rows h..2h (h = token rows);
     - history latents (the previous clip's last frames, [1, C, k, h, w]) are the shot's first k latent frames,
-      also timestep 0 and held clean after every step;
+      also timestep 0 and re-imposed after every step;
     - `vace_context` ([1, 96, shot_frames, h, w], the rendered point cloud + visibility) gets zero context on the
-      reference frames.
+      reference frames (Spatia runs its VACE branch on the non-reference tokens only; diffusers' VACE blocks see
+      every token, so here the reference tokens get the hints of a zero context).
     """
     from ..wan.conditioning import HeldRegion, WanConditioning
     _, c, R, h, w = reference_latents.shape
@@ -352,7 +354,7 @@ def spatia_conditioning(prompt_embeds: torch.Tensor, negative_embeds: Optional[t
     token_mask = frames_mask[0, :, :, 0, 0][..., None, None].expand(1, total, h, w).clone()
     cond = WanConditioning(prompt_embeds=prompt_embeds, negative_embeds=negative_embeds, num_ref_frames=R,
                            holds=[HeldRegion(held, frames_mask, "clean")], clean_token_mask=token_mask)
-    cond.rope_positions = torch.tensor([rope_max_seq_len - R + i for i in range(R)] + list(range(shot_frames)))
+    cond.rope_positions = torch.tensor([i - R for i in range(R)] + list(range(shot_frames)))
     cond.rope_h_offsets = torch.tensor([h // patch_size[1]] * R + [0] * shot_frames)
     if vace_context is not None:
         cond.vace_context = torch.cat([torch.zeros_like(vace_context[:, :, :1]).expand(-1, -1, R, -1, -1),

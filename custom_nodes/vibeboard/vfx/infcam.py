@@ -144,7 +144,8 @@ class InfCamAdapter(nn.Module):
                         *(inp[k].to(x.device).expand(b, *inp[k].shape[1:])
                           for k in ("cam_extrinsic", "intrinsic_src", "intrinsic_trg")))
         src, ext, k_src, k_trg = inp[key]
-        return self.forward_with(base, x, src, timestep, embeds, ext, k_src, k_trg)
+        # InfCam's pipeline hands the DiT its timestep in the compute dtype (bf16 rounds e.g. 994.9 to 996)
+        return self.forward_with(base, x, src, timestep.to(x.dtype), embeds, ext, k_src, k_trg)
 
     def _camera_embeddings(self, extra, k_trg, k_src, ext):
         f = ext.shape[1]
