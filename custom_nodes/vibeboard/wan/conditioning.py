@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -142,32 +143,32 @@ def video_to_images(video: torch.Tensor) -> torch.Tensor:
         -1, video.shape[3], video.shape[4], video.shape[1])
 
 
-@torch.no_grad()
-def vae_encode(handle: WanHandle, video: torch.Tensor, tiled: bool = False) -> torch.Tensor:
-    """[B,3,F,H,W] in -1..1 → raw latents [B,16,(F-1)/4+1,H/8,W/8] (the distribution's mode)."""
+@contextmanager
+def _vae_on_device(handle: WanHandle, tiled: bool):
+    """The VAE on the compute device, tiled for the block when asked (and untiled again after)."""
     with handle.use("vae") as vae:
         if tiled and hasattr(vae, "enable_tiling"):
             vae.enable_tiling()
         try:
-            dist = vae.encode(video.to(handle.device, next(vae.parameters()).dtype)).latent_dist
+            yield vae
         finally:
             if tiled and hasattr(vae, "disable_tiling"):
                 vae.disable_tiling()
+
+
+@torch.no_grad()
+def vae_encode(handle: WanHandle, video: torch.Tensor, tiled: bool = False) -> torch.Tensor:
+    """[B,3,F,H,W] in -1..1 → raw latents [B,16,(F-1)/4+1,H/8,W/8] (the distribution's mode)."""
+    with _vae_on_device(handle, tiled) as vae:
+        dist = vae.encode(video.to(handle.device, next(vae.parameters()).dtype)).latent_dist
         return dist.mode().float().cpu()
 
 
 @torch.no_grad()
 def vae_decode(handle: WanHandle, raw: torch.Tensor, tiled: bool = False) -> torch.Tensor:
     """Raw latents → video [B,3,F,H,W] in -1..1."""
-    with handle.use("vae") as vae:
-        if tiled and hasattr(vae, "enable_tiling"):
-            vae.enable_tiling()
-        try:
-            out = vae.decode(raw.to(handle.device, next(vae.parameters()).dtype)).sample
-        finally:
-            if tiled and hasattr(vae, "disable_tiling"):
-                vae.disable_tiling()
-        return out.float().cpu()
+    with _vae_on_device(handle, tiled) as vae:
+        return vae.decode(raw.to(handle.device, next(vae.parameters()).dtype)).sample.float().cpu()
 
 
 def latent_shape(handle: WanHandle, frames: int, height: int, width: int, batch: int = 1) -> tuple:
