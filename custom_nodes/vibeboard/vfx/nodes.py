@@ -87,19 +87,7 @@ class VBInfCamLoader:
         from safetensors import safe_open
         with safe_open(ckpt, framework="pt") as fh:
             has_base = any(k.endswith("head.head.weight") or k == "proj_out.weight" for k in fh.keys())
-        base = None
-        if wan is not None and not has_base:
-            base = wan.module("transformer")  # shared and unchanged: InfCam only adds its own blocks around it
-        elif not has_base:
-            if not base_transformer.strip():
-                raise NodeInputError(node, "base_transformer", "this InfCam checkpoint has no base Wan weights: "
-                                     "give the Wan2.1-T2V-1.3B transformer (or wire a Wan model)")
-            base = loaders.load_wan_transformer(model_path(node, "base_transformer", base_transformer), dtype)
         cdtype = loaders.compute_dtype(dtype)
-        try:
-            model = load_infcam(ckpt, attention_head_dim, base, cdtype)
-        except ValueError as exc:
-            raise NodeInputError(node, "checkpoint", str(exc)) from None
         if wan is not None:
             handle = wan.with_parts()
             mgr = handle.manager
@@ -113,14 +101,36 @@ class VBInfCamLoader:
                 raise NodeInputError(node, "tokenizer", "the UMT5 tokenizer was not found (the text encoder file "
                                      "carries none): give the umt5-xxl tokenizer folder")
             handle = WanHandle(variant="t2v", keys=keys, tokenizer=tok, manager=mgr, dtype=cdtype)
-        tag = f"{os.path.abspath(ckpt)}:{dtype}"
-        if base is None or wan is None:  # the checkpoint's (or the given file's) DiT: register it
-            handle.keys["transformer"] = f"infcam_base:{tag}:{id(model.base)}"
-            mgr.register(handle.keys["transformer"], model.base)
+        # One registration per file and dtype (a re-run reuses it); the DiT is the handle's own when the
+        # checkpoint carries only InfCam's additions (shared and unchanged), else the checkpoint's or base file's.
+        tag = f"{os.path.abspath(ckpt)}:{dtype}:{attention_head_dim}"
+        base_key = None
+        if has_base:
+            base_key = f"infcam_base:{tag}"
+        elif wan is None:
+            if not base_transformer.strip():
+                raise NodeInputError(node, "base_transformer", "this InfCam checkpoint has no base Wan weights: "
+                                     "give the Wan2.1-T2V-1.3B transformer (or wire a Wan model)")
+            base_file = model_path(node, "base_transformer", base_transformer)
+            base_key = f"infcam_base:{tag}:{os.path.abspath(base_file)}"
+        adapter_key = f"infcam_adapter:{tag}"
+        if adapter_key not in mgr.models or (base_key and base_key not in mgr.models):
+            base = None
+            if not has_base:
+                base = (wan.module("transformer") if wan is not None
+                        else loaders.load_wan_transformer(base_file, dtype))
+            try:
+                model = load_infcam(ckpt, attention_head_dim, base, cdtype)
+            except ValueError as exc:
+                raise NodeInputError(node, "checkpoint", str(exc)) from None
+            if base_key:
+                mgr.register(base_key, model.base)
+            mgr.register(adapter_key, model.adapter(), mode="resident")
+        if base_key:
+            handle.keys["transformer"] = base_key
         handle.keys.pop("transformer_2", None)
         handle.boundary_ratio = None
-        handle.keys["infcam"] = f"infcam_adapter:{tag}:{id(model.infcam)}"
-        mgr.register(handle.keys["infcam"], model.adapter(), mode="resident")
+        handle.keys["infcam"] = adapter_key
         handle.adapter = "infcam"
         return (handle,)
 
