@@ -19,9 +19,21 @@ GOLDEN = os.path.join(DATA, "wan_golden.safetensors")
 RECORD = os.environ.get("VB_RECORD_GOLDEN") == "1"
 
 
+def _recorded_on() -> dict:
+    from safetensors import safe_open
+    if not os.path.isfile(GOLDEN):
+        return {}
+    with safe_open(GOLDEN, "pt") as f:
+        return json.loads((f.metadata() or {}).get("recorded_on", "{}"))
+
+
 @pytest.fixture(scope="module")
 def ctx(tmp_path_factory):
     from vibeboard.common import runtime
+    # CPU matmuls sum in a thread-count-dependent order, and some libraries change the process-wide count when
+    # imported (silero-vad sets 1): run with the thread count the golden was recorded with.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(int(_recorded_on().get("threads", threads)) if not RECORD else threads)
     root = tmp_path_factory.mktemp("golden_models")
     paths = cases.build_models(str(root))
     saved = dict(runtime._dirs)
@@ -29,6 +41,7 @@ def ctx(tmp_path_factory):
     yield cases.Ctx(paths)
     runtime._dirs.clear()
     runtime._dirs.update(saved)
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -38,15 +51,14 @@ def recorded():
     if RECORD and out:
         old = load_file(GOLDEN) if os.path.isfile(GOLDEN) else {}
         old.update(out)
-        meta = {"torch": torch.__version__, "cpu": torch.backends.cpu.get_cpu_capability()}
+        meta = {"torch": torch.__version__, "cpu": torch.backends.cpu.get_cpu_capability(),
+                "threads": torch.get_num_threads()}
         save_file({k: v.contiguous() for k, v in old.items()}, GOLDEN, metadata={"recorded_on": json.dumps(meta)})
 
 
 def _same_machine_kind() -> bool:
-    from safetensors import safe_open
-    with safe_open(GOLDEN, "pt") as f:
-        meta = json.loads((f.metadata() or {}).get("recorded_on", "{}"))
-    return meta == {"torch": torch.__version__, "cpu": torch.backends.cpu.get_cpu_capability()}
+    meta = _recorded_on()
+    return (meta.get("torch"), meta.get("cpu")) == (torch.__version__, torch.backends.cpu.get_cpu_capability())
 
 
 @pytest.mark.parametrize("name", list(cases.CASES))
