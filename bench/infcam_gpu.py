@@ -55,7 +55,7 @@ def main():
 
     from vibeboard.camera import preset_path
     from vibeboard.vfx.infcam import InfCamWan, cast_model
-    from vibeboard.vfx.infcam_sampler import camera_inputs
+    from vibeboard.vfx.infcam_conditioning import camera_inputs
 
     if args.quick:
         device, dtype, cfg = "cpu", torch.float32, TINY

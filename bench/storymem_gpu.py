@@ -5,7 +5,7 @@
     python bench/storymem_gpu.py --quick         # tiny config on CPU (checks the script)
 
 What is timed: one sampling step = one CFG evaluation (cond + uncond batched in one forward, as the Wan sampler does)
-through `shots.sampling.WanDenoiser`, i.e. the exact StoryMem path: I2V channel conditioning y [4 mask + 16 latent]
+through the one Wan sampler's model call (`wan.sampler.guided` with StoryMem's conditioning), i.e. the exact StoryMem path: I2V channel conditioning y [4 mask + 16 latent]
 over M memory + T shot latent frames, temporal RoPE at {-M*S..-S, 0..T-1}. "plain I2V" is the same call with M = 0
 (first frame given, contiguous positions). Both Wan2.2-A14B experts share one architecture, so one expert is built
 (28.6 GB in bf16); the high/low switch costs nothing per step. LoRAs are merged into the weights by the Wan layer, so
@@ -25,21 +25,23 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "custom_nodes"))
 
 from vibeboard.shots import storymem, tiny_models  # noqa: E402
-from vibeboard.shots.rope import memory_frame_positions  # noqa: E402
-from vibeboard.shots.sampling import WanDenoiser  # noqa: E402
+from vibeboard.wan import sampler as S  # noqa: E402
+from vibeboard.wan.conditioning import WanConditioning  # noqa: E402
+from vibeboard.wan.rope import frame_positions, memory_frame_positions  # noqa: E402
+from vibeboard.wan.sampler import attention_context  # noqa: E402
 
 
-def attention_context(kind: str, device: torch.device):
-    import contextlib
-    if device.type != "cuda" or kind == "sdpa":
-        return contextlib.nullcontext()
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-    order = {"cudnn": [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION],
-             "flash": [SDPBackend.FLASH_ATTENTION], "efficient": [SDPBackend.EFFICIENT_ATTENTION]}[kind]
-    try:
-        return sdpa_kernel(order, set_priority=True)
-    except TypeError:
-        return sdpa_kernel(order)
+class Denoiser:
+    """One CFG evaluation exactly as the Wan sampler makes it (positions installed as the sampler does)."""
+
+    def __init__(self, model, cond: WanConditioning, positions, dtype, batch_cfg: bool, cfg: float = 3.5):
+        self.model, self.cond, self.positions, self.dtype, self.batch_cfg, self.cfg = (model, cond, positions, dtype,
+                                                                                       batch_cfg, cfg)
+
+    def __call__(self, x, t: float):
+        with frame_positions(self.model, self.positions):
+            return S.guided(self.model, x, torch.tensor([t], device=x.device), self.cond, self.cfg, self.dtype,
+                            self.batch_cfg)
 
 
 def build(size: str, device, dtype):
@@ -58,7 +60,7 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def time_steps(den: WanDenoiser, x: torch.Tensor, n: int, warmup: int, device) -> list:
+def time_steps(den: Denoiser, x: torch.Tensor, n: int, warmup: int, device) -> list:
     for _ in range(warmup):
         den(x, 900.0)
     sync(device)
@@ -81,7 +83,7 @@ def main(argv=None):
     ap.add_argument("--rope-gap", type=int, default=5)
     ap.add_argument("--steps", type=int, default=3, help="timed steps per case")
     ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--attention", default="cudnn", choices=["cudnn", "flash", "efficient", "sdpa"])
+    ap.add_argument("--attention", default="cudnn", choices=["auto", "cudnn", "flash", "efficient", "sdpa"])
     ap.add_argument("--no-batch-cfg", action="store_true", help="cond and uncond as two forwards")
     ap.add_argument("--regional", action="store_true",
                     help="also time plain I2V with 2-box regional prompts (masked cross-attention)")
@@ -117,9 +119,9 @@ def main(argv=None):
             shot_cond = torch.randn(1, 16, T, h, w, generator=gen).to(device)
             memory = torch.randn(1, 16, M, h, w, generator=gen).to(device)
             y = storymem.build_condition(memory, shot_cond, args.frames, 1)
-            den = WanDenoiser(transformer=model, context=ctx[:1], context_null=ctx[1:], guidance=3.5, y=y,
-                              positions=memory_frame_positions(M, T, args.rope_gap) if positioned else None,
-                              dtype=dtype, batch_cfg=not args.no_batch_cfg)
+            cond = WanConditioning(prompt_embeds=ctx[:1], negative_embeds=ctx[1:], concat_latents=y)
+            den = Denoiser(model, cond, memory_frame_positions(M, T, args.rope_gap) if positioned else None, dtype,
+                           not args.no_batch_cfg)
             x = torch.randn(1, 16, M + T, h, w, generator=gen).to(device)
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
@@ -140,8 +142,8 @@ def main(argv=None):
         rctx, seg = regional_context(ctx[:1], [ctx[1:], ctx[:1]])
         shot_cond = torch.randn(1, 16, T, h, w, generator=gen).to(device)
         y = storymem.build_condition(torch.zeros(1, 16, 0, h, w, device=device), shot_cond, args.frames, 1)
-        den = WanDenoiser(transformer=model, context=rctx, context_null=ctx[1:], guidance=3.5, y=y, dtype=dtype,
-                          batch_cfg=not args.no_batch_cfg)
+        den = Denoiser(model, WanConditioning(prompt_embeds=rctx, negative_embeds=ctx[1:], concat_latents=y), None,
+                       dtype, not args.no_batch_cfg)
         x = torch.randn(1, 16, T, h, w, generator=gen).to(device)
         with torch.no_grad(), attention_context(args.attention, device), \
                 regional_attention(model, masks.to(device), seg):

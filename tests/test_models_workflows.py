@@ -131,13 +131,13 @@ def test_memory_settings_node_forces_block_swap(env):
     torch.testing.assert_close(out["samples"], ref["samples"], rtol=1e-5, atol=1e-5)
     from vibeboard.models.blockswap import SequentialOffload
     from vibeboard.wan import conditioning as C
-    C.clear_text_cache()  # same prompt again: run the encoder (now sequentially offloaded), not the cache
+    C._TEXT_CACHE.clear()  # encoded prompts are cached: encode again to run the sequential text encoder
     text2, = N.VBWanTextEncode().encode(wan, "a dog runs", "")
     te = wan.manager.models[wan.keys["text_encoder"]]
     first = te.swap
     assert isinstance(first, SequentialOffload)
     wan.manager.offload(te.name)
-    C.clear_text_cache()
+    C._TEXT_CACHE.clear()
     text3, = N.VBWanTextEncode().encode(wan, "a dog runs", "")
     assert te.swap is first  # host copies reused, not rebuilt
     torch.testing.assert_close(text2["prompt_embeds"], text["prompt_embeds"], rtol=1e-5, atol=1e-5)

@@ -74,7 +74,8 @@ def _bank_with_one_cached_latent(vae, h, w):
 def test_story_memory_latent_cache_lives_on_the_host():
     from vibeboard.shots import storymem, tiny_models
 
-    vae = tiny_models.wan_vae(seed=0)
+    from vibeboard.wan.handle import WanHandle
+    vae = WanHandle.from_modules(vae=tiny_models.wan_vae(seed=0), variant="i2v")
     bank = _bank_with_one_cached_latent(vae, 16, 16)
     out = storymem.encode_memory(vae, bank, 16, 16)
     assert out.shape[2] == 2
@@ -86,13 +87,15 @@ def test_story_memory_mixes_disk_cached_and_fresh_latents_on_gpu(tmp_path):
     from vibeboard.shots import storymem, tiny_models
     from vibeboard.shots.memory_bank import StoryMemoryBank
 
-    vae = tiny_models.wan_vae(seed=0)
+    from vibeboard.models.vram import VramManager
+    from vibeboard.wan.handle import WanHandle
+    vae = WanHandle.from_modules(VramManager(device="cuda"), vae=tiny_models.wan_vae(seed=0), variant="i2v")
     bank = _bank_with_one_cached_latent(vae, 16, 16)
     bank.entries = bank.entries[:1]
     bank.save(str(tmp_path))
     loaded = StoryMemoryBank.load(str(tmp_path))       # latent read back on the CPU
     from vibeboard.shots.memory_bank import MemoryEntry
     loaded.add(MemoryEntry(image=torch.rand(16, 16, 3), shot=2, frame=0), dedup=False)
-    out = storymem.encode_memory(vae.cuda(), loaded, 16, 16)  # was: torch.stack of cpu + cuda tensors
+    out = storymem.encode_memory(vae, loaded, 16, 16)  # was: torch.stack of cpu + cuda tensors
     assert out.shape[2] == 2
     assert all(e.latent.device.type == "cpu" for e in loaded.entries)

@@ -121,3 +121,17 @@ def test_netflix_preset_falls_back_to_minus_24_integrated_with_little_dialogue(d
     out, report = loudness.normalize(bed, RATE, "netflix", dialogue=np.pad(short, ((0, 0), (0, bed.shape[1] - short.shape[1]))))
     assert report["target"] == -24.0 and report["measured_key"] == "integrated_lufs" and "15 %" in report["note"]
     assert abs(loudness.ebur128(out, RATE)["integrated_lufs"] - (-24.0)) <= 0.1
+
+
+def test_speech_detection_leaves_the_process_torch_thread_count_alone():
+    import subprocess
+    import sys
+    code = ("import torch, numpy as np; torch.set_num_threads(2); "
+            "from vibeboard.sequencer.audio_mix import speech_segments; "
+            "speech_segments(np.zeros((1, 16000), np.float32), 16000); print(torch.get_num_threads())")
+    import os
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(root, "custom_nodes"), root]))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "2"

@@ -4,8 +4,19 @@ import json
 import pytest
 import torch
 
-from vibeboard.shots import boxes, reco, tiny_models, wan_io
+from vibeboard.shots import boxes, reco, tiny_models
 from vibeboard.shots.regional_attention import RegionalCrossAttnProcessor, regional_attention, regional_context
+from vibeboard.wan import conditioning as C
+from vibeboard.wan import sampler as S
+from vibeboard.wan.handle import WanHandle
+
+
+def _boxes_run(model, vae, plate, boxset, ctx, box_ctx=(), neg=None, steps=3, cfg=5.0, seed=0, scheduler="flow_euler"):
+    """Block Scene through the one Wan sampler: (handle, box conditioning, normalised latents)."""
+    wan = WanHandle.from_modules(transformer=model, vae=vae)
+    bc = reco.box_conditioning(wan, plate, boxset, ctx, box_ctx, neg)
+    settings = S.SamplerSettings(steps=steps, cfg=cfg, seed=seed, scheduler=scheduler)
+    return wan, bc, S.sample(wan, bc.cond, settings, tuple(bc.plate_latents.shape), normalized=True)
 
 BLOCKING = {
     "format": "vibeboard.boxes", "version": 1, "units": "pixels", "width": 200, "height": 100,
@@ -128,14 +139,13 @@ def test_box_generation_keeps_plate_outside_exactly():
     g = torch.Generator().manual_seed(0)
     plate = torch.rand(1, 3, 1, 32, 256, generator=g) * 2 - 1
     ctx, box_ctx, neg = torch.randn(1, 6, 32), torch.randn(1, 4, 32), torch.randn(1, 6, 32)
-    res = reco.generate_in_boxes(model, vae, plate, s, ctx, box_contexts=[box_ctx], context_null=neg, steps=3,
-                                 guidance=3.0, seed=1)
-    m = res.latent_mask.bool().expand_as(res.latents)
-    assert res.latents.shape == res.plate_latents.shape == (1, 16, 1, 4, 32)
-    assert torch.equal(res.latents[~m], res.plate_latents[~m])          # exactly the plate outside
-    assert (res.latents[m] - res.plate_latents[m]).abs().mean() > 0.1     # generated inside
-    dec = wan_io.decode_latents(vae, res.latents)
-    dec_plate = wan_io.decode_latents(vae, res.plate_latents)
+    wan, res, lat = _boxes_run(model, vae, plate, s, ctx, [box_ctx], neg, steps=3, cfg=3.0, seed=1)
+    m = res.latent_mask.bool().expand_as(lat)
+    assert lat.shape == res.plate_latents.shape == (1, 16, 1, 4, 32)
+    assert torch.equal(lat[~m], res.plate_latents[~m])                  # exactly the plate outside
+    assert (lat[m] - res.plate_latents[m]).abs().mean() > 0.1             # generated inside
+    dec = C.vae_decode(wan, C.denormalize(wan, lat))
+    dec_plate = C.vae_decode(wan, C.denormalize(wan, res.plate_latents))
     err = (dec - dec_plate).abs().mean(dim=(0, 1, 2, 3))                  # per pixel column
     inside = err[:16].mean()
     assert inside > 1e-3
@@ -153,14 +163,14 @@ def test_box_generation_with_plain_t2v_transformer_is_latent_inpainting(schedule
     seen = []
     hook = model.register_forward_pre_hook(lambda mod, a, k: seen.append(k["hidden_states"].clone()), with_kwargs=True)
     sched = make_scheduler(scheduler, 5.0)
+    sched.set_timesteps(3)
     try:
-        res = reco.generate_in_boxes(model, vae, plate, s, torch.randn(1, 6, 32), steps=3, seed=7,
-                                     run_options={"scheduler": sched})
+        _, res, lat = _boxes_run(model, vae, plate, s, torch.randn(1, 6, 32), steps=3, seed=7, scheduler=scheduler)
     finally:
         hook.remove()
-    m = res.latent_mask.bool().expand_as(res.latents)
-    assert torch.equal(res.latents[~m], res.plate_latents[~m])
-    assert not torch.equal(res.latents[m], res.plate_latents[m])
+    m = res.latent_mask.bool().expand_as(lat)
+    assert torch.equal(lat[~m], res.plate_latents[~m])
+    assert not torch.equal(lat[m], res.plate_latents[m])
     # the plate is re-imposed at every step: outside the boxes the DiT sees (1 - s) plate + s noise
     noise = torch.randn(res.plate_latents.shape, generator=torch.Generator().manual_seed(7))
     for x, sigma in zip(seen, sched.sigmas[:3]):
@@ -174,12 +184,8 @@ def test_reco_canvas_and_lora_in_published_layout(tmp_path):
     canvas, mask = reco.reco_canvas(src)
     assert canvas.shape == (1, 3, 5, 16, 32) and torch.equal(canvas[..., :16], src)
     assert mask[..., :16].eq(0).all() and mask[..., 16:].eq(1).all() and canvas[..., 16:].eq(0).all()
-    ref = torch.rand(1, 3, 16, 16)
-    canvas_r, mask_r = reco.reco_canvas(src, ref)
-    assert torch.equal(canvas_r[0, :, 0, :, 16:], ref[0]) and mask_r[0, 0, 0, :, 16:].eq(0).all()
-    assert mask_r[0, 0, 1:, :, 16:].eq(1).all()
-    vm = reco.vace_mask_channels(mask)
-    assert vm.shape == (1, 64, 2, 2, 4) and vm[..., :2].eq(0).all() and vm[..., 2:].eq(1).all()
+    vm = C.vace_mask_latents(mask)
+    assert vm.shape == (64, 2, 2, 4) and vm[..., :2].eq(0).all() and vm[..., 2:].eq(1).all()
 
     model = tiny_models.wan_vace_transformer()
     g = torch.Generator().manual_seed(0)
@@ -200,9 +206,9 @@ def test_reco_canvas_and_lora_in_published_layout(tmp_path):
     groups = lora_mod.read_lora(path, alpha=128)
     resolved = lora_mod.resolve(model, groups)
     assert len(resolved) == 30 and "vace_blocks.0.attn2.to_out.0" in resolved
-    vae = tiny_models.wan_vae()
-    with lora_mod.applied(model, [(groups, 1.0)]):
-        target, full = reco.reco_edit(model, vae, src, torch.randn(1, 6, 32), steps=2)
+    wan = WanHandle.from_modules(transformer=model, vae=tiny_models.wan_vae())
+    wan.loras.append((groups, 1.0))
+    target, full = reco.reco_edit(wan, src, torch.randn(1, 6, 32), S.SamplerSettings(steps=2), normalized=True)
     assert target.shape == (1, 16, 2, 2, 2) and full.shape == (1, 16, 2, 2, 4)
-    src_lat = wan_io.encode_video(vae, torch.cat([src, torch.zeros_like(src)], dim=-1))
+    src_lat = C.normalize(wan, C.vae_encode(wan, torch.cat([src, torch.zeros_like(src)], dim=-1)))
     assert torch.equal(full[..., :2], src_lat[..., :2])                    # the source half is given, not generated

@@ -120,7 +120,8 @@ def test_update_memory_adds_shot_keyframes_and_encodes_one_latent_frame_each(tmp
     # the same shot again: every candidate is a near-duplicate of the bank
     bank3, _, kept3 = keyframes.update_memory(bank2, video, embed, threshold=0.995, max_keyframes=8)
     assert kept3 == [] and len(bank3) == 4
-    vae = tiny_models.wan_vae()
+    from vibeboard.wan.handle import WanHandle
+    vae = WanHandle.from_modules(vae=tiny_models.wan_vae(), variant="i2v")
     lat = storymem.encode_memory(vae, bank2, 16, 32)
     assert lat.shape == (1, 16, 4, 2, 4)
     assert bank2.entries[0].latent_size == (16, 32)

@@ -22,8 +22,10 @@ def test_keyframes_land_on_whole_latent_frames():
 
 
 def test_generate_montage_runs_on_tiny_vace():
-    model = tiny_models.wan_vace_transformer()
-    vae = tiny_models.wan_vae()
+    from vibeboard.wan import sampler as S
+    from vibeboard.wan.handle import WanHandle
+    wan = WanHandle.from_modules(transformer=tiny_models.wan_vace_transformer(), vae=tiny_models.wan_vae())
     img = torch.rand(16, 16, 3)
-    lat = km.generate_montage(model, vae, [(0, img), (8, img)], 9, 16, 16, torch.randn(1, 6, 32), steps=2)
+    cond = km.montage_conditioning(wan, [(0, img), (8, img)], 9, 16, 16, torch.randn(1, 6, 32))
+    lat = S.sample(wan, cond, S.SamplerSettings(steps=2), (1, 16, 3, 2, 2), normalized=True)
     assert lat.shape == (1, 16, 3, 2, 2) and torch.isfinite(lat).all()

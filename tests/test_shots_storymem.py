@@ -1,16 +1,34 @@
-"""StoryMem: RoPE positions, fixed memory latents, output frame count, LoRA key mapping."""
+"""StoryMem: RoPE positions, memory latents (noised as upstream, or held), output frame count, LoRA key mapping.
+
+StoryMem is a conditioning builder for the one Wan sampler: these tests sample through `wan.sampler.sample`."""
 import math
 
 import pytest
 import torch
 
-from vibeboard.shots import rope, storymem, tiny_models
-from vibeboard.shots.sampling import flow_sigmas
+from vibeboard.shots import storymem, tiny_models
+from vibeboard.wan import rope
+from vibeboard.wan import sampler as S
+from vibeboard.wan.handle import WanHandle
 
 
 @pytest.fixture(scope="module")
 def tiny():
     return tiny_models.wan_transformer(seed=0)
+
+
+def flow_sigmas(steps, shift):
+    sched = S.make_scheduler("flow_euler", shift)
+    sched.set_timesteps(steps)
+    return sched.sigmas
+
+
+def _sample(transformer, ctx, memory, shot_cond, frames, given, steps, shift, cfg, gap=5, mode="fixed", seed=0,
+            ctx_null=None, transformer_2=None, boundary=None):
+    wan = WanHandle.from_modules(transformer=transformer, transformer_2=transformer_2, boundary_ratio=boundary)
+    cond = storymem.conditioning(ctx, ctx_null, memory, shot_cond, frames, given, gap, mode)
+    settings = S.SamplerSettings(steps=steps, shift=shift, cfg=cfg, seed=seed, scheduler="flow_euler")
+    return storymem.generate_latents(wan, cond, settings, (1,) + tuple(shot_cond.shape[1:]), normalized=True)
 
 
 def test_positioned_rope_matches_diffusers_for_contiguous_positions(tiny):
@@ -62,8 +80,7 @@ def test_memory_fixed_through_sampling_and_seen_at_negative_positions(tiny, gap)
     store = {"inputs": [], "rotary": []}
     hooks = _record(tiny, store)
     try:
-        settings = storymem.StoryMemSettings(steps=4, shift=3.0, guidance=2.0, rope_gap=gap, seed=3)
-        out = storymem.generate_latents(tiny, ctx, memory, shot_cond, F, 1, settings, context_null=ctx_null)
+        out = _sample(tiny, ctx, memory, shot_cond, F, 1, 4, 3.0, 2.0, gap, "fixed", 3, ctx_null)
     finally:
         for hk in hooks:
             hk.remove()
@@ -97,8 +114,8 @@ def test_renoise_mode_holds_memory_on_its_noise_trajectory(tiny):
     store = {"inputs": [], "rotary": []}
     hooks = _record(tiny, store)
     try:
-        settings = storymem.StoryMemSettings(steps=3, shift=3.0, guidance=1.0, memory_mode="renoise", seed=9)
-        storymem.generate_latents(tiny, torch.randn(1, 6, 32), memory, torch.randn(1, 16, T, 4, 4), 5, 1, settings)
+        _sample(tiny, torch.randn(1, 6, 32), memory, torch.randn(1, 16, T, 4, 4), 5, 1, 3, 3.0, 1.0, mode="renoise",
+                seed=9)
     finally:
         for hk in hooks:
             hk.remove()
@@ -117,8 +134,7 @@ def test_free_mode_lets_memory_region_move(tiny):
     store = {"inputs": [], "rotary": []}
     hooks = _record(tiny, store)
     try:
-        settings = storymem.StoryMemSettings(steps=3, guidance=1.0, memory_mode="free")
-        out = storymem.generate_latents(tiny, ctx, memory, shot_cond, 5, 0, settings)
+        out = _sample(tiny, ctx, memory, shot_cond, 5, 0, 3, 5.0, 1.0, mode="free")
     finally:
         for hk in hooks:
             hk.remove()
@@ -130,32 +146,45 @@ def test_moe_switches_expert_at_boundary(tiny):
     second = tiny_models.wan_transformer(seed=5)
     sig = flow_sigmas(6, 5.0)
     calls = []
-    memory = torch.randn(1, 16, 1, 4, 4)
-    shot_cond = torch.randn(1, 16, 2, 4, 4)
-    settings = storymem.StoryMemSettings(steps=6, shift=5.0, guidance=1.0)
-    storymem.generate_latents(tiny, torch.randn(1, 6, 32), memory, shot_cond, 5, 0, settings, transformer_2=second,
-                              boundary_ratio=0.9, denoiser_hook=lambda d: calls.append(d))
-    experts = [e for _, e in calls[0].calls]
+    hooks = [m.register_forward_pre_hook(lambda mod, a, k, i=i: calls.append(i), with_kwargs=True)
+             for i, m in enumerate((tiny, second))]
+    try:
+        _sample(tiny, torch.randn(1, 6, 32), torch.randn(1, 16, 1, 4, 4), torch.randn(1, 16, 2, 4, 4), 5, 0, 6, 5.0,
+                1.0, transformer_2=second, boundary=0.9)
+    finally:
+        for h in hooks:
+            h.remove()
     want = [0 if float(s) * 1000 >= 900 else 1 for s in sig[:-1]]
-    assert experts == want and 0 in experts and 1 in experts
+    assert calls == want and 0 in calls and 1 in calls
+
+
+def test_memory_is_noised_like_upstream_by_default_and_held_only_when_asked(tiny):
+    """Upstream memory2video.py starts the whole latent, memory frames included, as noise; the node's default
+    memory_mode does the same, and holds the memory clean only when the user picks "fixed"."""
+    from vibeboard.shots.nodes_story import VBStoryMemShot
+    spec = VBStoryMemShot.INPUT_TYPES()["optional"]["memory_mode"]
+    assert spec[1]["default"] == "free"
+    memory = torch.randn(1, 16, 2, 4, 4)
+    free = storymem.conditioning(torch.randn(1, 6, 32), None, memory, torch.randn(1, 16, 2, 4, 4), 5, 1)
+    assert free.holds == [] and free.num_ref_frames == 2
+    held = storymem.conditioning(torch.randn(1, 6, 32), None, memory, torch.randn(1, 16, 2, 4, 4), 5, 1,
+                                 memory_mode="fixed")
+    assert len(held.holds) == 1 and torch.equal(held.holds[0].latents[:, :, :2], memory)
+
+
+def test_unwired_sampler_uses_storymem_upstream_defaults():
+    """wan_m2v_A14B.py: sample_shift 4.0, sample_steps 40, sample_guide_scale (3.5, 3.5)."""
+    wan = WanHandle.from_modules(transformer=tiny_models.wan_transformer(seed=0), variant="i2v_a14b")
+    got = S.settings_or_default(wan, None, **storymem.DEFAULTS)
+    assert (got.steps, got.shift, got.cfg, got.scheduler) == (40, 4.0, 3.5, "unipc") and got.cfg_2 is None
+    wired = S.SamplerSettings(steps=3)
+    assert S.settings_or_default(wan, wired, **storymem.DEFAULTS) is wired
 
 
 def _storymem_peft_lora(model, rank=4, seed=0):
     """A LoRA in StoryMem's published layout: PEFT on the original WanModel names."""
-    g = torch.Generator().manual_seed(seed)
-    sd = {}
-    dim = model.config.num_attention_heads * model.config.attention_head_dim
-    ffn = model.config.ffn_dim
-    for i in range(model.config.num_layers):
-        for part in ("self_attn", "cross_attn"):
-            for p in "qkvo":
-                sd[f"base_model.model.blocks.{i}.{part}.{p}.lora_A.weight"] = torch.randn(rank, dim, generator=g) * .1
-                sd[f"base_model.model.blocks.{i}.{part}.{p}.lora_B.weight"] = torch.randn(dim, rank, generator=g) * .1
-        sd[f"base_model.model.blocks.{i}.ffn.0.lora_A.weight"] = torch.randn(rank, dim, generator=g) * .1
-        sd[f"base_model.model.blocks.{i}.ffn.0.lora_B.weight"] = torch.randn(ffn, rank, generator=g) * .1
-        sd[f"base_model.model.blocks.{i}.ffn.2.lora_A.weight"] = torch.randn(rank, ffn, generator=g) * .1
-        sd[f"base_model.model.blocks.{i}.ffn.2.lora_B.weight"] = torch.randn(dim, rank, generator=g) * .1
-    return sd
+    from wan_lora_layouts import peft_on_wan_names
+    return peft_on_wan_names(model, rank, seed, prefix="base_model.model.")
 
 
 def test_storymem_lora_keys_map_onto_diffusers_and_scale_rslora(tmp_path):
@@ -185,27 +214,29 @@ def test_storymem_lora_keys_map_onto_diffusers_and_scale_rslora(tmp_path):
 
 
 def test_batched_cfg_equals_two_forwards(tiny):
-    from vibeboard.shots.sampling import WanDenoiser
+    from vibeboard.wan.conditioning import WanConditioning
     y = storymem.build_condition(torch.randn(1, 16, 2, 4, 4), torch.randn(1, 16, 2, 4, 4), 5, 1)
     x = torch.randn(1, 16, 4, 4, 4)
-    kw = dict(transformer=tiny, context=torch.randn(1, 6, 32), context_null=torch.randn(1, 6, 32), guidance=4.0, y=y,
-              positions=rope.memory_frame_positions(2, 2, 5))
-    a = WanDenoiser(batch_cfg=True, **kw)(x, 700.0)
-    b = WanDenoiser(batch_cfg=False, **kw)(x, 700.0)
+    cond = WanConditioning(prompt_embeds=torch.randn(1, 6, 32), negative_embeds=torch.randn(1, 6, 32),
+                           concat_latents=y)
+    t = torch.tensor([700.0])
+    with rope.frame_positions(tiny, rope.memory_frame_positions(2, 2, 5)):
+        a = S.guided(tiny, x, t, cond, 4.0, torch.float32, batch_cfg=True)
+        b = S.guided(tiny, x, t, cond, 4.0, torch.float32, batch_cfg=False)
     assert torch.allclose(a, b, atol=1e-5)
 
 
 def test_per_token_timesteps_zero_on_clean_tokens(tiny):
     """Wan2.2 TI2V-style: held-clean frames (e.g. memory/reference latents) get timestep 0 per token."""
-    from vibeboard.shots.sampling import WanDenoiser
+    from vibeboard.wan.conditioning import WanConditioning
     model = tiny_models.wan_transformer(in_channels=16)
     seen = []
     hook = model.register_forward_pre_hook(lambda m, a, k: seen.append(k["timestep"].clone()), with_kwargs=True)
     clean = torch.zeros(1, 3, 4, 4)
     clean[:, 0] = 1
     try:
-        WanDenoiser(transformer=model, context=torch.randn(1, 6, 32), clean_token_mask=clean)(
-            torch.randn(1, 16, 3, 4, 4), 600.0)
+        S.predict(model, torch.randn(1, 16, 3, 4, 4), torch.tensor([600.0]),
+                  torch.randn(1, 6, 32), WanConditioning(prompt_embeds=None, clean_token_mask=clean), torch.float32)
     finally:
         hook.remove()
     ts = seen[0].view(1, 3, 2, 2)

@@ -105,7 +105,8 @@ def test_rejects_non_infcam_and_pickles(tmp_path):
 
 
 def test_camera_inputs_follow_infcam_conventions():
-    from vibeboard.vfx.infcam_sampler import camera_inputs, flow_sigmas
+    from vibeboard.vfx.infcam_conditioning import camera_inputs
+    from vibeboard.wan.sampler import make_scheduler
     path = preset_path("dolly_in", 81, 832, 480, subject_distance=2.0)
     ext, k_src, k_trg = camera_inputs(path, 81, 832, 480, zoom_factor=1.5, translation_scale=2.0)
     assert ext.shape == (1, 21, 12)  # every 4th frame
@@ -113,7 +114,9 @@ def test_camera_inputs_follow_infcam_conventions():
     assert abs(float(ext[0, -1, 11]) - 2.0) < 1e-6  # dolly 0.5·d = 1.0 along +z, ×2 translation scale
     assert k_src[0, 2] == 416 and k_src[0, 3] == 240  # InfCam: principal point (W/2, H/2)
     assert torch.allclose(k_trg[0, :2], 1.5 * k_src[0, :2])
-    s = flow_sigmas(4, 5.0)
+    sched = make_scheduler("flow_euler", 5.0)  # InfCam's DiffSynth schedule, now the shared sampler's
+    sched.set_timesteps(4)
+    s = sched.sigmas
     assert s[0] == 1.0 and s[-1] == 0.0 and len(s) == 5 and bool((s[1:] < s[:-1]).all())
 
 

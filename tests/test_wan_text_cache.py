@@ -7,13 +7,13 @@ from vibeboard.wan import conditioning as C
 from vibeboard.wan.handle import load_wan
 
 
-def test_same_prompts_reuse_embeddings_and_new_prompts_encode(tmp_path, monkeypatch):
+def test_same_prompts_reuse_embeddings_and_new_prompts_encode(tmp_path):
     paths = tiny.write_comfy_layout(str(tmp_path), kinds=("t2v",))
     handle = load_wan(paths["t2v"], paths["vae"], paths["umt5"], paths["tokenizer"],
                       manager=VramManager(device="cpu"))
     calls = []
-    real = C._encode_text
-    monkeypatch.setattr(C, "_encode_text", lambda *a: calls.append(a[1]) or real(*a))
+    C._TEXT_CACHE.clear()
+    handle.module("text_encoder").register_forward_hook(lambda m, args, out: calls.append(args[0].shape))
     first = C.encode_text(handle, ["a red car", "blurry"])
     again = C.encode_text(handle, ["a  red car ", "blurry"])    # same text after whitespace clean-up
     assert len(calls) == 1 and torch.equal(first, again)

@@ -37,8 +37,8 @@ add(1, "VBWanModelLoader", model="wan2.2_i2v_high_noise_14B_fp16.safetensors", v
     model_2="wan2.2_i2v_low_noise_14B_fp16.safetensors")
 add(2, "VBStoryMemLoRA", wan=link(1), high_noise_lora="StoryMem/Wan2.2-MI2V-A14B/backbone_high_noise.safetensors",
     low_noise_lora="StoryMem/Wan2.2-MI2V-A14B/backbone_low_noise.safetensors", strength=1.0, alpha=128.0, rslora=True)
-add(3, "VBWanSamplerSettings", steps=40, cfg=3.5, shift=5.0, scheduler="unipc", seed=42, attention="auto",
-    cfg_low_noise=0.0)
+add(3, "VBWanSamplerSettings", steps=40, cfg=3.5, shift=4.0, scheduler="unipc", seed=42, attention="auto",
+    cfg_low_noise=0.0, compile=False, batch_cfg=True)
 add(4, "VBWanTextEncode", wan=link(2), prompt="Shot 1. A lighthouse keeper in a yellow raincoat climbs the spiral "
     "stairs at dusk, lantern in hand.", negative_prompt=NEG)
 add(5, "VBWanTextEncode", wan=link(2), prompt="Shot 2. The same keeper reaches the lamp room and looks out over the "
@@ -47,14 +47,14 @@ add(6, "LoadImage", image="character.png")
 add(7, "VBStoryMemoryLoad", memory_dir="stories/lighthouse/memory", max_size=8, keep_first=3, create_if_missing=True,
     reference_images=link(6))
 add(8, "VBStoryMemShot", wan=link(2), text=link(4), memory=link(7), width=W, height=H, length=L, sampler=link(3), rope_gap=5,
-    memory_mode="fixed")
+    memory_mode="free")
 add(9, "VBWanVAEDecode", wan=link(1), latent=link(8), tiled=False)
 add(10, "VBSaveVideo", images=link(9), fps=16.0, filename_prefix="shot_studio/shot1", crf=19, preset="medium")
 add(11, "VBStoryMemoryUpdate", memory=link(7), shot_frames=link(9), clip_model="clip-vit-base-patch32", threshold=0.9,
     max_keyframes=3, shot=1, prompt="shot 1", stride=1, quality_gate="none", min_score=0.0, dedup_threshold=0.9,
     save=True)
 add(12, "VBStoryMemShot", wan=link(2), text=link(5), memory=link(11, 0), width=W, height=H, length=L, sampler=link(3),
-    rope_gap=5, memory_mode="fixed")
+    rope_gap=5, memory_mode="free")
 add(13, "VBWanVAEDecode", wan=link(1), latent=link(12), tiled=False)
 add(14, "VBSaveVideo", images=link(13), fps=16.0, filename_prefix="shot_studio/shot2", crf=19, preset="medium")
 # --- Block Scene: boxes from a blocking file, generated over shot 2 with Wan2.1-VACE-1.3B

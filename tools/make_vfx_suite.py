@@ -15,6 +15,8 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [os.path.join(ROOT, "custom_nodes"), ROOT]
 
+from vibeboard.vfx.infcam_conditioning import DEFAULT_NEGATIVE as INFCAM_NEGATIVE  # noqa: E402
+
 RUNNABLE = {
     "1": {"class_type": "VBSampleRGBDScene", "inputs": {"width": 320, "height": 192, "seed": 0}},
     "2": {"class_type": "VBCameraPreset", "inputs": {"motion": "pan_right", "num_frames": 33, "width": 320,
@@ -47,10 +49,11 @@ NEEDS_WEIGHTS = {
         "text_encoder": "text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors",
         "tokenizer": "text_encoders/umt5-xxl-tokenizer", "dtype": "bf16", "device": "auto",
         "base_transformer": "", "attention_head_dim": 128}},
+    "29": {"class_type": "VBWanTextEncode", "inputs": {
+        "wan": ["20", 0], "prompt": "a quiet room, soft daylight", "negative_prompt": INFCAM_NEGATIVE}},
     "21": {"class_type": "VBChangeCamera", "inputs": {
-        "infcam": ["20", 0], "source_video": ["4", 0], "camera_path": ["2", 0],
-        "prompt": "a quiet room, soft daylight", "negative_prompt": "", "steps": 50, "cfg": 5.0, "shift": 5.0,
-        "seed": 0, "zoom_factor": 1.0}},
+        "infcam": ["20", 0], "text": ["29", 0], "source_video": ["4", 0], "camera_path": ["2", 0],
+        "zoom_factor": 1.0, "translation_scale": 1.0}},
     "22": {"class_type": "VBSaveVideo", "inputs": {"images": ["21", 0], "fps": 16.0,
                                                    "filename_prefix": "vibeboard/vfx/change_camera", "crf": 19,
                                                    "preset": "medium"}},
@@ -71,7 +74,8 @@ NEEDS_WEIGHTS = {
 }
 TITLES = {"1": "Source frame (synthetic RGB-D sample)", "2": "Camera move", "3": "Camera path drawn over the frame",
           "4": "Rotation preview (training-free)", "7": "Drawn-path preview", "9": "Focus inspection → Dailies",
-          "20": "InfCam (needs weights)", "21": "Change Camera (needs weights)",
+          "20": "InfCam (needs weights)", "29": "InfCam prompt (needs weights)",
+          "21": "Change Camera (needs weights)",
           "23": "GenFocus (needs weights)", "24": "Fix Focus (needs weights)",
           "26": "Qwen-Image-Edit (needs weights)", "27": "Edit Shirt (needs weights)"}
 

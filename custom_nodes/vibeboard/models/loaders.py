@@ -240,7 +240,8 @@ def load_umt5(path: str, dtype: str = "bf16", device: str = "cpu"):
         model.set_input_embeddings(model.get_input_embeddings())  # encoder.embed_tokens is `shared`, always
         return model
     state = {wan_keys.umt5_to_transformers_key(k): v
-             for k, v in dequantize_scaled(read_safetensors(path, device), cdtype).items()}
+             for k, v in dequantize_scaled(read_safetensors(path, device), cdtype).items()
+             if k != "spiece_model"}  # the embedded tokenizer (tokenizer_from_checkpoint), not a weight
     shared = state["shared.weight"]
     q = state["encoder.block.0.layer.0.SelfAttention.q.weight"]
     rel = state["encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"]
@@ -258,6 +259,20 @@ def load_umt5(path: str, dtype: str = "bf16", device: str = "cpu"):
     _assign(model, state)
     model.tie_weights() if hasattr(model, "tie_weights") else None
     return _cast(model, cdtype).to(device).eval()
+
+
+def tokenizer_from_checkpoint(path: str):
+    """The UMT5 tokenizer a text-encoder file carries (ComfyUI's `spiece_model` uint8 tensor: the SentencePiece
+    model bytes), or None when it carries none."""
+    if not path.endswith(".safetensors"):
+        return None
+    from safetensors import safe_open
+    with safe_open(path, framework="pt") as f:
+        if "spiece_model" not in f.keys():
+            return None
+        proto = f.get_tensor("spiece_model")
+    from .spiece import SentencePieceTokenizer
+    return SentencePieceTokenizer(bytes(proto.to(torch.uint8).numpy().tobytes()))
 
 
 def load_tokenizer(path: str):

@@ -64,7 +64,10 @@ def speech_segments(wave: np.ndarray, rate: int, threshold: float = 0.5) -> List
     """(start, end) seconds of speech in `wave`, by silero-vad (its model ships inside the wheel)."""
     try:
         import torch
+        threads = torch.get_num_threads()
         from silero_vad import get_speech_timestamps, load_silero_vad
+        # silero_vad sets the whole process to one torch thread at import; every other model would pay for it.
+        torch.set_num_threads(threads)
     except ImportError as exc:
         raise RuntimeError("speech detection needs silero-vad: pip install vibeboard[sequencer]") from exc
     mono = resample(wave.mean(axis=0, keepdims=True), rate, VAD_RATE)[0]

@@ -8,7 +8,8 @@ unmasked there (mask 0 = keep), every other frame is masked (1 = generate).
 Wan's VAE is causal and 4x temporally compressed: latent frame 0 is pixel frame 0, latent frame t >= 1 covers
 pixel frames 4t-3 .. 4t. A keyframe on one pixel frame would share its latent frame with generated frames, so by
 default each keyframe fills the whole pixel-frame group of its latent frame (`snap_to_latent`), and the VACE
-mask is reduced per group (`reco.vace_mask_channels`), so the constraint lands exactly on one latent frame.
+mask is reduced per group (`vace_mask_latents(temporal="group")`), so the constraint lands exactly on one latent
+frame.
 """
 from __future__ import annotations
 
@@ -16,9 +17,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from . import wan_io
-from .reco import vace_context
-from .sampling import WanDenoiser, denoiser_options, sample_flow
+from ..wan import conditioning as C
 
 
 def latent_group(frame: int, num_frames: int) -> range:
@@ -44,7 +43,7 @@ def montage_control(keyframes: Sequence[tuple], num_frames: int, height: int, wi
         if not 0 <= f < num_frames:
             raise ValueError(f"keyframe at frame {frame} is outside the shot (0..{num_frames - 1})")
         img = image if image.dim() == 3 else image[0]
-        img = wan_io.resize_images(img[None].float(), height, width)[0]
+        img = C.resize_bicubic(img[None].float(), height, width)[0]
         frames = set(range(f, min(f + max(1, hold), num_frames)))
         if snap_to_latent:
             frames = {g for x in frames for g in latent_group(x, num_frames)}
@@ -56,27 +55,18 @@ def montage_control(keyframes: Sequence[tuple], num_frames: int, height: int, wi
 
 
 def latent_frames_constrained(mask: torch.Tensor) -> list:
-    """Which latent frames the VACE mask (after Wan's temporal resampling) marks as kept."""
-    from .reco import vace_mask_channels
-    m = vace_mask_channels(mask[None, None, :, :16, :16].float())[0, 0, :, 0, 0]
+    """Which latent frames the VACE mask (per latent group, see `montage_conditioning`) marks as kept."""
+    m = C.vace_mask_latents(mask[:, :16, :16].float(), temporal="group")[0, :, 0, 0]
     return [t for t in range(m.shape[0]) if float(m[t]) < 0.5]
 
 
-def generate_montage(transformer, vae, keyframes: Sequence[tuple], num_frames: int, height: int, width: int,
-                     context: torch.Tensor, context_null: Optional[torch.Tensor] = None, steps: int = 30,
-                     shift: float = 5.0, guidance: float = 5.0, seed: int = 0, hold: int = 1,
-                     snap_to_latent: bool = True, vace_scale: float = 1.0, transformer_2=None,
-                     boundary_ratio=None, run_options: Optional[dict] = None) -> torch.Tensor:
-    """Sample a shot through the keyframes with a Wan VACE transformer. Returns normalised latents."""
-    if not hasattr(transformer, "vace_blocks"):
+def montage_conditioning(wan, keyframes: Sequence[tuple], num_frames: int, height: int, width: int,
+                         prompt_embeds: torch.Tensor, negative_embeds: Optional[torch.Tensor] = None, hold: int = 1,
+                         snap_to_latent: bool = True, vace_scale: float = 1.0) -> C.WanConditioning:
+    """The keyframes as VACE frame/mask conditioning for a Wan VACE DiT (conditioning builder)."""
+    if not hasattr(wan.module("transformer"), "vace_blocks"):
         raise ValueError("keyframe montage needs a Wan VACE transformer (frame/mask conditioning)")
     control, mask, _ = montage_control(keyframes, num_frames, height, width, hold, snap_to_latent)
-    vctx = vace_context(vae, wan_io.image_to_video(control), mask[None, None])
-    dev = vctx.device
-    T = wan_io.latent_frames(num_frames)
-    den = WanDenoiser(transformer=transformer, context=context, context_null=context_null, guidance=guidance,
-                      vace_context=vctx, vace_scale=vace_scale, transformer_2=transformer_2,
-                      boundary_ratio=boundary_ratio, **denoiser_options(run_options))
-    gen = torch.Generator().manual_seed(int(seed))
-    noise = torch.randn(1, 16, T, height // 8, width // 8, generator=gen).to(dev)
-    return sample_flow(den, noise, steps, shift, scheduler=(run_options or {}).get("scheduler"))
+    vctx, _ = C.vace_context_from_video(wan, C.images_to_video(control), (mask > 0.5).float(), temporal="group")
+    return C.WanConditioning(prompt_embeds=prompt_embeds, negative_embeds=negative_embeds, vace_context=vctx,
+                             vace_scale=vace_scale)

@@ -91,7 +91,7 @@ class StoryMemoryBank:
     # ---- tensors ---------------------------------------------------------------------------------
     def images(self, height: Optional[int] = None, width: Optional[int] = None) -> torch.Tensor:
         """IMAGE batch [N, H, W, 3] 0..1, resized to (height, width) or the first entry's size."""
-        from .wan_io import resize_images
+        from ..wan.conditioning import resize_bicubic as resize_images
         if not self.entries:
             raise ValueError("the memory bank is empty")
         h = height or self.entries[0].image.shape[0]

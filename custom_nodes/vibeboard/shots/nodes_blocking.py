@@ -7,7 +7,9 @@ import torch
 
 from ..common import runtime
 from . import boxes as boxes_mod
-from . import bridge, keyframes_montage, reco, wan_io
+from ..wan import conditioning as C
+from ..wan import sampler as S
+from . import keyframes_montage, reco
 from ..wan.nodes import video_size_inputs
 from .node_utils import CATEGORY, file_entry, input_file, lora_names, model_folder
 
@@ -18,7 +20,7 @@ def _frames_to(video: torch.Tensor, length: int, height: int, width: int) -> tor
     """IMAGE -> exactly `length` frames (last frame held) at the size, as [1, 3, F, H, W] -1..1."""
     if video.shape[0] < length:
         video = torch.cat([video, video[-1:].expand(length - video.shape[0], -1, -1, -1)])
-    return wan_io.image_to_video(wan_io.resize_images(video[:length], height, width))
+    return C.images_to_video(C.resize_bicubic(video[:length], height, width))
 
 
 class VBBoxesLoad:
@@ -124,14 +126,12 @@ class VBBoxRegionGenerate:
 
     def generate(self, wan, text, boxes, plate, width, height, length, sampler=None, regional_prompts=True,
                  include_global_in_boxes=False, vace_strength=1.0):
-        from ..wan import conditioning as C
         node = "Box Region Generate"
         C.check_size(node, length, height, width, wan)
         if len(boxes) == 0:
             raise runtime.NodeInputError(node, "boxes", "no boxes: nothing to generate")
-        settings = bridge.settings_or_default(wan, sampler)
-        dev = wan.device
-        pos, neg = bridge.text_embeds(text, dev)
+        settings = S.settings_or_default(wan, sampler)
+        pos, neg = text["prompt_embeds"], text.get("negative_embeds")
         box_ctx = []
         if regional_prompts:
             prompts = [b.prompt for b in boxes.boxes]
@@ -139,28 +139,28 @@ class VBBoxRegionGenerate:
             j = 0
             for p in prompts:
                 if p.strip():
-                    box_ctx.append(enc[j:j + 1].to(dev))
+                    box_ctx.append(enc[j:j + 1])
                     j += 1
                 else:
                     box_ctx.append(pos)
         video = _frames_to(plate, length, height, width)
-        dit = bridge.transformer_module(wan)
-        try:
-            img_emb = bridge.image_embeds_if_needed(wan, plate[:1])
-        except ValueError as exc:
-            raise runtime.NodeInputError(node, "wan", str(exc)) from None
-        with bridge.vae(wan) as vae:
-            res = reco.generate_in_boxes(dit, vae, video.to(dev), boxes, pos, box_ctx, neg, settings.steps,
-                                         settings.shift, bridge.guidance(wan, settings), settings.seed, vace_strength,
-                                         include_global_in_boxes, boundary_ratio=wan.boundary_ratio,
-                                         run_options=bridge.run_options(wan, settings), image_embeds=img_emb)
-        raw = wan_io.to_raw(wan.module("vae"), res.latents).cpu()
-        return ({"samples": raw}, res.pixel_mask.cpu())
+        img_emb = None
+        if getattr(wan.module("transformer").config, "image_dim", None):
+            if not wan.has("image_encoder"):
+                raise runtime.NodeInputError(node, "wan", "this I2V model needs CLIP vision image tokens: load "
+                                             "clip_vision")
+            img_emb = C.clip_image_tokens(wan, plate[:1])
+        bc = reco.box_conditioning(wan, video, boxes, pos, box_ctx, neg, vace_strength, include_global_in_boxes,
+                                   img_emb)
+        raw = S.sample(wan, bc.cond, settings, C.latent_shape(wan, length, height, width))
+        return ({"samples": raw}, bc.pixel_mask.cpu())
 
 
 class VBReCoLoRA:
-    DESCRIPTION = ("Adds the HiDream ReCo LoRA (rank 128, alpha 128, q/k/v/o + ffn of the DiT and VACE blocks) to a "
-                   "Wan2.1-VACE-1.3B model. The released .ckpt must be converted to .safetensors once (see docs).")
+    DESCRIPTION = ("Adds a HiDream ReCo LoRA (q/k/v/o + ffn of the DiT and VACE blocks) to a Wan2.1-VACE-1.3B model: "
+                   "ReCo_ori (rank 128, alpha 128) or ReCo_ref (rank 256, alpha 256). Alpha comes from the file "
+                   "(or a PEFT adapter_config.json beside it), else equals the rank. The released .ckpt must be "
+                   "converted to .safetensors once (see docs).")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("VB_WAN",)
     RETURN_NAMES = ("wan",)
@@ -170,19 +170,20 @@ class VBReCoLoRA:
     def INPUT_TYPES(cls):
         return {"required": {
             "wan": ("VB_WAN", {"tooltip": "Wan2.1-VACE-1.3B"}),
-            "lora_name": (lora_names() or ["none"], {"tooltip": "models/loras/ReCo/ReCo_ori_rank128….safetensors"}),
+            "lora_name": (lora_names() or ["none"], {"tooltip": "models/loras/ReCo/ReCo_ori_rank128….safetensors or "
+                                                                "ReCo_ref_rank256….safetensors"}),
             "strength": ("FLOAT", {"default": 1.0, "min": -2.0, "max": 4.0, "step": 0.05, "tooltip": "LoRA strength"}),
         }, "optional": {
-            "alpha": ("FLOAT", {"default": 128.0, "min": 1.0, "max": 1024.0,
-                                "tooltip": "LoRA alpha (ReCo: equal to the rank, 128; 256 for ReCo_ref)"}),
+            "alpha": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1024.0,
+                                "tooltip": "LoRA alpha; 0 = from the file, else its rank (ReCo trains alpha = rank)"}),
         }}
 
-    def apply(self, wan, lora_name, strength, alpha=128.0):
+    def apply(self, wan, lora_name, strength, alpha=0.0):
         from ..models import lora as lora_mod
         node = "ReCo LoRA"
         path = model_folder(node, "lora_name", lora_name, "loras")
         try:
-            groups = lora_mod.read_lora(path, alpha=alpha, rslora=False)
+            groups = lora_mod.read_lora(path, alpha=float(alpha) if alpha else None, rslora=False)
             lora_mod.resolve(wan.module("transformer"), groups, strict=True)
         except ValueError as exc:
             raise runtime.NodeInputError(node, "lora_name", str(exc)) from None
@@ -193,7 +194,7 @@ class VBReCoLoRA:
 
 class VBReCoEdit:
     DESCRIPTION = ("HiDream ReCo instruction edit: source and target side by side on one canvas, VACE mask on the "
-                   "target half (optional reference image in the target's first frame). Outputs the target half.")
+                   "target half. ReCo_ref: an object picture as a VACE reference image. Outputs the target half.")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("LATENT",)
     RETURN_NAMES = ("latent",)
@@ -207,29 +208,21 @@ class VBReCoEdit:
             "source_video": ("IMAGE", {"tooltip": "Video to edit"}),
             **video_size_inputs(),
         }, "optional": {
-            "sampler": ("VB_WAN_SAMPLER", {"tooltip": "Sampler settings (ReCo: 50 steps)"}),
-            "reference_image": ("IMAGE", {"tooltip": "ReCo_ref: what to add/replace with"}),
+            "sampler": ("VB_WAN_SAMPLER", {"tooltip": "Sampler settings (unwired: ReCo's 50 steps)"}),
+            "reference_image": ("IMAGE", {"tooltip": "ReCo_ref: a picture of the object to add/replace with (its own "
+                                                     "input, not a video frame)"}),
         }}
 
     def edit(self, wan, text, source_video, width, height, length, sampler=None, reference_image=None):
-        from ..wan import conditioning as C
         node = "ReCo Edit"
         C.check_size(node, length, height, width, wan)
-        dit = bridge.transformer_module(wan)
-        if not reco.is_vace(dit):
+        if not reco.is_vace(wan.module("transformer")):
             raise runtime.NodeInputError(node, "wan", "ReCo needs a Wan VACE model (Wan2.1-VACE-1.3B)")
-        settings = bridge.settings_or_default(wan, sampler)
-        dev = wan.device
-        src = _frames_to(source_video, length, height, width).to(dev)
-        ref = None
-        if reference_image is not None:
-            ref = wan_io.image_to_video(wan_io.resize_images(reference_image[:1], height, width))[:, :, 0].to(dev)
-        pos, neg = bridge.text_embeds(text, dev)
-        with bridge.vae(wan) as vae:
-            target, _ = reco.reco_edit(dit, vae, src, pos, neg, ref, settings.steps, settings.shift,
-                                       bridge.guidance(wan, settings), settings.seed,
-                                       run_options=bridge.run_options(wan, settings))
-        return ({"samples": wan_io.to_raw(wan.module("vae"), target).cpu()},)
+        settings = S.settings_or_default(wan, sampler, steps=50)
+        src = _frames_to(source_video, length, height, width)
+        _, raw = reco.reco_edit(wan, src, text["prompt_embeds"], settings, text.get("negative_embeds"),
+                                None if reference_image is None else reference_image[:1])
+        return ({"samples": raw[..., raw.shape[-1] // 2:]},)
 
 
 def _parse_frames(node: str, text: str, count: int, length: int) -> list:
@@ -300,22 +293,16 @@ class VBKeyframeMontage:
         }}
 
     def generate(self, wan, text, images, frames, width, height, length, sampler=None, vace_strength=1.0):
-        from ..wan import conditioning as C
         node = "Keyframe Montage"
         C.check_size(node, length, height, width, wan)
-        dit = bridge.transformer_module(wan)
-        if not reco.is_vace(dit):
+        if not reco.is_vace(wan.module("transformer")):
             raise runtime.NodeInputError(node, "wan", "keyframe montage needs a Wan VACE model")
         fs = _parse_frames(node, frames, images.shape[0], length)
-        settings = bridge.settings_or_default(wan, sampler)
-        pos, neg = bridge.text_embeds(text, wan.device)
-        with bridge.vae(wan) as vae:
-            lat = keyframes_montage.generate_montage(dit, vae, list(zip(fs, images)), length, height, width, pos, neg,
-                                                     settings.steps, settings.shift, bridge.guidance(wan, settings),
-                                                     settings.seed, vace_scale=vace_strength,
-                                                     boundary_ratio=wan.boundary_ratio,
-                                                     run_options=bridge.run_options(wan, settings))
-        return ({"samples": wan_io.to_raw(wan.module("vae"), lat).cpu()},)
+        settings = S.settings_or_default(wan, sampler)
+        cond = keyframes_montage.montage_conditioning(wan, list(zip(fs, images)), length, height, width,
+                                                      text["prompt_embeds"], text.get("negative_embeds"),
+                                                      vace_scale=vace_strength)
+        return ({"samples": S.sample(wan, cond, settings, C.latent_shape(wan, length, height, width))},)
 
 
 NODE_CLASS_MAPPINGS = {

@@ -137,7 +137,7 @@ class VBLocationRender:
         if ref_cams is not None:
             picked = spatia.select_reference_frames(location.cloud, ref_cams, camera_path, reference_count)
             if picked:
-                from .wan_io import resize_images
+                from ..wan.conditioning import resize_bicubic as resize_images
                 refs = torch.cat([resize_images(location.frames[i][None], H, W) for i in picked])
         return (video, 1.0 - vis, refs, vis)
 

@@ -6,7 +6,7 @@ import os
 import torch
 
 from ..common import runtime
-from . import bridge, keyframes, storymem, wan_io
+from . import keyframes, storymem
 from ..wan.nodes import video_size_inputs
 from .memory_bank import MemoryEntry, StoryMemoryBank
 from .node_utils import (CATEGORY, blank_images, data_dir, hf_folders, lora_names, model_folder, mtime,
@@ -190,47 +190,45 @@ class VBStoryMemShot:
             "memory": ("VB_STORY_MEMORY", {"tooltip": MEMORY_TIP}),
             **video_size_inputs(),
         }, "optional": {
-            "sampler": ("VB_WAN_SAMPLER", {"tooltip": "Sampler settings (StoryMem: 40 steps, CFG 3.5, shift 5)"}),
+            "sampler": ("VB_WAN_SAMPLER", {"tooltip": "Sampler settings (unwired: StoryMem's own 40 UniPC steps, "
+                                                      "CFG 3.5, shift 4.0)"}),
             "first_frame": ("IMAGE", {"tooltip": "MI2V: the previous shot's last frame (continuous cut)"}),
             "motion_frames": ("IMAGE", {"tooltip": "MM2V: the previous shot's last 5 frames"}),
             "rope_gap": ("INT", {"default": 5, "min": 0, "max": 256,
                                  "tooltip": "S in the negative RoPE shift (0 = contiguous, the pre-fix release)"}),
-            "memory_mode": (["fixed", "renoise", "free"], {
-                "default": "fixed", "tooltip": "Memory frames of the noisy latent: fixed = held clean every step; "
-                                               "renoise = held at the step's noise level; free = the released loop "
-                                               "(sampled, then dropped). y always carries the clean memory"}),
+            "memory_mode": (list(storymem.MEMORY_MODES), {
+                "default": "free", "tooltip": "Memory frames of the noisy latent: free = as upstream (noised, "
+                                              "sampled with the shot, then dropped); fixed = held clean every step; "
+                                              "renoise = held at the step's noise level. y always carries the clean "
+                                              "memory"}),
         }}
 
     def generate(self, wan, text, memory, width, height, length, sampler=None, first_frame=None, motion_frames=None,
-                 rope_gap=5, memory_mode="fixed"):
+                 rope_gap=5, memory_mode="free"):
         from ..wan import conditioning as C
+        from ..wan import sampler as S
         node = "StoryMem Shot"
         C.check_size(node, length, height, width, wan)
-        dit = bridge.transformer_module(wan)
+        dit = wan.module("transformer")
         if dit.config.in_channels != 36:
             raise runtime.NodeInputError(node, "wan", "StoryMem needs a Wan I2V model (36 input channels: "
                                          "Wan2.2-I2V-A14B); this one has " f"{dit.config.in_channels}")
         if first_frame is not None and motion_frames is not None:
             raise runtime.NodeInputError(node, "motion_frames", "give first_frame (MI2V) or motion_frames (MM2V)")
-        settings = bridge.settings_or_default(wan, sampler)
-        dev = wan.device
-        with bridge.vae(wan) as vae:
-            mem = storymem.encode_memory(vae, memory, height, width).to(dev)
-            u, given = storymem.shot_condition(vae, length, height, width, first_frame, motion_frames)
+        settings = S.settings_or_default(wan, sampler, **storymem.DEFAULTS)
+        mem = storymem.encode_memory(wan, memory, height, width)
+        u, given = storymem.shot_condition(wan, length, height, width, first_frame, motion_frames)
         clip_src = first_frame if first_frame is not None else (
             motion_frames[-1:] if motion_frames is not None else (memory.images()[:1] if len(memory) else None))
-        try:
-            img_emb = bridge.image_embeds_if_needed(wan, clip_src)
-        except ValueError as exc:
-            raise runtime.NodeInputError(node, "wan", str(exc)) from None
-        pos, neg = bridge.text_embeds(text, dev)
-        st = storymem.StoryMemSettings(steps=settings.steps, shift=settings.shift,
-                                       guidance=bridge.guidance(wan, settings), rope_gap=rope_gap,
-                                       memory_mode=memory_mode, seed=settings.seed)
-        lat = storymem.generate_latents(dit, pos, mem, u.to(dev), length, given, st, context_null=neg,
-                                        boundary_ratio=wan.boundary_ratio, image_embeds=img_emb,
-                                        run_options=bridge.run_options(wan, settings))
-        raw = wan_io.to_raw(wan.module("vae"), lat).cpu()
+        img_emb = None
+        if getattr(dit.config, "image_dim", None):
+            if clip_src is None or not wan.has("image_encoder"):
+                raise runtime.NodeInputError(node, "wan", "this I2V model needs CLIP vision image tokens: load "
+                                             "clip_vision and give a first frame, motion frames or memory")
+            img_emb = C.clip_image_tokens(wan, clip_src[:1])
+        cond = storymem.conditioning(text["prompt_embeds"], text.get("negative_embeds"), mem, u, length, given,
+                                     rope_gap, memory_mode, img_emb)
+        raw = storymem.generate_latents(wan, cond, settings, C.latent_shape(wan, length, height, width))
         used = memory.images(height, width) if len(memory) else blank_images(1, height, width)
         return ({"samples": raw}, used)
 

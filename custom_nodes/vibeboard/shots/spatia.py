@@ -321,3 +321,42 @@ class LocationMemory:
                 t = load_file(frames_path)
                 mem.frames = [t[f"frame.{i}"].float() / 255.0 for i in range(len(mem.cameras))]
         return mem
+
+
+# ---- Spatia's latent layout as conditioning for the one Wan sampler ---------------------------------------------
+
+def spatia_conditioning(prompt_embeds: torch.Tensor, negative_embeds: Optional[torch.Tensor],
+                        reference_latents: torch.Tensor, shot_frames: int,
+                        history_latents: Optional[torch.Tensor] = None, vace_context: Optional[torch.Tensor] = None,
+                        patch_size=(1, 2, 2)):
+    """Spatia's layout (`wan/wan_video_new.py` `WanVideoPipeline.__call__` / `model_fn_wan_video`) as a
+    `WanConditioning` (conditioning builder):
+
+    - reference frames (retrieved from the location memory, each VAE-encoded as an image, normalised,
+      [1, C, R, h, w]) are prepended in time, sampled with per-token timestep 0, re-imposed after every step and
+      dropped at the end; their RoPE is `ref_freqs`: temporal positions -R..-1 and rows h..2h (h = token rows);
+    - history latents (the previous clip's last frames, [1, C, k, h, w]) are the shot's first k latent frames,
+      also timestep 0 and re-imposed after every step;
+    - `vace_context` ([1, 96, shot_frames, h, w], the rendered point cloud + visibility) gets zero context on the
+      reference frames (Spatia runs its VACE branch on the non-reference tokens only; diffusers' VACE blocks see
+      every token, so here the reference tokens get the hints of a zero context).
+    """
+    from ..wan.conditioning import HeldRegion, WanConditioning
+    _, c, R, h, w = reference_latents.shape
+    k = 0 if history_latents is None else history_latents.shape[2]
+    total = R + shot_frames
+    held = torch.zeros(1, c, total, h, w)
+    held[:, :, :R] = reference_latents.float().cpu()
+    if k:
+        held[:, :, R:R + k] = history_latents.float().cpu()
+    frames_mask = torch.zeros(1, 1, total, 1, 1)
+    frames_mask[:, :, :R + k] = 1
+    token_mask = frames_mask[0, :, :, 0, 0][..., None, None].expand(1, total, h, w).clone()
+    cond = WanConditioning(prompt_embeds=prompt_embeds, negative_embeds=negative_embeds, num_ref_frames=R,
+                           holds=[HeldRegion(held, frames_mask, "clean")], clean_token_mask=token_mask)
+    cond.rope_positions = torch.tensor([i - R for i in range(R)] + list(range(shot_frames)))
+    cond.rope_h_offsets = torch.tensor([h // patch_size[1]] * R + [0] * shot_frames)
+    if vace_context is not None:
+        cond.vace_context = torch.cat([torch.zeros_like(vace_context[:, :, :1]).expand(-1, -1, R, -1, -1),
+                                       vace_context], dim=2)
+    return cond

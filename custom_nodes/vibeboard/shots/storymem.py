@@ -12,24 +12,29 @@ Mechanism (from `wan/memory2video.py`):
   not verified here - it is a parameter).
 
 Memory modes for the memory frames of the noisy latent x (y always carries the clean memory latents):
-- "fixed" (default): held clean at every step, so they stay exactly what was injected;
-- "renoise": held on their ideal trajectory (1 - sigma) memory + sigma noise, re-imposed every step (what a model
-  trained on noised memory frames sees; ends exactly at the memory latents);
-- "free": the released inference loop (memory region starts as noise and is sampled freely, conditioned only
-  through y, then discarded).
+- "free" (default, as upstream `memory2video.py`: the latent is all noise, memory frames included, sampled with
+  the shot and conditioned only through y, then discarded);
+- "fixed": held clean at every step, so they stay exactly what was injected (the user asks to hold them clean);
+- "renoise": held on their ideal trajectory (1 - sigma) memory + sigma noise, re-imposed every step.
+
+Upstream defaults (`wan/configs/wan_m2v_A14B.py`): 40 UniPC steps, shift 4.0, CFG 3.5 for both experts, boundary
+0.9; `DEFAULTS` below is what the node uses when no sampler node is wired.
+
+This module is a conditioning builder: it fills a `WanConditioning` for the one Wan sampler (wan/sampler.py).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional
 
 import torch
 
-from . import wan_io
-from .rope import memory_frame_positions
-from .sampling import HeldRegion, WanDenoiser, denoiser_options, sample_flow
+from ..wan import conditioning as C
+from ..wan import sampler as S
+from ..wan.rope import memory_frame_positions
 
 MOTION_FRAMES = 5  # MM2V: last 5 frames of the previous shot
+DEFAULTS = dict(steps=40, shift=4.0, cfg=3.5, scheduler="unipc")  # upstream wan_m2v_A14B.py
+MEMORY_MODES = ("free", "fixed", "renoise")
 
 
 def storymem_mask(num_memory: int, num_frames: int, cond_pixel_frames: int, lat_h: int, lat_w: int,
@@ -47,41 +52,44 @@ def storymem_mask(num_memory: int, num_frames: int, cond_pixel_frames: int, lat_
 def build_condition(memory_latents: torch.Tensor, shot_cond_latents: torch.Tensor, num_frames: int,
                     cond_pixel_frames: int) -> torch.Tensor:
     """y [1, 20, M + T, h, w] from memory latents [1, 16, M, h, w] and the shot condition [1, 16, T, h, w]."""
-    M = memory_latents.shape[2]
     _, _, T, h, w = shot_cond_latents.shape
-    if wan_io.latent_frames(num_frames) != T:
-        raise ValueError(f"num_frames {num_frames} gives {wan_io.latent_frames(num_frames)} latent frames, "
+    if (num_frames - 1) // 4 + 1 != T:
+        raise ValueError(f"num_frames {num_frames} gives {(num_frames - 1) // 4 + 1} latent frames, "
                          f"the shot condition has {T}")
-    mask = storymem_mask(M, num_frames, cond_pixel_frames, h, w, device=shot_cond_latents.device)
+    mask = storymem_mask(memory_latents.shape[2], num_frames, cond_pixel_frames, h, w,
+                         device=shot_cond_latents.device)
     lat = torch.cat([memory_latents.to(shot_cond_latents), shot_cond_latents], dim=2)
     return torch.cat([mask.to(lat.dtype), lat], dim=1)
 
 
-def shot_condition(vae, num_frames: int, height: int, width: int, first_frame: Optional[torch.Tensor] = None,
+def shot_condition(wan, num_frames: int, height: int, width: int, first_frame: Optional[torch.Tensor] = None,
                    motion_frames: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, int]:
-    """(u latents [1, 16, T, h, w], number of given pixel frames). Frames are IMAGE [K, H, W, 3] 0..1."""
+    """(u latents [1, 16, T, h, w] normalised, number of given pixel frames). Frames are IMAGE [K, H, W, 3] 0..1."""
     video = torch.zeros(1, 3, num_frames, height, width)
     given = 0
     src = motion_frames if motion_frames is not None else first_frame
     if src is not None:
-        src = wan_io.resize_images(src[-MOTION_FRAMES:] if motion_frames is not None else src[:1], height, width)
+        src = C.resize_bicubic(src[-MOTION_FRAMES:] if motion_frames is not None else src[:1], height, width)
         given = src.shape[0]
-        video[:, :, :given] = wan_io.image_to_video(src)[:, :, :given]
-    return wan_io.encode_video(vae, video), given
+        video[:, :, :given] = C.images_to_video(src)[:, :, :given]
+    return C.normalize(wan, C.vae_encode(wan, video)), given
 
 
-def encode_memory(vae, bank, height: int, width: int, cache: bool = True) -> torch.Tensor:
-    """Memory keyframes -> [1, 16, M, h, w], one latent frame each; reuses latents cached at this size."""
+def encode_memory(wan, bank, height: int, width: int, cache: bool = True) -> torch.Tensor:
+    """Memory keyframes -> [1, 16, M, h, w] normalised, one latent frame each (each keyframe encoded as a one-frame
+    video, as upstream); reuses latents cached in the bank at this size."""
+    ss = wan.scale_spatial
+    z_dim = wan.latent_channels
     if len(bank) == 0:
-        return torch.zeros(1, int(getattr(vae.config, "z_dim", 16)), 0, height // 8, width // 8)
-    z_dim = int(getattr(vae.config, "z_dim", 16))
+        return torch.zeros(1, z_dim, 0, height // ss, width // ss)
     todo = [i for i, e in enumerate(bank.entries)
             if not cache or e.latent is None or tuple(e.latent_size or ()) != (height, width)
             or e.latent.shape[0] != z_dim]
     fresh = {}
     if todo:
-        imgs = torch.stack([wan_io.resize_images(bank.entries[i].image_float()[None], height, width)[0] for i in todo])
-        lat = wan_io.encode_images_as_frames(vae, imgs.permute(0, 3, 1, 2) * 2 - 1)[0]  # [16, n, h, w]
+        imgs = torch.stack([C.resize_bicubic(bank.entries[i].image_float()[None], height, width)[0] for i in todo])
+        video = (imgs.permute(0, 3, 1, 2) * 2 - 1).unsqueeze(2)                    # [n, 3, 1, H, W]
+        lat = C.normalize(wan, C.vae_encode(wan, video)).squeeze(2).permute(1, 0, 2, 3)  # [16, n, h, w]
         for j, i in enumerate(todo):
             # cached in host RAM like latents read from disk: a CUDA copy here made torch.stack mix devices
             fresh[i] = lat[:, j].to("cpu", torch.float32, copy=True)
@@ -92,42 +100,28 @@ def encode_memory(vae, bank, height: int, width: int, cache: bool = True) -> tor
     return torch.stack(lats, dim=1).unsqueeze(0).float()
 
 
-@dataclass
-class StoryMemSettings:
-    steps: int = 40
-    shift: float = 5.0
-    guidance: float | tuple = 3.5
-    rope_gap: int = 5            # S; 0 = contiguous positions (released code before the fix)
-    memory_mode: str = "fixed"   # fixed | renoise | free
-    seed: int = 0
-
-
-def generate_latents(transformer, context, memory_latents: torch.Tensor, shot_cond: torch.Tensor, num_frames: int,
-                     cond_pixel_frames: int, settings: StoryMemSettings, context_null=None, transformer_2=None,
-                     boundary_ratio: Optional[float] = 0.9, image_embeds=None, denoiser_hook=None,
-                     run_options: Optional[dict] = None) -> torch.Tensor:
-    """Sample one shot with memory. Returns the shot's latents only, [1, 16, T, h, w] (normalised)."""
+def conditioning(prompt_embeds: torch.Tensor, negative_embeds: Optional[torch.Tensor], memory_latents: torch.Tensor,
+                 shot_cond: torch.Tensor, num_frames: int, cond_pixel_frames: int, rope_gap: int = 5,
+                 memory_mode: str = "free", image_embeds: Optional[torch.Tensor] = None) -> C.WanConditioning:
+    """The StoryMem conditioning of one shot: memory frames lead the latent (dropped after sampling), y carries
+    [mask | memory + shot condition], memory sits at negative RoPE positions, and is held per `memory_mode`."""
+    if memory_mode not in MEMORY_MODES:
+        raise ValueError(f"memory_mode must be one of {MEMORY_MODES}, got {memory_mode!r}")
     M = memory_latents.shape[2]
-    _, C, T, h, w = shot_cond.shape
-    y = build_condition(memory_latents, shot_cond, num_frames, cond_pixel_frames)
-    positions = memory_frame_positions(M, T, settings.rope_gap)
-    den = WanDenoiser(transformer=transformer, context=context, context_null=context_null, guidance=settings.guidance,
-                      transformer_2=transformer_2, boundary_ratio=boundary_ratio,
-                      y=y, image_embeds=image_embeds, positions=positions, **denoiser_options(run_options))
-    if denoiser_hook is not None:
-        denoiser_hook(den)
-    gen = torch.Generator().manual_seed(int(settings.seed))
-    noise = torch.randn(1, C, M + T, h, w, generator=gen).to(shot_cond.device)
-    holds = []
-    if settings.memory_mode not in ("fixed", "renoise", "free"):
-        raise ValueError(f"memory_mode must be 'fixed', 'renoise' or 'free', got {settings.memory_mode!r}")
-    if M > 0 and settings.memory_mode != "free":
-        held = torch.zeros_like(noise)
-        held[:, :, :M] = memory_latents.to(held)
-        mask = torch.zeros(1, 1, M + T, 1, 1, device=noise.device)
+    _, c, T, h, w = shot_cond.shape
+    cond = C.WanConditioning(prompt_embeds=prompt_embeds, negative_embeds=negative_embeds, image_embeds=image_embeds,
+                             concat_latents=build_condition(memory_latents, shot_cond, num_frames, cond_pixel_frames),
+                             num_ref_frames=M, rope_positions=memory_frame_positions(M, T, rope_gap))
+    if M > 0 and memory_mode != "free":
+        held = torch.zeros(1, c, M + T, h, w)
+        held[:, :, :M] = memory_latents.float().cpu()
+        mask = torch.zeros(1, 1, M + T, 1, 1)
         mask[:, :, :M] = 1
-        mode = "clean" if settings.memory_mode == "fixed" else "renoise"
-        holds.append(HeldRegion(held, mask, mode, noise=noise))
-    x = sample_flow(den, noise, settings.steps, settings.shift, holds=holds,
-                    scheduler=(run_options or {}).get("scheduler"))
-    return x[:, :, M:]
+        cond.holds.append(C.HeldRegion(held, mask, "clean" if memory_mode == "fixed" else "renoise"))
+    return cond
+
+
+def generate_latents(wan, cond: C.WanConditioning, settings: S.SamplerSettings, shape: tuple,
+                     normalized: bool = False) -> torch.Tensor:
+    """Sample one shot with memory through the one Wan sampler. Returns the shot's latents only (memory dropped)."""
+    return S.sample(wan, cond, settings, shape, normalized=normalized)

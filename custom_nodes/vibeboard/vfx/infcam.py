@@ -121,25 +121,31 @@ def _normalised_k(k_px: torch.Tensor) -> torch.Tensor:
     return k_px / (k_px[:, 2:3] * 2)
 
 
-class InfCamWan(nn.Module):
-    """diffusers WanTransformer3DModel + InfCam additions. forward() returns the target velocity."""
+class InfCamAdapter(nn.Module):
+    """InfCam as a model adapter: the block additions (`infcam.N.*`) around any Wan2.1 DiT, which stays unchanged
+    and may be shared with other handles. Registered on a VB_WAN handle as its `infcam` part; the one Wan sampler
+    calls `predict()` instead of the plain DiT forward (see wan/sampler.py)."""
 
-    def __init__(self, base, lora_rank: int = 0):
+    def __init__(self, base_config, lora_rank: int = 0):
         super().__init__()
-        self.base = base
-        cfg = base.config
-        dim = cfg.num_attention_heads * cfg.attention_head_dim
+        dim = base_config.num_attention_heads * base_config.attention_head_dim
         self.infcam = nn.ModuleList(
-            InfCamBlockExtras(dim, cfg.num_attention_heads, cfg.eps, lora_rank) for _ in base.blocks)
+            InfCamBlockExtras(dim, base_config.num_attention_heads, base_config.eps, lora_rank)
+            for _ in range(base_config.num_layers))
 
-    @property
-    def dtype(self):
-        return self.base.dtype
-
-    def init_from_base(self) -> "InfCamWan":
-        for extra, block in zip(self.infcam, self.base.blocks):
-            extra.init_from_block(block)
-        return self
+    def predict(self, base, x: torch.Tensor, timestep: torch.Tensor, embeds: torch.Tensor, cond) -> torch.Tensor:
+        """Sampler protocol: x [B,16,F,h,w] noisy target latents; cond.extra["infcam"] holds the source latents
+        and cameras (one set, shared by every batch row: CFG's prompt and negative prompt)."""
+        inp = cond.extra["infcam"]
+        b = x.shape[0]
+        key = ("rows", b, x.device, x.dtype)
+        if key not in inp:  # the same tensor objects every step, so the sampling-grid cache hits
+            inp[key] = (inp["source_latents"].to(x.device, x.dtype).expand(b, -1, -1, -1, -1),
+                        *(inp[k].to(x.device).expand(b, *inp[k].shape[1:])
+                          for k in ("cam_extrinsic", "intrinsic_src", "intrinsic_trg")))
+        src, ext, k_src, k_trg = inp[key]
+        # InfCam's pipeline hands the DiT its timestep in the compute dtype (bf16 rounds e.g. 994.9 to 996)
+        return self.forward_with(base, x, src, timestep.to(x.dtype), embeds, ext, k_src, k_trg)
 
     def _camera_embeddings(self, extra, k_trg, k_src, ext):
         f = ext.shape[1]
@@ -195,13 +201,12 @@ class InfCamWan(nn.Module):
         update = (gate[:, None] * out).view(b, f, 2, h * w, d).permute(2, 0, 1, 3, 4).reshape(2 * b, f * h * w, d)
         return (x.float() + update).type_as(x)
 
-    def forward(self, latents: torch.Tensor, source_latents: torch.Tensor, timestep: torch.Tensor,
-                encoder_hidden_states: torch.Tensor, cam_extrinsic: torch.Tensor,
-                intrinsic_src: torch.Tensor, intrinsic_trg: torch.Tensor) -> torch.Tensor:
+    def forward_with(self, base, latents: torch.Tensor, source_latents: torch.Tensor, timestep: torch.Tensor,
+                     encoder_hidden_states: torch.Tensor, cam_extrinsic: torch.Tensor,
+                     intrinsic_src: torch.Tensor, intrinsic_trg: torch.Tensor) -> torch.Tensor:
         """latents/source_latents [B, C, F, H, W]; timestep [B]; encoder_hidden_states [B, L, text_dim];
         cam_extrinsic [B, F, 12] (relative c2w 3×4 row-major per latent frame, OpenCV);
         intrinsic_src/trg [B, 4] pixels (fx, fy, cx, cy) of the video (InfCam assumes a central principal point)."""
-        base = self.base
         b, _, f, hh, ww = latents.shape
         pt, ph, pw = base.config.patch_size
         gf, gh, gw = f // pt, hh // ph, ww // pw
@@ -229,6 +234,40 @@ class InfCamWan(nn.Module):
         hidden = base.proj_out(hidden[:b])
         hidden = hidden.reshape(b, gf, gh, gw, pt, ph, pw, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)
         return hidden.flatten(6, 7).flatten(4, 5).flatten(2, 3)
+
+
+class InfCamWan(InfCamAdapter):
+    """diffusers WanTransformer3DModel + InfCam additions in one module (checkpoint layout, tests, benches).
+    forward() returns the target velocity."""
+
+    def __init__(self, base, lora_rank: int = 0):
+        super().__init__(base.config, lora_rank)
+        self.base = base
+
+    @property
+    def dtype(self):
+        return self.base.dtype
+
+    def init_from_base(self) -> "InfCamWan":
+        for extra, block in zip(self.infcam, self.base.blocks):
+            extra.init_from_block(block)
+        return self
+
+    def adapter(self) -> InfCamAdapter:
+        """The additions alone (sharing their weights), to patch a handle's DiT."""
+        out = InfCamAdapter.__new__(InfCamAdapter)
+        nn.Module.__init__(out)
+        out.infcam = self.infcam
+        return out
+
+    def forward(self, latents: torch.Tensor, source_latents: torch.Tensor, timestep: torch.Tensor,
+                encoder_hidden_states: torch.Tensor, cam_extrinsic: torch.Tensor,
+                intrinsic_src: torch.Tensor, intrinsic_trg: torch.Tensor) -> torch.Tensor:
+        """latents/source_latents [B, C, F, H, W]; timestep [B]; encoder_hidden_states [B, L, text_dim];
+        cam_extrinsic [B, F, 12] (relative c2w 3×4 row-major per latent frame, OpenCV);
+        intrinsic_src/trg [B, 4] pixels (fx, fy, cx, cy) of the video (InfCam assumes a central principal point)."""
+        return self.forward_with(self.base, latents, source_latents, timestep, encoder_hidden_states, cam_extrinsic,
+                                 intrinsic_src, intrinsic_trg)
 
 
 # --- checkpoint layout ----------------------------------------------------------------------------
@@ -267,6 +306,7 @@ def build_infcam_from_state(state: dict, attention_head_dim: int = 128, base=Non
     """Build an InfCamWan from an InfCam checkpoint. If the checkpoint carries only the InfCam additions,
     `base` (a diffusers WanTransformer3DModel, e.g. Wan2.1-T2V-1.3B) supplies the rest."""
     base_state, extra_state, rank = split_infcam_state(state)
+    shared_base = base is not None and not base_state
     if not extra_state:
         raise ValueError("not an InfCam checkpoint: no blocks.N.cam_encoder / zero_conv / self_attn_pre keys")
     if base is None:
@@ -301,13 +341,16 @@ def build_infcam_from_state(state: dict, attention_head_dim: int = 128, base=Non
         for extra in model.infcam:
             sa = extra.self_attn_pre
             sa.q_lora.original_layer, sa.k_lora.original_layer, sa.v_lora.original_layer = sa.q, sa.k, sa.v
+    if shared_base:  # the DiT belongs to a Wan handle: cast only InfCam's own additions
+        cast_model(model.infcam, dtype)
+        return model.eval()
     return cast_model(model, dtype).eval()
 
 
 KEEP_FP32 = ("rope", "time_embedder", "scale_shift_table", "norm1", "norm2", "norm3", "modulation0")
 
 
-def cast_model(model: InfCamWan, dtype) -> InfCamWan:
+def cast_model(model: nn.Module, dtype) -> nn.Module:
     """Cast to dtype but keep what diffusers keeps in fp32 for Wan (rotary tables, norms, modulation)."""
     model.to(dtype)
     if dtype in (torch.float16, torch.bfloat16):

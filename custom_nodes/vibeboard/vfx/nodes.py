@@ -19,12 +19,14 @@ DTYPE_CHOICES = ["bf16", "fp16", "fp32"]
 
 
 class VBInfCamLoader:
-    DESCRIPTION = ("Load InfCam (Wan2.1-T2V-1.3B + InfCam camera blocks) and the Wan VAE / UMT5 text encoder it "
-                   "needs. The checkpoint is InfCam's step35000 state dict converted once to .safetensors "
-                   "(docs/vfx.md). If it carries only the InfCam additions, give the Wan 1.3B transformer too.")
+    DESCRIPTION = ("Load InfCam (Wan2.1-T2V-1.3B + InfCam camera blocks) as a Wan model with the InfCam adapter: use "
+                   "it with Wan Text Encode, Wan Sampler Settings and Change Camera. The checkpoint is InfCam's "
+                   "step35000 state dict converted once to .safetensors (docs/vfx.md). With a Wan model wired, its "
+                   "VAE and text encoder are used (and its DiT, unchanged and shared, when the checkpoint carries "
+                   "only the InfCam additions).")
     CATEGORY = CATEGORY
     FUNCTION = "load"
-    RETURN_TYPES = ("VB_INFCAM",)
+    RETURN_TYPES = ("VB_WAN",)
     RETURN_NAMES = ("infcam",)
 
     @classmethod
@@ -39,7 +41,8 @@ class VBInfCamLoader:
                 "text_encoder": ("STRING", {"default": "text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors",
                                             "tooltip": "UMT5-XXL encoder (ComfyUI single file or diffusers folder)."}),
                 "tokenizer": ("STRING", {"default": "text_encoders/umt5-xxl-tokenizer",
-                                         "tooltip": "Tokenizer folder (google/umt5-xxl)."}),
+                                         "tooltip": "Tokenizer folder (google/umt5-xxl); not needed when the text "
+                                                    "encoder file carries its tokenizer (ComfyUI's UMT5 files do)."}),
                 "dtype": (DTYPE_CHOICES, {"default": "bf16", "tooltip": "Compute precision."}),
                 "device": (["auto", "cuda", "cpu"], {"default": "auto", "tooltip": "Where to run."}),
             },
@@ -58,8 +61,8 @@ class VBInfCamLoader:
     def load(self, checkpoint, vae, text_encoder, tokenizer, dtype, device, wan=None, base_transformer="",
              attention_head_dim=128, prompt=None):
         from ..models import loaders
+        from ..wan.handle import WanHandle, load_parts
         from .infcam import load_infcam
-        from .infcam_sampler import InfCamHandle
 
         node = "InfCam Loader"
         where = dict(class_type="VBInfCamLoader", prompt=prompt)
@@ -67,38 +70,56 @@ class VBInfCamLoader:
         if not ckpt.endswith(".safetensors"):
             raise NodeInputError(node, "checkpoint", f"{ckpt}: only .safetensors is read (convert InfCam's .ckpt "
                                  "once; see docs/vfx.md)")
-        base = None
-        if wan is not None:
-            import copy
-
-            from safetensors import safe_open
-            with safe_open(ckpt, framework="pt") as fh:
-                has_base = any(k.endswith("head.head.weight") or k == "proj_out.weight" for k in fh.keys())
-            if not has_base:  # a private copy: InfCam must not change the shared Wan handle's DiT
-                base = copy.deepcopy(wan.module("transformer"))
-        elif base_transformer.strip():
-            base = loaders.load_wan_transformer(model_path(node, "base_transformer", base_transformer,
-                                                           folder="diffusion_models", **where), dtype)
+        from safetensors import safe_open
+        with safe_open(ckpt, framework="pt") as fh:
+            has_base = any(k.endswith("head.head.weight") or k == "proj_out.weight" for k in fh.keys())
         cdtype = loaders.compute_dtype(dtype)
-        dev = pick_device(device)
-        try:
-            model = load_infcam(ckpt, attention_head_dim, base, cdtype)
-        except ValueError as exc:
-            raise NodeInputError(node, "checkpoint", str(exc)) from None
         if wan is not None:
-            return (InfCamHandle(model=model.to(wan.device), vae=None, text_encoder=None, tokenizer=None,
-                                 device=str(wan.device), dtype=cdtype, wan=wan),)
-        handle = InfCamHandle(
-            model=model.to(dev),
-            vae=loaders.load_wan_vae(model_path(node, "vae", vae, folder="vae", **where),
-                                     "fp32" if dtype == "fp32" else "bf16").to(dev),
-            text_encoder=loaders.load_umt5(model_path(node, "text_encoder", text_encoder, folder="text_encoders",
-                                                      **where), dtype).to(dev),
-            tokenizer=loaders.load_tokenizer(model_path(node, "tokenizer", tokenizer, must_be_dir=True,
-                                                        folder="text_encoders", **where)),
-            device=dev, dtype=cdtype)
+            handle = wan.with_parts()
+            mgr = handle.manager
+        else:
+            mgr = _manager_for(pick_device(device))
+            vae_dtype = "fp32" if dtype == "fp32" else "bf16"
+            keys, tok = load_parts(mgr, vae=model_path(node, "vae", vae, folder="vae", **where), vae_dtype=vae_dtype,
+                                   text_encoder=model_path(node, "text_encoder", text_encoder,
+                                                           folder="text_encoders", **where),
+                                   tokenizer_folder=_optional_folder(tokenizer))
+            if tok is None:
+                raise NodeInputError(node, "tokenizer", "the UMT5 tokenizer was not found (the text encoder file "
+                                     "carries none): give the umt5-xxl tokenizer folder")
+            handle = WanHandle(variant="t2v", keys=keys, tokenizer=tok, manager=mgr, dtype=cdtype)
+        # One registration per file and dtype (a re-run reuses it); the DiT is the handle's own when the
+        # checkpoint carries only InfCam's additions (shared and unchanged), else the checkpoint's or base file's.
+        tag = f"{os.path.abspath(ckpt)}:{dtype}:{attention_head_dim}"
+        base_key = None
+        if has_base:
+            base_key = f"infcam_base:{tag}"
+        elif wan is None:
+            if not base_transformer.strip():
+                raise NodeInputError(node, "base_transformer", "this InfCam checkpoint has no base Wan weights: "
+                                     "give the Wan2.1-T2V-1.3B transformer (or wire a Wan model)")
+            base_file = model_path(node, "base_transformer", base_transformer, folder="diffusion_models", **where)
+            base_key = f"infcam_base:{tag}:{os.path.abspath(base_file)}"
+        adapter_key = f"infcam_adapter:{tag}"
+        if adapter_key not in mgr.models or (base_key and base_key not in mgr.models):
+            base = None
+            if not has_base:
+                base = (wan.module("transformer") if wan is not None
+                        else loaders.load_wan_transformer(base_file, dtype))
+            try:
+                model = load_infcam(ckpt, attention_head_dim, base, cdtype)
+            except ValueError as exc:
+                raise NodeInputError(node, "checkpoint", str(exc)) from None
+            if base_key:
+                mgr.register(base_key, model.base)
+            mgr.register(adapter_key, model.adapter(), mode="resident")
+        if base_key:
+            handle.keys["transformer"] = base_key
+        handle.keys.pop("transformer_2", None)
+        handle.boundary_ratio = None
+        handle.keys["infcam"] = adapter_key
+        handle.adapter = "infcam"
         return (handle,)
-
 
     @staticmethod
     def _checkpoint(node, checkpoint, where):
@@ -116,11 +137,31 @@ class VBInfCamLoader:
         return model_path(node, "checkpoint", checkpoint, **where)
 
 
+def _optional_folder(value: str):
+    """The tokenizer folder if it exists (a text-encoder file that embeds its tokenizer needs none)."""
+    from ..models import registry
+    value = (value or "").strip()
+    if not value:
+        return None
+    try:
+        path = registry.resolve(os.path.expanduser(value), "text_encoders")
+    except ValueError:
+        return None
+    return path if path and os.path.isdir(path) else None
+
+
+def _manager_for(device: str):
+    from ..models import vram
+    shared = vram.manager()
+    return shared if torch.device(device).type == shared.device.type else vram.VramManager(device=device)
+
+
 class VBChangeCamera:
     DESCRIPTION = ("Change Camera (InfCam): re-render a source video along a new camera path. Rotation is given to "
                    "the model as an infinite homography of the first source frame; translation through the camera "
-                   "embedding. One target focal length per shot (source focal × zoom_factor). Needs InfCam weights "
-                   "(~1.3B Wan + additions); 480×832×81 frames is the trained size.")
+                   "embedding. One target focal length per shot (source focal × zoom_factor). Takes the standard "
+                   "Wan text and sampler inputs (unwired sampler: InfCam's 50 Euler steps, CFG 5, shift 5). Needs "
+                   "InfCam weights (~1.3B Wan + additions); 480×832×81 frames is the trained size.")
     CATEGORY = CATEGORY
     FUNCTION = "run"
     RETURN_TYPES = ("IMAGE",)
@@ -130,36 +171,36 @@ class VBChangeCamera:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "infcam": ("VB_INFCAM", {"tooltip": "From InfCam Loader."}),
+                "infcam": ("VB_WAN", {"tooltip": "From InfCam Loader (a Wan model with the InfCam adapter)."}),
+                "text": ("VB_WAN_TEXT", {"tooltip": "Wan Text Encode of the prompt (and negative prompt) with the "
+                                                    "InfCam model."}),
                 "source_video": ("IMAGE", {"tooltip": "Source frames (trimmed to 4k+1 frames, sides to ×16)."}),
                 "camera_path": ("VB_CAMERA_PATH", {"tooltip": "Target camera, relative to the source's first frame."}),
-                "prompt": ("STRING", {"multiline": True, "default": "", "tooltip": "What the video shows."}),
-                "negative_prompt": ("STRING", {"multiline": True, "default": "",
-                                               "tooltip": "Empty = Wan's standard negative prompt."}),
-                "steps": ("INT", {"default": 50, "min": 1, "max": 200, "tooltip": "Sampling steps."}),
-                "cfg": ("FLOAT", {"default": 5.0, "min": 1.0, "max": 20.0, "step": 0.1, "tooltip": "Guidance scale."}),
-                "shift": ("FLOAT", {"default": 5.0, "min": 0.1, "max": 20.0, "step": 0.1, "tooltip": "Flow shift."}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 2**63 - 1, "tooltip": "Noise seed."}),
                 "zoom_factor": ("FLOAT", {"default": 1.0, "min": 0.25, "max": 4.0, "step": 0.05,
                                           "tooltip": "Target focal length ÷ source focal length."}),
             },
             "optional": {
+                "sampler": ("VB_WAN_SAMPLER", {"tooltip": "Wan Sampler Settings (steps, CFG, shift, scheduler, seed…)."}),
                 "translation_scale": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 100.0, "step": 0.05,
                                                 "tooltip": "Multiplies the path's camera translation before it "
                                                            "reaches the model (scene units → the model's)."}),
             },
         }
 
-    def run(self, infcam, source_video, camera_path, prompt, negative_prompt, steps, cfg, shift, seed, zoom_factor,
-            translation_scale=1.0):
-        from .infcam_sampler import change_camera
+    def run(self, infcam, text, source_video, camera_path, zoom_factor, sampler=None, translation_scale=1.0):
+        from ..wan import conditioning as C
+        from ..wan import sampler as S
+        from .infcam_conditioning import DEFAULTS, infcam_conditioning
 
+        node = "Change Camera (InfCam)"
+        if getattr(infcam, "adapter", None) != "infcam":
+            raise NodeInputError(node, "infcam", "this Wan model has no InfCam adapter: load it with InfCam Loader")
         try:
-            video = change_camera(infcam, source_video, camera_path, prompt, negative_prompt, steps, cfg, shift,
-                                  seed, zoom_factor, translation_scale=translation_scale)
+            cond, shape = infcam_conditioning(infcam, text, source_video, camera_path, zoom_factor, translation_scale)
         except ValueError as exc:
-            raise NodeInputError("Change Camera (InfCam)", "source_video", str(exc)) from None
-        return (video,)
+            raise NodeInputError(node, "source_video", str(exc)) from None
+        raw = S.sample(infcam, cond, S.settings_or_default(infcam, sampler, **DEFAULTS), shape)
+        return (C.video_to_images(C.vae_decode(infcam, raw)),)
 
 
 class VBRotationPreview:

@@ -7,8 +7,9 @@ diffusers' Wan pipelines so the published weights see what they were trained on.
 """
 from __future__ import annotations
 
-import os
 import re
+from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -24,8 +25,36 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 @dataclass
+class HeldRegion:
+    """Latents held during sampling where `mask` is 1 (a conditioning builder's region to keep).
+
+    mode "clean": the held values are exactly `latents` at every model call and at the end (StoryMem memory held
+    clean, TI2V's first frame, Spatia history/reference frames).
+    mode "renoise": the held values follow the ideal trajectory (1-s) latents + s noise, re-imposed after every
+    step, and equal `latents` exactly at the end (inpainting-style plate keeping, ReCo's source half).
+    `noise` None = the sampler's own initial noise.
+    """
+    latents: torch.Tensor
+    mask: torch.Tensor  # broadcastable to latents, values in {0, 1}
+    mode: str = "clean"
+    noise: Optional[torch.Tensor] = None
+
+    def apply(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
+        m = self.mask.to(x.dtype)
+        if self.mode == "clean" or sigma <= 0.0:
+            target = self.latents.to(x.dtype)
+        elif self.mode == "renoise":
+            noise = self.noise if self.noise is not None else torch.zeros_like(self.latents)
+            target = ((1.0 - sigma) * self.latents + sigma * noise).to(x.dtype)
+        else:
+            raise ValueError(f"unknown hold mode {self.mode!r}")
+        return x * (1 - m) + target * m
+
+
+@dataclass
 class WanConditioning:
-    """What the sampler feeds the DiT besides the noisy latents. Normalised-latent space throughout."""
+    """What the sampler feeds the DiT besides the noisy latents. Normalised-latent space throughout.
+    Conditioning builders (StoryMem, Block Scene, ReCo, montage, Spatia) only fill these fields."""
     prompt_embeds: torch.Tensor                      # [B, 512, text_dim]
     negative_embeds: Optional[torch.Tensor] = None   # [B, 512, text_dim] (None → no CFG)
     image_embeds: Optional[torch.Tensor] = None      # CLIP penultimate tokens for Wan2.1 I2V
@@ -35,61 +64,53 @@ class WanConditioning:
     num_ref_frames: int = 0                          # leading latent frames to drop after sampling
     clean_latents: Optional[torch.Tensor] = None     # [1,C,k,h,w]: first k latent frames kept clean, timestep 0
                                                      # (Wan2.2 TI2V first frame; history/reference frames)
-    extra: dict = field(default_factory=dict)        # room for add-ons (StoryMem memory, InfCam cameras)
+    holds: list = field(default_factory=list)        # [HeldRegion] over the full latent (refs included)
+    clean_token_mask: Optional[torch.Tensor] = None  # [1, T, h, w] 1 = clean token: per-token timestep 0
+    rope_positions: Optional[torch.Tensor] = None    # temporal RoPE position per latent frame (refs included)
+    rope_h_offsets: Optional[torch.Tensor] = None    # per latent frame: row offset (Spatia's shifted refs)
+    rope_w_offsets: Optional[torch.Tensor] = None
+    attention: list = field(default_factory=list)    # [model -> context manager]: attention processors
+    extra: dict = field(default_factory=dict)        # inputs of a model adapter (InfCam: source latents, cameras)
 
 
 def clean_prompt(text: str) -> str:
     return re.sub(r"\s+", " ", (text or "")).strip()
 
 
+_TEXT_CACHE: "OrderedDict[tuple, torch.Tensor]" = OrderedDict()
+TEXT_CACHE_SIZE = 64
+
+
 @torch.no_grad()
 def encode_text(handle: WanHandle, prompts, max_length: int = TEXT_LEN) -> torch.Tensor:
-    """UMT5 last hidden state, zeroed past each prompt's length and padded to 512 (Wan's convention)."""
+    """UMT5 last hidden state, zeroed past each prompt's length and padded to 512 (Wan's convention).
+
+    The one text-encode path of every Wan-based node: prompts are cleaned the same way everywhere, and each
+    (encoder, prompt) pair is encoded once per process (a re-run with the same prompt skips UMT5 entirely)."""
     if isinstance(prompts, str):
         prompts = [prompts]
     if handle.tokenizer is None or not handle.has("text_encoder"):
         raise ValueError("this Wan handle was loaded without a text encoder")
-    key = (handle.keys["text_encoder"], _file_stamp(handle.sources.get("text_encoder")),
-           tuple(clean_prompt(p) for p in prompts), max_length)
-    if key in _TEXT_CACHE:   # the same prompts again (re-runs, batches, seeds sweeps): no encoder pass at all
-        _TEXT_CACHE[key] = _TEXT_CACHE.pop(key)   # most recently used last
-        return _TEXT_CACHE[key].clone()
-    out = _encode_text(handle, prompts, max_length)
-    _TEXT_CACHE[key] = out.clone()
-    while len(_TEXT_CACHE) > _TEXT_CACHE_SIZE:
-        _TEXT_CACHE.pop(next(iter(_TEXT_CACHE)))
-    return out
-
-
-_TEXT_CACHE: dict = {}    # (text encoder name in the VRAM manager, file stamp, prompts, length) → embeddings (CPU)
-_TEXT_CACHE_SIZE = 32     # 2 prompts x 512 x 4096 fp32 = 16 MB an entry
-
-
-def clear_text_cache() -> None:
-    _TEXT_CACHE.clear()
-
-
-def _file_stamp(path) -> tuple:
-    """A replaced encoder file (same name, new weights) must not hit old embeddings."""
-    try:
-        st = os.stat(path)
-        return (st.st_size, st.st_mtime_ns)
-    except (TypeError, OSError):
-        return ()
-
-
-def _encode_text(handle: WanHandle, prompts, max_length: int) -> torch.Tensor:
-    tok = handle.tokenizer([clean_prompt(p) for p in prompts], padding="max_length", max_length=max_length,
-                           truncation=True, add_special_tokens=True, return_attention_mask=True,
-                           return_tensors="pt")
-    with handle.use("text_encoder") as enc:
-        ids, mask = tok.input_ids.to(handle.device), tok.attention_mask.to(handle.device)
-        hidden = enc(ids, mask).last_hidden_state
-    lengths = mask.sum(dim=1)
-    out = torch.zeros(len(prompts), max_length, hidden.shape[-1], dtype=torch.float32)
-    for i, n in enumerate(lengths.tolist()):
-        out[i, :n] = hidden[i, :n].float().cpu()
-    return out
+    cleaned = [clean_prompt(p) for p in prompts]
+    base = (handle.keys["text_encoder"], id(handle.tokenizer), max_length)
+    todo = [p for p in dict.fromkeys(cleaned) if base + (p,) not in _TEXT_CACHE]
+    if todo:
+        tok = handle.tokenizer(todo, padding="max_length", max_length=max_length, truncation=True,
+                               add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
+        with handle.use("text_encoder") as enc:
+            ids, mask = tok.input_ids.to(handle.device), tok.attention_mask.to(handle.device)
+            hidden = enc(ids, mask).last_hidden_state
+        for i, (p, n) in enumerate(zip(todo, mask.sum(dim=1).tolist())):
+            row = torch.zeros(max_length, hidden.shape[-1], dtype=torch.float32)
+            row[:n] = hidden[i, :n].float().cpu()
+            _TEXT_CACHE[base + (p,)] = row
+            while len(_TEXT_CACHE) > TEXT_CACHE_SIZE:
+                _TEXT_CACHE.popitem(last=False)
+    out = []
+    for p in cleaned:
+        _TEXT_CACHE.move_to_end(base + (p,))
+        out.append(_TEXT_CACHE[base + (p,)])
+    return torch.stack(out).clone()
 
 
 # ---- VAE -----------------------------------------------------------------------------------------
@@ -122,42 +143,40 @@ def video_to_images(video: torch.Tensor) -> torch.Tensor:
         -1, video.shape[3], video.shape[4], video.shape[1])
 
 
-@torch.no_grad()
-def vae_encode(handle: WanHandle, video: torch.Tensor, tiled: bool = False) -> torch.Tensor:
-    """[B,3,F,H,W] in -1..1 → raw latents [B,16,(F-1)/4+1,H/8,W/8] (the distribution's mode)."""
+@contextmanager
+def _vae_on_device(handle: WanHandle, tiled: bool):
+    """The VAE on the compute device, tiled for the block when asked (and untiled again after)."""
     with handle.use("vae") as vae:
         if tiled and hasattr(vae, "enable_tiling"):
             vae.enable_tiling()
         try:
-            dist = vae.encode(video.to(handle.device, next(vae.parameters()).dtype)).latent_dist
+            yield vae
         finally:
             if tiled and hasattr(vae, "disable_tiling"):
                 vae.disable_tiling()
+
+
+@torch.no_grad()
+def vae_encode(handle: WanHandle, video: torch.Tensor, tiled: bool = False) -> torch.Tensor:
+    """[B,3,F,H,W] in -1..1 → raw latents [B,16,(F-1)/4+1,H/8,W/8] (the distribution's mode)."""
+    with _vae_on_device(handle, tiled) as vae:
+        dist = vae.encode(video.to(handle.device, next(vae.parameters()).dtype)).latent_dist
         return dist.mode().float().cpu()
 
 
 @torch.no_grad()
 def vae_decode(handle: WanHandle, raw: torch.Tensor, tiled: bool = False) -> torch.Tensor:
     """Raw latents → video [B,3,F,H,W] in -1..1."""
-    return _decode_on_device(handle, raw, tiled).float().cpu()
+    with _vae_on_device(handle, tiled) as vae:
+        return vae.decode(raw.to(handle.device, next(vae.parameters()).dtype)).sample.float().cpu()
 
 
 @torch.no_grad()
 def vae_decode_images(handle: WanHandle, raw: torch.Tensor, tiled: bool = False) -> torch.Tensor:
     """Raw latents → IMAGE [B·F,H,W,C] 0..1 on the CPU. Clamp, scale and the channels-last copy run on the
     device, so the frames cross the bus once and no CPU pass over ~400 MB (81 frames at 480p) follows."""
-    return video_to_images(_decode_on_device(handle, raw, tiled)).cpu()
-
-
-def _decode_on_device(handle: WanHandle, raw: torch.Tensor, tiled: bool) -> torch.Tensor:
-    with handle.use("vae") as vae:
-        if tiled and hasattr(vae, "enable_tiling"):
-            vae.enable_tiling()
-        try:
-            return vae.decode(raw.to(handle.device, next(vae.parameters()).dtype)).sample
-        finally:
-            if tiled and hasattr(vae, "disable_tiling"):
-                vae.disable_tiling()
+    with _vae_on_device(handle, tiled) as vae:
+        return video_to_images(vae.decode(raw.to(handle.device, next(vae.parameters()).dtype)).sample).cpu()
 
 
 def latent_shape(handle: WanHandle, frames: int, height: int, width: int, batch: int = 1) -> tuple:
@@ -172,6 +191,19 @@ def check_size(node: str, frames: int, height: int, width: int, handle: WanHandl
     for name, v in (("height", height), ("width", width)):
         if v % (ss * 2):
             raise runtime.NodeInputError(node, name, f"must be a multiple of {ss * 2}, got {v}")
+
+
+def resize_bicubic(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """IMAGE [N, H, W, 3] -> [N, height, width, 3] (bicubic, like StoryMem's memory resize)."""
+    if images.shape[1] == height and images.shape[2] == width:
+        return images
+    x = images.permute(0, 3, 1, 2)
+    x = F.interpolate(x, size=(height, width), mode="bicubic", align_corners=False)
+    return x.clamp(0, 1).permute(0, 2, 3, 1)
+
+
+def latent_frames(handle: WanHandle, frames: int) -> int:
+    return (frames - 1) // handle.scale_temporal + 1
 
 
 def resize_frames(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -225,42 +257,82 @@ def first_frame_latents(handle: WanHandle, image: torch.Tensor, height: int, wid
 
 
 # ---- VACE ----------------------------------------------------------------------------------------
+def vace_mask_latents(mask: torch.Tensor, scale_spatial: int = 8, scale_temporal: int = 4,
+                      temporal: str = "nearest") -> torch.Tensor:
+    """Pixel mask [F, H, W] (1 = generate) → VACE mask channels [64, T, H/8, W/8] (each 8×8 patch folded into
+    channels). temporal "nearest": Wan VACE / diffusers / DiffSynth's nearest-exact resampling to (F+3)//4 frames,
+    what the published VACE weights (and ReCo's LoRA) were trained with; "group": latent frame t takes the max over
+    the pixel frames the causal VAE packs into it (0; 4t-3..4t), so a keyframe constraint lands on exactly one
+    latent frame (Block Scene, keyframe montage)."""
+    frames, height, width = mask.shape
+    ss = scale_spatial
+    h, w = height // ss, width // ss
+    t_lat = (frames + scale_temporal - 1) // scale_temporal
+    mk = mask[:, :h * ss, :w * ss].reshape(frames, h, ss, w, ss).permute(2, 4, 0, 1, 3).reshape(ss * ss, frames, h, w)
+    if temporal == "nearest":
+        return F.interpolate(mk[None], size=(t_lat, h, w), mode="nearest-exact")[0]
+    if temporal != "group":
+        raise ValueError(f"temporal must be 'nearest' or 'group', got {temporal!r}")
+    st = scale_temporal
+    return torch.stack([mk[:, 0]] + [mk[:, st * t - st + 1:st * t + 1].amax(dim=1) for t in range(1, t_lat)], dim=1)
+
+
+def fit_reference(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """IMAGE [1,H,W,C] → [1,3,1,height,width] in -1..1: scaled to fit inside, centred on white (diffusers'
+    WanVACEPipeline reference-image layout: an object picture, not a video frame)."""
+    img = image[:1, ..., :3].permute(0, 3, 1, 2).float() * 2 - 1
+    ih, iw = img.shape[-2:]
+    scale = min(height / ih, width / iw)
+    nh, nw = max(1, int(ih * scale)), max(1, int(iw * scale))
+    img = F.interpolate(img, size=(nh, nw), mode="bilinear", align_corners=False)
+    canvas = torch.ones(1, 3, height, width)
+    top, left = (height - nh) // 2, (width - nw) // 2
+    canvas[:, :, top:top + nh, left:left + nw] = img
+    return canvas[:, :, None]
+
+
+def vace_context_from_video(handle: WanHandle, video: torch.Tensor, mask: torch.Tensor,
+                            references: Optional[torch.Tensor] = None, temporal: str = "nearest",
+                            tiled: bool = False):
+    """VACE control input from video [1,3,F,H,W] (-1..1) and a binary mask [F,H,W] (1 = generate):
+    [inactive 16 | reactive 16 | mask 64] channels; references [R,3,1,H,W] (-1..1) are encoded one latent frame
+    each and prepended with mask 0. Returns (context [1,96,R+T,h,w], R)."""
+    m = mask[None, None].to(video)
+    inactive = normalize(handle, vae_encode(handle, video * (1 - m), tiled))
+    reactive = normalize(handle, vae_encode(handle, video * m, tiled))
+    latents = torch.cat([inactive, reactive], dim=1)
+    mk = vace_mask_latents(mask.float(), handle.scale_spatial, handle.scale_temporal, temporal)
+    n_ref = 0
+    if references is not None and references.shape[0] > 0:
+        refs = []
+        for i in range(references.shape[0]):
+            lat = normalize(handle, vae_encode(handle, references[i:i + 1], tiled))
+            refs.append(torch.cat([lat, torch.zeros_like(lat)], dim=1))
+        n_ref = len(refs)
+        latents = torch.cat(refs + [latents], dim=2)
+        mk = torch.cat([torch.zeros_like(mk[:, :n_ref]), mk], dim=1)
+    return torch.cat([latents, mk[None].to(latents)], dim=1), n_ref
+
+
 def vace_context(handle: WanHandle, frames: int, height: int, width: int,
                  control: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None,
                  references: Optional[torch.Tensor] = None, tiled: bool = False):
-    """VACE control input: [inactive 16 | reactive 16 | mask 64] channels, reference frames prepended.
-
-    control: IMAGE [F,H,W,C] (missing → zeros, i.e. free generation); mask: MASK [F,H,W] 1 = generate
-    (missing → all ones); references: IMAGE [R,H,W,C]. Returns (context [1,96,T+R,h,w], R).
-    """
+    """VACE control input from IMAGE/MASK inputs: control IMAGE [F,H,W,C] (missing → zeros, i.e. free generation);
+    mask MASK [F,H,W] 1 = generate (missing → all ones; one [H,W] mask is held for every frame); references IMAGE
+    [R,H,W,C] (each resized to the frame). Returns (context [1,96,R+T,h,w], R)."""
     video = torch.zeros(1, 3, frames, height, width)
     if control is not None:
         control = resize_frames(control[:frames], height, width)
         video[:, :, :control.shape[0]] = images_to_video(control)
     if mask is None:
-        m = torch.ones(1, 1, frames, height, width)
+        m = torch.ones(frames, height, width)
     else:
         mask = mask[None] if mask.dim() == 2 else mask  # one [H, W] mask: held for every frame
         m = F.interpolate(mask[:frames, None].float(), size=(height, width), mode="nearest")[:, 0]
         m = torch.cat([m, m[-1:].expand(frames - m.shape[0], -1, -1)], 0) if m.shape[0] < frames else m
-        m = (m > 0.5).float()[None, None]
-    inactive = normalize(handle, vae_encode(handle, video * (1 - m), tiled))
-    reactive = normalize(handle, vae_encode(handle, video * m, tiled))
-    latents = torch.cat([inactive, reactive], dim=1)
-    ss, st = handle.scale_spatial, handle.scale_temporal
-    h, w = height // ss, width // ss
-    t_lat = (frames - 1) // st + 1
-    # Each 8×8 pixel patch of the mask becomes 64 channels; frames are resampled to latent frames.
-    mk = m[0, 0].view(frames, h, ss, w, ss).permute(2, 4, 0, 1, 3).reshape(ss * ss, frames, h, w)
-    mk = F.interpolate(mk[None], size=(t_lat, h, w), mode="nearest-exact")[0]
-    n_ref = 0
+        m = (m > 0.5).float()
+    refs = None
     if references is not None and references.shape[0] > 0:
-        refs = []
-        for i in range(references.shape[0]):
-            img = images_to_video(resize_frames(references[i:i + 1], height, width))
-            lat = normalize(handle, vae_encode(handle, img, tiled))
-            refs.append(torch.cat([lat, torch.zeros_like(lat)], dim=1))
-        n_ref = len(refs)
-        latents = torch.cat(refs + [latents], dim=2)
-        mk = torch.cat([torch.zeros_like(mk[:, :n_ref]), mk], dim=1)
-    return torch.cat([latents, mk[None]], dim=1), n_ref
+        refs = torch.stack([images_to_video(resize_frames(references[i:i + 1], height, width))[0]
+                            for i in range(references.shape[0])])
+    return vace_context_from_video(handle, video, m, refs, "nearest", tiled)

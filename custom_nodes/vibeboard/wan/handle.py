@@ -37,6 +37,9 @@ class WanHandle:
     boundary_ratio: Optional[float] = None
     sources: dict = field(default_factory=dict)   # part → file/folder it came from
     loras: list = field(default_factory=list)     # [(path, strength)] applied to the transformer(s)
+    adapter: Optional[str] = None                 # part holding a model adapter (InfCam) whose predict()
+                                                  # replaces the plain DiT call (wan/sampler.py)
+    placement: dict = field(default_factory=dict)  # part → (mode, resident blocks) this handle runs it with
 
     def has(self, part: str) -> bool:
         return part in self.keys
@@ -48,10 +51,22 @@ class WanHandle:
         return self.manager.models[self.keys[part]].module
 
     def use(self, part: str):
-        """Context manager: the part on the compute device, protected from eviction while inside."""
+        """Context manager: the part on the compute device, protected from eviction while inside.
+
+        Placement (resident / block swap / sequential) is this handle's: a Memory Settings node gives its copy a
+        placement, and the shared module is re-placed only while that copy runs it (other handles keep theirs)."""
         if part not in self.keys:
             raise KeyError(f"this Wan handle has no {part} (loaded parts: {sorted(self.keys)})")
-        return self.manager.use(self.keys[part])
+        key = self.keys[part]
+        entry = self.manager.models.get(key)
+        if entry is not None:
+            if not hasattr(entry, "vb_registered_placement"):
+                entry.vb_registered_placement = (entry.mode, entry.resident_blocks)
+            want = self.placement.get(part, entry.vb_registered_placement)
+            if (entry.mode, entry.resident_blocks) != tuple(want) and not getattr(entry, "in_use", 0):
+                self.manager.offload(key)  # the new placement takes effect on this load
+                entry.mode, entry.resident_blocks = want
+        return self.manager.use(key)
 
     @property
     def device(self) -> torch.device:
@@ -81,7 +96,27 @@ class WanHandle:
         new = WanHandle(**{**self.__dict__})
         new.keys = {**self.keys, **keys}
         new.loras = list(self.loras)
+        new.placement = dict(self.placement)
+        new.sources = dict(self.sources)
         return new
+
+    @classmethod
+    def from_modules(cls, manager: Optional[vram_mod.VramManager] = None, dtype: torch.dtype = torch.float32,
+                     variant: Optional[str] = None, boundary_ratio: Optional[float] = None, tokenizer=None,
+                     **parts) -> "WanHandle":
+        """A handle over modules already built (tests, benches, research code): each part is registered in
+        `manager` (default: a private CPU/GPU manager) under a name unique to that module object."""
+        manager = manager or vram_mod.VramManager()
+        keys = {}
+        for part, module in parts.items():
+            if module is None:
+                continue
+            keys[part] = f"{part}:module:{id(module)}"
+            manager.register(keys[part], module, mode="resident")
+        if variant is None and "transformer" in parts:
+            variant = loaders.wan_variant(dict(parts["transformer"].config))
+        return cls(variant=variant or "t2v", keys=keys, tokenizer=tokenizer, manager=manager, dtype=dtype,
+                   boundary_ratio=boundary_ratio)
 
 
 def _direct_device(kind: str, path: str, dtype: str, manager, mode: str) -> str:
@@ -110,6 +145,27 @@ def _load_cached(kind: str, path: str, dtype: str, manager, mode: str = "auto"):
     return key
 
 
+def load_parts(manager, vae: Optional[str] = None, vae_dtype: str = "bf16", text_encoder: Optional[str] = None,
+               tokenizer_folder: Optional[str] = None, image_encoder: Optional[str] = None,
+               text_encoder_mode: str = "auto") -> tuple:
+    """Load (or reuse) the VAE / UMT5 / CLIP vision parts into `manager`. Returns (keys, tokenizer or None).
+
+    The tokenizer comes from the text encoder file when it carries one (ComfyUI's UMT5 single files embed the
+    SentencePiece model as a `spiece_model` tensor), else from `tokenizer_folder`, else from a diffusers folder."""
+    keys, tok = {}, None
+    if vae:
+        keys["vae"] = _load_cached("vae", vae, vae_dtype, manager)
+    if text_encoder:
+        keys["text_encoder"] = _load_cached("text_encoder", text_encoder, vae_dtype, manager, text_encoder_mode)
+        tok = loaders.tokenizer_from_checkpoint(text_encoder) if os.path.isfile(text_encoder) else None
+        if tok is None:
+            folder = tokenizer_folder or (text_encoder if os.path.isdir(text_encoder) else None)
+            tok = loaders.load_tokenizer(folder) if folder else None
+    if image_encoder:
+        keys["image_encoder"] = _load_cached("image_encoder", image_encoder, vae_dtype, manager)
+    return keys, tok
+
+
 def load_wan(transformer: str, vae: str, text_encoder: Optional[str] = None, tokenizer: Optional[str] = None,
              image_encoder: Optional[str] = None, transformer_2: Optional[str] = None, dtype: str = "bf16",
              manager: Optional[vram_mod.VramManager] = None, boundary_ratio: Optional[float] = None,
@@ -126,20 +182,14 @@ def load_wan(transformer: str, vae: str, text_encoder: Optional[str] = None, tok
         keys["transformer_2"] = _load_cached("transformer", transformer_2, dtype, manager)
         sources["transformer_2"] = transformer_2
     vae_dtype = "fp32" if dtype == "fp32" else "bf16"
-    keys["vae"] = _load_cached("vae", vae, vae_dtype, manager)
-    sources["vae"] = vae
-    tok = None
-    if text_encoder:
-        keys["text_encoder"] = _load_cached("text_encoder", text_encoder, vae_dtype, manager, text_encoder_mode)
-        sources["text_encoder"] = text_encoder
-        tok_path = tokenizer or (text_encoder if os.path.isdir(text_encoder) else None)
-        if tok_path is None:
-            raise loaders.ModelFileError(
-                f"the UMT5 tokenizer is needed next to {text_encoder}; run `vibeboard models pull umt5-tokenizer`")
-        tok = loaders.load_tokenizer(tok_path)
-    if image_encoder:
-        keys["image_encoder"] = _load_cached("image_encoder", image_encoder, vae_dtype, manager)
-        sources["image_encoder"] = image_encoder
+    parts, tok = load_parts(manager, vae, vae_dtype, text_encoder, tokenizer, image_encoder, text_encoder_mode)
+    keys.update(parts)
+    sources.update({k: v for k, v in (("vae", vae), ("text_encoder", text_encoder),
+                                      ("image_encoder", image_encoder)) if v})
+    if text_encoder and tok is None:
+        raise loaders.ModelFileError(
+            f"the UMT5 tokenizer is needed next to {text_encoder} (the file carries none); "
+            "run `vibeboard models pull umt5-tokenizer`")
     cfg = manager.models[keys["transformer"]].module.config
     variant = loaders.wan_variant(dict(cfg))
     if transformer_2:

@@ -10,7 +10,7 @@ import os
 import torch
 
 from ..common import runtime
-from ..models import registry
+from ..models import loaders, registry
 from . import conditioning as C
 from . import sampler as S
 from .handle import load_wan
@@ -99,8 +99,9 @@ class VBWanModelLoader:
         if text_encoder == FROM_FOLDER and not is_folder:
             raise runtime.NodeInputError(node, "text_encoder", "pick a text encoder file: the model is a single file")
         tok = _find_tokenizer(te_path)
-        if tok is None:
-            raise runtime.NodeInputError(node, "text_encoder", "the UMT5 tokenizer was not found; expected "
+        if tok is None and loaders.tokenizer_from_checkpoint(te_path) is None:
+            raise runtime.NodeInputError(node, "text_encoder", "the UMT5 tokenizer was not found (this file carries "
+                                         "none); expected "
                                          f"{os.path.join(os.path.dirname(te_path), 'umt5-xxl-tokenizer')} — "
                                          "`vibeboard models pull umt5-tokenizer`")
         clip = None
@@ -192,7 +193,9 @@ class VBWanSamplerSettings:
                               "tooltip": "Classifier-free guidance (1 = off, one forward per step)"}),
             "shift": ("FLOAT", {"default": 5.0, "min": 0.5, "max": 20.0, "step": 0.1,
                                 "tooltip": "Flow shift (Wan: 3 for 480p 1.3B, 5 default, 12 for 2.2 T2V)"}),
-            "scheduler": (list(S.SCHEDULERS), {"default": "unipc", "tooltip": "Flow-matching solver"}),
+            "scheduler": (list(S.SCHEDULERS), {"default": "unipc", "tooltip": "Flow-matching solver (flow_euler: "
+                                                                              "Euler on Wan's own sigmas, as "
+                                                                              "DiffSynth/InfCam)"}),
             "seed": ("INT", {"default": 0, "min": 0, "max": 0xffffffffffffffff, "control_after_generate": True,
                              "tooltip": "Noise seed"}),
         }, "optional": {
@@ -202,11 +205,16 @@ class VBWanSamplerSettings:
                                         "tooltip": "Wan2.2 A14B low-noise expert CFG (0 = same as cfg)"}),
             "compile": ("BOOLEAN", {"default": False, "tooltip": "torch.compile the DiT blocks (GPU; ~20 s "
                                                                  "once, then ~19 % faster steps)"}),
+            "batch_cfg": ("BOOLEAN", {"default": True, "tooltip": "Prompt and negative prompt in one forward "
+                                                                  "(same result, faster; off = two forwards, "
+                                                                  "less memory)"}),
         }}
 
-    def make(self, steps, cfg, shift, scheduler, seed, attention="auto", cfg_low_noise=0.0, compile=False):
+    def make(self, steps, cfg, shift, scheduler, seed, attention="auto", cfg_low_noise=0.0, compile=False,
+             batch_cfg=True):
         return (S.SamplerSettings(steps=steps, cfg=cfg, shift=shift, scheduler=scheduler, seed=seed,
-                                  attention=attention, cfg_2=cfg_low_noise or None, compile=bool(compile)),)
+                                  attention=attention, cfg_2=cfg_low_noise or None, compile=bool(compile),
+                                  batch_cfg=bool(batch_cfg)),)
 
 
 def video_size_inputs(length_default=81):
@@ -225,10 +233,7 @@ def _common_optional():
 
 
 def _settings(wan, sampler):
-    if sampler is not None:
-        return sampler
-    d = wan.defaults()
-    return S.SamplerSettings(cfg=d["cfg"], shift=d["shift"])
+    return S.settings_or_default(wan, sampler)
 
 
 def _cond(text) -> C.WanConditioning:
@@ -324,8 +329,7 @@ class VBWanV2V:
         if init.ndim != 5 or init.shape[1] != wan.latent_channels:
             raise runtime.NodeInputError("Wan Video to Video", "latent", f"expected [B,{wan.latent_channels},T,H,W] "
                                          f"(this model's VAE), got {tuple(init.shape)}")
-        settings = _settings(wan, sampler)
-        settings = S.SamplerSettings(**{**settings.__dict__, "denoise": float(denoise)})
+        settings = _settings(wan, sampler).replace(denoise=float(denoise))
         lat = S.sample(wan, _cond(text), settings, tuple(init.shape), init_latents=init, preview=preview)
         return ({"samples": lat},)
 
@@ -411,7 +415,8 @@ class VBWanVAEEncode:
 class VBWanMemory:
     DESCRIPTION = ("How the Wan parts use VRAM: auto (resident when it fits the budget, block swap otherwise), "
                    "or force block swap with N transformer blocks kept on the GPU (the rest streamed from pinned "
-                   "RAM with prefetch), and sequential offload for the text encoder. Applies from the next run.")
+                   "RAM with prefetch), and sequential offload for the text encoder. Returns a copy of the model "
+                   "with this placement; the input model is unchanged.")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("VB_WAN",)
     RETURN_NAMES = ("wan",)
@@ -431,18 +436,16 @@ class VBWanMemory:
         }}
 
     def apply(self, wan, transformer="auto", blocks_on_gpu=-1, text_encoder="auto"):
-        mgr = wan.manager
+        # A copy with its own placement (ModelPatcher.clone() discipline): the input handle, and every other
+        # handle sharing these modules, keep theirs; the VRAM manager re-places a part when this copy runs it.
         modes = {"auto": "auto", "resident": "resident", "block_swap": "blockswap", "sequential": "sequential"}
+        resident = None if blocks_on_gpu < 0 else int(blocks_on_gpu)
+        new = wan.with_parts()
         for part, choice in (("transformer", transformer), ("transformer_2", transformer),
                              ("text_encoder", text_encoder)):
-            if not wan.has(part):
-                continue
-            entry = mgr.models[wan.keys[part]]
-            resident = None if blocks_on_gpu < 0 else int(blocks_on_gpu)
-            if entry.mode != modes[choice] or entry.resident_blocks != resident:
-                mgr.offload(entry.name)  # the new placement takes effect on the next load
-                entry.mode, entry.resident_blocks = modes[choice], resident
-        return (wan,)
+            if wan.has(part):
+                new.placement[part] = (modes[choice], resident)
+        return (new,)
 
 
 class VBInspect:

@@ -1,73 +1,126 @@
-"""Wan 3D RoPE at chosen positions: negative / shifted frame indices and per-frame spatial offsets.
+"""Wan 3D RoPE at chosen positions: the one RoPE module every Wan-based model uses.
 
-Memory and reference frames placed before a shot (StoryMem's negative temporal positions, Spatia's reference
-frames at shifted rows, AniX-style views) need RoPE positions other than 0..T-1. diffusers' WanRotaryPosEmbed
-reads a table indexed from 0; this module computes the same cos/sin for any position, so with default positions
-it reproduces diffusers exactly (tested) and with custom ones it shifts only what you ask.
+diffusers' `WanRotaryPosEmbed` reads its table at rows 0..F-1, so frames can only sit at contiguous, non-negative
+temporal positions. StoryMem puts memory keyframes at negative positions {-M*S, ..., -S} before the shot's frames
+{0..T-1}; Spatia places reference frames at shifted rows (height offset h..2h). `PositionedWanRope` computes the
+temporal cos/sin from the positions themselves (same formula and dtype path as diffusers, so with positions
+0..F-1 the result is bit-identical) and reads height/width from the stock table unless per-frame offsets are set.
+
+Usage: `with frame_positions(transformer, positions, h_offsets=None, w_offsets=None): ...` (installs once).
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
+import contextlib
 from typing import Optional, Sequence
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 
-def _angles(positions: torch.Tensor, dim: int, theta: float) -> tuple:
-    inv = 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim))
-    ang = torch.outer(positions.to(torch.float64), inv)
-    return ang.cos().repeat_interleave(2, dim=1).float(), ang.sin().repeat_interleave(2, dim=1).float()
+def rope_angles(positions: torch.Tensor, dim: int, theta: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin [len(positions), dim] with diffusers' `get_1d_rotary_pos_embed(use_real, repeat_interleave_real)` layout."""
+    freqs_dtype = torch.float32 if torch.backends.mps.is_available() else torch.float64
+    inv = 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=freqs_dtype, device=positions.device)[: dim // 2] / dim))
+    angles = torch.outer(positions.to(freqs_dtype), inv)
+    cos = angles.cos().repeat_interleave(2, dim=1).float()
+    sin = angles.sin().repeat_interleave(2, dim=1).float()
+    return cos, sin
 
 
-class PositionedRope(nn.Module):
-    """Drop-in for `model.rope`: frame f uses temporal position t_positions[f] and spatial offsets
-    (h_offsets[f], w_offsets[f]) added to its row/column indices."""
+class PositionedWanRope(nn.Module):
+    """Drop-in replacement for `WanRotaryPosEmbed` that honours `frame_positions` / `h_offsets` / `w_offsets`."""
 
-    def __init__(self, base: nn.Module, t_positions: Optional[Sequence[float]] = None,
-                 h_offsets: Optional[Sequence[float]] = None, w_offsets: Optional[Sequence[float]] = None,
-                 theta: float = 10000.0):
+    def __init__(self, original: nn.Module, theta: float = 10000.0):
         super().__init__()
-        self.t_dim, self.h_dim, self.w_dim = base.t_dim, base.h_dim, base.w_dim
-        self.patch_size = base.patch_size
+        self.original = original
         self.theta = theta
-        self.t_positions, self.h_offsets, self.w_offsets = t_positions, h_offsets, w_offsets
+        self.frame_positions: Optional[torch.Tensor] = None
+        self.h_offsets: Optional[torch.Tensor] = None   # per latent frame: added to the row index
+        self.w_offsets: Optional[torch.Tensor] = None   # per latent frame: added to the column index
+        self.last_frame_positions: Optional[torch.Tensor] = None  # what the last forward used (tests, debugging)
+
+    @property
+    def patch_size(self):
+        return self.original.patch_size
+
+    def _spatial(self, part_cos, part_sin, n: int, ppf: int, offsets, dim: int):
+        """[ppf, n, dim] cos/sin: the stock table, or angles at index + offset per frame."""
+        if offsets is None:
+            return part_cos[:n][None].expand(ppf, -1, -1), part_sin[:n][None].expand(ppf, -1, -1)
+        off = torch.as_tensor(offsets, dtype=torch.float64).flatten()
+        if off.numel() != ppf:
+            raise ValueError(f"{off.numel()} spatial offsets for {ppf} latent frames")
+        idx = (torch.arange(n, dtype=torch.float64)[None, :] + off[:, None]).flatten()
+        c, s = rope_angles(idx.to(part_cos.device), dim, self.theta)
+        return c.to(part_cos.dtype).view(ppf, n, -1), s.to(part_sin.dtype).view(ppf, n, -1)
 
     def forward(self, hidden_states: torch.Tensor):
-        _, _, frames, height, width = hidden_states.shape
-        p_t, p_h, p_w = self.patch_size
-        ppf, pph, ppw = frames // p_t, height // p_h, width // p_w
-        t_pos = torch.arange(ppf, dtype=torch.float64) if self.t_positions is None else \
-            torch.tensor(list(self.t_positions), dtype=torch.float64)
-        if t_pos.numel() != ppf:
-            raise ValueError(f"{t_pos.numel()} temporal positions for {ppf} latent frames")
-        h_off = torch.zeros(ppf) if self.h_offsets is None else torch.tensor(list(self.h_offsets), dtype=torch.float64)
-        w_off = torch.zeros(ppf) if self.w_offsets is None else torch.tensor(list(self.w_offsets), dtype=torch.float64)
-        tc, ts = _angles(t_pos, self.t_dim, self.theta)                                     # [F, t_dim]
-        rows = torch.arange(pph, dtype=torch.float64)[None, :] + h_off[:, None].double()     # [F, H]
-        cols = torch.arange(ppw, dtype=torch.float64)[None, :] + w_off[:, None].double()     # [F, W]
-        hc, hs = (a.view(ppf, pph, -1) for a in _angles(rows.flatten(), self.h_dim, self.theta))
-        wc, wsn = (a.view(ppf, ppw, -1) for a in _angles(cols.flatten(), self.w_dim, self.theta))
-        shape = (ppf, pph, ppw)
+        positions = self.frame_positions
+        _, _, num_frames, height, width = hidden_states.shape
+        p_t, p_h, p_w = self.original.patch_size
+        ppf, pph, ppw = num_frames // p_t, height // p_h, width // p_w
+        if positions is None and self.h_offsets is None and self.w_offsets is None:
+            self.last_frame_positions = torch.arange(ppf)
+            return self.original(hidden_states)
+        o = self.original
+        if positions is None:
+            positions = torch.arange(ppf)
+        positions = torch.as_tensor(positions).flatten()
+        if positions.numel() != ppf:
+            raise ValueError(f"frame_positions has {positions.numel()} entries but the latent has {ppf} frames")
+        self.last_frame_positions = positions.detach().cpu().clone()
+        split = [o.t_dim, o.h_dim, o.w_dim]
+        cos_parts = o.freqs_cos.split(split, dim=1)
+        sin_parts = o.freqs_sin.split(split, dim=1)
+        cos_t, sin_t = rope_angles(positions.to(o.freqs_cos.device), o.t_dim, self.theta)
+        cos_t, sin_t = cos_t.to(o.freqs_cos.dtype), sin_t.to(o.freqs_sin.dtype)
+        ch, sh = self._spatial(cos_parts[1], sin_parts[1], pph, ppf, self.h_offsets, o.h_dim)
+        cw, sw = self._spatial(cos_parts[2], sin_parts[2], ppw, ppf, self.w_offsets, o.w_dim)
 
-        def grid(t, h, w):
-            return torch.cat([t[:, None, None, :].expand(*shape, -1), h[:, :, None, :].expand(*shape, -1),
-                              w[:, None, :, :].expand(*shape, -1)], dim=-1).reshape(1, ppf * pph * ppw, 1, -1)
-        device = hidden_states.device
-        return grid(tc, hc, wc).to(device), grid(ts, hs, wsn).to(device)
+        def grid(ft, fh, fw):
+            ft = ft.view(ppf, 1, 1, -1).expand(ppf, pph, ppw, -1)
+            fh = fh.view(ppf, pph, 1, -1).expand(ppf, pph, ppw, -1)
+            fw = fw.view(ppf, 1, ppw, -1).expand(ppf, pph, ppw, -1)
+            return torch.cat([ft, fh, fw], dim=-1).reshape(1, ppf * pph * ppw, 1, -1)
+
+        return grid(cos_t, ch, cw), grid(sin_t, sh, sw)
 
 
-@contextmanager
-def positions(model: nn.Module, t_positions=None, h_offsets=None, w_offsets=None):
-    """Temporarily give `model` (a Wan DiT) custom RoPE positions; restores diffusers' module after."""
-    base = model.rope
-    model.rope = PositionedRope(base, t_positions, h_offsets, w_offsets)
+def install_positioned_rope(transformer: nn.Module) -> PositionedWanRope:
+    """Swap the transformer's RoPE for the positioned one (idempotent; identical output until positions are set)."""
+    rope = transformer.rope
+    if isinstance(rope, PositionedWanRope):
+        return rope
+    wrapped = PositionedWanRope(rope)
+    transformer.rope = wrapped
+    return wrapped
+
+
+@contextlib.contextmanager
+def frame_positions(transformers: Sequence[nn.Module] | nn.Module, positions: Optional[torch.Tensor],
+                    h_offsets=None, w_offsets=None):
+    """Within the block, every given transformer places latent frame i at temporal position positions[i]
+    (and shifts its rows / columns by h_offsets[i] / w_offsets[i])."""
+    if isinstance(transformers, nn.Module):
+        transformers = [transformers]
+    ropes = [install_positioned_rope(t) for t in transformers if t is not None]
+    previous = [(r.frame_positions, r.h_offsets, r.w_offsets) for r in ropes]
     try:
-        yield model
+        for r in ropes:
+            r.frame_positions = None if positions is None else torch.as_tensor(positions)
+            r.h_offsets, r.w_offsets = h_offsets, w_offsets
+        yield ropes
     finally:
-        model.rope = base
+        for r, (p, h, w) in zip(ropes, previous):
+            r.frame_positions, r.h_offsets, r.w_offsets = p, h, w
 
 
-def memory_positions(num_memory: int, num_frames: int, gap: int) -> list:
-    """StoryMem-style layout: memory latents at −M·gap … −gap, then the shot at 0 … T−1."""
-    return [-(num_memory - i) * gap for i in range(num_memory)] + list(range(num_frames))
+def memory_frame_positions(num_memory: int, num_frames: int, gap: int) -> torch.Tensor:
+    """StoryMem layout: memory m (0-based, oldest first) at -(M-m)*gap, shot frames at 0..F-1.
+
+    gap=0 reproduces the released code's contiguous layout (memory at 0..M-1, shot at M..M+F-1).
+    """
+    if gap <= 0:
+        return torch.arange(num_memory + num_frames)
+    mem = -(torch.arange(num_memory, 0, -1)) * gap
+    return torch.cat([mem, torch.arange(num_frames)])

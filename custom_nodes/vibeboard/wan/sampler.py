@@ -1,12 +1,20 @@
-"""Wan flow-matching sampler: our own loop around diffusers' schedulers and Wan DiTs.
+"""The one Wan sampler: every Wan-based node (T2V/I2V/V2V/VACE, StoryMem, Block Scene, ReCo, keyframe montage,
+InfCam) samples through `sample()` here.
 
-Why our own loop: ComfyUI-native latents in/out, cond+uncond batched in one forward (one pass over the
-weights instead of two), progress + interrupt every step, A14B expert switching, VACE/I2V inputs, and the
-VRAM manager deciding where weights live. `predict()` is the single DiT call everything goes through, so
-add-ons (StoryMem, InfCam, ReCo) can wrap it.
+Why our own loop: ComfyUI-native latents in/out, cond+uncond batched in one forward (one pass over the weights
+instead of two), progress + interrupt every step, A14B expert switching, and the VRAM manager deciding where
+weights live. Research models plug in without copying any of it:
+- conditioning builders fill `WanConditioning` (held latent regions, RoPE positions, per-token timesteps, extra
+  channels, VACE context, attention processors);
+- model adapters (InfCam) sit on the handle (`WanHandle.adapter`) and replace the DiT call for that handle only.
+The sampler owns scheduler, shift, CFG (and the A14B low-noise CFG), seed, attention backend, batch CFG,
+compile, LoRAs and placement; nothing else re-implements them.
+
+Wan convention: x_sigma = (1 - sigma) x0 + sigma noise, the model predicts v = noise - x0, timestep = 1000 sigma.
 """
 from __future__ import annotations
 
+import dataclasses
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -15,10 +23,11 @@ import torch
 
 from ..common import runtime
 from ..models import lora as lora_mod
-from .conditioning import WanConditioning, denormalize, normalize
+from . import rope as rope_mod
+from .conditioning import HeldRegion, WanConditioning, denormalize, normalize
 from .handle import WanHandle
 
-SCHEDULERS = ("unipc", "euler", "dpm++")
+SCHEDULERS = ("unipc", "euler", "dpm++", "flow_euler")
 
 
 @dataclass
@@ -34,6 +43,36 @@ class SamplerSettings:
     attention: str = "auto"             # auto | sdpa | cudnn | flash | efficient | math
     compile: bool = False               # torch.compile the DiT blocks (CUDA, fully resident models only)
 
+    def replace(self, **changes) -> "SamplerSettings":
+        return SamplerSettings(**{**self.__dict__, **changes})
+
+
+class FlowEuler:
+    """Euler on Wan's shifted sigmas linspace(1, 0, steps+1) (DiffSynth's FlowMatchScheduler with sigma_min 0 and
+    extra_one_step, which InfCam and Wan's own training code use). diffusers' FlowMatchEuler starts at 1 but ends
+    its linspace at 1/1000 before shifting, so the two give different schedules."""
+
+    def __init__(self, shift: float):
+        self.shift = float(shift)
+        self._index = 0
+        self.begin_index = 0
+
+    def set_timesteps(self, steps: int, device=None):
+        s = torch.linspace(1.0, 0.0, steps + 1)[:-1]
+        s = self.shift * s / (1 + (self.shift - 1) * s)
+        self.sigmas = torch.cat([s, torch.zeros(1)])
+        self.timesteps = torch.tensor([float(x) * 1000.0 for x in s], dtype=torch.float32, device=device)
+        self._index = self.begin_index = 0
+
+    def set_begin_index(self, index: int):
+        self._index = self.begin_index = int(index)
+
+    def step(self, model_output, timestep, sample, return_dict=False):
+        i = self._index
+        out = (sample.float() + (self.sigmas[i + 1] - self.sigmas[i]) * model_output.float()).to(sample.dtype)
+        self._index += 1
+        return (out,)
+
 
 def make_scheduler(name: str, shift: float):
     from diffusers import DPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
@@ -45,6 +84,8 @@ def make_scheduler(name: str, shift: float):
                                            num_train_timesteps=1000, flow_shift=shift, algorithm_type="dpmsolver++")
     if name == "euler":
         return FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=shift)
+    if name == "flow_euler":
+        return FlowEuler(shift)
     raise ValueError(f"unknown scheduler {name!r}; choose one of {SCHEDULERS}")
 
 
@@ -63,6 +104,11 @@ def attention_context(kind: str, device: torch.device):
         return sdpa_kernel(order)
 
 
+def compile_supported(handle: WanHandle, entry) -> bool:
+    """torch.compile pays off on CUDA with the DiT fully resident (block swap moves weights under it)."""
+    return handle.device.type == "cuda" and entry is not None and entry.runner is None
+
+
 def compile_blocks(model) -> bool:
     """Compile each transformer block once (same code for every block: one compilation serves all).
     Fuses the norms, RoPE and modulation elementwise work: ≈ −19 % per CFG step on an H100 (bench/README.md)."""
@@ -75,20 +121,25 @@ def compile_blocks(model) -> bool:
     return True
 
 
+def _timestep(model, x: torch.Tensor, t: torch.Tensor, cond: WanConditioning) -> torch.Tensor:
+    """[B] one timestep, or [B, tokens] with 0 on clean tokens (Wan2.2 TI2V's expand_timesteps, generalised)."""
+    b = x.shape[0]
+    if cond.clean_token_mask is None:
+        return t.reshape(-1)[:1].expand(b).to(x.device)
+    p_t, p_h, p_w = model.config.patch_size
+    m = cond.clean_token_mask.to(x.device).float()
+    m = m[:, ::p_t, ::p_h, ::p_w].flatten(1)
+    return ((1.0 - m) * float(t.reshape(-1)[0])).expand(b, -1)
+
+
 def predict(model, latents: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor, cond: WanConditioning,
-            dtype: torch.dtype) -> torch.Tensor:
+            dtype: torch.dtype, adapter=None) -> torch.Tensor:
     """One DiT call on normalised latents [B,16,T,h,w]; returns the flow (velocity) prediction in fp32."""
     b = latents.shape[0]
     x = latents
-    timestep = t.reshape(-1)[:1].expand(b).to(x.device)
-    if cond.clean_latents is not None:
-        # Clean leading frames with per-token timestep 0 (diffusers' expand_timesteps, generalised to k frames).
-        k = cond.clean_latents.shape[2]
-        x = torch.cat([cond.clean_latents.to(x).expand(b, -1, -1, -1, -1), x[:, :, k:]], dim=2)
-        pt, ph, pw = model.config.patch_size
-        per_frame = (x.shape[3] // ph) * (x.shape[4] // pw)
-        timestep = torch.full((b, (x.shape[2] // pt) * per_frame), float(t.reshape(-1)[0]), device=x.device)
-        timestep[:, :(k // pt) * per_frame] = 0
+    timestep = _timestep(model, x, t, cond)
+    if adapter is not None:  # a model adapter (InfCam) owns the forward of this handle's DiT
+        return adapter.predict(model, x.to(dtype), timestep, embeds.to(x.device, dtype), cond).float()
     if cond.concat_latents is not None:
         x = torch.cat([x, cond.concat_latents.to(x).expand(b, -1, -1, -1, -1)], dim=1)
     kwargs = {}
@@ -103,17 +154,19 @@ def predict(model, latents: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor,
     return out.float()
 
 
-def guided(model, latents, t, cond: WanConditioning, cfg: float, dtype, batch_cfg: bool = True):
-    """Classifier-free guidance; cond and uncond share one forward when batch_cfg (lossless reordering)."""
+def guided(model, latents, t, cond: WanConditioning, cfg: float, dtype, batch_cfg: bool = True, adapter=None):
+    """Classifier-free guidance; cond and uncond share one forward when batch_cfg and their prompts have the same
+    shape (a regional prompt is longer than the negative one)."""
     if cond.negative_embeds is None or cfg == 1.0:
-        return predict(model, latents, t, cond.prompt_embeds, cond, dtype)
-    if batch_cfg:
+        return predict(model, latents, t, cond.prompt_embeds, cond, dtype, adapter)
+    if batch_cfg and cond.prompt_embeds.shape == cond.negative_embeds.shape and latents.shape[0] == 1:
         both = predict(model, torch.cat([latents, latents]), t,
-                       torch.cat([cond.prompt_embeds, cond.negative_embeds]), cond, dtype)
+                       torch.cat([cond.prompt_embeds, cond.negative_embeds.to(cond.prompt_embeds)]), cond, dtype,
+                       adapter)
         pos, neg = both.chunk(2)
     else:
-        pos = predict(model, latents, t, cond.prompt_embeds, cond, dtype)
-        neg = predict(model, latents, t, cond.negative_embeds, cond, dtype)
+        pos = predict(model, latents, t, cond.prompt_embeds, cond, dtype, adapter)
+        neg = predict(model, latents, t, cond.negative_embeds, cond, dtype, adapter)
     return neg + cfg * (pos - neg)
 
 
@@ -139,19 +192,58 @@ def preview_image(latents: torch.Tensor):
     return ("JPEG", Image.fromarray(img), 512)
 
 
+def _open_expert(handle: WanHandle, part: str, settings: SamplerSettings, cond: WanConditioning,
+                 stack: ExitStack):
+    """The expert on the compute device with this handle's LoRAs merged, compiled if asked, with the
+    conditioning's RoPE positions and attention processors installed. Everything is undone when `stack` closes."""
+    model = stack.enter_context(handle.use(part))
+    entry = handle.manager.models.get(handle.keys[part])
+    if settings.compile and compile_supported(handle, entry):
+        compile_blocks(model)
+    # LoRAs are merged while this expert runs and removed after (the cached model stays clean).
+    stack.enter_context(lora_mod.applied(model, loras_for(handle, part)))
+    if cond.rope_positions is not None or cond.rope_h_offsets is not None or cond.rope_w_offsets is not None:
+        stack.enter_context(rope_mod.frame_positions(model, cond.rope_positions, cond.rope_h_offsets,
+                                                     cond.rope_w_offsets))
+    for processor in cond.attention:
+        stack.enter_context(processor(model))
+    stack.enter_context(attention_context(settings.attention, handle.device))
+    # A model adapter's own weights are a handle part too (VRAM-managed like the DiT).
+    adapter = stack.enter_context(handle.use(handle.adapter)) if handle.adapter else None
+    return model, adapter
+
+
+def _holds(cond: WanConditioning, noise: torch.Tensor, device) -> list:
+    holds = []
+    if cond.clean_latents is not None:  # Wan2.2 TI2V: the first k latent frames are the clean image
+        k = cond.clean_latents.shape[2]
+        mask = torch.zeros(1, 1, noise.shape[2], 1, 1)
+        mask[:, :, :k] = 1
+        full = torch.zeros(1, *noise.shape[1:])
+        full[:, :, :k] = cond.clean_latents.float().cpu()
+        holds.append(HeldRegion(full, mask, "clean"))
+    for h in cond.holds:
+        holds.append(HeldRegion(h.latents, h.mask, h.mode, h.noise if h.noise is not None else noise))
+    return [HeldRegion(h.latents.to(device), h.mask.to(device), h.mode,
+                       None if h.noise is None else h.noise.to(device)) for h in holds]
+
+
 def sample(handle: WanHandle, cond: WanConditioning, settings: SamplerSettings, shape: tuple,
            init_latents: Optional[torch.Tensor] = None, callback: Optional[Callable] = None,
-           predict_fn: Optional[Callable] = None, preview: bool = False) -> torch.Tensor:
-    """Generate raw VAE latents of `shape` [B,16,T,h,w] (T excludes VACE reference frames).
+           preview: bool = False, normalized: bool = False) -> torch.Tensor:
+    """Generate latents of `shape` [B,C,T,h,w] (T excludes the `cond.num_ref_frames` leading frames, which are
+    sampled with the rest and dropped at the end). Returns raw VAE latents (normalised ones with `normalized`).
 
     init_latents (raw) + denoise < 1 → video-to-video: start from the noised input at that strength.
-    callback(step, total, x0_preview_normalised) is called after each step; runtime progress/interrupt too.
+    cond.holds: latent regions held fixed (clean, or on their noise trajectory) after every step and at the end.
+    callback(step, total, latents_normalised) is called after each step; runtime progress/interrupt too.
     """
     device = handle.device
     steps = max(1, int(settings.steps))
     sched = make_scheduler(settings.scheduler, settings.shift)
     sched.set_timesteps(steps, device=device)
     timesteps = sched.timesteps
+    sigmas = sched.sigmas.detach().float().cpu()
     start = 0
     if init_latents is not None and settings.denoise < 1.0:
         start = min(steps - 1, steps - max(1, int(round(steps * settings.denoise))))
@@ -165,46 +257,60 @@ def sample(handle: WanHandle, cond: WanConditioning, settings: SamplerSettings, 
         if cond.num_ref_frames:
             x0 = torch.cat([noise[:, :, :cond.num_ref_frames].to(device), x0], dim=2)
         if start > 0:
-            sigma = float(sched.sigmas[start])
+            sigma = float(sigmas[start])
             latents = (1 - sigma) * x0 + sigma * latents
             if hasattr(sched, "set_begin_index"):
                 sched.set_begin_index(start)
+    if cond.clean_latents is not None and cond.clean_token_mask is None:
+        k = cond.clean_latents.shape[2]
+        token_mask = torch.zeros(1, full_t, h, w)
+        token_mask[:, :k] = 1
+        cond = dataclasses.replace(cond, clean_token_mask=token_mask)
+    holds = _holds(cond, noise, device)
+    for hold in holds:
+        latents = hold.apply(latents, float(sigmas[start]))
     run = timesteps[start:]
     bar = runtime.progress_bar(len(run))
     boundary = None
     if handle.boundary_ratio is not None and handle.has("transformer_2"):
         boundary = handle.boundary_ratio * 1000
-    call = predict_fn or guided
     part = None
-    ctx = None
+    stack = None
     try:
         for i, ts in enumerate(run):
             runtime.check_interrupt()
             want = "transformer_2" if boundary is not None and float(ts) < boundary else "transformer"
             if want != part:
-                if ctx is not None:
-                    ctx.close()
-                ctx = ExitStack()
-                model = ctx.enter_context(handle.use(want))
-                entry = handle.manager.models.get(handle.keys[want])
-                if settings.compile and device.type == "cuda" and entry is not None and entry.runner is None:
-                    compile_blocks(model)
-                # LoRAs are merged while this expert runs and removed after (the cached model stays clean).
-                ctx.enter_context(lora_mod.applied(model, loras_for(handle, want)))
+                if stack is not None:
+                    stack.close()
+                stack = ExitStack()
+                model, adapter = _open_expert(handle, want, settings, cond, stack)
                 part = want
             cfg = settings.cfg_2 if (part == "transformer_2" and settings.cfg_2 is not None) else settings.cfg
-            with torch.no_grad(), attention_context(settings.attention, device):
-                flow = call(model, latents, ts.reshape(1), cond, cfg, handle.dtype, settings.batch_cfg)
+            with torch.no_grad():
+                flow = guided(model, latents, ts.reshape(1), cond, cfg, handle.dtype, settings.batch_cfg, adapter)
             latents = sched.step(flow, ts, latents, return_dict=False)[0]
+            s_next = float(sigmas[start + i + 1])
+            for hold in holds:
+                latents = hold.apply(latents, s_next)
             if callback is not None:
                 callback(i + 1, len(run), latents)
             bar.update_absolute(i + 1, len(run), preview_image(latents) if preview else None)
     finally:
-        if ctx is not None:
-            ctx.close()
-    if cond.clean_latents is not None:
-        k = cond.clean_latents.shape[2]
-        latents = torch.cat([cond.clean_latents.to(latents).expand(latents.shape[0], -1, -1, -1, -1),
-                             latents[:, :, k:]], dim=2)
+        if stack is not None:
+            stack.close()
+    for hold in holds:  # the held regions end exactly at their latents
+        latents = hold.apply(latents, 0.0)
     latents = latents[:, :, cond.num_ref_frames:]
+    if normalized:
+        return latents.float()
     return denormalize(handle, latents).cpu()
+
+
+def settings_or_default(handle: WanHandle, sampler: Optional[SamplerSettings], **model_defaults) -> SamplerSettings:
+    """The wired sampler settings, else this model's (or a research model's) published defaults."""
+    if sampler is not None:
+        return sampler
+    d = {**handle.defaults(), **model_defaults}
+    d.pop("boundary", None)
+    return SamplerSettings(**d)
