@@ -145,6 +145,29 @@ def _load_cached(kind: str, path: str, dtype: str, manager, mode: str = "auto"):
     return key
 
 
+_tokenizers: dict = {}
+
+
+def _tokenizer_cached(text_encoder: str, tokenizer_folder: Optional[str]):
+    """One tokenizer object per (file, folder) and file version: every run of a workflow gets the same object, so
+    the text-embedding cache (keyed by it) hits, and the SentencePiece model is not re-read from a 6 GB file."""
+    try:
+        stamp = (os.path.getsize(text_encoder), os.path.getmtime(text_encoder))
+    except OSError:
+        stamp = None
+    key = (os.path.abspath(text_encoder), tokenizer_folder and os.path.abspath(tokenizer_folder), stamp)
+    with _cache_lock:
+        if key not in _tokenizers:
+            tok = loaders.tokenizer_from_checkpoint(text_encoder) if os.path.isfile(text_encoder) else None
+            if tok is None:
+                folder = tokenizer_folder or (text_encoder if os.path.isdir(text_encoder) else None)
+                tok = loaders.load_tokenizer(folder) if folder else None
+            if tok is None:
+                return None
+            _tokenizers[key] = tok
+        return _tokenizers[key]
+
+
 def load_parts(manager, vae: Optional[str] = None, vae_dtype: str = "bf16", text_encoder: Optional[str] = None,
                tokenizer_folder: Optional[str] = None, image_encoder: Optional[str] = None,
                text_encoder_mode: str = "auto") -> tuple:
@@ -157,10 +180,7 @@ def load_parts(manager, vae: Optional[str] = None, vae_dtype: str = "bf16", text
         keys["vae"] = _load_cached("vae", vae, vae_dtype, manager)
     if text_encoder:
         keys["text_encoder"] = _load_cached("text_encoder", text_encoder, vae_dtype, manager, text_encoder_mode)
-        tok = loaders.tokenizer_from_checkpoint(text_encoder) if os.path.isfile(text_encoder) else None
-        if tok is None:
-            folder = tokenizer_folder or (text_encoder if os.path.isdir(text_encoder) else None)
-            tok = loaders.load_tokenizer(folder) if folder else None
+        tok = _tokenizer_cached(text_encoder, tokenizer_folder)
     if image_encoder:
         keys["image_encoder"] = _load_cached("image_encoder", image_encoder, vae_dtype, manager)
     return keys, tok
