@@ -196,14 +196,6 @@ def _allowed_roots():
     return [os.path.realpath(r) for r in roots]
 
 
-def _inside(path: str, root: str) -> bool:
-    import os
-    try:
-        return os.path.commonpath([path, root]) == root
-    except ValueError:  # different drives on Windows
-        return False
-
-
 def user_path(node: str, input_name: str, value: str, base: str) -> str:
     """A path typed into a node: absolute, or relative to `base`. Under a restricted policy it must resolve
     (symlinks followed) inside the host's folders; otherwise a NodeInputError names the node and input."""
@@ -211,8 +203,29 @@ def user_path(node: str, input_name: str, value: str, base: str) -> str:
     text = os.path.expanduser((value or "").strip())
     path = os.path.abspath(text if os.path.isabs(text) else os.path.join(base, text))
     if _path_policy["restrict"]:
-        real = os.path.realpath(path)
-        if not any(_inside(real, root) for root in _allowed_roots()):
+        if not allowed_by_policy(path):
             raise NodeInputError(node, input_name, f"'{value}' is outside the folders this server allows "
                                  "(input, output, temp, models)")
+    return path
+
+
+def allowed_by_policy(path: str) -> bool:
+    """Whether the path policy lets a node read or write `path` (resolved, symlinks followed)."""
+    from .paths import is_inside
+    if not _path_policy["restrict"]:
+        return True
+    return any(is_inside(path, root) for root in _allowed_roots())
+
+
+def content_path(folder: str, name, what: str = "file name") -> str:
+    """A file named inside another file (a sharded model's index, a config) under `folder`: a plain relative
+    name, and, under a restricted policy, resolved (symlinks followed) inside the server's folders — the same
+    confinement as a path typed into a node. Model folders may be symlink farms (a Hugging Face cache links
+    every file to its blob), so links are allowed as long as they stay within the allowed folders.
+    Raises paths.PathEscapeError."""
+    import os
+    from .paths import PathEscapeError, relative_parts
+    path = os.path.join(folder, *relative_parts(name, what))
+    if not allowed_by_policy(path):
+        raise PathEscapeError(f"{what} '{name}' in {folder} resolves outside the folders this server allows")
     return path

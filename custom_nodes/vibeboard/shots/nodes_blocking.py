@@ -42,7 +42,10 @@ class VBBoxesLoad:
         text = blocking.strip()
         if text.startswith("{") or text.startswith("["):
             return text
-        path = text if os.path.isabs(text) else os.path.join(runtime.input_directory(), text)
+        try:  # the same confinement as load(): IS_CHANGED must not probe files the node may not read
+            path = runtime.user_path("Boxes Load", "blocking", text, runtime.input_directory())
+        except runtime.NodeInputError:
+            return text
         return os.path.getmtime(path) if os.path.isfile(path) else text
 
     def load(self, blocking, shot=""):

@@ -41,8 +41,11 @@ class VBLocationMemoryLoad:
     def load(self, location_dir, voxel_size, create_if_missing):
         node = "Location Memory Load"
         folder = data_dir(node, "location_dir", location_dir)
-        if os.path.isfile(os.path.join(folder, "point_cloud.ply")):
-            mem = spatia.LocationMemory.load(folder)
+        if os.path.lexists(os.path.join(folder, "point_cloud.ply")):
+            try:
+                mem = spatia.LocationMemory.load(folder)
+            except (ValueError, FileNotFoundError) as exc:  # damaged, or a link leading out of the folder
+                raise runtime.NodeInputError(node, "location_dir", str(exc)) from None
         elif create_if_missing:
             mem = spatia.LocationMemory(path=folder)
         else:
@@ -101,7 +104,10 @@ class VBLocationMemoryUpdate:
         for i in range(0, n, max(1, every_n_frames)):
             mem.add_frame(images[i], z[min(i, z.shape[0] - 1)], cams, i, stride=pixel_stride)
         if save and mem.path:
-            mem.save(mem.path)
+            try:
+                mem.save(mem.path)
+            except (ValueError, OSError) as exc:
+                raise runtime.NodeInputError(node, "location", f"cannot save to {mem.path}: {exc}") from None
         return (mem, len(mem.cloud))
 
 

@@ -8,7 +8,7 @@ import torch
 from ..common import runtime
 from . import bridge, keyframes, storymem, wan_io
 from ..wan.nodes import video_size_inputs
-from .memory_bank import MemoryEntry, StoryMemoryBank
+from .memory_bank import MemoryEntry, MemoryFileError, StoryMemoryBank
 from .node_utils import (CATEGORY, blank_images, data_dir, hf_folders, lora_names, model_folder, mtime,
                          save_to_folder)
 
@@ -48,8 +48,11 @@ class VBStoryMemoryLoad:
     def load(self, memory_dir, max_size, keep_first, create_if_missing, reference_images=None):
         node = "Story Memory Load"
         folder = data_dir(node, "memory_dir", memory_dir)
-        if os.path.isfile(os.path.join(folder, "manifest.json")):
-            bank = StoryMemoryBank.load(folder)
+        if os.path.lexists(os.path.join(folder, "manifest.json")):
+            try:
+                bank = StoryMemoryBank.load(folder)
+            except (MemoryFileError, FileNotFoundError) as exc:
+                raise runtime.NodeInputError(node, "memory_dir", str(exc)) from None
             bank.max_size, bank.keep_first = int(max_size), int(keep_first)
         elif create_if_missing:
             bank = StoryMemoryBank(max_size=int(max_size), keep_first=int(keep_first), path=folder,
@@ -112,7 +115,10 @@ class VBStoryMemoryUpdate:
                                                threshold=threshold, max_keyframes=max_keyframes, scorer=scorer,
                                                min_score=min_score, stride=stride)
         if save and new.path:
-            new.save(new.path)
+            try:
+                new.save(new.path)
+            except (MemoryFileError, OSError) as exc:
+                raise runtime.NodeInputError(node, "memory", f"cannot save the bank to {new.path}: {exc}") from None
         picked = shot_frames[kept] if kept else blank_images(1, shot_frames.shape[1], shot_frames.shape[2])
         return (new, picked)
 
