@@ -101,10 +101,11 @@ def _iter_frames(img):
             return
 
 
-def _save_png_batch(images, directory, prefix, kind, prompt=None, extra_pnginfo=None, compress_level=4):
+def _save_png_batch(images, directory, prefix, kind, prompt=None, extra_pnginfo=None, compress_level=4,
+                    node="SaveImage"):
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise runtime.NodeInputError("SaveImage", "images", f"expected IMAGE [B,H,W,C], got {shape}")
+        raise runtime.NodeInputError(node, "images", f"expected IMAGE [B,H,W,C], got {shape}")
     results = []
     for image in images:
         array = np.clip(image.detach().float().cpu().numpy() * 255.0, 0, 255).astype(np.uint8)
@@ -116,10 +117,9 @@ def _save_png_batch(images, directory, prefix, kind, prompt=None, extra_pnginfo=
             meta.add_text("prompt", json.dumps(prompt))
         for key, value in (extra_pnginfo or {}).items():
             meta.add_text(key, json.dumps(value))
-        path, subfolder, name = runtime.unique_output_path(directory, prefix, "png")
-        tmp = path + ".part"
-        pil.save(tmp, format="PNG", pnginfo=meta, compress_level=compress_level)
-        os.replace(tmp, path)
+        path, subfolder, name = runtime.unique_output_path(directory, prefix, "png", node, "filename_prefix")
+        with files.atomic_output(path) as tmp:  # a failed write removes the empty placeholder too
+            pil.save(tmp, format="PNG", pnginfo=meta, compress_level=compress_level)
         results.append({"filename": name, "subfolder": subfolder, "type": kind})
     return results
 
@@ -153,7 +153,8 @@ class PreviewImage(SaveImage):
                 "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}}
 
     def save_images(self, images, filename_prefix="preview", prompt=None, extra_pnginfo=None):
-        saved = _save_png_batch(images, runtime.temp_directory(), "ComfyUI_temp", "temp", None, None, 1)
+        saved = _save_png_batch(images, runtime.temp_directory(), "ComfyUI_temp", "temp", None, None, 1,
+                                node="PreviewImage")
         return {"ui": {"images": saved}}
 
 

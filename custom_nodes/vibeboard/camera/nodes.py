@@ -226,11 +226,9 @@ class VBCameraPathExport:
             text, ext = json.dumps(camera_path.to_comfy_wan_poses()), "json"
         else:
             text, ext = camera_path.to_json(indent=1), "json"
-        try:
-            path, subfolder, name = unique_output_path(output_directory(), filename_prefix, ext)
-        except NodeInputError as exc:
-            raise NodeInputError("Camera Path Export", "filename_prefix", str(exc).split(": ", 2)[-1]) from None
-        with open(path, "w", encoding="utf-8") as fh:
+        from ..media.files import atomic_output
+        path, subfolder, name = unique_output_path(output_directory(), filename_prefix, ext, "Camera Path Export")
+        with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
             fh.write(text)
         return {"ui": {"files": [{"filename": name, "subfolder": subfolder, "type": "output"}]}, "result": (text,)}
 

@@ -137,24 +137,51 @@ def models_directory() -> str:
     return _directory("models")
 
 
-def unique_output_path(directory: str, prefix: str, ext: str) -> tuple:
+MAX_PREFIX_CHARS = 1024  # a file name prefix with sub-folders; longer is a mistake (or an attack), not a name
+MAX_NAME_BYTES = 200     # one path component; the file system's limit is 255 and the counter adds to it
+
+
+def unique_output_path(directory: str, prefix: str, ext: str, node: str = "save",
+                       input_name: str = "filename_prefix") -> tuple:
     """Next free `prefix_00001_.ext` in directory (ComfyUI's counter style). Returns (path, subfolder, name).
 
-    `prefix` may contain a subfolder ("vibeboard/rack"); it must stay inside `directory`.
+    `prefix` may contain a subfolder ("vibeboard/rack"); it must stay inside `directory` with symlinks followed,
+    so a linked sub-folder cannot lead a write out of the output folder. The file is created empty (exclusive
+    create, so two workers never get the same name); write it with `media.files.atomic_output`, which removes
+    the placeholder again when the write fails. Errors are NodeInputErrors naming `node` and `input_name`.
     """
     import os
-    import re
-    full = os.path.abspath(os.path.join(directory, prefix))
-    if os.path.commonpath([full, os.path.abspath(directory)]) != os.path.abspath(directory):
-        raise NodeInputError("save", "filename_prefix", f"'{prefix}' points outside the output folder")
+    from .paths import PathEscapeError, check_inside
+    text = prefix if isinstance(prefix, str) else ""
+    if len(text) > MAX_PREFIX_CHARS:
+        raise NodeInputError(node, input_name, f"is {len(text)} characters long; the limit is {MAX_PREFIX_CHARS}")
+    if "\x00" in text:
+        raise NodeInputError(node, input_name, "contains a NUL byte")
+    root = os.path.realpath(directory)
+    full = os.path.abspath(os.path.join(root, text or "ComfyUI"))
+    if os.path.commonpath([full, root]) != root or full == root:  # lexically: '..' past the folder
+        raise NodeInputError(node, input_name, f"'{text}' points outside the output folder")
     folder, base = os.path.split(full)
-    os.makedirs(folder, exist_ok=True)
-    pattern = re.compile(re.escape(base) + r"_(\d+)_\." + re.escape(ext) + "$")
+    if any(len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES
+           for part in os.path.relpath(full, root).split(os.sep)):
+        raise NodeInputError(node, input_name, f"a folder or file name in it is longer than {MAX_NAME_BYTES} bytes")
+    try:
+        check_inside(folder, root)  # before creating anything: an existing link on the way is refused
+        os.makedirs(folder, exist_ok=True)
+        folder = check_inside(folder, root)
+    except PathEscapeError:
+        raise NodeInputError(node, input_name, f"'{text}' leads out of the output folder through a symbolic "
+                                               "link") from None
+    except OSError as exc:
+        raise NodeInputError(node, input_name, f"cannot create its folder: {exc}") from None
+    # the highest counter so far, by plain string tests (no regex compiled from user text)
+    head, tail = base + "_", "_." + ext
     counter = 1
     for name in os.listdir(folder):
-        match = pattern.match(name)
-        if match:
-            counter = max(counter, int(match.group(1)) + 1)
+        if name.startswith(head) and name.endswith(tail):
+            digits = name[len(head):len(name) - len(tail)]
+            if digits.isdigit() and digits.isascii():
+                counter = max(counter, int(digits) + 1)
     while True:
         name = f"{base}_{counter:05}_.{ext}"
         path = os.path.join(folder, name)
@@ -164,7 +191,7 @@ def unique_output_path(directory: str, prefix: str, ext: str) -> tuple:
             break
         except FileExistsError:
             counter += 1
-    subfolder = os.path.relpath(folder, os.path.abspath(directory))
+    subfolder = os.path.relpath(folder, root)
     return path, ("" if subfolder == "." else subfolder), name
 
 

@@ -49,7 +49,7 @@ def resolve_video(video: str = "", video_path: str = "") -> str:
 
 def _file_entry(path: str, directory: str, kind: str) -> dict:
     folder, name = os.path.split(path)
-    subfolder = os.path.relpath(folder, os.path.abspath(directory))
+    subfolder = os.path.relpath(os.path.realpath(folder), os.path.realpath(directory))
     return {"filename": name, "subfolder": "" if subfolder == "." else subfolder, "type": kind}
 
 
@@ -58,10 +58,7 @@ def _video_entry(path: str, directory: str, kind: str) -> dict:
 
 
 def _reserve(directory: str, prefix: str, ext: str, node: str) -> str:
-    try:
-        path, _, _ = runtime.unique_output_path(directory, prefix, ext)
-    except NodeInputError as exc:
-        raise NodeInputError(node, "filename_prefix", str(exc).split(": ", 2)[-1]) from None
+    path, _, _ = runtime.unique_output_path(directory, prefix, ext, node)
     return path
 
 

@@ -75,11 +75,10 @@ class VBBoxesSave:
                                                             "tooltip": "Output name prefix"})}}
 
     def save(self, boxes, filename_prefix):
-        try:
-            path, _, _ = runtime.unique_output_path(runtime.output_directory(), filename_prefix, "json")
-        except runtime.NodeInputError as exc:
-            raise runtime.NodeInputError("Boxes Save", "filename_prefix", str(exc).split(": ", 2)[-1]) from None
-        boxes_mod.save_boxes(boxes, path)
+        from ..media.files import atomic_output
+        path, _, _ = runtime.unique_output_path(runtime.output_directory(), filename_prefix, "json", "Boxes Save")
+        with atomic_output(path) as tmp:  # a failed write leaves no empty placeholder behind
+            boxes_mod.save_boxes(boxes, tmp)
         return {"ui": {"files": [file_entry(path)]}, "result": ()}
 
 

@@ -13,6 +13,7 @@ import torch
 
 from ..common import runtime
 from ..common.runtime import NodeInputError, models_directory, output_directory, unique_output_path
+from ..media.files import atomic_output
 
 CATEGORY = "VibeBoard/VFX"
 DTYPE_CHOICES = ["bf16", "fp16", "fp32"]
@@ -249,8 +250,9 @@ class VBFocusInspect:
         if save_report:
             # the shot name is free text: one file name in dailies/, never a sub-folder or a way out of it
             safe_name = re.sub(r"[^\w-]+", "_", shot_name).strip("_") or "shot"
-            path, subfolder, name = unique_output_path(output_directory(), f"vibeboard/dailies/focus_{safe_name}", "json")
-            with open(path, "w", encoding="utf-8") as fh:
+            path, subfolder, name = unique_output_path(output_directory(), f"vibeboard/dailies/focus_{safe_name[:100]}",
+                                                       "json", "Focus Inspect", "shot_name")
+            with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
                 fh.write(text)
             ui["files"] = [{"filename": name, "subfolder": subfolder, "type": "output"}]
         ui["text"] = [f"{shot_name}: {len(report['warnings'])} focus warning(s), "
