@@ -30,8 +30,45 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def host_name(value: str) -> str:
+    """The host part of a Host header or URL netloc ('[::1]:8188' → '::1', 'Example.com.:80' → 'example.com')."""
+    value = (value or "").strip().lower()
+    if value.startswith("["):
+        return value[1:value.find("]")] if "]" in value else value[1:]
+    if value.count(":") == 1:
+        value = value.split(":", 1)[0]
+    return value.rstrip(".")
+
+
+def browser_request_allowed(host_header: str, origin: Optional[str], allowed_hosts=()) -> Optional[str]:
+    """For a server without a token (bound to loopback): None when the request may go on, else why not.
+
+    A web page can reach a loopback server through DNS rebinding (evil.example resolves to 127.0.0.1 after the
+    page loaded), and then its requests carry `Host: evil.example` and a matching Origin, so comparing Origin
+    with Host proves nothing. Only loopback names and the names configured in `allowed_hosts` are served, and a
+    browser's Origin, when sent, must name one of them too.
+    """
+    allowed = {host_name(h) for h in allowed_hosts if h}
+
+    def ok(name: str) -> bool:
+        return bool(name) and (is_loopback(name) or name in allowed)
+
+    host = host_name(host_header)
+    if not ok(host):
+        return f"Host '{host_header}' is not a loopback name (add it with --allowed-host to serve it without a token)"
+    if origin is not None:
+        import urllib.parse
+        parsed = urllib.parse.urlparse(origin)
+        if origin.strip().lower() == "null" or not ok(host_name(parsed.netloc)):
+            return f"cross-origin request from {origin} refused"
+    return None
+
+
 def check_bind_allowed(host: str, token: Optional[str]) -> None:
-    """Refuse to serve on a reachable address without a token: anyone could run code-heavy jobs on the GPU."""
+    """Refuse to serve on a reachable address without a token: anyone could run code-heavy jobs on the GPU.
+    A blank token is refused everywhere: it reads as 'a token was meant' but would protect nothing."""
+    if token is not None and (not isinstance(token, str) or not token.strip()):
+        raise SystemExit("refusing a blank token: pass a real --token / VIBEBOARD_TOKEN (or none at all on loopback)")
     if not is_loopback(host) and not token:
         raise SystemExit(f"refusing to listen on {host} without a token: pass --token or set VIBEBOARD_TOKEN "
                          "(a token is required whenever the server is reachable from other machines)")
@@ -46,7 +83,35 @@ def token_ok(expected: Optional[str], headers, query, allow_query: bool) -> bool
         given = auth[7:].strip()
     elif allow_query:
         given = query.get("token")
-    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+    if given is None:
+        return False
+    # header bytes that are not UTF-8 arrive as surrogates; compare bytes, never raise on them
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
+
+
+SECRET_OPTIONS = ("--token", "--webhook-secret")
+
+
+def redacted_argv(argv, secrets=()) -> list:
+    """The command line with secret option values and any known secret text replaced by '***' (for
+    /system_stats, which ComfyUI clients read for `argv`)."""
+    secrets = [s for s in secrets if isinstance(s, str) and s]
+    out, hide_next = [], False
+    for arg in argv:
+        arg = str(arg)
+        if hide_next:
+            out.append("***")
+            hide_next = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in SECRET_OPTIONS:
+            out.append(f"{name}=***" if "=" in arg else arg)
+            hide_next = "=" not in arg
+            continue
+        for secret in secrets:
+            arg = arg.replace(secret, "***")
+        out.append(arg)
+    return out
 
 
 # --- paths ---------------------------------------------------------------------------------------

@@ -23,8 +23,8 @@ from typing import Optional
 from aiohttp import web
 
 from .jobstore import JobStore
-from .security import (ApiError, check_bind_allowed, check_graph, parse_json, resolve_inside,
-                       safe_relpath, token_ok)
+from .security import (ApiError, browser_request_allowed, check_bind_allowed, check_graph, parse_json,
+                       redacted_argv, resolve_inside, safe_relpath, token_ok)
 from .service import JobService
 from .storage import Storage, content_type_for
 from .webhooks import WebhookSender
@@ -65,6 +65,7 @@ class ServerConfig:
     push_temp: bool = False  # also push "temp" files (previews); off like ComfyUI workers
     allow_any_path: bool = False  # file paths typed into nodes may point anywhere (trusted clients only)
     allow_private_urls: Optional[bool] = None  # URL inputs / webhooks to private hosts; default: only on loopback
+    allowed_hosts: list = field(default_factory=list)  # Host names served without a token besides loopback ones
 
 
 class VibeServer:
@@ -176,10 +177,11 @@ class VibeServer:
                 raise ApiError(401, "unauthorized", "missing or wrong token: send 'Authorization: Bearer <token>'"
                                + (" or ?token=<token>" if path in ("/ws", "/view") else ""))
         else:
-            # No token (loopback only): block cross-site requests from web pages, as ComfyUI does.
-            origin = request.headers.get("Origin")
-            if origin and urllib.parse.urlparse(origin).netloc != request.host:
-                raise ApiError(403, "forbidden_origin", f"cross-origin request from {origin} refused")
+            # No token (loopback only): serve loopback Host names only, so neither a cross-site page nor a
+            # DNS-rebinding one can drive the server (see security.browser_request_allowed).
+            refused = browser_request_allowed(request.host, request.headers.get("Origin"), self.config.allowed_hosts)
+            if refused:
+                raise ApiError(403, "forbidden_origin", refused)
         return await handler(request)
 
     async def _json(self, request: web.Request, what: str = "request body"):
@@ -409,7 +411,7 @@ class VibeServer:
 
     # --- misc ------------------------------------------------------------------------------------
     async def get_system_stats(self, request):
-        return web.json_response(system_stats())
+        return web.json_response(system_stats(secrets=(self.config.token, self.config.webhook_secret)))
 
     async def get_features(self, request):
         return web.json_response(self.features())
@@ -554,7 +556,7 @@ def _sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def system_stats() -> dict:
+def system_stats(secrets=()) -> dict:
     ram_total = ram_free = 0
     try:
         with open("/proc/meminfo") as handle:
@@ -583,7 +585,7 @@ def system_stats() -> dict:
                        "comfyui_version": f"vibeboard-{VERSION}", "required_frontend_version": "",
                        "installed_templates_version": "", "required_templates_version": "",
                        "python_version": sys.version, "pytorch_version": torch_version,
-                       "embedded_python": False, "argv": sys.argv, "platform": platform.platform()},
+                       "embedded_python": False, "argv": redacted_argv(sys.argv, secrets), "platform": platform.platform()},
             "devices": devices, "vibeboard": _model_stats()}
 
 
