@@ -1,6 +1,7 @@
 """What one prompt run produced, in the shapes ComfyUI's /history uses."""
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
@@ -32,14 +33,14 @@ class ExecutionResult:
 
     def history_entry(self, number: int = 0) -> dict:
         extra = {k: v for k, v in self.extra_data.items() if k not in ("auth_token_comfy_org", "api_key_comfy_org")}
-        return {
+        return strict_json({
             "prompt": [number, self.prompt_id, self.prompt, extra, list(self.outputs_to_execute)],
             "outputs": self.outputs,
             "status": {"status_str": "success" if self.ok else "error", "completed": self.ok,
                        "messages": self.messages},
             "meta": {nid: {"node_id": nid, "display_node": nid, "parent_node": None, "real_node_id": nid}
                      for nid in self.outputs},
-        }
+        })
 
     def output_files(self) -> List[dict]:
         """Every file any output's ui dict references, whatever the key (images, videos, audio, files…)."""
@@ -57,6 +58,17 @@ class ExecutionResult:
                     files.append({"node": node_id, "key": key, "filename": item["filename"],
                                   "subfolder": item.get("subfolder", ""), "type": kind, "path": path})
         return files
+
+
+def strict_json(value):
+    """A copy with NaN/±Infinity (a node's ui may report them) replaced by None: history is strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
 
 
 def path_inside(base: str, path: str) -> bool:

@@ -116,6 +116,9 @@ def redacted_argv(argv, secrets=()) -> list:
 
 # --- paths ---------------------------------------------------------------------------------------
 
+MAX_NAME_BYTES = 200  # file systems stop at 255; an upload may gain " (12)" on a clash
+
+
 def safe_relpath(name: str, what: str, allow_subdirs: bool = True) -> str:
     """Validate a client-given relative path; refuses absolute paths, '..', drive letters and NUL bytes."""
     if name is None:
@@ -130,6 +133,8 @@ def safe_relpath(name: str, what: str, allow_subdirs: bool = True) -> str:
     parts = [p for p in norm.split("/") if p not in ("", ".")]
     if any(p == ".." for p in parts):
         raise ApiError(403, "invalid_path", f"{what} must not contain '..'")
+    if any(len(p.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES for p in parts):
+        raise ApiError(400, "invalid_path", f"{what} has a name longer than {MAX_NAME_BYTES} bytes")
     if not allow_subdirs and len(parts) > 1:
         raise ApiError(400, "invalid_path", f"{what} must be a plain file name")
     return "/".join(parts)
@@ -160,6 +165,30 @@ def json_depth_exceeds(value, max_depth: int) -> bool:
                 return True
             stack.extend((v, depth + 1) for v in item)
     return False
+
+
+def non_finite_path(value) -> Optional[str]:
+    """Where a NaN or ±Infinity sits in a parsed JSON value (Python's json accepts them; JSON does not), or None.
+    Iterative, like json_depth_exceeds."""
+    import math
+    stack = [(value, "")]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return where or "(top level)"
+        if isinstance(item, dict):
+            stack.extend((v, f"{where}.{k}" if where else str(k)) for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((v, f"{where}[{i}]") for i, v in enumerate(item))
+    return None
+
+
+def require_strict_json(value, what: str) -> None:
+    """400 when `value` holds NaN/Infinity: what we store and serve (history, job status) stays strict JSON."""
+    where = non_finite_path(value)
+    if where is not None:
+        raise ApiError(400, "invalid_json", f"{what} contains NaN or Infinity at {where}; JSON has no such numbers",
+                       extra={"path": where})
 
 
 def parse_json(raw: bytes, max_bytes: int, max_depth: int, what: str = "request body"):

@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .jobstore import JobStore
 from .security import (ApiError, browser_request_allowed, check_bind_allowed, check_graph, parse_json,
-                       redacted_argv, resolve_inside, safe_relpath, token_ok)
+                       redacted_argv, require_strict_json, resolve_inside, safe_relpath, token_ok)
 from .service import JobService
 from .storage import Storage, content_type_for
 from .webhooks import WebhookSender
@@ -34,6 +35,7 @@ log = logging.getLogger("vibeboard.server")
 
 VERSION = "0.1.0"
 # The pack's WEB_DIRECTORY (see the repo root __init__.py), served like ComfyUI serves a pack's JS.
+SQL_INT_MAX = 2 ** 63 - 1
 WEB_EXTENSION_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "web", "js")
 FOLDER_TYPES = ("output", "input", "temp")
 SECRET_EXTRA_KEYS = ("auth_token_comfy_org", "api_key_comfy_org")
@@ -154,6 +156,10 @@ class VibeServer:
             return await handler(request)
         except ApiError as exc:
             return web.json_response(exc.body, status=exc.status)
+        except HttpProcessingError as exc:  # e.g. a multipart header with a NUL byte in the file name
+            body = {"error": {"type": "invalid_request", "message": f"malformed request: {exc.message}",
+                              "details": "", "extra_info": {}}, "node_errors": {}}
+            return web.json_response(body, status=400)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
@@ -211,6 +217,7 @@ class VibeServer:
             raise ApiError(400, body["error"].get("type", "invalid_prompt"), body["error"].get("message", ""),
                            body["error"].get("details", ""), body["error"].get("extra_info", {}),
                            body.get("node_errors", {}))
+        require_strict_json(prompt, "prompt")  # numeric inputs were refused by name above; this is the rest
         return result
 
     async def get_prompt(self, request):
@@ -231,14 +238,16 @@ class VibeServer:
         if not isinstance(extra, dict):
             raise ApiError(400, "invalid_request", "extra_data must be an object")
         extra = {k: v for k, v in extra.items() if k not in SECRET_EXTRA_KEYS}
+        require_strict_json(extra, "extra_data")
         client_id = body.get("client_id")
         if client_id is not None and not isinstance(client_id, str):
             raise ApiError(400, "invalid_request", "client_id must be a string")
         prompt_id = self._new_prompt_id(body.get("prompt_id"))
         number = body.get("number")
         if number is not None and (isinstance(number, bool) or not isinstance(number, (int, float))
+                                   or abs(number) > 2 ** 53  # 10**400 cannot even become a float
                                    or not math.isfinite(number)):  # inf would break the queue on restart
-            raise ApiError(400, "invalid_request", "number must be a finite number")
+            raise ApiError(400, "invalid_request", "number must be a finite number within ±2**53")
         job_id, number = self.service.submit(prompt, extra, client_id, prompt_id, number,
                                              bool(body.get("front")), list(result.good_outputs))
         return web.json_response({"prompt_id": job_id, "number": number, "node_errors": result.node_errors})
@@ -248,6 +257,9 @@ class VibeServer:
             return str(uuid.uuid4())
         if not isinstance(wanted, str) or not wanted or len(wanted) > 128:
             raise ApiError(400, "invalid_request", "prompt_id must be a non-empty string (≤ 128 characters)")
+        if any(ch in "/\\" or ord(ch) < 32 or ord(ch) == 127 for ch in wanted):
+            # ids appear in URL paths (/history/{id}, /vibeboard/jobs/{id}) and in storage keys
+            raise ApiError(400, "invalid_request", "prompt_id / job_id must not contain '/', '\\' or control characters")
         if self.store.exists(wanted):
             raise ApiError(409, "duplicate_prompt_id", f"prompt_id {wanted!r} is already in use")
         return wanted
@@ -307,6 +319,9 @@ class VibeServer:
             offset = None  # ComfyUI's own default is -1: "the last max_items"
         if max_items is not None and max_items < 0:
             raise ApiError(400, "invalid_request", "max_items must not be negative")
+        # 10**400 is a valid integer but not an SQLite one: past any history size, it means "all"/"none"
+        max_items = None if max_items is None else min(max_items, SQL_INT_MAX)
+        offset = None if offset is None else min(offset, SQL_INT_MAX)
         return web.json_response({j["id"]: j["history"] for j in self.store.history(max_items, offset)})
 
     async def get_history_one(self, request):

@@ -10,7 +10,7 @@ import urllib.parse
 from aiohttp import web
 
 from . import netpolicy
-from .job_inputs import apply_job_inputs
+from .job_inputs import apply_job_inputs, output_spec
 from .security import ApiError, safe_relpath
 
 def _webhook_spec(hook):
@@ -29,18 +29,6 @@ def _webhook_spec(hook):
     return {"url": hook["url"], "progress": bool(hook.get("progress", False))}
 
 
-def _output_spec(output):
-    if output is None:
-        return {}
-    if not isinstance(output, dict):
-        raise ApiError(400, "invalid_request", "'output' must be an object {\"prefix\": ..., \"upload\": bool}")
-    spec = {"upload": bool(output.get("upload", True))}
-    if output.get("prefix") is not None:
-        prefix = safe_relpath(str(output["prefix"]), "output.prefix")
-        spec["prefix"] = prefix
-    return spec
-
-
 def make_post_job(server):
     async def post_job(request):
         body = await server._json(request)
@@ -56,7 +44,7 @@ def make_post_job(server):
         workflow = copy.deepcopy(workflow)
         prompt = server.prepare_prompt(workflow)
         job_id = server._new_prompt_id(body.get("job_id"))
-        spec = {"webhook": _webhook_spec(body.get("webhook")), "output": _output_spec(body.get("output")),
+        spec = {"webhook": _webhook_spec(body.get("webhook")), "output": output_spec(body.get("output")),
                 "source": "vibeboard/jobs"}
         config = server.config
         written = await asyncio.get_running_loop().run_in_executor(

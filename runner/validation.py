@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
@@ -231,10 +232,17 @@ class _Validator:
             {"INT": int, "FLOAT": float, "STRING": str, "BOOLEAN": _to_bool}.get(kind)
         if caster is not None:
             try:
+                if kind in ("INT", "FLOAT") and isinstance(value, float) and not math.isfinite(value):
+                    raise ValueError(f"{value} is not a finite number")  # NaN/Infinity are not JSON either
                 if kind == "INT" and isinstance(value, float) and not value.is_integer():
                     raise ValueError(f"{value} is not a whole number")
                 value = caster(value)
-            except (TypeError, ValueError) as exc:
+                if kind == "INT" and not INT_LIMIT[0] <= value <= INT_LIMIT[1]:
+                    raise ValueError(f"{_short(value)} is outside the 64-bit range ComfyUI accepts")
+                if kind == "FLOAT" and not math.isfinite(value):
+                    raise ValueError(f"{_short(value)} is not a finite number")
+            except (TypeError, ValueError, OverflowError) as exc:
+                value = _short(value)
                 errors.append(_error("invalid_input_type", f"Failed to convert an input value to a {kind} value",
                                      f"{name}, {value}, {exc}", input_name=name, input_config=[kind, opts],
                                      received_value=value, exception_message=str(exc)))
@@ -271,6 +279,19 @@ class _Validator:
             return []
         return [_error("custom_validation_failed", "Custom validation failed for node",
                        f"{result}", input_name=_guess_input(result, inputs))]
+
+
+INT_LIMIT = (-(2 ** 63), 2 ** 64 - 1)  # ComfyUI's widest INT widget (seeds go up to 0xffffffffffffffff)
+
+
+def _short(value):
+    """A received value small enough to echo back (a 400-digit integer, a 19 MB string)."""
+    text = value if isinstance(value, str) else None
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10 ** 30:
+        return f"<integer of about {int(value.bit_length() * 0.30103) + 1} digits>"
+    if text is not None and len(text) > 200:
+        return text[:200] + f"… ({len(text)} characters)"
+    return value
 
 
 def _guess_input(message, inputs):
