@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, PngImagePlugin
 
-from vibeboard.common import runtime
+from vibeboard.common import budget, runtime
 from vibeboard.media import files
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -52,7 +52,12 @@ class LoadImage:
 
     def load_image(self, image):
         path = _safe_input_path(image)
-        img = Image.open(path)
+        try:
+            img = Image.open(path)
+        except (OSError, Image.DecompressionBombError) as exc:  # not an image, or a decompression bomb
+            raise runtime.NodeInputError("LoadImage", "image", f"cannot read {image!r} as an image: {exc}") from None
+        width, height = img.size  # from the header: refuse before decoding a single pixel
+        budget.check("LoadImage", "image", (getattr(img, "n_frames", 1), height, width, 4), "the decoded image")
         frames, masks = [], []
         for frame in _iter_frames(img):
             frame = ImageOps.exif_transpose(frame)

@@ -279,6 +279,8 @@ class VBBoxesDraw:
             raise NodeInputError("Boxes (Draw)", "boxes", str(exc)) from None
         if image is not None:
             height, width = int(image.shape[1]), int(image.shape[2])
+        from ..common import budget  # float masks [frames, height, width], before drawing them
+        budget.check("Boxes (Draw)", "num_frames", (num_frames, height, width), "the box masks")
         return (boxes_to_masks(parsed, num_frames, height, width), json.dumps({"boxes": parsed}))
 
 

@@ -133,6 +133,8 @@ class VBLocationRender:
 
     def render(self, location, camera_path, enabled, point_radius=1, reference_count=2):
         F, H, W = len(camera_path.c2w), camera_path.height, camera_path.width
+        from ..common import budget  # control video + masks, before rendering
+        budget.check("Location Render", "camera_path", (F, H, W, 6), "the rendered control video and masks")
         if not enabled or len(location.cloud) == 0:
             blank = torch.full((F, H, W, 3), 0.5)
             return (blank, torch.ones(F, H, W), torch.full((1, H, W, 3), 0.5), torch.zeros(F, H, W))

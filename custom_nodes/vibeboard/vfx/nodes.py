@@ -183,8 +183,11 @@ class VBRotationPreview:
     def run(self, source_video, camera_path, source, num_frames):
         from .homography import rotation_preview
 
+        from ..common import budget
         frames = source_video
         n = num_frames or frames.shape[0]
+        budget.check("Camera Rotation Preview", "num_frames", (n, frames.shape[1], frames.shape[2], 6),
+                     "the resampled frames and their preview")
         if frames.shape[0] != n:
             idx = torch.linspace(0, frames.shape[0] - 1, n).round().long()
             frames = frames[idx]
