@@ -23,7 +23,8 @@ from typing import Callable, Dict, List, Optional
 from vibeboard.common import runtime
 
 from .results import ExecutionResult
-from .validation import is_link, unwrap, validate_prompt
+from .graph import declared_inputs, hidden_inputs, is_link, lazy_inputs
+from .validation import unwrap, validate_prompt
 
 EventCallback = Callable[[str, dict], None]
 
@@ -172,7 +173,7 @@ class _Run:
         node = self.prompt[node_id]
         node_class = self.ex.registry.get(node["class_type"])
         parts = [node["class_type"], self._is_changed(node_id, node_class)]
-        hidden = (node_class.INPUT_TYPES().get("hidden") or {}).values()
+        hidden = hidden_inputs(node_class).values()
         if getattr(node_class, "NOT_IDEMPOTENT", False) or "UNIQUE_ID" in hidden:
             parts.append(("id", node_id))
         for name in sorted(node.get("inputs", {})):
@@ -252,14 +253,7 @@ class _Run:
             stack.pop()
 
     def _lazy_inputs(self, node_class) -> set:
-        types = node_class.INPUT_TYPES()
-        names = set()
-        for section in ("required", "optional"):
-            for name, spec in (types.get(section) or {}).items():
-                if isinstance(spec, (list, tuple)) and len(spec) > 1 and isinstance(spec[1], dict) \
-                        and spec[1].get("lazy"):
-                    names.add(name)
-        return names
+        return lazy_inputs(node_class)
 
     def _needed_sources(self, node_id) -> List[str]:
         node = self.prompt[node_id]
@@ -302,8 +296,7 @@ class _Run:
 
     def _gather_inputs(self, node_id, node_class, allow_missing=False) -> Dict[str, list]:
         node = self.prompt[node_id]
-        types = node_class.INPUT_TYPES()
-        declared = set(types.get("required") or {}) | set(types.get("optional") or {})
+        declared = set(declared_inputs(node_class))
         data = {}
         for name, value in node.get("inputs", {}).items():
             if is_link(value):
@@ -315,7 +308,7 @@ class _Run:
                     data[name] = [None]
             elif name in declared:
                 data[name] = [unwrap(value)]
-        for name, kind in (types.get("hidden") or {}).items():
+        for name, kind in hidden_inputs(node_class).items():
             if kind == "PROMPT":
                 data[name] = [self.prompt]
             elif kind == "UNIQUE_ID":

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
+from vibeboard.common.paths import is_inside
+
 
 @dataclass
 class ExecutionResult:
@@ -44,20 +46,7 @@ class ExecutionResult:
 
     def output_files(self) -> List[dict]:
         """Every file any output's ui dict references, whatever the key (images, videos, audio, files…)."""
-        files = []
-        for node_id, ui in self.outputs.items():
-            for key, items in ui.items():
-                for item in items if isinstance(items, list) else []:
-                    if not isinstance(item, dict) or "filename" not in item:
-                        continue
-                    kind = item.get("type", "output")
-                    base = self.dirs.get(kind, self.dirs.get("output", ""))
-                    path = os.path.join(base, item.get("subfolder", "") or "", item["filename"])
-                    if not path_inside(base, path):
-                        continue  # never push a file from outside the folder, whatever a node reported
-                    files.append({"node": node_id, "key": key, "filename": item["filename"],
-                                  "subfolder": item.get("subfolder", ""), "type": kind, "path": path})
-        return files
+        return files_in_ui(self.outputs, self.dirs)
 
 
 def strict_json(value):
@@ -73,8 +62,42 @@ def strict_json(value):
 
 def path_inside(base: str, path: str) -> bool:
     """True when path (after resolving '..' and links) lies inside base."""
-    base_real = os.path.realpath(base)
-    try:
-        return os.path.commonpath([os.path.realpath(path), base_real]) == base_real
-    except ValueError:  # another drive on Windows
-        return False
+    return is_inside(path, base)
+
+
+def files_in_ui(outputs: dict, dirs: Dict[str, str]) -> List[dict]:
+    """Which files a run wrote: every {filename, subfolder, type} entry of its ui dicts
+    ({node: {key: [entry, ...]}}, any key: images, gifs, video, audio, files…), as rows
+    {node, key, filename, subfolder, type, path}. Entries whose folder type is unknown, or whose path leaves that
+    folder (symlinks followed), are skipped whatever a node reported; each (node, path) is listed once."""
+    rows, seen = [], set()
+    for node_id, key, item in ui_file_entries(outputs):
+        kind = item.get("type") or "output"
+        base = dirs.get(kind)
+        subfolder = item.get("subfolder") or ""
+        if base is None:
+            continue
+        path = os.path.join(base, subfolder, item["filename"])
+        if not path_inside(base, path) or (node_id, path) in seen:
+            continue
+        seen.add((node_id, path))
+        rows.append({"node": node_id, "key": key, "filename": item["filename"],
+                     "subfolder": subfolder, "type": kind, "path": path})
+    return rows
+
+
+def ui_file_entries(outputs: dict):
+    """(node_id, ui key, entry) for every well-formed file entry {filename: str, subfolder?: str, type?} of
+    ui dicts {node: {key: [entry, ...]}}: the one walk over "what did this run write", local or remote."""
+    for node_id, ui in (outputs or {}).items():
+        if not isinstance(ui, dict):
+            continue
+        for key, items in ui.items():
+            for item in items if isinstance(items, list) else []:
+                if (isinstance(item, dict) and isinstance(item.get("filename"), str)
+                        and isinstance(item.get("subfolder") or "", str)):
+                    yield str(node_id), key, item
+
+
+
+

@@ -11,6 +11,8 @@ import json
 import os
 from typing import Optional
 
+from .graph import is_link
+
 
 class ApiError(Exception):
     def __init__(self, status: int, type_: str, message: str, details: str = "", extra: Optional[dict] = None,
@@ -90,12 +92,18 @@ def token_ok(expected: Optional[str], headers, query, allow_query: bool) -> bool
 
 
 SECRET_OPTIONS = ("--token", "--webhook-secret")
+_secrets: set = set()
+
+
+def register_secrets(*values) -> None:
+    """Remember secret values (token, webhook secret) so that nothing we echo contains them."""
+    _secrets.update(v for v in values if isinstance(v, str) and v.strip())
 
 
 def redacted_argv(argv, secrets=()) -> list:
     """The command line with secret option values and any known secret text replaced by '***' (for
     /system_stats, which ComfyUI clients read for `argv`)."""
-    secrets = [s for s in secrets if isinstance(s, str) and s]
+    secrets = sorted({s for s in secrets if isinstance(s, str) and s} | _secrets, key=len, reverse=True)
     out, hide_next = [], False
     for arg in argv:
         arg = str(arg)
@@ -141,10 +149,11 @@ def safe_relpath(name: str, what: str, allow_subdirs: bool = True) -> str:
 
 
 def resolve_inside(base: str, *relparts: str) -> str:
-    """Join and resolve symlinks; the result must stay inside base."""
+    """Join (parts already checked by safe_relpath) and resolve symlinks; the result must stay inside base."""
+    from vibeboard.common.paths import is_inside
     base_real = os.path.realpath(base)
     path = os.path.realpath(os.path.join(base_real, *[p for p in relparts if p]))
-    if path != base_real and os.path.commonpath([path, base_real]) != base_real:
+    if not is_inside(path, base_real):
         raise ApiError(403, "invalid_path", "path leaves the allowed folder")
     return path
 
@@ -209,11 +218,6 @@ def parse_json(raw: bytes, max_bytes: int, max_depth: int, what: str = "request 
 
 # --- graph ---------------------------------------------------------------------------------------
 
-def is_link(value) -> bool:
-    return (isinstance(value, list) and len(value) == 2 and isinstance(value[0], (str, int))
-            and isinstance(value[1], int) and not isinstance(value[1], bool))
-
-
 def check_graph(prompt, max_nodes: int = 5000) -> None:
     """Shape checks ComfyUI leaves to execution time: node dicts, links to missing nodes, cycles."""
     if not isinstance(prompt, dict) or not prompt:
@@ -231,7 +235,7 @@ def check_graph(prompt, max_nodes: int = 5000) -> None:
                            details=f"Node ID '#{node_id}'")
         deps = []
         for name, value in inputs.items():
-            if is_link(value):
+            if is_link(value, raw=True):  # before normalisation: integer node ids too
                 source = str(value[0])
                 if source not in prompt:
                     raise ApiError(400, "invalid_prompt",

@@ -25,7 +25,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from .jobstore import JobStore
 from .security import (ApiError, browser_request_allowed, check_bind_allowed, check_graph, parse_json,
-                       redacted_argv, require_strict_json, resolve_inside, safe_relpath, token_ok)
+                       redacted_argv, register_secrets, require_strict_json, resolve_inside, safe_relpath, token_ok)
 from .service import JobService
 from .storage import Storage, content_type_for
 from .webhooks import WebhookSender
@@ -73,6 +73,7 @@ class ServerConfig:
 class VibeServer:
     def __init__(self, config: ServerConfig, registry=None, executor=None):
         check_bind_allowed(config.host, config.token)
+        register_secrets(config.token, config.webhook_secret)  # never echoed (e.g. /system_stats argv)
         self.config = config
         for path in (config.output_dir, config.input_dir, config.temp_dir):
             os.makedirs(path, exist_ok=True)
@@ -426,7 +427,7 @@ class VibeServer:
 
     # --- misc ------------------------------------------------------------------------------------
     async def get_system_stats(self, request):
-        return web.json_response(system_stats(secrets=(self.config.token, self.config.webhook_secret)))
+        return web.json_response(system_stats())
 
     async def get_features(self, request):
         return web.json_response(self.features())
@@ -571,7 +572,7 @@ def _sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def system_stats(secrets=()) -> dict:
+def system_stats() -> dict:
     ram_total = ram_free = 0
     try:
         with open("/proc/meminfo") as handle:
@@ -600,7 +601,7 @@ def system_stats(secrets=()) -> dict:
                        "comfyui_version": f"vibeboard-{VERSION}", "required_frontend_version": "",
                        "installed_templates_version": "", "required_templates_version": "",
                        "python_version": sys.version, "pytorch_version": torch_version,
-                       "embedded_python": False, "argv": redacted_argv(sys.argv, secrets), "platform": platform.platform()},
+                       "embedded_python": False, "argv": redacted_argv(sys.argv), "platform": platform.platform()},
             "devices": devices, "vibeboard": _model_stats()}
 
 

@@ -30,33 +30,8 @@ ALWAYS_BROADCAST = {"execution_interrupted", "status"}
 FINAL_EVENTS = {"execution_success", "execution_error", "execution_interrupted"}
 
 
-def files_from_ui(outputs: dict, dirs: dict) -> list:
-    """Every file referenced by ui dicts ({node: {key: [{filename, subfolder, type}]}}), as output_files() rows."""
-    rows, seen = [], set()
-    for node_id, ui in (outputs or {}).items():
-        if not isinstance(ui, dict):
-            continue
-        for value in ui.values():
-            if not isinstance(value, list):
-                continue
-            for item in value:
-                if not isinstance(item, dict) or not isinstance(item.get("filename"), str):
-                    continue
-                kind = item.get("type") or "output"
-                base = dirs.get(kind)
-                if base is None:
-                    continue
-                subfolder = item.get("subfolder") or ""
-                path = os.path.join(base, subfolder, item["filename"])
-                if not path_inside(base, path):
-                    continue  # never push a file from outside the folder, whatever a node reported
-                key = (node_id, path)
-                if key in seen:
-                    continue
-                seen.add(key)
-                rows.append({"node": str(node_id), "filename": item["filename"], "subfolder": subfolder,
-                             "type": kind, "path": path})
-    return rows
+# "which files did this run write" has one home: results.files_in_ui (also behind ExecutionResult.output_files)
+from .results import files_in_ui as files_from_ui  # noqa: E402
 
 
 class JobService:

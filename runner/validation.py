@@ -6,10 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-
-def is_link(value) -> bool:
-    return (isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
-            and isinstance(value[1], int) and not isinstance(value[1], bool))
+from .graph import declared_inputs, input_spec, is_link  # noqa: F401  (one home; re-exported for older imports)
 
 
 def unwrap(value):
@@ -30,16 +27,6 @@ def types_match(received, expected) -> bool:
 
 def _error(kind, message, details="", **extra):
     return {"type": kind, "message": message, "details": details, "extra_info": extra}
-
-
-def input_spec(node_class, name):
-    types = node_class.INPUT_TYPES()
-    for section in ("required", "optional"):
-        if name in (types.get(section) or {}):
-            spec = types[section][name]
-            spec = spec if isinstance(spec, (list, tuple)) else (spec,)
-            return spec[0], (spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}), section
-    return None, {}, None
 
 
 def _validate_inputs_params(node_class):
@@ -171,10 +158,9 @@ class _Validator:
         node_class = self.registry.get(node["class_type"])
         inputs = node.setdefault("inputs", {})
         errors = self.errors.setdefault(node_id, [])
-        types = node_class.INPUT_TYPES()
-        required = types.get("required") or {}
-        declared = dict(required)
-        declared.update(types.get("optional") or {})
+        specs = declared_inputs(node_class)
+        required = [name for name, (_k, _o, section) in specs.items() if section == "required"]
+        declared = specs
         vfunc, vparams, v_all = _validate_inputs_params(node_class)
         upstream_ok = True
         received_types = {}
@@ -197,7 +183,7 @@ class _Validator:
                     continue
                 received = returns[value[1]]
                 received_types[name] = received
-                expected, expected_opts, _ = input_spec(node_class, name)
+                expected, expected_opts, _ = specs.get(name, (None, {}, None))
                 if expected is not None and "input_types" not in vparams and not types_match(received, expected):
                     # input_config is the declared spec, options included, as ComfyUI reports it
                     config = [_type_text(expected), expected_opts] if expected_opts else [_type_text(expected)]

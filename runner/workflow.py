@@ -11,6 +11,8 @@ import json
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
+from .graph import is_link
+
 MODE_MUTED = 2
 MODE_BYPASS = 4
 VIRTUAL_NODES = {"Reroute", "PrimitiveNode", "Note", "MarkdownNote"}
@@ -103,8 +105,7 @@ def normalise_api(prompt: dict) -> Dict[str, dict]:
         node = dict(node)
         inputs = {}
         for name, value in (node.get("inputs") or {}).items():
-            if isinstance(value, list) and len(value) == 2 and isinstance(value[0], (str, int)) \
-                    and not isinstance(value[0], bool) and isinstance(value[1], int) and not isinstance(value[1], bool):
+            if is_link(value, raw=True):
                 value = [str(value[0]), value[1]]
             inputs[name] = value
         node["inputs"] = inputs
