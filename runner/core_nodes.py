@@ -55,9 +55,11 @@ class LoadImage:
         try:
             img = Image.open(path)
         except (OSError, Image.DecompressionBombError) as exc:  # not an image, or a decompression bomb
-            raise runtime.NodeInputError("LoadImage", "image", f"cannot read {image!r} as an image: {exc}") from None
+            raise runtime.NodeInputError(runtime.node_label(LoadImage), "image",
+                                         f"cannot read {image!r} as an image: {exc}") from None
         width, height = img.size  # from the header: refuse before decoding a single pixel
-        budget.check("LoadImage", "image", (getattr(img, "n_frames", 1), height, width, 4), "the decoded image")
+        budget.check(runtime.node_label(LoadImage), "image", (getattr(img, "n_frames", 1), height, width, 4),
+                     "the decoded image")
         frames, masks = [], []
         for frame in _iter_frames(img):
             frame = ImageOps.exif_transpose(frame)
@@ -107,7 +109,8 @@ def _iter_frames(img):
 
 
 def _save_png_batch(images, directory, prefix, kind, prompt=None, extra_pnginfo=None, compress_level=4,
-                    node="SaveImage"):
+                    node=None):
+    node = node or runtime.node_label(SaveImage)
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
         raise runtime.NodeInputError(node, "images", f"expected IMAGE [B,H,W,C], got {shape}")
@@ -159,7 +162,7 @@ class PreviewImage(SaveImage):
 
     def save_images(self, images, filename_prefix="preview", prompt=None, extra_pnginfo=None):
         saved = _save_png_batch(images, runtime.temp_directory(), "ComfyUI_temp", "temp", None, None, 1,
-                                node="PreviewImage")
+                                node=runtime.node_label(PreviewImage))
         return {"ui": {"images": saved}}
 
 

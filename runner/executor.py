@@ -22,7 +22,7 @@ from typing import Callable, Dict, List, Optional
 
 from vibeboard.common import runtime
 
-from .results import ExecutionResult
+from .results import ExecutionResult, execution_error
 from .graph import declared_inputs, hidden_inputs, is_link, lazy_inputs
 from .validation import unwrap, validate_prompt
 
@@ -371,11 +371,11 @@ class _Run:
             if name in ("prompt",) or not isinstance(values, list):
                 continue
             current_inputs[name] = [_describe(v) for v in values]
-        data = {"prompt_id": self.prompt_id, "node_id": node_id, "node_type": node.get("class_type"),
-                "executed": list(self.result.executed), "exception_message": str(exc),
-                "exception_type": f"{type(exc).__module__}.{type(exc).__name__}".replace("builtins.", ""),
-                "traceback": traceback.format_exception(type(exc), exc, exc.__traceback__),
-                "current_inputs": current_inputs, "current_outputs": list(self.values), "timestamp": _now_ms()}
+        data = execution_error(
+            self.prompt_id, str(exc), f"{type(exc).__module__}.{type(exc).__name__}".replace("builtins.", ""),
+            node_id=node_id, node_type=node.get("class_type"), executed=self.result.executed,
+            traceback=traceback.format_exception(type(exc), exc, exc.__traceback__),
+            current_inputs=current_inputs, current_outputs=self.values)
         return _NodeFailure(data)
 
 

@@ -49,6 +49,17 @@ class ExecutionResult:
         return files_in_ui(self.outputs, self.dirs)
 
 
+def execution_error(prompt_id: str, exception_message: str, exception_type: str, node_id=None, node_type=None,
+                    executed=(), traceback=(), current_inputs=None, current_outputs=(), **extra) -> dict:
+    """The one error record: ComfyUI's `execution_error` message data, as history, job status, webhooks and
+    the RunPod result carry it (a node failure, a crashed job, a job re-validated as invalid, a server restart)."""
+    import time
+    return {"prompt_id": prompt_id, "node_id": node_id, "node_type": node_type, "executed": list(executed),
+            "exception_message": exception_message, "exception_type": exception_type,
+            "traceback": list(traceback), "current_inputs": current_inputs or {},
+            "current_outputs": list(current_outputs), **extra, "timestamp": int(time.time() * 1000)}
+
+
 def strict_json(value):
     """A copy with NaN/±Infinity (a node's ui may report them) replaced by None: history is strict JSON."""
     if isinstance(value, float):

@@ -40,7 +40,7 @@ def test_budget_comes_from_the_environment(monkeypatch):
 def test_box_masks_over_budget_are_refused_before_drawing(small_budget):
     from vibeboard.camera.nodes import VBBoxesDraw
     start = time.perf_counter()
-    with pytest.raises(runtime.NodeInputError, match=r"Boxes \(Draw\): input 'num_frames'.*1\.0 TB"):
+    with pytest.raises(runtime.NodeInputError, match=r"Boxes — Draw \(VibeBoard\): input 'num_frames'.*1\.0 TB"):
         VBBoxesDraw().build('{"boxes": []}', 4096, 8192, 8192)
     assert time.perf_counter() - start < 0.5
     masks, _ = VBBoxesDraw().build('{"boxes": []}', 2, 64, 64)
@@ -60,10 +60,10 @@ def test_load_image_refuses_from_the_header(small_budget):
     path = small_budget / "input" / "wide.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", (1024, 1024)).save(path)  # compresses to a few KB, decodes to 16 MB as float RGBA
-    with pytest.raises(runtime.NodeInputError, match="LoadImage: input 'image'.*decoded image"):
+    with pytest.raises(runtime.NodeInputError, match="Load Image: input 'image'.*decoded image"):
         LoadImage().load_image("wide.png")
     (small_budget / "input" / "junk.png").write_bytes(b"not an image")
-    with pytest.raises(runtime.NodeInputError, match="LoadImage: input 'image'.*cannot read"):
+    with pytest.raises(runtime.NodeInputError, match="Load Image: input 'image'.*cannot read"):
         LoadImage().load_image("junk.png")
 
 

@@ -24,7 +24,7 @@ def test_save_does_not_follow_a_symlinked_subfolder_out_of_output(dirs):
     outside.mkdir()
     os.symlink(outside, dirs / "output" / "renders")
     for prefix in ("renders/shot", "renders/deeper/shot"):
-        with pytest.raises(runtime.NodeInputError, match="SaveImage.*filename_prefix.*symbolic link"):
+        with pytest.raises(runtime.NodeInputError, match="Save Image.*filename_prefix.*symbolic link"):
             SaveImage().save_images(torch.zeros(1, 4, 4, 3), filename_prefix=prefix)
     assert list(outside.iterdir()) == []
     # a real sub-folder is still fine
@@ -66,7 +66,7 @@ def test_huge_filename_prefix_is_refused_cheaply(dirs):
     from runner.core_nodes import SaveImage
     prefix = "a" * (19 * 1024 * 1024)
     start = time.perf_counter()
-    with pytest.raises(runtime.NodeInputError, match="SaveImage.*filename_prefix.*limit"):
+    with pytest.raises(runtime.NodeInputError, match="Save Image.*filename_prefix.*limit"):
         SaveImage().save_images(torch.zeros(1, 4, 4, 3), filename_prefix=prefix)
     assert time.perf_counter() - start < 1.0
     with pytest.raises(runtime.NodeInputError, match="longer than"):  # one component past the file system limit

@@ -24,6 +24,16 @@ class NodeInputError(ValueError):
         super().__init__(f"{node}: input '{input_name}': {message}")
 
 
+def node_label(node) -> str:
+    """The name errors use for a node: its display name, exactly as the user sees it on the canvas. One place for
+    every label: the NODE_DISPLAY_NAME_MAPPINGS of the node's own module (found from the class, so it works inside
+    ComfyUI and the embedded runner alike); the class name when the module has none."""
+    import sys
+    cls = node if isinstance(node, type) else type(node)
+    names = getattr(sys.modules.get(cls.__module__), "NODE_DISPLAY_NAME_MAPPINGS", None) or {}
+    return names.get(cls.__name__, cls.__name__)
+
+
 def set_host_hooks(progress: Optional[Callable[[int, int, object], None]],
                    interrupt: Optional[Callable[[], bool]]) -> None:
     """Called by the embedded executor around each node call (per thread)."""

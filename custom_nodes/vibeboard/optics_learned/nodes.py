@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..common import runtime
 from ..common.runtime import NodeInputError, progress_bar
 from ..vfx.nodes import model_path, pick_device
 
@@ -68,7 +69,7 @@ class VBGenFocusLoader:
 
         from ..optics.genfocus import load_lora_file
 
-        node = "GenFocus Loader"
+        node = runtime.node_label(VBGenFocusLoader)
         folder = model_path(node, "flux_folder", flux_folder, must_be_dir=True)
         dev = pick_device(device)
         pipe = FluxPipeline.from_pretrained(folder, torch_dtype=DTYPES[dtype], local_files_only=True,
@@ -116,7 +117,7 @@ class VBGenFocusDeblur:
         try:
             out = genfocus.run(img, deblur_conditions(img), "deblurring", DEBLUR_PROMPT, steps, guidance, seed)
         except ValueError as exc:
-            raise NodeInputError("GenFocus Deblur", "genfocus", str(exc)) from None
+            raise NodeInputError(runtime.node_label(VBGenFocusDeblur), "genfocus", str(exc)) from None
         return (out,)
 
 
@@ -150,7 +151,7 @@ class VBGenFocusBokeh:
         try:
             out = genfocus.run(img, bokeh_conditions(img, d), "bokeh", BOKEH_PROMPT, steps, 1.0, seed)
         except ValueError as exc:
-            raise NodeInputError("GenFocus Bokeh", "genfocus", str(exc)) from None
+            raise NodeInputError(runtime.node_label(VBGenFocusBokeh), "genfocus", str(exc)) from None
         return (out,)
 
 
@@ -174,7 +175,7 @@ class VBLearn2RefocusLoader:
     def load(self, unet_folder, svd_folder, dtype, device):
         from ..optics.learn2refocus import RefocusModel, load_refocus_unet, load_svd_parts
 
-        node = "Learn2Refocus Loader"
+        node = runtime.node_label(VBLearn2RefocusLoader)
         dt, dev = DTYPES[dtype], pick_device(device)
         try:
             unet = load_refocus_unet(model_path(node, "unet_folder", unet_folder, must_be_dir=True), dt)

@@ -33,13 +33,13 @@ class VBLocationMemoryLoad:
     @classmethod
     def IS_CHANGED(cls, location_dir, **kwargs):
         try:
-            return mtime(os.path.join(data_dir("Location Memory Load", "location_dir", location_dir),
+            return mtime(os.path.join(data_dir(runtime.node_label(VBLocationMemoryLoad), "location_dir", location_dir),
                                       "point_cloud.ply"))
         except Exception:
             return 0.0
 
     def load(self, location_dir, voxel_size, create_if_missing):
-        node = "Location Memory Load"
+        node = runtime.node_label(VBLocationMemoryLoad)
         folder = data_dir(node, "location_dir", location_dir)
         if os.path.lexists(os.path.join(folder, "point_cloud.ply")):
             try:
@@ -90,7 +90,7 @@ class VBLocationMemoryUpdate:
 
     def update(self, location, images, depth, camera_path, depth_mode="inverse", depth_scale=1.0,
                every_n_frames=16, pixel_stride=2, save=True):
-        node = "Location Memory Update"
+        node = runtime.node_label(VBLocationMemoryUpdate)
         H, W = images.shape[1], images.shape[2]
         cams = camera_path.scaled_to(W, H) if hasattr(camera_path, "scaled_to") else camera_path
         z = _depth_values(depth, depth_mode, depth_scale)
@@ -134,7 +134,8 @@ class VBLocationRender:
     def render(self, location, camera_path, enabled, point_radius=1, reference_count=2):
         F, H, W = len(camera_path.c2w), camera_path.height, camera_path.width
         from ..common import budget  # control video + masks, before rendering
-        budget.check("Location Render", "camera_path", (F, H, W, 6), "the rendered control video and masks")
+        budget.check(runtime.node_label(VBLocationRender), "camera_path",
+                     (F, H, W, 6), "the rendered control video and masks")
         if not enabled or len(location.cloud) == 0:
             blank = torch.full((F, H, W, 3), 0.5)
             return (blank, torch.ones(F, H, W), torch.full((1, H, W, 3), 0.5), torch.zeros(F, H, W))
@@ -163,7 +164,8 @@ class VBLocationMemorySave:
                 "optional": {"location_dir": ("STRING", {"default": "", "tooltip": "Empty = its own folder"})}}
 
     def save(self, location, location_dir=""):
-        return save_to_folder(location, "Location Memory Save", "location_dir", location_dir, "point_cloud.ply")
+        return save_to_folder(location, runtime.node_label(VBLocationMemorySave), "location_dir", location_dir,
+                              "point_cloud.ply")
 
 
 NODE_CLASS_MAPPINGS = {

@@ -41,12 +41,13 @@ class VBStoryMemoryLoad:
     @classmethod
     def IS_CHANGED(cls, memory_dir, **kwargs):
         try:
-            return mtime(os.path.join(data_dir("Story Memory Load", "memory_dir", memory_dir), "manifest.json"))
+            return mtime(os.path.join(data_dir(runtime.node_label(VBStoryMemoryLoad), "memory_dir",
+                                               memory_dir), "manifest.json"))
         except Exception:
             return 0.0
 
     def load(self, memory_dir, max_size, keep_first, create_if_missing, reference_images=None):
-        node = "Story Memory Load"
+        node = runtime.node_label(VBStoryMemoryLoad)
         folder = data_dir(node, "memory_dir", memory_dir)
         if os.path.lexists(os.path.join(folder, "manifest.json")):
             try:
@@ -102,7 +103,7 @@ class VBStoryMemoryUpdate:
 
     def update(self, memory, shot_frames, clip_model, threshold, max_keyframes, shot=0, prompt="", stride=1,
                quality_gate="none", min_score=0.0, dedup_threshold=0.9, save=True):
-        node = "Story Memory Update"
+        node = runtime.node_label(VBStoryMemoryUpdate)
         folder = model_folder(node, "clip_model", clip_model, "clip")
         try:
             embed = keyframes.ClipImageEmbedder(folder, device=_device())
@@ -136,7 +137,7 @@ class VBStoryMemorySave:
                 "optional": {"memory_dir": ("STRING", {"default": "", "tooltip": "Empty = the bank's own folder"})}}
 
     def save(self, memory, memory_dir=""):
-        return save_to_folder(memory, "Story Memory Save", "memory_dir", memory_dir, "manifest.json")
+        return save_to_folder(memory, runtime.node_label(VBStoryMemorySave), "memory_dir", memory_dir, "manifest.json")
 
 
 class VBStoryMemLoRA:
@@ -163,7 +164,7 @@ class VBStoryMemLoRA:
 
     def apply(self, wan, high_noise_lora, low_noise_lora, strength, alpha=128.0, rslora=True):
         from ..models import lora as lora_mod
-        node = "StoryMem LoRA"
+        node = runtime.node_label(VBStoryMemLoRA)
         new = wan.with_parts()
         pairs = [("high_noise_lora", high_noise_lora, "transformer")]
         if wan.has("transformer_2"):
@@ -210,7 +211,7 @@ class VBStoryMemShot:
     def generate(self, wan, text, memory, width, height, length, sampler=None, first_frame=None, motion_frames=None,
                  rope_gap=5, memory_mode="fixed"):
         from ..wan import conditioning as C
-        node = "StoryMem Shot"
+        node = runtime.node_label(VBStoryMemShot)
         C.check_size(node, length, height, width, wan)
         dit = bridge.transformer_module(wan)
         if dit.config.in_channels != 36:

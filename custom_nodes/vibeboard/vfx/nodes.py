@@ -77,7 +77,7 @@ class VBInfCamLoader:
         from .infcam import load_infcam
         from .infcam_sampler import InfCamHandle
 
-        node = "InfCam Loader"
+        node = runtime.node_label(VBInfCamLoader)
         ckpt = model_path(node, "checkpoint", checkpoint)
         if not ckpt.endswith(".safetensors"):
             raise NodeInputError(node, "checkpoint", f"{ckpt}: only .safetensors is read (convert InfCam's .ckpt "
@@ -153,7 +153,7 @@ class VBChangeCamera:
             video = change_camera(infcam, source_video, camera_path, prompt, negative_prompt, steps, cfg, shift,
                                   seed, zoom_factor, translation_scale=translation_scale)
         except ValueError as exc:
-            raise NodeInputError("Change Camera (InfCam)", "source_video", str(exc)) from None
+            raise NodeInputError(runtime.node_label(VBChangeCamera), "source_video", str(exc)) from None
         return (video,)
 
 
@@ -186,7 +186,7 @@ class VBRotationPreview:
         from ..common import budget
         frames = source_video
         n = num_frames or frames.shape[0]
-        budget.check("Camera Rotation Preview", "num_frames", (n, frames.shape[1], frames.shape[2], 6),
+        budget.check(runtime.node_label(VBRotationPreview), "num_frames", (n, frames.shape[1], frames.shape[2], 6),
                      "the resampled frames and their preview")
         if frames.shape[0] != n:
             idx = torch.linspace(0, frames.shape[0] - 1, n).round().long()
@@ -254,7 +254,7 @@ class VBFocusInspect:
             # the shot name is free text: one file name in dailies/, never a sub-folder or a way out of it
             safe_name = re.sub(r"[^\w-]+", "_", shot_name).strip("_") or "shot"
             path, subfolder, name = unique_output_path(output_directory(), f"vibeboard/dailies/focus_{safe_name[:100]}",
-                                                       "json", "Focus Inspect", "shot_name")
+                                                       "json", runtime.node_label(VBFocusInspect), "shot_name")
             with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
                 fh.write(text)
             ui["files"] = [{"filename": name, "subfolder": subfolder, "type": "output"}]
@@ -313,7 +313,7 @@ class VBQwenEditLoader:
         from ..models.loaders import compute_dtype
         from .qwen_edit import load_pipeline
 
-        node = "Qwen Edit Loader"
+        node = runtime.node_label(VBQwenEditLoader)
         path = model_path(node, "folder", folder, must_be_dir=True)
         tf = model_path(node, "transformer_file", transformer_file) if transformer_file.strip() else ""
         vf = model_path(node, "vae_file", vae_file) if vae_file.strip() else ""
@@ -363,7 +363,7 @@ class VBQwenEdit:
         from .qwen_edit import edit
 
         if not instruction.strip():
-            raise NodeInputError("Edit Shirt (Qwen-Image-Edit)", "instruction", "empty instruction")
+            raise NodeInputError(runtime.node_label(VBQwenEdit), "instruction", "empty instruction")
         refs = [r[0] for r in (reference_1, reference_2) if r is not None]
         if mask is not None and mask.dim() == 2:  # one [H, W] mask for every image
             mask = mask[None]
