@@ -233,6 +233,11 @@ def _allowed_roots():
     return [os.path.realpath(r) for r in roots]
 
 
+def _inside(path: str, root: str) -> bool:
+    from .paths import is_inside  # the one containment test (symlinks followed)
+    return is_inside(path, root)
+
+
 def user_path(node: str, input_name: str, value: str, base: str) -> str:
     """A path typed into a node: absolute, or relative to `base`. Under a restricted policy it must resolve
     (symlinks followed) inside the host's folders; otherwise a NodeInputError names the node and input."""
@@ -240,7 +245,8 @@ def user_path(node: str, input_name: str, value: str, base: str) -> str:
     text = os.path.expanduser((value or "").strip())
     path = os.path.abspath(text if os.path.isabs(text) else os.path.join(base, text))
     if _path_policy["restrict"]:
-        if not allowed_by_policy(path):
+        real = os.path.realpath(path)
+        if not any(_inside(real, root) for root in _allowed_roots()):
             raise NodeInputError(node, input_name, f"'{value}' is outside the folders this server allows "
                                  "(input, output, temp, models)")
     return path
@@ -248,10 +254,11 @@ def user_path(node: str, input_name: str, value: str, base: str) -> str:
 
 def allowed_by_policy(path: str) -> bool:
     """Whether the path policy lets a node read or write `path` (resolved, symlinks followed)."""
-    from .paths import is_inside
-    if not _path_policy["restrict"]:
+    import os
+    if not paths_restricted():
         return True
-    return any(is_inside(path, root) for root in _allowed_roots())
+    real = os.path.realpath(path)
+    return any(_inside(real, root) for root in _allowed_roots())
 
 
 def content_path(folder: str, name, what: str = "file name") -> str:
