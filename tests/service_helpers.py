@@ -108,3 +108,15 @@ def wait_history(base_url, prompt_id, timeout=30, headers=None):
             return body[prompt_id]
         time.sleep(0.05)
     raise TimeoutError(f"{prompt_id} not in history")
+
+
+def server_fixture(name: str, **overrides):
+    """A module-scoped pytest fixture: one server on loopback for every test of the module."""
+    import pytest
+
+    @pytest.fixture(scope="module")
+    def server(tmp_path_factory):
+        srv = make_server(tmp_path_factory.mktemp(name), **overrides)
+        yield srv
+        srv.stop_thread()
+    return server

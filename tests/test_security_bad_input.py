@@ -5,18 +5,14 @@ import math
 
 import pytest
 
-from service_helpers import http, make_server, multipart, wait_history
+from service_helpers import http, multipart, server_fixture, wait_history
 from service_nodes import workflow
 
 W = workflow()
 HUGE = "1" + "0" * 400  # 10**400: a valid JSON integer, not a float, not an SQLite integer
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = make_server(tmp_path_factory.mktemp("hostile"))
-    yield srv
-    srv.stop_thread()
+server = server_fixture("hostile")
 
 
 def _upload(name):
