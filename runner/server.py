@@ -136,6 +136,8 @@ class VibeServer:
         for method, path, handler in routes:
             app.router.add_route(method, path, handler)
             app.router.add_route(method, "/api" + path, handler)
+        from vibeboard.dailies.review_server import add_review_routes  # Dailies review page + its JSON API
+        add_review_routes(app, self.dirs["output"], self.dirs.values())
         if os.path.isdir(WEB_EXTENSION_DIR):  # the pack's frontend widgets, as ComfyUI serves WEB_DIRECTORY
             app.router.add_static("/extensions/vibeboard/", WEB_EXTENSION_DIR)
         app.on_startup.append(self._on_startup)
@@ -176,7 +178,7 @@ class VibeServer:
     @web.middleware
     async def _auth_mw(self, request, handler):
         path = request.path[4:] if request.path.startswith("/api/") else request.path
-        if path == "/vibeboard/health":
+        if path in ("/vibeboard/health", "/vibeboard/dailies/review"):  # the review page itself holds no data
             return await handler(request)
         token = self.config.token
         if token:
@@ -560,6 +562,7 @@ def _place_upload(tmp_path: str, folder: str, name: str, overwrite: bool) -> str
         while os.path.exists(os.path.join(folder, f"{stem} ({index}){ext}")):
             index += 1
         target = os.path.join(folder, f"{stem} ({index}){ext}")
+    os.chmod(tmp_path, 0o644)  # mkstemp makes 0600; ComfyUI's uploads are world-readable like any saved file
     shutil.move(tmp_path, target)
     return target
 

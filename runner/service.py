@@ -226,9 +226,15 @@ class JobService:
         try:
             self._publish_and_notify(job, history, status, error)
         finally:  # clients waiting for the end must hear it even if publishing failed
+            # ComfyUI's order: the final event, then `status` (task_done), then `executing {node: null}`.
+            # Clients that stop at the first `queue_remaining: 0` would otherwise read a failure as a success.
+            finals = [(e, d) for e, d in held if e in FINAL_EVENTS]
+            for event, data in finals:
+                self._route(job, event, data)
             self.broadcast_status()
             for event, data in held:
-                self._route(job, event, data)
+                if event not in FINAL_EVENTS:
+                    self._route(job, event, data)
 
     def _publish_and_notify(self, job: Job, history: dict, status: str, error) -> None:
         files = files_from_ui(history.get("outputs") or {}, self.dirs)

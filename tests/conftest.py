@@ -37,3 +37,40 @@ def handler_env(tmp_path, monkeypatch):
     runpod_handler._state.clear()
     yield runpod_handler
     runpod_handler._state.clear()
+
+
+# --- managed-API tests (helpers in managed_api_replay.py) ---------------------------------------------
+@pytest.fixture
+def api_env(tmp_path, monkeypatch):
+    """Host folders, keys and ledger in tmp_path; fal polling fast; no inherited VIBEBOARD_* settings."""
+    from managed_api_replay import FAL_KEY, XAI_KEY
+    from vibeboard.common import runtime
+    for key in list(os.environ):
+        if key.startswith("VIBEBOARD_"):
+            monkeypatch.delenv(key)
+    runtime.set_host_dirs(output=str(tmp_path / "output"), input=str(tmp_path / "input"),
+                          temp=str(tmp_path / "temp"), models=str(tmp_path / "models"))
+    monkeypatch.setenv("FAL_KEY", FAL_KEY)
+    monkeypatch.setenv("XAI_API_KEY", XAI_KEY)
+    monkeypatch.setenv("VIBEBOARD_FAL_POLL_S", "0.005")
+    monkeypatch.setenv("VIBEBOARD_COST_DB", str(tmp_path / "costs.sqlite"))
+    monkeypatch.setenv("VIBEBOARD_VISION_DB", str(tmp_path / "vision.sqlite"))
+    yield tmp_path
+    runtime.set_host_hooks(None, None)
+
+
+@pytest.fixture
+def fal_replay(monkeypatch):
+    """fal_replay(interactions, files) → a started ReplayServer that fal-client is pointed at."""
+    import contextlib
+    from managed_api_replay import ReplayServer
+    stack = contextlib.ExitStack()
+
+    def start(interactions, files=None):
+        server = stack.enter_context(ReplayServer(interactions, files))
+        for env in ("VIBEBOARD_FAL_QUEUE_URL", "VIBEBOARD_FAL_REST_URL", "VIBEBOARD_FAL_CDN_URL"):
+            monkeypatch.setenv(env, server.base)
+        return server
+
+    with stack:
+        yield start

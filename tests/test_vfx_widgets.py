@@ -2,19 +2,16 @@
 Python side parses (vibeboard/camera/widget_values.py)."""
 import functools
 import http.server
-import json
 import os
-import re
 import shutil
-import subprocess
 import threading
 
 import pytest
 
+from chromium_page import CHROMIUM, run_page
 from vibeboard.camera.widget_values import parse_boxes, parse_points
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 APP_STUB = """
 export const app = { extensions: [], graph: null,
@@ -101,17 +98,6 @@ def site(tmp_path):
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}/test.html"
     server.shutdown()
-
-
-def run_page(url):
-    proc = subprocess.run([CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                           "--virtual-time-budget=5000", "--dump-dom", url],
-                          capture_output=True, text=True, timeout=60)
-    match = re.search(r'<pre id="out">(.*?)</pre>', proc.stdout, re.S)
-    assert match, proc.stdout[-2000:] + proc.stderr[-2000:]
-    text = match.group(1).replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">")
-    assert not text.startswith(("ERROR", "pending")), text
-    return json.loads(text)
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed")

@@ -1,0 +1,1 @@
+"""Asset Bin: scenes deconstructed into 3D assets with PBR materials, an asset table with licences."""

@@ -1,0 +1,1 @@
+"""Stagecraft: blocking documents, previz, continuity checks, engine bridges (Unreal, NitroGen, CustomX)."""

@@ -1,0 +1,69 @@
+"""Asset table (real SQLite): assets keyed to Script Lab elements, licence propagation, commercial export."""
+import pytest
+
+from vibeboard.assetbin.assetdb import AssetDB, LicenceError
+from vibeboard.assetbin.licences import classify_text, most_restrictive
+
+
+class FakeScriptLab:
+    """Stands in for Script Lab's element table through the adapter surface."""
+
+    def element(self, ref):
+        return {"ref": ref, "kind": "prop", "name": "the red lamp"} if ref == "scriptlab:element:7" else None
+
+
+@pytest.fixture
+def db(tmp_path):
+    d = AssetDB(str(tmp_path / "assets.sqlite"), str(tmp_path / "assets"), FakeScriptLab())
+    yield d
+    d.close()
+
+
+def test_an_mvinverse_derived_asset_blocks_a_commercial_export(db, tmp_path):
+    room = db.add_asset("living room", "scene", glb="room.glb", models=["depth (given)", "sam:sam-vit-huge"],
+                        scale_m=1.0)
+    lamp_maps = db.add_asset("lamp", "prop", glb="lamp.glb", maps={"albedo": "lamp_albedo.png"},
+                             models=["mvinverse:maddog241/mvinverse"], parents=[room], tags=["prop", "lamp"],
+                             element_ref="scriptlab:element:7", scale_m=0.6)
+    child = db.add_asset("lamp variant", "prop", models=["qwen-image-edit"], parents=[lamp_maps])
+    assert db.asset(room)["licence_class"] == "open"
+    assert db.asset(lamp_maps)["licence_class"] == "non-commercial"
+    assert db.asset(child)["licence_class"] == "non-commercial"  # inherited from its parent
+    with pytest.raises(LicenceError) as err:
+        db.check_export([room, lamp_maps, child], commercial=True)
+    assert {a["id"] for a in err.value.assets} == {lamp_maps, child}
+    assert "lamp" in str(err.value)
+    assert db.check_export([room, lamp_maps], commercial=False)["assets"]  # fine for a non-commercial project
+    assert db.check_export([room], commercial=True)["warnings"] == []
+
+
+def test_assets_link_to_script_lab_elements_and_persist(db, tmp_path):
+    aid = db.add_asset("lamp", "prop", glb="lamp.glb", element_ref="scriptlab:element:7", tags=["lamp"])
+    db.close()
+    again = AssetDB(str(tmp_path / "assets.sqlite"), str(tmp_path / "assets"), FakeScriptLab())
+    found = again.find(element_ref="scriptlab:element:7")
+    assert [a["id"] for a in found] == [aid]
+    assert found[0]["element"]["name"] == "the red lamp" and found[0]["glb"] == "lamp.glb"
+    again.close()
+
+
+def test_asset_paths_stay_inside_the_asset_root(db):
+    with pytest.raises(ValueError):
+        db.add_asset("bad", "prop", glb="../../etc/passwd")
+    with pytest.raises(ValueError):
+        db.resolve("../outside.glb")
+
+
+def test_motion_library_holds_camera_paths_and_blocking_moves(db):
+    db.add_motion("dolly in", "camera_path", {"format": "vibeboard.camera_path", "frames": 3})
+    db.add_motion("bob sits", "blocking_move", {"actor": "bob", "from": [0, 0], "to": [1, 0]})
+    assert [m["name"] for m in db.motions("camera_path")] == ["dolly in"]
+    with pytest.raises(ValueError, match="kind"):
+        db.add_motion("x", "dance", {})
+
+
+def test_licence_classes_from_text():
+    assert classify_text("CC-BY-NC-4.0") == "non-commercial"
+    assert classify_text("Apache-2.0") == "open"
+    assert classify_text("") == "unknown"
+    assert most_restrictive(["sam", "flux1-dev"])[0] == "non-commercial"

@@ -1,0 +1,120 @@
+"""Unreal Remote Control client against a loopback HTTP server answering with the documented JSON."""
+import json
+import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from vibeboard.stagecraft.unreal import (UnrealError, UnrealRefused, UnrealRemote, beat_requests, check_target,
+                                         to_unreal_location, to_unreal_rotation)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class FakeUnreal(BaseHTTPRequestHandler):
+    """Speaks the Remote Control HTTP API's JSON (a tiny in-memory editor)."""
+    log = []
+    props = {}
+
+    def log_message(self, *args):
+        pass
+
+    def _send(self, code, payload):
+        data = json.dumps(payload).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        self.log.append(("GET", self.path, None))
+        if self.path == "/remote/presets":
+            return self._send(200, {"Presets": [{"Name": "Stage", "ID": "1", "Path": "/Game/Stage.Stage"}]})
+        if self.path == "/remote/preset/Stage":
+            return self._send(200, {"Preset": {"Name": "Stage", "Groups": []}})
+        return self._send(404, {"errorMessage": "not found"})
+
+    def do_PUT(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
+        self.log.append(("PUT", self.path, body))
+        if self.path == "/remote/object/property":
+            key = (body["objectPath"], body["propertyName"])
+            if body["access"] == "READ_ACCESS":
+                if key not in self.props:
+                    return self._send(400, {"errorMessage": "property not found"})
+                return self._send(200, {body["propertyName"]: self.props[key]})
+            self.props[key] = body["propertyValue"][body["propertyName"]]
+            return self._send(200, {})
+        if self.path == "/remote/object/call":
+            return self._send(200, {"ReturnValue": True})
+        if self.path == "/remote/batch":
+            return self._send(200, {"Responses": [{"RequestId": r["RequestId"], "ResponseCode": 200,
+                                                   "ResponseBody": {}} for r in body["Requests"]]})
+        if self.path.startswith("/remote/preset/Stage/property/"):
+            return self._send(200, {})
+        return self._send(404, {"errorMessage": "no route"})
+
+
+@pytest.fixture
+def unreal():
+    FakeUnreal.log, FakeUnreal.props = [], {}
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeUnreal)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield UnrealRemote("127.0.0.1", server.server_address[1]), FakeUnreal
+    server.shutdown()
+    server.server_close()
+
+
+def test_property_round_trip_sends_the_documented_bodies(unreal):
+    client, fake = unreal
+    client.set_property("/Game/Map.Map:PersistentLevel.Lamp_1.LightComponent0", "Intensity", 5000.0)
+    assert fake.log[-1] == ("PUT", "/remote/object/property", {
+        "objectPath": "/Game/Map.Map:PersistentLevel.Lamp_1.LightComponent0", "access": "WRITE_ACCESS",
+        "propertyName": "Intensity", "propertyValue": {"Intensity": 5000.0}})
+    assert client.get_property("/Game/Map.Map:PersistentLevel.Lamp_1.LightComponent0", "Intensity") == 5000.0
+    assert client.presets() == ["Stage"]
+    client.set_preset_property("Stage", "Sun Angle", 30)
+    assert fake.log[-1] == ("PUT", "/remote/preset/Stage/property/Sun%20Angle",
+                            {"PropertyValue": 30, "GenerateTransaction": False})
+    with pytest.raises(UnrealError, match="400"):
+        client.get_property("/Game/Missing", "Nope")
+
+
+def test_a_beat_poses_actors_and_cameras_in_unreal_units(unreal):
+    client, fake = unreal
+    doc = json.load(open(os.path.join(ROOT, "workflows", "inputs", "stagecraft_blocking.json")))
+    reqs = beat_requests(doc, 0, {"bob": "/Game/Map.Map:PersistentLevel.Bob"},
+                         {"A": "/Game/Map.Map:PersistentLevel.CamA"}, {"A": "/Game/Map.Map:PersistentLevel.CamA.Cam"})
+    out = client.batch(reqs)
+    assert len(out["Responses"]) == 3
+    sent = fake.log[-1][2]["Requests"]
+    bob = sent[0]["Body"]["parameters"]
+    assert sent[0]["URL"] == "/remote/object/call" and sent[0]["Body"]["functionName"] == "K2_SetActorLocationAndRotation"
+    assert bob["NewLocation"] == pytest.approx({"X": 300.0, "Y": -220.0, "Z": 0.0})  # (-2.2, 0, -3) m
+    assert bob["NewRotation"]["Yaw"] == pytest.approx(90.0)  # facing +x (glTF) = +Y (Unreal)
+    fov = sent[2]["Body"]
+    assert fov["propertyName"] == "FieldOfView" and fov["propertyValue"]["FieldOfView"] == pytest.approx(73.74, abs=0.01)
+
+
+def test_unit_conversion_keeps_handedness():
+    assert to_unreal_location((1, 2, -3)) == {"X": 300.0, "Y": 100.0, "Z": 200.0}
+    assert to_unreal_rotation((0, 0, -1))["Yaw"] == pytest.approx(0.0)  # glTF forward (-Z) = Unreal +X
+    assert to_unreal_rotation((0, 1, -1))["Pitch"] == pytest.approx(45.0)
+
+
+def test_non_loopback_targets_are_refused_by_default():
+    with pytest.raises(UnrealRefused, match="LAN"):
+        check_target("192.168.1.20")
+    check_target("192.168.1.20", allow_lan=True)
+    with pytest.raises(UnrealRefused, match="public"):
+        check_target("8.8.8.8", allow_lan=True)
+    check_target("127.0.0.1")
+
+
+def test_no_editor_is_a_clear_error():
+    client = UnrealRemote("127.0.0.1", 9, timeout=0.5)
+    with pytest.raises(UnrealError, match="no answer"):
+        client.presets()
