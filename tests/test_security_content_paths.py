@@ -182,3 +182,41 @@ def test_model_names_cannot_climb_out_of_the_models_folder(tmp_path):
     (tmp_path / "models" / "loras").mkdir(parents=True)
     (tmp_path / "secret.safetensors").write_bytes(b"x")
     assert registry.find_file("../../secret.safetensors", "loras") is None
+
+
+def test_dailies_database_media_outside_the_server_folders_is_never_read_or_copied(tmp_path):
+    """A Dailies project is an SQLite file in output/ (uploadable): a planted version path must not be copied
+    into a review export (then served by /view) or cut into an assembly."""
+    pytest.importorskip("opentimelineio")
+    from vibeboard.common import runtime
+    from vibeboard.dailies.review_server import export_static
+    from vibeboard.dailies.store import DailiesError, DailiesStore
+    runtime.set_host_dirs(output=str(tmp_path / "output"), input=str(tmp_path / "input"),
+                          temp=str(tmp_path / "temp"), models=str(tmp_path / "models"))
+    secret = tmp_path / "private" / "secret.mp4"
+    secret.parent.mkdir()
+    secret.write_bytes(b"not for clients")
+    folder = tmp_path / "output" / "vibeboard" / "dailies"
+    folder.mkdir(parents=True)
+    store = DailiesStore(str(folder / "planted.sqlite"))
+    version = store.add_version("sh010", str(secret))  # what a planted database holds
+    store.set_status(version["id"], "approved")
+    runtime.set_path_policy(True)
+    with pytest.raises(DailiesError, match="outside the folders"):
+        store.latest_approved("sh010")
+    export = tmp_path / "output" / "review"
+    export_static(store, str(export))
+    assert not any(p.read_bytes() == b"not for clients" for p in export.rglob("*") if p.is_file())
+
+
+def test_sequencer_output_folder_does_not_follow_a_symlinked_subfolder(tmp_path):
+    from vibeboard.common import runtime
+    from vibeboard.sequencer import node_io
+    out, outside = tmp_path / "output", tmp_path / "elsewhere"
+    out.mkdir()
+    outside.mkdir()
+    os.symlink(outside, out / "deliveries")
+    runtime.set_host_dirs(output=str(out))
+    with pytest.raises(runtime.NodeInputError, match="Deliver.*filename_prefix.*symbolic link"):
+        node_io.output_folder("Deliver", "deliveries/film")
+    assert list(outside.iterdir()) == []
