@@ -344,6 +344,7 @@ class _Run:
             self.emit("progress", {"value": value, "max": total, "prompt_id": self.prompt_id, "node": node_id})
 
         runtime.set_host_hooks(progress, ex._interrupt.is_set)
+        runtime.track_reserved_outputs()
         started = time.perf_counter()
         try:
             obj = self._instance(node_id, node_class)
@@ -351,11 +352,14 @@ class _Run:
             returns = _map_over_list(func, inputs, getattr(node_class, "INPUT_IS_LIST", False))
             outputs, ui = _merge_returns(node_class, returns)
         except runtime.InterruptProcessing:
+            runtime.discard_empty_reserved()  # a save cut short leaves no empty file that looks like a result
             raise
         except Exception as exc:
+            runtime.discard_empty_reserved()
             raise self._failure(node_id, exc, inputs)
         finally:
             runtime.set_host_hooks(None, None)
+            runtime.track_reserved_outputs(False)
         self.result.timings[node_id] = time.perf_counter() - started
         self.result.executed.append(node_id)
         self._store(node_id, (outputs, ui))

@@ -201,8 +201,32 @@ def unique_output_path(directory: str, prefix: str, ext: str, node: str = "save"
             break
         except FileExistsError:
             counter += 1
+    reserved = getattr(_local, "reserved", None)
+    if reserved is not None:
+        reserved.append(path)
     subfolder = os.path.relpath(folder, root)
     return path, ("" if subfolder == "." else subfolder), name
+
+
+def track_reserved_outputs(on: bool = True) -> None:
+    """The host starts (on) / stops (off) recording the files unique_output_path reserves in this thread, so a
+    node that fails after reserving a name leaves no empty placeholder (`discard_empty_reserved`)."""
+    _local.reserved = [] if on else None
+
+
+def discard_empty_reserved() -> list:
+    """Remove the reserved files that are still empty (the node failed before writing them); returns them."""
+    import os
+    removed = []
+    for path in getattr(_local, "reserved", None) or []:
+        try:
+            if os.path.getsize(path) == 0:
+                os.remove(path)
+                removed.append(path)
+        except OSError:
+            pass
+    _local.reserved = []
+    return removed
 
 
 # --- file paths typed into nodes -----------------------------------------------------------------
