@@ -18,7 +18,8 @@ def is_link(value, raw: bool = False) -> bool:
     return id_ok and isinstance(slot, int) and not isinstance(slot, bool)
 
 
-def _parse(spec) -> Tuple[object, dict]:
+def parse_spec(spec) -> Tuple[object, dict]:
+    """One declared input `(TYPE, {options})` / `(TYPE,)` / `TYPE` → (type, options)."""
     spec = spec if isinstance(spec, (list, tuple)) else (spec,)
     return spec[0], (spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {})
 
@@ -29,7 +30,7 @@ def declared_inputs(node_class) -> Dict[str, Tuple[object, dict, str]]:
     out = {}
     for section in SECTIONS:
         for name, spec in (types.get(section) or {}).items():
-            kind, opts = _parse(spec)
+            kind, opts = parse_spec(spec)
             out[name] = (kind, opts, section)
     return out
 

@@ -11,7 +11,7 @@ import json
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
-from .graph import is_link
+from .graph import is_link, parse_spec
 
 MODE_MUTED = 2
 MODE_BYPASS = 4
@@ -126,9 +126,7 @@ def widget_slots(input_types: dict) -> List[Tuple[str, str]]:
     slots, upload = [], None
     for section in ("required", "optional"):
         for name, spec in (input_types.get(section) or {}).items():
-            spec = spec if isinstance(spec, (list, tuple)) else (spec,)
-            kind_type = spec[0]
-            opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+            kind_type, opts = parse_spec(spec)
             if opts.get("forceInput") or opts.get("rawLink"):
                 continue
             is_combo = isinstance(kind_type, (list, tuple)) or kind_type == "COMBO"
@@ -300,7 +298,6 @@ def apply_overrides(prompt: Dict[str, dict], overrides: Dict[str, Any]) -> Dict[
 def literal_or_link(value):
     """An override value: `["node_id", slot]` stays a link; any other list is a literal (wrapped, as the
     frontend does), so `--set 5.sizes=[512,768]` is not read as a malformed link."""
-    if isinstance(value, list) and not (len(value) == 2 and isinstance(value[0], str)
-                                        and isinstance(value[1], int) and not isinstance(value[1], bool)):
+    if isinstance(value, list) and not is_link(value):
         return {"__value__": value}
     return value
