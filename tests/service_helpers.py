@@ -110,11 +110,11 @@ def wait_history(base_url, prompt_id, timeout=30, headers=None):
     raise TimeoutError(f"{prompt_id} not in history")
 
 
-def server_fixture(name: str, **overrides):
-    """A module-scoped pytest fixture: one server on loopback for every test of the module."""
+def server_fixture(name: str, scope: str = "module", **overrides):
+    """A pytest fixture: a server on loopback for every test of the module (or each test, scope="function")."""
     import pytest
 
-    @pytest.fixture(scope="module")
+    @pytest.fixture(scope=scope)
     def server(tmp_path_factory):
         srv = make_server(tmp_path_factory.mktemp(name), **overrides)
         yield srv

@@ -6,12 +6,13 @@ that nothing outside the folder is touched and the error names the node and the 
 """
 import json
 import os
+import pathlib
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
-from service_helpers import http, make_server, multipart, wait_history
+from service_helpers import http, multipart, server_fixture, wait_history
 
 MEMORY_FORMAT = "vibeboard.story_memory"
 
@@ -28,11 +29,7 @@ def _plant(base_url, subfolder, name, data: bytes):
     return reply
 
 
-@pytest.fixture
-def server(tmp_path):
-    srv = make_server(tmp_path)
-    yield srv
-    srv.stop_thread()
+server = server_fixture("paths", scope="function")
 
 
 def _run(server, prompt):
@@ -51,7 +48,7 @@ def _error_text(entry) -> str:
 def test_story_memory_save_never_deletes_a_file_a_planted_manifest_names(server, tmp_path):
     victim = tmp_path / "victim.safetensors"
     save_file({"x": torch.zeros(2)}, str(victim))
-    output = tmp_path / "output"
+    output = pathlib.Path(server.dirs["output"])
     relative = os.path.relpath(victim, output / "stories" / "b")
     for i, name in enumerate([str(victim), relative]):  # absolute, then `..` back out of the folder
         _plant(server.url, f"stories/b{i}", "manifest.json", json.dumps(_manifest(name)).encode())
@@ -81,7 +78,7 @@ def test_story_memory_load_refuses_a_manifest_naming_a_file_outside_its_folder(s
         assert entry["status"]["status_str"] == "error"
         text = _error_text(entry)
         assert "Story Memory Load" in text and "memory_dir" in text
-        assert not (tmp_path / "output" / "stories" / f"c{i}").exists()  # the victim was never re-served
+        assert not (pathlib.Path(server.dirs["output"]) / "stories" / f"c{i}").exists()  # the victim was never re-served
 
 
 def test_story_memory_load_refuses_a_damaged_manifest_with_a_node_error(server, tmp_path):

@@ -77,28 +77,10 @@ def test_huge_filename_prefix_is_refused_cheaply(dirs):
     assert (first["filename"], second["filename"]) == ("x(.*)+[_00001_.png", "x(.*)+[_00002_.png")
 
 
-class _ReserveThenFail:
-    """A node that reserves an output name and then fails before writing it (any node, any pack)."""
-    RETURN_TYPES = ()
-    FUNCTION = "run"
-    OUTPUT_NODE = True
-    CATEGORY = "test"
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"prefix": ("STRING", {"default": "broken/shot"})}}
-
-    def run(self, prefix):
-        runtime.unique_output_path(runtime.output_directory(), prefix, "png")
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-
 def test_the_executor_removes_placeholders_a_failed_node_reserved(tmp_path):
+    import executor_nodes
     from runner.executor import Executor
-    from runner.registry import NodeRegistry
-    registry = NodeRegistry.default(embedded=True)
-    registry.register("ReserveThenFail", _ReserveThenFail)
-    ex = Executor(registry, output_dir=tmp_path / "out", input_dir=tmp_path / "in", temp_dir=tmp_path / "t")
+    ex = Executor(executor_nodes.registry(), output_dir=tmp_path / "out", input_dir=tmp_path / "in", temp_dir=tmp_path / "t")
     result = ex.execute({"1": {"class_type": "ReserveThenFail", "inputs": {"prefix": "broken/shot"}}})
     assert result.status == "error" and "No space left" in result.error["exception_message"]
     assert [p for p in (tmp_path / "out").rglob("*") if p.is_file()] == []
