@@ -79,6 +79,7 @@ def build_config(args):
     cache = int(cache) if str(cache).isdigit() else cache
     return ServerConfig(
         host=args.host, port=args.port, token=args.token if args.token is not None else config_file.get("token"),
+        allowed_hosts=list(args.allowed_host),
         output_dir=args.output_dir, input_dir=args.input_dir, temp_dir=args.temp_dir, db_path=args.db,
         storage=storage, webhook_secret=args.webhook_secret or hooks.get("secret"),
         default_webhook=args.webhook_url or hooks.get("url"),
@@ -87,7 +88,7 @@ def build_config(args):
         max_json_depth=int(limits.get("max_json_depth", args.max_json_depth)),
         allow_url_inputs=not args.no_url_inputs, allow_any_path=args.allow_any_path,
         allow_private_urls=True if args.allow_private_urls else None, extra_nodes=list(args.extra_nodes), cache=cache,
-        models_dir=args.models_dir, push_temp=args.push_temp, allowed_hosts=list(args.allowed_host))
+        models_dir=args.models_dir, push_temp=args.push_temp)
 
 
 def cmd_serve(args) -> int:

@@ -46,6 +46,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8188
     token: Optional[str] = None
+    allowed_hosts: list = field(default_factory=list)  # Host names served without a token besides loopback ones
     output_dir: str = "output"
     input_dir: str = "input"
     temp_dir: str = "temp"
@@ -67,7 +68,6 @@ class ServerConfig:
     push_temp: bool = False  # also push "temp" files (previews); off like ComfyUI workers
     allow_any_path: bool = False  # file paths typed into nodes may point anywhere (trusted clients only)
     allow_private_urls: Optional[bool] = None  # URL inputs / webhooks to private hosts; default: only on loopback
-    allowed_hosts: list = field(default_factory=list)  # Host names served without a token besides loopback ones
 
 
 class VibeServer:
@@ -250,7 +250,7 @@ class VibeServer:
         if number is not None and (isinstance(number, bool) or not isinstance(number, (int, float))
                                    or abs(number) > 2 ** 53  # 10**400 cannot even become a float
                                    or not math.isfinite(number)):  # inf would break the queue on restart
-            raise ApiError(400, "invalid_request", "number must be a finite number within ±2**53")
+            raise ApiError(400, "invalid_request", "number must be a finite number")
         job_id, number = self.service.submit(prompt, extra, client_id, prompt_id, number,
                                              bool(body.get("front")), list(result.good_outputs))
         return web.json_response({"prompt_id": job_id, "number": number, "node_errors": result.node_errors})
@@ -314,17 +314,15 @@ class VibeServer:
     # --- history ---------------------------------------------------------------------------------
     async def get_history(self, request):
         try:
-            max_items = int(request.query["max_items"]) if "max_items" in request.query else None
-            offset = int(request.query["offset"]) if "offset" in request.query else None
+            # min(): 10**400 is a valid integer but not an SQLite one; past any history size it means all/none
+            max_items = min(int(request.query["max_items"]), SQL_INT_MAX) if "max_items" in request.query else None
+            offset = min(int(request.query["offset"]), SQL_INT_MAX) if "offset" in request.query else None
         except ValueError:
             raise ApiError(400, "invalid_request", "max_items and offset must be integers")
         if offset is not None and offset < 0:
             offset = None  # ComfyUI's own default is -1: "the last max_items"
         if max_items is not None and max_items < 0:
             raise ApiError(400, "invalid_request", "max_items must not be negative")
-        # 10**400 is a valid integer but not an SQLite one: past any history size, it means "all"/"none"
-        max_items = None if max_items is None else min(max_items, SQL_INT_MAX)
-        offset = None if offset is None else min(offset, SQL_INT_MAX)
         return web.json_response({j["id"]: j["history"] for j in self.store.history(max_items, offset)})
 
     async def get_history_one(self, request):

@@ -10,7 +10,7 @@ import urllib.parse
 from aiohttp import web
 
 from . import netpolicy
-from .job_inputs import apply_job_inputs, output_spec
+from .job_inputs import apply_job_inputs, output_spec as _output_spec  # shared with the RunPod worker
 from .security import ApiError, safe_relpath
 
 def _webhook_spec(hook):
@@ -44,7 +44,7 @@ def make_post_job(server):
         workflow = copy.deepcopy(workflow)
         prompt = server.prepare_prompt(workflow)
         job_id = server._new_prompt_id(body.get("job_id"))
-        spec = {"webhook": _webhook_spec(body.get("webhook")), "output": output_spec(body.get("output")),
+        spec = {"webhook": _webhook_spec(body.get("webhook")), "output": _output_spec(body.get("output")),
                 "source": "vibeboard/jobs"}
         config = server.config
         written = await asyncio.get_running_loop().run_in_executor(

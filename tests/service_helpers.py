@@ -37,6 +37,18 @@ def make_server(tmp_path, **overrides):
     return VibeServer(config, registry=registry).start_in_thread()
 
 
+def server_fixture(name: str, scope: str = "module", **overrides):
+    """A pytest fixture: a server on loopback for every test of the module (or each test, scope="function")."""
+    import pytest
+
+    @pytest.fixture(scope=scope)
+    def server(tmp_path_factory):
+        srv = make_server(tmp_path_factory.mktemp(name), **overrides)
+        yield srv
+        srv.stop_thread()
+    return server
+
+
 def http(method, url, body=None, headers=None, raw=None, timeout=30):
     """Returns (status, parsed JSON or bytes, headers)."""
     headers = dict(headers or {})
@@ -109,14 +121,3 @@ def wait_history(base_url, prompt_id, timeout=30, headers=None):
         time.sleep(0.05)
     raise TimeoutError(f"{prompt_id} not in history")
 
-
-def server_fixture(name: str, scope: str = "module", **overrides):
-    """A pytest fixture: a server on loopback for every test of the module (or each test, scope="function")."""
-    import pytest
-
-    @pytest.fixture(scope=scope)
-    def server(tmp_path_factory):
-        srv = make_server(tmp_path_factory.mktemp(name), **overrides)
-        yield srv
-        srv.stop_thread()
-    return server
