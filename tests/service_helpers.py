@@ -37,18 +37,6 @@ def make_server(tmp_path, **overrides):
     return VibeServer(config, registry=registry).start_in_thread()
 
 
-def server_fixture(name: str, scope: str = "module", **overrides):
-    """A pytest fixture: a server on loopback for every test of the module (or each test, scope="function")."""
-    import pytest
-
-    @pytest.fixture(scope=scope)
-    def server(tmp_path_factory):
-        srv = make_server(tmp_path_factory.mktemp(name), **overrides)
-        yield srv
-        srv.stop_thread()
-    return server
-
-
 def http(method, url, body=None, headers=None, raw=None, timeout=30):
     """Returns (status, parsed JSON or bytes, headers)."""
     headers = dict(headers or {})
@@ -79,6 +67,18 @@ def multipart(fields: dict, files: dict):
                       "Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n")
     chunks.append(f"--{boundary}--\r\n".encode())
     return b"".join(chunks), f"multipart/form-data; boundary={boundary}"
+
+
+def server_fixture(name: str, scope: str = "module", **overrides):
+    """A pytest fixture: a server on loopback for every test of the module (or each test, scope="function")."""
+    import pytest
+
+    @pytest.fixture(scope=scope)
+    def server(tmp_path_factory):
+        srv = make_server(tmp_path_factory.mktemp(name), **overrides)
+        yield srv
+        srv.stop_thread()
+    return server
 
 
 class WsClient:
