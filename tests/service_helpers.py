@@ -120,4 +120,3 @@ def wait_history(base_url, prompt_id, timeout=30, headers=None):
             return body[prompt_id]
         time.sleep(0.05)
     raise TimeoutError(f"{prompt_id} not in history")
-
