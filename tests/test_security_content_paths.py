@@ -32,6 +32,15 @@ def _plant(base_url, subfolder, name, data: bytes):
 server = server_fixture("paths", scope="function")
 
 
+@pytest.fixture
+def restricted():
+    """The server's path policy for one test (then the local user's again)."""
+    from vibeboard.common import runtime
+    runtime.set_path_policy(True)
+    yield
+    runtime.set_path_policy(False)
+
+
 def _run(server, prompt):
     status, body, _ = http("POST", f"{server.url}/prompt", body={"prompt": prompt})
     assert status == 200, body
@@ -148,7 +157,7 @@ def test_location_memory_files_that_are_links_out_of_the_folder_are_refused(tmp_
     assert outside.read_text() == "not yours"
 
 
-def test_shard_index_naming_a_file_outside_the_model_folder_is_refused(tmp_path):
+def test_shard_index_naming_a_file_outside_the_model_folder_is_refused(tmp_path, request):
     from vibeboard.common import runtime
     from vibeboard.models import loaders
     secret = tmp_path / "secret.safetensors"
@@ -163,7 +172,7 @@ def test_shard_index_naming_a_file_outside_the_model_folder_is_refused(tmp_path)
     # restricted (server) policy: a shard that is a link out of the server's folders is refused too
     runtime.set_host_dirs(output=str(tmp_path / "o"), input=str(tmp_path / "i"), temp=str(tmp_path / "t"),
                           models=str(tmp_path / "models"))
-    runtime.set_path_policy(True)
+    request.getfixturevalue("restricted")
     os.symlink(secret, folder / "model-00002.safetensors")
     (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"w": "model-00002.safetensors"}}))
     with pytest.raises(loaders.ModelFileError, match="outside"):
@@ -181,7 +190,7 @@ def test_model_names_cannot_climb_out_of_the_models_folder(tmp_path):
     assert registry.find_file("../../secret.safetensors", "loras") is None
 
 
-def test_dailies_database_media_outside_the_server_folders_is_never_read_or_copied(tmp_path):
+def test_dailies_database_media_outside_the_server_folders_is_never_read_or_copied(tmp_path, request):
     """A Dailies project is an SQLite file in output/ (uploadable): a planted version path must not be copied
     into a review export (then served by /view) or cut into an assembly."""
     pytest.importorskip("opentimelineio")
@@ -198,7 +207,7 @@ def test_dailies_database_media_outside_the_server_folders_is_never_read_or_copi
     store = DailiesStore(str(folder / "planted.sqlite"))
     version = store.add_version("sh010", str(secret))  # what a planted database holds
     store.set_status(version["id"], "approved")
-    runtime.set_path_policy(True)
+    request.getfixturevalue("restricted")
     with pytest.raises(DailiesError, match="outside the folders"):
         store.latest_approved("sh010")
     export = tmp_path / "output" / "review"
