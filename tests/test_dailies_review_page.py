@@ -19,7 +19,7 @@ HARNESS = """<!doctype html><html><body><pre id="out">pending</pre>
 const MODE = "%s";
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 async function until(test, what) {
-  for (let i = 0; i < 200; i++) { const v = test(); if (v) return v; await sleep(50); }
+  for (let i = 0; i < 600; i++) { const v = test(); if (v) return v; await sleep(50); }
   throw new Error("timeout waiting for " + (what ? what() : "the page"));
 }
 function pointer(doc, el, type, x, y) {
@@ -100,13 +100,13 @@ def project(tmp_path):
 def test_drawn_annotation_survives_a_server_restart(project, tmp_path):
     server = start(tmp_path, "draw")
     try:
-        drawn = run_page(server.url + "/test-harness", budget_ms=15000, timeout=90)
+        drawn = run_page(server.url + "/test-harness", budget_ms=40000, timeout=120)
     finally:
         server.stop_thread()
     assert drawn["title"].startswith("sh010 v001")
     server = start(tmp_path, "read")  # a new server process over the same project file
     try:
-        shown = run_page(server.url + "/test-harness", budget_ms=15000, timeout=90)
+        shown = run_page(server.url + "/test-harness", budget_ms=40000, timeout=120)
     finally:
         server.stop_thread()
     assert len(shown["annotations"]) == 1 and shown["annotations"] == drawn["annotations"]
@@ -124,7 +124,7 @@ def test_drawn_annotation_survives_a_server_restart(project, tmp_path):
 def test_player_shows_the_exact_frame_and_compares_with_the_previous_version(project, tmp_path):
     server = start(tmp_path, "frame")
     try:
-        shown = run_page(server.url + "/test-harness", budget_ms=15000, timeout=90)
+        shown = run_page(server.url + "/test-harness", budget_ms=40000, timeout=120)
     finally:
         server.stop_thread()
     for frame in (0, 20, 37):
@@ -180,7 +180,7 @@ def test_static_export_opens_from_disk(project, tmp_path):
         return
     import subprocess
     page = subprocess.run([CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                           "--virtual-time-budget=5000", "--dump-dom", "file://" + index],
+                           "--virtual-time-budget=15000", "--dump-dom", "file://" + index],
                           capture_output=True, text=True, timeout=60).stdout
     assert 'data-ready="1"' in page and "sh010 v001" in page  # opened from disk, no server
     assert "arrow on 10–12" in page

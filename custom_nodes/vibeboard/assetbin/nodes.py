@@ -22,7 +22,7 @@ def _safe_name(text: str, default: str) -> str:
 
 
 def _model_folder(node: str, input_name: str, value: str) -> str:
-    from ..vfx.nodes import model_path  # the pack's one resolver for model paths typed into nodes
+    from ..models.loaders import model_path  # the pack's one resolver for model paths typed into nodes
 
     return model_path(node, input_name, value, must_be_dir=True)
 

@@ -235,7 +235,7 @@ class VBDailiesExportNotes:
         try:
             from . import review_export
         except ImportError as exc:
-            raise NodeInputError(node, "format", f"needs OpenTimelineIO ({exc.name}): pip install "
+            raise NodeInputError(node, "format", f"needs OpenTimelineIO ({exc.name or exc}): pip install "
                                  "vibeboard[sequencer]") from None
         store = open_store(node, project)
         if version_id:

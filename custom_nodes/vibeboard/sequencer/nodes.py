@@ -23,7 +23,7 @@ def _otio(node):
         from . import assembly, audio_mix, captions, conform, deliver, interchange, loudness  # noqa: F401
         from . import timeline
     except ImportError as exc:
-        raise NodeInputError(node, "timeline", f"the Sequencer needs OpenTimelineIO and friends ({exc.name}): "
+        raise NodeInputError(node, "timeline", f"the Sequencer needs OpenTimelineIO and friends ({exc.name or exc}): "
                              "pip install vibeboard[sequencer]") from None
     return {"assembly": assembly, "audio_mix": audio_mix, "captions": captions, "conform": conform,
             "deliver": deliver, "interchange": interchange, "loudness": loudness, "timeline": timeline}
