@@ -46,6 +46,10 @@ def register(subparsers) -> None:
                        default=os.environ.get("VIBEBOARD_ALLOW_PRIVATE_URLS", "0") in ("1", "true", "yes"),
                        help="let URL inputs and webhooks reach private/loopback addresses when bound to a public "
                             "interface (always allowed on loopback)")
+    serve.add_argument("--allowed-host", action="append",
+                       default=[h for h in os.environ.get("VIBEBOARD_ALLOWED_HOSTS", "").split(",") if h.strip()],
+                       help="a Host name served without a token besides loopback ones (repeatable; e.g. a name in "
+                            "/etc/hosts for 127.0.0.1). Other Host names get 403, which stops DNS rebinding")
     serve.add_argument("--push-temp", action="store_true",
                        default=os.environ.get("VIBEBOARD_PUSH_TEMP", "0") in ("1", "true", "yes"),
                        help="also push temp files (previews) to storage")
@@ -76,7 +80,8 @@ def build_config(args):
     cache = args.cache
     cache = int(cache) if str(cache).isdigit() else cache
     return ServerConfig(
-        host=args.host, port=args.port, token=args.token or config_file.get("token"),
+        host=args.host, port=args.port, token=args.token if args.token is not None else config_file.get("token"),
+        allowed_hosts=list(args.allowed_host),
         output_dir=args.output_dir, input_dir=args.input_dir, temp_dir=args.temp_dir, db_path=args.db,
         storage=storage, webhook_secret=args.webhook_secret or hooks.get("secret"),
         default_webhook=args.webhook_url or hooks.get("url"),

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, PngImagePlugin
 
-from vibeboard.common import runtime
+from vibeboard.common import budget, runtime
 from vibeboard.media import files
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -52,7 +52,14 @@ class LoadImage:
 
     def load_image(self, image):
         path = _safe_input_path(image)
-        img = Image.open(path)
+        try:
+            img = Image.open(path)
+        except (OSError, Image.DecompressionBombError) as exc:  # not an image, or a decompression bomb
+            raise runtime.NodeInputError(runtime.node_label(LoadImage), "image",
+                                         f"cannot read {image!r} as an image: {exc}") from None
+        width, height = img.size  # from the header: refuse before decoding a single pixel
+        budget.check(runtime.node_label(LoadImage), "image", (getattr(img, "n_frames", 1), height, width, 4),
+                     "the decoded image")
         frames, masks = [], []
         for frame in _iter_frames(img):
             frame = ImageOps.exif_transpose(frame)
@@ -101,10 +108,12 @@ def _iter_frames(img):
             return
 
 
-def _save_png_batch(images, directory, prefix, kind, prompt=None, extra_pnginfo=None, compress_level=4):
+def _save_png_batch(images, directory, prefix, kind, prompt=None, extra_pnginfo=None, compress_level=4,
+                    node=None):
+    node = node or runtime.node_label(SaveImage)
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise runtime.NodeInputError("SaveImage", "images", f"expected IMAGE [B,H,W,C], got {shape}")
+        raise runtime.NodeInputError(node, "images", f"expected IMAGE [B,H,W,C], got {shape}")
     results = []
     for image in images:
         array = np.clip(image.detach().float().cpu().numpy() * 255.0, 0, 255).astype(np.uint8)
@@ -116,10 +125,9 @@ def _save_png_batch(images, directory, prefix, kind, prompt=None, extra_pnginfo=
             meta.add_text("prompt", json.dumps(prompt))
         for key, value in (extra_pnginfo or {}).items():
             meta.add_text(key, json.dumps(value))
-        path, subfolder, name = runtime.unique_output_path(directory, prefix, "png")
-        tmp = path + ".part"
-        pil.save(tmp, format="PNG", pnginfo=meta, compress_level=compress_level)
-        os.replace(tmp, path)
+        path, subfolder, name = runtime.unique_output_path(directory, prefix, "png", node, "filename_prefix")
+        with files.atomic_output(path) as tmp:  # a failed write removes the empty placeholder too
+            pil.save(tmp, format="PNG", pnginfo=meta, compress_level=compress_level)
         results.append({"filename": name, "subfolder": subfolder, "type": kind})
     return results
 
@@ -153,7 +161,8 @@ class PreviewImage(SaveImage):
                 "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}}
 
     def save_images(self, images, filename_prefix="preview", prompt=None, extra_pnginfo=None):
-        saved = _save_png_batch(images, runtime.temp_directory(), "ComfyUI_temp", "temp", None, None, 1)
+        saved = _save_png_batch(images, runtime.temp_directory(), "ComfyUI_temp", "temp", None, None, 1,
+                                node=runtime.node_label(PreviewImage))
         return {"ui": {"images": saved}}
 
 

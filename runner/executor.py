@@ -23,8 +23,9 @@ from typing import Callable, Dict, List, Optional
 
 from vibeboard.common import runtime
 
-from .results import ExecutionResult
-from .validation import is_link, unwrap, validate_prompt
+from .results import ExecutionResult, execution_error
+from .graph import declared_inputs, hidden_inputs, is_link, lazy_inputs
+from .validation import unwrap, validate_prompt
 
 EventCallback = Callable[[str, dict], None]
 
@@ -181,7 +182,7 @@ class _Run:
         node = self.prompt[node_id]
         node_class = self.ex.registry.get(node["class_type"])
         parts = [node["class_type"], self._is_changed(node_id, node_class)]
-        hidden = (node_class.INPUT_TYPES().get("hidden") or {}).values()
+        hidden = hidden_inputs(node_class).values()
         if getattr(node_class, "NOT_IDEMPOTENT", False) or "UNIQUE_ID" in hidden:
             parts.append(("id", node_id))
         for name in sorted(node.get("inputs", {})):
@@ -261,14 +262,7 @@ class _Run:
             stack.pop()
 
     def _lazy_inputs(self, node_class) -> set:
-        types = node_class.INPUT_TYPES()
-        names = set()
-        for section in ("required", "optional"):
-            for name, spec in (types.get(section) or {}).items():
-                if isinstance(spec, (list, tuple)) and len(spec) > 1 and isinstance(spec[1], dict) \
-                        and spec[1].get("lazy"):
-                    names.add(name)
-        return names
+        return lazy_inputs(node_class)
 
     def _needed_sources(self, node_id) -> List[str]:
         node = self.prompt[node_id]
@@ -311,8 +305,7 @@ class _Run:
 
     def _gather_inputs(self, node_id, node_class, allow_missing=False) -> Dict[str, list]:
         node = self.prompt[node_id]
-        types = node_class.INPUT_TYPES()
-        declared = set(types.get("required") or {}) | set(types.get("optional") or {})
+        declared = set(declared_inputs(node_class))
         data = {}
         for name, value in node.get("inputs", {}).items():
             if is_link(value):
@@ -324,7 +317,7 @@ class _Run:
                     data[name] = [None]
             elif name in declared:
                 data[name] = [unwrap(value)]
-        for name, kind in (types.get("hidden") or {}).items():
+        for name, kind in hidden_inputs(node_class).items():
             if kind == "PROMPT":
                 data[name] = [self.prompt]
             elif kind == "UNIQUE_ID":
@@ -360,6 +353,7 @@ class _Run:
             self.emit("progress", {"value": value, "max": total, "prompt_id": self.prompt_id, "node": node_id})
 
         runtime.set_host_hooks(progress, ex._interrupt.is_set)
+        runtime.track_reserved_outputs()
         started = time.perf_counter()
         try:
             obj = self._instance(node_id, node_class)
@@ -367,11 +361,14 @@ class _Run:
             returns = _map_over_list(func, inputs, getattr(node_class, "INPUT_IS_LIST", False))
             outputs, ui = _merge_returns(node_class, returns)
         except runtime.InterruptProcessing:
+            runtime.discard_empty_reserved()  # a save cut short leaves no empty file that looks like a result
             raise
         except Exception as exc:
+            runtime.discard_empty_reserved()
             raise self._failure(node_id, exc, inputs)
         finally:
             runtime.set_host_hooks(None, None)
+            runtime.track_reserved_outputs(False)
         self.result.timings[node_id] = time.perf_counter() - started
         self.result.executed.append(node_id)
         self._store(node_id, (outputs, ui))
@@ -403,11 +400,11 @@ class _Run:
             if name in ("prompt",) or not isinstance(values, list):
                 continue
             current_inputs[name] = [_describe(v) for v in values]
-        data = {"prompt_id": self.prompt_id, "node_id": node_id, "node_type": node.get("class_type"),
-                "executed": list(self.result.executed), "exception_message": str(exc),
-                "exception_type": f"{type(exc).__module__}.{type(exc).__name__}".replace("builtins.", ""),
-                "traceback": traceback.format_exception(type(exc), exc, exc.__traceback__),
-                "current_inputs": current_inputs, "current_outputs": list(self.values), "timestamp": _now_ms()}
+        data = execution_error(
+            self.prompt_id, str(exc), f"{type(exc).__module__}.{type(exc).__name__}".replace("builtins.", ""),
+            node_id=node_id, node_type=node.get("class_type"), executed=self.result.executed,
+            traceback=traceback.format_exception(type(exc), exc, exc.__traceback__),
+            current_inputs=current_inputs, current_outputs=self.values)
         return _NodeFailure(data)
 
 

@@ -57,6 +57,27 @@ def _download(url: str, limit: int, key: str) -> bytes:
     return data
 
 
+def output_spec(output) -> dict:
+    """The job's `output` object, checked before anything runs: {"prefix": relative path, "upload": bool}."""
+    if output is None:
+        return {}
+    if not isinstance(output, dict):
+        raise ApiError(400, "invalid_request", "'output' must be an object {\"prefix\": ..., \"upload\": bool}")
+    unknown = sorted(set(output) - {"prefix", "upload", "include_temp"})
+    if unknown:
+        raise ApiError(400, "invalid_request", f"'output' has unknown keys {unknown}; expected prefix, upload")
+    spec = {}
+    for key, default in (("upload", True), ("include_temp", False)):
+        spec[key] = output.get(key, default)
+        if not isinstance(spec[key], bool):
+            raise ApiError(400, "invalid_request", f"'output.{key}' must be true or false")
+    if output.get("prefix") is not None:
+        if not isinstance(output["prefix"], str):
+            raise ApiError(400, "invalid_request", "'output.prefix' must be a string")
+        spec["prefix"] = safe_relpath(output["prefix"], "output.prefix")
+    return spec
+
+
 def apply_job_inputs(prompt: dict, inputs: dict, input_dir: str, job_id: str, max_bytes: int = 100 << 20,
                      max_url_bytes: int = 200 << 20, allow_urls: bool = True) -> list:
     """Apply {"node_id.input": value} overrides; file values ({"url"} or {"base64"}) land in the input folder

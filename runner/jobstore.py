@@ -14,6 +14,8 @@ import threading
 import time
 from typing import Iterable, List, Optional
 
+from .results import execution_error
+
 RESTART_REASON = ("The server stopped while this job was running (process killed or crashed); "
                   "the job was not re-run. Outputs written before the stop are kept.")
 
@@ -205,10 +207,8 @@ class JobStore:
             rows = self._db.execute("SELECT * FROM jobs WHERE status='running'").fetchall()
             jobs = [self._row(r) for r in rows]
             for job in jobs:
-                error = {"prompt_id": job["id"], "node_id": None, "node_type": None, "executed":
-                         sorted(job["partial_outputs"].keys()), "exception_message": RESTART_REASON,
-                         "exception_type": "ServerRestart", "traceback": [], "current_inputs": {},
-                         "current_outputs": [], "timestamp": int(time.time() * 1000)}
+                error = execution_error(job["id"], RESTART_REASON, "ServerRestart",
+                                        executed=sorted(job["partial_outputs"].keys()))
                 history = {"prompt": job.queue_item, "outputs": job["partial_outputs"],
                            "status": {"status_str": "error", "completed": False,
                                       "messages": [["execution_error", error]]},

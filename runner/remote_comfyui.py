@@ -336,40 +336,36 @@ class RemoteComfyUI:
                 skipped: Optional[List[dict]] = None) -> List[dict]:
         """Every {filename, subfolder, type} under any ui key of any node (images, gifs, video, audio, files…).
         Entries that would land outside output_dir are not downloaded; they are appended to `skipped`."""
+        from .results import ui_file_entries
         files, seen = [], set()
-        for node_id, ui in outputs.items():
-            for key, items in (ui or {}).items():
-                for item in items if isinstance(items, list) else []:
-                    if not isinstance(item, dict) or not isinstance(item.get("filename"), str):
-                        continue
-                    kind = item.get("type") or "output"
-                    if kind == "temp" and not include_temp:
-                        continue
-                    ident = (kind, item.get("subfolder") or "", item["filename"])
-                    if ident in seen:
-                        continue
-                    seen.add(ident)
-                    dest = os.path.join(output_dir, "temp") if kind == "temp" else output_dir
-                    if not _stays_inside(dest, item):
-                        # e.g. a memory bank a node saved to an absolute folder: ComfyUI's /view refuses it
-                        # (403) and the embedded executor skips such entries too; the rest still downloads
-                        if skipped is not None:
-                            skipped.append({"node": str(node_id), "key": key, **item})
-                        continue
-                    path = self.download(item, dest)
-                    files.append({"node": str(node_id), "key": key, "filename": item["filename"],
-                                  "subfolder": item.get("subfolder") or "", "type": kind, "path": path})
+        for node_id, key, item in ui_file_entries(outputs):
+            kind = item.get("type") or "output"
+            if kind == "temp" and not include_temp:
+                continue
+            ident = (kind, item.get("subfolder") or "", item["filename"])
+            if ident in seen:
+                continue
+            seen.add(ident)
+            dest = os.path.join(output_dir, "temp") if kind == "temp" else output_dir
+            if not _stays_inside(dest, item):
+                # e.g. a memory bank a node saved to an absolute folder: ComfyUI's /view refuses it
+                # (403) and the embedded executor skips such entries too; the rest still downloads
+                if skipped is not None:
+                    skipped.append({"node": node_id, "key": key, **item})
+                continue
+            path = self.download(item, dest)
+            files.append({"node": node_id, "key": key, "filename": item["filename"],
+                          "subfolder": item.get("subfolder") or "", "type": kind, "path": path})
         return files
 
 
 def _stays_inside(dest_dir: str, item: dict) -> bool:
     """Whether a remote {filename, subfolder} entry lands inside dest_dir (symlinks followed)."""
-    root = os.path.realpath(dest_dir)
-    target = os.path.realpath(os.path.join(root, item.get("subfolder") or "", item["filename"]))
-    try:
-        return os.path.commonpath([target, root]) == root
-    except ValueError:  # Windows: a name like "D:x.png" lands on another drive
+    from vibeboard.common.paths import is_inside
+    subfolder = item.get("subfolder") or ""
+    if not isinstance(subfolder, str) or not isinstance(item.get("filename"), str) or "\x00" in subfolder + item["filename"]:
         return False
+    return is_inside(os.path.join(dest_dir, subfolder, item["filename"]), dest_dir)
 
 
 def _finished(entry: dict) -> bool:

@@ -76,7 +76,7 @@ def _handle(job: dict, progress: Optional[Callable[[dict], None]], state: dict) 
     from .security import ApiError, check_graph
     from .validation import validate_prompt
     from .workflow import WorkflowFormatError, load_workflow
-    from .job_inputs import apply_job_inputs
+    from .job_inputs import apply_job_inputs, output_spec
     from .storage import push_outputs
 
     job_id = str(job.get("id") or f"local-{int(time.time() * 1000)}")
@@ -91,6 +91,10 @@ def _handle(job: dict, progress: Optional[Callable[[dict], None]], state: dict) 
         if isinstance(workflow, str):  # JSON text, never a path: job input must not read the worker's files
             from .security import parse_json
             workflow = parse_json(workflow.encode("utf-8"), 32 << 20, 256, "input.workflow")
+        if not isinstance(workflow, dict):
+            raise WorkflowFormatError(f"input.workflow must be a JSON object (API or UI format), got "
+                                      f"{type(workflow).__name__}")
+        output = output_spec(data.get("output"))  # a wrong type is refused before the job runs
         prompt = load_workflow(workflow, state["registry"])
         check_graph(prompt)
         apply_job_inputs(prompt, data.get("inputs") or {}, state["dirs"]["input"], job_id,
@@ -99,6 +103,10 @@ def _handle(job: dict, progress: Optional[Callable[[dict], None]], state: dict) 
         return {"error": f"cannot read workflow: {exc}"}
     except ApiError as exc:
         return {"error": exc.body["error"]["message"], "details": exc.body["error"]}
+    except Exception as exc:  # a bug in reading the job: the caller gets the error shape, the log the traceback
+        log.exception("could not prepare job %s", job_id)
+        return {"error": f"cannot prepare the job: {type(exc).__name__}: {exc}",
+                "details": {"type": "server_error", "exception_type": type(exc).__name__}}
     from vibeboard.common import runtime
     runtime.set_host_dirs(output=state["dirs"]["output"], input=state["dirs"]["input"], temp=state["dirs"]["temp"],
                           models=os.environ.get("VIBEBOARD_MODELS_DIR"))  # loaders validate files against these
@@ -119,7 +127,6 @@ def _handle(job: dict, progress: Optional[Callable[[dict], None]], state: dict) 
             progress({"node": info.get("node"), "value": info.get("value"), "max": info.get("max")})
 
     result = state["executor"].execute(prompt, prompt_id=job_id, on_event=on_event)
-    output = data.get("output") or {}
     published = []
     if output.get("upload", True):
         files = [f for f in result.output_files() if f["type"] != "temp" or output.get("include_temp")]

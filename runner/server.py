@@ -25,10 +25,11 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .jobstore import JobStore
-from .security import (ApiError, check_bind_allowed, check_graph, parse_json, resolve_inside,
-                       safe_relpath, token_ok)
+from .security import (ApiError, browser_request_allowed, check_bind_allowed, check_graph, parse_json,
+                       redacted_argv, register_secrets, require_strict_json, resolve_inside, safe_relpath, token_ok)
 from .service import JobService
 from .storage import Storage, content_type_for
 from .webhooks import WebhookSender
@@ -38,6 +39,7 @@ log = logging.getLogger("vibeboard.server")
 
 VERSION = "0.1.0"
 # The pack's WEB_DIRECTORY (see the repo root __init__.py), served like ComfyUI serves a pack's JS.
+SQL_INT_MAX = 2 ** 63 - 1
 WEB_EXTENSION_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "web", "js")
 FOLDER_TYPES = ("output", "input", "temp")
 SECRET_EXTRA_KEYS = ("auth_token_comfy_org", "api_key_comfy_org")
@@ -48,6 +50,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8188
     token: Optional[str] = None
+    allowed_hosts: list = field(default_factory=list)  # Host names served without a token besides loopback ones
     output_dir: str = "output"
     input_dir: str = "input"
     temp_dir: str = "temp"
@@ -78,6 +81,7 @@ class ServerConfig:
 class VibeServer:
     def __init__(self, config: ServerConfig, registry=None, executor=None):
         check_bind_allowed(config.host, config.token)
+        register_secrets(config.token, config.webhook_secret)  # never echoed (e.g. /system_stats argv)
         self.config = config
         for path in (config.output_dir, config.input_dir, config.temp_dir):
             os.makedirs(path, exist_ok=True)
@@ -169,6 +173,10 @@ class VibeServer:
             return await handler(request)
         except ApiError as exc:
             return web.json_response(exc.body, status=exc.status)
+        except HttpProcessingError as exc:  # e.g. a multipart header with a NUL byte in the file name
+            body = {"error": {"type": "invalid_request", "message": f"malformed request: {exc.message}",
+                              "details": "", "extra_info": {}}, "node_errors": {}}
+            return web.json_response(body, status=400)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
@@ -192,10 +200,11 @@ class VibeServer:
                 raise ApiError(401, "unauthorized", "missing or wrong token: send 'Authorization: Bearer <token>'"
                                + (" or ?token=<token>" if path in ("/ws", "/view") else ""))
         else:
-            # No token (loopback only): block cross-site requests from web pages, as ComfyUI does.
-            origin = request.headers.get("Origin")
-            if origin and urllib.parse.urlparse(origin).netloc != request.host:
-                raise ApiError(403, "forbidden_origin", f"cross-origin request from {origin} refused")
+            # No token (loopback only): serve loopback Host names only, so neither a cross-site page nor a
+            # DNS-rebinding one can drive the server (see security.browser_request_allowed).
+            refused = browser_request_allowed(request.host, request.headers.get("Origin"), self.config.allowed_hosts)
+            if refused:
+                raise ApiError(403, "forbidden_origin", refused)
         return await handler(request)
 
     async def _json(self, request: web.Request, what: str = "request body"):
@@ -244,6 +253,7 @@ class VibeServer:
             raise ApiError(400, body["error"].get("type", "invalid_prompt"), body["error"].get("message", ""),
                            body["error"].get("details", ""), body["error"].get("extra_info", {}),
                            body.get("node_errors", {}))
+        require_strict_json(prompt, "prompt")  # numeric inputs were refused by name above; this is the rest
         return result
 
     async def get_prompt(self, request):
@@ -264,12 +274,14 @@ class VibeServer:
         if not isinstance(extra, dict):
             raise ApiError(400, "invalid_request", "extra_data must be an object")
         extra = {k: v for k, v in extra.items() if k not in SECRET_EXTRA_KEYS}
+        require_strict_json(extra, "extra_data")
         client_id = body.get("client_id")
         if client_id is not None and not isinstance(client_id, str):
             raise ApiError(400, "invalid_request", "client_id must be a string")
         prompt_id = await self._off(self._new_prompt_id, body.get("prompt_id"))
         number = body.get("number")
         if number is not None and (isinstance(number, bool) or not isinstance(number, (int, float))
+                                   or abs(number) > 2 ** 53  # 10**400 cannot even become a float
                                    or not math.isfinite(number)):  # inf would break the queue on restart
             raise ApiError(400, "invalid_request", "number must be a finite number")
         job_id, number = await self._off(self.service.submit, prompt, extra, client_id, prompt_id, number,
@@ -281,6 +293,9 @@ class VibeServer:
             return str(uuid.uuid4())
         if not isinstance(wanted, str) or not wanted or len(wanted) > 128:
             raise ApiError(400, "invalid_request", "prompt_id must be a non-empty string (≤ 128 characters)")
+        if any(ch in "/\\" or ord(ch) < 32 or ord(ch) == 127 for ch in wanted):
+            # ids appear in URL paths (/history/{id}, /vibeboard/jobs/{id}) and in storage keys
+            raise ApiError(400, "invalid_request", "prompt_id / job_id must not contain '/', '\\' or control characters")
         if self.store.exists(wanted):
             raise ApiError(409, "duplicate_prompt_id", f"prompt_id {wanted!r} is already in use")
         return wanted
@@ -335,8 +350,9 @@ class VibeServer:
     # --- history ---------------------------------------------------------------------------------
     async def get_history(self, request):
         try:
-            max_items = int(request.query["max_items"]) if "max_items" in request.query else None
-            offset = int(request.query["offset"]) if "offset" in request.query else None
+            # min(): 10**400 is a valid integer but not an SQLite one; past any history size it means all/none
+            max_items = min(int(request.query["max_items"]), SQL_INT_MAX) if "max_items" in request.query else None
+            offset = min(int(request.query["offset"]), SQL_INT_MAX) if "offset" in request.query else None
         except ValueError:
             raise ApiError(400, "invalid_request", "max_items and offset must be integers")
         if offset is not None and offset < 0:
@@ -661,7 +677,7 @@ def system_stats() -> dict:
                        "comfyui_version": f"vibeboard-{VERSION}", "required_frontend_version": "",
                        "installed_templates_version": "", "required_templates_version": "",
                        "python_version": sys.version, "pytorch_version": torch_version,
-                       "embedded_python": False, "argv": sys.argv, "platform": platform.platform()},
+                       "embedded_python": False, "argv": redacted_argv(sys.argv), "platform": platform.platform()},
             "devices": devices, "vibeboard": _model_stats()}
 
 

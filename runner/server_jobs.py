@@ -9,7 +9,7 @@ import urllib.parse
 from aiohttp import web
 
 from . import netpolicy
-from .job_inputs import apply_job_inputs
+from .job_inputs import apply_job_inputs, output_spec as _output_spec  # shared with the RunPod worker
 from .security import ApiError, safe_relpath
 
 def _webhook_spec(hook):
@@ -26,18 +26,6 @@ def _webhook_spec(hook):
     except netpolicy.UrlRefused as exc:
         raise ApiError(403, "url_refused", str(exc))
     return {"url": hook["url"], "progress": bool(hook.get("progress", False))}
-
-
-def _output_spec(output):
-    if output is None:
-        return {}
-    if not isinstance(output, dict):
-        raise ApiError(400, "invalid_request", "'output' must be an object {\"prefix\": ..., \"upload\": bool}")
-    spec = {"upload": bool(output.get("upload", True))}
-    if output.get("prefix") is not None:
-        prefix = safe_relpath(str(output["prefix"]), "output.prefix")
-        spec["prefix"] = prefix
-    return spec
 
 
 def make_post_job(server):

@@ -33,33 +33,8 @@ ALWAYS_BROADCAST = {"execution_interrupted", "status"}
 FINAL_EVENTS = {"execution_success", "execution_error", "execution_interrupted"}
 
 
-def files_from_ui(outputs: dict, dirs: dict) -> list:
-    """Every file referenced by ui dicts ({node: {key: [{filename, subfolder, type}]}}), as output_files() rows."""
-    rows, seen = [], set()
-    for node_id, ui in (outputs or {}).items():
-        if not isinstance(ui, dict):
-            continue
-        for value in ui.values():
-            if not isinstance(value, list):
-                continue
-            for item in value:
-                if not isinstance(item, dict) or not isinstance(item.get("filename"), str):
-                    continue
-                kind = item.get("type") or "output"
-                base = dirs.get(kind)
-                if base is None:
-                    continue
-                subfolder = item.get("subfolder") or ""
-                path = os.path.join(base, subfolder, item["filename"])
-                if not path_inside(base, path):
-                    continue  # never push a file from outside the folder, whatever a node reported
-                key = (node_id, path)
-                if key in seen:
-                    continue
-                seen.add(key)
-                rows.append({"node": str(node_id), "filename": item["filename"], "subfolder": subfolder,
-                             "type": kind, "path": path})
-    return rows
+# "which files did this run write" has one home: results.files_in_ui (also behind ExecutionResult.output_files)
+from .results import execution_error, files_in_ui as files_from_ui  # noqa: E402
 
 
 class JobService:
@@ -308,10 +283,8 @@ class JobService:
         except Exception as exc:  # executor bug or host failure: still a clean error record
             tb = traceback.format_exc()
             log.error("job %s crashed: %s", job["id"], tb)
-            error = {"prompt_id": job["id"], "node_id": self.current_node, "node_type": None, "executed": [],
-                     "exception_message": f"{type(exc).__name__}: {exc}", "exception_type": type(exc).__name__,
-                     "traceback": tb.splitlines(), "current_inputs": {}, "current_outputs": [],
-                     "timestamp": int(time.time() * 1000)}
+            error = execution_error(job["id"], f"{type(exc).__name__}: {exc}", type(exc).__name__,
+                                    node_id=self.current_node, traceback=tb.splitlines())
             held.insert(0, ("execution_error", error))  # before the final "executing": node null
             status = "error"
             partial = (self.store.get(job["id"]) or {}).get("partial_outputs") or {}
@@ -379,11 +352,9 @@ def _invalid_as_execution_error(job_id: str, result) -> dict:
     """ComfyUI clients learn about failures from execution_error: give a run-time validation failure that shape."""
     node_errors = result.node_errors or {}
     node_id = next(iter(node_errors), None)
-    return {"prompt_id": job_id, "node_id": node_id,
-            "node_type": node_errors[node_id].get("class_type") if node_id else None, "executed": [],
-            "exception_message": result.validation_summary or "the prompt is no longer valid",
-            "exception_type": "ValidationError", "traceback": [], "current_inputs": {}, "current_outputs": [],
-            "node_errors": node_errors, "timestamp": int(time.time() * 1000)}
+    return execution_error(job_id, result.validation_summary or "the prompt is no longer valid", "ValidationError",
+                           node_id=node_id, node_type=node_errors[node_id].get("class_type") if node_id else None,
+                           node_errors=node_errors)
 
 
 def _short_error(error) -> Optional[dict]:

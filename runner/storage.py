@@ -108,10 +108,11 @@ class LocalStorage(Storage):
         self.public_base_url = public_base_url.rstrip("/") if public_base_url else None
 
     def _path(self, key: str) -> str:
-        path = os.path.abspath(os.path.join(self.root, *key.split("/")))
-        if os.path.commonpath([path, self.root]) != self.root:
-            raise StorageError(f"key {key!r} leaves the storage folder")
-        return path
+        from vibeboard.common.paths import PathEscapeError, resolve_inside
+        try:  # resolved: a link inside the store folder must not lead a copy out of it
+            return resolve_inside(self.root, key, what="storage key")
+        except PathEscapeError as exc:
+            raise StorageError(str(exc)) from None
 
     def put_file(self, path: str, key: str, content_type: Optional[str] = None) -> StoredObject:
         target = self._path(key)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Dict
 
-from .validation import input_spec, is_link, unwrap
+from .graph import declared_inputs, input_spec, is_link
+from .validation import unwrap
 from .workflow import upload_marker, widget_slots
 
 COLUMN_WIDTH, ROW_GAP = 360, 40
@@ -51,21 +52,19 @@ def api_to_ui(prompt: Dict[str, dict], registry, control_value: str = "fixed") -
         slots = widget_slots(types)
         widget_names = {name for name, kind in slots if kind == "value"}
         inputs_ui, values = [], []
-        for section in ("required", "optional"):
-            for name, spec in (types.get(section) or {}).items():
-                kind = input_spec(node_class, name)[0]
-                type_name = "COMBO" if isinstance(kind, (list, tuple)) else kind
-                value = node["inputs"].get(name)
-                entry = {"name": name, "type": type_name, "link": None}
-                if name in widget_names:
-                    entry["widget"] = {"name": name}
-                if is_link(value):
-                    link_id = len(links) + 1
-                    entry["link"] = link_id
-                    links.append([link_id, ids[value[0]], value[1], ids[node_id], len(inputs_ui), type_name])
-                    outputs_links.setdefault((value[0], value[1]), []).append(link_id)
-                if name in widget_names or entry["link"] is not None:
-                    inputs_ui.append(entry)
+        for name, (kind, _opts, _section) in declared_inputs(node_class).items():
+            type_name = "COMBO" if isinstance(kind, (list, tuple)) else kind
+            value = node["inputs"].get(name)
+            entry = {"name": name, "type": type_name, "link": None}
+            if name in widget_names:
+                entry["widget"] = {"name": name}
+            if is_link(value):
+                link_id = len(links) + 1
+                entry["link"] = link_id
+                links.append([link_id, ids[value[0]], value[1], ids[node_id], len(inputs_ui), type_name])
+                outputs_links.setdefault((value[0], value[1]), []).append(link_id)
+            if name in widget_names or entry["link"] is not None:
+                inputs_ui.append(entry)
         for name, kind in slots:
             value = node["inputs"].get(name)
             if kind == "value":

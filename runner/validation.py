@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-
-def is_link(value) -> bool:
-    return (isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
-            and isinstance(value[1], int) and not isinstance(value[1], bool))
+from .graph import declared_inputs, input_spec, is_link  # noqa: F401  (one home; re-exported for older imports)
 
 
 def unwrap(value):
@@ -29,16 +27,6 @@ def types_match(received, expected) -> bool:
 
 def _error(kind, message, details="", **extra):
     return {"type": kind, "message": message, "details": details, "extra_info": extra}
-
-
-def input_spec(node_class, name):
-    types = node_class.INPUT_TYPES()
-    for section in ("required", "optional"):
-        if name in (types.get(section) or {}):
-            spec = types[section][name]
-            spec = spec if isinstance(spec, (list, tuple)) else (spec,)
-            return spec[0], (spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}), section
-    return None, {}, None
 
 
 def _validate_inputs_params(node_class):
@@ -170,10 +158,9 @@ class _Validator:
         node_class = self.registry.get(node["class_type"])
         inputs = node.setdefault("inputs", {})
         errors = self.errors.setdefault(node_id, [])
-        types = node_class.INPUT_TYPES()
-        required = types.get("required") or {}
-        declared = dict(required)
-        declared.update(types.get("optional") or {})
+        specs = declared_inputs(node_class)
+        required = [name for name, (_k, _o, section) in specs.items() if section == "required"]
+        declared = specs
         vfunc, vparams, v_all = _validate_inputs_params(node_class)
         upstream_ok = True
         received_types = {}
@@ -196,7 +183,7 @@ class _Validator:
                     continue
                 received = returns[value[1]]
                 received_types[name] = received
-                expected, expected_opts, _ = input_spec(node_class, name)
+                expected, expected_opts, _ = specs.get(name, (None, {}, None))
                 if expected is not None and "input_types" not in vparams and not types_match(received, expected):
                     # input_config is the declared spec, options included, as ComfyUI reports it
                     config = [_type_text(expected), expected_opts] if expected_opts else [_type_text(expected)]
@@ -231,10 +218,17 @@ class _Validator:
             {"INT": int, "FLOAT": float, "STRING": str, "BOOLEAN": _to_bool}.get(kind)
         if caster is not None:
             try:
+                if kind in ("INT", "FLOAT") and isinstance(value, float) and not math.isfinite(value):
+                    raise ValueError(f"{value} is not a finite number")  # NaN/Infinity are not JSON either
                 if kind == "INT" and isinstance(value, float) and not value.is_integer():
                     raise ValueError(f"{value} is not a whole number")
                 value = caster(value)
-            except (TypeError, ValueError) as exc:
+                if kind == "INT" and not INT_LIMIT[0] <= value <= INT_LIMIT[1]:
+                    raise ValueError(f"{_short(value)} is outside the 64-bit range ComfyUI accepts")
+                if kind == "FLOAT" and not math.isfinite(value):
+                    raise ValueError(f"{_short(value)} is not a finite number")
+            except (TypeError, ValueError, OverflowError) as exc:
+                value = _short(value)
                 errors.append(_error("invalid_input_type", f"Failed to convert an input value to a {kind} value",
                                      f"{name}, {value}, {exc}", input_name=name, input_config=[kind, opts],
                                      received_value=value, exception_message=str(exc)))
@@ -271,6 +265,19 @@ class _Validator:
             return []
         return [_error("custom_validation_failed", "Custom validation failed for node",
                        f"{result}", input_name=_guess_input(result, inputs))]
+
+
+INT_LIMIT = (-(2 ** 63), 2 ** 64 - 1)  # ComfyUI's widest INT widget (seeds go up to 0xffffffffffffffff)
+
+
+def _short(value):
+    """A received value small enough to echo back (a 400-digit integer, a 19 MB string)."""
+    text = value if isinstance(value, str) else None
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10 ** 30:
+        return f"<integer of about {int(value.bit_length() * 0.30103) + 1} digits>"
+    if text is not None and len(text) > 200:
+        return text[:200] + f"… ({len(text)} characters)"
+    return value
 
 
 def _guess_input(message, inputs):

@@ -11,6 +11,8 @@ import json
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
+from .graph import is_link, parse_spec
+
 MODE_MUTED = 2
 MODE_BYPASS = 4
 VIRTUAL_NODES = {"Reroute", "PrimitiveNode", "Note", "MarkdownNote"}
@@ -59,9 +61,9 @@ def _read_source(source, max_bytes):
         if path.lower().endswith(".png"):
             return _read_png_metadata(path)
         with open(path, "rb") as handle:
-            text = handle.read().decode("utf-8-sig")
+            text = _decode_text(handle.read(), path)
     else:
-        text = source.decode("utf-8") if isinstance(source, bytes) else source
+        text = _decode_text(source, "workflow") if isinstance(source, bytes) else source
     if len(text) > max_bytes:
         raise WorkflowFormatError(f"workflow JSON is larger than {max_bytes} bytes")
     try:
@@ -70,6 +72,17 @@ def _read_source(source, max_bytes):
         raise WorkflowFormatError(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
         raise WorkflowFormatError("invalid JSON: nested too deeply") from None
+
+
+def _decode_text(raw: bytes, what: str) -> str:
+    """JSON bytes → text: UTF-8 (with or without BOM) or UTF-16/32 (with BOM, as Windows tools save them)."""
+    try:
+        encoding = json.detect_encoding(raw)
+        text = raw.decode(encoding)
+    except (UnicodeDecodeError, LookupError) as exc:
+        raise WorkflowFormatError(f"{what} is not UTF-8 or UTF-16 text ({exc.reason if hasattr(exc, 'reason') else exc}"
+                                  "); save it as UTF-8") from None
+    return text[1:] if text.startswith("\ufeff") else text
 
 
 def _read_png_metadata(path):
@@ -92,8 +105,7 @@ def normalise_api(prompt: dict) -> Dict[str, dict]:
         node = dict(node)
         inputs = {}
         for name, value in (node.get("inputs") or {}).items():
-            if isinstance(value, list) and len(value) == 2 and isinstance(value[0], (str, int)) \
-                    and not isinstance(value[0], bool) and isinstance(value[1], int) and not isinstance(value[1], bool):
+            if is_link(value, raw=True):
                 value = [str(value[0]), value[1]]
             inputs[name] = value
         node["inputs"] = inputs
@@ -114,9 +126,7 @@ def widget_slots(input_types: dict) -> List[Tuple[str, str]]:
     slots, upload = [], None
     for section in ("required", "optional"):
         for name, spec in (input_types.get(section) or {}).items():
-            spec = spec if isinstance(spec, (list, tuple)) else (spec,)
-            kind_type = spec[0]
-            opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+            kind_type, opts = parse_spec(spec)
             if opts.get("forceInput") or opts.get("rawLink"):
                 continue
             is_combo = isinstance(kind_type, (list, tuple)) or kind_type == "COMBO"
@@ -206,27 +216,33 @@ def ui_to_api(workflow: dict, registry) -> Dict[str, dict]:
     nodes = {node["id"]: node for node in workflow["nodes"]}
     links = _links_table(workflow)
 
-    def resolve(link_id, seen=()):
-        """Follow a link to a real producer: ('link', id, slot), ('value', v) or None (input dropped)."""
-        if link_id is None or link_id not in links or link_id in seen:
-            return None
-        origin_id, origin_slot, _tid, _tslot, link_type = links[link_id]
-        origin = nodes.get(origin_id)
-        if origin is None:
-            return ("link", str(origin_id), origin_slot)  # validation reports the missing node
-        seen = seen + (link_id,)
-        if origin.get("type") == "Reroute":
-            inputs = origin.get("inputs") or []
-            return resolve(inputs[0].get("link"), seen) if inputs else None
-        if origin.get("type") == "PrimitiveNode":
-            values = origin.get("widgets_values") or []
-            return ("value", values[0]) if values else None
-        mode = origin.get("mode", 0)
-        if mode == MODE_MUTED:
-            return None
-        if mode == MODE_BYPASS:
-            return resolve(_bypass_input(origin, origin_slot, link_type), seen)
-        return ("link", str(origin_id), origin_slot)
+    def resolve(link_id):
+        """Follow a link to a real producer: ('link', id, slot), ('value', v) or None (input dropped).
+        A loop, not recursion: a chain of thousands of Reroutes must not hit Python's recursion limit."""
+        seen = set()
+        while True:
+            if link_id is None or link_id not in links or link_id in seen:
+                return None
+            seen.add(link_id)
+            origin_id, origin_slot, _tid, _tslot, link_type = links[link_id]
+            origin = nodes.get(origin_id)
+            if origin is None:
+                return ("link", str(origin_id), origin_slot)  # validation reports the missing node
+            if origin.get("type") == "Reroute":
+                inputs = origin.get("inputs") or []
+                if not inputs:
+                    return None
+                link_id = inputs[0].get("link")
+                continue
+            if origin.get("type") == "PrimitiveNode":
+                values = origin.get("widgets_values") or []
+                return ("value", values[0]) if values else None
+            mode = origin.get("mode", 0)
+            if mode == MODE_MUTED:
+                return None
+            if mode != MODE_BYPASS:
+                return ("link", str(origin_id), origin_slot)
+            link_id = _bypass_input(origin, origin_slot, link_type)
 
     prompt = {}
     for node_id, node in nodes.items():
@@ -282,7 +298,6 @@ def apply_overrides(prompt: Dict[str, dict], overrides: Dict[str, Any]) -> Dict[
 def literal_or_link(value):
     """An override value: `["node_id", slot]` stays a link; any other list is a literal (wrapped, as the
     frontend does), so `--set 5.sizes=[512,768]` is not read as a malformed link."""
-    if isinstance(value, list) and not (len(value) == 2 and isinstance(value[0], str)
-                                        and isinstance(value[1], int) and not isinstance(value[1], bool)):
+    if isinstance(value, list) and not is_link(value):
         return {"__value__": value}
     return value

@@ -202,6 +202,19 @@ class AlwaysChanged(Constant):
         return float("nan")
 
 
+class ReserveThenFail(Record):
+    """Reserves an output name (as every save node does) and fails before writing it: a full disk."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"prefix": ("STRING", {"default": "broken/shot"})}}
+
+    def run(self, prefix):
+        import errno
+        runtime.unique_output_path(runtime.output_directory(), prefix, "png")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
 ALL = {name: cls for name, cls in globals().items()
        if isinstance(cls, type) and hasattr(cls, "FUNCTION")}
 

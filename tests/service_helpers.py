@@ -99,6 +99,18 @@ def multipart(fields: dict, files: dict):
     return b"".join(chunks), f"multipart/form-data; boundary={boundary}"
 
 
+def server_fixture(name: str, scope: str = "module", **overrides):
+    """A pytest fixture: a server on loopback for every test of the module (or each test, scope="function")."""
+    import pytest
+
+    @pytest.fixture(scope=scope)
+    def server(tmp_path_factory):
+        srv = make_server(tmp_path_factory.mktemp(name), **overrides)
+        yield srv
+        srv.stop_thread()
+    return server
+
+
 class WsClient:
     def __init__(self, base_url, client_id=None, token=None):
         self.client_id = client_id or uuid.uuid4().hex

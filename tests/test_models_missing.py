@@ -117,7 +117,7 @@ def test_wan_loader_inside_comfyui_reports_the_whole_workflow(empty_models):
         VBWanModelLoader().load("wan2.1_t2v_1.3B_bf16.safetensors", "wan_2.1_vae.safetensors",
                                 "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "bf16", prompt=WORKFLOW)
     first = info.value.items[0]
-    assert (first["node"], first["input"], first["title"]) == ("1", "model", "Wan Model Loader")
+    assert (first["node"], first["input"], first["title"]) == ("1", "model", "Wan Model Loader (VibeBoard)")
     assert len(info.value.items) == 6 and "vibeboard models pull genfocus-loras" in str(info.value)
 
 

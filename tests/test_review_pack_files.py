@@ -36,7 +36,7 @@ def test_camera_export_bad_prefix_names_the_node(dirs):
 
     with pytest.raises(NodeInputError) as err:
         VBCameraPathExport().export(_path(), "vibeboard_json", "../outside")
-    assert err.value.node == "Camera Path Export" and err.value.input_name == "filename_prefix"
+    assert err.value.node == "Camera Path Export (VibeBoard)" and err.value.input_name == "filename_prefix"
 
 
 def test_boxes_save_bad_prefix_names_the_node(dirs):
@@ -46,7 +46,7 @@ def test_boxes_save_bad_prefix_names_the_node(dirs):
     boxset = boxes_mod.parse_boxes('{"boxes": [{"x0": 0.1, "y0": 0.1, "x1": 0.5, "y1": 0.5, "prompt": "a"}]}', "")
     with pytest.raises(NodeInputError) as err:
         VBBoxesSave().save(boxset, "../outside")
-    assert err.value.node == "Boxes Save" and err.value.input_name == "filename_prefix"
+    assert err.value.node == "Boxes Save (VibeBoard)" and err.value.input_name == "filename_prefix"
 
 
 def test_camera_import_reruns_when_its_file_changes(dirs):

@@ -160,9 +160,9 @@ def test_camera_nodes_convert_and_report_bad_input(tmp_path):
     assert np.allclose(loaded.c2w, chained.c2w, atol=1e-9)
     emb, w, h, n = VBCameraToWanEmbedding().embed(loaded)
     assert tuple(emb.shape) == (1, 24, 4, 32, 64) and (w, h, n) == (64, 32, 13)
-    with pytest.raises(NodeInputError, match="Camera Keyframes: input 'keyframes'"):
+    with pytest.raises(NodeInputError, match=r"Camera Keyframes \(VibeBoard\): input 'keyframes'"):
         VBCameraKeyframes().build("[{\"frame\": 0}, {\"frame\": 0}]", 5, 64, 32, 60.0, "linear")
-    with pytest.raises(NodeInputError, match="Camera Path Import: input 'file'"):
+    with pytest.raises(NodeInputError, match=r"Camera Path Import \(VibeBoard\): input 'file'"):
         VBCameraPathImport().load("", "missing.txt", 64, 32, 16.0, True)
 
 

@@ -93,7 +93,7 @@ def test_missing_checkpoint_names_node_input_and_path(ex):
     from vibeboard.vfx.nodes import VBInfCamLoader
 
     runtime.set_host_dirs(models=ex.models_dir)
-    with pytest.raises(NodeInputError, match="InfCam Loader: input 'checkpoint'.*nope.safetensors"):
+    with pytest.raises(NodeInputError, match=r"InfCam Loader \(VibeBoard\): input 'checkpoint'.*nope.safetensors"):
         VBInfCamLoader().load("infcam/nope.safetensors", "v", "t", "k", "fp32", "cpu")
 
 
@@ -127,7 +127,7 @@ def test_fix_focus_routes_to_genfocus_deblur(tmp_path):
     frames = torch.rand(2, 32, 32, 3, generator=g)
     (out,) = VBFixFocus().run(handle, frames, steps=1, seed=0, max_side=1024)
     assert out.shape == (2, 32, 32, 3)
-    with pytest.raises(NodeInputError, match="GenFocus Bokeh: input 'genfocus'.*bokeh"):
+    with pytest.raises(NodeInputError, match=r"GenFocus Bokeh \(VibeBoard\): input 'genfocus'.*bokeh"):
         VBGenFocusBokeh().run(handle, frames[:1], torch.rand(1, 32, 32), steps=1, seed=0, max_side=1024)
 
 

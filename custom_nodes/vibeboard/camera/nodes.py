@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 
+from ..common import runtime
 from ..common.runtime import NodeInputError, output_directory, unique_output_path
 from .path import parse_camera_path
 from .presets import EASINGS, PRESETS, path_from_2d, path_from_keyframes, preset_path
@@ -58,7 +59,7 @@ class VBCameraPreset:
             path = preset_path(motion, num_frames, width, height, speed, easing, fov_deg, subject_distance,
                                shake, seed)
         except ValueError as exc:
-            raise NodeInputError("Camera Preset", "motion", str(exc)) from None
+            raise NodeInputError(runtime.node_label(VBCameraPreset), "motion", str(exc)) from None
         if previous is not None:
             path = previous.concatenate(path.scaled_to(previous.width, previous.height))
         return (path, path.to_json())
@@ -95,9 +96,9 @@ class VBCameraPathDraw:
         try:
             pts = parse_points(points)
         except (ValueError, KeyError, TypeError, IndexError) as exc:
-            raise NodeInputError("Camera Path (Draw)", "points", str(exc)) from None
+            raise NodeInputError(runtime.node_label(VBCameraPathDraw), "points", str(exc)) from None
         if not pts:
-            raise NodeInputError("Camera Path (Draw)", "points", "draw at least one point")
+            raise NodeInputError(runtime.node_label(VBCameraPathDraw), "points", "draw at least one point")
         if image is not None:
             height, width = int(image.shape[1]), int(image.shape[2])
         path = path_from_2d(pts, num_frames, width, height, mode, easing, fov_deg, subject_distance)
@@ -129,7 +130,8 @@ class VBCameraKeyframes:
             data = json.loads(keyframes)
             path = path_from_keyframes(data, num_frames, width, height, fov_deg, easing)
         except (ValueError, KeyError, TypeError) as exc:
-            raise NodeInputError("Camera Keyframes", "keyframes", f"{type(exc).__name__}: {exc}") from None
+            raise NodeInputError(runtime.node_label(VBCameraKeyframes), "keyframes",
+                                 f"{type(exc).__name__}: {exc}") from None
         return (path, path.to_json())
 
 
@@ -166,7 +168,7 @@ class VBCameraPathImport:
     def _file_path(file: str) -> str:
         from ..common import runtime
 
-        return runtime.user_path("Camera Path Import", "file", file, runtime.input_directory())
+        return runtime.user_path(runtime.node_label(VBCameraPathImport), "file", file, runtime.input_directory())
 
     @classmethod
     def IS_CHANGED(cls, file="", **_):
@@ -185,18 +187,20 @@ class VBCameraPathImport:
             source = "file"
             path_name = self._file_path(file.strip())
             if not os.path.isfile(path_name):
-                raise NodeInputError("Camera Path Import", "file", f"no such file: {path_name}")
+                raise NodeInputError(runtime.node_label(VBCameraPathImport), "file", f"no such file: {path_name}")
             try:
                 with open(path_name, encoding="utf-8") as fh:
                     text = fh.read()
             except (OSError, UnicodeDecodeError) as exc:
-                raise NodeInputError("Camera Path Import", "file", f"cannot read {path_name} as text: {exc}") from None
+                raise NodeInputError(runtime.node_label(VBCameraPathImport), "file",
+                                     f"cannot read {path_name} as text: {exc}") from None
         if not text.strip():
-            raise NodeInputError("Camera Path Import", "text", "empty: paste a path or name a file")
+            raise NodeInputError(runtime.node_label(VBCameraPathImport), "text", "empty: paste a path or name a file")
         try:
             path = parse_camera_path(text, width, height, fps, cam=infcam_cam)
         except (ValueError, KeyError, TypeError) as exc:
-            raise NodeInputError("Camera Path Import", source, f"{type(exc).__name__}: {exc}") from None
+            raise NodeInputError(runtime.node_label(VBCameraPathImport), source,
+                                 f"{type(exc).__name__}: {exc}") from None
         return (path.relative_to_first() if relative_to_first else path,)
 
 
@@ -226,11 +230,10 @@ class VBCameraPathExport:
             text, ext = json.dumps(camera_path.to_comfy_wan_poses()), "json"
         else:
             text, ext = camera_path.to_json(indent=1), "json"
-        try:
-            path, subfolder, name = unique_output_path(output_directory(), filename_prefix, ext)
-        except NodeInputError as exc:
-            raise NodeInputError("Camera Path Export", "filename_prefix", str(exc).split(": ", 2)[-1]) from None
-        with open(path, "w", encoding="utf-8") as fh:
+        from ..media.files import atomic_output
+        path, subfolder, name = unique_output_path(output_directory(), filename_prefix, ext,
+                                                   runtime.node_label(VBCameraPathExport))
+        with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
             fh.write(text)
         return {"ui": {"files": [{"filename": name, "subfolder": subfolder, "type": "output"}]}, "result": (text,)}
 
@@ -278,9 +281,11 @@ class VBBoxesDraw:
         try:
             parsed = parse_boxes(boxes)
         except (ValueError, KeyError, TypeError, IndexError) as exc:
-            raise NodeInputError("Boxes (Draw)", "boxes", str(exc)) from None
+            raise NodeInputError(runtime.node_label(VBBoxesDraw), "boxes", str(exc)) from None
         if image is not None:
             height, width = int(image.shape[1]), int(image.shape[2])
+        from ..common import budget  # float masks [frames, height, width], before drawing them
+        budget.check(runtime.node_label(VBBoxesDraw), "num_frames", (num_frames, height, width), "the box masks")
         return (boxes_to_masks(parsed, num_frames, height, width), json.dumps({"boxes": parsed}))
 
 

@@ -26,6 +26,16 @@ class NodeInputError(ValueError):
         super().__init__(f"{node}: input '{input_name}': {message}")
 
 
+def node_label(node) -> str:
+    """The name errors use for a node: its display name, exactly as the user sees it on the canvas. One place for
+    every label: the NODE_DISPLAY_NAME_MAPPINGS of the node's own module (found from the class, so it works inside
+    ComfyUI and the embedded runner alike); the class name when the module has none."""
+    import sys
+    cls = node if isinstance(node, type) else type(node)
+    names = getattr(sys.modules.get(cls.__module__), "NODE_DISPLAY_NAME_MAPPINGS", None) or {}
+    return names.get(cls.__name__, cls.__name__)
+
+
 def set_host_hooks(progress: Optional[Callable[[int, int, object], None]],
                    interrupt: Optional[Callable[[], bool]]) -> None:
     """Called by the embedded executor around each node call (per thread)."""
@@ -139,24 +149,51 @@ def models_directory() -> str:
     return _directory("models")
 
 
-def unique_output_path(directory: str, prefix: str, ext: str) -> tuple:
+MAX_PREFIX_CHARS = 1024  # a file name prefix with sub-folders; longer is a mistake (or an attack), not a name
+MAX_NAME_BYTES = 200     # one path component; the file system's limit is 255 and the counter adds to it
+
+
+def unique_output_path(directory: str, prefix: str, ext: str, node: str = "save",
+                       input_name: str = "filename_prefix") -> tuple:
     """Next free `prefix_00001_.ext` in directory (ComfyUI's counter style). Returns (path, subfolder, name).
 
-    `prefix` may contain a subfolder ("vibeboard/rack"); it must stay inside `directory`.
+    `prefix` may contain a subfolder ("vibeboard/rack"); it must stay inside `directory` with symlinks followed,
+    so a linked sub-folder cannot lead a write out of the output folder. The file is created empty (exclusive
+    create, so two workers never get the same name); write it with `media.files.atomic_output`, which removes
+    the placeholder again when the write fails. Errors are NodeInputErrors naming `node` and `input_name`.
     """
     import os
-    import re
-    full = os.path.abspath(os.path.join(directory, prefix))
-    if os.path.commonpath([full, os.path.abspath(directory)]) != os.path.abspath(directory):
-        raise NodeInputError("save", "filename_prefix", f"'{prefix}' points outside the output folder")
+    from .paths import PathEscapeError, check_inside
+    text = prefix if isinstance(prefix, str) else ""
+    if len(text) > MAX_PREFIX_CHARS:
+        raise NodeInputError(node, input_name, f"is {len(text)} characters long; the limit is {MAX_PREFIX_CHARS}")
+    if "\x00" in text:
+        raise NodeInputError(node, input_name, "contains a NUL byte")
+    root = os.path.realpath(directory)
+    full = os.path.abspath(os.path.join(root, text or "ComfyUI"))
+    if os.path.commonpath([full, root]) != root or full == root:  # lexically: '..' past the folder
+        raise NodeInputError(node, input_name, f"'{text}' points outside the output folder")
     folder, base = os.path.split(full)
-    os.makedirs(folder, exist_ok=True)
-    pattern = re.compile(re.escape(base) + r"_(\d+)_\." + re.escape(ext) + "$")
+    if any(len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES
+           for part in os.path.relpath(full, root).split(os.sep)):
+        raise NodeInputError(node, input_name, f"a folder or file name in it is longer than {MAX_NAME_BYTES} bytes")
+    try:
+        check_inside(folder, root)  # before creating anything: an existing link on the way is refused
+        os.makedirs(folder, exist_ok=True)
+        folder = check_inside(folder, root)
+    except PathEscapeError:
+        raise NodeInputError(node, input_name, f"'{text}' leads out of the output folder through a symbolic "
+                                               "link") from None
+    except OSError as exc:
+        raise NodeInputError(node, input_name, f"cannot create its folder: {exc}") from None
+    # the highest counter so far, by plain string tests (no regex compiled from user text)
+    head, tail = base + "_", "_." + ext
     counter = 1
     for name in os.listdir(folder):
-        match = pattern.match(name)
-        if match:
-            counter = max(counter, int(match.group(1)) + 1)
+        if name.startswith(head) and name.endswith(tail):
+            digits = name[len(head):len(name) - len(tail)]
+            if digits.isdigit() and digits.isascii():
+                counter = max(counter, int(digits) + 1)
     while True:
         name = f"{base}_{counter:05}_.{ext}"
         path = os.path.join(folder, name)
@@ -166,8 +203,32 @@ def unique_output_path(directory: str, prefix: str, ext: str) -> tuple:
             break
         except FileExistsError:
             counter += 1
-    subfolder = os.path.relpath(folder, os.path.abspath(directory))
+    reserved = getattr(_local, "reserved", None)
+    if reserved is not None:
+        reserved.append(path)
+    subfolder = os.path.relpath(folder, root)
     return path, ("" if subfolder == "." else subfolder), name
+
+
+def track_reserved_outputs(on: bool = True) -> None:
+    """The host starts (on) / stops (off) recording the files unique_output_path reserves in this thread, so a
+    node that fails after reserving a name leaves no empty placeholder (`discard_empty_reserved`)."""
+    _local.reserved = [] if on else None
+
+
+def discard_empty_reserved() -> list:
+    """Remove the reserved files that are still empty (the node failed before writing them); returns them."""
+    import os
+    removed = []
+    for path in getattr(_local, "reserved", None) or []:
+        try:
+            if os.path.getsize(path) == 0:
+                os.remove(path)
+                removed.append(path)
+        except OSError:
+            pass
+    _local.reserved = []
+    return removed
 
 
 # --- file paths typed into nodes -----------------------------------------------------------------
@@ -215,11 +276,8 @@ def _allowed_roots():
 
 
 def _inside(path: str, root: str) -> bool:
-    import os
-    try:
-        return os.path.commonpath([path, root]) == root
-    except ValueError:  # different drives on Windows
-        return False
+    from .paths import is_inside  # the one containment test (symlinks followed)
+    return is_inside(path, root)
 
 
 def user_path(node: str, input_name: str, value: str, base: str) -> str:
@@ -233,4 +291,27 @@ def user_path(node: str, input_name: str, value: str, base: str) -> str:
         if not any(_inside(real, root) for root in _allowed_roots()):
             raise NodeInputError(node, input_name, f"'{value}' is outside the folders this server allows "
                                  "(input, output, temp, models)")
+    return path
+
+
+def allowed_by_policy(path: str) -> bool:
+    """Whether the path policy lets a node read or write `path` (resolved, symlinks followed)."""
+    import os
+    if not paths_restricted():
+        return True
+    real = os.path.realpath(path)
+    return any(_inside(real, root) for root in _allowed_roots())
+
+
+def content_path(folder: str, name, what: str = "file name") -> str:
+    """A file named inside another file (a sharded model's index, a config) under `folder`: a plain relative
+    name, and, under a restricted policy, resolved (symlinks followed) inside the server's folders — the same
+    confinement as a path typed into a node. Model folders may be symlink farms (a Hugging Face cache links
+    every file to its blob), so links are allowed as long as they stay within the allowed folders.
+    Raises paths.PathEscapeError."""
+    import os
+    from .paths import PathEscapeError, relative_parts
+    path = os.path.join(folder, *relative_parts(name, what))
+    if not allowed_by_policy(path):
+        raise PathEscapeError(f"{what} '{name}' in {folder} resolves outside the folders this server allows")
     return path

@@ -188,7 +188,7 @@ def export_static(store: DailiesStore, folder: str, shots: Optional[Iterable[str
         stack = store.stack(shot)
         for version in stack:
             name = f"{version['id']}{os.path.splitext(version['path'])[1] or '.mp4'}"
-            if os.path.isfile(version["path"]):
+            if version.get("media_allowed") and os.path.isfile(version["path"]):  # never copy a file from outside
                 shutil.copyfile(version["path"], os.path.join(folder, "media", name))
             detail = version_detail(store, version["id"])
             detail["media"] = f"media/{name}"

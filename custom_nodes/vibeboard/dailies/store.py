@@ -15,6 +15,8 @@ import sqlite3
 import time
 from typing import List, Optional
 
+from ..common import runtime
+
 STATUSES = ("in_review", "approved", "needs_revision")
 NOTE_STATUSES = ("open", "resolved")
 SHAPES = ("rectangle", "arrow", "freehand", "text", "ellipse", "line")
@@ -156,6 +158,9 @@ class DailiesStore:
         if row is None:
             return None
         version = _version_dict(row)
+        if not version["media_allowed"]:
+            raise DailiesError(f"version '{version['id']}': its media '{version['path']}' is outside the folders "
+                               "this server allows")
         return {"path": version["path"], "frames": version["frames"], "recipe": version["recipe"],
                 "version": version["label"], "version_id": version["id"],
                 "handles": int(version["recipe"].get("handles", 0))}
@@ -258,4 +263,7 @@ def _version_dict(row) -> dict:
     out = dict(row)
     out["recipe"] = json.loads(out["recipe"])
     out["label"] = version_label(out["number"])
+    # the database is a file in output/ (a client can upload one): its media paths are confined like a path
+    # typed into a node before anything reads or copies them
+    out["media_allowed"] = isinstance(out.get("path"), str) and runtime.allowed_by_policy(out["path"])
     return out

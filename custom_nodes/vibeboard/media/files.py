@@ -9,6 +9,8 @@ import hashlib
 import os
 from typing import Iterator, List
 
+from ..common.paths import PathEscapeError, resolve_inside
+
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".gif", ".mpg", ".mpeg", ".ts", ".wmv",
                     ".flv")
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac")
@@ -18,8 +20,8 @@ FULL_HASH_LIMIT = 256 * 1024 * 1024
 _BLOCK = 1024 * 1024
 
 
-class UnsafeNameError(ValueError):
-    """A combo file name that would leave its folder (absolute path, `..`, drive letter)."""
+# A combo file name that would leave its folder (absolute path, `..`, drive letter, a link leading out).
+UnsafeNameError = PathEscapeError
 
 
 def list_files(directory: str, extensions=VIDEO_EXTENSIONS) -> List[str]:
@@ -45,24 +47,14 @@ def split_annotation(name: str):
 
 
 def safe_join(directory: str, name: str) -> str:
-    """Join a combo name under `directory`, refusing anything that escapes it.
+    """Join a combo name under `directory` (resolved), refusing anything that escapes it.
 
     Sub-folders are allowed ("shots/a.mp4", as ComfyUI's upload with a subfolder produces); absolute
-    paths, drive letters and `..` are not, even when they would land back inside.
+    paths, drive letters, `..` (even when it would land back inside) and links leading out are not.
     """
     if not name:
         raise UnsafeNameError("no file name given")
-    normalized = name.replace("\\", "/")
-    if os.path.isabs(name) or normalized.startswith("/") or (len(name) > 1 and name[1] == ":"):
-        raise UnsafeNameError(f"'{name}' is an absolute path; pick a file inside the input folder "
-                              "(absolute paths go in the path override input)")
-    if any(part == ".." for part in normalized.split("/")):
-        raise UnsafeNameError(f"'{name}' contains '..'; names must stay inside the input folder")
-    root = os.path.realpath(directory)
-    full = os.path.realpath(os.path.join(root, *[p for p in normalized.split("/") if p not in ("", ".")]))
-    if os.path.commonpath([full, root]) != root:  # a symlink pointing outside
-        raise UnsafeNameError(f"'{name}' resolves outside the input folder")
-    return full
+    return resolve_inside(directory, name, what="file name")
 
 
 def file_fingerprint(path: str) -> str:

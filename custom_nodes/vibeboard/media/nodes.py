@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import os
 
-from ..common import runtime
+from ..common import budget, runtime
 from ..common.runtime import NodeInputError
 from . import audio as audio_io
 from . import files
@@ -49,7 +49,7 @@ def resolve_video(video: str = "", video_path: str = "") -> str:
 
 def _file_entry(path: str, directory: str, kind: str) -> dict:
     folder, name = os.path.split(path)
-    subfolder = os.path.relpath(folder, os.path.abspath(directory))
+    subfolder = os.path.relpath(os.path.realpath(folder), os.path.realpath(directory))
     return {"filename": name, "subfolder": "" if subfolder == "." else subfolder, "type": kind}
 
 
@@ -58,10 +58,7 @@ def _video_entry(path: str, directory: str, kind: str) -> dict:
 
 
 def _reserve(directory: str, prefix: str, ext: str, node: str) -> str:
-    try:
-        path, _, _ = runtime.unique_output_path(directory, prefix, ext)
-    except NodeInputError as exc:
-        raise NodeInputError(node, "filename_prefix", str(exc).split(": ", 2)[-1]) from None
+    path, _, _ = runtime.unique_output_path(directory, prefix, ext, node)
     return path
 
 
@@ -178,7 +175,8 @@ class VBLoadVideo:
                 path, start_time=float(start_time), force_rate=float(force_rate),
                 skip_first_frames=int(skip_first_frames), select_every_nth=int(select_every_nth),
                 frame_load_cap=int(frame_load_cap), width=int(custom_width), height=int(custom_height),
-                progress=lambda done, total: bar.update_absolute(done, total))
+                progress=lambda done, total: bar.update_absolute(done, total),
+                reserve=lambda shape: budget.check(LOAD_NAME, "frame_load_cap", shape, "the decoded frames"))
         except video_io.NoFramesError as exc:
             raise NodeInputError(LOAD_NAME, "start_time/skip_first_frames", str(exc)) from None
         except (av.error.InvalidDataError, av.error.FileNotFoundError) as exc:

@@ -227,8 +227,12 @@ class LoadedVideo:
 
 def load_video(path: str, *, start_time: float = 0.0, force_rate: float = 0.0, skip_first_frames: int = 0,
                select_every_nth: int = 1, frame_load_cap: int = 0, width: int = 0, height: int = 0,
-               with_audio: bool = True, progress: Optional[Callable[[int, int], None]] = None) -> LoadedVideo:
-    """Load the selected frames as one float IMAGE batch, plus the audio under them."""
+               with_audio: bool = True, progress: Optional[Callable[[int, int], None]] = None,
+               reserve: Optional[Callable[[tuple], None]] = None) -> LoadedVideo:
+    """Load the selected frames as one float IMAGE batch, plus the audio under them.
+
+    `reserve(shape)` is called with the float batch's expected [frames, height, width, 3] before decoding, and
+    again whenever decoding passes that estimate (a container may under-report its length); it raises to stop."""
     import torch
 
     info = probe_video(path)
@@ -238,12 +242,18 @@ def load_video(path: str, *, start_time: float = 0.0, force_rate: float = 0.0, s
     expected = -(-expected // max(select_every_nth, 1))
     if frame_load_cap:
         expected = min(expected, frame_load_cap)
+    out_w, out_h = output_size(info.width, info.height, width, height)
+    if reserve is not None:
+        reserve((expected, out_h, out_w, 3))
     frames, times = [], []
     for when, rgb in iter_video_frames(path, start_time=start_time, force_rate=force_rate,
                                        skip_first_frames=skip_first_frames, select_every_nth=select_every_nth,
                                        frame_load_cap=frame_load_cap, width=width, height=height):
         frames.append(rgb)
         times.append(when)
+        if reserve is not None and len(frames) > expected:
+            expected = max(expected * 2, len(frames))
+            reserve((expected, rgb.shape[0], rgb.shape[1], 3))
         if progress is not None:
             progress(len(frames), max(expected, len(frames)))
     if not frames:

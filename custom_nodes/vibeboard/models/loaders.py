@@ -14,6 +14,8 @@ from typing import Optional
 
 import torch
 
+from ..common import runtime
+from ..common.paths import PathEscapeError
 from . import wan_keys
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32,
@@ -83,11 +85,19 @@ def read_diffusers_folder(folder: str) -> dict:
         raise ModelFileError(f"no .safetensors weights in {folder}")
     index = [n for n in find_files(folder, "*.safetensors.index.json")]
     if index:
-        with open(os.path.join(folder, index[0])) as f:
-            names = sorted(set(json.load(f)["weight_map"].values()))
+        index_path = os.path.join(folder, index[0])
+        try:
+            with open(index_path, encoding="utf-8") as f:
+                names = sorted(set(json.load(f)["weight_map"].values()))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ModelFileError(f"cannot read the shard index {index_path}: {type(exc).__name__}: {exc}") from None
     state = {}
-    for name in names:
-        state.update(read_safetensors(os.path.join(folder, name)))
+    for name in names:  # shard names come from the index file's content: confine them like typed paths
+        try:
+            path = runtime.content_path(folder, name, "shard")
+        except PathEscapeError as exc:
+            raise ModelFileError(str(exc)) from None
+        state.update(read_safetensors(path))
     return state
 
 

@@ -129,12 +129,15 @@ def folder_dirs(folder: str, comfyui: Optional[str] = None) -> list:
 def find_file(name: str, folder: str, comfyui: Optional[str] = None) -> Optional[str]:
     """A file (or diffusers folder) by its name relative to one of the folder's directories."""
     if os.path.isabs(name) and os.path.exists(name):
-        from ..common import runtime
         if runtime.paths_restricted():  # a server only loads models from its own folders
             runtime.user_path("model loader", "name", name, "/")
         return name
+    from ..common.paths import PathEscapeError
     for d in folder_dirs(folder, comfyui):
-        path = os.path.join(d, name)
+        try:  # a name from a workflow: relative, no '..', and within the server's folders when restricted
+            path = runtime.content_path(d, name, "model name")
+        except PathEscapeError:
+            return None
         if os.path.exists(path):
             return path
     return None

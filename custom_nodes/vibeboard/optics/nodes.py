@@ -182,7 +182,7 @@ class VBDepthFromImage:
         }}
 
     def convert(self, encoding, near, far, image=None, mask=None):
-        node = "Depth From Image (VibeBoard)"
+        node = runtime.node_label(VBDepthFromImage)
         if image is None and mask is None:
             raise runtime.NodeInputError(node, "image", "connect an IMAGE or a MASK")
         values = _as_depth_batch(node, image[..., 0] if image is not None else mask)
@@ -244,7 +244,7 @@ class VBDepthEstimate:
     def estimate(self, model, image, output, near, far, precision="auto", prompt=None):
         from ..models import preflight, registry
 
-        node = "Depth Estimate (VibeBoard)"
+        node = runtime.node_label(VBDepthEstimate)
         _check_image(node, image)
         try:
             path = registry.resolve(model, "depth")
@@ -287,7 +287,7 @@ class VBDefocusMap:
 
     def compute(self, depth, depth_convention, focus_mode, focus_x, focus_y, focus_distance, aperture_k,
                 max_coc, focus_mask=None):
-        node = "Defocus Map (VibeBoard)"
+        node = runtime.node_label(VBDefocusMap)
         inv = defocus.inverse_depth(_as_depth_batch(node, depth), _convention(node, depth_convention))
         maps, first = [], None
         for i in range(inv.shape[0]):
@@ -318,7 +318,7 @@ class VBBokehRender:
     def render(self, image, depth, depth_convention, focus_mode, focus_x, focus_y, focus_distance, aperture_k,
                max_coc, aperture_shape, blades, rotation, linear_light, focus_mask=None,
                resize_depth_to_image=False):
-        node = "Bokeh Render (VibeBoard)"
+        node = runtime.node_label(VBBokehRender)
         _check_image(node, image)
         depth = _match_depth(node, image, depth, resize_depth_to_image)
         inv = defocus.inverse_depth(depth, _convention(node, depth_convention))
@@ -357,7 +357,7 @@ class VBRackFocus:
 
     def rack(self, image, depth, depth_convention, frames, near_focus, far_focus, reverse, aperture_k, max_coc,
              aperture_shape, blades, rotation, linear_light, resize_depth_to_image=False):
-        node = "Rack Focus (VibeBoard)"
+        node = runtime.node_label(VBRackFocus)
         _check_image(node, image)
         depth = _match_depth(node, image[:1], _as_depth_batch(node, depth)[:1], resize_depth_to_image)
         inv = defocus.inverse_depth(depth[0], _convention(node, depth_convention))

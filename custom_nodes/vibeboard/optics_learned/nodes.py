@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..common import runtime
 from ..common.runtime import NodeInputError, progress_bar
 from ..models.loaders import model_path, pick_device
 
@@ -73,7 +74,7 @@ class VBGenFocusLoader:
 
         from ..optics.genfocus import deblur_variant, load_lora_file
 
-        node = "GenFocus Loader"
+        node = runtime.node_label(VBGenFocusLoader)
         where = dict(class_type="VBGenFocusLoader", prompt=prompt)
         folder = model_path(node, "flux_folder", flux_folder, must_be_dir=True, folder="diffusers", **where)
         loras = {name: model_path(node, name, value, folder="loras", **where)
@@ -136,11 +137,11 @@ class VBGenFocusDeblur:
         try:
             conditions = deblur_conditions(img, getattr(genfocus, "deblur_variant", "deblurNet"), pre)
         except ValueError as exc:
-            raise NodeInputError("GenFocus Deblur", "pre_deblur", str(exc)) from None
+            raise NodeInputError(runtime.node_label(VBGenFocusDeblur), "pre_deblur", str(exc)) from None
         try:
             out = genfocus.run(img, conditions, "deblurring", DEBLUR_PROMPT, steps, guidance, seed)
         except ValueError as exc:
-            raise NodeInputError("GenFocus Deblur", "genfocus", str(exc)) from None
+            raise NodeInputError(runtime.node_label(VBGenFocusDeblur), "genfocus", str(exc)) from None
         return (out,)
 
 
@@ -174,7 +175,7 @@ class VBGenFocusBokeh:
         try:
             out = genfocus.run(img, bokeh_conditions(img, d), "bokeh", BOKEH_PROMPT, steps, 1.0, seed)
         except ValueError as exc:
-            raise NodeInputError("GenFocus Bokeh", "genfocus", str(exc)) from None
+            raise NodeInputError(runtime.node_label(VBGenFocusBokeh), "genfocus", str(exc)) from None
         return (out,)
 
 
@@ -200,7 +201,7 @@ class VBLearn2RefocusLoader:
     def load(self, unet_folder, svd_folder, dtype, device, prompt=None):
         from ..optics.learn2refocus import RefocusModel, load_refocus_unet, load_svd_parts
 
-        node = "Learn2Refocus Loader"
+        node = runtime.node_label(VBLearn2RefocusLoader)
         where = dict(class_type="VBLearn2RefocusLoader", prompt=prompt)
         dt, dev = DTYPES[dtype], pick_device(device)
         unet_path = model_path(node, "unet_folder", unet_folder, must_be_dir=True, folder="diffusers", **where)

@@ -6,7 +6,7 @@ import json
 import os
 import re
 
-from ..common import runtime
+from ..common import paths, runtime
 from ..common.runtime import NodeInputError
 
 
@@ -40,20 +40,21 @@ def media_file(node: str, input_name: str, value: str) -> str:
 
 def output_file(node: str, prefix: str, ext: str):
     """(path, ui entry) of the next free output file for `prefix`."""
-    try:
-        path, subfolder, name = runtime.unique_output_path(runtime.output_directory(), prefix, ext)
-    except NodeInputError as exc:
-        raise NodeInputError(node, "filename_prefix", str(exc).split(": ", 2)[-1]) from None
+    path, subfolder, name = runtime.unique_output_path(runtime.output_directory(), prefix, ext, node)
     return path, {"filename": name, "subfolder": subfolder, "type": "output"}
 
 
 def output_folder(node: str, prefix: str):
     """A new folder `prefix_NNNNN_` under the output folder (a counter like ComfyUI's files)."""
-    root = os.path.abspath(runtime.output_directory())
+    root = os.path.realpath(runtime.output_directory())
     base = os.path.abspath(os.path.join(root, prefix))
     if os.path.commonpath([base, root]) != root or base == root:
         raise NodeInputError(node, "filename_prefix", f"'{prefix}' points outside the output folder")
-    os.makedirs(os.path.dirname(base), exist_ok=True)
+    try:  # resolved: a symlinked sub-folder of output/ must not lead the new folder out of it
+        paths.makedirs_inside(root, os.path.dirname(base))
+    except paths.PathEscapeError:
+        raise NodeInputError(node, "filename_prefix", f"'{prefix}' leads out of the output folder through a "
+                                                      "symbolic link") from None
     for counter in range(1, 100000):
         folder = f"{base}_{counter:05}_"
         try:
@@ -65,8 +66,8 @@ def output_folder(node: str, prefix: str):
 
 
 def ui_file(path: str) -> dict:
-    folder, name = os.path.split(os.path.abspath(path))
-    sub = os.path.relpath(folder, os.path.abspath(runtime.output_directory()))
+    folder, name = os.path.split(os.path.realpath(path))
+    sub = os.path.relpath(folder, os.path.realpath(runtime.output_directory()))
     return {"filename": name, "subfolder": "" if sub == "." else sub, "type": "output"}
 
 

@@ -196,7 +196,7 @@ class VBAssembleCut:
                 shot["path"] = node_io.media_file(node, "shot_order", shot["path"])
         try:
             timeline = mods["assembly"].assemble(order, resolve)
-        except (mods["assembly"].AssemblyError, mods["timeline"].TimelineError) as exc:
+        except (mods["assembly"].AssemblyError, mods["timeline"].TimelineError, ValueError) as exc:
             raise NodeInputError(node, "shot_order", str(exc)) from None
         return (timeline, json.dumps(mods["timeline"].summary(timeline), indent=1))
 

@@ -20,8 +20,15 @@ from typing import Optional
 
 import torch
 
+from ..common.paths import PathEscapeError, resolve_inside
+
 FORMAT = "vibeboard.story_memory"
 VERSION = 1
+MANIFEST = "manifest.json"
+
+
+class MemoryFileError(ValueError):
+    """A bank folder whose files cannot be trusted or read (bad manifest, a name leading out of the folder)."""
 
 
 def quantize_image(image: torch.Tensor) -> torch.Tensor:
@@ -111,7 +118,10 @@ class StoryMemoryBank:
                 tensors[f"latent.{i}"] = e.latent.float().contiguous()
             meta.append({"shot": e.shot, "frame": e.frame, "source": e.source, "score": e.score,
                          "prompt": e.prompt, "latent_size": list(e.latent_size) if e.latent_size else None})
-        old = _read_manifest(folder)
+        try:
+            old = _read_manifest(folder)
+        except MemoryFileError:  # a damaged or planted manifest is replaced, and nothing it names is touched
+            old = None
         tensor_name = f"memory-{uuid.uuid4().hex[:12]}.safetensors"
         if tensors:
             _atomic_write(folder, tensor_name, lambda p: save_file(tensors, p))
@@ -120,10 +130,13 @@ class StoryMemoryBank:
                     "next_shot": self.next_shot, "tensors": tensor_name if tensors else None, "entries": meta}
         text = json.dumps(manifest, indent=2)
         _atomic_write(folder, "manifest.json", lambda p: _write_text(p, text))
-        if old and old.get("tensors") and old["tensors"] != tensor_name:
+        stale = old.get("tensors") if isinstance(old, dict) else None
+        if stale and stale != tensor_name:
+            # the old name comes from a file anyone with write access to the folder could have planted: only a
+            # plain name inside this folder is ever removed
             try:
-                os.remove(os.path.join(folder, old["tensors"]))
-            except OSError:
+                os.remove(_member(folder, stale))
+            except (OSError, MemoryFileError):
                 pass
         self.path = folder
         return folder
@@ -133,28 +146,49 @@ class StoryMemoryBank:
         from safetensors.torch import load_file
         manifest = _read_manifest(folder)
         if manifest is None:
-            raise FileNotFoundError(f"no story memory at {folder} (expected {os.path.join(folder, 'manifest.json')})")
-        if manifest.get("format") != FORMAT:
-            raise ValueError(f"{folder}/manifest.json is not a VibeBoard story memory")
-        tensors = load_file(os.path.join(folder, manifest["tensors"])) if manifest.get("tensors") else {}
-        bank = cls(max_size=manifest["max_size"], keep_first=manifest["keep_first"],
-                   dedup_threshold=manifest.get("dedup_threshold", 0.9), story_id=manifest.get("story_id", ""),
-                   next_shot=manifest.get("next_shot", 1), path=folder)
-        for i, m in enumerate(manifest["entries"]):
-            bank.entries.append(MemoryEntry(
-                image=tensors[f"image.{i}"], shot=m["shot"], frame=m["frame"], source=m.get("source", "keyframe"),
-                score=m.get("score"), prompt=m.get("prompt", ""), embedding=tensors.get(f"embedding.{i}"),
-                latent=tensors.get(f"latent.{i}"),
-                latent_size=tuple(m["latent_size"]) if m.get("latent_size") else None))
+            raise FileNotFoundError(f"no story memory at {folder} (expected {os.path.join(folder, MANIFEST)})")
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise MemoryFileError(f"{folder}/{MANIFEST} is not a VibeBoard story memory")
+        tensors = {}
+        if manifest.get("tensors"):
+            path = _member(folder, manifest["tensors"])
+            try:
+                tensors = load_file(path)
+            except Exception as exc:  # a missing or corrupt tensor file: say which, not a traceback
+                raise MemoryFileError(f"cannot read the bank's tensors {path}: {exc}") from None
+        try:
+            bank = cls(max_size=int(manifest["max_size"]), keep_first=int(manifest["keep_first"]),
+                       dedup_threshold=float(manifest.get("dedup_threshold", 0.9)),
+                       story_id=str(manifest.get("story_id", "")), next_shot=int(manifest.get("next_shot", 1)),
+                       path=folder)
+            for i, m in enumerate(manifest["entries"]):
+                bank.entries.append(MemoryEntry(
+                    image=tensors[f"image.{i}"], shot=m["shot"], frame=m["frame"], source=m.get("source", "keyframe"),
+                    score=m.get("score"), prompt=m.get("prompt", ""), embedding=tensors.get(f"embedding.{i}"),
+                    latent=tensors.get(f"latent.{i}"),
+                    latent_size=tuple(m["latent_size"]) if m.get("latent_size") else None))
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+            raise MemoryFileError(f"{folder}/{MANIFEST} is damaged: {type(exc).__name__}: {exc}") from None
         return bank
 
 
+def _member(folder: str, name) -> str:
+    """A file of the bank named by its manifest: a plain file name that resolves inside the folder."""
+    try:
+        return resolve_inside(folder, name, what=f"the file named in {MANIFEST}", allow_subdirs=False)
+    except PathEscapeError as exc:
+        raise MemoryFileError(f"{folder}: {exc}") from None
+
+
 def _read_manifest(folder: str) -> Optional[dict]:
-    path = os.path.join(folder, "manifest.json")
+    path = _member(folder, MANIFEST)  # manifest.json itself may be a link planted to point elsewhere
     if not os.path.isfile(path):
         return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as exc:  # ValueError covers bad JSON and bytes that are not UTF-8
+        raise MemoryFileError(f"cannot read {os.path.join(folder, MANIFEST)}: {exc}") from None
 
 
 def _write_text(path: str, text: str) -> None:

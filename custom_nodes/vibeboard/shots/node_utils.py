@@ -5,7 +5,7 @@ import os
 
 import torch
 
-from ..common import runtime
+from ..common import paths, runtime
 
 CATEGORY = "VibeBoard/Shots"
 
@@ -17,11 +17,10 @@ def data_dir(node: str, input_name: str, value: str) -> str:
         raise runtime.NodeInputError(node, input_name, "give a folder (absolute, or relative to the output folder)")
     if os.path.isabs(os.path.expanduser(value)):
         return runtime.user_path(node, input_name, value, runtime.output_directory())
-    base = os.path.abspath(runtime.output_directory())
-    full = os.path.abspath(os.path.join(base, value))
-    if os.path.commonpath([full, base]) != base:
-        raise runtime.NodeInputError(node, input_name, f"'{value}' points outside the output folder")
-    return full
+    try:  # resolved: a symlinked sub-folder of output/ must not lead reads or writes out of it
+        return paths.resolve_inside(runtime.output_directory(), value, what="folder")
+    except paths.PathEscapeError as exc:
+        raise runtime.NodeInputError(node, input_name, f"{exc} (the output folder)") from None
 
 
 def save_to_folder(store, node: str, input_name: str, folder_text: str, written_file: str) -> dict:
@@ -32,6 +31,10 @@ def save_to_folder(store, node: str, input_name: str, folder_text: str, written_
     home = store.path
     try:
         store.save(folder)
+    except runtime.NodeInputError:
+        raise
+    except (ValueError, OSError) as exc:  # a damaged bank folder, a full disk: name the node, keep serving
+        raise runtime.NodeInputError(node, input_name, f"cannot save to {folder}: {exc}") from None
     finally:  # save() re-homes the object; this one is an (often cached) upstream output: leave it as it was
         store.path = home
     return {"ui": {"files": [file_entry(os.path.join(folder, written_file))]}, "result": ()}
@@ -39,9 +42,9 @@ def save_to_folder(store, node: str, input_name: str, folder_text: str, written_
 
 def file_entry(path: str) -> dict:
     """ComfyUI ui entry {filename, subfolder, type} for a file under the output directory."""
-    base = os.path.abspath(runtime.output_directory())
-    full = os.path.abspath(path)
-    if os.path.commonpath([full, base]) == base:
+    base = os.path.realpath(runtime.output_directory())
+    full = os.path.realpath(path)
+    if paths.is_inside(full, base):
         rel = os.path.relpath(full, base)
         return {"filename": os.path.basename(rel), "subfolder": os.path.dirname(rel), "type": "output"}
     return {"filename": os.path.basename(full), "subfolder": os.path.dirname(full), "type": "output"}

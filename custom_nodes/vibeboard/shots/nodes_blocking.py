@@ -44,11 +44,14 @@ class VBBoxesLoad:
         text = blocking.strip()
         if text.startswith("{") or text.startswith("["):
             return text
-        path = text if os.path.isabs(text) else os.path.join(runtime.input_directory(), text)
+        try:  # the same confinement as load(): IS_CHANGED must not probe files the node may not read
+            path = runtime.user_path(runtime.node_label(VBBoxesLoad), "blocking", text, runtime.input_directory())
+        except runtime.NodeInputError:
+            return text
         return os.path.getmtime(path) if os.path.isfile(path) else text
 
     def load(self, blocking, shot=""):
-        node = "Boxes Load"
+        node = runtime.node_label(VBBoxesLoad)
         text = blocking.strip()
         try:
             if text.startswith("{") or text.startswith("["):
@@ -74,11 +77,11 @@ class VBBoxesSave:
                                                             "tooltip": "Output name prefix"})}}
 
     def save(self, boxes, filename_prefix):
-        try:
-            path, _, _ = runtime.unique_output_path(runtime.output_directory(), filename_prefix, "json")
-        except runtime.NodeInputError as exc:
-            raise runtime.NodeInputError("Boxes Save", "filename_prefix", str(exc).split(": ", 2)[-1]) from None
-        boxes_mod.save_boxes(boxes, path)
+        from ..media.files import atomic_output
+        path, _, _ = runtime.unique_output_path(runtime.output_directory(), filename_prefix, "json",
+                                                runtime.node_label(VBBoxesSave))
+        with atomic_output(path) as tmp:  # a failed write leaves no empty placeholder behind
+            boxes_mod.save_boxes(boxes, tmp)
         return {"ui": {"files": [file_entry(path)]}, "result": ()}
 
 
@@ -126,7 +129,7 @@ class VBBoxRegionGenerate:
 
     def generate(self, wan, text, boxes, plate, width, height, length, sampler=None, regional_prompts=True,
                  include_global_in_boxes=False, vace_strength=1.0):
-        node = "Box Region Generate"
+        node = runtime.node_label(VBBoxRegionGenerate)
         C.check_size(node, length, height, width, wan)
         if len(boxes) == 0:
             raise runtime.NodeInputError(node, "boxes", "no boxes: nothing to generate")
@@ -180,7 +183,7 @@ class VBReCoLoRA:
 
     def apply(self, wan, lora_name, strength, alpha=0.0):
         from ..models import lora as lora_mod
-        node = "ReCo LoRA"
+        node = runtime.node_label(VBReCoLoRA)
         path = model_folder(node, "lora_name", lora_name, "loras")
         try:
             groups = lora_mod.read_lora(path, alpha=float(alpha) if alpha else None, rslora=False)
@@ -214,7 +217,7 @@ class VBReCoEdit:
         }}
 
     def edit(self, wan, text, source_video, width, height, length, sampler=None, reference_image=None):
-        node = "ReCo Edit"
+        node = runtime.node_label(VBReCoEdit)
         C.check_size(node, length, height, width, wan)
         if not reco.is_vace(wan.module("transformer")):
             raise runtime.NodeInputError(node, "wan", "ReCo needs a Wan VACE model (Wan2.1-VACE-1.3B)")
@@ -260,7 +263,7 @@ class VBMontageControl:
         }}
 
     def build(self, images, frames, width, height, length, hold=1, snap_to_latent=True):
-        node = "Keyframe Montage Control"
+        node = runtime.node_label(VBMontageControl)
         fs = _parse_frames(node, frames, images.shape[0], length)
         try:
             control, mask, _ = keyframes_montage.montage_control(list(zip(fs, images)), length, height, width, hold,
@@ -293,7 +296,7 @@ class VBKeyframeMontage:
         }}
 
     def generate(self, wan, text, images, frames, width, height, length, sampler=None, vace_strength=1.0):
-        node = "Keyframe Montage"
+        node = runtime.node_label(VBKeyframeMontage)
         C.check_size(node, length, height, width, wan)
         if not reco.is_vace(wan.module("transformer")):
             raise runtime.NodeInputError(node, "wan", "keyframe montage needs a Wan VACE model")

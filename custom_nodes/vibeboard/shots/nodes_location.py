@@ -33,16 +33,19 @@ class VBLocationMemoryLoad:
     @classmethod
     def IS_CHANGED(cls, location_dir, **kwargs):
         try:
-            return mtime(os.path.join(data_dir("Location Memory Load", "location_dir", location_dir),
+            return mtime(os.path.join(data_dir(runtime.node_label(VBLocationMemoryLoad), "location_dir", location_dir),
                                       "point_cloud.ply"))
         except Exception:
             return 0.0
 
     def load(self, location_dir, voxel_size, create_if_missing):
-        node = "Location Memory Load"
+        node = runtime.node_label(VBLocationMemoryLoad)
         folder = data_dir(node, "location_dir", location_dir)
-        if os.path.isfile(os.path.join(folder, "point_cloud.ply")):
-            mem = spatia.LocationMemory.load(folder)
+        if os.path.lexists(os.path.join(folder, "point_cloud.ply")):
+            try:
+                mem = spatia.LocationMemory.load(folder)
+            except (ValueError, FileNotFoundError) as exc:  # damaged, or a link leading out of the folder
+                raise runtime.NodeInputError(node, "location_dir", str(exc)) from None
         elif create_if_missing:
             mem = spatia.LocationMemory(path=folder)
         else:
@@ -87,7 +90,7 @@ class VBLocationMemoryUpdate:
 
     def update(self, location, images, depth, camera_path, depth_mode="inverse", depth_scale=1.0,
                every_n_frames=16, pixel_stride=2, save=True):
-        node = "Location Memory Update"
+        node = runtime.node_label(VBLocationMemoryUpdate)
         H, W = images.shape[1], images.shape[2]
         cams = camera_path.scaled_to(W, H) if hasattr(camera_path, "scaled_to") else camera_path
         z = _depth_values(depth, depth_mode, depth_scale)
@@ -101,7 +104,10 @@ class VBLocationMemoryUpdate:
         for i in range(0, n, max(1, every_n_frames)):
             mem.add_frame(images[i], z[min(i, z.shape[0] - 1)], cams, i, stride=pixel_stride)
         if save and mem.path:
-            mem.save(mem.path)
+            try:
+                mem.save(mem.path)
+            except (ValueError, OSError) as exc:
+                raise runtime.NodeInputError(node, "location", f"cannot save to {mem.path}: {exc}") from None
         return (mem, len(mem.cloud))
 
 
@@ -127,6 +133,9 @@ class VBLocationRender:
 
     def render(self, location, camera_path, enabled, point_radius=1, reference_count=2):
         F, H, W = len(camera_path.c2w), camera_path.height, camera_path.width
+        from ..common import budget  # control video + masks, before rendering
+        budget.check(runtime.node_label(VBLocationRender), "camera_path",
+                     (F, H, W, 6), "the rendered control video and masks")
         if not enabled or len(location.cloud) == 0:
             blank = torch.full((F, H, W, 3), 0.5)
             return (blank, torch.ones(F, H, W), torch.full((1, H, W, 3), 0.5), torch.zeros(F, H, W))
@@ -155,7 +164,8 @@ class VBLocationMemorySave:
                 "optional": {"location_dir": ("STRING", {"default": "", "tooltip": "Empty = its own folder"})}}
 
     def save(self, location, location_dir=""):
-        return save_to_folder(location, "Location Memory Save", "location_dir", location_dir, "point_cloud.ply")
+        return save_to_folder(location, runtime.node_label(VBLocationMemorySave), "location_dir", location_dir,
+                              "point_cloud.ply")
 
 
 NODE_CLASS_MAPPINGS = {

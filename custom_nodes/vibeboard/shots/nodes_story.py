@@ -8,7 +8,7 @@ import torch
 from ..common import runtime
 from . import keyframes, storymem
 from ..wan.nodes import video_size_inputs
-from .memory_bank import MemoryEntry, StoryMemoryBank
+from .memory_bank import MemoryEntry, MemoryFileError, StoryMemoryBank
 from .node_utils import (CATEGORY, blank_images, data_dir, hf_folders, lora_names, model_folder, mtime,
                          save_to_folder)
 
@@ -41,15 +41,19 @@ class VBStoryMemoryLoad:
     @classmethod
     def IS_CHANGED(cls, memory_dir, **kwargs):
         try:
-            return mtime(os.path.join(data_dir("Story Memory Load", "memory_dir", memory_dir), "manifest.json"))
+            return mtime(os.path.join(data_dir(runtime.node_label(VBStoryMemoryLoad), "memory_dir",
+                                               memory_dir), "manifest.json"))
         except Exception:
             return 0.0
 
     def load(self, memory_dir, max_size, keep_first, create_if_missing, reference_images=None):
-        node = "Story Memory Load"
+        node = runtime.node_label(VBStoryMemoryLoad)
         folder = data_dir(node, "memory_dir", memory_dir)
-        if os.path.isfile(os.path.join(folder, "manifest.json")):
-            bank = StoryMemoryBank.load(folder)
+        if os.path.lexists(os.path.join(folder, "manifest.json")):
+            try:
+                bank = StoryMemoryBank.load(folder)
+            except (MemoryFileError, FileNotFoundError) as exc:
+                raise runtime.NodeInputError(node, "memory_dir", str(exc)) from None
             bank.max_size, bank.keep_first = int(max_size), int(keep_first)
         elif create_if_missing:
             bank = StoryMemoryBank(max_size=int(max_size), keep_first=int(keep_first), path=folder,
@@ -99,7 +103,7 @@ class VBStoryMemoryUpdate:
 
     def update(self, memory, shot_frames, clip_model, threshold, max_keyframes, shot=0, prompt="", stride=1,
                quality_gate="none", min_score=0.0, dedup_threshold=0.9, save=True):
-        node = "Story Memory Update"
+        node = runtime.node_label(VBStoryMemoryUpdate)
         folder = model_folder(node, "clip_model", clip_model, "clip")
         try:
             embed = keyframes.ClipImageEmbedder(folder, device=_device())
@@ -112,7 +116,10 @@ class VBStoryMemoryUpdate:
                                                threshold=threshold, max_keyframes=max_keyframes, scorer=scorer,
                                                min_score=min_score, stride=stride)
         if save and new.path:
-            new.save(new.path)
+            try:
+                new.save(new.path)
+            except (MemoryFileError, OSError) as exc:
+                raise runtime.NodeInputError(node, "memory", f"cannot save the bank to {new.path}: {exc}") from None
         picked = shot_frames[kept] if kept else blank_images(1, shot_frames.shape[1], shot_frames.shape[2])
         return (new, picked)
 
@@ -130,7 +137,7 @@ class VBStoryMemorySave:
                 "optional": {"memory_dir": ("STRING", {"default": "", "tooltip": "Empty = the bank's own folder"})}}
 
     def save(self, memory, memory_dir=""):
-        return save_to_folder(memory, "Story Memory Save", "memory_dir", memory_dir, "manifest.json")
+        return save_to_folder(memory, runtime.node_label(VBStoryMemorySave), "memory_dir", memory_dir, "manifest.json")
 
 
 class VBStoryMemLoRA:
@@ -157,7 +164,7 @@ class VBStoryMemLoRA:
 
     def apply(self, wan, high_noise_lora, low_noise_lora, strength, alpha=128.0, rslora=True):
         from ..models import lora as lora_mod
-        node = "StoryMem LoRA"
+        node = runtime.node_label(VBStoryMemLoRA)
         new = wan.with_parts()
         pairs = [("high_noise_lora", high_noise_lora, "transformer")]
         if wan.has("transformer_2"):
@@ -207,7 +214,7 @@ class VBStoryMemShot:
                  rope_gap=5, memory_mode="free"):
         from ..wan import conditioning as C
         from ..wan import sampler as S
-        node = "StoryMem Shot"
+        node = runtime.node_label(VBStoryMemShot)
         C.check_size(node, length, height, width, wan)
         dit = wan.module("transformer")
         if dit.config.in_channels != 36:

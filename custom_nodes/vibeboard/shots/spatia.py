@@ -23,6 +23,8 @@ from typing import Optional
 import numpy as np
 import torch
 
+from ..common.paths import PathEscapeError, resolve_inside
+
 
 @dataclass
 class Cameras:
@@ -282,9 +284,9 @@ class LocationMemory:
     def save(self, folder: str) -> str:
         from safetensors.torch import save_file
         os.makedirs(folder, exist_ok=True)
-        save_ply(self.cloud, os.path.join(folder, "point_cloud.ply"))
+        save_ply(self.cloud, _member(folder, "point_cloud.ply"))
         if self.frames:
-            tmp_frames = os.path.join(folder, "frames.safetensors.tmp")
+            tmp_frames = _member(folder, "frames.safetensors.tmp")
             try:  # atomic: a failed write keeps the previous frames readable
                 save_file({f"frame.{i}": (f.clamp(0, 1) * 255).round().to(torch.uint8).contiguous()
                            for i, f in enumerate(self.frames)}, tmp_frames)
@@ -295,7 +297,7 @@ class LocationMemory:
         meta = {"format": "vibeboard.location", "version": 1, "voxel": self.voxel,
                 "cameras": [{"c2w": c.c2w[0].tolist(), "intrinsics": c.intrinsics[0].tolist(), "width": c.width,
                              "height": c.height} for c in self.cameras]}
-        tmp = os.path.join(folder, "location.json.tmp")
+        tmp = _member(folder, "location.json.tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(meta, f, indent=1)
         os.replace(tmp, os.path.join(folder, "location.json"))
@@ -304,23 +306,33 @@ class LocationMemory:
 
     @classmethod
     def load(cls, folder: str) -> "LocationMemory":
-        ply = os.path.join(folder, "point_cloud.ply")
+        ply = _member(folder, "point_cloud.ply")
         if not os.path.isfile(ply):
             raise FileNotFoundError(f"no location memory at {folder} (expected {ply})")
-        mem = cls(cloud=load_ply(ply), path=folder)
-        meta_path = os.path.join(folder, "location.json")
-        if os.path.isfile(meta_path):
-            with open(meta_path, encoding="utf-8") as f:
-                meta = json.load(f)
-            mem.voxel = float(meta.get("voxel", 0.0))
-            mem.cameras = [Cameras(np.array([c["c2w"]]), np.array([c["intrinsics"]]), c["width"], c["height"])
-                           for c in meta.get("cameras", [])]
-            frames_path = os.path.join(folder, "frames.safetensors")
-            if mem.cameras and os.path.isfile(frames_path):
-                from safetensors.torch import load_file
-                t = load_file(frames_path)
-                mem.frames = [t[f"frame.{i}"].float() / 255.0 for i in range(len(mem.cameras))]
+        try:
+            mem = cls(cloud=load_ply(ply), path=folder)
+            meta_path = _member(folder, "location.json")
+            if os.path.isfile(meta_path):
+                with open(meta_path, encoding="utf-8") as f:
+                    meta = json.load(f)
+                mem.voxel = float(meta.get("voxel", 0.0))
+                mem.cameras = [Cameras(np.array([c["c2w"]]), np.array([c["intrinsics"]]), c["width"], c["height"])
+                               for c in meta.get("cameras", [])]
+                frames_path = _member(folder, "frames.safetensors")
+                if mem.cameras and os.path.isfile(frames_path):
+                    from safetensors.torch import load_file
+                    t = load_file(frames_path)
+                    mem.frames = [t[f"frame.{i}"].float() / 255.0 for i in range(len(mem.cameras))]
+        except PathEscapeError:
+            raise
+        except Exception as exc:  # damaged files: one clear message instead of a parser's traceback
+            raise ValueError(f"location memory at {folder} is damaged: {type(exc).__name__}: {exc}") from None
         return mem
+
+
+def _member(folder: str, name: str) -> str:
+    """A fixed file of a location folder; a link planted in its place must not lead reads or writes out of it."""
+    return resolve_inside(folder, name, what="location memory file")
 
 
 # ---- Spatia's latent layout as conditioning for the one Wan sampler ---------------------------------------------

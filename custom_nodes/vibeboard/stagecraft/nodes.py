@@ -11,7 +11,7 @@ import torch
 
 from ..common import runtime
 from ..common.runtime import NodeInputError, output_directory, unique_output_path
-from ..media.files import UnsafeNameError, safe_join
+from ..media.files import UnsafeNameError, atomic_output, safe_join
 
 CATEGORY = "VibeBoard/Stagecraft"
 PACK_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -38,7 +38,7 @@ def _read_blocking(node: str, value: str) -> str:
 
 def _save_text(prefix: str, ext: str, text: str) -> dict:
     path, subfolder, name = unique_output_path(output_directory(), prefix, ext)
-    with open(path, "w", encoding="utf-8") as handle:
+    with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:  # no empty leftover on failure
         handle.write(text)
     return {"filename": name, "subfolder": subfolder, "type": "output"}
 

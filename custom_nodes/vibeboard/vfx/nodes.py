@@ -11,7 +11,9 @@ import re
 
 import torch
 
+from ..common import runtime
 from ..common.runtime import NodeInputError, output_directory, unique_output_path
+from ..media.files import atomic_output
 from ..models.loaders import model_path, pick_device
 
 CATEGORY = "VibeBoard/VFX"
@@ -64,7 +66,7 @@ class VBInfCamLoader:
         from ..wan.handle import WanHandle, load_parts
         from .infcam import load_infcam
 
-        node = "InfCam Loader"
+        node = runtime.node_label(VBInfCamLoader)
         where = dict(class_type="VBInfCamLoader", prompt=prompt)
         ckpt = self._checkpoint(node, checkpoint, where)
         if not ckpt.endswith(".safetensors"):
@@ -192,7 +194,7 @@ class VBChangeCamera:
         from ..wan import sampler as S
         from .infcam_conditioning import DEFAULTS, infcam_conditioning
 
-        node = "Change Camera (InfCam)"
+        node = runtime.node_label(VBChangeCamera)
         if getattr(infcam, "adapter", None) != "infcam":
             raise NodeInputError(node, "infcam", "this Wan model has no InfCam adapter: load it with InfCam Loader")
         try:
@@ -229,8 +231,11 @@ class VBRotationPreview:
     def run(self, source_video, camera_path, source, num_frames):
         from .homography import rotation_preview
 
+        from ..common import budget
         frames = source_video
         n = num_frames or frames.shape[0]
+        budget.check(runtime.node_label(VBRotationPreview), "num_frames", (n, frames.shape[1], frames.shape[2], 6),
+                     "the resampled frames and their preview")
         if frames.shape[0] != n:
             idx = torch.linspace(0, frames.shape[0] - 1, n).round().long()
             frames = frames[idx]
@@ -296,8 +301,9 @@ class VBFocusInspect:
         if save_report:
             # the shot name is free text: one file name in dailies/, never a sub-folder or a way out of it
             safe_name = re.sub(r"[^\w-]+", "_", shot_name).strip("_") or "shot"
-            path, subfolder, name = unique_output_path(output_directory(), f"vibeboard/dailies/focus_{safe_name}", "json")
-            with open(path, "w", encoding="utf-8") as fh:
+            path, subfolder, name = unique_output_path(output_directory(), f"vibeboard/dailies/focus_{safe_name[:100]}",
+                                                       "json", runtime.node_label(VBFocusInspect), "shot_name")
+            with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
                 fh.write(text)
             ui["files"] = [{"filename": name, "subfolder": subfolder, "type": "output"}]
         ui["text"] = [f"{shot_name}: {len(report['warnings'])} focus warning(s), "
@@ -361,7 +367,7 @@ class VBQwenEditLoader:
         from ..models.loaders import compute_dtype
         from .qwen_edit import load_pipeline
 
-        node = "Qwen Edit Loader"
+        node = runtime.node_label(VBQwenEditLoader)
         where = dict(class_type="VBQwenEditLoader", prompt=prompt)
         path = model_path(node, "folder", folder, must_be_dir=True, folder="diffusers", **where)
         tf = model_path(node, "transformer_file", transformer_file, folder="diffusion_models", **where) \
@@ -413,7 +419,7 @@ class VBQwenEdit:
         from .qwen_edit import edit
 
         if not instruction.strip():
-            raise NodeInputError("Edit Shirt (Qwen-Image-Edit)", "instruction", "empty instruction")
+            raise NodeInputError(runtime.node_label(VBQwenEdit), "instruction", "empty instruction")
         refs = [r[0] for r in (reference_1, reference_2) if r is not None]
         if mask is not None and mask.dim() == 2:  # one [H, W] mask for every image
             mask = mask[None]

@@ -191,6 +191,8 @@ def check_size(node: str, frames: int, height: int, width: int, handle: WanHandl
     for name, v in (("height", height), ("width", width)):
         if v % (ss * 2):
             raise runtime.NodeInputError(node, name, f"must be a multiple of {ss * 2}, got {v}")
+    from ..common import budget  # the decoded clip alone; refused before any latent is made
+    budget.check(node, "length", (frames, height, width, 3), "the decoded clip")
 
 
 def resize_bicubic(images: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -87,7 +87,7 @@ class VBWanModelLoader:
         }, "hidden": {"prompt": "PROMPT"}}
 
     def load(self, model, vae, text_encoder, dtype="bf16", clip_vision=NONE, model_2=NONE, prompt=None):
-        node = "Wan Model Loader"
+        node = runtime.node_label(VBWanModelLoader)
         where = dict(prompt=prompt, class_type="VBWanModelLoader")
         path = _resolve(node, "model", model, "diffusion_models", **where)
         is_folder = os.path.isdir(path)
@@ -142,7 +142,7 @@ class VBWanLoRA:
     def apply(self, wan, lora_name, strength, expert="both"):
         from ..models import lora as lora_mod
 
-        path = _resolve("Wan LoRA", "lora_name", lora_name, "loras")
+        path = _resolve(runtime.node_label(VBWanLoRA), "lora_name", lora_name, "loras")
         part = {"both": None, "high_noise": "transformer", "low_noise": "transformer_2"}[expert]
         # Check now (names, shapes, format) so a LoRA that cannot apply is this node's error, not the sampler's.
         targets = [p for p in ("transformer", "transformer_2") if wan.has(p) and part in (None, p)]
@@ -151,7 +151,7 @@ class VBWanLoRA:
             for target in targets:
                 lora_mod.check_fits(wan.module(target), groups, strict="any")
         except ValueError as exc:
-            raise runtime.NodeInputError("Wan LoRA", "lora_name", str(exc)) from None
+            raise runtime.NodeInputError(runtime.node_label(VBWanLoRA), "lora_name", str(exc)) from None
         new = wan.with_parts()
         new.loras.append((path, float(strength), part))
         return (new,)
@@ -254,10 +254,11 @@ class VBWanT2V:
                 "optional": _common_optional()}
 
     def generate(self, wan, text, width, height, length, sampler=None, preview=False):
-        C.check_size("Wan Text to Video", length, height, width, wan)
+        C.check_size(runtime.node_label(VBWanT2V), length, height, width, wan)
         in_ch = wan.module("transformer").config.in_channels
         if in_ch != wan.latent_channels:  # an I2V DiT also wants mask + image channels this node has no input for
-            raise runtime.NodeInputError("Wan Text to Video", "wan", f"this model takes {in_ch} input channels, "
+            raise runtime.NodeInputError(runtime.node_label(VBWanT2V), "wan",
+                                         f"this model takes {in_ch} input channels, "
                                          f"text to video needs {wan.latent_channels}: load a T2V (or VACE/TI2V) "
                                          "model, or use Wan Image to Video")
         lat = S.sample(wan, _cond(text), _settings(wan, sampler), C.latent_shape(wan, length, height, width),
@@ -282,7 +283,7 @@ class VBWanI2V:
                              **_common_optional()}}
 
     def generate(self, wan, text, start_image, width, height, length, end_image=None, sampler=None, preview=False):
-        node = "Wan Image to Video"
+        node = runtime.node_label(VBWanI2V)
         C.check_size(node, length, height, width, wan)
         in_ch = wan.module("transformer").config.in_channels
         if wan.variant == "ti2v":  # Wan2.2 TI2V-5B: the first latent frame is the clean image, timestep 0
@@ -327,7 +328,8 @@ class VBWanV2V:
     def generate(self, wan, text, latent, denoise, sampler=None, preview=False):
         init = latent["samples"]
         if init.ndim != 5 or init.shape[1] != wan.latent_channels:
-            raise runtime.NodeInputError("Wan Video to Video", "latent", f"expected [B,{wan.latent_channels},T,H,W] "
+            raise runtime.NodeInputError(runtime.node_label(VBWanV2V), "latent",
+                                         f"expected [B,{wan.latent_channels},T,H,W] "
                                          f"(this model's VAE), got {tuple(init.shape)}")
         settings = _settings(wan, sampler).replace(denoise=float(denoise))
         lat = S.sample(wan, _cond(text), settings, tuple(init.shape), init_latents=init, preview=preview)
@@ -355,7 +357,7 @@ class VBWanVACE:
 
     def generate(self, wan, text, width, height, length, strength, control_video=None, control_masks=None,
                  reference_images=None, sampler=None, preview=False):
-        node = "Wan VACE"
+        node = runtime.node_label(VBWanVACE)
         C.check_size(node, length, height, width, wan)
         if not hasattr(wan.module("transformer"), "vace_blocks"):
             raise runtime.NodeInputError(node, "wan", "this is not a VACE model (load wan2.1_vace_*)")
@@ -384,7 +386,8 @@ class VBWanVAEDecode:
     def decode(self, wan, latent, tiled=False):
         samples = latent["samples"]
         if samples.ndim != 5 or samples.shape[1] != wan.latent_channels:
-            raise runtime.NodeInputError("Wan VAE Decode", "latent", f"expected [B,{wan.latent_channels},T,h,w], "
+            raise runtime.NodeInputError(runtime.node_label(VBWanVAEDecode), "latent",
+                                         f"expected [B,{wan.latent_channels},T,h,w], "
                                          f"got {tuple(samples.shape)}")
         return (C.vae_decode_images(wan, samples, tiled),)
 
@@ -406,7 +409,7 @@ class VBWanVAEEncode:
         ss = wan.scale_spatial * 2
         h, w = images.shape[1] // ss * ss, images.shape[2] // ss * ss
         if h == 0 or w == 0:
-            raise runtime.NodeInputError("Wan VAE Encode", "images", f"frames smaller than {ss}px")
+            raise runtime.NodeInputError(runtime.node_label(VBWanVAEEncode), "images", f"frames smaller than {ss}px")
         frames = images[:, :h, :w]
         keep = (frames.shape[0] - 1) // wan.scale_temporal * wan.scale_temporal + 1
         return ({"samples": C.vae_encode(wan, C.images_to_video(frames[:keep]), tiled)},)
