@@ -61,11 +61,6 @@ def image_to_video(images: torch.Tensor) -> torch.Tensor:
     return (images.float().permute(3, 0, 1, 2).unsqueeze(0) * 2 - 1)
 
 
-def video_to_image(video: torch.Tensor) -> torch.Tensor:
-    """[1, 3, F, H, W] -1..1 -> ComfyUI IMAGE [F, H, W, 3] 0..1."""
-    return ((video[0].float().permute(1, 2, 3, 0) + 1) / 2).clamp(0, 1)
-
-
 def latent_frames(num_frames: int) -> int:
     return (num_frames - 1) // 4 + 1
 
