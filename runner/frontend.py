@@ -27,9 +27,14 @@ PACK = "vibeboard"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Settings a fresh user starts with: the first-start template browser would cover the page (ComfyUI shows it
 # until the tutorial is marked done); the user can change any of them from the settings dialog.
-DEFAULT_SETTINGS = {"Comfy.TutorialCompleted": True}
+# ComfyUI's release notes do not describe this server, and a pod may have no internet: no version-update check.
+DEFAULT_SETTINGS = {"Comfy.TutorialCompleted": True, "Comfy.Notification.ShowVersionUpdates": False}
 JOB_STATUS = {"queued": "pending", "running": "in_progress", "success": "completed", "error": "failed",
               "invalid": "failed", "interrupted": "cancelled"}
+# Files the editor asks for on every load; ComfyUI answers 404 until the user makes them, we answer with the
+# empty file so a fresh page shows no failed request.
+DEFAULT_USER_FILES = {"user.css": ("text/css", b""), "comfy.templates.json": ("application/json", b"[]"),
+                      "workflows/.index.json": ("application/json", b'{"favorites": []}')}
 MEDIA_KEYS = ("images", "video", "videos", "gifs", "audio", "animated")
 
 
@@ -125,6 +130,7 @@ def add_frontend_routes(app: web.Application, server) -> None:
     app.router.add_route("GET", "/internal/logs/raw", frontend.get_logs_raw)
     app.router.add_route("PATCH", "/internal/logs/subscribe", frontend.patch_logs_subscribe)
     app.router.add_route("GET", "/", frontend.get_index)
+    app.router.add_route("GET", "/user.css", frontend.get_user_css)
     static = frontend_static_dir()
     if static:
         app.router.add_static("/", static)
@@ -136,7 +142,8 @@ class Frontend:
         state = os.path.dirname(os.path.abspath(server.store.path))
         self.user_root = os.path.abspath(os.environ.get("VIBEBOARD_USER_DIR") or os.path.join(state, "user"))
         # workflows/ exists from the start: the editor lists it on every load and a 404 is a failed request
-        os.makedirs(os.path.join(self.user_root, USER, "workflows"), exist_ok=True)
+        for folder in ("workflows", "subgraphs"):
+            os.makedirs(os.path.join(self.user_root, USER, folder), exist_ok=True)
 
     # --- page ---------------------------------------------------------------------------------
     async def get_index(self, request):
@@ -148,6 +155,11 @@ class Frontend:
                 "<code>vibeboard serve</code>. The API works without it.</p>"))
         return web.FileResponse(os.path.join(static, "index.html"),
                                 headers={"Cache-Control": "no-cache", "Content-Type": "text/html"})
+
+    async def get_user_css(self, request):
+        """index.html links /user.css (ComfyUI's web root has none: a 404 on every load); the user's own CSS
+        is the userdata file user.css, which the frontend loads itself."""
+        return web.Response(body=b"", content_type="text/css")
 
     # --- users and settings -------------------------------------------------------------------
     async def get_users(self, request):
@@ -247,6 +259,9 @@ class Frontend:
     async def get_userdata(self, request):
         path = self._user_path(request.match_info["file"])
         if not os.path.isfile(path):
+            default = DEFAULT_USER_FILES.get(request.match_info["file"])
+            if default:
+                return web.Response(body=default[1], content_type=default[0])
             raise ApiError(404, "not_found", f"user file {request.match_info['file']!r} not found")
         return web.FileResponse(path)
 
