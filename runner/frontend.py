@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 import urllib.parse
@@ -65,6 +66,15 @@ def templates_dir() -> str:
 def template_names() -> list:
     folder = templates_dir()
     return sorted(n[:-5] for n in os.listdir(folder) if n.endswith(".json") and not n.endswith(".api.json"))
+
+
+def with_credentialed_manifest(page: str) -> str:
+    """Browsers fetch a web-app manifest without cookies unless the link says use-credentials (frontends before
+    1.5x do not): without it the token cookie is not sent and the manifest gets a 401."""
+    def fix(match):
+        tag = match.group(0)
+        return tag if "crossorigin" in tag else tag.replace("<link ", '<link crossorigin="use-credentials" ', 1)
+    return re.sub(r"<link[^>]*rel=\"manifest\"[^>]*>", fix, page)
 
 
 # --- auth ------------------------------------------------------------------------------------------
@@ -153,8 +163,9 @@ class Frontend:
                 "<h1>VibeBoard</h1><p>The ComfyUI editor is not installed on this server: "
                 "<code>pip install 'vibeboard[service]'</code> (it brings comfyui-frontend-package), then restart "
                 "<code>vibeboard serve</code>. The API works without it.</p>"))
-        return web.FileResponse(os.path.join(static, "index.html"),
-                                headers={"Cache-Control": "no-cache", "Content-Type": "text/html"})
+        with open(os.path.join(static, "index.html"), encoding="utf-8") as handle:
+            page = with_credentialed_manifest(handle.read())
+        return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-cache"})
 
     async def get_user_css(self, request):
         """index.html links /user.css (ComfyUI's web root has none: a 404 on every load); the user's own CSS

@@ -51,6 +51,12 @@ def our_failures(browser, server_url):
     return bad
 
 
+def open_sidebar_tab(browser, name):
+    """Sidebar buttons: data-testid in newer frontends, a class in older ones (1.27)."""
+    browser.evaluate(f"(document.querySelector('[data-testid={name}-tab-button]')"
+                     f" || document.querySelector('.{name}-tab-button')).click(); 1")
+
+
 def wait_editor(browser):
     browser.wait_for("!!(window.app && window.app.graph && document.querySelector('[data-testid=queue-button]'))",
                      90, "the editor to load")
@@ -79,7 +85,7 @@ def test_editor_runs_optics_engine_and_keeps_saved_workflow(tmp_path):
         ours = sorted(n for n in NodeRegistry.default(embedded=True).classes if n.startswith("VB"))
         registered = browser.evaluate("Object.keys(LiteGraph.registered_node_types)")
         assert set(ours) <= set(registered), sorted(set(ours) - set(registered))[:10]
-        browser.evaluate("document.querySelector('[data-testid=node-library-tab-button]').click(); 1")
+        open_sidebar_tab(browser, "node-library")
         browser.wait_for("document.body.innerText.includes('VibeBoard')", 20, "VibeBoard in the node library")
 
         # load the Optics Engine workflow, make it small (2 CPU cores), press Run
@@ -112,11 +118,12 @@ def test_editor_runs_optics_engine_and_keeps_saved_workflow(tmp_path):
 
         # save from the page: the Save command asks for a name in the editor's own prompt dialog
         browser.evaluate("app.extensionManager.command.execute('Comfy.SaveWorkflow'); 1")
-        dialog = "[role=dialog][data-dialog-key=global-prompt]"
-        browser.wait_for(f"!!document.querySelector('{dialog} input')", 20, "the save dialog")
-        button = browser.evaluate(f"""(() => {{ const input = document.querySelector('{dialog} input');
+        # the prompt dialog: role=dialog (reka-ui) in newer frontends, PrimeVue's .p-dialog in older ones
+        dialog = "[...document.querySelectorAll('[role=dialog], .p-dialog')].find((d) => d.querySelector('input'))"
+        browser.wait_for(f"!!({dialog})", 20, "the save dialog")
+        button = browser.evaluate(f"""(() => {{ const box = {dialog}, input = box.querySelector('input');
             input.value = 'my optics'; input.dispatchEvent(new Event('input', {{bubbles: true}}));
-            const buttons = [...document.querySelectorAll('{dialog} button')];
+            const buttons = [...box.querySelectorAll('button')];
             const confirm = buttons.find((b) => ['Save', 'Confirm', 'OK'].includes(b.innerText.trim()))
                             || buttons[buttons.length - 1];
             confirm.click(); return confirm.innerText.trim() }})()""")
@@ -137,7 +144,7 @@ def test_editor_runs_optics_engine_and_keeps_saved_workflow(tmp_path):
         browser.failures.clear()
         browser.goto(server.url + "/")
         wait_editor(browser)
-        browser.evaluate("document.querySelector('[data-testid=workflows-tab-button]').click(); 1")
+        open_sidebar_tab(browser, "workflows")
         browser.wait_for("document.body.innerText.includes('my optics')", 20, "the saved workflow in the sidebar")
         content = browser.evaluate(
             "(async () => await (await app.api.getUserData('workflows/my optics.json')).json())()")
