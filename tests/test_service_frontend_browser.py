@@ -157,3 +157,38 @@ def test_editor_runs_optics_engine_and_keeps_saved_workflow(tmp_path):
         browser.close()
     print("requests outside this server that failed (no internet in tests):", outside)
     assert not first_bad and not second_bad, json.dumps(first_bad + second_bad, indent=1)
+
+
+def test_saved_workflows_load_at_full_size_without_overlaps(tmp_path):
+    """In the frontend itself: no node smaller than the size it computes for its widgets, no overlap on load."""
+    import glob
+    from cdp_browser import Browser
+    server = start_server(str(tmp_path))
+    browser = Browser()
+    problems = {}
+    try:
+        browser.goto(f"{server.url}/?token={TOKEN}")
+        wait_editor(browser)
+        for path in sorted(glob.glob(os.path.join(ROOT, "workflows", "*.json"))):
+            if path.endswith(".api.json"):
+                continue
+            text = open(path, encoding="utf-8").read()
+            found = browser.evaluate(f"""(async () => {{
+                await app.loadGraphData({text});
+                const nodes = app.graph._nodes, out = {{small: [], overlap: []}};
+                const box = (n) => {{ const b = new Float32Array(4);
+                    if (n.getBounding) n.getBounding(b); else b.set(n.boundingRect); return b; }};
+                for (const n of nodes) {{ const m = n.computeSize();
+                    if (n.size[0] + 1 < m[0] || n.size[1] + 1 < m[1]) out.small.push(n.id); }}
+                for (let i = 0; i < nodes.length; i++) for (let j = i + 1; j < nodes.length; j++) {{
+                    const a = box(nodes[i]), b = box(nodes[j]);
+                    if (a[0] < b[0] + b[2] && b[0] < a[0] + a[2] && a[1] < b[1] + b[3] && b[1] < a[1] + a[3])
+                        out.overlap.push([nodes[i].id, nodes[j].id]); }}
+                return out; }})()""")
+            if found["small"] or found["overlap"]:
+                problems[os.path.basename(path)] = found
+        browser.screenshot(os.path.join(ARTEFACTS, "frontend_last_workflow.png"))
+    finally:
+        browser.close()
+        server.stop_thread()
+    assert not problems, f"run tools/layout_workflows.py: {problems}"
