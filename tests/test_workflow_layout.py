@@ -28,3 +28,18 @@ def test_resolve_overlaps_separates_a_pile():
     pile = {"nodes": [{"id": i, "pos": [10 * i, 5 * i], "size": [200, 100]} for i in range(5)]}
     assert len(overlaps(pile)) == 10
     assert resolve_overlaps(pile) > 0 and overlaps(pile) == []
+
+
+def test_example_workflows_are_the_module_workflows_with_a_thumbnail():
+    """ComfyUI's template convention: example_workflows/<name>.json (UI format, equal to workflows/) + <name>.jpg;
+    API twins are not templates. Refresh with tools/make_example_workflows.py."""
+    from PIL import Image
+    examples = os.path.join(ROOT, "example_workflows")
+    names = sorted(os.path.basename(p)[:-5] for p in UI_FILES)
+    assert sorted(n[:-5] for n in os.listdir(examples) if n.endswith(".json")) == names
+    for name in names:
+        with open(os.path.join(examples, name + ".json"), "rb") as a, \
+                open(os.path.join(ROOT, "workflows", name + ".json"), "rb") as b:
+            assert a.read() == b.read(), f"example_workflows/{name}.json is stale: tools/make_example_workflows.py"
+        with Image.open(os.path.join(examples, name + ".jpg")) as thumb:
+            assert thumb.format == "JPEG" and thumb.size == (480, 270)

@@ -10,6 +10,7 @@ their column. Only `size` and `pos` change, so the API twins stay equal. Re-run 
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -68,12 +69,12 @@ def dump_like(original: str, data: dict) -> str:
     return json.dumps(data, indent=2) + "\n"
 
 
-def minimum_sizes(paths: list) -> dict:
-    """{path: {node_id: [w, h]}} as the frontend computes them after loading each workflow."""
+@contextlib.contextmanager
+def open_editor():
+    """`vibeboard serve` on a temporary folder with the editor open in headless Chromium; yields the browser."""
     sys.path[:0] = [ROOT, os.path.join(ROOT, "custom_nodes"), os.path.join(ROOT, "tests")]
     from cdp_browser import Browser
     from runner.server import ServerConfig, VibeServer
-    result = {}
     with tempfile.TemporaryDirectory() as tmp:
         config = ServerConfig(port=0, output_dir=os.path.join(tmp, "o"), input_dir=os.path.join(tmp, "i"),
                               temp_dir=os.path.join(tmp, "t"), db_path=os.path.join(tmp, "jobs.sqlite"))
@@ -82,17 +83,24 @@ def minimum_sizes(paths: list) -> dict:
         try:
             browser.goto(server.url + "/")
             browser.wait_for("!!(window.app && window.app.graph && window.LiteGraph)", 90, "the editor")
-            for path in paths:
-                with open(path, encoding="utf-8") as handle:
-                    text = handle.read()
-                result[path] = browser.evaluate(f"""(async () => {{
-                    await app.loadGraphData({text});
-                    const out = {{}};
-                    for (const n of app.graph._nodes) out[n.id] = [...n.computeSize()].map(Math.ceil);
-                    return out; }})()""")
+            yield browser
         finally:
             browser.close()
             server.stop_thread()
+
+
+def minimum_sizes(paths: list) -> dict:
+    """{path: {node_id: [w, h]}} as the frontend computes them after loading each workflow."""
+    result = {}
+    with open_editor() as browser:
+        for path in paths:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+            result[path] = browser.evaluate(f"""(async () => {{
+                await app.loadGraphData({text});
+                const out = {{}};
+                for (const n of app.graph._nodes) out[n.id] = [...n.computeSize()].map(Math.ceil);
+                return out; }})()""")
     return result
 
 
