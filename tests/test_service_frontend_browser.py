@@ -111,6 +111,14 @@ def test_editor_runs_optics_engine_and_keeps_saved_workflow(tmp_path):
         browser.pump(1)
         browser.screenshot(os.path.join(ARTEFACTS, "frontend_optics_engine_run.png"))
 
+        # the MP4 carries its recipe: dropped on an empty canvas, it reopens the workflow
+        restored = browser.evaluate(f"""(async () => {{
+            const blob = await (await fetch({json.dumps(video[0])})).blob();
+            app.graph.clear();
+            await app.handleFile(new File([blob], "rack_focus.mp4", {{type: "video/mp4"}}));
+            return app.graph._nodes.map((n) => n.type); }})()""")
+        assert "VBBokehRender" in restored and "VBRackFocus" in restored, restored
+
         # the job appears in the newer jobs panel's API with its outputs
         jobs = browser.evaluate("(async () => (await (await app.api.fetchApi('/jobs?status=completed,failed,cancelled"
                                 "&limit=10&offset=0')).json()))()")
