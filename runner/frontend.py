@@ -98,8 +98,15 @@ def cookie_auth_middleware(server):
             headers = request.headers.copy()
             headers["Authorization"] = f"Bearer {cookie}"
             request = request.clone(headers=headers)
+        if request.method == "GET" and request.path == "/" and not token_ok(token, request.headers, {}, False):
+            return web.Response(status=401, content_type="text/html", text=LOGIN_HINT)  # a person, not a client
         return await handler(request)
     return middleware
+
+
+LOGIN_HINT = ("<!doctype html><title>VibeBoard</title><h1>VibeBoard</h1><p>This server needs its token: open "
+              "<code>/?token=&lt;token&gt;</code> once (the token given to <code>vibeboard serve --token</code> "
+              "or VIBEBOARD_TOKEN); the browser then keeps a cookie for this site.</p>")
 
 
 def _same_origin(request) -> bool:

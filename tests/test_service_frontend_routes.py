@@ -92,6 +92,9 @@ def test_login_cookie_is_same_origin_only(server):
     assert plain("/api/settings", {**jar, "Origin": "http://evil.example"}) == 401  # another site's page
     assert plain("/api/settings", {"Cookie": "vibeboard_token=wrong"}) == 401
     assert plain("/", {}) == 401 and plain("/?token=wrong", {}) == 401
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(server.url + "/")
+    assert b"/?token=" in info.value.read()  # a person opening the page is told how to log in
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
