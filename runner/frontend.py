@@ -148,9 +148,7 @@ def add_frontend_routes(app: web.Application, server) -> None:
     app.router.add_route("PATCH", "/internal/logs/subscribe", frontend.patch_logs_subscribe)
     app.router.add_route("GET", "/", frontend.get_index)
     app.router.add_route("GET", "/user.css", frontend.get_user_css)
-    static = frontend_static_dir()
-    if static:
-        app.router.add_static("/", static)
+    app.router.add_route("GET", "/{path:.+}", frontend.get_static)  # last: the editor's files, else a JSON 404
 
 
 class Frontend:
@@ -173,6 +171,15 @@ class Frontend:
         with open(os.path.join(static, "index.html"), encoding="utf-8") as handle:
             page = with_credentialed_manifest(handle.read())
         return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-cache"})
+
+    async def get_static(self, request):
+        """The frontend package's files (scripts, styles, fonts); an unknown path is the server's JSON 404."""
+        static = frontend_static_dir()
+        rel = safe_relpath(request.match_info["path"], "path")
+        path = resolve_inside(static, rel) if static and rel else None
+        if path is None or not os.path.isfile(path):
+            raise web.HTTPNotFound()  # the same JSON 404 as any unknown route (server.py's error middleware)
+        return web.FileResponse(path)
 
     async def get_user_css(self, request):
         """index.html links /user.css (ComfyUI's web root has none: a 404 on every load); the user's own CSS
