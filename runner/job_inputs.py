@@ -58,16 +58,20 @@ def _download(url: str, limit: int, key: str) -> bytes:
 
 
 def output_spec(output) -> dict:
-    """The job's `output` object, checked before anything runs: {"prefix": relative path, "upload": bool}."""
+    """The job's `output` object, checked before anything runs:
+    {"prefix": relative path, "upload": bool, "include_temp": bool, "base64": bool}."""
     if output is None:
         return {}
     if not isinstance(output, dict):
         raise ApiError(400, "invalid_request", "'output' must be an object {\"prefix\": ..., \"upload\": bool}")
-    unknown = sorted(set(output) - {"prefix", "upload", "include_temp"})
+    unknown = sorted(set(output) - {"prefix", "upload", "include_temp", "base64"})
     if unknown:
-        raise ApiError(400, "invalid_request", f"'output' has unknown keys {unknown}; expected prefix, upload")
+        raise ApiError(400, "invalid_request",
+                       f"'output' has unknown keys {unknown}; expected prefix, upload, include_temp, base64")
     spec = {}
-    for key, default in (("upload", True), ("include_temp", False)):
+    # base64 (worker-comfyui's inline mode, for callers without a bucket) turns the upload off unless asked for
+    inline = output.get("base64", False)
+    for key, default in (("base64", False), ("upload", not inline), ("include_temp", False)):
         spec[key] = output.get(key, default)
         if not isinstance(spec[key], bool):
             raise ApiError(400, "invalid_request", f"'output.{key}' must be true or false")

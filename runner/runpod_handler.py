@@ -4,8 +4,10 @@
     python -m runner.runpod_handler --test_input '{"input": {...}}'   # local test (or ./test_input.json)
 
 Input:  {"workflow": API or UI JSON (object or text), "inputs": {"node_id.input": value | {"url"} |
-         {"base64", "filename"}}, "output": {"prefix": "...", "upload": true}}
-Output: {"status": "success", "job_id", "outputs": [{node, filename, key, url, content_type, size}], "timings"}
+         {"base64", "filename"}}, "images": [{"name", "image": base64 | data URI | URL}] (worker-comfyui's shape,
+         runpod_io.py), "output": {"prefix": "...", "upload": true, "base64": false}}
+Output: {"status": "success", "job_id", "outputs": [{node, filename, key, url, content_type, size}], "timings",
+         "images": [{"filename", "type": "s3_url" | "base64", "data"}] (worker-comfyui's shape; all file kinds)}
 Errors: {"error": "<message>", "details": {...}} (the SDK marks the job FAILED).
 The executor and its model cache stay alive between jobs of one worker (warm starts). Storage and folders come
 from the same VIBEBOARD_* environment variables as `vibeboard serve` (docs/service.md).
@@ -97,8 +99,10 @@ def _handle(job: dict, progress: Optional[Callable[[dict], None]], state: dict) 
         output = output_spec(data.get("output"))  # a wrong type is refused before the job runs
         prompt = load_workflow(workflow, state["registry"])
         check_graph(prompt)
-        apply_job_inputs(prompt, data.get("inputs") or {}, state["dirs"]["input"], job_id,
-                         allow_urls=os.environ.get("VIBEBOARD_URL_INPUTS", "1") not in ("0", "false", "no"))
+        allow_urls = os.environ.get("VIBEBOARD_URL_INPUTS", "1") not in ("0", "false", "no")
+        from .runpod_io import write_named_files  # worker-comfyui's {"images": [{"name", "image"}]}
+        write_named_files(data.get("images"), state["dirs"]["input"], allow_urls)
+        apply_job_inputs(prompt, data.get("inputs") or {}, state["dirs"]["input"], job_id, allow_urls=allow_urls)
     except WorkflowFormatError as exc:
         return {"error": f"cannot read workflow: {exc}"}
     except ApiError as exc:
@@ -113,6 +117,9 @@ def _handle(job: dict, progress: Optional[Callable[[dict], None]], state: dict) 
     validation = validate_prompt(prompt, state["registry"])
     if not validation.ok:
         return {"error": "workflow is not valid:\n" + validation.summary(), "details": validation.response()}
+    if validation.node_errors:  # e.g. a LoadImage naming a file the request did not send
+        from .runpod_io import missing_inputs_error
+        return missing_inputs_error(validation)
 
     last = [0.0]
 
@@ -127,7 +134,14 @@ def _handle(job: dict, progress: Optional[Callable[[dict], None]], state: dict) 
             progress({"node": info.get("node"), "value": info.get("value"), "max": info.get("max")})
 
     result = state["executor"].execute(prompt, prompt_id=job_id, on_event=on_event)
-    published = []
+    published, inline = [], None
+    if output.get("base64"):
+        from .runpod_io import inline_outputs
+        try:
+            inline = inline_outputs([f for f in result.output_files() if f["type"] != "temp"
+                                     or output.get("include_temp")])
+        except ApiError as exc:
+            return {"error": exc.body["error"]["message"], "details": exc.body["error"]}
     if output.get("upload", True):
         files = [f for f in result.output_files() if f["type"] != "temp" or output.get("include_temp")]
         published = push_outputs(state["storage"], job_id, files, prefix=output.get("prefix"))
@@ -142,7 +156,9 @@ def _handle(job: dict, progress: Optional[Callable[[dict], None]], state: dict) 
     if failed:
         return {"error": f"{len(failed)} output(s) could not be uploaded: {failed[0]['upload_error']}",
                 "outputs": published}
+    from .runpod_io import as_worker_comfyui
     return {"status": "success", "job_id": job_id, "outputs": published,
+            "images": inline if inline is not None else as_worker_comfyui(published),  # worker-comfyui's key
             "timings": {k: round(v, 4) for k, v in result.timings.items()},
             "seconds": round(result.total_seconds, 4)}
 

@@ -131,7 +131,9 @@ class VibeServer:
     def _build_app(self) -> web.Application:
         from . import server_jobs
         limit = max(self.config.max_upload_bytes, self.config.max_prompt_bytes) + 1024 * 1024
-        app = web.Application(client_max_size=limit, middlewares=[self._errors_mw, self._auth_mw])
+        from .frontend import add_frontend_routes, cookie_auth_middleware  # the ComfyUI editor at / (frontend.py)
+        app = web.Application(client_max_size=limit,
+                              middlewares=[self._errors_mw, cookie_auth_middleware(self), self._auth_mw])
         routes = [
             ("GET", "/prompt", self.get_prompt), ("POST", "/prompt", self.post_prompt),
             ("GET", "/queue", self.get_queue), ("POST", "/queue", self.post_queue),
@@ -154,6 +156,7 @@ class VibeServer:
         add_review_routes(app, self.dirs["output"], self.dirs.values())
         if os.path.isdir(WEB_EXTENSION_DIR):  # the pack's frontend widgets, as ComfyUI serves WEB_DIRECTORY
             app.router.add_static("/extensions/vibeboard/", WEB_EXTENSION_DIR)
+        add_frontend_routes(app, self)  # last: it mounts the editor's static files at /
         app.on_startup.append(self._on_startup)
         app.on_shutdown.append(self._on_shutdown)
         return app
