@@ -53,6 +53,8 @@ def register(subparsers) -> None:
     serve.add_argument("--extra-nodes", action="append", default=[],
                        help="extra .py file or package with NODE_CLASS_MAPPINGS to register (repeatable)")
     serve.add_argument("--log-level", default=os.environ.get("VIBEBOARD_LOG_LEVEL", "WARNING"))
+    serve.add_argument("--farm", metavar="ADDRESS", default=os.environ.get("VIBEBOARD_FARM"),
+                       help="run prompts on a render farm: Temporal host:port (docs/farm.md; needs vibeboard[farm])")
     serve.set_defaults(func=cmd_serve)
 
 
@@ -94,5 +96,8 @@ def cmd_serve(args) -> int:
     check_bind_allowed(config.host, config.token)  # before loading nodes: fail fast
     from .server import VibeServer
     server = VibeServer(config)
+    if args.farm:  # same API in front; prompts become Temporal workflows run by `vibeboard worker` pods
+        from .farm.front import attach_farm
+        attach_farm(server, args.farm)
     server.serve_forever()
     return 0
