@@ -209,13 +209,18 @@ def test_killed_worker_job_finishes_elsewhere_exactly_once_with_progress_on_the_
     pid = _submit(front, farm_nodes.job(42, "m1", seconds=3.0, marker_dir=str(markers), prefix="kill/x"),
                   client_id=ws.client_id)
     ws.until(lambda m: m["type"] == "progress" and m["data"].get("prompt_id") == pid, timeout=30)
-    victim = farm["workers"]["w1"]
+
+    async def running_on():
+        description = await front.farm.client.get_workflow_handle(pid).describe()
+        return [p.last_worker_identity for p in description.raw_description.pending_activities]
+    victim_id = front.farm.call(running_on())[0]
+    victim = farm["workers"][victim_id]
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait(timeout=10)
     entry = _history(front, pid, timeout_s=45)
     assert entry["status"]["status_str"] == "success", entry["status"]
     tries = entry["farm"]["tries"]
-    assert entry["farm"]["worker"] != "w1" and tries[0]["worker"] == "w1" and len(tries) == 2
+    assert entry["farm"]["worker"] != victim_id and tries[0]["ran_on"] == victim_id and len(tries) == 2, tries
     assert "TimeoutError" in tries[0]["error"]  # the heartbeat timeout noticed the dead pod
     assert len(os.listdir(markers)) == 2  # started twice: cut off once, finished once
     saved = [os.path.join(d, f) for d, _s, files in os.walk(tmp) for f in files

@@ -39,6 +39,13 @@ DEFAULTS = {"heartbeat_s": 30.0, "fallback_s": 60.0, "max_attempts": 3, "job_tim
             "stale_s": 90.0, "default_class": "default"}
 
 
+def _heartbeat_worker(cause):
+    """The worker named in the last heartbeat of a timed-out attempt (a killed pod reports nothing else)."""
+    details = getattr(cause, "last_heartbeat_details", None) or ()
+    first = details[0] if details else None
+    return first.get("worker") if isinstance(first, dict) else None
+
+
 @workflow.defn(name="VibeboardRenderJob")
 class RenderJob:
     def __init__(self) -> None:
@@ -68,7 +75,8 @@ class RenderJob:
             except ActivityError as err:
                 cause = err.cause
                 self.tries[-1]["error"] = f"{type(cause).__name__}: {cause}"
-                self.tries[-1]["ran_on"] = err.identity or None
+                ran_on = err.identity or _heartbeat_worker(cause)
+                self.tries[-1]["ran_on"] = ran_on
                 if isinstance(cause, TemporalTimeout) and cause.type == TimeoutType.SCHEDULE_TO_START:
                     exclude.append(decision["worker"])  # that worker is busy or gone: fall back
                     continue
@@ -78,8 +86,8 @@ class RenderJob:
                     raise ApplicationError(cause.message, *cause.details, {"tries": self.tries},
                                            type=cause.type, non_retryable=True)
                 failures += 1
-                if err.identity and err.identity not in exclude:
-                    exclude.append(err.identity)  # run again elsewhere (a killed pod stays excluded)
+                if ran_on and ran_on not in exclude:
+                    exclude.append(ran_on)  # run again elsewhere (a killed pod stays excluded)
                 if failures >= int(cfg["max_attempts"]):
                     details = cause.details if isinstance(cause, ApplicationError) else ()
                     raise ApplicationError(f"gave up after {failures} attempt(s): {cause}", *details,
