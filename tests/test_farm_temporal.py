@@ -195,11 +195,27 @@ def test_out_of_memory_and_bad_input_fail_once_and_are_dead_letters(farm):
     error = [m for m in oom_entry["status"]["messages"] if m[0] == "execution_error"][0][1]
     assert "OutOfMemoryError" in error["exception_type"] and error["node_id"] == "3"
     assert bad_entry["farm"]["failure_type"] == "BadInput" and len(bad_entry["farm"]["tries"]) == 1
+    if oom_entry["farm"].get("medic") is not None:  # apiMedic (Script Lab) reads the failure when installed
+        assert oom_entry["farm"]["medic"]["kind"] == "oom"
     from runner.cli_farm import dead_letters
     rows = front.farm.call(dead_letters(front.farm.client))
     listed = {row["job_id"]: row for row in rows}
     assert oom in listed and bad in listed and farm["batch"][0] not in listed
     assert listed[oom]["error"]["type"] == "OutOfMemory" and len(listed[oom]["tries"]) == 1
+
+
+def test_interrupt_cancels_the_job_on_its_worker(farm):
+    front = farm["front"]
+    ws = WsClient(front.url)
+    pid = _submit(front, farm_nodes.job(5, "m3", seconds=20.0, prefix="stop/x"), client_id=ws.client_id)
+    ws.until(lambda m: m["type"] == "progress" and m["data"].get("prompt_id") == pid, timeout=30)
+    started = time.monotonic()
+    assert http("POST", front.url + "/interrupt", {"prompt_id": pid})[0] == 200
+    entry = _history(front, pid, timeout_s=20)
+    assert time.monotonic() - started < 10  # stopped on the worker, not run to its end
+    assert entry["status"]["status_str"] == "error" and "9" not in entry["outputs"]
+    assert [m for m in ws.until_done(pid) if m["type"] == "execution_interrupted"]
+    ws.close()
 
 
 def test_killed_worker_job_finishes_elsewhere_exactly_once_with_progress_on_the_websocket(farm):

@@ -85,6 +85,20 @@ class FarmBackend:
         self.loop.call_soon_threadsafe(self.loop.stop)
 
 
+def medic_diagnosis(error: dict) -> Optional[dict]:
+    """apiMedic's reading of a failed farm job (kind, retryable, fix hint), when Script Lab is installed; the
+    farm itself never re-runs OOM / bad-input failures, so the hint is what a person or the medic acts on."""
+    try:
+        from dataclasses import asdict
+        from vibeboard.scriptlab.medic import classify
+    except Exception:
+        return None
+    try:
+        return asdict(classify(error))
+    except Exception as exc:  # a diagnosis must never hide the failure itself
+        return {"kind": "unknown", "detail": f"apiMedic failed: {exc}", "retryable": False, "fix_hint": ""}
+
+
 class FarmResult(ExecutionResult):
     farm: dict = None
 
@@ -130,6 +144,8 @@ class FarmExecutor:
             if raw.get(key) is not None:
                 setattr(result, key, raw[key])
         result.farm = raw.get("farm") or {}
+        if result.status == "error" and result.error:
+            result.farm["medic"] = medic_diagnosis(result.error)
         if result.farm.get("nodes") is not None:
             try:
                 gpucost.record_job(self.ledger, prompt_id, extra_data or {}, client_id, result.status, result.farm,
