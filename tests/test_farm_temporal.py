@@ -167,15 +167,15 @@ def test_job_cost_is_the_sum_of_node_gpu_seconds_times_the_class_price(farm):
     assert sum(r["cost_usd"] for r in rows) == pytest.approx(entry["cost_usd"], abs=1e-7)
     assert {r["model"] for r in rows} == {"m1"} and {r["workflow"] for r in rows} == {"batch"}
     assert [r for r in rows if r["kind"] == "storage"][0]["storage_bytes"] > 0
-    proc = subprocess.run([sys.executable, "-m", "runner", "cost", "--db", ledger, "--by", "workflow"], cwd=ROOT,
-                          env=farm["env"], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    assert "GPU time on the farm by workflow" in proc.stdout
-    batch_line = [line for line in proc.stdout.splitlines() if line.startswith("batch ")][0]
-    assert batch_line.split()[1] == "12"  # jobs
     from runner.cli import main
     import io
     from contextlib import redirect_stdout
+    buffer = io.StringIO()
+    with redirect_stdout(buffer):
+        assert main(["cost", "--db", ledger, "--by", "workflow"]) == 0
+    assert "GPU time on the farm by workflow" in buffer.getvalue()
+    batch_line = [line for line in buffer.getvalue().splitlines() if line.startswith("batch ")][0]
+    assert batch_line.split()[1] == "12"  # jobs
     buffer = io.StringIO()
     with redirect_stdout(buffer):
         assert main(["cost", "--db", ledger, "--by", "user", "--json"]) == 0
@@ -253,6 +253,16 @@ def test_killed_worker_job_finishes_elsewhere_exactly_once_with_progress_on_the_
     assert values and max(values) == 10  # the second run's progress reached the client too
     types = [m["type"] for m in mine]
     assert types.index("execution_success") < len(types) - 1 and types[-1] == "executing"
+    executed = [m for m in mine if m["type"] == "executed" and m["data"]["node"] == "9"]
+    assert len(executed) == 1 and executed[0]["data"]["vibeboard_cost"]["gpu_seconds"] > 0  # the final run's only
     success = [m for m in mine if m["type"] == "execution_success"][0]
     assert success["data"]["vibeboard_cost"]["cost_usd"] > 0
     ws.close()
+
+
+def test_a_worker_stops_cleanly_on_sigterm_and_leaves_the_registry(farm):
+    front = farm["front"]
+    wid, proc = [(w, p) for w, p in farm["workers"].items() if p.poll() is None][0]
+    proc.terminate()
+    assert proc.wait(timeout=20) == 0, (farm["tmp"] / f"{wid}.log").read_text()[-2000:]  # no abort at exit
+    _wait(lambda: wid not in front.farm.call(farm["router"].snapshot()), 10, f"{wid} to leave the registry")

@@ -47,14 +47,21 @@ def classify_failure(result: dict) -> tuple:
 class EventLog:
     """The executor's events of one attempt, numbered, shared between the executor thread and the heartbeat."""
 
-    def __init__(self):
+    def __init__(self, usd_per_hour: Optional[float] = None):
         self.events: list = []
         self._lock = threading.Lock()
-        self.started: dict = {}
-        self.node_seconds: dict = {}
+        self.usd_per_hour = usd_per_hour
+        self._node_started: dict = {}
 
     def add(self, event: str, data: dict) -> None:
         data = json.loads(json.dumps(data, default=str))  # what crosses Temporal must be plain JSON
+        node = data.get("node")
+        if event == "executing" and node is not None:
+            self._node_started[node] = time.perf_counter()
+        elif event == "executed" and node in self._node_started:  # the node's cost rides on its ws event
+            seconds = time.perf_counter() - self._node_started.pop(node)
+            data["vibeboard_cost"] = {"gpu_seconds": round(seconds, 6),
+                                      "cost_usd": gpucost.node_cost(seconds, self.usd_per_hour)}
         with self._lock:
             self.events.append([len(self.events), event, data])
 
@@ -187,7 +194,7 @@ class FarmWorker:
     async def run_prompt(self, job: dict) -> dict:
         from temporalio import activity
         from temporalio.exceptions import ApplicationError
-        events = EventLog()
+        events = EventLog(self.usd_per_hour)
         details = lambda: {"worker": self.worker_id, "attempt": job.get("attempt", 1), "events": events.tail()}
         activity.heartbeat({"worker": self.worker_id, "attempt": job.get("attempt", 1), "events": [],
                             "waiting": self.gpu.busy})
