@@ -85,8 +85,10 @@ def farm(tmp_path_factory):
             assert not dead, f"worker(s) {dead} exited: " + (tmp / f"{dead[0]}.log").read_text()[-3000:]
             return len(front.farm.call(router.snapshot())) == 3
         _wait(advertised, 45, "3 workers to advertise")
-        yield {"tmp": tmp, "front": front, "server": server, "workers": workers, "router": router, "env": env}
+        state = {"tmp": tmp, "front": front, "server": server, "workers": workers, "router": router, "env": env}
+        yield state
     finally:
+        front = state["front"] if "state" in locals() else front
         if front is not None:
             front.stop_thread()
             if getattr(front, "farm", None) is not None:
@@ -222,7 +224,7 @@ def test_killed_worker_job_finishes_elsewhere_exactly_once_with_progress_on_the_
     front, tmp = farm["front"], farm["tmp"]
     markers = tmp / "markers-kill"
     ws = WsClient(front.url)
-    pid = _submit(front, farm_nodes.job(42, "m1", seconds=3.0, marker_dir=str(markers), prefix="kill/x"),
+    pid = _submit(front, farm_nodes.job(42, "m1", seconds=2.0, marker_dir=str(markers), prefix="kill/x"),
                   client_id=ws.client_id)
     ws.until(lambda m: m["type"] == "progress" and m["data"].get("prompt_id") == pid, timeout=30)
 
@@ -258,6 +260,23 @@ def test_killed_worker_job_finishes_elsewhere_exactly_once_with_progress_on_the_
     success = [m for m in mine if m["type"] == "execution_success"][0]
     assert success["data"]["vibeboard_cost"]["cost_usd"] > 0
     ws.close()
+
+
+def test_a_restarted_front_reattaches_to_running_jobs_instead_of_failing_them(farm):
+    from runner.farm.front import attach_farm
+    from runner.server import VibeServer
+    old = farm["front"]
+    pid = _submit(old, farm_nodes.job(11, "m2", seconds=2.0, prefix="restart/x"))
+    _wait(lambda: old.store.get(pid)["status"] == "running", 20, "the job to start")
+    old.stop_thread()
+    old.farm.stop()
+    front = VibeServer(old.config, registry=old.registry)  # same SQLite queue/history
+    attach_farm(front, farm["server"].address, connection={}, config=old.service.executor.config)
+    front.start_in_thread()
+    farm["front"] = front
+    entry = _history(front, pid)
+    assert entry["status"]["status_str"] == "success"
+    assert len(entry["farm"]["tries"]) == 1 and "error" not in entry["farm"]["tries"][0]  # the same run, not a rerun
 
 
 def test_a_worker_stops_cleanly_on_sigterm_and_leaves_the_registry(farm):

@@ -103,6 +103,11 @@ def control_worker(client, identity: Optional[str] = None):
     """A Temporal worker for the control queue: the workflows and the routing activity."""
     from temporalio.worker import Worker
     from .workflows import CONTROL_QUEUE, FarmRegistry, RenderJob
+    from datetime import timedelta
     kwargs = {"identity": identity} if identity else {}
+    # A workflow's next task goes first to the process that ran its last one (sticky queue). When that pod
+    # is killed, Temporal waits this long before handing the task to another process: 10 s by default,
+    # which would stall every job and registry query the dead pod had cached. Our workflows replay in ms.
     return Worker(client, task_queue=CONTROL_QUEUE, workflows=[RenderJob, FarmRegistry],
-                  activities=[Router(client).activity()], **kwargs)
+                  activities=[Router(client).activity()],
+                  sticky_queue_schedule_to_start_timeout=timedelta(seconds=2), **kwargs)
