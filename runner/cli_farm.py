@@ -84,7 +84,7 @@ def cmd_worker(args) -> int:
     from .farm.worker import FarmWorker
     from .registry import NodeRegistry
     from .server import load_extra_nodes
-    from .storage import load_config_file, storage_from_config
+    from .storage import load_config_file, storage_from_args
     gpu_class, vram = _gpu_facts()
     gpu_class = args.gpu_class or gpu_class
     rate = args.usd_per_hour
@@ -101,16 +101,7 @@ def cmd_worker(args) -> int:
     runtime.set_path_policy(restrict=True)  # jobs come from the farm's clients
     executor = Executor(registry, output_dir=args.output_dir, input_dir=args.input_dir, temp_dir=args.temp_dir,
                         models_dir=args.models_dir)
-    config_file = load_config_file(args.config)
-    env = dict(os.environ)
-    if args.storage:
-        env["VIBEBOARD_STORAGE"] = args.storage
-    if args.store_dir:
-        env["VIBEBOARD_STORE_DIR"] = args.store_dir
-    storage = None
-    if env.get("VIBEBOARD_STORAGE", (config_file.get("storage") or {}).get("kind")) != "none":
-        default_root = os.path.join(os.path.dirname(os.path.abspath(args.output_dir)), "vibeboard-store")
-        storage = storage_from_config(env, config_file, default_local_root=default_root)
+    storage = storage_from_args(args, load_config_file(args.config))
     set_capacity(args.max_models)
     worker_id = args.worker_id or f"{socket.gethostname()}-{os.getpid()}"
 

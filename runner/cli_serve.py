@@ -60,17 +60,9 @@ def register(subparsers) -> None:
 
 def build_config(args):
     from .server import ServerConfig
-    from .storage import load_config_file, storage_from_config
+    from .storage import load_config_file, storage_from_args
     config_file = load_config_file(args.config)
-    env = dict(os.environ)
-    if args.storage:
-        env["VIBEBOARD_STORAGE"] = args.storage
-    if args.store_dir:
-        env["VIBEBOARD_STORE_DIR"] = args.store_dir
-    storage = None
-    if env.get("VIBEBOARD_STORAGE", (config_file.get("storage") or {}).get("kind")) != "none":
-        default_root = os.path.join(os.path.dirname(os.path.abspath(args.output_dir)), "vibeboard-store")
-        storage = storage_from_config(env, config_file, default_local_root=default_root)
+    storage = storage_from_args(args, config_file)
     hooks = config_file.get("webhook") or {}
     limits = config_file.get("limits") or {}
     cache = args.cache

@@ -303,3 +303,17 @@ def push_for_cli(result, args) -> list:
         text = row.get("url") or f"FAILED {row.get('filename')}: {row.get('upload_error')}"
         print(f"pushed: {text}", file=sys.stderr if getattr(args, "json", False) else sys.stdout)
     return rows
+
+
+def storage_from_args(args, config_file: dict) -> Optional[Storage]:
+    """The output storage of `serve` / `worker`: --storage/--store-dir over the environment over the config
+    file; None for --storage none. Local storage defaults to vibeboard-store/ next to the output folder."""
+    env = dict(os.environ)
+    if getattr(args, "storage", None):
+        env["VIBEBOARD_STORAGE"] = args.storage
+    if getattr(args, "store_dir", None):
+        env["VIBEBOARD_STORE_DIR"] = args.store_dir
+    if env.get("VIBEBOARD_STORAGE", (config_file.get("storage") or {}).get("kind")) == "none":
+        return None
+    default_root = os.path.join(os.path.dirname(os.path.abspath(args.output_dir)), "vibeboard-store")
+    return storage_from_config(env, config_file, default_local_root=default_root)
