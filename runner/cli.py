@@ -93,12 +93,13 @@ def cmd_run(args) -> int:
     if getattr(args, "backend", "embedded") == "comfyui":
         if not args.url:
             raise SystemExit("vibeboard: --backend comfyui needs --url http://host:8188")
-        from .remote_comfyui import run_remote_cli
-        return run_remote_cli(args, _load, report)
+        return _run_remote(args)
     from .executor import Executor
     from .registry import NodeRegistry
     registry = NodeRegistry.default(embedded=True)
     prompt = _load(args, registry)
+    from vibeboard.common import sample_inputs
+    sample_inputs.ensure(os.path.abspath(args.input_dir))
     executor = Executor(registry, output_dir=args.output_dir, input_dir=args.input_dir,
                         temp_dir=args.temp_dir, models_dir=args.models_dir)
     printer = ProgressPrinter(sys.stderr, prompt, registry, enabled=not args.quiet)
@@ -126,9 +127,39 @@ def cmd_run(args) -> int:
     result = box["result"]
     code = report(result, registry, args.json)
     if getattr(args, "push", False):
-        from .storage import push_for_cli
-        push_for_cli(result, args)
+        _push(result, args)
     return code
+
+
+def _run_remote(args) -> int:
+    """`vibeboard run --backend comfyui --url URL`: load (UI format via the remote's /object_info), run, report."""
+    import urllib.error
+    from .remote_comfyui import RemoteComfyUI, RemoteError, RemoteRegistry
+    remote = RemoteComfyUI(args.url, token=getattr(args, "token", None))
+    try:
+        registry = RemoteRegistry(remote.object_info())
+        prompt = _load(args, registry)
+        printer = ProgressPrinter(sys.stderr, prompt, registry, enabled=not args.quiet)
+        result = remote.run(prompt, args.output_dir, on_event=printer)
+    except (RemoteError, urllib.error.URLError, OSError) as exc:
+        print(f"vibeboard: remote server {args.url}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    code = report(result, registry, args.json)
+    if getattr(args, "push", False):
+        _push(result, args)
+    return code
+
+
+def _push(result, args) -> list:
+    """`vibeboard run --push`: push a finished run's files with the env/config storage; print the URLs."""
+    from .state import default_store_dir
+    from .storage import push_outputs, storage_from_config
+    storage = storage_from_config(default_local_root=default_store_dir(args.output_dir))
+    rows = push_outputs(storage, result.prompt_id, result.output_files())
+    for row in rows:
+        text = row.get("url") or f"FAILED {row.get('filename')}: {row.get('upload_error')}"
+        print(f"pushed: {text}", file=sys.stderr if getattr(args, "json", False) else sys.stdout)
+    return rows
 
 
 def report(result, registry, as_json: bool) -> int:
@@ -173,8 +204,11 @@ def _shown_path(path: str) -> str:
 def cmd_validate(args) -> int:
     from .registry import NodeRegistry
     from .validation import validate_prompt
+    from vibeboard.common import runtime, sample_inputs
     registry = NodeRegistry.default(embedded=True)
     prompt = _load(args, registry)
+    runtime.set_host_dirs(input=os.path.abspath(args.input_dir))
+    sample_inputs.ensure(os.path.abspath(args.input_dir))  # the shipped workflows' sample pictures
     result = validate_prompt(prompt, registry)
     if args.json:
         print(json.dumps({"ok": result.ok, **result.response(), "outputs": result.good_outputs}, indent=2))
@@ -183,6 +217,11 @@ def cmd_validate(args) -> int:
         print(f"ok: {len(prompt)} nodes, outputs {', '.join(result.good_outputs)}{note}")
         if result.node_errors:
             print(result.summary())
+        from vibeboard.models import preflight
+        missing = preflight.missing(prompt, result.good_outputs)
+        if missing:  # the graph is valid; a run stops before its first node until these are there
+            print(f"model files not here yet ({len(missing)}); `vibeboard run` needs them:\n  "
+                  + "\n  ".join(preflight.describe(i) for i in missing))
     else:
         print("Workflow is not valid:\n" + result.summary(), file=sys.stderr)
     return EXIT_OK if result.ok else EXIT_INVALID
@@ -249,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("workflow")
     val.add_argument("--set", action="append", metavar="NODE_ID.input=value")
     val.add_argument("--json", action="store_true")
+    val.add_argument("--input-dir", default=os.environ.get("VIBEBOARD_INPUT_DIR", "input"),
+                     help="input folder LoadImage names are checked in (the sample inputs are put there)")
     val.set_defaults(func=cmd_validate)
     nodes = sub.add_parser("nodes", help="list nodes (--json: the /object_info shape)")
     nodes.add_argument("--json", action="store_true")

@@ -32,6 +32,8 @@ def register(subparsers) -> None:
     d.add_argument("request")
     d.add_argument("--selection", help='JSON context, e.g. {"clip": "shot12.mp4", "shot": "12"}')
     d.add_argument("--json", action="store_true")
+    d.add_argument("--dry-run", action="store_true",
+                   help="compile the route into its saved workflow and validate it (nothing is queued)")
     _llm_args(d)
     d.set_defaults(func=cmd_direct)
 
@@ -136,12 +138,55 @@ def cmd_direct(args) -> int:
     from vibeboard.scriptlab import director
     selection = json.loads(args.selection) if args.selection else {}
     decision = director.DirectorAgent(llm=_provider(args)).route(args.request, selection=selection)
+    out = decision.to_dict()
+    if args.dry_run:
+        out["dry_run"] = compile_decision(decision)
     if args.json:
-        print(json.dumps(decision.to_dict(), indent=2))
-    elif decision.question:
+        print(json.dumps(out, indent=2))
+        return EXIT_OK
+    if args.dry_run:
+        dry = out["dry_run"]
+        print(f"dry run: {dry['status']} — {dry['message']}")
+        for line in dry.get("set", []):
+            print(f"  set {line}")
+    if decision.question:
         print(f"question: {decision.question}")
     else:
         print(f"{decision.workflow}  (module {decision.module}, via {decision.via}, margin {decision.margin:.2f})")
         for k, v in decision.params.items():
             print(f"  {k} = {v}")
     return EXIT_OK
+
+
+def compile_decision(decision) -> dict:
+    """Fill the route's saved workflow with its parameters (the card's `binds`) and validate it."""
+    from vibeboard.scriptlab.director_cards import BY_ID
+    from .registry import NodeRegistry
+    from .validation import validate_prompt
+    from .workflow import WorkflowFormatError, load_workflow
+    if decision.question and decision.missing:
+        return {"status": "needs_input", "message": decision.question}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = os.path.join(root, decision.workflow_file)
+    if not decision.installed or not os.path.isfile(path):
+        return {"status": "not_installed", "message": f"{decision.workflow_file} is not in this checkout yet "
+                f"({decision.module} not built)"}
+    registry = NodeRegistry.default(embedded=True)
+    try:
+        prompt = load_workflow(path, registry)
+    except WorkflowFormatError as exc:
+        return {"status": "invalid", "message": str(exc)}
+    changed = []
+    for param, targets in BY_ID[decision.workflow].get("binds", {}).items():
+        if param not in decision.params:
+            continue
+        for class_type, input_name, mapping in targets:
+            value = mapping[decision.params[param]] if mapping else decision.params[param]
+            for node_id, node in prompt.items():
+                if node["class_type"] == class_type and input_name in node.get("inputs", {}):
+                    node["inputs"][input_name] = value
+                    changed.append(f"{node_id}.{input_name} = {value!r}")
+    result = validate_prompt(prompt, registry)
+    return {"status": "ok" if result.ok else "invalid", "set": changed, "prompt": prompt,
+            "message": "valid; would run " + ", ".join(sorted({n["class_type"] for n in prompt.values()}))
+            if result.ok else result.summary()}

@@ -22,7 +22,8 @@ def register(subparsers) -> None:
     serve.add_argument("--temp-dir", default=os.environ.get("VIBEBOARD_TEMP_DIR", "temp"))
     serve.add_argument("--models-dir", default=os.environ.get("VIBEBOARD_MODELS_DIR"))
     serve.add_argument("--db", default=os.environ.get("VIBEBOARD_DB"),
-                       help="SQLite queue/history file (default: vibeboard-jobs.sqlite next to the output folder)")
+                       help="SQLite queue/history file (default: vibeboard-jobs.sqlite in the state folder, "
+                            "VIBEBOARD_STATE_DIR or state/ next to the output folder)")
     serve.add_argument("--config", default=os.environ.get("VIBEBOARD_CONFIG"),
                        help="JSON config file (storage/webhook/limits sections; env variables win)")
     serve.add_argument("--storage", choices=["local", "s3", "r2", "none"], default=None,
@@ -77,7 +78,12 @@ def build_config(args):
         max_json_depth=int(limits.get("max_json_depth", args.max_json_depth)),
         allow_url_inputs=not args.no_url_inputs, allow_any_path=args.allow_any_path,
         allow_private_urls=True if args.allow_private_urls else None, extra_nodes=list(args.extra_nodes), cache=cache,
-        models_dir=args.models_dir, push_temp=args.push_temp)
+        models_dir=args.models_dir, push_temp=args.push_temp,
+        # fault tolerance knobs (docs/service.md "Faults"); environment only
+        upload_workers=_env_int("VIBEBOARD_UPLOAD_WORKERS", 2),
+        upload_timeout_s=float(os.environ.get("VIBEBOARD_UPLOAD_TIMEOUT_S") or 900),
+        worker_stuck_s=float(os.environ.get("VIBEBOARD_WORKER_STUCK_S") or 1800),
+        history_page_limit=_env_int("VIBEBOARD_HISTORY_PAGE_LIMIT", 1000))
 
 
 def cmd_serve(args) -> int:

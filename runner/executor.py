@@ -8,6 +8,7 @@ progress and interrupt go through vibeboard.common.runtime. Events use ComfyUI's
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import hashlib
 import inspect
@@ -38,7 +39,8 @@ def _now_ms() -> int:
 
 class Executor:
     def __init__(self, registry, output_dir: Optional[str] = None, input_dir: Optional[str] = None,
-                 temp_dir: Optional[str] = None, models_dir: Optional[str] = None, cache="classic"):
+                 temp_dir: Optional[str] = None, models_dir: Optional[str] = None, cache="classic",
+                 restrict_paths: Optional[bool] = None):
         """cache: "classic" (keep only what the latest prompt used, like ComfyUI), "none", or an int N
         (LRU of N node results across prompts, for servers that alternate workflows)."""
         self.registry = registry
@@ -47,6 +49,8 @@ class Executor:
                      "temp": os.path.abspath(temp_dir or "temp")}
         self.models_dir = models_dir
         self.cache_mode = cache
+        # True on servers: file paths typed into nodes must stay in the host folders (None: the process default)
+        self.restrict_paths = restrict_paths
         self._cache: "OrderedDict[str, tuple]" = OrderedDict()  # signature -> (outputs, ui)
         self._objects: Dict[tuple, object] = {}
         self._interrupt = threading.Event()
@@ -79,9 +83,12 @@ class Executor:
         with self._lock:
             if self._clear_pending:
                 self._clear_now()
+            policy = (runtime.path_policy(self.restrict_paths) if self.restrict_paths is not None
+                      else contextlib.nullcontext())
             try:
-                return _Run(self, copy.deepcopy(prompt), prompt_id or str(uuid.uuid4()), extra_data or {},
-                            outputs, on_event, client_id).run()
+                with policy:
+                    return _Run(self, copy.deepcopy(prompt), prompt_id or str(uuid.uuid4()), extra_data or {},
+                                outputs, on_event, client_id).run()
             finally:
                 if self._clear_pending:  # asked for during this prompt: free now, not at the next one
                     self._clear_now()
@@ -126,6 +133,8 @@ class _Run:
             self.result.error = validation.response()
             self.result.validation_summary = validation.summary()
             self.emit("executing", {"node": None, "prompt_id": self.prompt_id})
+            return self.result
+        if self._models_missing(validation.good_outputs):
             return self.result
         self.result.outputs_to_execute = list(validation.good_outputs)
         started = time.perf_counter()
@@ -370,6 +379,22 @@ class _Run:
             self.result.outputs[node_id] = ui
             self.emit("executed", {"node": node_id, "display_node": node_id, "output": ui,
                                    "prompt_id": self.prompt_id})
+
+    def _models_missing(self, outputs) -> bool:
+        """Every model file the run needs, checked before any node runs: all missing ones in one error."""
+        from vibeboard.models import preflight
+        items = preflight.missing(self.prompt, outputs)
+        if not items:
+            return False
+        err = preflight.MissingModelsError(items)
+        self.result.status = "invalid"
+        self.result.node_errors = preflight.validation_errors(items)
+        self.result.error = {"error": {"type": "model_missing", "message": f"{len(items)} model file(s) missing",
+                                       "details": str(err), "extra_info": {}},
+                             "node_errors": self.result.node_errors}
+        self.result.validation_summary = str(err)
+        self.emit("executing", {"node": None, "prompt_id": self.prompt_id})
+        return True
 
     def _failure(self, node_id, exc, inputs=None) -> "_NodeFailure":
         node = self.prompt.get(node_id, {})

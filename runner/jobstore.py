@@ -37,7 +37,14 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_status_number ON jobs(status, number);
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(finished_at);
+CREATE TABLE IF NOT EXISTS upload_journal (
+    key TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    started_at REAL NOT NULL
+);
 """
+# Columns added after the first release: (name, SQL type), added to an older database when it opens.
+_ADDED_COLUMNS = (("upload_state", "TEXT"),)
 
 DONE_STATES = ("success", "error", "interrupted", "invalid")
 
@@ -65,6 +72,12 @@ class JobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
         self._db.executescript(_SCHEMA)
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        for name, kind in _ADDED_COLUMNS:
+            if name not in have:
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
+        self._db.execute("CREATE INDEX IF NOT EXISTS jobs_upload ON jobs(upload_state)")
+        self._db.execute("CREATE INDEX IF NOT EXISTS jobs_history_order ON jobs(finished_at, number, id)")
         row = self._db.execute("SELECT MAX(ABS(number)) FROM jobs WHERE ABS(number) < 1e15").fetchone()
         self._counter = int(row[0] or 0) + 1  # (a non-finite number stored by an older server is skipped)
 
@@ -137,30 +150,54 @@ class JobStore:
             self._db.execute("UPDATE jobs SET partial_outputs=? WHERE id=?", (json.dumps(partial), job_id))
 
     def finish(self, job_id: str, status: str, history: dict, published: Optional[list] = None,
-               error: Optional[dict] = None) -> None:
+               error: Optional[dict] = None, upload_pending: bool = False) -> None:
+        """Final record of a run. `upload_pending` marks its outputs for the upload workers (same transaction,
+        so a kill right after still finds them to push)."""
         with self._lock:
             self._db.execute(
-                "UPDATE jobs SET status=?, history=?, published=?, error=?, finished_at=? WHERE id=?",
+                "UPDATE jobs SET status=?, history=?, published=?, error=?, finished_at=?, upload_state=? WHERE id=?",
                 (status, json.dumps(history, default=str), json.dumps(published, default=str)
                  if published is not None else None, json.dumps(error, default=str) if error else None,
-                 time.time(), job_id))
+                 time.time(), "pending" if upload_pending else None, job_id))
             self._trim()
 
-    def set_published(self, job_id: str, published: list, history: Optional[dict] = None) -> None:
+    def set_published(self, job_id: str, published: list, history: Optional[dict] = None,
+                      upload_state: Optional[str] = None) -> None:
         with self._lock:
             if history is None:
-                self._db.execute("UPDATE jobs SET published=? WHERE id=?",
-                                 (json.dumps(published, default=str), job_id))
+                self._db.execute("UPDATE jobs SET published=?, upload_state=COALESCE(?, upload_state) WHERE id=?",
+                                 (json.dumps(published, default=str), upload_state, job_id))
             else:
-                self._db.execute("UPDATE jobs SET published=?, history=? WHERE id=?",
-                                 (json.dumps(published, default=str), json.dumps(history, default=str), job_id))
+                self._db.execute(
+                    "UPDATE jobs SET published=?, history=?, upload_state=COALESCE(?, upload_state) WHERE id=?",
+                    (json.dumps(published, default=str), json.dumps(history, default=str), upload_state, job_id))
+
+    # --- output uploads (runner/publisher.py) ----------------------------------------------------
+    def pending_uploads(self) -> List[str]:
+        with self._lock:
+            return [r[0] for r in self._db.execute(
+                "SELECT id FROM jobs WHERE upload_state='pending' ORDER BY finished_at").fetchall()]
+
+    def journal_add(self, key: str, job_id: str) -> None:
+        """An upload to `key` is starting: if the process dies now, the next start aborts what it left open."""
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO upload_journal (key, job_id, started_at) VALUES (?, ?, ?)",
+                             (key, job_id, time.time()))
+
+    def journal_remove(self, key: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM upload_journal WHERE key=?", (key,))
+
+    def journal_keys(self) -> List[str]:
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT key FROM upload_journal ORDER BY started_at")]
 
     def _trim(self) -> None:
         count = self._db.execute("SELECT COUNT(*) FROM jobs WHERE finished_at IS NOT NULL").fetchone()[0]
         if count > self.max_history:
             self._db.execute(
                 "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE finished_at IS NOT NULL "
-                "ORDER BY finished_at LIMIT ?)", (count - self.max_history,))
+                "AND upload_state IS NOT 'pending' ORDER BY finished_at LIMIT ?)", (count - self.max_history,))
 
     def recover_interrupted(self) -> List[Job]:
         """On open: jobs left `running` by a dead process → `error` with RESTART_REASON. Returns them."""
@@ -208,19 +245,34 @@ class JobStore:
                 "SELECT COUNT(*) FROM jobs WHERE status='queued' AND (number < ? OR (number = ? AND created_at < ?))",
                 (row["number"], row["number"], row["created_at"])).fetchone()[0]
 
-    def history(self, max_items: Optional[int] = None, offset: Optional[int] = None) -> List[Job]:
-        """Finished jobs oldest → newest. ComfyUI: with max_items and no offset, the last N; an offset (0
-        included) skips that many from the oldest."""
+    def history(self, max_items: Optional[int] = None, offset: Optional[int] = None,
+                before: Optional[tuple] = None) -> List[dict]:
+        """Finished jobs oldest → newest, as {"id", "history", "cursor"} (only the columns /history needs).
+        ComfyUI: with max_items and no offset, the last N; an offset (0 included) skips that many from the
+        oldest. `before` (a cursor from an earlier page) gives the max_items entries just older than it."""
+        where = "history IS NOT NULL AND finished_at IS NOT NULL"
         with self._lock:
-            total = self._db.execute("SELECT COUNT(*) FROM jobs WHERE history IS NOT NULL AND finished_at IS NOT NULL"
-                                     ).fetchone()[0]
-            if max_items is not None and offset is None:
-                offset = max(0, total - max_items)
-            limit = -1 if max_items is None else int(max_items)
-            rows = self._db.execute(
-                "SELECT * FROM jobs WHERE history IS NOT NULL AND finished_at IS NOT NULL "
-                "ORDER BY finished_at, number LIMIT ? OFFSET ?", (limit, int(offset or 0))).fetchall()
-        return [self._row(r) for r in rows]
+            if before is not None or (max_items is not None and offset is None):
+                args: list = []
+                if before is not None:  # keyset paging: cheap at any depth
+                    where += " AND (finished_at, number, id) < (?, ?, ?)"
+                    args = list(before)
+                rows = self._db.execute(
+                    f"SELECT id, history, finished_at, number FROM jobs WHERE {where} "
+                    "ORDER BY finished_at DESC, number DESC, id DESC LIMIT ?",
+                    (*args, -1 if max_items is None else int(max_items))).fetchall()[::-1]
+            else:
+                rows = self._db.execute(
+                    f"SELECT id, history, finished_at, number FROM jobs WHERE {where} "
+                    "ORDER BY finished_at, number, id LIMIT ? OFFSET ?",
+                    (-1 if max_items is None else int(max_items), int(offset or 0))).fetchall()
+        return [{"id": r[0], "history": json.loads(r[1]), "cursor": (r[2], r[3], r[0])} for r in rows]
+
+    def has_history_before(self, cursor: tuple) -> bool:
+        with self._lock:
+            return self._db.execute(
+                "SELECT 1 FROM jobs WHERE history IS NOT NULL AND finished_at IS NOT NULL "
+                "AND (finished_at, number, id) < (?, ?, ?) LIMIT 1", tuple(cursor)).fetchone() is not None
 
     # --- deletes ---------------------------------------------------------------------------------
     def delete_queued(self, ids: Optional[Iterable[str]] = None) -> int:

@@ -7,12 +7,17 @@ The check resolves the name before connecting; a DNS answer that changes in betw
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import ipaddress
 import socket
 import urllib.parse
 import urllib.request
 
+# Process default (local tools: allowed). A server applies its own setting per call with `policy(...)`, in the
+# thread doing the request, so starting a server changes nothing process-wide.
 _state = {"allow_private": True}
+_call_policy = contextvars.ContextVar("vibeboard_net_policy", default=None)
 
 
 class UrlRefused(ValueError):
@@ -23,8 +28,18 @@ def set_allow_private(allow: bool) -> None:
     _state["allow_private"] = bool(allow)
 
 
+@contextlib.contextmanager
+def policy(allow_private: bool):
+    token = _call_policy.set(bool(allow_private))
+    try:
+        yield
+    finally:
+        _call_policy.reset(token)
+
+
 def private_allowed() -> bool:
-    return _state["allow_private"]
+    value = _call_policy.get()
+    return _state["allow_private"] if value is None else value
 
 
 def check_url(url: str, what: str) -> None:
@@ -32,7 +47,7 @@ def check_url(url: str, what: str) -> None:
     parsed = urllib.parse.urlparse(url if isinstance(url, str) else "")
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise UrlRefused(f"{what}: only http(s) URLs with a host are accepted")
-    if _state["allow_private"]:
+    if private_allowed():
         return
     try:
         infos = socket.getaddrinfo(parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80),

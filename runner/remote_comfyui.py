@@ -388,23 +388,3 @@ def _error_text(body) -> str:
                 text += f"\n  node {node_id} ({info.get('class_type')}): {item.get('message')} {item.get('details', '')}"
         return text
     return str(body)[:500]
-
-
-def run_remote_cli(args, load_prompt, report) -> int:
-    """`vibeboard run --backend comfyui --url URL`: load (UI format via the remote's /object_info), run, report."""
-    import sys
-    from .cli import EXIT_FAILED, ProgressPrinter
-    remote = RemoteComfyUI(args.url, token=getattr(args, "token", None))
-    try:
-        registry = RemoteRegistry(remote.object_info())
-        prompt = load_prompt(args, registry)
-        printer = ProgressPrinter(sys.stderr, prompt, registry, enabled=not args.quiet)
-        result = remote.run(prompt, args.output_dir, on_event=printer)
-    except (RemoteError, urllib.error.URLError, OSError) as exc:
-        print(f"vibeboard: remote server {args.url}: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    code = report(result, registry, args.json)
-    if getattr(args, "push", False):
-        from .storage import push_for_cli
-        push_for_cli(result, args)
-    return code

@@ -40,16 +40,16 @@ def _runtime():
             registry = NodeRegistry.default(embedded=True)
             for path in filter(None, env.get("VIBEBOARD_EXTRA_NODES", "").split(os.pathsep)):
                 load_extra_nodes(registry, path)
+            # Jobs come from API callers: node file paths stay inside the worker's folders (as on `serve`), and
+            # a serverless worker is exposed: URL inputs reach public hosts only. Applied per job (handler).
+            restrict = env.get("VIBEBOARD_ALLOW_ANY_PATH", "0") not in ("1", "true", "yes")
+            allow_private = env.get("VIBEBOARD_ALLOW_PRIVATE_URLS", "0") in ("1", "true", "yes")
             executor = Executor(registry, output_dir=dirs["output"], input_dir=dirs["input"], temp_dir=dirs["temp"],
-                                models_dir=env.get("VIBEBOARD_MODELS_DIR"))
-            # Jobs come from API callers: node file paths stay inside the worker's folders (as on `serve`).
-            from vibeboard.common import runtime
-            runtime.set_path_policy(restrict=env.get("VIBEBOARD_ALLOW_ANY_PATH", "0") not in ("1", "true", "yes"))
-            from . import netpolicy  # a serverless worker is exposed: URL inputs reach public hosts only
-            netpolicy.set_allow_private(env.get("VIBEBOARD_ALLOW_PRIVATE_URLS", "0") in ("1", "true", "yes"))
-            storage = storage_from_config(default_local_root=os.path.join(os.path.dirname(dirs["output"]),
-                                                                          "vibeboard-store"))
-            _state.update(registry=registry, executor=executor, storage=storage, dirs=dirs)
+                                models_dir=env.get("VIBEBOARD_MODELS_DIR"), restrict_paths=restrict)
+            from .state import default_store_dir
+            storage = storage_from_config(default_local_root=default_store_dir(dirs["output"]))
+            _state.update(registry=registry, executor=executor, storage=storage, dirs=dirs, restrict=restrict,
+                          allow_private=allow_private)
         return _state
 
 
@@ -65,6 +65,14 @@ def _sdk_progress(job: dict) -> Optional[Callable[[dict], None]]:
 
 
 def handler(job: dict, progress: Optional[Callable[[dict], None]] = None) -> dict:
+    from vibeboard.common import runtime
+    from . import netpolicy
+    state = _runtime()
+    with runtime.path_policy(state["restrict"]), netpolicy.policy(state["allow_private"]):
+        return _handle(job, progress, state)
+
+
+def _handle(job: dict, progress: Optional[Callable[[dict], None]], state: dict) -> dict:
     from .security import ApiError, check_graph
     from .validation import validate_prompt
     from .workflow import WorkflowFormatError, load_workflow
@@ -78,7 +86,6 @@ def handler(job: dict, progress: Optional[Callable[[dict], None]] = None) -> dic
     if data.get("workflow") is None:
         return {"error": "input.workflow is required (ComfyUI API or UI format JSON)"}
     progress = progress or _sdk_progress(job)
-    state = _runtime()
     try:
         workflow = data["workflow"]
         if isinstance(workflow, str):  # JSON text, never a path: job input must not read the worker's files

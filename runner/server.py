@@ -6,7 +6,10 @@ docs/service.md for the security model (token, path checks, limits) and the job 
 from __future__ import annotations
 
 import asyncio
+import base64
+import functools
 import hashlib
+import json
 import logging
 import math
 import os
@@ -17,6 +20,7 @@ import tempfile
 import threading
 import urllib.parse
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -47,7 +51,7 @@ class ServerConfig:
     output_dir: str = "output"
     input_dir: str = "input"
     temp_dir: str = "temp"
-    db_path: Optional[str] = None  # default: <output_dir>/../vibeboard-jobs.sqlite
+    db_path: Optional[str] = None  # default: the state folder (runner/state.py)
     storage: Optional[Storage] = None
     webhook_secret: Optional[str] = None
     default_webhook: Optional[str] = None
@@ -65,6 +69,10 @@ class ServerConfig:
     push_temp: bool = False  # also push "temp" files (previews); off like ComfyUI workers
     allow_any_path: bool = False  # file paths typed into nodes may point anywhere (trusted clients only)
     allow_private_urls: Optional[bool] = None  # URL inputs / webhooks to private hosts; default: only on loopback
+    worker_stuck_s: float = 1800.0  # health reports the GPU worker stuck after a running job is silent this long
+    upload_workers: int = 2  # threads pushing outputs to storage (never the GPU worker)
+    upload_timeout_s: float = 900.0  # per job; files not pushed by then get an upload_error
+    history_page_limit: int = 1000  # most /history entries in one response (more via the cursor header)
 
 
 class VibeServer:
@@ -81,28 +89,34 @@ class VibeServer:
         for path in config.extra_nodes:
             load_extra_nodes(registry, path)
         self.registry = registry
+        # Workflows come from clients: file inputs stay inside the server's folders unless told otherwise.
+        # An exposed server must not fetch from (or post to) the pod's private network for its clients.
+        # Both apply to this server's calls only (passed per call), never process-wide.
+        from .security import is_loopback
+        self.restrict_paths = not config.allow_any_path
+        allow_private = config.allow_private_urls
+        self.allow_private = is_loopback(config.host) if allow_private is None else bool(allow_private)
         if executor is None:
             from .executor import Executor
             executor = Executor(registry, output_dir=self.dirs["output"], input_dir=self.dirs["input"],
                                 temp_dir=self.dirs["temp"], models_dir=config.models_dir,
-                                cache=config.cache)
+                                cache=config.cache, restrict_paths=self.restrict_paths)
+        elif getattr(executor, "restrict_paths", False) is None:
+            executor.restrict_paths = self.restrict_paths
         self.executor = executor
-        # Workflows come from clients: file inputs stay inside the server's folders unless told otherwise.
-        from vibeboard.common import runtime
-        runtime.set_path_policy(restrict=not config.allow_any_path)
-        # An exposed server must not fetch from (or post to) the pod's private network for its clients.
-        from . import netpolicy
-        from .security import is_loopback
-        allow_private = config.allow_private_urls
-        netpolicy.set_allow_private(is_loopback(config.host) if allow_private is None else allow_private)
-        db_path = config.db_path or os.path.join(os.path.dirname(self.dirs["output"]), "vibeboard-jobs.sqlite")
+        from .state import default_db_path
+        db_path = config.db_path or default_db_path(self.dirs["output"])
         self.store = JobStore(db_path)
         self.hub = WsHub()
+        # SQLite and big JSON run here, never on the event loop: one slow query must not stall every client.
+        self._blocking = ThreadPoolExecutor(max_workers=4, thread_name_prefix="vibeboard-io")
         self.webhooks = WebhookSender(config.webhook_secret, max_attempts=config.webhook_attempts,
-                                      backoff_s=config.webhook_backoff_s)
+                                      backoff_s=config.webhook_backoff_s, db_path=db_path,
+                                      allow_private=self.allow_private)
         self.service = JobService(executor, self.store, self.dirs, storage=config.storage, webhooks=self.webhooks,
                                   emit=self.hub.emit, default_webhook=config.default_webhook,
-                                  push_temp=config.push_temp)
+                                  push_temp=config.push_temp, stuck_after_s=config.worker_stuck_s,
+                                  upload_workers=config.upload_workers, upload_timeout_s=config.upload_timeout_s)
         self.app = self._build_app()
         self._runner: Optional[web.AppRunner] = None
         self._thread: Optional[threading.Thread] = None
@@ -185,7 +199,26 @@ class VibeServer:
         return await handler(request)
 
     async def _json(self, request: web.Request, what: str = "request body"):
-        return parse_json(await request.read(), self.config.max_prompt_bytes, self.config.max_json_depth, what)
+        raw = await request.read()
+        if len(raw) > 65536:  # a multi-megabyte workflow is parsed off the loop
+            return await self._off(parse_json, raw, self.config.max_prompt_bytes, self.config.max_json_depth, what)
+        return parse_json(raw, self.config.max_prompt_bytes, self.config.max_json_depth, what)
+
+    async def _off(self, fn, *args):
+        """Run blocking work (SQLite, validation, downloads, big JSON) on the I/O pool, under this server's
+        path and network policies, and await it."""
+        return await asyncio.get_running_loop().run_in_executor(self._blocking, self._with_policies,
+                                                                functools.partial(fn, *args))
+
+    def _with_policies(self, call):
+        from vibeboard.common import runtime
+        from . import netpolicy
+        with runtime.path_policy(self.restrict_paths), netpolicy.policy(self.allow_private):
+            return call()
+
+    async def _json_response(self, data, status: int = 200, headers: Optional[dict] = None) -> web.Response:
+        text = await self._off(json.dumps, data)
+        return web.Response(text=text, status=status, content_type="application/json", headers=headers)
 
     # --- prompt / queue --------------------------------------------------------------------------
     def prepare_prompt(self, prompt):
@@ -214,7 +247,7 @@ class VibeServer:
         return result
 
     async def get_prompt(self, request):
-        return web.json_response({"exec_info": {"queue_remaining": self.service.queue_remaining()}})
+        return web.json_response({"exec_info": {"queue_remaining": await self._off(self.service.queue_remaining)}})
 
     async def post_prompt(self, request):
         body = await self._json(request)
@@ -226,7 +259,7 @@ class VibeServer:
         targets = body.get("partial_execution_targets")
         if targets is not None and not (isinstance(targets, list) and all(isinstance(t, str) for t in targets)):
             raise ApiError(400, "invalid_request", "partial_execution_targets must be a list of node ids")
-        result = self.validate(prompt, targets)
+        result = await self._off(self.validate, prompt, targets)
         extra = body.get("extra_data") or {}
         if not isinstance(extra, dict):
             raise ApiError(400, "invalid_request", "extra_data must be an object")
@@ -234,13 +267,13 @@ class VibeServer:
         client_id = body.get("client_id")
         if client_id is not None and not isinstance(client_id, str):
             raise ApiError(400, "invalid_request", "client_id must be a string")
-        prompt_id = self._new_prompt_id(body.get("prompt_id"))
+        prompt_id = await self._off(self._new_prompt_id, body.get("prompt_id"))
         number = body.get("number")
         if number is not None and (isinstance(number, bool) or not isinstance(number, (int, float))
                                    or not math.isfinite(number)):  # inf would break the queue on restart
             raise ApiError(400, "invalid_request", "number must be a finite number")
-        job_id, number = self.service.submit(prompt, extra, client_id, prompt_id, number,
-                                             bool(body.get("front")), list(result.good_outputs))
+        job_id, number = await self._off(self.service.submit, prompt, extra, client_id, prompt_id, number,
+                                         bool(body.get("front")), list(result.good_outputs))
         return web.json_response({"prompt_id": job_id, "number": number, "node_errors": result.node_errors})
 
     def _new_prompt_id(self, wanted) -> str:
@@ -253,22 +286,22 @@ class VibeServer:
         return wanted
 
     async def get_queue(self, request):
-        running = self.store.by_status("running")
-        pending = self.store.by_status("queued")
-        return web.json_response({"queue_running": [j.queue_item for j in running],
-                                  "queue_pending": [j.queue_item for j in pending]})
+        running = await self._off(self.store.by_status, "running")
+        pending = await self._off(self.store.by_status, "queued")
+        return await self._json_response({"queue_running": [j.queue_item for j in running],
+                                          "queue_pending": [j.queue_item for j in pending]})
 
     async def post_queue(self, request):
         body = await self._json(request)
         if not isinstance(body, dict):
             raise ApiError(400, "invalid_request", "expected {\"clear\": true} or {\"delete\": [ids]}")
         if body.get("clear"):
-            self.service.delete_queued(None)
+            await self._off(self.service.delete_queued, None)
         if "delete" in body:
             ids = body["delete"]
             if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
                 raise ApiError(400, "invalid_request", "'delete' must be a list of prompt ids")
-            self.service.delete_queued(ids)
+            await self._off(self.service.delete_queued, ids)
         return web.Response(status=200)
 
     async def post_interrupt(self, request):
@@ -292,9 +325,12 @@ class VibeServer:
                 if callable(method):
                     method()
                     break
-        # Models held by the VRAM manager: offloaded (free_memory) or dropped (unload_models).
-        from vibeboard.models import vram
-        return web.json_response(vram.handle_free_request(body))
+        # Models held by the VRAM manager: offloaded (free_memory) or dropped (unload_models), and the pack's caches.
+        from vibeboard.models import release
+        if not (body.get("free_memory") or body.get("unload_models")):
+            return web.json_response({"freed_bytes": 0, "unloaded": [], "caches_cleared": []})
+        return web.json_response(release.release_all(unload=bool(body.get("unload_models")),
+                                                     free_memory=bool(body.get("free_memory"))))
 
     # --- history ---------------------------------------------------------------------------------
     async def get_history(self, request):
@@ -307,30 +343,45 @@ class VibeServer:
             offset = None  # ComfyUI's own default is -1: "the last max_items"
         if max_items is not None and max_items < 0:
             raise ApiError(400, "invalid_request", "max_items must not be negative")
-        return web.json_response({j["id"]: j["history"] for j in self.store.history(max_items, offset)})
+        return await self._history_page(request, max_items, offset)
+
+    async def _history_page(self, request, max_items, offset) -> web.Response:
+        """One page of history, built off the loop. `cursor` (from X-VibeBoard-Next-Cursor) continues towards
+        older entries; without max_items a page holds at most history_page_limit entries."""
+        before = _decode_cursor(request.query["cursor"]) if "cursor" in request.query else None
+        if max_items is None and offset is None:
+            max_items = self.config.history_page_limit
+        elif max_items is not None:
+            max_items = min(max_items, self.config.history_page_limit)
+        rows = await self._off(self.store.history, max_items, None if before else offset, before)
+        headers = {}
+        if rows and (before is not None or offset is None) and await self._off(self.store.has_history_before,
+                                                                                rows[0]["cursor"]):
+            headers["X-VibeBoard-Next-Cursor"] = _encode_cursor(rows[0]["cursor"])
+        return await self._json_response({r["id"]: r["history"] for r in rows}, headers=headers)
 
     async def get_history_one(self, request):
-        job = self.store.get(request.match_info["prompt_id"])
+        job = await self._off(self.store.get, request.match_info["prompt_id"])
         if job is None or job["history"] is None:
             return web.json_response({})
-        return web.json_response({job["id"]: job["history"]})
+        return await self._json_response({job["id"]: job["history"]})
 
     async def post_history(self, request):
         body = await self._json(request)
         if not isinstance(body, dict):
             raise ApiError(400, "invalid_request", "expected {\"clear\": true} or {\"delete\": [ids]}")
         if body.get("clear"):
-            self.store.delete_history(None)
+            await self._off(self.store.delete_history, None)
         if "delete" in body:
             ids = body["delete"]
             if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
                 raise ApiError(400, "invalid_request", "'delete' must be a list of prompt ids")
-            self.store.delete_history(ids)
+            await self._off(self.store.delete_history, ids)
         return web.Response(status=200)
 
     # --- nodes -----------------------------------------------------------------------------------
     async def get_object_info(self, request):
-        return web.json_response(self.registry.object_info())
+        return await self._json_response(self.registry.object_info())
 
     async def get_object_one(self, request):
         name = request.match_info["node_class"]
@@ -411,7 +462,9 @@ class VibeServer:
 
     # --- misc ------------------------------------------------------------------------------------
     async def get_system_stats(self, request):
-        return web.json_response(system_stats())
+        stats = await self._off(system_stats)
+        stats["worker"] = self.service.health()  # dead/stuck/failing GPU worker, as /vibeboard/health reports
+        return web.json_response(stats)
 
     async def get_features(self, request):
         return web.json_response(self.features())
@@ -434,7 +487,15 @@ class VibeServer:
         return web.json_response([])
 
     async def get_health(self, request):
-        return web.json_response({"ok": True, "queue_remaining": self.service.queue_remaining()})
+        """Load-balancer probe: 503 when the GPU worker is dead, stuck or failing (e.g. disk full)."""
+        worker = self.service.health()
+        try:
+            remaining = await self._off(self.service.queue_remaining)
+        except Exception as exc:  # the queue database itself is unreadable
+            worker = dict(worker, ok=False, queue_error=f"{type(exc).__name__}: {exc}")
+            remaining = None
+        return web.json_response({"ok": worker["ok"], "queue_remaining": remaining, "worker": worker},
+                                 status=200 if worker["ok"] else 503)
 
     async def get_ws(self, request):
         def on_connect(sid):
@@ -442,7 +503,8 @@ class VibeServer:
             if running is not None and running.get("client_id") == sid and self.service.current_node:
                 yield "executing", {"node": self.service.current_node, "display_node": self.service.current_node,
                                     "prompt_id": running["id"]}
-        return await self.hub.handle(request, self.service.status_data(), on_connect, self.features())
+        status = await self._off(self.service.status_data)
+        return await self.hub.handle(request, status, on_connect, self.features())
 
     # --- running ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -458,6 +520,7 @@ class VibeServer:
         if self._runner is not None:
             await self._runner.cleanup()
         self.store.close()
+        self._blocking.shutdown(wait=False)
 
     def start_in_thread(self, timeout_s: float = 30.0) -> "VibeServer":
         """Tests and the bench: serve from a background thread; returns once the port is bound."""
@@ -517,6 +580,18 @@ class VibeServer:
 
 
 MAX_FORM_FIELD_BYTES = 4096
+
+
+def _encode_cursor(cursor: tuple) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(cursor)).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(text: str) -> tuple:
+    try:
+        finished_at, number, job_id = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        return float(finished_at), float(number), str(job_id)
+    except Exception:
+        raise ApiError(400, "invalid_request", "cursor is not one this server gave out (X-VibeBoard-Next-Cursor)")
 
 
 async def _read_small_field(part, limit: int) -> str:

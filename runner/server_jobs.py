@@ -2,7 +2,6 @@
 target + webhook) and GET /vibeboard/jobs/{id} (status and output URLs)."""
 from __future__ import annotations
 
-import asyncio
 import copy
 import os
 import urllib.parse
@@ -55,15 +54,16 @@ def make_post_job(server):
                                   server.config.max_json_depth, "workflow")
         workflow = copy.deepcopy(workflow)
         prompt = server.prepare_prompt(workflow)
-        job_id = server._new_prompt_id(body.get("job_id"))
-        spec = {"webhook": _webhook_spec(body.get("webhook")), "output": _output_spec(body.get("output")),
+        job_id = await server._off(server._new_prompt_id, body.get("job_id"))
+        spec = {"webhook": await server._off(_webhook_spec, body.get("webhook")),
+                "output": _output_spec(body.get("output")),
                 "source": "vibeboard/jobs"}
         config = server.config
-        written = await asyncio.get_running_loop().run_in_executor(
-            None, apply_job_inputs, prompt, body.get("inputs") or {}, server.dirs["input"], job_id,
+        written = await server._off(
+            apply_job_inputs, prompt, body.get("inputs") or {}, server.dirs["input"], job_id,
             config.max_upload_bytes, config.max_url_input_bytes, config.allow_url_inputs)
         try:
-            result = server.validate(prompt)
+            result = await server._off(server.validate, prompt)
         except ApiError:
             for name in written:  # nothing will use them
                 try:
@@ -73,8 +73,8 @@ def make_post_job(server):
             raise
         spec["input_files"] = written
         client_id = body.get("client_id") if isinstance(body.get("client_id"), str) else None
-        job_id, number = server.service.submit(prompt, {}, client_id, job_id, None, bool(body.get("front")),
-                                               list(result.good_outputs), spec)
+        job_id, number = await server._off(server.service.submit, prompt, {}, client_id, job_id, None,
+                                           bool(body.get("front")), list(result.good_outputs), spec)
         return web.json_response({"job_id": job_id, "prompt_id": job_id, "number": number, "status": "queued",
                                   "node_errors": result.node_errors,
                                   "status_url": f"/vibeboard/jobs/{job_id}"}, status=201)
@@ -90,10 +90,15 @@ def job_view(server, job) -> dict:
         entry["view_url"] = f"/view?{query}"
         entry.pop("path", None)  # server-side path: not the client's business
         outputs.append(entry)
-    data = {"job_id": job["id"], "status": job["status"], "number": job["number"],
+    status = job["status"]
+    if job.get("upload_state") == "pending":  # the run is over; its outputs are still being pushed
+        status = "uploading"
+    data = {"job_id": job["id"], "status": status, "number": job["number"],
             "queue_position": server.store.queue_position(job["id"]), "created_at": job["created_at"],
             "started_at": job["started_at"], "finished_at": job["finished_at"], "outputs": outputs,
             "error": job["error"]}
+    if status == "uploading":
+        data["run_status"] = job["status"]
     if job["status"] == "running":
         data["node"] = server.service.current_node
         data["partial_outputs"] = job["partial_outputs"]
@@ -102,8 +107,8 @@ def job_view(server, job) -> dict:
 
 def make_get_job(server):
     async def get_job(request):
-        job = server.store.get(request.match_info["job_id"])
+        job = await server._off(server.store.get, request.match_info["job_id"])
         if job is None:
             raise ApiError(404, "unknown_job", f"no job with id {request.match_info['job_id']!r}")
-        return web.json_response(job_view(server, job))
+        return web.json_response(await server._off(job_view, server, job))
     return get_job

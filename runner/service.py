@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import threading
 import time
 import traceback
@@ -16,7 +17,9 @@ from typing import Callable, Optional
 
 from .jobstore import Job, JobStore
 from .results import path_inside
-from .storage import Storage, push_outputs
+from .security import ApiError
+from .publisher import OutputPublisher, public_rows
+from .storage import Storage
 from .progress_state import ProgressState
 from .webhooks import ProgressThrottle, WebhookSender
 
@@ -63,7 +66,8 @@ class JobService:
     def __init__(self, executor, store: JobStore, dirs: dict, storage: Optional[Storage] = None,
                  webhooks: Optional[WebhookSender] = None, emit: Optional[Callable] = None,
                  default_webhook: Optional[str] = None, progress_interval_s: float = 1.0,
-                 push_temp: bool = False):
+                 push_temp: bool = False, stuck_after_s: float = 1800.0,
+                 upload_workers: int = 2, upload_timeout_s: float = 900.0):
         self.executor = executor
         self.store = store
         self.dirs = dirs  # {"output": path, "input": path, "temp": path}
@@ -83,6 +87,16 @@ class JobService:
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._recovered: list = []
+        # Health: the worker ticks `_heartbeat` every loop and on every executor event; a fault (disk full,
+        # database locked) is kept until the next successful claim, so /vibeboard/health can say why.
+        self.stuck_after_s = float(stuck_after_s)  # a running job silent this long counts as stuck
+        self._heartbeat = time.monotonic()
+        self.fault: Optional[dict] = None
+        self._unfinished: "deque" = deque()  # finished jobs whose record could not be written yet
+        self.publisher: Optional[OutputPublisher] = None
+        if storage is not None:
+            self.publisher = OutputPublisher(storage, store, self._notify, workers=upload_workers,
+                                             job_timeout_s=upload_timeout_s)
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -91,6 +105,8 @@ class JobService:
             log.warning("job %s was running when the server stopped; marked failed", job["id"])
         self._thread = threading.Thread(target=self._worker, name="vibeboard-gpu-worker", daemon=True)
         self._thread.start()
+        if self.publisher is not None:
+            self.publisher.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
@@ -99,6 +115,8 @@ class JobService:
             self.executor.interrupt()
         if self._thread is not None:
             self._thread.join(timeout=timeout_s)
+        if self.publisher is not None:
+            self.publisher.stop()
 
     # --- queue API -------------------------------------------------------------------------------
     def submit(self, prompt: dict, extra_data: Optional[dict] = None, client_id: Optional[str] = None,
@@ -114,6 +132,9 @@ class JobService:
         try:
             self.store.add(prompt_id, prompt, extra_data, list(outputs_to_execute or []), number,
                            client_id=client_id, spec=spec)
+        except sqlite3.OperationalError as exc:  # disk full, database locked: the client may retry later
+            self.submitted_at_monotonic.pop(prompt_id, None)
+            raise ApiError(503, "queue_unavailable", f"the job queue cannot be written right now: {exc}")
         except Exception:
             self.submitted_at_monotonic.pop(prompt_id, None)
             raise
@@ -128,7 +149,12 @@ class JobService:
         return {"status": {"exec_info": {"queue_remaining": self.queue_remaining()}}}
 
     def broadcast_status(self) -> None:
-        self.emit("status", self.status_data(), None)
+        try:
+            data = self.status_data()
+        except Exception as exc:  # the queue count failed (database locked): skip one status, never the worker
+            log.warning("could not count the queue for a status message: %s", exc)
+            return
+        self.emit("status", data, None)
 
     def interrupt(self, prompt_id: Optional[str] = None) -> bool:
         running = self.running
@@ -154,8 +180,19 @@ class JobService:
             except Exception:
                 log.exception("could not publish recovered job %s", job["id"])
         self._recovered = []
+        backoff = 0.5
         while not self._stop.is_set():
-            job = self.store.claim_next()
+            self._heartbeat = time.monotonic()
+            try:  # nothing may end this loop: a full disk or a locked database is waited out, then retried
+                self._retry_unfinished()
+                job = self.store.claim_next()
+            except Exception as exc:
+                self._note_fault("claim", exc)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.5
+            self.fault = None
             if job is None:
                 self._wake.wait(timeout=0.5)
                 self._wake.clear()
@@ -166,13 +203,47 @@ class JobService:
             self.broadcast_status()
             try:
                 self._run_job(job)
-            except Exception:
+            except BaseException as exc:  # SystemExit from a node included: the worker outlives any job
                 log.exception("worker failed on job %s", job["id"])
+                self._note_fault("job", exc)
             finally:
                 self.running = None
                 self._interrupt_job = None
                 self.current_node = None
                 self.throttle.forget(job["id"])
+
+    def _note_fault(self, where: str, exc: BaseException) -> None:
+        if self.fault is None or self.fault.get("message") != str(exc):
+            log.error("worker %s failed: %s: %s", where, type(exc).__name__, exc)
+        self.fault = {"where": where, "type": type(exc).__name__, "message": str(exc), "since": time.time()}
+
+    def _retry_unfinished(self) -> None:
+        """Jobs that ran but whose final record failed (disk full): write them before taking new work."""
+        while self._unfinished:
+            job, history, status, error = self._unfinished[0]
+            self._publish_and_notify(job, history, status, error, retrying=True)
+            self._unfinished.popleft()
+
+    def health(self) -> dict:
+        """Worker state for /vibeboard/health and /system_stats: ok is False when it is dead, stuck or failing."""
+        alive = self._thread is not None and self._thread.is_alive()
+        silent = time.monotonic() - self._heartbeat
+        running = self.running
+        if not alive:
+            state = "stopped" if self._stop.is_set() else "dead"
+        elif self.fault is not None and running is None:
+            state = "failing"
+        elif running is not None:
+            state = "stuck" if silent > self.stuck_after_s else "running"
+        else:
+            state = "stuck" if silent > 60.0 else "idle"  # the idle loop ticks at least every 5 s
+        info = {"ok": state in ("idle", "running"), "state": state, "alive": alive,
+                "seconds_since_heartbeat": round(silent, 3), "running": running["id"] if running else None,
+                "node": self.current_node if running else None, "unfinished_records": len(self._unfinished),
+                "uploads_pending": self.publisher.pending() if self.publisher is not None else 0}
+        if self.fault is not None:
+            info["fault"] = dict(self.fault)
+        return info
 
     def _route(self, job: Job, event: str, data: dict) -> None:
         client = job.get("client_id")
@@ -185,6 +256,7 @@ class JobService:
             self.emit(event, data, client)
 
     def _on_event(self, job: Job, held: list, event: str, data: dict) -> None:
+        self._heartbeat = time.monotonic()
         if event == "execution_start" and self._interrupt_job == job["id"]:
             self.executor.interrupt()  # asked for after the claim but before the executor reset its flag
         if event == "execution_start" or self._progress_state is None or self._progress_state.prompt_id != job["id"]:
@@ -263,27 +335,44 @@ class JobService:
                 if event not in FINAL_EVENTS:
                     self._route(job, event, data)
 
-    def _publish_and_notify(self, job: Job, history: dict, status: str, error) -> None:
+    def _publish_and_notify(self, job: Job, history: dict, status: str, error, retrying: bool = False) -> None:
+        """Record the finished run; its outputs go to the upload workers, its webhook follows their URLs.
+        A record that cannot be written (disk full) is kept and retried before the next job is taken."""
         files = files_from_ui(history.get("outputs") or {}, self.dirs)
         if not self.push_temp:
             files = [f for f in files if f["type"] != "temp"]
         spec_output = (job.get("spec") or {}).get("output") or {}
-        published = []
-        if self.storage is not None and spec_output.get("upload", True):
-            published = push_outputs(self.storage, job["id"], files, prefix=spec_output.get("prefix"))
-        else:
-            published = [{k: f[k] for k in ("node", "filename", "subfolder", "type")} for f in files]
+        upload = self.publisher is not None and spec_output.get("upload", True) and bool(files)
+        published = [{k: f[k] for k in ("node", "filename", "subfolder", "type", "path")} for f in files]
+        if not upload:
+            published = public_rows(published)
         history = dict(history)
-        history["vibeboard"] = {"job_id": job["id"], "files": published,
+        history["vibeboard"] = {"job_id": job["id"], "files": public_rows(published),
                                 "storage": self.storage.describe() if self.storage is not None else None}
-        self.store.finish(job["id"], status, history, published, error)
+        try:
+            self.store.finish(job["id"], status, history, published, error, upload_pending=upload)
+        except Exception as exc:
+            if retrying:
+                raise
+            self._note_fault("finish", exc)
+            self._unfinished.append((job, history, status, error))
+            return
+        if upload:
+            self.publisher.enqueue(job["id"])
+        else:
+            self._notify(dict(job, status=status, published=published, error=error, finished_at=time.time()))
+
+    def _notify(self, job: dict) -> None:
+        """The job's final webhook, with its output URLs (called by the upload worker once they exist)."""
         hook = self._webhook(job)
-        if hook and self.webhooks is not None:
-            event = {"success": "job.completed", "interrupted": "job.interrupted"}.get(status, "job.failed")
-            public = [{k: v for k, v in row.items() if k != "path"} for row in published]  # no server paths
-            self.webhooks.send(hook["url"], event, {
-                "job_id": job["id"], "status": status, "outputs": public, "error": _short_error(error),
-                "created_at": job.get("created_at"), "finished_at": time.time()})
+        if not hook or self.webhooks is None:
+            return
+        status = job["status"]
+        event = {"success": "job.completed", "interrupted": "job.interrupted"}.get(status, "job.failed")
+        self.webhooks.send(hook["url"], event, {
+            "job_id": job["id"], "status": status, "outputs": public_rows(job.get("published")),
+            "error": _short_error(job.get("error")), "created_at": job.get("created_at"),
+            "finished_at": job.get("finished_at")}, key=f"{job['id']}:{event}")
 
 
 def _invalid_as_execution_error(job_id: str, result) -> dict:

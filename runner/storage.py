@@ -14,7 +14,7 @@ import shutil
 import time
 import urllib.parse
 from dataclasses import asdict, dataclass, field
-from typing import Mapping, Optional
+from typing import Callable, Mapping, Optional
 
 # Explicit table first: mimetypes differs between systems and misses several formats we write.
 CONTENT_TYPES = {
@@ -146,7 +146,8 @@ class S3Storage(Storage):
                  secret_access_key: Optional[str] = None, session_token: Optional[str] = None,
                  public_base_url: Optional[str] = None, url_expiry: int = 604800,
                  multipart_threshold: int = 8 * 1024 * 1024, multipart_chunksize: int = 8 * 1024 * 1024,
-                 max_attempts: int = 5, addressing_style: str = "auto", upload_attempts: int = 3):
+                 max_attempts: int = 5, addressing_style: str = "auto", upload_attempts: int = 3,
+                 connect_timeout_s: float = 10.0, read_timeout_s: float = 60.0):
         super().__init__(prefix)
         if not bucket:
             raise StorageError("S3 storage needs a bucket (VIBEBOARD_S3_BUCKET)")
@@ -168,7 +169,9 @@ class S3Storage(Storage):
             s3={"addressing_style": addressing_style},
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
-            connect_timeout=10, read_timeout=60,
+            # Bounded: a hanging endpoint fails a request after these (× attempts) instead of holding an
+            # upload worker forever.
+            connect_timeout=float(connect_timeout_s), read_timeout=float(read_timeout_s),
         )
         self.client = boto3.session.Session().client(
             "s3", endpoint_url=self.endpoint_url, region_name=region_name,
@@ -196,6 +199,18 @@ class S3Storage(Storage):
                 delay *= 2
         return StoredObject(key=key, url=self.url_for(key), size=size, content_type=content_type,
                             storage=self.name, extra={"bucket": self.bucket})
+
+    def abort_incomplete(self, key: str) -> int:
+        """Abort every multipart upload still open for exactly `key` (a failed or killed upload leaves its
+        parts billed until the bucket's lifecycle rule runs). Returns how many were aborted."""
+        aborted = 0
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=key):
+            for upload in page.get("Uploads") or []:
+                if upload.get("Key") == key:
+                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload["UploadId"])
+                    aborted += 1
+        return aborted
 
     def url_for(self, key: str) -> str:
         if self.public_base_url:
@@ -268,46 +283,39 @@ def storage_from_config(env: Optional[Mapping[str, str]] = None, config: Optiona
         multipart_chunksize=int(float(get(("VIBEBOARD_S3_MULTIPART_CHUNK_MB",), "multipart_chunk_mb", 8)) * mib),
         max_attempts=int(get(("VIBEBOARD_S3_MAX_ATTEMPTS",), "max_attempts", 5)),
         addressing_style=get(("VIBEBOARD_S3_ADDRESSING",), "addressing_style", "path" if endpoint else "auto"),
+        read_timeout_s=float(get(("VIBEBOARD_S3_TIMEOUT_S",), "timeout_s", 60)),
     )
 
 
 def push_outputs(storage: Storage, job_id: str, files: list, prefix: Optional[str] = None) -> list:
     """Push every output file of a job. `files` rows: {"node", "filename", "subfolder", "type", "path"}.
     Returns rows extended with key/url/size/content_type (or "upload_error" for a file that failed)."""
-    pushed = []
-    for row in files:
-        entry = {k: row.get(k) for k in ("node", "filename", "subfolder", "type")}
-        path = row.get("path")
-        if not path or not os.path.isfile(path):
-            entry["upload_error"] = "file missing on disk"
-            pushed.append(entry)
-            continue
-        key = storage.key_for(job_id, str(row.get("node", "_")), row["filename"], row.get("subfolder") or "",
-                              prefix=prefix)
-        try:
-            stored = storage.put_file(path, key)
-            entry.update(stored.to_dict())
-        except Exception as exc:
-            entry["upload_error"] = str(exc)
-        pushed.append(entry)
-    return pushed
+    return [push_one(storage, job_id, row, prefix) for row in files]
 
 
-def push_for_cli(result, args) -> list:
-    """`vibeboard run --push`: push a finished run's files with the env/config storage; print the URLs."""
-    import sys
-    storage = storage_from_config(default_local_root=os.path.join(
-        os.path.dirname(os.path.abspath(args.output_dir)), "vibeboard-store"))
-    rows = push_outputs(storage, result.prompt_id, result.output_files())
-    for row in rows:
-        text = row.get("url") or f"FAILED {row.get('filename')}: {row.get('upload_error')}"
-        print(f"pushed: {text}", file=sys.stderr if getattr(args, "json", False) else sys.stdout)
-    return rows
+def push_one(storage: Storage, job_id: str, row: dict, prefix: Optional[str] = None,
+             before: Optional[Callable[[str], None]] = None) -> dict:
+    """Push one output row; never raises (a failure is the row's "upload_error"). `before(key)` runs just
+    before the upload starts (the server journals the key there)."""
+    entry = {k: row.get(k) for k in ("node", "filename", "subfolder", "type")}
+    path = row.get("path")
+    if not path or not os.path.isfile(path):
+        entry["upload_error"] = "file missing on disk"
+        return entry
+    key = storage.key_for(job_id, str(row.get("node", "_")), row["filename"], row.get("subfolder") or "",
+                          prefix=prefix)
+    try:
+        if before is not None:
+            before(key)
+        entry.update(storage.put_file(path, key).to_dict())
+    except Exception as exc:
+        entry.update(key=key, upload_error=str(exc))
+    return entry
 
 
 def storage_from_args(args, config_file: dict) -> Optional[Storage]:
     """The output storage of `serve` / `worker`: --storage/--store-dir over the environment over the config
-    file; None for --storage none. Local storage defaults to vibeboard-store/ next to the output folder."""
+    file; None for --storage none. Local storage defaults to the state folder's store (runner/state.py)."""
     env = dict(os.environ)
     if getattr(args, "storage", None):
         env["VIBEBOARD_STORAGE"] = args.storage
@@ -315,5 +323,6 @@ def storage_from_args(args, config_file: dict) -> Optional[Storage]:
         env["VIBEBOARD_STORE_DIR"] = args.store_dir
     if env.get("VIBEBOARD_STORAGE", (config_file.get("storage") or {}).get("kind")) == "none":
         return None
-    default_root = os.path.join(os.path.dirname(os.path.abspath(args.output_dir)), "vibeboard-store")
+    from .state import default_store_dir
+    default_root = default_store_dir(args.output_dir)
     return storage_from_config(env, config_file, default_local_root=default_root)

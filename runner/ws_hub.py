@@ -44,7 +44,11 @@ class WsHub:
     async def _pump(self) -> None:
         while True:
             event, data, sid = await self._queue.get()
-            text = json.dumps({"type": event, "data": data}, default=str)
+            try:
+                text = json.dumps({"type": event, "data": data}, default=str)
+            except (TypeError, ValueError) as exc:  # one odd payload must not end delivery for good
+                log.error("cannot send %s event: %s", event, exc)
+                continue
             targets = list(self.sockets.items()) if sid is None else [(sid, self.sockets.get(sid))]
             for client_id, ws in targets:
                 if ws is None or ws.closed:

@@ -11,16 +11,6 @@ for path in (os.path.join(ROOT, "custom_nodes"), ROOT):
 import pytest  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _local_path_policy():
-    """Servers started by a test restrict node file paths process-wide; later tests run as a local user."""
-    yield
-    from runner import netpolicy
-    from vibeboard.common import runtime
-    runtime.set_path_policy(False)
-    netpolicy.set_allow_private(True)
-
-
 @pytest.fixture
 def handler_env(tmp_path, monkeypatch):
     """The RunPod handler module with its folders in tmp_path and the service test nodes loaded."""

@@ -27,7 +27,9 @@ GOOD_ARGS = {
          "implied": True, "reason": "gale on the gallery"},
     ],
     "aliases": [{"alias": "CAPTAIN TOMAS", "canonical": "TOMAS", "reason": "same man, titled in scene 4"}],
-    "scenes": [{"scene": "1", "synopsis": "Mara hauls her cart along the quay; Old Tomas warns her off."}],
+    "scenes": [{"scene": "1", "synopsis": "Mara hauls her cart along the quay; Old Tomas warns her off."},
+               {"scene": "4", "synopsis": "On the gallery Mara throws her father's compass into the sea.",
+                "script_day": 1, "day_quote": "CONTINUOUS"}],
 }
 
 
@@ -62,6 +64,8 @@ SCENARIOS = {
     "openai_bad_json_then_ok": ("openai", "/v1", [
         openai_reply("<think>List the props.</think>", '{"elements": [{"scene": "1", "category": "props", ', 1),
         openai_reply("<think>Resend complete JSON.</think>", json.dumps(GOOD_ARGS), 2)]),
+    "anthropic_ok": ("anthropic", "/anthropic", [
+        anthropic_reply("Storm at night in scene 2; the compass returns in scene 4.", GOOD_ARGS, 1, (1795, 402))]),
     "anthropic_rejected_twice": ("anthropic", "/anthropic", [
         anthropic_reply("Crew needs feeding during the storm scene.", BAD_CATEGORY, 1),
         anthropic_reply("Use a prop from scene 4 instead.", BAD_QUOTE, 2)]),

@@ -3,12 +3,14 @@ websocket clients (real sockets, no test client)."""
 import json
 import os
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
 
 import websocket
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NODES_FILE = os.path.join(HERE, "service_nodes.py")
@@ -35,6 +37,34 @@ def make_server(tmp_path, **overrides):
     for key, value in overrides.items():
         setattr(config, key, value)
     return VibeServer(config, registry=registry).start_in_thread()
+
+
+def start_server_process(tmp_path, port, extra_args=(), env_extra=None, timeout=60):
+    """`python -m runner serve` in a subprocess (so a test can SIGKILL it), with the service test nodes and
+    its state in tmp_path. Returns (process, base URL) once /vibeboard/health answers."""
+    import subprocess
+    import sys
+    root = os.path.dirname(HERE)
+    cmd = [sys.executable, "-m", "runner", "serve", "--host", "127.0.0.1", "--port", str(port),
+           "--output-dir", str(tmp_path / "output"), "--input-dir", str(tmp_path / "input"),
+           "--temp-dir", str(tmp_path / "temp"), "--db", str(tmp_path / "jobs.sqlite"),
+           "--extra-nodes", NODES_FILE, *extra_args]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIBEBOARD_")}
+    env.update(env_extra or {})
+    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(proc.stdout.read().decode())
+        try:
+            if http("GET", url + "/vibeboard/health", timeout=2)[0] in (200, 503):
+                return proc, url
+        except OSError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise TimeoutError("server did not start")
 
 
 def http(method, url, body=None, headers=None, raw=None, timeout=30):
@@ -108,3 +138,74 @@ def wait_history(base_url, prompt_id, timeout=30, headers=None):
             return body[prompt_id]
         time.sleep(0.05)
     raise TimeoutError(f"{prompt_id} not in history")
+
+
+def wait_until(predicate, timeout=30, every=0.05):
+    """Poll until predicate() is truthy; returns its value (TimeoutError otherwise)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise TimeoutError("condition not reached")
+
+
+def rss_mb() -> float:
+    """Resident memory of this process (Linux), MB."""
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class HookReceiver:
+    """A webhook receiver on loopback: answers `status` (changeable) after `delay_s`, optionally with a
+    Location header; records every request as {headers, body, status, time}."""
+
+    def __init__(self, delay_s=0.0, status=200, location=None):
+        self.requests, self.delay_s, self.status = [], delay_s, status
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                status = receiver.status
+                receiver.requests.append({"headers": self.headers, "body": body, "status": status,
+                                          "time": time.monotonic()})  # on arrival, before any delay
+                time.sleep(receiver.delay_s)
+                self.send_response(status)
+                if location:
+                    self.send_header("Location", location)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def payloads(self):
+        return [json.loads(r["body"]) for r in self.requests]
+
+    def for_job(self, job_id):
+        return [r for r in self.requests if json.loads(r["body"]).get("job_id") == job_id]
+
+    def close(self):
+        self.httpd.shutdown()
+
+
+def start_moto(bucket: str):
+    """moto's S3 server on a free loopback port with `bucket` created. Returns (server, port, boto3 client);
+    call server.stop() when done."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    client.create_bucket(Bucket=bucket)
+    return server, port, client

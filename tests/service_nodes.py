@@ -45,6 +45,14 @@ class SvcSlow:
         return (value,)
 
 
+class SvcQuiet(SvcSlow):
+    """Sleeps `seconds` without any progress event (a node that looks stuck to the health check)."""
+
+    def run(self, value, seconds):
+        time.sleep(seconds)
+        return (value,)
+
+
 class SvcFail:
     RETURN_TYPES = ("INT",)
     FUNCTION = "run"
@@ -127,16 +135,18 @@ class SvcSave:
         return {"ui": ui}
 
 
-NODE_CLASS_MAPPINGS = {"SvcConst": SvcConst, "SvcSlow": SvcSlow, "SvcFail": SvcFail, "SvcSave": SvcSave}
+NODE_CLASS_MAPPINGS = {"SvcConst": SvcConst, "SvcSlow": SvcSlow, "SvcFail": SvcFail, "SvcSave": SvcSave,
+                       "SvcQuiet": SvcQuiet}
 NODE_DISPLAY_NAME_MAPPINGS = {k: k for k in NODE_CLASS_MAPPINGS}
 
 
-def workflow(value=1, kind="png", seconds=0.0, fail=False, size_kb=1, prefix="svc/out"):
-    """const → (slow) → (fail) → save."""
+def workflow(value=1, kind="png", seconds=0.0, fail=False, size_kb=1, prefix="svc/out", quiet=False):
+    """const → (slow, or quiet: no progress events) → (fail) → save."""
     prompt = {"1": {"class_type": "SvcConst", "inputs": {"value": value}}}
     source = ["1", 0]
     if seconds:
-        prompt["2"] = {"class_type": "SvcSlow", "inputs": {"value": source, "seconds": seconds}}
+        prompt["2"] = {"class_type": "SvcQuiet" if quiet else "SvcSlow", "inputs": {"value": source,
+                                                                                    "seconds": seconds}}
         source = ["2", 0]
     if fail:
         prompt["3"] = {"class_type": "SvcFail", "inputs": {"value": source}}

@@ -69,3 +69,10 @@ def test_character_introductions_and_screenplay_vocabulary():
     play = importers.parse_script("INT. ROOM - DAY\n\nJUNO (20s) enters. FADE OUT. The DOCTOR waits. A RADIO plays.\n")
     got = [(t.category, t.label) for t in build_breakdown(play).tags if t.category != "location"]
     assert got == [("cast", "JUNO"), ("cast", "DOCTOR"), ("props", "RADIO")]
+
+
+def test_a_script_without_scene_headings_is_one_scene():
+    play = importers.parse_script("Ada pours COFFEE for the DOG.\n\nADA\nMorning already?\n")
+    bd = build_breakdown(play)
+    assert len(bd.scenes) == 1 and bd.scenes[0].heading == "" and bd.scenes[0].speaking == ["ADA"]
+    assert {(t.category, t.label) for t in bd.tags} == {("cast", "ADA"), ("props", "COFFEE"), ("animals", "DOG")}

@@ -46,7 +46,9 @@ TABLE = [
 
 @pytest.fixture(scope="module")
 def agent():
-    return DirectorAgent(router=EmbeddingRouter.shared())
+    router = EmbeddingRouter.shared()
+    router.warm([text for text, _ in TABLE] + ["something about the lamp", "do something cinematic"])  # one batch
+    return DirectorAgent(router=router)
 
 
 def test_routing_table_of_35_phrasings(agent):
@@ -117,3 +119,16 @@ def test_director_node_and_cli_give_the_same_route(agent, capsys):
 def test_the_embedding_router_alone_gets_most_of_the_table(agent):
     hits = sum(agent.router.scores(text)[0][0] == want for text, want in TABLE)
     assert hits >= 28, hits   # 31/35 measured; rules make up the rest
+
+
+def test_dry_run_compiles_the_route_into_its_saved_workflow_and_validates_it(agent, capsys):
+    import json as _json
+
+    from runner import cli
+    assert cli.main(["direct", "shallow depth of field please", "--dry-run", "--json"]) == 0
+    out = _json.loads(capsys.readouterr().out)
+    assert out["workflow"] == "rack_focus" and out["dry_run"]["status"] == "ok"
+    assert "2.aperture_k = 40.0" in out["dry_run"]["set"]
+    assert out["dry_run"]["prompt"]["2"]["inputs"]["aperture_k"] == 40.0
+    assert cli.main(["direct", "pan around", "--dry-run", "--json"]) == 0
+    assert _json.loads(capsys.readouterr().out)["dry_run"]["status"] == "needs_input"

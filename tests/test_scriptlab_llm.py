@@ -26,10 +26,13 @@ def replay():
 def test_openai_route_stores_llm_tags_as_proposals_with_verbatim_evidence(replay, tmp_path):
     server = replay("openai_ok")
     result = run_scenario("openai_ok", server.url, str(tmp_path / "p.vbdb"))
-    assert result["llm"]["status"] == "ok" and result["llm"]["accepted_proposals"] == 3
+    assert result["llm"]["status"] == "ok" and result["llm"]["accepted_proposals"] == 4
     assert [status for _, _, status in server.requests] == [200]
     with AssetDB(str(tmp_path / "p.vbdb")) as db:
         llm_tags = [t for t in db.tags(status=None) if t["source"] == "llm"]
+        (day,) = [t for t in llm_tags if t["category"] == "script_day"]
+        assert (day["label"], day["evidence"], day["status"]) == ("DAY 1", "CONTINUOUS", "proposed")
+        llm_tags = [t for t in llm_tags if t["category"] != "script_day"]
         assert {t["label"] for t in llm_tags} == {"BRASS COMPASS", "RAIN MACHINE", "WIND-SWEPT HAIR"}
         assert all(t["status"] == "proposed" for t in llm_tags)           # never auto-accepted
         assert {t["label"] for t in llm_tags if t["implied"]} == {"RAIN MACHINE", "WIND-SWEPT HAIR"}
@@ -119,3 +122,35 @@ def test_cli_with_an_llm_that_fails_says_so_loudly_and_keeps_the_rules_breakdown
                      "--llm-base-url", server.url + "/anthropic", "--llm-model", "MiniMax-M2.1"])
     out = capsys.readouterr()
     assert code == 4 and "LLM pass failed" in out.err and "HARBOUR ROAD" in out.out
+
+
+def test_llm_nodes_report_bad_settings_by_node_and_input(tmp_path, monkeypatch):
+    from vibeboard.common import runtime
+    from vibeboard.scriptlab import importers
+    from vibeboard.scriptlab.nodes import VBLLMConfig, VBScriptBreakdown
+    with pytest.raises(runtime.NodeInputError, match="LLM Endpoint: input 'temperature'"):
+        VBLLMConfig().config("openai", "https://api.minimax.io/v1", "MiniMax-M2.1", "MINIMAX_API_KEY", 0.0)
+    (cfg,) = VBLLMConfig().config("anthropic", "https://api.minimax.io/anthropic", "MiniMax-M2.1", "VB_NO_KEY", 1.0)
+    monkeypatch.delenv("VB_NO_KEY", raising=False)
+    monkeypatch.setitem(runtime._dirs, "output", str(tmp_path))  # restored after the test
+    play = importers.load_script(pipeline_sample())
+    with pytest.raises(runtime.NodeInputError, match="Script Breakdown: input 'llm'.*VB_NO_KEY"):
+        VBScriptBreakdown().run(play, "p.vbdb", llm=cfg)
+
+
+def pipeline_sample():
+    from vibeboard.scriptlab import pipeline
+    return pipeline.sample_path()
+
+
+def test_anthropic_route_reads_thinking_and_tool_use_blocks(replay, tmp_path):
+    server = replay("anthropic_ok")
+    result = run_scenario("anthropic_ok", server.url, str(tmp_path / "p.vbdb"))
+    assert result["llm"]["status"] == "ok" and result["llm"]["accepted_proposals"] == 4
+    sent = server.requests[0][1]
+    assert sent["tool_choice"] == {"type": "tool", "name": "submit_breakdown"}
+    assert sent["tools"][0]["input_schema"]["properties"]["elements"]
+    with AssetDB(str(tmp_path / "p.vbdb")) as db:
+        (call,) = db.llm_calls()
+        assert (call["provider"], call["input_tokens"], call["output_tokens"]) == ("anthropic", 1795, 402)
+        assert {t["label"] for t in db.tags(status="proposed")} >= {"BRASS COMPASS", "RAIN MACHINE"}

@@ -173,3 +173,15 @@ def test_a_real_workflow_with_an_out_of_range_value_is_clamped_and_runs(tmp_path
     assert "7.usd_per_gpu_hour: clamped 500.0 to its maximum 100.0" in out.attempts[0].remedy
     board = json.load(open(tmp_path / "o" / "script_lab" / "stripboard_00001_.json"))
     assert board["usd_per_gpu_hour"] == 100.0
+
+
+def test_a_user_interrupt_is_not_healed():
+    from vibeboard.common.runtime import InterruptProcessing
+    runs = []
+
+    def stopped(params):
+        runs.append(params)
+        raise InterruptProcessing("interrupted")
+    with pytest.raises(InterruptProcessing):
+        Medic(WAN_SCHEMA).run("j7", "shot_studio", PARAMS, stopped)
+    assert len(runs) == 1

@@ -68,10 +68,13 @@ def test_missing_script_is_a_clear_node_error(tmp_path):
 
 def test_cli_script_breakdown_prints_scenes_cast_elements_and_json(tmp_path, capsys, monkeypatch):
     sample = os.path.join(ROOT, "custom_nodes", "vibeboard", "scriptlab", "samples", "the_lighthouse_keeper.fountain")
-    out = _cli("script", "breakdown", sample, "--db", "p.vbdb", cwd=tmp_path)
-    assert out.returncode == 0, out.stderr
+    run = _cli("run", os.path.join(WF, "script_lab.json"), "--quiet", cwd=tmp_path)  # the README's command
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "output" / "script_lab" / "project.vbdb").is_file()
+    code, stdout, _ = _main(capsys, monkeypatch, tmp_path, "script", "breakdown", sample, "--db", "p.vbdb")
+    assert code == 0
     for word in ("SCENES", "HARBOUR ROAD", "CAST", "MARA", "ELEMENTS", "OIL LAMP"):
-        assert word in out.stdout
+        assert word in stdout
     code, stdout, _ = _main(capsys, monkeypatch, tmp_path, "script", "breakdown", sample, "--db", "p.vbdb", "--json")
     data = json.loads(stdout)
     assert code == 0 and data["revision"] == 2 and len(data["scenes"]) == 4 and data["cast"]

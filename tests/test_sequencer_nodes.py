@@ -67,12 +67,12 @@ def test_edl_export_refusal_is_clear_and_leaves_no_file(dirs):
 
 def test_paths_stay_inside_the_server_folders(dirs, tmp_path_factory):
     outside = write_clip(tmp_path_factory.mktemp("elsewhere") / "x.mp4", 4)
-    runtime.set_path_policy(True)
     (timeline,) = sn.VBTimelineNew().new("cut", 24.0, 64, 48, "00:00:00:00")
-    with pytest.raises(NodeInputError, match="input 'media_path'.*outside the folders"):
-        sn.VBTimelineAddClip().add(timeline, outside, "a", "V1", 0, 0, 0, "{}")
-    with pytest.raises(NodeInputError, match="input 'shot_order'.*outside the folders"):
-        sn.VBAssembleCut().assemble(json.dumps({"shots": [{"shot": "a", "path": outside}]}), "")
+    with runtime.path_policy(True):  # as on a server (per call, nothing process-wide)
+        with pytest.raises(NodeInputError, match="input 'media_path'.*outside the folders"):
+            sn.VBTimelineAddClip().add(timeline, outside, "a", "V1", 0, 0, 0, "{}")
+        with pytest.raises(NodeInputError, match="input 'shot_order'.*outside the folders"):
+            sn.VBAssembleCut().assemble(json.dumps({"shots": [{"shot": "a", "path": outside}]}), "")
     with pytest.raises(NodeInputError, match="input 'project'.*not a project name"):
         dn.VBDailiesSetStatus().set("../../etc", "x_v001", "approved")
     with pytest.raises(NodeInputError, match="filename_prefix.*outside the output folder"):

@@ -1,6 +1,7 @@
 """The ComfyUI HTTP/WS API of `vibeboard serve`, driven by real HTTP and websocket clients on loopback."""
 import base64
 import os
+import urllib.parse
 import threading
 import time
 
@@ -43,9 +44,15 @@ def test_prompt_ws_history_view(server):
                                  f"&subfolder={image['subfolder']}&type=output")
     assert status == 200 and data[:8] == b"\x89PNG\r\n\x1a\n"
     assert headers["Content-Type"] == "image/png"
-    # every output is pushed to the (default local) store and listed with a URL
+    # every output is pushed to the (default local) store by the upload workers and listed with a URL
+    deadline = time.time() + 10
+    while time.time() < deadline and not entry["vibeboard"]["files"][0].get("url"):
+        time.sleep(0.05)
+        entry = http("GET", f"{server.url}/history/{prompt_id}")[1][prompt_id]
     files = entry["vibeboard"]["files"]
-    assert files and files[0]["url"].startswith("file://") and os.path.isfile(files[0]["path"])
+    assert files and files[0]["url"].startswith("file://")
+    assert os.path.isfile(urllib.parse.unquote(files[0]["url"][len("file://"):]))
+    assert all("path" not in row for row in files)  # no server paths in history
     # /api mirror, list forms
     status, hist_all, _ = http("GET", server.url + "/api/history?max_items=1")
     assert list(hist_all) == [prompt_id]
@@ -140,7 +147,7 @@ def test_vibeboard_job_endpoint_with_inputs(server):
     deadline = time.time() + 20
     while time.time() < deadline:
         job = http("GET", f"{server.url}/vibeboard/jobs/{job_id}")[1]
-        if job["status"] not in ("queued", "running"):
+        if job["status"] not in ("queued", "running", "uploading"):
             break
         time.sleep(0.05)
     assert job["status"] == "success", job
@@ -169,7 +176,7 @@ def _wait_job(server, job_id, timeout=20):
     deadline = time.time() + timeout
     while time.time() < deadline:
         job = http("GET", f"{server.url}/vibeboard/jobs/{job_id}")[1]
-        if job["status"] not in ("queued", "running"):
+        if job["status"] not in ("queued", "running", "uploading"):
             return job
         time.sleep(0.05)
     raise TimeoutError(job_id)

@@ -2,36 +2,13 @@
 failed with a clear reason, and no output file is lost."""
 import os
 import signal
-import subprocess
-import sys
 import time
 
-from service_helpers import NODES_FILE, free_port, http
+from service_helpers import free_port, http, start_server_process
 from service_nodes import workflow
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
 def _start(tmp_path, port):
-    cmd = [sys.executable, "-m", "runner", "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--output-dir", str(tmp_path / "output"), "--input-dir", str(tmp_path / "input"),
-           "--temp-dir", str(tmp_path / "temp"), "--db", str(tmp_path / "jobs.sqlite"),
-           "--storage", "local", "--store-dir", str(tmp_path / "store"), "--extra-nodes", NODES_FILE]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VIBEBOARD_")}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(proc.stdout.read().decode())
-        try:
-            if http("GET", url + "/vibeboard/health", timeout=2)[0] == 200:
-                return proc, url
-        except OSError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise TimeoutError("server did not start")
+    return start_server_process(tmp_path, port, ["--storage", "local", "--store-dir", str(tmp_path / "store")])
 
 
 def _job(url, job_id):
@@ -67,7 +44,7 @@ def test_sigkill_mid_queue_then_restart(tmp_path):
         deadline = time.time() + 30
         while time.time() < deadline:
             states = [_job(url, j)["status"] for j in (a, b, c)]
-            if all(s not in ("queued", "running") for s in states):
+            if all(s not in ("queued", "running", "uploading") for s in states):
                 break
             time.sleep(0.1)
         assert states == ["error", "success", "success"], states

@@ -45,7 +45,7 @@ def _wait_job(srv, job_id, timeout=30):
     deadline = time.time() + timeout
     while time.time() < deadline:
         job = http("GET", f"{srv.url}/vibeboard/jobs/{job_id}")[1]
-        if job["status"] not in ("queued", "running"):
+        if job["status"] not in ("queued", "running", "uploading"):
             return job
         time.sleep(0.05)
     raise TimeoutError(job_id)

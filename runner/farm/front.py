@@ -301,8 +301,15 @@ class FarmJobService(JobService):
             self._spawn(job)
         self._resume = []
         while not self._stop.is_set():
+            self._heartbeat = time.monotonic()  # /vibeboard/health: the dispatcher is alive
             self._threads = {t for t in self._threads if t.is_alive()}
-            job = self.store.claim_next() if len(self._threads) < self.max_in_flight else None
+            try:  # a locked or full database is waited out, as in JobService
+                self._retry_unfinished()
+                job = self.store.claim_next() if len(self._threads) < self.max_in_flight else None
+            except Exception as exc:
+                self._note_fault("claim", exc)
+                self._stop.wait(1.0)
+                continue
             if job is None:
                 self._wake.wait(timeout=0.5)
                 self._wake.clear()
@@ -320,7 +327,9 @@ def attach_farm(server, address: str, connection: Optional[dict] = None, config:
     backend = FarmBackend(address, connection, host_control=host_control).start()
     executor = FarmExecutor(backend, server.store, server.dirs, config)
     service = FarmJobService(server.service, executor)
-    service.storage = None  # the workers push outputs to R2/S3 themselves; history lists what they pushed
+    # The workers push outputs to R2/S3 themselves (history lists them under farm.files): no upload here.
+    service.storage = None
+    service.publisher = None
     server.service = service
     server.farm = backend
     return server

@@ -179,8 +179,8 @@ class AssetDB:
         """Non-cast, non-location elements (props → Asset Bin, wardrobe, vehicles, animals …) with scenes."""
         out: dict = {}
         for t in self.tags(revision_id, category=category):
-            if t["category"] in ("cast", "location"):
-                continue
+            if t["category"] in ("cast", "location", "script_day", "synopsis"):
+                continue  # people, places and scene facts are not assets
             entry = out.setdefault((t["category"], t["label"]), {"category": t["category"], "label": t["label"],
                                                                  "scenes": []})
             if t["scene_number"] not in entry["scenes"]:

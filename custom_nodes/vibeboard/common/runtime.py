@@ -5,6 +5,8 @@ The embedded executor installs its hooks with `set_host_hooks`; inside ComfyUI w
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import threading
 from typing import Callable, Optional
 
@@ -172,7 +174,10 @@ def unique_output_path(directory: str, prefix: str, ext: str) -> tuple:
 # Locally a user may point a node at any file. A server that runs other people's workflows restricts file
 # inputs to its own folders (input, output, temp, models and any extra roots), so a workflow can't read
 # /etc/passwd through a "video_path" widget.
+# A server passes its policy per run (`with path_policy(True): ...` in the thread that runs or validates the
+# prompt), so nothing process-wide changes; set_path_policy only changes the default outside such a block.
 _path_policy = {"restrict": False, "extra_roots": ()}
+_run_path_policy = contextvars.ContextVar("vibeboard_path_policy", default=None)
 
 
 def set_path_policy(restrict: bool, extra_roots=()) -> None:
@@ -180,8 +185,21 @@ def set_path_policy(restrict: bool, extra_roots=()) -> None:
     _path_policy["extra_roots"] = tuple(extra_roots)
 
 
+@contextlib.contextmanager
+def path_policy(restrict: bool, extra_roots=()):
+    token = _run_path_policy.set({"restrict": bool(restrict), "extra_roots": tuple(extra_roots)})
+    try:
+        yield
+    finally:
+        _run_path_policy.reset(token)
+
+
+def _policy() -> dict:
+    return _run_path_policy.get() or _path_policy
+
+
 def paths_restricted() -> bool:
-    return _path_policy["restrict"]
+    return _policy()["restrict"]
 
 
 def _allowed_roots():
@@ -192,7 +210,7 @@ def _allowed_roots():
         roots += [p for paths, _exts in folder_paths.folder_names_and_paths.values() for p in paths]
     except Exception:
         pass
-    roots += list(_path_policy["extra_roots"])
+    roots += list(_policy()["extra_roots"])
     return [os.path.realpath(r) for r in roots]
 
 
@@ -210,7 +228,7 @@ def user_path(node: str, input_name: str, value: str, base: str) -> str:
     import os
     text = os.path.expanduser((value or "").strip())
     path = os.path.abspath(text if os.path.isabs(text) else os.path.join(base, text))
-    if _path_policy["restrict"]:
+    if _policy()["restrict"]:
         real = os.path.realpath(path)
         if not any(_inside(real, root) for root in _allowed_roots()):
             raise NodeInputError(node, input_name, f"'{value}' is outside the folders this server allows "

@@ -132,15 +132,17 @@ def parse_heading(text: str) -> tuple:
 
 def _scenes(play: Screenplay, layout) -> List[Scene]:
     heads = [i for i, e in enumerate(play.elements) if e.kind == HEADING]
+    if not heads and any(e.kind in (ACTION, CHARACTER) for e in play.elements):
+        heads = [0]  # a script (or a short) with no scene heading at all is one scene without a set
     scenes: List[Scene] = []
     for n, first in enumerate(heads):
         last = heads[n + 1] if n + 1 < len(heads) else len(play.elements)
         el = play.elements[first]
-        ie, set_name, tod = parse_heading(el.text)
-        # the scene's text ends before a trailing transition (it belongs to the cut, not to the next scene)
+        ie, set_name, tod = parse_heading(el.text) if el.kind == HEADING else ("", "", "")
         end_el = last - 1
         start, end = el.start, play.elements[end_el].end
-        scenes.append(Scene(index=n, number=el.scene_number or str(n + 1), heading=el.text, int_ext=ie,
+        scenes.append(Scene(index=n, number=el.scene_number or str(n + 1),
+                            heading=el.text if el.kind == HEADING else "", int_ext=ie,
                             set_name=set_name, time_of_day=tod, day_night="", first_element=first,
                             last_element=last, start=start, end=end,
                             page=layout.element_page.get(first, 1)))

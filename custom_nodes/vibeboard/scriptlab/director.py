@@ -84,6 +84,7 @@ class EmbeddingRouter:
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModel.from_pretrained(path).eval()
         self.labels = [c["id"] for c in cards for _ in c["examples"]]
+        self._cache: dict = {}
         self.examples = self.embed([e for c in cards for e in c["examples"]])
 
     @classmethod
@@ -101,8 +102,19 @@ class EmbeddingRouter:
         vec = (out * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
         return torch.nn.functional.normalize(vec, dim=-1)
 
+    def warm(self, texts: List[str]) -> None:
+        """Embed many requests in one batch (a UI's suggestion list, a test table); `scores` reuses them."""
+        todo = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if todo:
+            for text, vec in zip(todo, self.embed(todo)):
+                self._cache[text] = vec
+
     def scores(self, text: str) -> List[tuple]:
-        sims = (self.examples @ self.embed([text])[0]).tolist()
+        if text not in self._cache:
+            if len(self._cache) > 4096:
+                self._cache.clear()
+            self._cache[text] = self.embed([text])[0]
+        sims = (self.examples @ self._cache[text]).tolist()
         best: Dict[str, float] = {}
         for label, s in zip(self.labels, sims):
             best[label] = max(best.get(label, -1.0), s)
@@ -151,12 +163,15 @@ def fill_params(card_id: str, text: str, selection: dict) -> Dict[str, object]:
             params["aperture"] = "shallow"
         elif re.search(r"everything sharp|deep", low):
             params["aperture"] = "deep"
+    elif card_id == "script_breakdown":
+        if selection.get("script"):
+            params["script"] = selection["script"]  # the file; the words of the request are not a file name
     elif card_id in ("image_edit", "next_shot", "new_shot", "block_scene", "edit_sequence", "review",
-                     "extract_asset", "script_breakdown", "revisit_location"):
+                     "extract_asset", "revisit_location"):
         key = {"image_edit": "instruction", "next_shot": "prompt", "new_shot": "prompt", "block_scene": "layout",
                "edit_sequence": "operation", "review": "note", "extract_asset": "object",
-               "script_breakdown": "script", "revisit_location": "location"}[card_id]
-        params[key] = selection.get("script") if card_id == "script_breakdown" and selection.get("script") else text
+               "revisit_location": "location"}[card_id]
+        params[key] = text
     allowed = BY_ID[card_id]["params"]
     return {k: v for k, v in params.items() if k in allowed}
 

@@ -2,7 +2,8 @@
 
 Data, not code. `workflow` is the saved workflow file (without .json) the request compiles into; a card whose
 workflow is not in workflows/ yet is still routed (the dry run says it is not installed). `needs` are the
-selection inputs a job cannot run without; `params` are the only parameters a route may set.
+selection inputs a job cannot run without; `params` are the only parameters a route may set; `binds` say which
+node input of the saved workflow each parameter sets when the route is compiled (`vibeboard direct --dry-run`).
 """
 CAMERA_PRESETS = ["pan_left", "pan_right", "tilt_up", "tilt_down", "roll_left", "roll_right", "dolly_in",
                   "dolly_out", "truck_left", "truck_right", "pedestal_up", "pedestal_down", "orbit_left",
@@ -34,6 +35,9 @@ CARDS = [
      "workflow": "optics_engine", "changes": "focus", "needs": [],
      "params": {"target": {"type": "string"}, "shot": {"type": "string"},
                 "aperture": {"enum": ["shallow", "medium", "deep"]}},
+     # how a parameter lands in the saved workflow: [(node class, input, value map or None)]
+     "binds": {"aperture": [("VBRackFocus", "aperture_k", {"shallow": 40.0, "medium": 20.0, "deep": 6.0}),
+                            ("VBBokehRender", "aperture_k", {"shallow": 40.0, "medium": 20.0, "deep": 6.0})]},
      "examples": ["rack focus from the glass to her face", "fix the focus on shot 12", "the focus is soft",
                   "shallow depth of field", "blur the background", "more bokeh", "pull focus to the door",
                   "make everything sharp", "focus on the lamp instead"]},
@@ -64,6 +68,7 @@ CARDS = [
     {"id": "script_breakdown", "module": "Script Lab", "model": "rules + MiniMax", "workflow": "script_lab",
      "changes": "breakdown", "needs": [],
      "params": {"script": {"type": "string"}},
+     "binds": {"script": [("VBScriptImport", "script", None)]},
      "examples": ["break down the script", "what props are in scene 3", "import my screenplay",
                   "list the cast of the film", "how many pages is the night scene", "tag the wardrobe",
                   "which scenes are at night"]},

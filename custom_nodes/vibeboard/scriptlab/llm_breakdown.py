@@ -21,7 +21,8 @@ SYSTEM = ("You are a first assistant director breaking down a screenplay. For ea
           "elements the rules below missed: props, wardrobe, makeup, extras, vehicles, animals, effects, sound "
           "and elements that are only implied (a storm implies rain effects). Every element must quote the exact "
           "words of that scene it comes from (copy them character for character). Mark implied ones implied=true. "
-          "Suggest character aliases (one person named two ways). Answer only by calling submit_breakdown.")
+          "Suggest character aliases (one person named two ways) and, where the text shows it, the story day of a "
+          "scene with the words that show it. Answer only by calling submit_breakdown.")
 
 
 class ElementProposal(BaseModel):
@@ -45,6 +46,8 @@ class SceneNote(BaseModel):
     model_config = ConfigDict(extra="forbid")
     scene: str
     synopsis: str = Field(max_length=240)
+    script_day: Optional[int] = Field(None, ge=1, le=365, description="story day this scene happens on")
+    day_quote: Optional[str] = Field(None, max_length=200, description="exact words of the scene that date it")
 
 
 class BreakdownReply(BaseModel):
@@ -82,8 +85,13 @@ def make_check(bd: Breakdown, scene_indices: List[int]):
                 if name.upper() not in known_cast:
                     problems.append(f"aliases[{n}]: {name!r} is not a character of this script")
         for n, note in enumerate(reply.scenes):
-            if note.scene not in by_number:
+            scene = by_number.get(note.scene)
+            if scene is None:
                 problems.append(f"scenes[{n}].scene: no scene {note.scene!r} in this request")
+            elif note.script_day is not None and (not note.day_quote or
+                                                  note.day_quote not in bd.text[scene.start:scene.end]):
+                problems.append(f"scenes[{n}].day_quote: a script day needs words of scene {note.scene} that "
+                                f"show it, quoted verbatim (got {note.day_quote!r})")
         if problems:
             from ..llm.structured import ReplyRejected
             raise ReplyRejected("; ".join(problems[:10]))
@@ -130,7 +138,13 @@ def propose(bd: Breakdown, play, provider, db=None, skip_fingerprints: Optional[
         if not any({a.alias, a.canonical} == {al.alias.upper(), al.canonical.upper()} for a in bd.aliases):
             bd.aliases.append(AliasProposal(al.canonical.upper(), al.alias.upper(), f"llm: {al.reason}", []))
     for note in reply.scenes:
-        by_number[note.scene].synopsis = note.synopsis
+        scene = by_number[note.scene]
+        scene.synopsis = note.synopsis
+        if note.script_day is not None:  # a proposal with its evidence, like any element (FDX "Script Day")
+            start = bd.text.index(note.day_quote, scene.start, scene.end)
+            bd.tags.append(Tag("script_day", f"DAY {note.script_day}", start, start + len(note.day_quote),
+                               scene.index, source="llm", status="proposed", implied=True))
+            report["accepted_proposals"] += 1
     bd.tags.sort(key=lambda t: (t.scene, t.start))
     report.update(usage=result.usage, errors=result.errors, attempts=result.attempts)
     return report

@@ -20,6 +20,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, List, Optional
 
+from ..common.runtime import InterruptProcessing
+
 CREATIVE = {"seed", "noise_seed", "prompt", "text", "negative_prompt", "negative", "line", "image", "audio",
             "video", "script", "instruction", "character", "filename_prefix"}
 FRAME_INPUTS = ("length", "num_frames", "frames")
@@ -250,6 +252,8 @@ class Medic:
         for number in range(1, self.max_fixes + 2):
             try:
                 result = execute(dict(current))
+            except InterruptProcessing:
+                raise  # the user stopped it: not a failure to heal
             except Exception as exc:  # a job failure of any kind is what the medic is for
                 diag = classify(exc)
                 attempt = Attempt(number, dict(current), False, error_text(exc)[:2000], asdict(diag))

@@ -104,9 +104,13 @@ class VBLLMConfig:
                                       "tooltip": "MiniMax accepts (0, 1]; 1 is recommended"})}}
 
     def config(self, protocol, base_url, model, api_key_env, temperature):
-        from ..llm import LLMConfig
-        return (LLMConfig(protocol=protocol, base_url=base_url.strip(), model=model.strip(),
-                          api_key_env=api_key_env.strip(), temperature=float(temperature)),)
+        from ..llm import LLMConfig, LLMError
+        try:
+            return (LLMConfig(protocol=protocol, base_url=base_url.strip(), model=model.strip(),
+                              api_key_env=api_key_env.strip(), temperature=float(temperature)),)
+        except LLMError as exc:
+            name = next((n for n in ("temperature", "base_url", "protocol") if n in str(exc)), "base_url")
+            raise runtime.NodeInputError("LLM Endpoint", name, str(exc)) from None
 
 
 class VBScriptBreakdown:
@@ -136,8 +140,13 @@ class VBScriptBreakdown:
         llm_note = ""
         with AssetDB(path) as db:
             if llm is not None:
+                from ..llm import LLMError
                 from . import llm_breakdown
-                report = llm_breakdown.propose(bd, screenplay, llm.provider(), db=db,
+                try:
+                    provider = llm.provider()
+                except LLMError as exc:
+                    raise runtime.NodeInputError("Script Breakdown", "llm", str(exc)) from None
+                report = llm_breakdown.propose(bd, screenplay, provider, db=db,
                                                skip_fingerprints=pipeline.unchanged_fingerprints(
                                                    db, bd.title.get("Title")))
                 llm_note = f"\nLLM: {report['accepted_proposals']} proposals stored ({report['status']})"
