@@ -22,7 +22,8 @@ from .routing import job_need
 from .workflows import CONTROL_QUEUE, DEFAULTS
 
 log = logging.getLogger("vibeboard.farm.front")
-POLL_S = 0.25
+POLL_S = 0.25           # progress poll of a job whose client listens on /ws
+POLL_NO_CLIENT_S = 1.0  # a job nobody watches (scripts polling /history): fewer Temporal calls
 
 
 def config_from_env(env=None) -> dict:
@@ -170,8 +171,9 @@ class FarmExecutor:
             handle = client.get_workflow_handle(job["job_id"])
         state = {"attempt": None, "seq": -1}
         waiter = asyncio.ensure_future(handle.result())
+        poll_s = POLL_S if job.get("client_id") else POLL_NO_CLIENT_S
         while not waiter.done():
-            await asyncio.wait([waiter], timeout=POLL_S)
+            await asyncio.wait([waiter], timeout=poll_s)
             if waiter.done():
                 break
             try:
