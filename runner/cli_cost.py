@@ -142,17 +142,20 @@ def pod_seconds(jobs_path: str) -> dict:
     finally:
         db.close()
     for history, started, finished in rows:
-        names = [item.get("filename", "") for ui in (json.loads(history or "{}").get("outputs") or {}).values()
+        entry = json.loads(history or "{}")
+        names = [item.get("filename", "") for ui in (entry.get("outputs") or {}).values()
                  for items in ui.values() if isinstance(items, list) for item in items if isinstance(item, dict)]
         clips = sum(n.lower().endswith(VIDEO_EXT) for n in names)
         images = sum(n.lower().endswith(IMAGE_EXT) for n in names)
+        # a render-farm job (runner/farm) knows its GPU-seconds; its wall time would include farm queueing
+        seconds = (entry.get("farm") or {}).get("gpu_seconds") or (finished - started)
         out["jobs"] += 1
-        out["jobs_seconds"] += finished - started
+        out["jobs_seconds"] += seconds
         if clips:  # a job that made a clip is charged to its clips (its stills are by-products)
-            out["clip_jobs_seconds"] += finished - started
+            out["clip_jobs_seconds"] += seconds
             out["clips"] += clips
         elif images:
-            out["image_jobs_seconds"] += finished - started
+            out["image_jobs_seconds"] += seconds
             out["images"] += images
     return out
 

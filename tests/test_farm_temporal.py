@@ -184,6 +184,14 @@ def test_job_cost_is_the_sum_of_node_gpu_seconds_times_the_class_price(farm):
         assert main(["cost", "--db", ledger, "--by", "user", "--json"]) == 0
     groups = json.loads(buffer.getvalue())["gpu"]["groups"]
     assert groups["user0"]["jobs"] == 6 and groups["user1"]["jobs"] == 6
+    # pod vs API per image: the farm's jobs count their GPU-seconds, not their time waiting in the farm queue
+    status, every, _ = http("GET", front.url + "/history")
+    done = [e["farm"]["gpu_seconds"] for e in every.values() if e["status"]["status_str"] == "success"]
+    buffer = io.StringIO()
+    with redirect_stdout(buffer):
+        assert main(["cost", "compare", "--db", ledger, "--jobs", front.store.path, "--json"]) == 0
+    per_image = json.loads(buffer.getvalue())["pod"]["image"]
+    assert per_image["pod_seconds"] == pytest.approx(sum(done) / len(done), abs=2e-3)
 
 
 def test_out_of_memory_and_bad_input_fail_once_and_are_dead_letters(farm):

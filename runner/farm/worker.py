@@ -198,29 +198,30 @@ class FarmWorker:
         details = lambda: {"worker": self.worker_id, "attempt": job.get("attempt", 1), "events": events.tail()}
         activity.heartbeat({"worker": self.worker_id, "attempt": job.get("attempt", 1), "events": [],
                             "waiting": self.gpu.busy})
-        while self.gpu.lock.locked():  # keep heartbeating while an earlier job holds the GPU
+        while self.gpu.lock.locked():  # keep heartbeating while an earlier job holds the GPU: a silent
             activity.heartbeat({"worker": self.worker_id, "attempt": job.get("attempt", 1), "events": [],
-                                "waiting": True})
+                                "waiting": True})  # wait would read as a dead pod and run the job twice
             await asyncio.sleep(0.25)
-        async with self.gpu.lock:
+        await self.gpu.lock.acquire()  # returns at once: nothing ran between the check and here
+        try:
             self.gpu.busy = True
             self.gpu.jobs += 1
             await self.advertise()
-            try:
-                future = asyncio.get_running_loop().run_in_executor(self.pool, self._execute, job, events)
-                while True:
-                    try:
-                        result = await asyncio.wait_for(asyncio.shield(future), timeout=0.25)
-                        break
-                    except asyncio.TimeoutError:
-                        activity.heartbeat(details())
-                    except asyncio.CancelledError:  # the front interrupted the job (workflow cancelled)
-                        self.executor.interrupt()
-                        await asyncio.shield(future)
-                        raise
-            finally:
-                self.gpu.busy = False
-                asyncio.ensure_future(self.advertise())
+            future = asyncio.get_running_loop().run_in_executor(self.pool, self._execute, job, events)
+            while True:
+                try:
+                    result = await asyncio.wait_for(asyncio.shield(future), timeout=0.25)
+                    break
+                except asyncio.TimeoutError:
+                    activity.heartbeat(details())
+                except asyncio.CancelledError:  # the front interrupted the job (workflow cancelled)
+                    self.executor.interrupt()
+                    await asyncio.shield(future)
+                    raise
+        finally:
+            self.gpu.busy = False
+            self.gpu.lock.release()
+            asyncio.ensure_future(self.advertise())
         if result["status"] in ("success",):
             return result
         if result["status"] == "interrupted":
