@@ -213,6 +213,16 @@ def test_out_of_memory_and_bad_input_fail_once_and_are_dead_letters(farm):
     listed = {row["job_id"]: row for row in rows}
     assert oom in listed and bad in listed and farm["batch"][0] not in listed
     assert listed[oom]["error"]["type"] == "OutOfMemory" and len(listed[oom]["tries"]) == 1
+    import io
+    from contextlib import redirect_stdout
+    from runner.cli import main
+    buffer = io.StringIO()
+    with redirect_stdout(buffer):
+        assert main(["farm", "dead-letter", "--farm", farm["server"].address]) == 0
+        assert main(["farm", "workers", "--farm", farm["server"].address]) == 0
+    text = buffer.getvalue()
+    assert oom in text and "OutOfMemory" in text and bad in text and "BadInput" in text
+    assert all(wid in text for wid in MODELS)  # the workers table lists every pod
 
 
 def test_interrupt_cancels_the_job_on_its_worker(farm):
