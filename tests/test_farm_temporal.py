@@ -170,6 +170,8 @@ def test_job_cost_is_the_sum_of_node_gpu_seconds_times_the_class_price(farm):
     assert sum(r["cost_usd"] for r in rows) == pytest.approx(entry["cost_usd"], abs=1e-7)
     assert {r["model"] for r in rows} == {"m1"} and {r["workflow"] for r in rows} == {"batch"}
     assert [r for r in rows if r["kind"] == "storage"][0]["storage_bytes"] > 0
+    status, view, _ = http("GET", f"{front.url}/vibeboard/jobs/{pid}")  # the URLs the worker pushed to
+    assert status == 200 and view["outputs"][0]["url"].startswith("file://") and view["outputs"][0]["size"] > 0
     from runner.cli import main
     import io
     from contextlib import redirect_stdout

@@ -250,6 +250,7 @@ class FarmJobService(JobService):
         self.max_in_flight = max_in_flight
         self._threads: set = set()
         self._resume: list = []
+        self._farm_files: dict = {}  # job id → the worker's pushed output rows, while its record is written
 
     def __getattr__(self, name):
         if name in FarmJobService._THREAD_STATE:
@@ -280,6 +281,23 @@ class FarmJobService(JobService):
             return False
         self.executor.interrupt(prompt_id)
         return True
+
+    def _publish_and_notify(self, job, history: dict, status: str, error, retrying: bool = False) -> None:
+        """As JobService, but the outputs were pushed by the worker: its rows (with URLs) become the job's
+        published outputs (GET /vibeboard/jobs/{id}) and its webhook's."""
+        files = (history.get("farm") or {}).get("files")
+        if files is not None:
+            self._farm_files[job["id"]] = files
+        try:
+            super()._publish_and_notify(job, history, status, error, retrying)
+            if files is not None:
+                self.store.set_published(job["id"], files)
+        finally:
+            self._farm_files.pop(job["id"], None)
+
+    def _notify(self, job: dict) -> None:
+        files = self._farm_files.get(job["id"])
+        super()._notify(dict(job, published=files) if files is not None else job)
 
     def _spawn(self, job) -> None:
         thread = threading.Thread(target=self._job_thread, args=(job,), name=f"vibeboard-farm-{job['id'][:8]}",
