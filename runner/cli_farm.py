@@ -167,7 +167,7 @@ async def dead_letters(client, limit: int = 50) -> list:
                          "type": failure.application_failure_info.type or None}
         rows.append({"job_id": execution.id, "started": execution.start_time.isoformat() if execution.start_time
                      else None, "closed": execution.close_time.isoformat() if execution.close_time else None,
-                     "attempts": len([t for t in tries if "error" in t or t is tries[-1]]) if tries else None,
+                     "attempts": len(tries),
                      "tries": tries, "error": error})
     return rows
 

@@ -71,14 +71,14 @@ class DevServer:
         else:
             raise TimeoutError(f"temporal dev server not listening on {self.address} after {timeout_s} s")
         import asyncio
+        from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
         from temporalio.client import Client
 
         async def probe():
             while True:
                 try:
                     client = await Client.connect(self.address)
-                    await client.workflow_service.get_system_info(
-                        __import__("temporalio.api.workflowservice.v1", fromlist=["x"]).GetSystemInfoRequest())
+                    await client.workflow_service.get_system_info(GetSystemInfoRequest())
                     return
                 except Exception:
                     if time.monotonic() > deadline:
