@@ -60,10 +60,11 @@ def farm(tmp_path_factory):
     prices = tmp / "prices.json"
     prices.write_text(json.dumps({"pod": {"testgpu": {"usd_per_hour": PRICE}}}))
     env = {**os.environ, "VIBEBOARD_PRICES": str(prices), "PYTHONPATH": ROOT}
-    server = DevServer(log_path=str(tmp / "temporal.log")).wait_ready()
-    workers = {wid: _start_worker(tmp, server.address, wid, env) for wid in MODELS}
-    front = None
+    server = DevServer(log_path=str(tmp / "temporal.log"))
+    workers, state = {}, {"front": None}
     try:
+        server.wait_ready()
+        workers.update({wid: _start_worker(tmp, server.address, wid, env) for wid in MODELS})
         from runner.farm.front import attach_farm, config_from_env
         from runner.farm.routing import Router
         from runner.registry import NodeRegistry
@@ -75,7 +76,7 @@ def farm(tmp_path_factory):
         config = ServerConfig(host="127.0.0.1", port=0, output_dir=str(tmp / "front" / "output"),
                               input_dir=str(tmp / "front" / "input"), temp_dir=str(tmp / "front" / "temp"),
                               db_path=str(tmp / "front" / "jobs.sqlite"))
-        front = VibeServer(config, registry=registry)
+        front = state["front"] = VibeServer(config, registry=registry)
         farm_config = {**config_from_env({}), "heartbeat_s": 2.0, "fallback_s": 10.0, "stale_s": 4.0}
         attach_farm(front, server.address, connection={}, config=farm_config)
         front.start_in_thread()
@@ -86,23 +87,25 @@ def farm(tmp_path_factory):
             assert not dead, f"worker(s) {dead} exited: " + (tmp / f"{dead[0]}.log").read_text()[-3000:]
             return len(front.farm.call(router.snapshot())) == 3
         _wait(advertised, 45, "3 workers to advertise")
-        state = {"tmp": tmp, "front": front, "server": server, "workers": workers, "router": router, "env": env}
+        state.update(tmp=tmp, server=server, workers=workers, router=router, env=env)
         yield state
-    finally:
-        front = state["front"] if "state" in locals() else front
-        if front is not None:
-            front.stop_thread()
-            if getattr(front, "farm", None) is not None:
-                front.farm.stop()
-        for proc in workers.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in workers.values():
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        server.stop()
+    finally:  # whatever failed above, no process outlives the module
+        try:
+            front = state["front"]
+            if front is not None:
+                front.stop_thread()
+                if getattr(front, "farm", None) is not None:
+                    front.farm.stop()
+        finally:
+            for proc in workers.values():
+                if proc.poll() is None:
+                    proc.terminate()
+            for proc in workers.values():
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            server.stop()
 
 
 def _submit(front, prompt, extra=None, client_id=None):
