@@ -97,14 +97,10 @@ def farm(tmp_path_factory):
                 if getattr(front, "farm", None) is not None:
                     front.farm.stop()
         finally:
-            for proc in workers.values():
+            for proc in workers.values():  # (a clean SIGTERM exit has its own test below)
                 if proc.poll() is None:
-                    proc.terminate()
-            for proc in workers.values():
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
                     proc.kill()
+                proc.wait(timeout=10)
             server.stop()
 
 
