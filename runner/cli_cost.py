@@ -49,6 +49,10 @@ def _common(parser, default) -> None:
                         help="cost ledger (default VIBEBOARD_COST_DB or ./vibeboard-costs.sqlite)")
     parser.add_argument("--prices", default=default, help="price table override (JSON/YAML; VIBEBOARD_PRICES)")
     parser.add_argument("--json", action="store_true", default=False if default is None else default)
+    # the render farm's GPU-seconds (runner/farm/gpucost.py) are grouped by one of these
+    parser.add_argument("--by", default=default, choices=["workflow", "model", "user", "job", "gpu_class", "worker"],
+                        help="group the farm's GPU spend (GPU-seconds × $/h of the class)")
+    parser.add_argument("--since", default=default, help="only since: 24h, 7d, a unix time or an ISO date")
 
 
 def _costs():
@@ -105,11 +109,13 @@ def api_summary(rows) -> dict:
 def cmd_report(args) -> int:
     path, rows = _ledger_rows(args)
     summary = api_summary(rows)
+    from .farm.gpucost import report as farm_report
     if args.json:
-        print(json.dumps({"ledger": path, **summary}, indent=1))
+        print(json.dumps({"ledger": path, **summary, "gpu": farm_report(args, path, None)}, indent=1))
         return EXIT_OK
     if not rows:
         print(f"no API calls recorded in {path}")
+        farm_report(args, path, sys.stdout)
         return EXIT_OK
     print(f"ledger {path}: {len(rows)} call(s), total {_money(summary['total_usd'])}")
     print(f"{'kind':<9} {'model':<52} {'ok':>3} {'fail':>4} {'units':>5} {'spent':>10} {'per unit':>10}  price read")
@@ -119,6 +125,7 @@ def cmd_report(args) -> int:
     print(f"\n{'run':<24} {'calls':>5} {'fallback':>8} {'spent':>10}")
     for run, r in summary["runs"].items():
         print(f"{run:<24} {r['calls']:>5} {r['fallback_calls']:>8} {_money(r['cost_usd']):>10}")
+    farm_report(args, path, sys.stdout)
     return EXIT_OK
 
 
@@ -135,17 +142,20 @@ def pod_seconds(jobs_path: str) -> dict:
     finally:
         db.close()
     for history, started, finished in rows:
-        names = [item.get("filename", "") for ui in (json.loads(history or "{}").get("outputs") or {}).values()
+        entry = json.loads(history or "{}")
+        names = [item.get("filename", "") for ui in (entry.get("outputs") or {}).values()
                  for items in ui.values() if isinstance(items, list) for item in items if isinstance(item, dict)]
         clips = sum(n.lower().endswith(VIDEO_EXT) for n in names)
         images = sum(n.lower().endswith(IMAGE_EXT) for n in names)
+        # a render-farm job (runner/farm) knows its GPU-seconds; its wall time would include farm queueing
+        seconds = (entry.get("farm") or {}).get("gpu_seconds") or (finished - started)
         out["jobs"] += 1
-        out["jobs_seconds"] += finished - started
+        out["jobs_seconds"] += seconds
         if clips:  # a job that made a clip is charged to its clips (its stills are by-products)
-            out["clip_jobs_seconds"] += finished - started
+            out["clip_jobs_seconds"] += seconds
             out["clips"] += clips
         elif images:
-            out["image_jobs_seconds"] += finished - started
+            out["image_jobs_seconds"] += seconds
             out["images"] += images
     return out
 

@@ -58,23 +58,16 @@ def register(subparsers) -> None:
     serve.add_argument("--extra-nodes", action="append", default=[],
                        help="extra .py file or package with NODE_CLASS_MAPPINGS to register (repeatable)")
     serve.add_argument("--log-level", default=os.environ.get("VIBEBOARD_LOG_LEVEL", "WARNING"))
+    serve.add_argument("--farm", metavar="ADDRESS", default=os.environ.get("VIBEBOARD_FARM"),
+                       help="run prompts on a render farm: Temporal host:port (docs/farm.md; needs vibeboard[farm])")
     serve.set_defaults(func=cmd_serve)
 
 
 def build_config(args):
     from .server import ServerConfig
-    from .storage import load_config_file, storage_from_config
+    from .storage import load_config_file, storage_from_args
     config_file = load_config_file(args.config)
-    env = dict(os.environ)
-    if args.storage:
-        env["VIBEBOARD_STORAGE"] = args.storage
-    if args.store_dir:
-        env["VIBEBOARD_STORE_DIR"] = args.store_dir
-    storage = None
-    if env.get("VIBEBOARD_STORAGE", (config_file.get("storage") or {}).get("kind")) != "none":
-        from .state import default_store_dir
-        default_root = default_store_dir(args.output_dir)
-        storage = storage_from_config(env, config_file, default_local_root=default_root)
+    storage = storage_from_args(args, config_file)
     hooks = config_file.get("webhook") or {}
     limits = config_file.get("limits") or {}
     cache = args.cache
@@ -106,5 +99,8 @@ def cmd_serve(args) -> int:
     check_bind_allowed(config.host, config.token)  # before loading nodes: fail fast
     from .server import VibeServer
     server = VibeServer(config)
+    if args.farm:  # same API in front; prompts become Temporal workflows run by `vibeboard worker` pods
+        from .farm.front import attach_farm
+        attach_farm(server, args.farm)
     server.serve_forever()
     return 0

@@ -312,3 +312,18 @@ def push_one(storage: Storage, job_id: str, row: dict, prefix: Optional[str] = N
     except Exception as exc:
         entry.update(key=key, upload_error=str(exc))
     return entry
+
+
+def storage_from_args(args, config_file: dict) -> Optional[Storage]:
+    """The output storage of `serve` / `worker`: --storage/--store-dir over the environment over the config
+    file; None for --storage none. Local storage defaults to the state folder's store (runner/state.py)."""
+    env = dict(os.environ)
+    if getattr(args, "storage", None):
+        env["VIBEBOARD_STORAGE"] = args.storage
+    if getattr(args, "store_dir", None):
+        env["VIBEBOARD_STORE_DIR"] = args.store_dir
+    if env.get("VIBEBOARD_STORAGE", (config_file.get("storage") or {}).get("kind")) == "none":
+        return None
+    from .state import default_store_dir
+    default_root = default_store_dir(args.output_dir)
+    return storage_from_config(env, config_file, default_local_root=default_root)
