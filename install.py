@@ -76,7 +76,7 @@ def install_requirements(torch_version: str, dev: bool) -> None:
         handle.write(f"torch=={torch_version}\n")
         constraints = handle.name
     try:
-        files = ["requirements.txt"] + (["requirements-dev.txt", "requirements-sequencer.txt"] if dev else [])
+        files = ["requirements.txt"] + (["requirements-dev.txt", "requirements-sequencer.txt", "requirements-foundry.txt"] if dev else [])
         args = []
         for name in files:
             args += ["-r", os.path.join(ROOT, name)]
