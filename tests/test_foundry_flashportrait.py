@@ -74,6 +74,9 @@ def test_loaders_read_the_published_layout(tmp_path):
     assert isinstance(fan, fp.FanEncoder)
     pts, euler, prob = fp.landmarks(fp.onnx_session(files["face_landmark.onnx"]), torch.rand(2, 3, 128, 128))
     assert pts.shape == (2, 222, 2) and euler.shape == (2, 3) and prob.shape == (2, 1)
+    from vibeboard.foundry.face_features import driving_features
+    feats = driving_features(torch.rand(2, 40, 48, 3), files)  # landmarks → crop → PD-FGC, per frame
+    assert feats.shape == (1, 2, 554) and torch.isfinite(feats).all()
 
 
 def test_a_pickle_with_code_is_refused(tmp_path):

@@ -1,0 +1,370 @@
+"""Character Foundry nodes: thin wrappers over actor_card, lora_trainer, flashportrait(+_sampling), performance,
+elevenlabs_tts and continuity. An actor is a VB_ACTOR handle {"db_path", "actor"} into the project's asset DB."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import torch
+
+from ..common import runtime
+from ..common.runtime import NodeInputError
+
+CATEGORY = "VibeBoard/Character Foundry"
+TINY = "tiny-random (test, no weights)"
+_DB = ("STRING", {"default": "script_lab/project.vbdb", "tooltip": "The project's asset database (Script Lab's; "
+                  "created if missing), relative to the output folder."})
+
+
+def _db_path(node: str, value: str) -> str:
+    return runtime.user_path(node, "db_path", (value or "").strip() or "script_lab/project.vbdb",
+                             runtime.output_directory())
+
+
+def _cards(handle: dict):
+    from .actor_card import ActorCards
+    return ActorCards(handle["db_path"])
+
+
+def _save_png(image: torch.Tensor, prefix: str) -> str:
+    from PIL import Image
+    from ..sequencer import node_io
+    path, _ = node_io.output_file("Actor Card", prefix, "png")
+    Image.fromarray((image.clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)).save(path)
+    return path
+
+
+class VBSamplePortrait:
+    DESCRIPTION = ("A procedural test portrait (face oval, eyes, mouth; deterministic from the seed) so the "
+                   "Character Foundry workflow runs with no photos. Not a person; licence: generated (CC0).")
+    CATEGORY = CATEGORY
+    FUNCTION = "make"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("image",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "size": ("INT", {"default": 64, "min": 16, "max": 2048, "step": 16, "tooltip": "Square size (px)."}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFF, "tooltip": "Colour and shape seed."}),
+        }}
+
+    def make(self, size, seed):
+        rng = np.random.default_rng(int(seed))
+        n = int(size)
+        y, x = np.mgrid[0:n, 0:n] / n
+        img = np.ones((n, n, 3), np.float32) * 0.5
+        face = ((x - 0.5) / 0.3) ** 2 + ((y - 0.5) / 0.4) ** 2 < 1
+        img[face] = rng.uniform(0.5, 0.9, 3)
+        for ex in (0.38, 0.62):
+            img[((x - ex) / 0.05) ** 2 + ((y - 0.42) / 0.03) ** 2 < 1] = 0.1
+        img[((x - 0.5) / 0.12) ** 2 + ((y - 0.68) / 0.03) ** 2 < 1] = (0.6, 0.1, 0.1)
+        return (torch.from_numpy(img)[None],)
+
+
+class VBActorCard:
+    DESCRIPTION = ("Create or update an actor card in the project's asset DB: face references (front / "
+                   "three-quarter / profile) with the licence of each, the voice (provider voice id, settings, "
+                   "seed, licence) and the Script Lab character the actor plays. Returns the actor handle and "
+                   "the card as JSON (faces, wardrobe per script day, LoRAs, every input's licence).")
+    CATEGORY = CATEGORY
+    FUNCTION = "card"
+    RETURN_TYPES = ("VB_ACTOR", "STRING")
+    RETURN_NAMES = ("actor", "card_json")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "db_path": _DB,
+            "actor": ("STRING", {"default": "Ana Reyes", "tooltip": "The actor's name (one card per name)."}),
+            "character": ("STRING", {"default": "MARA", "tooltip": "The Script Lab character this actor plays."}),
+            "face_licence": ("STRING", {"default": "generated (CC0)", "tooltip": "Licence / release of the face "
+                                        "images given here (required: e.g. 'talent release #12', 'own photo')."}),
+        }, "optional": {
+            "face_front": ("IMAGE", {"tooltip": "Front face reference."}),
+            "face_three_quarter": ("IMAGE", {"tooltip": "Three-quarter face reference."}),
+            "face_profile": ("IMAGE", {"tooltip": "Profile face reference."}),
+            "voice_provider": (["none", "elevenlabs"], {"default": "none"}),
+            "voice_id": ("STRING", {"default": "", "tooltip": "The provider's voice id."}),
+            "voice_settings": ("STRING", {"default": "", "multiline": True,
+                                          "tooltip": "JSON voice settings, e.g. {\"stability\": 0.5}."}),
+            "voice_seed": ("INT", {"default": -1, "min": -1, "max": 0xFFFFFFFF, "tooltip": "-1 = no seed."}),
+            "voice_licence": ("STRING", {"default": "", "tooltip": "Licence of the voice (required with a voice)."}),
+        }}
+
+    def card(self, db_path, actor, character, face_licence, face_front=None, face_three_quarter=None,
+             face_profile=None, voice_provider="none", voice_id="", voice_settings="", voice_seed=-1,
+             voice_licence=""):
+        from .actor_card import ActorCardError, ActorCards
+        from ..sequencer import node_io
+        node = "Actor Card"
+        try:
+            cards = ActorCards(_db_path(node, db_path))
+            cards.create(actor, character=character)
+            for kind, image in (("face_front", face_front), ("face_three_quarter", face_three_quarter),
+                                ("face_profile", face_profile)):
+                if image is not None:
+                    path = _save_png(image[0], f"vibeboard/actors/{actor.replace(' ', '_')}_{kind}")
+                    cards.add_image(actor, kind, path, face_licence)
+            if voice_provider != "none":
+                settings = node_io.json_input(node, "voice_settings", voice_settings)
+                cards.set_voice(actor, voice_provider, voice_id, voice_licence, settings,
+                                None if voice_seed < 0 else int(voice_seed))
+            card = cards.card(actor)
+        except ActorCardError as exc:
+            raise NodeInputError(node, "actor", str(exc)) from None
+        handle = {"db_path": cards.db.path, "actor": actor}
+        return handle, json.dumps(card, indent=1, default=str)
+
+
+def _tiny_wan_encoders():
+    from ..models import tiny
+    vae, text = tiny.build_vae(), tiny.build_umt5()
+    words = {w: i for i, w in enumerate(tiny.TINY_WORDS)}
+
+    def enc_image(x):
+        return vae.encode(x[:, :, None]).latent_dist.mode()[0]
+
+    def enc_text(caption):
+        ids = torch.tensor([[words.get(w, 2) for w in caption.lower().split()][:16] or [2]])
+        ids = torch.nn.functional.pad(ids, (0, 16 - ids.shape[1]))
+        mask = (ids > 0).long()
+        return text(ids, attention_mask=mask).last_hidden_state[0] * mask[0, :, None], mask[0]
+    return tiny.build_transformer("t2v"), enc_image, enc_text
+
+
+def _wan_encoders(node, transformer, vae, text_encoder, tokenizer, dtype):
+    from ..models import loaders
+    model = loaders.load_wan_transformer(loaders.model_path(node, "transformer", transformer), dtype)
+    vae_m = loaders.load_wan_vae(loaders.model_path(node, "vae", vae), dtype)
+    te = loaders.load_umt5(loaders.model_path(node, "text_encoder", text_encoder), dtype)
+    tok = loaders.load_tokenizer(loaders.model_path(node, "tokenizer", tokenizer))
+    mean = torch.tensor(vae_m.config.latents_mean).view(-1, 1, 1, 1)
+    std = torch.tensor(vae_m.config.latents_std).view(-1, 1, 1, 1)
+
+    def enc_image(x):  # normalised latents, as the sampler sees them
+        lat = vae_m.encode(x[:, :, None].to(vae_m.dtype)).latent_dist.mode()[0].float()
+        return (lat - mean) / std
+
+    def enc_text(caption):
+        t = tok([caption], max_length=512, padding="max_length", truncation=True, return_tensors="pt")
+        emb = te(t.input_ids, attention_mask=t.attention_mask).last_hidden_state[0].float()
+        return emb * t.attention_mask[0, :, None], t.attention_mask[0]
+    return model, enc_image, enc_text
+
+
+class VBActorLoraTrain:
+    DESCRIPTION = ("Train an actor LoRA from the card's images and captions (PEFT on the Wan transformer; "
+                   "latents and text embeddings cached on disk, aspect buckets, gradient checkpointing, resumable "
+                   "checkpoints, progress with loss). Saves ComfyUI/kohya + diffusers/PEFT files and records the "
+                   "LoRA on the card. 'tiny-random' trains a tiny random model (checks the pipeline; no weights).")
+    CATEGORY = CATEGORY
+    FUNCTION = "train"
+    OUTPUT_NODE = True
+    RETURN_TYPES = ("STRING", "STRING")
+    RETURN_NAMES = ("lora_path", "report_json")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        from ..models import registry
+        return {"required": {
+            "actor": ("VB_ACTOR",),
+            "model": ([TINY] + registry.choices("diffusion_models"), {"default": TINY, "tooltip":
+                      "Wan transformer file (models/diffusion_models) or the tiny random test model."}),
+            "steps": ("INT", {"default": 4, "min": 1, "max": 100000}),
+            "rank": ("INT", {"default": 16, "min": 1, "max": 256}),
+            "learning_rate": ("FLOAT", {"default": 1e-4, "min": 1e-7, "max": 1.0, "step": 1e-5}),
+            "resolution": ("INT", {"default": 512, "min": 64, "max": 2048, "step": 16}),
+            "trigger": ("STRING", {"default": "", "tooltip": "Trigger word put before every caption "
+                                                             "(default: the actor's name)."}),
+            "filename_prefix": ("STRING", {"default": "vibeboard/loras/actor"}),
+        }, "optional": {
+            "vae": ("STRING", {"default": "vae/wan_2.1_vae.safetensors"}),
+            "text_encoder": ("STRING", {"default": "text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors"}),
+            "tokenizer": ("STRING", {"default": "text_encoders/umt5-xxl"}),
+            "resume": ("BOOLEAN", {"default": True, "tooltip": "Continue from this prefix's last checkpoint."}),
+        }}
+
+    def train(self, actor, model, steps, rank, learning_rate, resolution, trigger, filename_prefix,
+              vae="vae/wan_2.1_vae.safetensors", text_encoder="text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors",
+              tokenizer="text_encoders/umt5-xxl", resume=True):
+        from . import lora_dataset as D
+        from . import lora_trainer as T
+        node = "Actor LoRA Train"
+        cards = _cards(actor)
+        images = [i for i in cards.images(actor["actor"]) if i["kind"] != "extra"]
+        if not images:
+            raise NodeInputError(node, "actor", f"{actor['actor']}'s card has no images to train on")
+        trigger = (trigger or actor["actor"]).strip()
+        try:
+            if model == TINY:
+                net, enc_image, enc_text = _tiny_wan_encoders()
+                resolution, key = 64, "tiny"
+            else:
+                net, enc_image, enc_text = _wan_encoders(node, f"diffusion_models/{model}", vae, text_encoder,
+                                                         tokenizer, "bf16")
+                key = model
+        except T.TrainerError as exc:
+            raise NodeInputError(node, "model", str(exc)) from None
+        work = os.path.join(runtime.output_directory(), filename_prefix + "_work")
+        work = runtime.user_path(node, "filename_prefix", work, runtime.output_directory())
+        cache = D.LatentCache(os.path.join(work, "cache"), key, enc_image, enc_text)
+        samples = [D.Sample(i["path"], f"{trigger} {i['caption'] or i['kind'].replace('_', ' ')}") for i in images]
+        items = D.build_items(samples, cache, int(resolution))
+        cfg = T.TrainConfig(family="wan", rank=int(rank), alpha=float(rank), learning_rate=float(learning_rate),
+                            steps=int(steps), resolution=int(resolution), save_every=max(1, int(steps) // 4))
+        bar = runtime.progress_bar(int(steps))
+        losses = []
+
+        def on_step(step, total, loss):
+            losses.append(loss)
+            bar.update_absolute(step, total)
+        try:
+            result = T.train(net, items, cfg, work, resume=bool(resume), on_step=on_step)
+        except T.TrainerError as exc:
+            raise NodeInputError(node, "actor", str(exc)) from None
+        name = os.path.basename(filename_prefix) or "actor"
+        paths = T.export(net, result["names"], cfg, os.path.dirname(os.path.join(runtime.output_directory(),
+                                                                                  filename_prefix)), name,
+                         metadata={"vibeboard_actor": actor["actor"], "trigger": trigger})
+        cards.add_lora(actor["actor"], key, paths["comfyui"], "comfyui+diffusers", cfg.rank, result["step"],
+                       [i["id"] for i in images], trigger=trigger)
+        report = {"steps": result["step"], "losses": result["losses"], "files": paths,
+                  "cache": {"hits": cache.hits, "misses": cache.misses}, "checkpoint": result["checkpoint"]}
+        return paths["comfyui"], json.dumps(report, indent=1)
+
+
+class VBElevenLabsSpeech:
+    DESCRIPTION = ("Speech from ElevenLabs /with-timestamps (needs an API key in the environment): AUDIO plus "
+                   "per-word and per-character times for captions and lip-sync. Uses the actor card's voice when "
+                   "an actor is given. 401/429/5xx are reported with the provider's message.")
+    CATEGORY = CATEGORY
+    FUNCTION = "speak"
+    RETURN_TYPES = ("AUDIO", "STRING")
+    RETURN_NAMES = ("audio", "timings_json")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "text": ("STRING", {"default": "I kept the light burning.", "multiline": True}),
+            "api_key_env": ("STRING", {"default": "ELEVENLABS_API_KEY", "tooltip": "Environment variable holding "
+                                                                                  "the key (never the key)."}),
+        }, "optional": {
+            "actor": ("VB_ACTOR",),
+            "voice_id": ("STRING", {"default": "", "tooltip": "Overrides the card's voice."}),
+            "base_url": ("STRING", {"default": "", "tooltip": "API base URL (default: ElevenLabs)."}),
+        }}
+
+    def speak(self, text, api_key_env, actor=None, voice_id="", base_url=""):
+        from . import elevenlabs_tts as tts
+        from ..media.audio import to_audio_dict
+        node = "ElevenLabs Speech"
+        settings, seed = None, None
+        if actor is not None and not voice_id:
+            voice = _cards(actor).card(actor["actor"])["voice"]
+            if voice is None:
+                raise NodeInputError(node, "actor", f"{actor['actor']}'s card has no voice; set one or give voice_id")
+            voice_id, settings, seed = voice["voice_id"], voice["settings"], voice["seed"]
+        if not voice_id:
+            raise NodeInputError(node, "voice_id", "no voice (give voice_id or an actor with a voice)")
+        try:
+            speech = tts.synthesize(text, voice_id, os.environ.get(api_key_env.strip(), ""), settings=settings,
+                                    seed=seed, base_url=base_url.strip() or None)
+        except tts.TTSError as exc:
+            raise NodeInputError(node, "text" if exc.status else "api_key_env", str(exc)) from None
+        timings = {"words": speech.words(), "characters": speech.characters, "starts": speech.starts,
+                   "ends": speech.ends}
+        return to_audio_dict(speech.waveform, speech.sample_rate), json.dumps(timings)
+
+
+class VBFlashPortrait:
+    DESCRIPTION = ("FlashPortrait (Wan2.1-I2V-14B + expression cross-attention): the reference portrait performs "
+                   "the expressions of a driving video, conformed to the output frame rate first; long clips in "
+                   "sliding windows with linear blending; separate text and expression CFG; memory modes. Needs "
+                   "the FlashPortrait files (vibeboard models pull flashportrait) and Wan2.1-I2V-14B's VAE, umT5 "
+                   "and CLIP-H.")
+    CATEGORY = CATEGORY
+    FUNCTION = "perform"
+    RETURN_TYPES = ("IMAGE", "AUDIO")
+    RETURN_NAMES = ("frames", "audio")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        from .flashportrait_sampling import MEMORY_MODES
+        return {"required": {
+            "folder": ("STRING", {"default": "checkpoints/FlashPortrait", "tooltip": "Folder (models-relative) "
+                                  "with transformer.pt, portrait_encoder.pt, pd_fpg.pth, face_det.onnx, "
+                                  "face_landmark.onnx."}),
+            "reference": ("IMAGE",),
+            "driving_video": ("STRING", {"default": "", "tooltip": "Driving video (output-relative or absolute)."}),
+            "prompt": ("STRING", {"default": "a person talking", "multiline": True}),
+            "fps": ("FLOAT", {"default": 24.0, "min": 1.0, "max": 120.0, "tooltip": "Output frame rate; the "
+                              "driver is resampled to it first."}),
+            "steps": ("INT", {"default": 30, "min": 1, "max": 200}),
+            "text_cfg": ("FLOAT", {"default": 5.0, "min": 1.0, "max": 20.0}),
+            "emo_cfg": ("FLOAT", {"default": 4.0, "min": 1.0, "max": 20.0}),
+            "context_size": ("INT", {"default": 21, "min": 2, "max": 81, "tooltip": "Latent frames per window."}),
+            "context_overlap": ("INT", {"default": 8, "min": 0, "max": 80}),
+            "memory_mode": (list(MEMORY_MODES), {"default": "model_cpu_offload"}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFF}),
+        }, "optional": {
+            "vae": ("STRING", {"default": "vae/wan_2.1_vae.safetensors"}),
+            "text_encoder": ("STRING", {"default": "text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors"}),
+            "tokenizer": ("STRING", {"default": "text_encoders/umt5-xxl"}),
+            "clip_vision": ("STRING", {"default": "clip_vision/clip_vision_h.safetensors"}),
+        }}
+
+    def perform(self, folder, reference, driving_video, prompt, fps, steps, text_cfg, emo_cfg, context_size,
+                context_overlap, memory_mode, seed, vae="vae/wan_2.1_vae.safetensors",
+                text_encoder="text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors",
+                tokenizer="text_encoders/umt5-xxl", clip_vision="clip_vision/clip_vision_h.safetensors"):
+        from . import flashportrait as fp, flashportrait_sampling as fs, performance as perf
+        from .face_features import driving_features
+        from ..media.audio import to_audio_dict, empty_audio
+        from ..models import loaders
+        from ..sequencer import node_io
+        node = "FlashPortrait"
+        files = fp.resolve_files(node, "folder", folder)  # every missing file is named before any loading
+        video_path = node_io.media_file(node, "driving_video", driving_video)
+        frames, audio, _ = perf.conform_driving_video(video_path, float(fps))
+        device = torch.device(loaders.pick_device())
+        model, emo = fp.load_transformer(files["transformer.pt"])
+        state = fp.patch_expression_attention(model, emo)
+        enc = fp.load_portrait_encoder(files["portrait_encoder.pt"])
+        feats = driving_features(frames, files, device)
+        with torch.no_grad():
+            tokens = enc.to(device)(feats.to(device)).cpu()
+        vae_m = loaders.load_wan_vae(loaders.model_path(node, "vae", vae), "bf16")
+        te = loaders.load_umt5(loaders.model_path(node, "text_encoder", text_encoder), "bf16")
+        tok = loaders.load_tokenizer(loaders.model_path(node, "tokenizer", tokenizer))
+        clip = loaders.load_clip_vision(loaders.model_path(node, "clip_vision", clip_vision))
+
+        def embed(text):
+            t = tok([text], max_length=512, padding="max_length", truncation=True, return_tensors="pt")
+            with torch.no_grad():
+                return te(t.input_ids, attention_mask=t.attention_mask).last_hidden_state * t.attention_mask[..., None]
+        with torch.no_grad():
+            ref = torch.nn.functional.interpolate(reference[:1].permute(0, 3, 1, 2), size=224, mode="bilinear")
+            image_tokens = clip((ref * 2 - 1).to(clip.dtype), output_hidden_states=True).hidden_states[-2].float()
+        out = fs.generate(model, state, vae_m, reference[0], embed(prompt), embed(""), image_tokens, tokens,
+                          frames.shape[0], steps=int(steps), text_cfg=float(text_cfg), emo_cfg=float(emo_cfg),
+                          context_size=int(context_size), context_overlap=int(context_overlap), seed=int(seed),
+                          mode=memory_mode, device=device)
+        return out, (to_audio_dict(*audio) if audio is not None else empty_audio())
+
+
+NODE_CLASS_MAPPINGS = {
+    "VBSamplePortrait": VBSamplePortrait,
+    "VBActorCard": VBActorCard,
+    "VBActorLoraTrain": VBActorLoraTrain,
+    "VBElevenLabsSpeech": VBElevenLabsSpeech,
+    "VBFlashPortrait": VBFlashPortrait,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "VBSamplePortrait": "Sample Portrait (VibeBoard)",
+    "VBActorCard": "Actor Card (VibeBoard)",
+    "VBActorLoraTrain": "Actor LoRA Train (VibeBoard)",
+    "VBElevenLabsSpeech": "ElevenLabs Speech (VibeBoard)",
+    "VBFlashPortrait": "FlashPortrait (VibeBoard)",
+}
