@@ -354,7 +354,64 @@ class VBFlashPortrait:
         return out, (to_audio_dict(*audio) if audio is not None else empty_audio())
 
 
+class VBPerformanceCheck:
+    DESCRIPTION = ("Continuity guard for a performance already in Dailies: lip-sync offset in frames (mouth-open "
+                   "envelope vs silero-vad-gated speech; flagged over 1 frame) and identity drift against the actor "
+                   "card's face references (a transformers vision model folder under models/, e.g. a CLIP or DINOv2 "
+                   "Hugging Face folder). Findings are stored as machine notes on the version.")
+    CATEGORY = CATEGORY
+    FUNCTION = "check"
+    OUTPUT_NODE = True
+    RETURN_TYPES = ("STRING",)
+    RETURN_NAMES = ("report_json",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "project": ("STRING", {"default": "demo", "tooltip": "Dailies project."}),
+            "version_id": ("STRING", {"default": "", "tooltip": "The version to check (e.g. sh010_v001)."}),
+        }, "optional": {
+            "actor": ("VB_ACTOR",),
+            "vision_model": ("STRING", {"default": "", "tooltip": "models-relative Hugging Face folder of a vision "
+                                        "model for identity embeddings (empty: identity not checked)."}),
+        }}
+
+    def check(self, project, version_id, actor=None, vision_model=""):
+        from PIL import Image
+        from . import continuity as C
+        from ..dailies.nodes import open_store
+        from ..dailies.store import DailiesError
+        from ..media.video import load_video
+        node = "Performance Check"
+        store = open_store(node, project)
+        try:
+            version = store.version(version_id.strip())
+        except DailiesError as exc:
+            raise NodeInputError(node, "version_id", str(exc)) from None
+        clip = load_video(version["path"])
+        report = {"lipsync": None, "identity": None}
+        if clip.audio is not None:
+            report["lipsync"] = C.lipsync_report(clip.frames, clip.audio[0], clip.audio[1], clip.fps)
+        if actor is not None and vision_model.strip():
+            from transformers import AutoModel
+            from ..models import loaders
+            model = AutoModel.from_pretrained(loaders.model_path(node, "vision_model", vision_model, True),
+                                              use_safetensors=True, local_files_only=True).eval()
+            model = getattr(model, "vision_model", model)
+            refs = [i for k, v in _cards(actor).card(actor["actor"])["faces"].items() for i in v]
+            if not refs:
+                raise NodeInputError(node, "actor", f"{actor['actor']}'s card has no face references")
+            ref = torch.stack([torch.from_numpy(np.asarray(Image.open(r["path"]).convert("RGB").resize(
+                (clip.frames.shape[2], clip.frames.shape[1])), np.float32) / 255) for r in refs])
+            report["identity"] = C.identity_report(clip.frames, ref, C.vision_embedder(model))
+        notes = C.notes_for(report["lipsync"], report["identity"], clip.frames.shape[0],
+                            actor["actor"] if actor else "")
+        report["notes"] = C.attach(store, version["id"], notes)
+        return (json.dumps(report, indent=1, default=str),)
+
+
 NODE_CLASS_MAPPINGS = {
+    "VBPerformanceCheck": VBPerformanceCheck,
     "VBSamplePortrait": VBSamplePortrait,
     "VBActorCard": VBActorCard,
     "VBActorLoraTrain": VBActorLoraTrain,
@@ -362,6 +419,7 @@ NODE_CLASS_MAPPINGS = {
     "VBFlashPortrait": VBFlashPortrait,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
+    "VBPerformanceCheck": "Performance Check → Dailies (VibeBoard)",
     "VBSamplePortrait": "Sample Portrait (VibeBoard)",
     "VBActorCard": "Actor Card (VibeBoard)",
     "VBActorLoraTrain": "Actor LoRA Train (VibeBoard)",
