@@ -8,7 +8,6 @@ whether anything built from it is safe to ship.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -35,11 +34,8 @@ class ActorCardError(AssetDBError):
 
 
 def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    from ..media.files import file_fingerprint
+    return file_fingerprint(path)
 
 
 def _licence(value: str, what: str) -> str:

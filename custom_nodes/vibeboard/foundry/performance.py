@@ -131,21 +131,9 @@ def audio_slice(waveform: np.ndarray, rate: int, start_s: float, end_s: float) -
 
 
 def to_48k(waveform: np.ndarray, rate: int) -> Tuple[np.ndarray, int]:
-    """Resample to 48 kHz with FFmpeg's resampler (PyAV), exactly round(N·48000/rate) samples."""
-    import av
-    if rate == 48000:
-        return waveform.astype(np.float32), 48000
-    channels = min(waveform.shape[0], 2)
-    layout = "mono" if channels == 1 else "stereo"
-    resampler = av.AudioResampler(format="fltp", layout=layout, rate=48000)
-    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(waveform[:channels], dtype=np.float32), format="fltp",
-                                       layout=layout)
-    frame.sample_rate, frame.pts, frame.time_base = rate, 0, Fraction(1, rate)
-    parts = [f.to_ndarray() for f in resampler.resample(frame)] + [f.to_ndarray() for f in resampler.resample(None)]
-    out = np.concatenate(parts, 1) if parts else np.zeros((channels, 0), np.float32)
-    want = int(round(waveform.shape[1] * 48000 / rate))
-    out = out[:, :want] if out.shape[1] >= want else np.pad(out, ((0, 0), (0, want - out.shape[1])))
-    return out.astype(np.float32), 48000
+    """Resample to 48 kHz (FFmpeg's resampler through PyAV), exactly round(N·48000/rate) samples."""
+    from ..media.audio import resample
+    return resample(np.ascontiguousarray(waveform, dtype=np.float32), rate, 48000), 48000
 
 
 def render_from_audio(waveform: np.ndarray, rate: int, fps, render: Callable[[Segment, np.ndarray], torch.Tensor],
