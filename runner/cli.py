@@ -98,6 +98,8 @@ def cmd_run(args) -> int:
     from .registry import NodeRegistry
     registry = NodeRegistry.default(embedded=True)
     prompt = _load(args, registry)
+    from vibeboard.common import sample_inputs
+    sample_inputs.ensure(os.path.abspath(args.input_dir))
     executor = Executor(registry, output_dir=args.output_dir, input_dir=args.input_dir,
                         temp_dir=args.temp_dir, models_dir=args.models_dir)
     printer = ProgressPrinter(sys.stderr, prompt, registry, enabled=not args.quiet)
@@ -202,8 +204,11 @@ def _shown_path(path: str) -> str:
 def cmd_validate(args) -> int:
     from .registry import NodeRegistry
     from .validation import validate_prompt
+    from vibeboard.common import runtime, sample_inputs
     registry = NodeRegistry.default(embedded=True)
     prompt = _load(args, registry)
+    runtime.set_host_dirs(input=os.path.abspath(args.input_dir))
+    sample_inputs.ensure(os.path.abspath(args.input_dir))  # the shipped workflows' sample pictures
     result = validate_prompt(prompt, registry)
     if args.json:
         print(json.dumps({"ok": result.ok, **result.response(), "outputs": result.good_outputs}, indent=2))
@@ -212,6 +217,11 @@ def cmd_validate(args) -> int:
         print(f"ok: {len(prompt)} nodes, outputs {', '.join(result.good_outputs)}{note}")
         if result.node_errors:
             print(result.summary())
+        from vibeboard.models import preflight
+        missing = preflight.missing(prompt, result.good_outputs)
+        if missing:  # the graph is valid; a run stops before its first node until these are there
+            print(f"model files not here yet ({len(missing)}); `vibeboard run` needs them:\n  "
+                  + "\n  ".join(preflight.describe(i) for i in missing))
     else:
         print("Workflow is not valid:\n" + result.summary(), file=sys.stderr)
     return EXIT_OK if result.ok else EXIT_INVALID
@@ -278,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("workflow")
     val.add_argument("--set", action="append", metavar="NODE_ID.input=value")
     val.add_argument("--json", action="store_true")
+    val.add_argument("--input-dir", default=os.environ.get("VIBEBOARD_INPUT_DIR", "input"),
+                     help="input folder LoadImage names are checked in (the sample inputs are put there)")
     val.set_defaults(func=cmd_validate)
     nodes = sub.add_parser("nodes", help="list nodes (--json: the /object_info shape)")
     nodes.add_argument("--json", action="store_true")

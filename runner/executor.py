@@ -134,6 +134,8 @@ class _Run:
             self.result.validation_summary = validation.summary()
             self.emit("executing", {"node": None, "prompt_id": self.prompt_id})
             return self.result
+        if self._models_missing(validation.good_outputs):
+            return self.result
         self.result.outputs_to_execute = list(validation.good_outputs)
         started = time.perf_counter()
         self.emit("execution_start", {"prompt_id": self.prompt_id, "timestamp": _now_ms()})
@@ -377,6 +379,22 @@ class _Run:
             self.result.outputs[node_id] = ui
             self.emit("executed", {"node": node_id, "display_node": node_id, "output": ui,
                                    "prompt_id": self.prompt_id})
+
+    def _models_missing(self, outputs) -> bool:
+        """Every model file the run needs, checked before any node runs: all missing ones in one error."""
+        from vibeboard.models import preflight
+        items = preflight.missing(self.prompt, outputs)
+        if not items:
+            return False
+        err = preflight.MissingModelsError(items)
+        self.result.status = "invalid"
+        self.result.node_errors = preflight.validation_errors(items)
+        self.result.error = {"error": {"type": "model_missing", "message": f"{len(items)} model file(s) missing",
+                                       "details": str(err), "extra_info": {}},
+                             "node_errors": self.result.node_errors}
+        self.result.validation_summary = str(err)
+        self.emit("executing", {"node": None, "prompt_id": self.prompt_id})
+        return True
 
     def _failure(self, node_id, exc, inputs=None) -> "_NodeFailure":
         node = self.prompt.get(node_id, {})

@@ -325,9 +325,12 @@ class VibeServer:
                 if callable(method):
                     method()
                     break
-        # Models held by the VRAM manager: offloaded (free_memory) or dropped (unload_models).
-        from vibeboard.models import vram
-        return web.json_response(vram.handle_free_request(body))
+        # Models held by the VRAM manager: offloaded (free_memory) or dropped (unload_models), and the pack's caches.
+        from vibeboard.models import release
+        if not (body.get("free_memory") or body.get("unload_models")):
+            return web.json_response({"freed_bytes": 0, "unloaded": [], "caches_cleared": []})
+        return web.json_response(release.release_all(unload=bool(body.get("unload_models")),
+                                                     free_memory=bool(body.get("free_memory"))))
 
     # --- history ---------------------------------------------------------------------------------
     async def get_history(self, request):

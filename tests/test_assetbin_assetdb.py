@@ -67,3 +67,48 @@ def test_licence_classes_from_text():
     assert classify_text("Apache-2.0") == "open"
     assert classify_text("") == "unknown"
     assert most_restrictive(["sam", "flux1-dev"])[0] == "non-commercial"
+
+
+def test_script_lab_breakdown_elements_resolve_through_the_adapter(tmp_path):
+    import shutil
+
+    from vibeboard.assetbin.assetdb import ScriptLabElements
+    from vibeboard.scriptlab import pipeline
+
+    script = tmp_path / "script.fountain"
+    shutil.copy(pipeline.sample_path(), script)
+    pipeline.run_breakdown(str(script), str(tmp_path / "film.vbdb"))
+    link = ScriptLabElements(str(tmp_path / "film.vbdb"))
+    db = AssetDB(str(tmp_path / "assets.sqlite"), str(tmp_path / "assets"), link)
+    todo = link.missing_assets(db)
+    assert ScriptLabElements.ref("props", "COMPASS") in todo
+    aid = db.add_asset("compass", "prop", glb="compass.glb", element_ref=ScriptLabElements.ref("props", "COMPASS"),
+                       scale_m=0.08, models=["depth (given)"])
+    element = db.asset(aid)["element"]
+    assert element == {"ref": "scriptlab:props/COMPASS", "kind": "props", "name": "COMPASS", "scenes": ["1", "4"]}
+    assert ScriptLabElements.ref("props", "COMPASS") not in link.missing_assets(db)
+    assert link.element("scriptlab:props/UNICORN") is None and link.element("other:x") is None
+    db.close()
+
+
+def test_asset_register_node_checks_refs_against_the_script_lab_database(tmp_path):
+    import json
+    import shutil
+
+    from vibeboard.assetbin.nodes import VBAssetRegister
+    from vibeboard.common import runtime
+    from vibeboard.common.runtime import NodeInputError
+    from vibeboard.scriptlab import pipeline
+
+    runtime.set_host_dirs(output=str(tmp_path / "out"), input=str(tmp_path / "in"), temp=str(tmp_path / "t"))
+    (tmp_path / "in").mkdir()
+    shutil.copy(pipeline.sample_path(), tmp_path / "in" / "s.fountain")
+    pipeline.run_breakdown(str(tmp_path / "in" / "s.fountain"), str(tmp_path / "in" / "film.vbdb"))
+    report = json.dumps({"glb": "compass_00001_.glb", "models": ["mvinverse:maddog241/mvinverse"]})
+    with pytest.raises(NodeInputError, match="element_ref.*not an element"):
+        VBAssetRegister().run(report, "compass", "prop", "scriptlab:props/UNICORN", "", False, "film.vbdb")
+    out = VBAssetRegister().run(report, "compass", "prop", "scriptlab:props/COMPASS", "prop", False, "film.vbdb")
+    asset = json.loads(out["result"][0])
+    assert asset["element_ref"] == "scriptlab:props/COMPASS" and asset["licence_class"] == "non-commercial"
+    with pytest.raises(NodeInputError, match="commercial_project.*not licensed"):
+        VBAssetRegister().run(report, "compass", "prop", "scriptlab:props/COMPASS", "", True, "film.vbdb")

@@ -99,7 +99,7 @@ def test_four_dof_fit_recovers_yaw_translation_scale():
     src = torch.cat([a, b])
     true = Pose4(yaw=math.radians(-123.0), x=1.25, z=-3.4, scale=1.7)
     true.y = -float(src[:, 1].min()) * true.scale
-    found = fit_4dof(src, apply_pose(src, true))
+    found = fit_4dof(src, apply_pose(src, true), yaw_starts=6, max_points=250)
     yaw_err = abs((math.degrees(found.yaw - true.yaw) + 180) % 360 - 180)
     assert yaw_err < 1.0
     assert math.hypot(found.x - true.x, found.z - true.z) < 0.01

@@ -41,3 +41,26 @@ def test_tiny_sam_in_the_published_layout_gives_full_size_masks(tmp_path):
 def test_a_folder_without_the_published_files_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="model.safetensors"):
         check_folder(str(tmp_path))
+
+
+def test_tiny_random_sam_drives_deconstruct_to_a_glb(tmp_path):
+    """The SAM path end to end: its masks (random here) are filtered to what stands on the floor, meshed,
+    laid out and written; the GLB opens with one textured node per kept mask and names SAM among its makers."""
+    trimesh = pytest.importorskip("trimesh")
+    from vibeboard.assetbin import scene_glb
+    from vibeboard.assetbin.deconstruct import Settings, deconstruct
+    from vibeboard.assetbin.sample_room import make_room
+
+    folder = str(tmp_path / "sam-vit-huge")
+    save_tiny_sam(folder)
+    sam = SamMasker(folder, points_per_side=4, iou_threshold=-1e9)  # a random model's IoU scores mean nothing
+    room = make_room(128, 96)
+    res = deconstruct(room.image, room.depth, str(tmp_path / "cache"), Settings(min_object_pixels=20),
+                      intrinsics=room.intrinsics, sam=sam)
+    assert res.models == ["depth (given)", "sam:sam-vit-huge"]
+    scene = trimesh.load(res.glb_path, force="scene")
+    assert len(scene.graph.nodes_geometry) == len(res.objects) >= 1
+    for node in scene_glb.inspect_glb(res.glb_path)["nodes"]:
+        assert set(node["textures"]) == {"base_color", "metallic_roughness", "normal"}
+    for mask in res.masks:  # every kept mask stands mostly above the floor
+        assert float((res.points[..., 1][mask] > 0.03).float().mean()) > 0.5

@@ -47,7 +47,7 @@ def test_clip_frames_become_tags_in_both_sidecars_and_a_priced_ledger_row(api_en
     (note,) = sidecar.notes_for("shot_010/v003", str(api_env / "vision.sqlite"))
     assert note["description"] == saved["description"] and note["details"]["mood"] == "calm"
     (row,) = ledger_rows(api_env)
-    assert row["kind"] == "analysis" and row["status"] == "ok" and row["request_id"] == "chatcmpl-grok-1"
+    assert row["kind"] == "analysis" and row["status"] == "ok" and row["note"].startswith("1 call")
     assert row["cost_usd"] == pytest.approx(1450 / 1e6 * 3.0 + 96 / 1e6 * 15.0)
     assert XAI_KEY not in record
 
@@ -120,3 +120,21 @@ def test_a_registered_sink_receives_the_record(api_env):
         out = _run(server, sinks="assetdb_test")
     assert got[0]["asset_id"] == "shot_010/v003" and json.loads(out["result"][2])["stored"] == {
         "assetdb_test": "assetdb:1"}
+
+
+def test_the_dailies_sink_notes_a_version_and_refuses_an_unknown_one(api_env, tmp_path):
+    from managed_api_replay import tiny_mp4
+
+    from vibeboard.dailies.nodes import open_store
+    store = open_store("test", "demo")
+    tiny_mp4(tmp_path / "v.mp4")
+    version = store.add_version("sh010", str(tmp_path / "v.mp4"), frames=8)
+    with ReplayServer(load_cassette("grok_vision.json", "ok") * 2) as server:
+        out = _run(server, asset_id=version["id"], sinks="dailies", dailies_project="demo")
+        (note,) = store.notes(version["id"])
+        assert note["author"] == "grok-vision" and note["kind"] == "machine" and (note["start_frame"],
+                                                                                  note["end_frame"]) == (0, 7)
+        assert "Tags: lighthouse, dusk" in note["text"]
+        assert json.loads(out["result"][2])["stored"]["dailies"].endswith(f"{version['id']}#note{note['id']}")
+        with pytest.raises(Exception, match="input 'asset_id': cannot add the analysis to Dailies: no version"):
+            _run(server, asset_id="sh999_v001", sinks="dailies", dailies_project="demo")

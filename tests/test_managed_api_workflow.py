@@ -64,5 +64,13 @@ def test_runs_end_to_end_against_the_replayed_providers(api_env, monkeypatch, tm
                      ("image", "fal-ai/flux/dev", "ok", 1), ("image", "fal-ai/flux/schnell", "ok", 0)]
     names = {f["filename"] for f in result.output_files()}
     assert {"keyframe_00001_.png", "shot_00001_.mp4", "shot_00001_.mp4.vibeboard.json"} <= names
-    assert os.path.exists(api_env / "output" / "vibeboard" / "vision" / "shot_010.json")
+    assert os.path.exists(api_env / "output" / "vibeboard" / "vision" / "shot_010_v001.json")
     assert len({r["run_id"] for r in ledger_rows(api_env)}) == 1  # one run id groups the run's calls
+    # Dailies: the API clip is a version whose recipe is its provenance; Grok's tags are a note on it
+    from vibeboard.dailies.nodes import open_store
+    store = open_store("test", "demo")
+    (version,) = store.stack("shot_010")
+    assert version["recipe"]["source"] == "api" and version["recipe"]["provider"] == "fal.ai"
+    assert version["recipe"]["model"] == "fal-ai/kling-video/v2.5-turbo/pro/image-to-video"
+    grok = [n for n in store.notes(version["id"]) if n["author"] == "grok-vision"]
+    assert len(grok) == 1 and "lighthouse" in grok[0]["text"] and grok[0]["end_frame"] == 7

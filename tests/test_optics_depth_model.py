@@ -74,7 +74,8 @@ def test_depth_anything_round_trip_matches_transformers_pipeline(models_dir):
     folder = models_dir / "depth" / "tiny-da"
     save_tiny_depth_anything(str(folder))
     assert sorted(os.listdir(folder)) == ["config.json", "model.safetensors", "preprocessor_config.json"]
-    assert VBDepthEstimate.INPUT_TYPES()["required"]["model"][0] == ["tiny-da"]
+    # present folders first, then the registry's folders not pulled yet (so saved workflows validate)
+    assert VBDepthEstimate.INPUT_TYPES()["required"]["model"][0][:2] == ["tiny-da", "Depth-Anything-V2-Small-hf"]
     image = _smooth_image()
     depth, convention = VBDepthEstimate().estimate("tiny-da", image, "model native", 1.0, 100.0, "fp32")
     assert depth.shape == (1, 50, 70) and convention.startswith("disparity")
@@ -131,4 +132,4 @@ def test_missing_weights_error_names_node_input_and_path(models_dir):
     (folder / "pytorch_model.bin").write_bytes(b"not loaded")
     with pytest.raises(runtime.NodeInputError, match="safetensors"):
         VBDepthEstimate().estimate("pickled", _smooth_image(), "model native", 1.0, 100.0)
-    assert VBDepthEstimate.INPUT_TYPES()["required"]["model"][0] == ["pickled"]
+    assert VBDepthEstimate.INPUT_TYPES()["required"]["model"][0][0] == "pickled"

@@ -43,8 +43,8 @@ def models_root(tmp_path_factory):
     dm = root / "diffusion_models"
     shutil.copy(paths["i2v"], dm / "wan2.2_i2v_high_noise_14B_fp16.safetensors")
     shutil.copy(paths["i2v"], dm / "wan2.2_i2v_low_noise_14B_fp16.safetensors")
-    _storymem_lora(str(root / "loras/StoryMem/Wan2.2-MI2V-A14B/high_noise_lora.safetensors"), 1)
-    _storymem_lora(str(root / "loras/StoryMem/Wan2.2-MI2V-A14B/low_noise_lora.safetensors"), 2)
+    _storymem_lora(str(root / "loras/StoryMem/Wan2.2-MI2V-A14B/backbone_high_noise.safetensors"), 1)
+    _storymem_lora(str(root / "loras/StoryMem/Wan2.2-MI2V-A14B/backbone_low_noise.safetensors"), 2)
     cfg = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
                            image_size=32, patch_size=8, projection_dim=16)
     torch.manual_seed(0)

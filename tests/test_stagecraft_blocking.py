@@ -140,3 +140,34 @@ def test_previz_draws_an_asset_bin_glb_as_the_set(tmp_path):
     x, y = np.round(px[0]).astype(int)
     r, g, bl = frames[0][y, x]
     assert r > 0.3 and g < 0.1 and bl < 0.1  # the box's front face, shaded red, where the lens puts it
+
+
+def test_blocking_motion_goes_into_the_asset_bin_motion_library(tmp_path):
+    from vibeboard.assetbin.assetdb import AssetDB
+
+    db = AssetDB(str(tmp_path / "a.sqlite"), str(tmp_path / "assets"))
+    for name, kind, data in handoff.motions(SAMPLE):
+        db.add_motion(name, kind, data)
+    paths = db.motions("camera_path")
+    assert [m["name"] for m in paths] == ["shot 1 camera A", "shot 2 camera B", "shot 3 camera C"]
+    assert np.allclose(CameraPath.from_dict(paths[0]["data"]).c2w, handoff.shot_camera_path(SAMPLE, "1").c2w)
+    bob = [m for m in db.motions("blocking_move") if m["data"]["actor"] == "bob"][0]
+    assert len(bob["data"]["frames"]) == 36 and bob["data"]["frames"][23]["position"] == pytest.approx([-0.7, -3.0])
+    db.close()
+
+
+def test_orientation_follows_the_latest_facing_or_look_at_and_turns_during_its_beat():
+    d = doc()
+    d["beats"][0]["actors"]["bob"] = {"position": [-2.2, -3.0], "facing": 90}   # up the page (−z)
+    d["beats"][1]["actors"]["bob"] = {"position": [-0.7, -3.0], "facing": 0}    # turns to +x while walking
+    b = Blocking.parse(d)
+    assert np.allclose(b.actor_facing("bob", 0), [0, 0, -1], atol=1e-9)
+    halfway = b.actor_facing("bob", 12 + 5)  # 6/12 through the turn: 45°
+    assert np.allclose(halfway, [math.cos(math.radians(45)), 0, -math.sin(math.radians(45))], atol=1e-9)
+    assert np.allclose(b.actor_facing("bob", 23), [1, 0, 0], atol=1e-9)
+    # beat 3 sets look_at: from then on bob faces alice, not before
+    alice = b.actor_position("alice", 30) - b.actor_position("bob", 30)
+    assert np.allclose(b.actor_facing("bob", 30), alice / np.linalg.norm(alice))
+    with pytest.raises(BlockingError, match="look_at"):
+        Blocking.parse(doc(beats=[{**d["beats"][0], "actors": {**d["beats"][0]["actors"],
+                                                                "alice": {"position": [1, -3], "look_at": "carol"}}}]))

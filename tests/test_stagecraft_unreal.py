@@ -118,3 +118,62 @@ def test_no_editor_is_a_clear_error():
     client = UnrealRemote("127.0.0.1", 9, timeout=0.5)
     with pytest.raises(UnrealError, match="no answer"):
         client.presets()
+
+
+def test_websocket_api_round_trips_and_queues_preset_events():
+    import asyncio
+
+    from aiohttp import WSMsgType, web
+
+    from vibeboard.stagecraft.unreal import UnrealWebSocket
+
+    seen = []
+
+    async def handler(request):
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT:
+                break
+            data = json.loads(msg.data)
+            seen.append(data)
+            if data["MessageName"] == "preset.register":
+                continue
+            if data["MessageName"] == "http":
+                # an editor-side change arrives before the reply, as preset events can
+                await ws.send_json({"Type": "PresetFieldsChanged", "PresetName": "Stage",
+                                    "ChangedFields": [{"PropertyLabel": "Sun Angle", "PropertyValue": 30}]})
+                body = data["Parameters"]["Body"]
+                code = 200 if body.get("objectPath") != "/Game/Missing" else 400
+                await ws.send_json({"RequestId": data["Id"], "ResponseCode": code,
+                                    "ResponseBody": {body.get("propertyName", "x"): 1}})
+        return ws
+
+    loop = asyncio.new_event_loop()
+    app = web.Application()
+    app.router.add_get("/", handler)
+    runner = web.AppRunner(app)
+    loop.run_until_complete(runner.setup())
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    loop.run_until_complete(site.start())
+    port = site._server.sockets[0].getsockname()[1]
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        client = UnrealWebSocket("127.0.0.1", port)
+        client.register_preset("Stage")
+        body = {"objectPath": "/Game/Map.Map:PersistentLevel.Lamp", "access": "READ_ACCESS",
+                "propertyName": "Intensity"}
+        assert client.http("PUT", "/remote/object/property", body) == {"Intensity": 1}
+        assert seen[0] == {"MessageName": "preset.register", "Parameters": {"PresetName": "Stage"}}
+        assert seen[1] == {"MessageName": "http", "Id": 1,
+                           "Parameters": {"Url": "/remote/object/property", "Verb": "PUT", "Body": body}}
+        assert client.events(1)[0]["Type"] == "PresetFieldsChanged"
+        with pytest.raises(UnrealError, match="400"):
+            client.http("PUT", "/remote/object/property", {"objectPath": "/Game/Missing"})
+        client.close()
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.run_until_complete(runner.cleanup())
+        loop.close()

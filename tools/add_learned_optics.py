@@ -16,8 +16,8 @@ NEW = {
         "depth": ["1", 1], "depth_convention": "metric (bigger = farther)", "focus_mode": "point", "focus_x": 0.5,
         "focus_y": 0.5, "focus_distance": 3.0, "aperture_k": 20.0, "max_coc": 100.0}},
     "102": {"class_type": "VBGenFocusLoader", "inputs": {
-        "flux_folder": "diffusers/FLUX.1-dev", "deblur_lora": "genfocus/deblurNet.safetensors",
-        "bokeh_lora": "genfocus/bokehNet.safetensors", "dtype": "bf16", "device": "auto"}},
+        "flux_folder": "diffusers/FLUX.1-dev", "deblur_lora": "Genfocus/deblurNet.safetensors",
+        "bokeh_lora": "Genfocus/bokehNet.safetensors", "dtype": "bf16", "device": "auto"}},
     "103": {"class_type": "VBGenFocusDeblur", "inputs": {"genfocus": ["102", 0], "image": ["1", 0], "steps": 28,
                                                          "guidance": 3.5, "seed": 42, "max_side": 1024}},
     "104": {"class_type": "VBGenFocusBokeh", "inputs": {"genfocus": ["102", 0], "image": ["103", 0],
@@ -25,11 +25,12 @@ NEW = {
                                                         "max_side": 1024}},
     "105": {"class_type": "SaveImage", "inputs": {"images": ["104", 0], "filename_prefix": "vibeboard/optics/genfocus_bokeh"}},
     "106": {"class_type": "VBLearn2RefocusLoader", "inputs": {
-        "unet_folder": "learn2refocus/checkpoint-200000/unet", "svd_folder": "diffusers/stable-video-diffusion-img2vid",
+        "unet_folder": "diffusers/learn2refocus/checkpoint-200000/unet", "svd_folder": "diffusers/stable-video-diffusion-img2vid",
         "dtype": "fp16", "device": "auto"}},
     "107": {"class_type": "VBLearn2Refocus", "inputs": {"refocus": ["106", 0], "image": ["1", 0], "focal_index": 6,
-                                                        "steps": 25, "min_guidance": 1.0, "max_guidance": 3.0,
-                                                        "seed": 0}},
+                                                        "steps": 25, "min_guidance": 1.5, "max_guidance": 1.5,
+                                                        "seed": 0, "motion_bucket_id": 0,
+                                                        "noise_aug_strength": 0.0}},
     "108": {"class_type": "SaveImage", "inputs": {"images": ["107", 0], "filename_prefix": "vibeboard/optics/focal_stack"}},
 }
 TITLES = {"101": "Defocus map (for BokehNet)", "102": "GenFocus (needs FLUX.1-dev + LoRAs)",

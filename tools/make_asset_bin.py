@@ -18,7 +18,8 @@ api = {
        "object_prompt": "Show the complete {name}, restoring any part hidden by other objects.",
        "room_prompt": "Remove all furniture and objects; show the empty room.", "inpaint_steps": 30, "seed": 0}},
  "3": {"class_type": "VBAssetRegister", "inputs": {"report": ["2", 2], "name": "sample room", "kind": "scene",
-       "element_ref": "scriptlab:element:1", "tags": "room, sample", "commercial_project": True}},
+       "element_ref": "", "tags": "room, sample", "commercial_project": True,
+       "script_db": ""}},
 }
 ui = api_to_ui(api, reg)
 nid = max(n["id"] for n in ui["nodes"]) + 1
@@ -41,7 +42,7 @@ def muted(node_type, widgets, out_name, out_type, target_input, pos, inputs=()):
     ui["links"].append([lid, nid, 0, dec["id"], slot, out_type])
     ui["nodes"].append(node)
     nid += 1
-muted("VBSamLoader", ["sam/sam-vit-huge"], "sam", "VB_SAM", "sam", [40, 420])
+muted("VBSamLoader", ["sam/sam-vit-huge", 16, 0.7], "sam", "VB_SAM", "sam", [40, 420])
 ui["last_node_id"] = nid - 1
 ui["last_link_id"] = lid
 conv = load_workflow(ui, reg)

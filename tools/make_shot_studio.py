@@ -35,8 +35,8 @@ def add(node_id, class_type, **inputs):
 add(1, "VBWanModelLoader", model="wan2.2_i2v_high_noise_14B_fp16.safetensors", vae="wan_2.1_vae.safetensors",
     text_encoder="umt5_xxl_fp8_e4m3fn_scaled.safetensors", dtype="bf16", clip_vision="none",
     model_2="wan2.2_i2v_low_noise_14B_fp16.safetensors")
-add(2, "VBStoryMemLoRA", wan=link(1), high_noise_lora="StoryMem/Wan2.2-MI2V-A14B/high_noise_lora.safetensors",
-    low_noise_lora="StoryMem/Wan2.2-MI2V-A14B/low_noise_lora.safetensors", strength=1.0, alpha=128.0, rslora=True)
+add(2, "VBStoryMemLoRA", wan=link(1), high_noise_lora="StoryMem/Wan2.2-MI2V-A14B/backbone_high_noise.safetensors",
+    low_noise_lora="StoryMem/Wan2.2-MI2V-A14B/backbone_low_noise.safetensors", strength=1.0, alpha=128.0, rslora=True)
 add(3, "VBWanSamplerSettings", steps=40, cfg=3.5, shift=5.0, scheduler="unipc", seed=42, attention="auto",
     cfg_low_noise=0.0)
 add(4, "VBWanTextEncode", wan=link(2), prompt="Shot 1. A lighthouse keeper in a yellow raincoat climbs the spiral "

@@ -43,7 +43,7 @@ RUNNABLE = {
 }
 NEEDS_WEIGHTS = {
     "20": {"class_type": "VBInfCamLoader", "inputs": {
-        "checkpoint": "infcam/infcam_step35000.safetensors", "vae": "vae/wan_2.1_vae.safetensors",
+        "checkpoint": "InfCam/step35000.safetensors", "vae": "vae/wan_2.1_vae.safetensors",
         "text_encoder": "text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors",
         "tokenizer": "text_encoders/umt5-xxl-tokenizer", "dtype": "bf16", "device": "auto",
         "base_transformer": "", "attention_head_dim": 128}},
@@ -55,14 +55,14 @@ NEEDS_WEIGHTS = {
                                                    "filename_prefix": "vibeboard/vfx/change_camera", "crf": 19,
                                                    "preset": "medium"}},
     "23": {"class_type": "VBGenFocusLoader", "inputs": {
-        "flux_folder": "diffusers/FLUX.1-dev", "deblur_lora": "genfocus/deblurNet.safetensors",
-        "bokeh_lora": "genfocus/bokehNet.safetensors", "dtype": "bf16", "device": "auto"}},
+        "flux_folder": "diffusers/FLUX.1-dev", "deblur_lora": "Genfocus/deblurNet.safetensors",
+        "bokeh_lora": "Genfocus/bokehNet.safetensors", "dtype": "bf16", "device": "auto"}},
     "24": {"class_type": "VBFixFocus", "inputs": {"genfocus": ["23", 0], "image": ["1", 0], "steps": 28,
                                                   "seed": 42, "max_side": 1024}},
     "25": {"class_type": "SaveImage", "inputs": {"images": ["24", 0], "filename_prefix": "vibeboard/vfx/fixed_focus"}},
     "26": {"class_type": "VBQwenEditLoader", "inputs": {
         "folder": "diffusers/Qwen-Image-Edit-2509", "transformer_file": "", "vae_file": "", "dtype": "bf16",
-        "device": "auto"}},
+        "device": "auto", "variant": "auto"}},
     "27": {"class_type": "VBQwenEdit", "inputs": {
         "qwen_edit": ["26", 0], "image": ["1", 0], "instruction": "Change the shirt to a red flannel shirt.",
         "steps": 40, "true_cfg": 4.0, "seed": 0, "negative_prompt": " ", "feather_px": 4.0,

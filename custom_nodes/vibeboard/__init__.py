@@ -44,3 +44,31 @@ def _discover() -> None:
 
 
 _discover()
+
+
+def _hook_comfy_unload() -> None:
+    """Inside ComfyUI, "Unload Models" / POST /free also releases VibeBoard's models (models/release.py)."""
+    try:
+        from .models import release
+        release.hook_comfy()
+    except Exception as exc:  # never stop the pack from loading
+        log.warning("VibeBoard: could not hook ComfyUI's model unloading: %s", exc)
+
+
+_hook_comfy_unload()
+
+
+def _sample_inputs_for_comfyui() -> None:
+    """Inside ComfyUI: the shipped workflows' sample inputs into its input folder (missing files only)."""
+    import sys
+    folder_paths = sys.modules.get("folder_paths")
+    if folder_paths is None:
+        return
+    try:
+        from .common import sample_inputs
+        sample_inputs.ensure(folder_paths.get_input_directory())
+    except Exception as exc:
+        log.warning("VibeBoard: could not write the sample inputs: %s", exc)
+
+
+_sample_inputs_for_comfyui()

@@ -57,6 +57,40 @@ class NoElements:
         return None
 
 
+class ScriptLabElements:
+    """The adapter for Script Lab's project database (`vibeboard.assetdb`, a `.vbdb` file): element refs
+    `scriptlab:<category>/<label>` (e.g. `scriptlab:props/COMPASS`) resolve to that breakdown element with the
+    scenes it appears in. Script Lab's module is imported only when a ref is resolved."""
+    PREFIX = "scriptlab:"
+
+    def __init__(self, vbdb_path: str):
+        self.path = vbdb_path
+
+    @classmethod
+    def ref(cls, category: str, label: str) -> str:
+        return f"{cls.PREFIX}{category}/{label}"
+
+    def _elements(self, category: Optional[str] = None) -> list:
+        from ..assetdb import AssetDB as ScriptLabDB  # Script Lab's project database
+
+        with ScriptLabDB(self.path) as db:
+            return db.elements(category=category)
+
+    def element(self, ref: str) -> Optional[dict]:
+        if not ref or not ref.startswith(self.PREFIX) or "/" not in ref:
+            return None
+        category, _, label = ref[len(self.PREFIX):].partition("/")
+        for e in self._elements(category):
+            if e["label"] == label:
+                return {"ref": ref, "kind": category, "name": label, "scenes": list(e["scenes"])}
+        return None
+
+    def missing_assets(self, db: "AssetDB", category: str = "props") -> list:
+        """Refs of the breakdown's elements that have no asset yet (what the Asset Bin still has to make)."""
+        have = {a["element_ref"] for a in db.find()}
+        return [r for r in (self.ref(e["category"], e["label"]) for e in self._elements(category)) if r not in have]
+
+
 class AssetDB:
     def __init__(self, path: str, asset_root: str, elements: ElementSource | None = None):
         self.path = path

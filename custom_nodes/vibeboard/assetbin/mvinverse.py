@@ -56,31 +56,48 @@ def read_pt_checkpoint(path: str) -> dict:
     return state
 
 
-def load(folder: str, device: str = "cpu"):
-    """Build the authors' MVInverse from config.json and load model.safetensors (strict)."""
+def load(path: str, device: str = "cpu"):
+    """The authors' MVInverse from a HubMixin folder (config.json → constructor, model.safetensors) or from
+    their `.pt` checkpoint (default constructor, tensors-only read). Missing weights are an error."""
     from safetensors.torch import load_file
 
-    info = check_layout(folder)
+    if os.path.isdir(path):
+        info = check_layout(path)
+        kwargs, state = info["config"], load_file(os.path.join(path, "model.safetensors"))
+    else:
+        kwargs, state = {}, read_pt_checkpoint(path)
     try:
         from mvinverse.models.mvinverse import MVInverse  # the authors' package (github.com/Maddog241/mvinverse)
     except ImportError:
         raise ImportError("MVInverse's network comes from the authors' package: pip install "
                           "git+https://github.com/Maddog241/mvinverse (non-commercial licence)") from None
-    model = MVInverse(**info["config"])
-    model.load_state_dict(load_file(os.path.join(folder, "model.safetensors")), strict=True)
-    model.vibeboard_identity = os.path.basename(os.path.normpath(folder))
+    model = MVInverse(**kwargs)
+    missing, _unexpected = model.load_state_dict(state, strict=False)  # the authors load non-strictly too
+    if missing:
+        raise ValueError(f"{path}: checkpoint lacks {len(missing)} weights of the network, e.g. {missing[:3]}")
+    model.vibeboard_identity = os.path.basename(os.path.normpath(path))
     return model.to(device).eval()
 
 
+@torch.no_grad()
+def estimate(model, views: torch.Tensor) -> list:
+    """IMAGE [N, H, W, 3] views of one scene → per-view PBR maps at the input size (see outputs_to_maps)."""
+    param = next(model.parameters())
+    outputs = model(prepare_views(views).to(param.device, param.dtype))
+    return outputs_to_maps({k: v.cpu() for k, v in outputs.items()}, tuple(views.shape[1:3]))
+
+
 def input_size(height: int, width: int) -> tuple:
-    """The authors' resize rule: long side at most 1024, both sides multiples of 14."""
-    scale = min(1.0, MAX_SIDE / max(height, width))
-    return (max(PATCH, int(round(height * scale / PATCH)) * PATCH),
-            max(PATCH, int(round(width * scale / PATCH)) * PATCH))
+    """The authors' resize rule (`inference.py`): long side scaled down to at most 1024 (truncated to whole
+    pixels), then each side floored to a multiple of 14."""
+    if max(height, width) > MAX_SIDE:
+        scale = MAX_SIDE / max(height, width)
+        height, width = int(height * scale), int(width * scale)
+    return max(PATCH, height // PATCH * PATCH), max(PATCH, width // PATCH * PATCH)
 
 
 def prepare_views(views: torch.Tensor) -> torch.Tensor:
-    """IMAGE [N, H, W, 3] → [1, N, 3, h, w] at the model's size."""
+    """IMAGE [N, H, W, 3] (0..1) → the model's input [1, N, 3, h, w] (0..1, as torchvision's ToTensor)."""
     n, h, w, _ = views.shape
     size = input_size(h, w)
     x = views[..., :3].permute(0, 3, 1, 2).float()
@@ -89,12 +106,13 @@ def prepare_views(views: torch.Tensor) -> torch.Tensor:
 
 
 def outputs_to_maps(outputs: dict, size: tuple) -> list:
-    """Model outputs (per-view tensors [1, N, C, h, w]) → one dict per view at `size`: albedo [H, W, 3],
-    metallic / roughness [H, W], normal [H, W, 3] unit vectors, shading [H, W, 3]."""
+    """The model's outputs — channels last, `res["albedo"][0]` is [N, h, w, 3], metallic / roughness
+    [N, h, w, 1] (`inference.py`) — → one dict per view at `size`: albedo [H, W, 3], metallic / roughness
+    [H, W], normal [H, W, 3] unit vectors, shading [H, W, 3]."""
     def get(name):
         t = outputs[name]
-        t = t[0] if t.dim() == 5 else t
-        return F.interpolate(t.float(), size=size, mode="bilinear", align_corners=False)
+        t = t[0] if t.dim() == 5 else t  # drop the batch dimension
+        return F.interpolate(t.float().permute(0, 3, 1, 2), size=size, mode="bilinear", align_corners=False)
 
     albedo, metal, rough = get("albedo").clamp(0, 1), get("metallic").clamp(0, 1), get("roughness").clamp(0, 1)
     normal = F.normalize(get("normal"), dim=1)

@@ -62,15 +62,21 @@ class VBSamLoader:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"folder": ("STRING", {"default": "sam/sam-vit-huge",
-                                                   "tooltip": "Folder under models/ (or absolute)."})}}
+        return {"required": {
+            "folder": ("STRING", {"default": "sam/sam-vit-huge", "tooltip": "Folder under models/ (or absolute)."}),
+            "points_per_side": ("INT", {"default": 16, "min": 2, "max": 64,
+                                        "tooltip": "Prompt grid for 'everything' mode (n × n points)."}),
+            "iou_threshold": ("FLOAT", {"default": 0.7, "min": 0.0, "max": 1.0, "step": 0.01,
+                                        "tooltip": "Keep a mask when SAM's predicted IoU reaches this."}),
+        }}
 
-    def load(self, folder):
+    def load(self, folder, points_per_side=16, iou_threshold=0.7):
         from .sam_masks import SamMasker
 
         path = _model_folder("SAM Loader", "folder", folder)
         try:
-            return (SamMasker(path, "cuda" if torch.cuda.is_available() else "cpu"),)
+            return (SamMasker(path, "cuda" if torch.cuda.is_available() else "cpu",
+                              points_per_side=points_per_side, iou_threshold=iou_threshold),)
         except (FileNotFoundError, ValueError, OSError) as exc:
             raise NodeInputError("SAM Loader", "folder", str(exc)) from None
 
@@ -106,6 +112,43 @@ class VBMarigoldMaps:
             raise NodeInputError("Marigold Maps", "folder", "this Marigold model predicts no roughness/metallic "
                                  "(use the -appearance model for PBR materials)")
         return (maps, maps["albedo"][None].clamp(0, 1))
+
+
+class VBMVInverseMaps:
+    DESCRIPTION = ("Multi-view PBR maps with MVInverse (maddog241/mvinverse; NON-COMMERCIAL): N views of one scene "
+                   "→ albedo / metallic / roughness / normal per view; the chosen view's maps feed Deconstruct "
+                   "scene. Needs the weights and the authors' package (the network is theirs); every asset made "
+                   "from these maps is marked non-commercial.")
+    CATEGORY = CATEGORY
+    FUNCTION = "run"
+    RETURN_TYPES = ("VB_PBR_MAPS", "IMAGE", "IMAGE")
+    RETURN_NAMES = ("maps", "albedo", "normal")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "views": ("IMAGE", {"tooltip": "Views of one scene (a batch); the first is usually the photo."}),
+            "checkpoint": ("STRING", {"default": "mvinverse", "tooltip": "HubMixin folder (config.json + "
+                                      "model.safetensors) or the authors' .pt, under models/."}),
+            "view": ("INT", {"default": 0, "min": 0, "max": 255, "tooltip": "Which view's maps to pass on."}),
+        }}
+
+    def run(self, views, checkpoint, view):
+        from ..models.loaders import model_path
+        from . import mvinverse
+
+        node = "MVInverse Maps"
+        path = model_path(node, "checkpoint", checkpoint)
+        if view >= views.shape[0]:
+            raise NodeInputError(node, "view", f"view {view} of {views.shape[0]} views")
+        try:
+            model = mvinverse.load(path, "cuda" if torch.cuda.is_available() else "cpu")
+        except (FileNotFoundError, ValueError) as exc:
+            raise NodeInputError(node, "checkpoint", str(exc)) from None
+        maps = mvinverse.estimate(model, views)
+        picked = maps[view]
+        normal_rgb = (torch.stack([m["normal"] for m in maps]) * 0.5 + 0.5).clamp(0, 1)
+        return (picked, torch.stack([m["albedo"] for m in maps]), normal_rgb)
 
 
 class VBDeconstructScene:
@@ -151,8 +194,11 @@ class VBDeconstructScene:
         if d.shape != image.shape[1:3]:
             raise NodeInputError(node, "depth", f"depth is {d.shape[1]}x{d.shape[0]} but the image is "
                                  f"{image.shape[2]}x{image.shape[1]}")
-        if "{name}" not in object_prompt and object_prompt.count("{") != object_prompt.count("}"):
-            raise NodeInputError(node, "object_prompt", "unbalanced braces (use {name} for the object name)")
+        try:
+            object_prompt.format(name="object")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise NodeInputError(node, "object_prompt", f"bad placeholder ({exc}); only {{name}} is filled in, "
+                                 "write {{ and }} for literal braces") from None
         name = _safe_name(scene_name, "scene")
         cache = os.path.join(temp_directory(), "vibeboard", "deconstruct", name)
         names = [n.strip() for n in object_names.split(",") if n.strip()]
@@ -162,12 +208,18 @@ class VBDeconstructScene:
             result = Deconstructor(cache, sam, qwen_edit, maps).run(image[0], d, settings)
         except ValueError as exc:
             raise NodeInputError(node, "depth", str(exc)) from None
-        except KeyError as exc:
-            raise NodeInputError(node, "object_prompt", f"unknown placeholder {exc}; only {{name}}") from None
         path, subfolder, filename = unique_output_path(output_directory(), f"vibeboard/assets/{name}", "glb")
         shutil.copyfile(result.glb_path, path)
-        report = {"glb": filename, "objects": result.objects, "models": result.models, "stages": result.stages}
-        ui = {"files": [{"filename": filename, "subfolder": subfolder, "type": "output"}],
+        # the scene's point cloud (world frame, metres, photo colours) for CustomX scene videos or other tools
+        import trimesh
+
+        ply, ply_sub, ply_name = unique_output_path(output_directory(), f"vibeboard/assets/{name}_points", "ply")
+        colours = (image[0, ..., :3].reshape(-1, 3).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+        trimesh.PointCloud(result.points.reshape(-1, 3).numpy(), colors=colours).export(ply)
+        report = {"glb": filename, "points": ply_name, "objects": result.objects, "models": result.models,
+                  "stages": result.stages}
+        ui = {"files": [{"filename": filename, "subfolder": subfolder, "type": "output"},
+                        {"filename": ply_name, "subfolder": ply_sub, "type": "output"}],
               "text": [f"{len(result.objects)} object(s); stages re-run: "
                        f"{', '.join(s for s, how in result.stages if how == 'ran') or 'none'}"]}
         return {"ui": ui, "result": (path, result.masks.float(), json.dumps(report, default=str))}
@@ -189,24 +241,48 @@ class VBAssetRegister:
             "report": ("STRING", {"forceInput": True, "tooltip": "The report of Deconstruct scene."}),
             "name": ("STRING", {"default": "room", "tooltip": "Asset name."}),
             "kind": (["scene", "prop", "set", "character", "material"], {"default": "scene", "tooltip": "Asset kind."}),
-            "element_ref": ("STRING", {"default": "", "tooltip": "Script Lab element (e.g. scriptlab:element:7)."}),
+            "element_ref": ("STRING", {"default": "", "tooltip": "Script Lab element, scriptlab:<category>/<label> "
+                                                                 "(e.g. scriptlab:props/COMPASS)."}),
             "tags": ("STRING", {"default": "", "tooltip": "Comma-separated tags."}),
             "commercial_project": ("BOOLEAN", {"default": False, "tooltip": "Stop on non-commercial assets."}),
+        }, "optional": {
+            "script_db": ("STRING", {"default": "", "tooltip": "Script Lab project database (.vbdb in the input "
+                                                              "folder) to check element_ref against."}),
         }}
 
-    def run(self, report, name, kind, element_ref, tags, commercial_project):
-        from .assetdb import AssetDB, LicenceError
+    def run(self, report, name, kind, element_ref, tags, commercial_project, script_db=""):
+        from .assetdb import AssetDB, LicenceError, ScriptLabElements
 
         node = "Asset Register"
+        link = None
+        if script_db.strip():
+            from ..common import runtime
+
+            db_path = runtime.user_path(node, "script_db", script_db, runtime.input_directory())
+            if not os.path.isfile(db_path):
+                raise NodeInputError(node, "script_db", f"file not found: {db_path}")
+            link = ScriptLabElements(db_path)
+            if element_ref.strip() and link.element(element_ref.strip()) is None:
+                raise NodeInputError(node, "element_ref", f"{element_ref!r} is not an element of {script_db}")
         try:
             data = json.loads(report)
             glb, models = data["glb"], list(data["models"])
         except (ValueError, KeyError, TypeError):
             raise NodeInputError(node, "report", "not a Deconstruct scene report") from None
+        from PIL import Image
+
+        from .thumbnail import render_thumbnail
+
         root = os.path.join(output_directory(), "vibeboard", "assets")
-        db = AssetDB(os.path.join(root, "assets.sqlite"), root)
+        glb_name = os.path.basename(str(glb).replace("\\", "/"))  # a file in the asset folder, never a path
+        thumbs = []
+        if os.path.isfile(os.path.join(root, glb_name)):
+            thumb = os.path.splitext(glb_name)[0] + "_thumb.png"
+            Image.fromarray(render_thumbnail(os.path.join(root, glb_name))).save(os.path.join(root, thumb))
+            thumbs.append(thumb)
+        db = AssetDB(os.path.join(root, "assets.sqlite"), root, link)
         try:
-            asset_id = db.add_asset(name, kind, glb=_safe_name(os.path.splitext(glb)[0], "scene") + ".glb",
+            asset_id = db.add_asset(name, kind, glb=glb_name, thumbnails=thumbs,
                                     tags=[t.strip() for t in tags.split(",") if t.strip()], scale_m=1.0,
                                     models=models, element_ref=element_ref.strip() or None)
             try:
@@ -216,8 +292,8 @@ class VBAssetRegister:
             asset = db.asset(asset_id)
         finally:
             db.close()
-        text = json.dumps({k: asset[k] for k in ("id", "name", "kind", "glb", "licence_class", "licence_notes",
-                                                  "element_ref", "tags")})
+        text = json.dumps({k: asset[k] for k in ("id", "name", "kind", "glb", "thumbnails", "licence_class",
+                                                  "licence_notes", "element_ref", "tags")})
         return {"ui": {"text": [f"{name}: licence {asset['licence_class']}"]}, "result": (text,)}
 
 
@@ -225,6 +301,7 @@ NODE_CLASS_MAPPINGS = {
     "VBSampleRoom": VBSampleRoom,
     "VBSamLoader": VBSamLoader,
     "VBMarigoldMaps": VBMarigoldMaps,
+    "VBMVInverseMaps": VBMVInverseMaps,
     "VBDeconstructScene": VBDeconstructScene,
     "VBAssetRegister": VBAssetRegister,
 }
@@ -232,6 +309,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "VBSampleRoom": "Sample Room — procedural RGB-D (VibeBoard)",
     "VBSamLoader": "SAM Loader (VibeBoard)",
     "VBMarigoldMaps": "Marigold Maps — PBR from one image (VibeBoard)",
+    "VBMVInverseMaps": "MVInverse Maps — multi-view PBR, non-commercial (VibeBoard)",
     "VBDeconstructScene": "Deconstruct Scene → GLB (VibeBoard)",
     "VBAssetRegister": "Asset Register — licence-aware (VibeBoard)",
 }

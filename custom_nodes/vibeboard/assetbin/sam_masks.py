@@ -22,7 +22,8 @@ def check_folder(path: str) -> None:
 
 
 class SamMasker:
-    def __init__(self, folder: str, device: str = "cpu", dtype=torch.float32):
+    def __init__(self, folder: str, device: str = "cpu", dtype=torch.float32, points_per_side: int = 16,
+                 iou_threshold: float = 0.7):
         from transformers import SamModel, SamProcessor
 
         check_folder(folder)
@@ -31,11 +32,14 @@ class SamMasker:
         self.processor = SamProcessor.from_pretrained(folder, local_files_only=True)
         self.device, self.dtype = device, dtype
         self.identity = os.path.basename(os.path.normpath(folder))
+        self.points_per_side, self.iou_threshold = int(points_per_side), float(iou_threshold)
 
     @torch.no_grad()
-    def instances(self, image: torch.Tensor, points_per_side: int = 8, iou_threshold: float = 0.7,
+    def instances(self, image: torch.Tensor, points_per_side: int | None = None, iou_threshold: float | None = None,
                   dedupe_iou: float = 0.7, min_pixels: int = 40, batch: int = 16) -> torch.Tensor:
-        """image [H, W, 3] 0..1 → bool masks [K, H, W]."""
+        """image [H, W, 3] 0..1 → bool masks [K, H, W] (grid and IoU bar default to the masker's settings)."""
+        points_per_side = self.points_per_side if points_per_side is None else points_per_side
+        iou_threshold = self.iou_threshold if iou_threshold is None else iou_threshold
         from PIL import Image
 
         h, w = image.shape[:2]
@@ -49,8 +53,8 @@ class SamMasker:
         for start in range(0, len(grid), batch):
             pts = grid[start:start + batch]
             prompt = self.processor(images=pil, input_points=[[[list(p)] for p in pts]], return_tensors="pt")
-            out = self.model(image_embeddings=embeddings, input_points=prompt["input_points"].to(self.device, self.dtype),
-                             multimask_output=True)
+            points = prompt["input_points"].to(self.device, self.dtype)
+            out = self.model(image_embeddings=embeddings, input_points=points, multimask_output=True)
             masks = self.processor.image_processor.post_process_masks(
                 out.pred_masks.float().cpu(), prompt["original_sizes"], prompt["reshaped_input_sizes"])[0]
             iou = out.iou_scores[0].float().cpu()              # [P, 3]

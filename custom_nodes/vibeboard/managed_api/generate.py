@@ -285,17 +285,26 @@ def pick_model(node: str, model: str, custom_model_id: str) -> str:
     return chosen
 
 
+def _endpoint_for(node: str, model_id: str, image, video: bool) -> catalog.Endpoint:
+    """The endpoint, checked against the wiring: an image model that needs an image gets one, and an image
+    wired to a text-only model is an error rather than silently dropped."""
+    ep = catalog.endpoint(model_id, video=video, has_image=image is not None)
+    out = "video" if video else "image"
+    if ep.mode in ("i2i", "i2v") and image is None:
+        raise runtime.NodeInputError(node, "image", f"{model_id} {'animates' if video else 'edits'} an image: "
+                                     "connect one")
+    if ep.mode in ("t2i", "t2v") and image is not None:
+        raise runtime.NodeInputError(node, "image", f"{model_id} is text-to-{out} and would ignore the image: "
+                                     f"pick an image-to-{out} model or disconnect `image`")
+    return ep
+
+
 def generate_images(node: str, *, model_id: str, prompt: str, width: int, height: int, seed: int,
                     num_images: int, image=None, strength: float = 0.85, extra: Optional[dict] = None,
                     key_env: str = "FAL_KEY", timeout_s: float = 300.0, filename_prefix: str = "vibeboard/api",
                     run_id: str = "", fallback_reason: str = ""):
     """→ (IMAGE batch, provenance dict, ui entries)."""
-    ep = catalog.endpoint(model_id, video=False, has_image=image is not None)
-    if ep.mode == "i2i" and image is None:
-        raise runtime.NodeInputError(node, "image", f"{model_id} edits an image: connect one")
-    if ep.mode == "t2i" and image is not None:
-        raise runtime.NodeInputError(node, "image", f"{model_id} is text-to-image and would ignore the image: "
-                                     "pick an image-to-image model or disconnect `image`")
+    ep = _endpoint_for(node, model_id, image, video=False)
     if ep.prompt_used and not (prompt or "").strip():
         raise runtime.NodeInputError(node, "prompt", "empty prompt")
     args = {"prompt": prompt, "seed": int(seed), "num_images": int(num_images), "output_format": "png"}
@@ -322,12 +331,7 @@ def generate_clip(node: str, *, model_id: str, prompt: str, duration_s: int, asp
                   fallback_reason: str = "", input_video=None, input_video_fps: float = 24.0):
     """→ (frames IMAGE, AUDIO, fps, path, provenance dict, ui entries). `input_video` (frames) is encoded and
     uploaded as the model's `video_url`, for video-to-video endpoints."""
-    ep = catalog.endpoint(model_id, video=True, has_image=image is not None)
-    if ep.mode == "i2v" and image is None:
-        raise runtime.NodeInputError(node, "image", f"{model_id} animates an image: connect a start frame")
-    if ep.mode == "t2v" and image is not None:
-        raise runtime.NodeInputError(node, "image", f"{model_id} is text-to-video and would ignore the image: "
-                                     "pick an image-to-video model or disconnect `image`")
+    ep = _endpoint_for(node, model_id, image, video=True)
     if not (prompt or "").strip():
         raise runtime.NodeInputError(node, "prompt", "empty prompt")
     args = {"prompt": prompt, "duration": catalog.duration_value(ep, int(duration_s)),

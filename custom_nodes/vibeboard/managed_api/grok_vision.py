@@ -1,18 +1,15 @@
-"""Grok vision (xAI's OpenAI-compatible API) through the `openai` SDK: images or sampled video frames →
-a description and tags, as a validated tool call (the LLM layer's rule: structured output = tool call +
-Pydantic validation, one repair round, then a loud failure).
-
-The LLM layer (one provider interface, OpenAI-style adapter) is being built separately; until it lands this
-module talks to the `openai` SDK itself, with the same call shape, so swapping in its adapter is one place.
+"""Grok vision (xAI's OpenAI-compatible API) through the LLM layer's OpenAI-style adapter (the `openai` SDK):
+images or sampled video frames → a description and tags, as a validated tool call (the layer's rule:
+structured output = tool call + Pydantic validation, one repair round, then a loud failure). Errors keep the
+provider's status and message (the layer wraps the SDK's exception; we read it back as the cause).
 """
 from __future__ import annotations
 
 import base64
-import json
 import time
 from typing import List
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from .catalog import XAI_BASE_URL as DEFAULT_BASE_URL
 from .errors import ManagedApiError, MissingExtraError, from_status, provider_message, scrub
@@ -33,10 +30,6 @@ class Analysis(BaseModel):
     mood: str = Field("", description="one or two words")
 
 
-TOOL = {"type": "function", "function": {"name": TOOL_NAME, "description": "Report the visual analysis.",
-                                         "parameters": Analysis.model_json_schema()}}
-
-
 def sample_frames(count: int, wanted: int) -> List[int]:
     """`wanted` evenly spaced frame indices out of `count` (first and last included)."""
     wanted = max(1, min(int(wanted), count))
@@ -46,83 +39,70 @@ def sample_frames(count: int, wanted: int) -> List[int]:
 
 
 def _content(pngs: List[bytes], instructions: str) -> list:
+    """The user turn in the LLM layer's provider-neutral form (text + base64 images)."""
     text = "Analyse these frames." + (f" Notes from the user: {instructions}" if instructions else "")
-    parts = [{"type": "text", "text": text}]
-    for png in pngs:
-        parts.append({"type": "image_url", "image_url": {
-            "url": "data:image/png;base64," + base64.b64encode(png).decode("ascii"), "detail": "high"}})
-    return parts
+    return [{"type": "text", "text": text}] + [
+        {"type": "image", "media_type": "image/png", "data": base64.b64encode(png).decode("ascii")} for png in pngs]
 
 
 class GrokVision:
+    """One analysis call through the LLM layer's OpenAI-style adapter (the `openai` SDK against `base_url`)."""
+
     def __init__(self, node: str, key: str, key_env: str, *, model: str, base_url: str = DEFAULT_BASE_URL,
                  timeout_s: float = 120.0, max_retries: int = 2):
         try:
             import openai
         except ImportError:
             raise MissingExtraError(node, "openai") from None
-        self.openai = openai
-        self.node, self.key, self.key_env, self.model = node, key, key_env, model
-        self.client = openai.OpenAI(api_key=key, base_url=base_url or DEFAULT_BASE_URL, timeout=timeout_s,
-                                    max_retries=max_retries)
-        self.timeout_s = timeout_s
+        from ..llm import LLMConfig, LLMError
+        from .costs import load_prices
+        self.openai, self.llm_error = openai, LLMError
+        self.node, self.key, self.key_env, self.model, self.timeout_s = node, key, key_env, model, timeout_s
+        price = load_prices()["models"].get(model, {})
+        try:
+            cfg = LLMConfig(protocol="openai", base_url=base_url or DEFAULT_BASE_URL, model=model,
+                            api_key_env=key_env, temperature=0.2, max_retries=max_retries, timeout_s=timeout_s,
+                            price_per_mtok=(price.get("input", 0.0), price.get("output", 0.0)))
+        except LLMError as exc:
+            raise ManagedApiError(node, "base_url", str(exc), kind="input", provider=PROVIDER) from None
+        self.provider = cfg.provider()
+
+    def close(self) -> None:
+        self.provider.client.close()
 
     def _error(self, exc: Exception) -> ManagedApiError:
+        """The SDK's exception (the LLM layer keeps it as the cause) → an error a user can act on."""
         openai = self.openai
-        if isinstance(exc, openai.APITimeoutError):
+        cause = exc.__cause__ if isinstance(exc, self.llm_error) and exc.__cause__ is not None else exc
+        if isinstance(cause, openai.APITimeoutError):
             return ManagedApiError(self.node, "timeout_s", f"{PROVIDER} did not answer within {self.timeout_s:g} s "
                                    "(retried); try again or raise timeout_s", kind="timeout", provider=PROVIDER)
-        if isinstance(exc, openai.APIConnectionError):
-            return ManagedApiError(self.node, "base_url", f"cannot reach {PROVIDER}: {scrub(exc, [self.key])}",
+        if isinstance(cause, openai.APIConnectionError):
+            return ManagedApiError(self.node, "base_url", f"cannot reach {PROVIDER}: {scrub(cause, [self.key])}",
                                    kind="server", provider=PROVIDER)
-        if isinstance(exc, openai.APIStatusError):
+        if isinstance(cause, openai.APIStatusError):
             # the SDK keeps the body's "error" member: a dict {"message": ...} from OpenAI, a string from xAI
-            body = exc.body
+            body = cause.body
             message = provider_message(body if isinstance(body, dict) else None,
-                                       body if isinstance(body, str) else exc.message)
-            return from_status(self.node, PROVIDER, exc.status_code, message, key_env=self.key_env,
+                                       body if isinstance(body, str) else cause.message)
+            return from_status(self.node, PROVIDER, cause.status_code, message, key_env=self.key_env,
                                input_for_rejection="images", secrets=[self.key])
-        return ManagedApiError(self.node, "model", f"{PROVIDER} call failed: {type(exc).__name__}: "
-                               f"{scrub(exc, [self.key])}", kind="server", provider=PROVIDER)
-
-    def _call(self, messages: list):
-        try:
-            return self.client.chat.completions.create(
-                model=self.model, messages=messages, tools=[TOOL], max_tokens=1024,
-                tool_choice={"type": "function", "function": {"name": TOOL_NAME}})
-        except Exception as exc:
-            raise self._error(exc) from None
+        kind = "queue" if type(exc).__name__ == "StructuredOutputError" else "server"
+        return ManagedApiError(self.node, "model", f"{PROVIDER} {self.model}: {scrub(exc, [self.key])}", kind=kind,
+                               provider=PROVIDER)
 
     def analyse(self, pngs: List[bytes], instructions: str = "") -> dict:
-        """→ {"analysis": Analysis, "usage": {input_tokens, output_tokens}, "seconds": float}."""
+        """→ {"analysis": Analysis, "usage": {input_tokens, output_tokens, cost_usd}, "seconds", "attempts"}.
+        A forced `submit_analysis` tool call validated by Pydantic; one repair round (the LLM layer's rule)."""
+        from ..llm import structured
         started = time.monotonic()
-        messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": _content(pngs, instructions)}]
-        usage = {"input_tokens": 0, "output_tokens": 0}
-        for attempt in range(2):
-            response = self._call(messages)
-            if response.usage is not None:
-                usage["input_tokens"] += response.usage.prompt_tokens or 0
-                usage["output_tokens"] += response.usage.completion_tokens or 0
-            message = response.choices[0].message
-            calls = [c for c in (message.tool_calls or []) if c.function.name == TOOL_NAME]
-            raw = calls[0].function.arguments if calls else (message.content or "")
-            try:
-                analysis = Analysis.model_validate_json(raw)
-                return {"analysis": analysis, "usage": usage, "seconds": time.monotonic() - started,
-                        "response_id": response.id}
-            except ValidationError as exc:
-                if attempt == 1:
-                    raise ManagedApiError(self.node, "model", f"{PROVIDER} {self.model} did not return a valid "
-                                          f"analysis twice: {exc.errors()[0].get('msg')}", kind="queue",
-                                          provider=PROVIDER) from None
-                # one repair round: show the model its own answer and what was wrong
-                messages.append(message.model_dump(exclude_none=True))
-                if calls:
-                    messages.append({"role": "tool", "tool_call_id": calls[0].id,
-                                     "content": json.dumps({"error": str(exc)[:800]})})
-                else:
-                    messages.append({"role": "user", "content": f"Call {TOOL_NAME} with valid arguments: {exc}"})
-        raise AssertionError("unreachable")
+        try:
+            result = structured.call_tool(self.provider, SYSTEM, _content(pngs, instructions), TOOL_NAME,
+                                          "Report the visual analysis.", Analysis, max_tokens=1024)
+        except Exception as exc:
+            raise self._error(exc) from None
+        return {"analysis": result.value, "usage": result.usage, "seconds": time.monotonic() - started,
+                "attempts": result.attempts}
 
 
 def analyse_frames(node: str, frames, *, key: str, key_env: str, model: str, base_url: str, timeout_s: float,
@@ -136,6 +116,6 @@ def analyse_frames(node: str, frames, *, key: str, key_env: str, model: str, bas
     try:
         result = vision.analyse(pngs, instructions)
     finally:
-        vision.client.close()
+        vision.close()
     result["frames"] = indices
     return result

@@ -31,6 +31,15 @@ def _key_env(default: str):
                                                       "itself never goes into a workflow)"})
 
 
+def _image_size(tooltip: str) -> dict:
+    return {name: ("INT", {"default": default, "min": 64, "max": 2048, "step": 16, "tooltip": tooltip})
+            for name, default in (("width", 1024), ("height", 576))}
+
+
+def _seed(tooltip: str):
+    return ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFF, "tooltip": tooltip})
+
+
 def _common_fal(timeout: int, prefix: str) -> dict:
     return {
         "api_key_env": _key_env("FAL_KEY"),
@@ -73,12 +82,8 @@ class VBFalImage:
                 "model": (catalog.image_model_ids() + [CUSTOM], {"default": "fal-ai/flux/schnell",
                           "tooltip": "t2i endpoints, then image editors (kontext, dev image-to-image, redux)"}),
                 "prompt": ("STRING", {"default": "", "multiline": True, "tooltip": "what to make or change"}),
-                "width": ("INT", {"default": 1024, "min": 64, "max": 2048, "step": 16,
-                                  "tooltip": "text-to-image size (editors keep the input's size)"}),
-                "height": ("INT", {"default": 576, "min": 64, "max": 2048, "step": 16,
-                                   "tooltip": "text-to-image size"}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFF,
-                                 "tooltip": "same seed + prompt = same image (on the same model version)"}),
+                **_image_size("text-to-image size (editors keep the input's size)"),
+                "seed": _seed("same seed + prompt = same image (on the same model version)"),
                 "num_images": ("INT", {"default": 1, "min": 1, "max": 4,
                                        "tooltip": "images per call (each is billed)"}),
                 **_common_fal(300, "vibeboard/api_image"),
@@ -136,7 +141,7 @@ class VBFalVideo:
                 "generate_audio": ("BOOLEAN", {"default": True, "tooltip": "Veo 3 only (cheaper without)"}),
                 "negative_prompt": ("STRING", {"default": "", "multiline": True,
                                                "tooltip": "Kling/Veo: what to avoid (others ignore it)"}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFF, "tooltip": "Veo only; 0 = random"}),
+                "seed": _seed("Veo only; 0 = random"),
                 **_common_fal(900, "vibeboard/api_clip"),
             },
             "optional": {
@@ -196,13 +201,18 @@ class VBGrokVision:
                                         "tooltip": "OpenAI-compatible endpoint"}),
                 "timeout_s": ("INT", {"default": 120, "min": 5, "max": 1800,
                                       "tooltip": "per request (the SDK retries rate limits and 5xx twice)"}),
-                "sinks": ("STRING", {"default": "json,sqlite", "tooltip": "where to store the analysis"}),
+                "sinks": ("STRING", {"default": "json,sqlite", "tooltip": "where to store the analysis: json, "
+                                     "sqlite, dailies (a note on the Dailies version named by asset_id)"}),
+            },
+            "optional": {
+                "dailies_project": ("STRING", {"default": "", "tooltip": "Dailies project of the version (for "
+                                               "the dailies sink)"}),
             },
             "hidden": {"workflow": "PROMPT"},
         }
 
     def analyse(self, images, asset_id, model, max_frames, instructions, api_key_env="XAI_API_KEY",
-                base_url="", timeout_s=120, sinks="json,sqlite", workflow=None):
+                base_url="", timeout_s=120, sinks="json,sqlite", dailies_project="", workflow=None):
         from . import costs
         node = GROK_NAME
         try:
@@ -223,16 +233,21 @@ class VBGrokVision:
             ledger.record(provider=grok_vision.PROVIDER, model=model, kind="analysis", status="failed",
                           run_id=_run_id(workflow), node=node, note=str(exc)[:500])
             raise
-        price = costs.price_call(model, out["usage"])
+        price = costs.price_call(model, {k: out["usage"].get(k, 0) for k in ("input_tokens", "output_tokens")})
         ledger.record(provider=grok_vision.PROVIDER, model=model, kind="analysis", status="ok", price=price,
-                      run_id=_run_id(workflow), node=node, seconds=out["seconds"], request_id=out["response_id"])
+                      run_id=_run_id(workflow), node=node, seconds=out["seconds"],
+                      note=f"{out['attempts']} call(s)")
         analysis = out["analysis"]
         record = {"asset_id": asset_id.strip(), "provider": grok_vision.PROVIDER, "model": model,
                   **analysis.model_dump(), "frames": out["frames"], "usage": out["usage"], "cost_usd": price.cost}
+        if (dailies_project or "").strip():
+            record["dailies_project"] = dailies_project.strip()
         try:
             record["stored"] = sidecar.write_all(record, sinks)
         except KeyError as exc:
             raise NodeInputError(node, "sinks", str(exc)) from None
+        except ValueError as exc:  # the dailies sink: no such project / version
+            raise NodeInputError(node, "asset_id", f"cannot add the analysis to Dailies: {exc}") from None
         text = json.dumps(record, default=str)
         ui = {"text": [analysis.description]}
         json_file = record["stored"].get("json")
@@ -266,10 +281,9 @@ class VBApiFallback:
                               {"default": "fal-ai/kling-video/v2.5-turbo/pro/text-to-video",
                                "tooltip": "the fal model that takes over when the pod cannot"}),
                 "prompt": ("STRING", {"default": "", "multiline": True, "tooltip": "sent to the API model"}),
-                "width": ("INT", {"default": 1024, "min": 64, "max": 2048, "step": 16, "tooltip": "image models"}),
-                "height": ("INT", {"default": 576, "min": 64, "max": 2048, "step": 16, "tooltip": "image models"}),
+                **_image_size("image models"),
                 "duration_s": ("INT", {"default": 5, "min": 1, "max": 20, "tooltip": "video models"}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFF, "tooltip": "sent to the API model"}),
+                "seed": _seed("sent to the API model"),
                 "local_fps": ("FLOAT", {"default": 16.0, "min": 0.01, "max": 240.0, "tooltip": "fps of `local`"}),
                 "max_queue": ("INT", {"default": 0, "min": 0, "max": 10000,
                                       "tooltip": "auto: use the API when more jobs wait on this pod (0 = ignore)"}),

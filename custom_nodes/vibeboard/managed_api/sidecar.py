@@ -5,6 +5,9 @@ module knowing it.
     from vibeboard.managed_api import sidecar
     sidecar.register_sink("assetdb", lambda: MyAssetDbSink())   # any object with write(record) -> str
     VIBEBOARD_VISION_SINKS=json,sqlite,assetdb                     # which sinks a run writes to
+
+The `dailies` sink puts the analysis on a Dailies version as a machine note (asset_id = the version id,
+record["dailies_project"] = the Dailies project).
 """
 from __future__ import annotations
 
@@ -104,7 +107,22 @@ def notes_for(asset_id: str, path: str = "") -> List[dict]:
     return [{**dict(r), "tags": json.loads(r["tags"]), "details": json.loads(r["details"])} for r in rows]
 
 
-_FACTORIES: Dict[str, Callable[[], AnalysisSink]] = {"json": JsonSink, "sqlite": SqliteSink}
+class DailiesSink:
+    """A machine note on a Dailies version (author grok-vision), next to the QC notes, over the whole clip."""
+
+    def write(self, record: dict) -> str:
+        from ..dailies.nodes import open_store  # Dailies is another module: only when this sink is used
+        project = record.get("dailies_project") or ""
+        store = open_store("Dailies sink", project)
+        version = store.version(record["asset_id"])  # DailiesError (a ValueError) when there is no such version
+        text = (f"{record.get('provider', '')} {record.get('model', '')}: {record.get('description', '')} "
+                f"Tags: {', '.join(record.get('tags', []))}")
+        last = max(0, (version.get("frames") or 1) - 1)
+        note = store.add_note(version["id"], text.strip(), 0, last, author="grok-vision", kind="machine")
+        return f"dailies:{project}/{version['id']}#note{note['id']}"
+
+
+_FACTORIES: Dict[str, Callable[[], AnalysisSink]] = {"json": JsonSink, "sqlite": SqliteSink, "dailies": DailiesSink}
 
 
 def register_sink(name: str, factory: Callable[[], AnalysisSink]) -> None:

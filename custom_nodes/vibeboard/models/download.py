@@ -129,6 +129,8 @@ def pull(name: str, source: Optional[str] = None, root: Optional[str] = None, en
     if src.get("format") == "ckpt":
         log(f"note: {name} ships pickled .ckpt files; VibeBoard will not load them until converted to "
             ".safetensors (docs/models.md)")
+    if registry.entry(name).get("status") == "planned":
+        log(f"note: no VibeBoard node loads {name} yet: {registry.entry(name).get('status_note', '')}")
     done = []
     targets = registry.local_targets(name, source)
     missing = [(p, rel) for p, rel in targets if not registry.locate(rel)]

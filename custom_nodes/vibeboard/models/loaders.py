@@ -10,6 +10,7 @@ import json
 import math
 import os
 import re
+from typing import Optional
 
 import torch
 
@@ -26,17 +27,31 @@ class ModelFileError(FileNotFoundError):
     pass
 
 
-def model_path(node: str, input_name: str, value: str, must_be_dir: bool = False) -> str:
-    """Resolve a models-folder relative path; a missing file is a NodeInputError naming the expected path."""
+def model_path(node: str, input_name: str, value: str, must_be_dir: bool = False, folder: str = "checkpoints",
+               class_type: Optional[str] = None, prompt: Optional[dict] = None, node_id: Optional[str] = None) -> str:
+    """The pack's one resolver for model paths typed into nodes: a name inside its registry folder (ours,
+    ComfyUI's, extra_model_paths.yaml; the folder may be written in front, e.g. 'diffusers/FLUX.1-dev'), a path
+    relative to the models root, or an absolute path. When it is missing, the error names the expected path and the
+    pull command and, given the workflow (`prompt`, with `class_type`), every other missing model file too."""
     from ..common import runtime
+    from . import preflight, registry
+
     value = (value or "").strip()
     if not value:
         raise runtime.NodeInputError(node, input_name, "empty path")
-    path = runtime.user_path(node, input_name, value, runtime.models_directory())
-    ok = os.path.isdir(path) if must_be_dir else os.path.exists(path)
+    if os.path.isabs(os.path.expanduser(value)):
+        runtime.user_path(node, input_name, value, runtime.models_directory())  # the server's path policy
+    try:
+        path = registry.resolve(os.path.expanduser(value), folder)
+    except ValueError as exc:
+        raise runtime.NodeInputError(node, input_name, str(exc)) from None
+    ok = path is not None and (os.path.isdir(path) if must_be_dir else os.path.exists(path))
     if not ok:
+        if class_type:
+            preflight.raise_missing(class_type, input_name, value, prompt, node_id, title=node)
         raise runtime.NodeInputError(node, input_name,
-                                     f"model not found: expected {'folder' if must_be_dir else 'file'} {path}")
+                                     f"model not found: expected {'folder' if must_be_dir else 'file'} "
+                                     f"{registry.expected_location(value, folder)}{registry.pull_hint(value)}")
     return path
 
 
@@ -189,6 +204,8 @@ def load_wan_transformer(path: str, dtype: str = "bf16"):
 def load_wan_vae(path: str, dtype: str = "bf16"):
     from diffusers import AutoencoderKLWan
     cdtype = compute_dtype(dtype if dtype not in FP8 else "bf16")
+    if not os.path.isdir(path) and os.path.isfile(os.path.join(os.path.dirname(path), "config.json")):
+        path = os.path.dirname(path)  # diffusers vae/ weights picked by file (the Wan2.2 VAE registry entry)
     if os.path.isdir(path):
         folder = os.path.join(path, "vae") if os.path.isdir(os.path.join(path, "vae")) else path
         with open(os.path.join(folder, "config.json")) as f:

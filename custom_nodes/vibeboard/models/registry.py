@@ -2,8 +2,12 @@
 
 Roots searched, in order: our models dir (`VIBEBOARD_MODELS_DIR`, runtime.models_directory()), then ComfyUI's
 `models/` — from folder_paths when running inside ComfyUI (extra_model_paths.yaml included), or the folder given
-with `--comfyui PATH` / `VIBEBOARD_COMFYUI_DIR`. A file present in either is used where it is: artists never
-download twice.
+with `--comfyui PATH` / `VIBEBOARD_COMFYUI_DIR` (then that ComfyUI's `extra_model_paths.yaml` is read too). A file
+present in any of them is used where it is: artists never download twice.
+
+Every node that loads weights resolves its input with `resolve()` (or `find_file()`), so the folder a registry
+source names (`folder`/`subdir`, see local_targets) is the folder its node looks in — tests/test_models_placement.py
+checks this for every entry.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from typing import Optional
 from ..common import runtime
 
 REGISTRY_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "registry.json")
-FOLDERS = ("diffusion_models", "text_encoders", "vae", "loras", "clip_vision", "checkpoints", "diffusers")
+FOLDERS = ("diffusion_models", "text_encoders", "vae", "loras", "clip_vision", "checkpoints", "diffusers", "depth")
 # ComfyUI's legacy names for the same folders.
 ALIASES = {"diffusion_models": ("unet",), "text_encoders": ("clip",)}
 
@@ -51,19 +55,69 @@ def comfyui_models_dir(comfyui: Optional[str] = None) -> Optional[str]:
         return None
 
 
+def extra_model_paths(comfyui_dir: str) -> dict:
+    """{folder: [dirs]} from a ComfyUI install's extra_model_paths.yaml (ComfyUI's own format: sections with an
+    optional `base_path`, each key a folder name whose value is one path per line). Inside ComfyUI, folder_paths
+    has already read it; this is for the runner pointed at a ComfyUI folder."""
+    path = os.path.join(comfyui_dir, "extra_model_paths.yaml")
+    if not os.path.isfile(path):
+        return {}
+    try:
+        import yaml
+        with open(path) as fh:
+            config = yaml.safe_load(fh) or {}
+    except Exception:
+        return {}
+    out: dict = {}
+    for section in config.values():
+        if not isinstance(section, dict):
+            continue
+        base = section.get("base_path")
+        if base:
+            base = os.path.expandvars(os.path.expanduser(str(base)))
+            if not os.path.isabs(base):
+                base = os.path.join(os.path.dirname(path), base)
+        for key, value in section.items():
+            if key in ("base_path", "is_default") or not isinstance(value, str):
+                continue
+            for line in value.splitlines():
+                line = os.path.expandvars(os.path.expanduser(line.strip()))
+                if line:
+                    out.setdefault(key, []).append(os.path.join(base, line) if base else line)
+    return out
+
+
+def _comfyui_install_dir(comfyui: Optional[str]) -> Optional[str]:
+    path = comfyui or os.environ.get("VIBEBOARD_COMFYUI_DIR")
+    if not path:
+        return None
+    path = os.path.abspath(os.path.expanduser(path))
+    return os.path.dirname(path) if os.path.basename(path) == "models" else path
+
+
 def folder_dirs(folder: str, comfyui: Optional[str] = None) -> list:
     """Every directory that may hold files of this kind, ours first."""
     dirs = [os.path.join(runtime.models_directory(), folder)]
-    try:
-        import folder_paths
-        if comfyui is None and not os.environ.get("VIBEBOARD_COMFYUI_DIR"):
-            dirs += list(folder_paths.get_folder_paths(folder))
-    except Exception:
-        pass
+    names = (folder,) + ALIASES.get(folder, ())
+    if comfyui is None and not os.environ.get("VIBEBOARD_COMFYUI_DIR"):
+        try:
+            import folder_paths
+            for name in names:  # a folder ComfyUI does not know (e.g. depth) raises: skip it
+                try:
+                    dirs += list(folder_paths.get_folder_paths(name))
+                except Exception:
+                    pass
+        except Exception:
+            pass
     root = comfyui_models_dir(comfyui)
     if root:
-        for name in (folder,) + ALIASES.get(folder, ()):
+        for name in names:
             dirs.append(os.path.join(root, name))
+    install = _comfyui_install_dir(comfyui)
+    if install:
+        extra = extra_model_paths(install)
+        for name in names:
+            dirs += extra.get(name, [])
     out = []
     for d in dirs:
         d = os.path.abspath(d)
@@ -83,6 +137,91 @@ def find_file(name: str, folder: str, comfyui: Optional[str] = None) -> Optional
         path = os.path.join(d, name)
         if os.path.exists(path):
             return path
+    return None
+
+
+def _split_folder(value: str):
+    first, _, rest = value.partition("/")
+    return (first, rest) if rest and (first in FOLDERS or any(first in a for a in ALIASES.values())) else (None, value)
+
+
+def resolve(value: str, folder: str, comfyui: Optional[str] = None) -> Optional[str]:
+    """A model typed into a node, found in any root: a name inside `folder` ('Genfocus/deblurNet.safetensors'),
+    the same with the folder in front ('loras/Genfocus/…', 'diffusers/FLUX.1-dev'), or an absolute path. None if
+    absent. Names may have sub-folders but no '..' (they stay inside the model folders)."""
+    value = (value or "").strip().replace("\\", "/")
+    if not value:
+        return None
+    if os.path.isabs(value):
+        return find_file(value, folder, comfyui)
+    if any(part == ".." for part in value.split("/")):
+        raise ValueError(f"'{value}' contains '..'; model names stay inside the model folders")
+    named, rest = _split_folder(value)
+    if named:
+        canonical = next((f for f, aliases in ALIASES.items() if named in aliases), named)
+        found = find_file(rest, canonical, comfyui)
+        if found:
+            return found
+    found = find_file(value, folder, comfyui)
+    if found:
+        return found
+    # older workflows typed paths relative to the models root ('genfocus/deblurNet.safetensors')
+    for root in (runtime.models_directory(), comfyui_models_dir(comfyui)):
+        if root and os.path.exists(os.path.join(root, value)):
+            return os.path.join(root, value)
+    return None
+
+
+def expected_location(value: str, folder: str) -> str:
+    """Where `resolve` would find `value` after `vibeboard models pull` (our models dir)."""
+    value = (value or "").strip().replace("\\", "/")
+    if os.path.isabs(value):
+        return value
+    named, rest = _split_folder(value)
+    return os.path.join(runtime.models_directory(), named or folder, rest if named else value)
+
+
+def pull_hint(value: str) -> str:
+    """' — get it with `vibeboard models pull NAME [--source S]`' for a file/folder some registry source places."""
+    command = pull_command(value)
+    return f" — get it with `{command}`" if command else ""
+
+
+def pull_command(value: str) -> Optional[str]:
+    found = pull_source(value)
+    if not found:
+        return None
+    name, source = found
+    default = next(iter(entry(name)["sources"]))
+    return f"vibeboard models pull {name}" + ("" if source == default else f" --source {source}")
+
+
+def pull_name(value: str) -> Optional[str]:
+    found = pull_source(value)
+    return found[0] if found else None
+
+
+def pull_source(value: str) -> Optional[tuple]:
+    """(registry name, source) whose pull puts `value` (a node's file/folder name) in place, or None."""
+    value = (value or "").strip().replace("\\", "/").rstrip("/")
+    if not value:
+        return None
+    _, rest = _split_folder(value)
+    stem = os.path.splitext(rest)[0]
+    for key in load_registry()["models"]:
+        for source in entry(key)["sources"]:
+            for _, rel in local_targets(key, source):
+                rel = rel.replace(os.sep, "/")
+                tail = rel.split("/", 1)[1] if "/" in rel else rel
+                if rest == tail or rest.startswith(tail + "/") or value == rel or value.startswith(rel + "/"):
+                    return key, source
+                if entry(key)["sources"][source].get("format") == "ckpt" and stem == os.path.splitext(tail)[0]:
+                    return key, source  # the converted .safetensors of a pickled release
+    base = os.path.basename(value)
+    for key, e in load_registry()["models"].items():
+        for source, src in e["sources"].items():
+            if any(os.path.basename(f["path"]) == base for f in src.get("files", [])):
+                return key, source
     return None
 
 
@@ -106,12 +245,20 @@ def list_folder(folder: str, patterns=("*.safetensors", "*.sft"), dirs_too: bool
 
 def known_files(folder: str) -> list:
     """Single-file names the registry places in `folder` (offered in dropdowns even before they are pulled,
-    so a saved workflow validates and the loader can say how to get a missing file)."""
+    so a saved workflow validates and the loader can say how to get a missing file). Names are relative to the
+    folder, sub-folders included ('Genfocus/deblurNet.safetensors'); pickled releases are offered under the
+    .safetensors name they get once converted."""
     names = set()
-    for e in load_registry()["models"].values():
-        for src in e["sources"].values():
-            if src.get("folder") == folder and not src.get("subdir") and src.get("format", "safetensors") != "ckpt":
-                names.update(os.path.basename(f["path"]) for f in src.get("files", []))
+    for key, e in load_registry()["models"].items():
+        for source, src in e["sources"].items():
+            if src.get("folder") != folder or "files" not in src:
+                continue
+            for _, rel in local_targets(key, source):
+                name = rel.replace(os.sep, "/").split("/", 1)[1]
+                if src.get("format") == "ckpt":
+                    name = os.path.splitext(name)[0] + ".safetensors"
+                if name.endswith((".safetensors", ".sft")):
+                    names.add(name)
     return sorted(names)
 
 
@@ -143,8 +290,9 @@ def local_targets(name: str, source: Optional[str] = None, root: Optional[str] =
         return [(None, os.path.join("diffusers", src["repo"].split("/")[-1]))]
     folder = src.get("folder", "checkpoints")
     sub = src.get("subdir", "")
-    if "files" in src:
-        return [(f["path"], os.path.join(folder, sub, os.path.basename(f["path"]))) for f in src["files"]]
+    if "files" in src:  # flattened to the base name, unless the source keeps the repo's tree (keep_tree)
+        return [(f["path"], os.path.join(folder, sub, f["path"] if src.get("keep_tree") else os.path.basename(f["path"])))
+                for f in src["files"]]
     return [(None, os.path.join(folder, sub or src["repo"].split("/")[-1]))]
 
 

@@ -295,6 +295,8 @@ def manager() -> VramManager:
     global _DEFAULT
     if _DEFAULT is None:
         _DEFAULT = VramManager()
+        from . import release
+        release.hook_comfy()  # inside ComfyUI: its unload also frees this manager
     return _DEFAULT
 
 

@@ -9,22 +9,27 @@ Mechanism (OminiControl-style multi-condition FLUX, re-implemented on diffusers'
   not each other).
 - LoRA is switched **per stream**: the LoRA-wrapped Linears apply adapter A only while computing a stream
   whose adapter is A (GenFocus: conditions use "deblurring"/"bokeh", text and image use none).
-- DeblurNet: conditions = [black image shifted by (0, 32), blurry input], prompt "a sharp photo with
-  everything in focus", guidance 3.5 → all-in-focus image.
+- DeblurNet (`deblurNet.safetensors`, upstream Inference_deblurNet.py / demo.py): ONE condition, the blurry
+  input at (0, 0); prompt "a sharp photo with everything in focus", guidance 3.5 → all-in-focus image.
+- DeblurNet with pre-deblur (`deblurNet_with_pre_deblur.safetensors`, Inference_deblurNet_with_pre_deblur.py): TWO
+  conditions, a pre-deblurred image (black when none is given) shifted by (0, 32) tokens, then the blurry input.
 - BokehNet: conditions = [all-in-focus image, defocus map in 0..1 fed to the VAE without [-1, 1] scaling],
   prompt "an excellent photo with a large aperture", guidance 1.0. The defocus map comes from the Optics
   Engine (optics/defocus.py: clamp(|K·(1/z − 1/z_f)| / 100, 0, 1)).
 
 Weights: `deblurNet.safetensors` / `bokehNet.safetensors` (HF nycu-cplab/Genfocus-Model) in diffusers/PEFT
 LoRA layout, `transformer.<module>.lora_A.weight` / `.lora_B.weight` (optionally `.alpha` or safetensors
-metadata `lora_adapter_metadata`). Token grids of 32×32 (512 px) or more are denoised in overlapping 32×32-token
-tiles with GenFocus' fixed tile position ids and Gaussian blending.
+metadata `lora_adapter_metadata`). Tiling as upstream: the inference scripts disable it when the shorter side is
+under 512 px (`force_no_tile = min(w, h) < 512`); otherwise `generate` denoises overlapping 32×32-token tiles
+(stride 28) with every stream on the fixed ids of a 512² image (position_delta is not applied inside tiles) and
+Gaussian blending.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import math
+import os
 from dataclasses import dataclass
 from typing import Optional
 
@@ -348,7 +353,7 @@ def generate(transformer, vae, prompt_embeds, pooled, text_ids, height: int, wid
     g = torch.full((1,), float(guidance), device=device)
     mask = condition_group_mask(len(cond_streams))
     h2, w2 = lh // 2, lw // 2
-    tiles = tile_layout(h2, w2, tile) if tile and h2 * w2 >= tile * tile else None
+    tiles = tile_layout(h2, w2, tile) if uses_tiles(h2, w2, tile) else None
     for i in range(steps):
         if progress is not None:
             progress.update(1)
@@ -363,6 +368,11 @@ def generate(transformer, vae, prompt_embeds, pooled, text_ids, height: int, wid
     z = unpack_latents(latents, lh, lw) / vae.config.scaling_factor + vae.config.shift_factor
     out = vae.decode(z.to(vae.dtype)).sample
     return ((out.float() + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).cpu()
+
+
+def uses_tiles(h2: int, w2: int, tile: int = TILE_TOKENS) -> bool:
+    """Upstream tiles only when the shorter side is ≥ 512 px, i.e. ≥ `tile` packed tokens (tile=0: never)."""
+    return bool(tile) and min(h2, w2) >= tile
 
 
 def tile_layout(h2: int, w2: int, tile: int = TILE_TOKENS) -> tuple:
@@ -400,9 +410,28 @@ def _tiled_velocity(transformer, text, latents, cond_streams, mask, tiles, t, g,
     return acc / wacc[..., None]
 
 
-def deblur_conditions(blurry: torch.Tensor) -> list:
-    """DeblurNet's two conditions: a black frame shifted 32 tokens right, and the blurry input."""
-    return [(torch.zeros_like(blurry), (0, 32), False), (blurry, (0, 0), False)]
+DEBLUR_PLAIN = "deblurNet"
+DEBLUR_WITH_PRE = "deblurNet_with_pre_deblur"
+
+
+def deblur_variant(lora_file: str) -> str:
+    """Which DeblurNet a LoRA file is, by its published name (the weights have the same layout)."""
+    return DEBLUR_WITH_PRE if "pre_deblur" in os.path.basename(lora_file or "").lower() else DEBLUR_PLAIN
+
+
+def deblur_conditions(blurry: torch.Tensor, variant: str = DEBLUR_PLAIN,
+                      pre_deblur: Optional[torch.Tensor] = None) -> list:
+    """deblurNet: the blurry input alone. deblurNet_with_pre_deblur: the pre-deblurred image (black when none)
+    shifted 32 tokens right, then the blurry input."""
+    if variant == DEBLUR_PLAIN:
+        if pre_deblur is not None:
+            raise ValueError("a pre-deblurred image is only read by deblurNet_with_pre_deblur.safetensors; "
+                             "the plain deblurNet takes the blurry image alone")
+        return [(blurry, (0, 0), False)]
+    if variant != DEBLUR_WITH_PRE:
+        raise ValueError(f"unknown DeblurNet variant {variant!r}")
+    pre = torch.zeros_like(blurry) if pre_deblur is None else pre_deblur[:1].to(blurry)
+    return [(pre, (0, 32), False), (blurry, (0, 0), False)]
 
 
 def bokeh_conditions(all_in_focus: torch.Tensor, defocus: torch.Tensor) -> list:

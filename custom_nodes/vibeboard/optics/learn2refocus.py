@@ -10,6 +10,12 @@ generates the stack as a 9-frame "video". Conditioning (as in the authors' simpl
   scale ramping linearly from min to max over the 9 frames; Euler (v-prediction, Karras sigmas) as SVD.
 Images are resized so H·W ≤ 500k pixels with sides multiples of 64 (the authors' preprocessing).
 
+Inference settings are the authors' (`simple_inference.py::inference_on_image`): motion bucket 0, noise
+augmentation 0, fps 7, guidance 1.5 on every slice (min = max = 1.5), 25 steps. The scheduler is built from the
+SVD folder's published `scheduler/scheduler_config.json` with `from_config` (as `DiffusionPipeline.from_pretrained`
+does): that file carries keys EulerDiscreteScheduler's __init__ does not take (`clip_sample`, `set_alpha_to_one`,
+`skip_prk_steps`), which `from_config` ignores and a plain `EulerDiscreteScheduler(**cfg)` rejects.
+
 Weights: HF `tedlasai/learn2refocus` `checkpoint-200000/unet` (a diffusers folder: config.json +
 diffusion_pytorch_model.safetensors) on top of `stabilityai/stable-video-diffusion-img2vid` (vae,
 image_encoder, feature_extractor, scheduler).
@@ -26,6 +32,11 @@ import torch.nn.functional as F
 NUM_SLICES = 9
 DEFAULT_FOCAL_INDEX = 6  # the authors' default when the input's focal position is unknown
 MAX_PIXELS = 500_000
+DEFAULT_GUIDANCE = 1.5   # upstream: min_guidance_scale = max_guidance_scale = 1.5
+DEFAULT_MOTION_BUCKET = 0
+DEFAULT_NOISE_AUG = 0.0
+DEFAULT_FPS = 7
+# Used only when the SVD folder has no scheduler/scheduler_config.json (its published values).
 SVD_SCHEDULER = dict(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, interpolation_type="linear",
                      num_train_timesteps=1000, prediction_type="v_prediction", sigma_max=700.0, sigma_min=0.002,
                      steps_offset=1, timestep_spacing="leading", timestep_type="continuous", use_karras_sigmas=True)
@@ -48,10 +59,15 @@ class RefocusModel:
 
 
 def working_size(height: int, width: int, max_pixels: int = MAX_PIXELS, multiple: int = 64) -> tuple:
-    scale = min(1.0, math.sqrt(max_pixels / (height * width)))
-    h = max(multiple, int(height * scale) // multiple * multiple)
-    w = max(multiple, int(width * scale) // multiple * multiple)
-    return h, w
+    """The authors' `find_scale`: shrink the scale in steps of 0.01 from 1.0 until the sides floored to multiples
+    of 64 give at most `max_pixels` (a closed-form sqrt scale picks other sizes for some aspect ratios)."""
+    scale = 1.0
+    while True:
+        h = math.floor(height * scale / multiple) * multiple
+        w = math.floor(width * scale / multiple) * multiple
+        if h * w <= max_pixels:
+            return max(multiple, h), max(multiple, w)
+        scale -= 0.01
 
 
 def check_unet(unet) -> None:
@@ -75,7 +91,8 @@ def load_refocus_unet(folder: str, dtype=torch.float16):
 
 
 def load_svd_parts(svd_folder: str, dtype=torch.float16) -> tuple:
-    """(vae, image_encoder, scheduler_config) from a diffusers stable-video-diffusion-img2vid folder."""
+    """(vae, image_encoder, scheduler_config) from a diffusers stable-video-diffusion-img2vid folder. The
+    scheduler config is the published file as it is (every key, `_class_name` included); see make_scheduler."""
     import json
 
     from diffusers import AutoencoderKLTemporalDecoder
@@ -86,11 +103,19 @@ def load_svd_parts(svd_folder: str, dtype=torch.float16) -> tuple:
     enc = CLIPVisionModelWithProjection.from_pretrained(os.path.join(svd_folder, "image_encoder"), dtype=dtype,
                                                         use_safetensors=True)
     sched_path = os.path.join(svd_folder, "scheduler", "scheduler_config.json")
-    cfg = dict(SVD_SCHEDULER)
+    cfg = {"_class_name": "EulerDiscreteScheduler", **SVD_SCHEDULER}
     if os.path.isfile(sched_path):
         with open(sched_path) as fh:
-            cfg.update({k: v for k, v in json.load(fh).items() if not k.startswith("_")})
+            cfg = json.load(fh)
     return vae.eval(), enc.eval(), cfg
+
+
+def make_scheduler(config: dict):
+    """EulerDiscreteScheduler from a published scheduler_config.json dict (unknown keys ignored, as diffusers'
+    pipelines do)."""
+    from diffusers import EulerDiscreteScheduler
+
+    return EulerDiscreteScheduler.from_config(config)
 
 
 def stack_condition(latent: torch.Tensor, focal_index: int, num_frames: int = NUM_SLICES) -> torch.Tensor:
@@ -114,12 +139,12 @@ def clip_embedding(encoder, image: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def focal_stack(model: RefocusModel, image: torch.Tensor, focal_index: int = DEFAULT_FOCAL_INDEX, steps: int = 25,
-                min_guidance: float = 1.0, max_guidance: float = 3.0, fps: int = 7, motion_bucket_id: int = 127,
-                noise_aug_strength: float = 0.02, seed: int = 0, progress=None, num_frames: int = NUM_SLICES,
-                size: tuple | None = None) -> torch.Tensor:
-    """IMAGE [1, H, W, 3] → focal stack IMAGE [9, h, w, 3] (near → far focus), the input kept at focal_index."""
-    from diffusers import EulerDiscreteScheduler
-
+                min_guidance: float = DEFAULT_GUIDANCE, max_guidance: float = DEFAULT_GUIDANCE,
+                fps: int = DEFAULT_FPS, motion_bucket_id: int = DEFAULT_MOTION_BUCKET,
+                noise_aug_strength: float = DEFAULT_NOISE_AUG, seed: int = 0, progress=None,
+                num_frames: int = NUM_SLICES, size: tuple | None = None) -> torch.Tensor:
+    """IMAGE [1, H, W, 3] → focal stack IMAGE [9, h, w, 3] (near → far focus), the input kept at focal_index.
+    Defaults are the authors' inference settings."""
     unet, vae = model.unet, model.vae
     check_unet(unet)
     dev, dt = model.device, model.dtype
@@ -131,7 +156,7 @@ def focal_stack(model: RefocusModel, image: torch.Tensor, focal_index: int = DEF
     emb = clip_embedding(model.image_encoder, image).to(dt)
     emb = torch.cat([torch.zeros_like(emb), emb])
     add_ids = torch.tensor([[fps - 1, motion_bucket_id, noise_aug_strength]], dtype=dt, device=dev).repeat(2, 1)
-    sched = EulerDiscreteScheduler(**model.scheduler_config)
+    sched = make_scheduler(model.scheduler_config)
     sched.set_timesteps(steps, device=dev)
     gen = torch.Generator("cpu").manual_seed(int(seed))
     f = model.vae_scale_factor

@@ -5,6 +5,8 @@ with `depth_convention`: metric (bigger = farther) or disparity (bigger = nearer
 """
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
 
@@ -198,6 +200,19 @@ class VBDepthFromImage:
         raise runtime.NodeInputError(node, "encoding", f"unknown encoding {encoding!r}")
 
 
+def _depth_folders() -> list:
+    """Depth model folders present in any models/depth root, then the registry's names not pulled yet."""
+    from ..models import registry
+
+    present = []
+    for root in registry.folder_dirs("depth"):
+        if os.path.isdir(root):
+            present += [n for n in sorted(os.listdir(root)) if os.path.isfile(os.path.join(root, n, "config.json"))]
+    known = [rel.split(os.sep)[-1] for key in ("depth-anything-v2", "depth-pro")
+             for source in registry.entry(key)["sources"] for _, rel in registry.local_targets(key, source)]
+    return list(dict.fromkeys(present + known))
+
+
 class VBDepthEstimate:
     DESCRIPTION = ("Estimate depth with Depth Anything V2 or Depth Pro (transformers) from "
                    "models/depth/<folder> (Hugging Face folder layout, safetensors).")
@@ -211,10 +226,10 @@ class VBDepthEstimate:
 
     @classmethod
     def INPUT_TYPES(cls):
-        folders = depth_estimation.list_model_folders(runtime.models_directory()) or ["Depth-Anything-V2-Small-hf"]
         return {"required": {
-            "model": (folders, {"tooltip": "Folder under models/depth (e.g. Depth-Anything-V2-Small-hf, "
-                                           "DepthPro-hf) holding config.json + model.safetensors."}),
+            "model": (_depth_folders(), {"tooltip": "Folder under models/depth (e.g. Depth-Anything-V2-Small-hf, "
+                                                    "DepthPro-hf) holding config.json + model.safetensors; "
+                                                    "`vibeboard models pull depth-anything-v2` puts it there."}),
             "image": ("IMAGE", {"tooltip": "Images to estimate depth for."}),
             "output": (cls.OUTPUTS, {"default": "model native", "tooltip":
                        "model native: disparity for Depth Anything V2 (relative), metres for Depth Pro."}),
@@ -224,12 +239,19 @@ class VBDepthEstimate:
                               "Only for relative disparity → metric: distance given to the farthest pixel."}),
             "precision": (["auto", "fp32", "fp16", "bf16"], {"default": "auto",
                           "tooltip": "auto = fp16 on GPU, fp32 on CPU."}),
-        }}
+        }, "hidden": {"prompt": "PROMPT"}}
 
-    def estimate(self, model, image, output, near, far, precision="auto"):
+    def estimate(self, model, image, output, near, far, precision="auto", prompt=None):
+        from ..models import preflight, registry
+
         node = "Depth Estimate (VibeBoard)"
         _check_image(node, image)
-        path = depth_estimation.expected_path(runtime.models_directory(), model)
+        try:
+            path = registry.resolve(model, "depth")
+        except ValueError as exc:
+            raise runtime.NodeInputError(node, "model", str(exc)) from exc
+        if path is None or not os.path.isdir(path):
+            preflight.raise_missing("VBDepthEstimate", "model", model, prompt, title=node)
         try:
             dm = depth_estimation.load(path, precision=precision)
         except depth_estimation.MissingWeights as exc:

@@ -21,6 +21,7 @@ class GenFocusHandle:
     encode: object            # prompt -> (prompt_embeds, pooled, text_ids)
     scheduler_config: dict
     adapters: tuple = ()
+    deblur_variant: str = "deblurNet"   # or "deblurNet_with_pre_deblur": which DeblurNet file is loaded
 
     def run(self, image, conditions, adapter, prompt, steps, guidance, seed):
         from ..optics.genfocus import generate
@@ -56,28 +57,35 @@ class VBGenFocusLoader:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "flux_folder": ("STRING", {"default": "diffusers/FLUX.1-dev", "tooltip": "diffusers FLUX.1-dev folder (models dir)."}),
-            "deblur_lora": ("STRING", {"default": "genfocus/deblurNet.safetensors", "tooltip": "DeblurNet LoRA ('' to skip)."}),
-            "bokeh_lora": ("STRING", {"default": "genfocus/bokehNet.safetensors", "tooltip": "BokehNet LoRA ('' to skip)."}),
+            "flux_folder": ("STRING", {"default": "diffusers/FLUX.1-dev", "tooltip": "diffusers FLUX.1-dev folder "
+                                       "(models/diffusers/FLUX.1-dev after `vibeboard models pull flux1-dev`)."}),
+            "deblur_lora": ("STRING", {"default": "Genfocus/deblurNet.safetensors", "tooltip": "DeblurNet LoRA in "
+                                       "models/loras ('' to skip): deblurNet.safetensors (blurry image only) or "
+                                       "deblurNet_with_pre_deblur.safetensors (+ a pre-deblurred image)."}),
+            "bokeh_lora": ("STRING", {"default": "Genfocus/bokehNet.safetensors", "tooltip": "BokehNet LoRA in "
+                                      "models/loras ('' to skip)."}),
             "dtype": (list(DTYPES), {"default": "bf16", "tooltip": "Compute precision."}),
             "device": (["auto", "cuda", "cpu"], {"default": "auto", "tooltip": "Where to run."}),
-        }}
+        }, "hidden": {"prompt": "PROMPT"}}
 
-    def load(self, flux_folder, deblur_lora, bokeh_lora, dtype, device):
+    def load(self, flux_folder, deblur_lora, bokeh_lora, dtype, device, prompt=None):
         from diffusers import FluxPipeline
 
-        from ..optics.genfocus import load_lora_file
+        from ..optics.genfocus import deblur_variant, load_lora_file
 
         node = "GenFocus Loader"
-        folder = model_path(node, "flux_folder", flux_folder, must_be_dir=True)
+        where = dict(class_type="VBGenFocusLoader", prompt=prompt)
+        folder = model_path(node, "flux_folder", flux_folder, must_be_dir=True, folder="diffusers", **where)
+        loras = {name: model_path(node, name, value, folder="loras", **where)
+                 for name, value in (("deblur_lora", deblur_lora), ("bokeh_lora", bokeh_lora)) if value.strip()}
         dev = pick_device(device)
         pipe = FluxPipeline.from_pretrained(folder, torch_dtype=DTYPES[dtype], local_files_only=True,
                                             use_safetensors=True).to(dev)
         adapters = []
-        for name, value, input_name in (("deblurring", deblur_lora, "deblur_lora"), ("bokeh", bokeh_lora, "bokeh_lora")):
-            if value.strip():
+        for name, input_name in (("deblurring", "deblur_lora"), ("bokeh", "bokeh_lora")):
+            if input_name in loras:
                 try:
-                    load_lora_file(pipe.transformer, model_path(node, input_name, value), name)
+                    load_lora_file(pipe.transformer, loras[input_name], name)
                 except ValueError as exc:
                     raise NodeInputError(node, input_name, str(exc)) from None
                 adapters.append(name)
@@ -86,11 +94,14 @@ class VBGenFocusLoader:
             emb, pooled, ids = pipe.encode_prompt(prompt=prompt, prompt_2=None, device=dev, max_sequence_length=512)
             return emb, pooled, ids
 
-        return (GenFocusHandle(pipe.transformer, pipe.vae, encode, dict(pipe.scheduler.config), tuple(adapters)),)
+        return (GenFocusHandle(pipe.transformer, pipe.vae, encode, dict(pipe.scheduler.config), tuple(adapters),
+                               deblur_variant(deblur_lora)),)
 
 
 class VBGenFocusDeblur:
-    DESCRIPTION = "GenFocus DeblurNet: a defocused / soft photo → all-in-focus image (FLUX + LoRA, 28 steps)."
+    DESCRIPTION = ("GenFocus DeblurNet: a defocused / soft photo → all-in-focus image (FLUX + LoRA, 28 steps). "
+                   "deblurNet reads the blurry image alone; deblurNet_with_pre_deblur also reads a pre-deblurred "
+                   "image (black when none is wired), as upstream.")
     CATEGORY = CATEGORY
     FUNCTION = "run"
     RETURN_TYPES = ("IMAGE",)
@@ -105,16 +116,29 @@ class VBGenFocusDeblur:
             "guidance": ("FLOAT", {"default": 3.5, "min": 0.0, "max": 20.0, "step": 0.1, "tooltip": "FLUX guidance."}),
             "seed": ("INT", {"default": 42, "min": 0, "max": 2**63 - 1, "tooltip": "Noise seed."}),
             "max_side": ("INT", {"default": 1024, "min": 64, "max": 4096, "step": 16,
-                                 "tooltip": "Longest side the model runs at; above 512 px the image is denoised in "
-                                            "overlapping 512-px tiles as GenFocus does."}),
+                                 "tooltip": "Longest side the model runs at; when the shorter side is 512 px or more the "
+                                            "image is denoised in overlapping 512-px tiles as GenFocus does."}),
+        }, "optional": {
+            "pre_deblur": ("IMAGE", {"tooltip": "Only with deblurNet_with_pre_deblur.safetensors: an already "
+                                                "deblurred version of the image (e.g. from another deblurrer)."}),
         }}
 
-    def run(self, genfocus, image, steps, guidance, seed, max_side):
+    def run(self, genfocus, image, steps, guidance, seed, max_side, pre_deblur=None):
+        import torch.nn.functional as F
+
         from ..optics.genfocus import DEBLUR_PROMPT, deblur_conditions
 
         img = _fit(image[:1].float(), max_side)
+        pre = None
+        if pre_deblur is not None:
+            pre = F.interpolate(pre_deblur[:1].float().permute(0, 3, 1, 2), size=img.shape[1:3], mode="bilinear",
+                                align_corners=False).permute(0, 2, 3, 1)
         try:
-            out = genfocus.run(img, deblur_conditions(img), "deblurring", DEBLUR_PROMPT, steps, guidance, seed)
+            conditions = deblur_conditions(img, getattr(genfocus, "deblur_variant", "deblurNet"), pre)
+        except ValueError as exc:
+            raise NodeInputError("GenFocus Deblur", "pre_deblur", str(exc)) from None
+        try:
+            out = genfocus.run(img, conditions, "deblurring", DEBLUR_PROMPT, steps, guidance, seed)
         except ValueError as exc:
             raise NodeInputError("GenFocus Deblur", "genfocus", str(exc)) from None
         return (out,)
@@ -165,27 +189,34 @@ class VBLearn2RefocusLoader:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "unet_folder": ("STRING", {"default": "learn2refocus/checkpoint-200000/unet", "tooltip": "Fine-tuned UNet folder."}),
+            "unet_folder": ("STRING", {"default": "diffusers/learn2refocus/checkpoint-200000/unet",
+                                       "tooltip": "Fine-tuned UNet folder (where `vibeboard models pull "
+                                                  "learn2refocus-unet` puts it)."}),
             "svd_folder": ("STRING", {"default": "diffusers/stable-video-diffusion-img2vid", "tooltip": "SVD diffusers folder."}),
             "dtype": (list(DTYPES), {"default": "fp16", "tooltip": "Compute precision."}),
             "device": (["auto", "cuda", "cpu"], {"default": "auto", "tooltip": "Where to run."}),
-        }}
+        }, "hidden": {"prompt": "PROMPT"}}
 
-    def load(self, unet_folder, svd_folder, dtype, device):
+    def load(self, unet_folder, svd_folder, dtype, device, prompt=None):
         from ..optics.learn2refocus import RefocusModel, load_refocus_unet, load_svd_parts
 
         node = "Learn2Refocus Loader"
+        where = dict(class_type="VBLearn2RefocusLoader", prompt=prompt)
         dt, dev = DTYPES[dtype], pick_device(device)
+        unet_path = model_path(node, "unet_folder", unet_folder, must_be_dir=True, folder="diffusers", **where)
+        svd_path = model_path(node, "svd_folder", svd_folder, must_be_dir=True, folder="diffusers", **where)
         try:
-            unet = load_refocus_unet(model_path(node, "unet_folder", unet_folder, must_be_dir=True), dt)
+            unet = load_refocus_unet(unet_path, dt)
         except ValueError as exc:
             raise NodeInputError(node, "unet_folder", str(exc)) from None
-        vae, enc, sched = load_svd_parts(model_path(node, "svd_folder", svd_folder, must_be_dir=True), dt)
+        vae, enc, sched = load_svd_parts(svd_path, dt)
         return (RefocusModel(unet.to(dev), vae.to(dev), enc.to(dev), sched, dev, dt),)
 
 
 class VBLearn2Refocus:
-    DESCRIPTION = "Learn2Refocus: one photo → a 9-slice focal stack (near → far), the photo kept at focal_index."
+    DESCRIPTION = ("Learn2Refocus: one photo → a 9-slice focal stack (near → far), the photo kept at focal_index. "
+                   "Defaults are the authors' inference settings (guidance 1.5 on every slice, motion bucket 0, "
+                   "no noise augmentation, 25 steps).")
     CATEGORY = CATEGORY
     FUNCTION = "run"
     RETURN_TYPES = ("IMAGE",)
@@ -198,15 +229,24 @@ class VBLearn2Refocus:
             "image": ("IMAGE", {"tooltip": "Photo (first of the batch)."}),
             "focal_index": ("INT", {"default": 6, "min": 0, "max": 8, "tooltip": "Which slice the photo's own focus is (0 near … 8 far)."}),
             "steps": ("INT", {"default": 25, "min": 1, "max": 100, "tooltip": "Sampling steps."}),
-            "min_guidance": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 10.0, "step": 0.1, "tooltip": "CFG at slice 0."}),
-            "max_guidance": ("FLOAT", {"default": 3.0, "min": 0.0, "max": 10.0, "step": 0.1, "tooltip": "CFG at slice 8."}),
+            "min_guidance": ("FLOAT", {"default": 1.5, "min": 0.0, "max": 10.0, "step": 0.1,
+                                       "tooltip": "CFG at slice 0 (authors: 1.5, constant)."}),
+            "max_guidance": ("FLOAT", {"default": 1.5, "min": 0.0, "max": 10.0, "step": 0.1,
+                                       "tooltip": "CFG at slice 8 (authors: 1.5, constant)."}),
             "seed": ("INT", {"default": 0, "min": 0, "max": 2**63 - 1, "tooltip": "Noise seed."}),
+        }, "optional": {
+            "motion_bucket_id": ("INT", {"default": 0, "min": 0, "max": 1023,
+                                         "tooltip": "SVD motion bucket (authors: 0)."}),
+            "noise_aug_strength": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
+                                             "tooltip": "SVD noise-augmentation id (authors: 0)."}),
         }}
 
-    def run(self, refocus, image, focal_index, steps, min_guidance, max_guidance, seed):
+    def run(self, refocus, image, focal_index, steps, min_guidance, max_guidance, seed, motion_bucket_id=0,
+            noise_aug_strength=0.0):
         from ..optics.learn2refocus import focal_stack
 
         stack = focal_stack(refocus, image[:1].float(), focal_index, steps, min_guidance, max_guidance, seed=seed,
+                            motion_bucket_id=motion_bucket_id, noise_aug_strength=noise_aug_strength,
                             progress=progress_bar(steps))
         return (stack,)
 

@@ -59,10 +59,13 @@ def input_file(node: str, input_name: str, value: str) -> str:
 def model_folder(node: str, input_name: str, name: str, folder: str) -> str:
     """A model file or folder by name in models/<folder> (our dir, then ComfyUI's), or an absolute path."""
     from ..models import registry
-    path = registry.find_file(name, folder) if name else None
+    try:
+        path = registry.resolve(name, folder) if name else None
+    except ValueError as exc:
+        raise runtime.NodeInputError(node, input_name, str(exc)) from None
     if path is None:
-        where = os.path.join(runtime.models_directory(), folder, name or "<name>")
-        raise runtime.NodeInputError(node, input_name, f"model not found: expected {where}")
+        where = registry.expected_location(name, folder) if name else os.path.join(runtime.models_directory(), folder)
+        raise runtime.NodeInputError(node, input_name, f"model not found: expected {where}{registry.pull_hint(name or '')}")
     return path
 
 
@@ -91,5 +94,7 @@ def hf_folders(folder: str) -> list:
 
 
 def lora_names() -> list:
+    """LoRA files present, then the registry's LoRA names not pulled yet (a saved workflow naming a published LoRA
+    validates on a fresh install; running it says which `vibeboard models pull` gets the file)."""
     from ..models import registry
-    return registry.list_folder("loras")
+    return registry.choices("loras")

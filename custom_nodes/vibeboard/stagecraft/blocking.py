@@ -120,9 +120,16 @@ class Blocking:
             for who in beat.get("actors", {}):
                 if who not in names["actors"]:
                     raise BlockingError(f"beats[{i}] ({beat['name']}): unknown actor {who!r}")
-                pos = beat["actors"][who].get("position")
+                entry = beat["actors"][who]
+                pos = entry.get("position")
                 if pos is not None and (not isinstance(pos, list) or len(pos) != 2):
                     raise BlockingError(f"beats[{i}].actors.{who}.position must be [x, z]")
+                if "facing" in entry and not isinstance(entry["facing"], (int, float)):
+                    raise BlockingError(f"beats[{i}].actors.{who}.facing must be degrees (a number)")
+                target = entry.get("look_at")
+                if target is not None and target not in names["actors"] and \
+                        target not in {p.get("name") for p in d["set"]["props"]}:
+                    raise BlockingError(f"beats[{i}].actors.{who}.look_at: no actor or prop named {target!r}")
             for cam in beat.get("cameras", {}):
                 if cam not in names["cameras"]:
                     raise BlockingError(f"beats[{i}] ({beat['name']}): unknown camera {cam!r}")
@@ -210,19 +217,37 @@ class Blocking:
         x, z = self._interp("actors", name, "position", frame)
         return np.array([x, 0.0, z])
 
+    def _orientation(self, name: str, frame: int):
+        """The actor's orientation rule at a frame: the latest beat up to the current one that sets `look_at` or
+        `facing` decides (("look_at", target) or ("facing", degrees)); None when no beat has set either yet.
+        A turn between two `facing` values happens during the beat that sets the new one."""
+        i, a = self.beat_at(frame)
+        previous = None
+        for j, beat in enumerate(self.data["beats"][:i + 1]):
+            entry = beat.get("actors", {}).get(name, {})
+            rule = ("look_at", entry["look_at"]) if "look_at" in entry else \
+                ("facing", float(entry["facing"])) if "facing" in entry else None
+            if rule is None:
+                continue
+            if j == i and rule[0] == "facing" and previous is not None and previous[0] == "facing":
+                turn = (rule[1] - previous[1] + 180.0) % 360.0 - 180.0  # the short way round
+                rule = ("facing", previous[1] + a * turn)
+            previous = rule
+        return previous
+
     def actor_facing(self, name: str, frame: int) -> np.ndarray:
-        """Unit direction on the floor the actor faces: `look_at` target if any, else `facing` degrees, else
-        the direction of travel, else +X."""
-        target = self._interp("actors", name, "look_at", frame)
+        """Unit direction on the floor the actor faces: per the latest `look_at` / `facing` (see _orientation),
+        else the direction of travel, else +X."""
         here = self.actor_position(name, frame)
-        if isinstance(target, str):
+        rule = self._orientation(name, frame)
+        if rule is not None and rule[0] == "look_at":
+            target = str(rule[1])
             there = self.actor_position(target, frame) if target in self.actor_names() else self.prop_position(target)
             v = there - here
             if np.linalg.norm(v) > 1e-9:
                 return v / np.linalg.norm(v)
-        facing = self._interp("actors", name, "facing", frame)
-        if facing is not None:
-            return facing_vector(float(facing[0] if isinstance(facing, list) else facing))
+        if rule is not None and rule[0] == "facing":
+            return facing_vector(rule[1])
         if frame > 0:
             v = here - self.actor_position(name, frame - 1)
             if np.linalg.norm(v) > 1e-9:

@@ -50,3 +50,21 @@ def shot_boxes(doc, shot, width: int | None = None, height: int | None = None) -
             boxes.append(Box(label=name, prompt=str(actor.get("prompt", name)), keyframes=keys,
                              frame_start=first, frame_end=last))
     return BoxSet(boxes, str(s["name"]))
+
+
+def motions(doc) -> list:
+    """The document's reusable motion for the Asset Bin motion library (`AssetDB.add_motion`): one
+    `camera_path` per shot (the VB_CAMERA_PATH dict) and one `blocking_move` per actor (plan positions and
+    facing per frame). Returns (name, kind, data) tuples."""
+    doc = Blocking.parse(doc)
+    out = []
+    for s in doc.data["shots"]:
+        path = shot_camera_path(doc, s["name"])
+        out.append((f"shot {s['name']} camera {s['camera']}", "camera_path", path.to_dict()))
+    total = sum(int(b["frames"]) for b in doc.data["beats"])
+    for name in doc.actor_names():
+        track = [{"frame": f, "position": doc.actor_position(name, f)[[0, 2]].round(6).tolist(),
+                  "facing": doc.actor_facing(name, f).round(6).tolist()} for f in range(total)]
+        out.append((f"{name} blocking", "blocking_move", {"actor": name, "fps": doc.fps, "units": "metres",
+                                                          "frames": track}))
+    return out

@@ -130,6 +130,62 @@ class UnrealRemote:
             {"RequestId": i, "URL": url, "Verb": verb, "Body": body} for i, (verb, url, body) in enumerate(requests)]})
 
 
+class UnrealWebSocket:
+    """The same API over the WebSocket server (port 30020): `{"MessageName": "http", "Parameters": {"Url",
+    "Verb", "Body"}, "Id"}` → `{"RequestId", "ResponseCode", "ResponseBody"}`; `preset.register` subscribes to
+    a preset's events (`{"Type": "PresetFieldsChanged", ...}`), which arrive between replies and are queued."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 30020, allow_lan: bool = False, timeout: float = 5.0):
+        import websocket  # websocket-client, already a VibeBoard dependency
+
+        check_target(host, allow_lan)
+        try:
+            self.ws = websocket.create_connection(f"ws://{host}:{int(port)}", timeout=timeout)
+        except (OSError, websocket.WebSocketException) as exc:
+            raise UnrealError(f"Unreal WebSocket ws://{host}:{port}: no answer ({exc})") from None
+        self.next_id = 1
+        self.pending_events: list = []
+
+    def _receive(self) -> dict:
+        import websocket
+
+        try:
+            text = self.ws.recv()
+            return json.loads(text)
+        except (OSError, websocket.WebSocketException) as exc:
+            raise UnrealError(f"Unreal WebSocket: connection lost ({exc})") from None
+        except ValueError:
+            raise UnrealError("Unreal WebSocket: a message that is not JSON") from None
+
+    def http(self, verb: str, url: str, body: dict | None = None) -> dict:
+        request_id, self.next_id = self.next_id, self.next_id + 1
+        self.ws.send(json.dumps({"MessageName": "http", "Id": request_id,
+                                 "Parameters": {"Url": url, "Verb": verb, "Body": body or {}}}))
+        while True:
+            msg = self._receive()
+            if "ResponseCode" not in msg:
+                self.pending_events.append(msg)  # a preset event that arrived first
+                continue
+            if msg.get("RequestId") not in (request_id, -1):
+                continue
+            if int(msg["ResponseCode"]) >= 400:
+                raise UnrealError(f"Unreal {verb} {url}: {msg['ResponseCode']} {msg.get('ResponseBody')}")
+            return msg.get("ResponseBody") or {}
+
+    def register_preset(self, name: str) -> None:
+        self.ws.send(json.dumps({"MessageName": "preset.register", "Parameters": {"PresetName": name}}))
+
+    def events(self, count: int = 1) -> list:
+        """The next `count` preset events (queued ones first)."""
+        while len(self.pending_events) < count:
+            self.pending_events.append(self._receive())
+        out, self.pending_events = self.pending_events[:count], self.pending_events[count:]
+        return out
+
+    def close(self):
+        self.ws.close()
+
+
 def beat_requests(doc, frame: int, actor_paths: dict, camera_paths: dict, camera_components: dict | None = None) -> list:
     """The Remote Control calls that pose the set at a scene frame: each actor and camera actor moved with
     K2_SetActorLocationAndRotation (teleport, no sweep); each camera component's FieldOfView set to the lens."""

@@ -6,6 +6,7 @@ focus_inspect.py / qwen_edit.py.
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import torch
@@ -30,8 +31,10 @@ class VBInfCamLoader:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "checkpoint": ("STRING", {"default": "infcam/infcam_step35000.safetensors",
-                                          "tooltip": "InfCam weights (.safetensors), relative to the models folder."}),
+                "checkpoint": ("STRING", {"default": "InfCam/step35000.safetensors",
+                                          "tooltip": "InfCam weights (.safetensors) in models/checkpoints: "
+                                                     "`vibeboard models pull infcam` puts step35000.ckpt there; "
+                                                     "convert it once (docs/vfx.md)."}),
                 "vae": ("STRING", {"default": "vae/wan_2.1_vae.safetensors", "tooltip": "Wan2.1 VAE file or diffusers folder."}),
                 "text_encoder": ("STRING", {"default": "text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors",
                                             "tooltip": "UMT5-XXL encoder (ComfyUI single file or diffusers folder)."}),
@@ -49,16 +52,18 @@ class VBInfCamLoader:
                 "attention_head_dim": ("INT", {"default": 128, "min": 8, "max": 256,
                                                "tooltip": "Wan head size (128 for every released Wan)."}),
             },
+            "hidden": {"prompt": "PROMPT"},
         }
 
     def load(self, checkpoint, vae, text_encoder, tokenizer, dtype, device, wan=None, base_transformer="",
-             attention_head_dim=128):
+             attention_head_dim=128, prompt=None):
         from ..models import loaders
         from .infcam import load_infcam
         from .infcam_sampler import InfCamHandle
 
         node = "InfCam Loader"
-        ckpt = model_path(node, "checkpoint", checkpoint)
+        where = dict(class_type="VBInfCamLoader", prompt=prompt)
+        ckpt = self._checkpoint(node, checkpoint, where)
         if not ckpt.endswith(".safetensors"):
             raise NodeInputError(node, "checkpoint", f"{ckpt}: only .safetensors is read (convert InfCam's .ckpt "
                                  "once; see docs/vfx.md)")
@@ -72,7 +77,8 @@ class VBInfCamLoader:
             if not has_base:  # a private copy: InfCam must not change the shared Wan handle's DiT
                 base = copy.deepcopy(wan.module("transformer"))
         elif base_transformer.strip():
-            base = loaders.load_wan_transformer(model_path(node, "base_transformer", base_transformer), dtype)
+            base = loaders.load_wan_transformer(model_path(node, "base_transformer", base_transformer,
+                                                           folder="diffusion_models", **where), dtype)
         cdtype = loaders.compute_dtype(dtype)
         dev = pick_device(device)
         try:
@@ -84,11 +90,30 @@ class VBInfCamLoader:
                                  device=str(wan.device), dtype=cdtype, wan=wan),)
         handle = InfCamHandle(
             model=model.to(dev),
-            vae=loaders.load_wan_vae(model_path(node, "vae", vae), "fp32" if dtype == "fp32" else "bf16").to(dev),
-            text_encoder=loaders.load_umt5(model_path(node, "text_encoder", text_encoder), dtype).to(dev),
-            tokenizer=loaders.load_tokenizer(model_path(node, "tokenizer", tokenizer, must_be_dir=True)),
+            vae=loaders.load_wan_vae(model_path(node, "vae", vae, folder="vae", **where),
+                                     "fp32" if dtype == "fp32" else "bf16").to(dev),
+            text_encoder=loaders.load_umt5(model_path(node, "text_encoder", text_encoder, folder="text_encoders",
+                                                      **where), dtype).to(dev),
+            tokenizer=loaders.load_tokenizer(model_path(node, "tokenizer", tokenizer, must_be_dir=True,
+                                                        folder="text_encoders", **where)),
             device=dev, dtype=cdtype)
         return (handle,)
+
+
+    @staticmethod
+    def _checkpoint(node, checkpoint, where):
+        """The converted checkpoint; if only upstream's pickled .ckpt is there, say how to convert it."""
+        from ..models import registry
+
+        stem = os.path.splitext(checkpoint.strip())[0]
+        found = registry.resolve(checkpoint, "checkpoints")
+        pickled = registry.resolve(stem + ".ckpt", "checkpoints")
+        if found is None and pickled is not None:
+            raise NodeInputError(node, "checkpoint", f"found InfCam's pickled release {pickled}; VibeBoard never "
+                                 "unpickles. Convert it once on a trusted machine: state = torch.load(path, "
+                                 "map_location='cpu', weights_only=True) (its 'state_dict' if nested), then "
+                                 f"safetensors.torch.save_file(state, '{os.path.splitext(pickled)[0]}.safetensors')")
+        return model_path(node, "checkpoint", checkpoint, **where)
 
 
 class VBChangeCamera:
@@ -278,23 +303,31 @@ class VBQwenEditLoader:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "folder": ("STRING", {"default": "diffusers/Qwen-Image-Edit-2509", "tooltip": "diffusers-layout folder."}),
-            "transformer_file": ("STRING", {"default": "", "tooltip": "Optional ComfyUI transformer file (diffusion_models/…)."}),
+            "folder": ("STRING", {"default": "diffusers/Qwen-Image-Edit-2509", "tooltip": "diffusers-layout folder "
+                                  "(models/diffusers/…): Qwen-Image-Edit-2509 or -2511."}),
+            "transformer_file": ("STRING", {"default": "", "tooltip": "Optional ComfyUI transformer file (models/"
+                                            "diffusion_models/…, e.g. qwen_image_edit_2511_bf16.safetensors)."}),
             "vae_file": ("STRING", {"default": "", "tooltip": "Optional ComfyUI VAE file (vae/qwen_image_vae.safetensors)."}),
             "dtype": (DTYPE_CHOICES, {"default": "bf16", "tooltip": "Compute precision."}),
             "device": (["auto", "cuda", "cpu"], {"default": "auto", "tooltip": "Where to run."}),
-        }}
+        }, "optional": {
+            "variant": (["auto", "2509", "2511"], {"default": "auto", "tooltip": "Which release the transformer "
+                        "file is. 2511 runs with zero_cond_t (reference-image tokens at timestep 0), which nothing in "
+                        "the weights reveals: auto reads '2511' / '2509' in the file name, else the folder's config."}),
+        }, "hidden": {"prompt": "PROMPT"}}
 
-    def load(self, folder, transformer_file, vae_file, dtype, device):
+    def load(self, folder, transformer_file, vae_file, dtype, device, variant="auto", prompt=None):
         from ..models.loaders import compute_dtype
         from .qwen_edit import load_pipeline
 
         node = "Qwen Edit Loader"
-        path = model_path(node, "folder", folder, must_be_dir=True)
-        tf = model_path(node, "transformer_file", transformer_file) if transformer_file.strip() else ""
-        vf = model_path(node, "vae_file", vae_file) if vae_file.strip() else ""
+        where = dict(class_type="VBQwenEditLoader", prompt=prompt)
+        path = model_path(node, "folder", folder, must_be_dir=True, folder="diffusers", **where)
+        tf = model_path(node, "transformer_file", transformer_file, folder="diffusion_models", **where) \
+            if transformer_file.strip() else ""
+        vf = model_path(node, "vae_file", vae_file, folder="vae", **where) if vae_file.strip() else ""
         try:
-            pipe = load_pipeline(path, tf, vf, compute_dtype(dtype))
+            pipe = load_pipeline(path, tf, vf, compute_dtype(dtype), variant=variant)
         except ValueError as exc:
             raise NodeInputError(node, "transformer_file" if tf else "folder", str(exc)) from None
         return (pipe.to(pick_device(device)),)

@@ -13,6 +13,11 @@ Loading:
   (`qwen_image_vae.safetensors`, original Wan-VAE key names), with the text encoder, tokenizer, processor
   and scheduler taken from a diffusers-layout folder (their configs are not in the single files).
 
+2509 vs 2511: the two releases have the same weights layout, but 2511 runs its transformer with `zero_cond_t=True`
+(the reference-image tokens are modulated with timestep 0; diffusers' Qwen/Qwen-Image-Edit-2511
+transformer/config.json sets it). A single file does not say which release it is, so the variant comes from an
+explicit choice, else from '2511' / '2509' in the file name, else from the folder's transformer config.
+
 Processor: transformers' own `Qwen2VLProcessor` when torchvision is importable (ComfyUI installs it), else
 `qwen_vl_processor.QwenVLProcessor` (PIL image backend + the same image-token expansion), so the pipeline
 also runs on machines without torchvision.
@@ -52,8 +57,35 @@ def infer_transformer_config(state: dict, attention_head_dim: int = 128, axes_di
                 axes_dims_rope=tuple(axes_dims_rope or (rope_t, rest // 2, rest - rest // 2)))
 
 
-def load_transformer_file(path: str, dtype=torch.bfloat16, attention_head_dim: int = 128, axes_dims_rope=None):
-    """QwenImageTransformer2DModel from a ComfyUI/diffusers single safetensors file."""
+def release_variant(transformer_file: str = "", folder: str = "", variant: str = "auto") -> str:
+    """'2511' or '2509' (or '' when nothing tells): explicit choice > file name > the folder's transformer config."""
+    if variant in ("2509", "2511"):
+        return variant
+    name = os.path.basename(transformer_file or "").lower()
+    for tag in ("2511", "2509"):
+        if tag in name:
+            return tag
+    if transformer_file and not folder:
+        return ""
+    cfg_path = os.path.join(folder, "transformer", "config.json") if folder else ""
+    if cfg_path and os.path.isfile(cfg_path):
+        import json
+        with open(cfg_path) as fh:
+            return "2511" if json.load(fh).get("zero_cond_t") else "2509"
+    return "2511" if "2511" in os.path.basename(os.path.normpath(folder or "")) else ""
+
+
+def set_zero_cond_t(model, enabled: bool) -> None:
+    """Switch 2511's zero_cond_t on a built transformer (a forward-time flag on the model and every block)."""
+    model.register_to_config(zero_cond_t=bool(enabled))
+    model.zero_cond_t = bool(enabled)
+    for block in model.transformer_blocks:
+        block.zero_cond_t = bool(enabled)
+
+
+def load_transformer_file(path: str, dtype=torch.bfloat16, attention_head_dim: int = 128, axes_dims_rope=None,
+                          zero_cond_t: bool = False):
+    """QwenImageTransformer2DModel from a ComfyUI/diffusers single safetensors file (zero_cond_t: 2511)."""
     from diffusers import QwenImageTransformer2DModel
 
     from ..models.loaders import _assign, dequantize_scaled, read_safetensors
@@ -62,6 +94,7 @@ def load_transformer_file(path: str, dtype=torch.bfloat16, attention_head_dim: i
     if "img_in.weight" not in state or "txt_in.weight" not in state:
         raise ValueError(f"{path}: not a Qwen-Image transformer (no img_in / txt_in weights)")
     cfg = infer_transformer_config(state, attention_head_dim, axes_dims_rope)
+    cfg["zero_cond_t"] = bool(zero_cond_t)
     with torch.device("meta"):
         model = QwenImageTransformer2DModel(**cfg)
     _assign(model, {k: v.to(dtype) for k, v in state.items()})
@@ -89,15 +122,26 @@ def load_vae_file(path: str, dtype=torch.bfloat16):
 
 
 def load_pipeline(folder: str, transformer_file: str = "", vae_file: str = "", dtype=torch.bfloat16,
-                  attention_head_dim: int = 128):
-    """QwenImageEditPlusPipeline from a diffusers folder, with single-file overrides."""
+                  attention_head_dim: int = 128, variant: str = "auto"):
+    """QwenImageEditPlusPipeline from a diffusers folder, with single-file overrides. `variant` (auto/2509/2511)
+    decides zero_cond_t for a single-file transformer (see release_variant)."""
     from diffusers import QwenImageEditPlusPipeline
 
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"Qwen-Image-Edit folder not found: {folder}")
     parts = {}
+    release = release_variant(transformer_file, folder, variant)
     if transformer_file:
-        parts["transformer"] = load_transformer_file(transformer_file, dtype, attention_head_dim)
+        axes = None  # head size and RoPE split are not in the weights: the folder's config has them
+        cfg_path = os.path.join(folder, "transformer", "config.json")
+        if os.path.isfile(cfg_path):
+            import json
+            with open(cfg_path) as fh:
+                cfg = json.load(fh)
+            attention_head_dim = cfg.get("attention_head_dim", attention_head_dim)
+            axes = cfg.get("axes_dims_rope")
+        parts["transformer"] = load_transformer_file(transformer_file, dtype, attention_head_dim, axes,
+                                                     zero_cond_t=release == "2511")
     if vae_file:
         parts["vae"] = load_vae_file(vae_file, dtype)
     # VIBEBOARD_QWEN_PROCESSOR=builtin forces ours (e.g. a torchvision that imports but fails at run time)
@@ -108,6 +152,8 @@ def load_pipeline(folder: str, transformer_file: str = "", vae_file: str = "", d
                                                      use_safetensors=True, **parts)
     if not standard:
         pipe.processor = QwenVLProcessor.from_folder(os.path.join(folder, "processor"), pipe.tokenizer)
+    if not transformer_file and variant in ("2509", "2511"):  # an explicit choice overrides the folder's config
+        set_zero_cond_t(pipe.transformer, variant == "2511")
     forward_mm_token_types(pipe.text_encoder)
     return pipe
 

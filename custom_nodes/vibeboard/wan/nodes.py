@@ -30,19 +30,17 @@ def _models_list():
 
 
 def _registry_hint(name: str) -> str:
-    base = os.path.basename(name)
-    for key, e in registry.load_registry()["models"].items():
-        for src in e["sources"].values():
-            if any(os.path.basename(f["path"]) == base for f in src.get("files", [])) or \
-                    src.get("repo", "").split("/")[-1] == base:
-                return f" — get it with `vibeboard models pull {key}`"
-    return ""
+    return registry.pull_hint(name)
 
 
-def _resolve(node: str, input_name: str, name: str, folder: str) -> str:
+def _resolve(node: str, input_name: str, name: str, folder: str, prompt=None, class_type=None) -> str:
+    requested = name
     if name.startswith("diffusers/"):
         folder, name = "diffusers", name[len("diffusers/"):]
     path = registry.find_file(name, folder)
+    if path is None and prompt and class_type:  # inside ComfyUI: every missing file of the workflow at once
+        from ..models import preflight
+        preflight.raise_missing(class_type, input_name, requested, prompt, title=node)
     if path is None:
         dirs = registry.folder_dirs(folder)
         raise runtime.NodeInputError(node, input_name, f"'{name}' not found; expected at "
@@ -86,17 +84,18 @@ class VBWanModelLoader:
             "clip_vision": ([NONE] + registry.choices("clip_vision"),
                             {"default": NONE, "tooltip": "CLIP ViT-H for Wan2.1 I2V (clip_vision_h.safetensors)"}),
             "model_2": ([NONE] + _models_list(), {"default": NONE, "tooltip": "Wan2.2 A14B low-noise expert"}),
-        }}
+        }, "hidden": {"prompt": "PROMPT"}}
 
-    def load(self, model, vae, text_encoder, dtype="bf16", clip_vision=NONE, model_2=NONE):
+    def load(self, model, vae, text_encoder, dtype="bf16", clip_vision=NONE, model_2=NONE, prompt=None):
         node = "Wan Model Loader"
-        path = _resolve(node, "model", model, "diffusion_models")
+        where = dict(prompt=prompt, class_type="VBWanModelLoader")
+        path = _resolve(node, "model", model, "diffusion_models", **where)
         is_folder = os.path.isdir(path)
         if vae == FROM_FOLDER and not is_folder:
             raise runtime.NodeInputError(node, "vae", "pick a VAE file: the model is a single file")
-        vae_path = path if vae == FROM_FOLDER else _resolve(node, "vae", vae, "vae")
+        vae_path = path if vae == FROM_FOLDER else _resolve(node, "vae", vae, "vae", **where)
         te_path = path if text_encoder == FROM_FOLDER else _resolve(node, "text_encoder", text_encoder,
-                                                                      "text_encoders")
+                                                                      "text_encoders", **where)
         if text_encoder == FROM_FOLDER and not is_folder:
             raise runtime.NodeInputError(node, "text_encoder", "pick a text encoder file: the model is a single file")
         tok = _find_tokenizer(te_path)
@@ -106,10 +105,11 @@ class VBWanModelLoader:
                                          "`vibeboard models pull umt5-tokenizer`")
         clip = None
         if clip_vision and clip_vision != NONE:
-            clip = _resolve(node, "clip_vision", clip_vision, "clip_vision")
+            clip = _resolve(node, "clip_vision", clip_vision, "clip_vision", **where)
         elif is_folder and os.path.isdir(os.path.join(path, "image_encoder")):
             clip = path
-        second = _resolve(node, "model_2", model_2, "diffusion_models") if model_2 and model_2 != NONE else None
+        second = _resolve(node, "model_2", model_2, "diffusion_models", **where) \
+            if model_2 and model_2 != NONE else None
         handle = load_wan(path, vae_path, te_path, tok, clip, second, dtype=dtype)
         return (handle,)
 
@@ -125,13 +125,18 @@ class VBWanLoRA:
     def INPUT_TYPES(cls):
         return {"required": {
             "wan": ("VB_WAN", {"tooltip": "Wan model from the loader"}),
-            "lora_name": (registry.list_folder("loras") or ["none"], {"tooltip": "LoRA file in models/loras"}),
+            "lora_name": (registry.choices("loras") or ["none"], {"tooltip": "LoRA file in models/loras"}),
             "strength": ("FLOAT", {"default": 1.0, "min": -4.0, "max": 4.0, "step": 0.05,
                                    "tooltip": "0 leaves the model unchanged"}),
         }, "optional": {
             "expert": (["both", "high_noise", "low_noise"], {"default": "both",
                                                              "tooltip": "Wan2.2 A14B: which expert gets it"}),
         }}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, lora_name):
+        from ..models import preflight
+        return preflight.validate_model_name("VBWanLoRA", "lora_name", lora_name)
 
     def apply(self, wan, lora_name, strength, expert="both"):
         from ..models import lora as lora_mod
