@@ -410,7 +410,58 @@ class VBPerformanceCheck:
         return (json.dumps(report, indent=1, default=str),)
 
 
+class VBCari4DContactOptimise:
+    DESCRIPTION = ("CARI4D's contact-aware optimisation: per-frame body (SMPL-H) and object tracks (an npz with "
+                   "pose [T,52,3], betas, transl, obj_rot, obj_transl, obj_points, contacts [T,V] — e.g. CoCoNet's "
+                   "refined output) are optimised so predicted contacts touch the object and motion is smooth; "
+                   "saves a motion asset (npz + JSON) for Stagecraft. The SMPL-H model.npz is yours to download "
+                   "after registering at mano.is.tue.mpg.de; it is never shipped.")
+    CATEGORY = CATEGORY
+    FUNCTION = "optimise"
+    OUTPUT_NODE = True
+    RETURN_TYPES = ("STRING", "STRING")
+    RETURN_NAMES = ("motion_asset", "summary_json")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "body_model": ("STRING", {"default": "smplh/neutral/model.npz", "tooltip": "models-relative SMPL-H npz."}),
+            "tracks": ("STRING", {"default": "", "tooltip": "npz of per-frame estimates (output-relative)."}),
+            "fps": ("FLOAT", {"default": 30.0, "min": 1.0, "max": 240.0}),
+            "iterations": ("INT", {"default": 100, "min": 1, "max": 10000}),
+            "contact_weight": ("FLOAT", {"default": 100.0, "min": 0.0, "max": 1e6}),
+            "smooth_weight": ("FLOAT", {"default": 10.0, "min": 0.0, "max": 1e6}),
+            "filename_prefix": ("STRING", {"default": "vibeboard/motion/take"}),
+        }}
+
+    def optimise(self, body_model, tracks, fps, iterations, contact_weight, smooth_weight, filename_prefix):
+        from . import cari4d as C
+        from ..models import loaders
+        from ..sequencer import node_io
+        node = "CARI4D Contact Optimise"
+        try:
+            model = C.load_body_model(loaders.model_path(node, "body_model", body_model))
+        except C.Cari4DError as exc:
+            raise NodeInputError(node, "body_model", str(exc)) from None
+        path = node_io.media_file(node, "tracks", tracks)
+        with np.load(path, allow_pickle=False) as data:
+            need = ("pose", "betas", "transl", "obj_rot", "obj_transl", "obj_points", "contacts")
+            missing = [k for k in need if k not in data.files]
+            if missing:
+                raise NodeInputError(node, "tracks", f"{path} lacks {missing}")
+            t = {k: torch.from_numpy(np.asarray(data[k])) for k in need}
+        track = C.Track(t["pose"].float(), t["betas"].float(), t["transl"].float(), t["obj_rot"].float(),
+                        t["obj_transl"].float(), t["obj_points"].float(), t["contacts"].bool())
+        result = C.optimise(model, track, iters=int(iterations), w_contact=float(contact_weight),
+                            w_smooth=float(smooth_weight))
+        out, _ = node_io.output_file(node, filename_prefix, "npz")
+        C.save_motion_asset(out, result, track, float(fps))
+        with open(os.path.splitext(out)[0] + ".json") as f:
+            return out, f.read()
+
+
 NODE_CLASS_MAPPINGS = {
+    "VBCari4DContactOptimise": VBCari4DContactOptimise,
     "VBPerformanceCheck": VBPerformanceCheck,
     "VBSamplePortrait": VBSamplePortrait,
     "VBActorCard": VBActorCard,
@@ -419,6 +470,7 @@ NODE_CLASS_MAPPINGS = {
     "VBFlashPortrait": VBFlashPortrait,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
+    "VBCari4DContactOptimise": "CARI4D Contact Optimise (VibeBoard)",
     "VBPerformanceCheck": "Performance Check → Dailies (VibeBoard)",
     "VBSamplePortrait": "Sample Portrait (VibeBoard)",
     "VBActorCard": "Actor Card (VibeBoard)",
