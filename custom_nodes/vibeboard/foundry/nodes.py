@@ -136,7 +136,7 @@ def _tiny_wan_encoders():
 
 def _wan_encoders(node, transformer, vae, text_encoder, tokenizer, dtype):
     from ..models import loaders
-    model = loaders.load_wan_transformer(loaders.model_path(node, "transformer", transformer), dtype)
+    model = loaders.load_wan_transformer(loaders.model_path(node, "model", transformer), dtype)
     vae_m = loaders.load_wan_vae(loaders.model_path(node, "vae", vae), dtype)
     te = loaders.load_umt5(loaders.model_path(node, "text_encoder", text_encoder), dtype)
     tok = loaders.load_tokenizer(loaders.model_path(node, "tokenizer", tokenizer))
