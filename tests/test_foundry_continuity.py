@@ -64,3 +64,19 @@ def test_identity_drift_and_dailies_notes(tmp_path):
     stored = C.attach(store, v["id"], notes)
     assert [n["kind"] for n in stored] == ["machine"] * len(notes)
     assert "3 frames late" in stored[0]["text"] and stored[1]["start_frame"] == 16
+
+
+def test_performance_check_node_stores_a_lipsync_note_on_the_version(tmp_path, monkeypatch):
+    from vibeboard.common import runtime
+    from vibeboard.dailies.nodes import open_store
+    from vibeboard.foundry.nodes import VBPerformanceCheck
+    from vibeboard.media.video import write_video
+    audio, rate = _speech()
+    n = int(audio.shape[1] / rate * FPS)
+    frames = _talking_frames(C.speech_envelope(audio, rate, FPS, n), 4)
+    monkeypatch.setitem(runtime._dirs, "output", str(tmp_path))
+    path = str(tmp_path / "take.mp4")
+    write_video(path, frames, FPS, audio=(audio, rate), crf=0)
+    v = open_store("t", "foundry").add_version("sh010", path, frames=n, fps=FPS)
+    report = __import__("json").loads(VBPerformanceCheck().check("foundry", v["id"])[0])
+    assert report["lipsync"]["offset_frames"] == 4 and report["notes"][0]["kind"] == "machine"

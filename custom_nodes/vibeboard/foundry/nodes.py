@@ -85,7 +85,8 @@ class VBActorCard:
             "face_front": ("IMAGE", {"tooltip": "Front face reference."}),
             "face_three_quarter": ("IMAGE", {"tooltip": "Three-quarter face reference."}),
             "face_profile": ("IMAGE", {"tooltip": "Profile face reference."}),
-            "voice_provider": (["none", "elevenlabs"], {"default": "none"}),
+            "voice_provider": (["none", "elevenlabs"], {"default": "none", "tooltip":
+                               "TTS provider of the voice (none = no voice on the card)."}),
             "voice_id": ("STRING", {"default": "", "tooltip": "The provider's voice id."}),
             "voice_settings": ("STRING", {"default": "", "multiline": True,
                                           "tooltip": "JSON voice settings, e.g. {\"stability\": 0.5}."}),
@@ -169,20 +170,28 @@ class VBActorLoraTrain:
     def INPUT_TYPES(cls):
         from ..models import registry
         return {"required": {
-            "actor": ("VB_ACTOR",),
+            "actor": ("VB_ACTOR", {"tooltip": "The actor card to train from (its images and captions)."}),
             "model": ([TINY] + registry.choices("diffusion_models"), {"default": TINY, "tooltip":
                       "Wan transformer file (models/diffusion_models) or the tiny random test model."}),
-            "steps": ("INT", {"default": 4, "min": 1, "max": 100000}),
-            "rank": ("INT", {"default": 16, "min": 1, "max": 256}),
-            "learning_rate": ("FLOAT", {"default": 1e-4, "min": 1e-7, "max": 1.0, "step": 1e-5}),
-            "resolution": ("INT", {"default": 512, "min": 64, "max": 2048, "step": 16}),
+            "steps": ("INT", {"tooltip": "Optimiser steps (the tiny test model needs only a few).",
+                "default": 4, "min": 1, "max": 100000}),
+            "rank": ("INT", {"tooltip": "LoRA rank (alpha = rank).", "default": 16, "min": 1, "max": 256}),
+            "learning_rate": ("FLOAT", {"tooltip": "AdamW learning rate.",
+                "default": 1e-4, "min": 1e-7, "max": 1.0, "step": 1e-5}),
+            "resolution": ("INT", {"tooltip": "Bucket area = resolution² (aspect buckets, edges multiples of 16).",
+                "default": 512, "min": 64, "max": 2048, "step": 16}),
             "trigger": ("STRING", {"default": "", "tooltip": "Trigger word put before every caption "
                                                              "(default: the actor's name)."}),
-            "filename_prefix": ("STRING", {"default": "vibeboard/loras/actor"}),
+            "filename_prefix": ("STRING", {"tooltip": "Where the LoRA files and the training folder (cache, "
+                                                      "checkpoint) go.",
+                "default": "vibeboard/loras/actor"}),
         }, "optional": {
-            "vae": ("STRING", {"default": "vae/wan_2.1_vae.safetensors"}),
-            "text_encoder": ("STRING", {"default": "text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors"}),
-            "tokenizer": ("STRING", {"default": "text_encoders/umt5-xxl"}),
+            "vae": ("STRING", {"tooltip": "Wan VAE file (models-relative) for the latent cache.",
+                "default": "vae/wan_2.1_vae.safetensors"}),
+            "text_encoder": ("STRING", {"tooltip": "umT5 text encoder file (models-relative) for the caption cache.",
+                "default": "text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors"}),
+            "tokenizer": ("STRING", {"tooltip": "umT5 tokenizer folder (models-relative).",
+                "default": "text_encoders/umt5-xxl"}),
             "resume": ("BOOLEAN", {"default": True, "tooltip": "Continue from this prefix's last checkpoint."}),
         }}
 
@@ -247,11 +256,12 @@ class VBElevenLabsSpeech:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "text": ("STRING", {"default": "I kept the light burning.", "multiline": True}),
+            "text": ("STRING", {"tooltip": "What the actor says.",
+                "default": "I kept the light burning.", "multiline": True}),
             "api_key_env": ("STRING", {"default": "ELEVENLABS_API_KEY", "tooltip": "Environment variable holding "
                                                                                   "the key (never the key)."}),
         }, "optional": {
-            "actor": ("VB_ACTOR",),
+            "actor": ("VB_ACTOR", {"tooltip": "Use this actor card's voice (id, settings, seed)."}),
             "voice_id": ("STRING", {"default": "", "tooltip": "Overrides the card's voice."}),
             "base_url": ("STRING", {"default": "", "tooltip": "API base URL (default: ElevenLabs)."}),
         }}
@@ -296,23 +306,32 @@ class VBFlashPortrait:
             "folder": ("STRING", {"default": "checkpoints/FlashPortrait", "tooltip": "Folder (models-relative) "
                                   "with transformer.pt, portrait_encoder.pt, pd_fpg.pth, face_det.onnx, "
                                   "face_landmark.onnx."}),
-            "reference": ("IMAGE",),
+            "reference": ("IMAGE", {"tooltip": "The portrait that performs (first image used)."}),
             "driving_video": ("STRING", {"default": "", "tooltip": "Driving video (output-relative or absolute)."}),
-            "prompt": ("STRING", {"default": "a person talking", "multiline": True}),
+            "prompt": ("STRING", {"tooltip": "Text prompt for the Wan I2V base.",
+                "default": "a person talking", "multiline": True}),
             "fps": ("FLOAT", {"default": 24.0, "min": 1.0, "max": 120.0, "tooltip": "Output frame rate; the "
                               "driver is resampled to it first."}),
-            "steps": ("INT", {"default": 30, "min": 1, "max": 200}),
-            "text_cfg": ("FLOAT", {"default": 5.0, "min": 1.0, "max": 20.0}),
-            "emo_cfg": ("FLOAT", {"default": 4.0, "min": 1.0, "max": 20.0}),
+            "steps": ("INT", {"tooltip": "Sampling steps.", "default": 30, "min": 1, "max": 200}),
+            "text_cfg": ("FLOAT", {"tooltip": "Text guidance scale.", "default": 5.0, "min": 1.0, "max": 20.0}),
+            "emo_cfg": ("FLOAT", {"tooltip": "Expression guidance scale (2–5 upstream).",
+                "default": 4.0, "min": 1.0, "max": 20.0}),
             "context_size": ("INT", {"default": 21, "min": 2, "max": 81, "tooltip": "Latent frames per window."}),
-            "context_overlap": ("INT", {"default": 8, "min": 0, "max": 80}),
-            "memory_mode": (list(MEMORY_MODES), {"default": "model_cpu_offload"}),
-            "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFF}),
+            "context_overlap": ("INT", {"tooltip": "Latent frames shared by consecutive windows (blended linearly).",
+                "default": 8, "min": 0, "max": 80}),
+            "memory_mode": (list(MEMORY_MODES), {"tooltip": "full: fastest, most VRAM; model_cpu_offload; "
+                                                            "sequential_cpu_offload: least VRAM.",
+                "default": "model_cpu_offload"}),
+            "seed": ("INT", {"tooltip": "Noise seed.", "default": 0, "min": 0, "max": 0xFFFFFFFF}),
         }, "optional": {
-            "vae": ("STRING", {"default": "vae/wan_2.1_vae.safetensors"}),
-            "text_encoder": ("STRING", {"default": "text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors"}),
-            "tokenizer": ("STRING", {"default": "text_encoders/umt5-xxl"}),
-            "clip_vision": ("STRING", {"default": "clip_vision/clip_vision_h.safetensors"}),
+            "vae": ("STRING", {"tooltip": "Wan 2.1 VAE file (models-relative).",
+                "default": "vae/wan_2.1_vae.safetensors"}),
+            "text_encoder": ("STRING", {"tooltip": "umT5-XXL text encoder file (models-relative).",
+                "default": "text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors"}),
+            "tokenizer": ("STRING", {"tooltip": "umT5 tokenizer folder (models-relative).",
+                "default": "text_encoders/umt5-xxl"}),
+            "clip_vision": ("STRING", {"tooltip": "CLIP-H vision file (models-relative) for the I2V image context.",
+                "default": "clip_vision/clip_vision_h.safetensors"}),
         }}
 
     def perform(self, folder, reference, driving_video, prompt, fps, steps, text_cfg, emo_cfg, context_size,
@@ -371,7 +390,7 @@ class VBPerformanceCheck:
             "project": ("STRING", {"default": "demo", "tooltip": "Dailies project."}),
             "version_id": ("STRING", {"default": "", "tooltip": "The version to check (e.g. sh010_v001)."}),
         }, "optional": {
-            "actor": ("VB_ACTOR",),
+            "actor": ("VB_ACTOR", {"tooltip": "Actor card whose face references identity is checked against."}),
             "vision_model": ("STRING", {"default": "", "tooltip": "models-relative Hugging Face folder of a vision "
                                         "model for identity embeddings (empty: identity not checked)."}),
         }}
@@ -427,11 +446,16 @@ class VBCari4DContactOptimise:
         return {"required": {
             "body_model": ("STRING", {"default": "smplh/neutral/model.npz", "tooltip": "models-relative SMPL-H npz."}),
             "tracks": ("STRING", {"default": "", "tooltip": "npz of per-frame estimates (output-relative)."}),
-            "fps": ("FLOAT", {"default": 30.0, "min": 1.0, "max": 240.0}),
-            "iterations": ("INT", {"default": 100, "min": 1, "max": 10000}),
-            "contact_weight": ("FLOAT", {"default": 100.0, "min": 0.0, "max": 1e6}),
-            "smooth_weight": ("FLOAT", {"default": 10.0, "min": 0.0, "max": 1e6}),
-            "filename_prefix": ("STRING", {"default": "vibeboard/motion/take"}),
+            "fps": ("FLOAT", {"tooltip": "Frame rate of the tracks (stored in the motion asset).",
+                "default": 30.0, "min": 1.0, "max": 240.0}),
+            "iterations": ("INT", {"tooltip": "Adam steps of the joint optimisation.",
+                "default": 100, "min": 1, "max": 10000}),
+            "contact_weight": ("FLOAT", {"tooltip": "Weight of contact vertices → object surface distance.",
+                "default": 100.0, "min": 0.0, "max": 1e6}),
+            "smooth_weight": ("FLOAT", {"tooltip": "Weight of joint and object accelerations.",
+                "default": 10.0, "min": 0.0, "max": 1e6}),
+            "filename_prefix": ("STRING", {"tooltip": "Output name prefix (npz + json), inside the output folder.",
+                "default": "vibeboard/motion/take"}),
         }}
 
     def optimise(self, body_model, tracks, fps, iterations, contact_weight, smooth_weight, filename_prefix):
