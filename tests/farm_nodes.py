@@ -33,7 +33,7 @@ class FarmModelRun:
         return float("nan")
 
     def run(self, value, model_name, seconds, marker_dir):
-        from runner.farm.resident import models
+        from vibeboard_runner.farm.resident import models
         models().ensure(model_name, lambda: {"name": model_name, "weights": [0.0] * 16})
         _mark(marker_dir, "run")
         bar = runtime.progress_bar(10)

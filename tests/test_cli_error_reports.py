@@ -2,8 +2,8 @@
 import json
 import types
 
-from runner import cli
-from runner.executor import Executor
+from vibeboard_runner import cli
+from vibeboard_runner.executor import Executor
 
 
 def test_run_reports_an_executor_crash_instead_of_a_keyerror(tmp_path, monkeypatch, capsys):

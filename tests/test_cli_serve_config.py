@@ -1,11 +1,11 @@
 """Review fix: `vibeboard serve --config FILE` with the token in the file may bind a public address."""
 import json
 
-from runner import cli
+from vibeboard_runner import cli
 
 
 def test_token_from_config_file_allows_a_public_bind(tmp_path, monkeypatch):
-    import runner.server as server_module
+    import vibeboard_runner.server as server_module
     started = {}
 
     class FakeServer:

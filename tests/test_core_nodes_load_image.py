@@ -1,7 +1,7 @@
 """Review fix in the embedded LoadImage: a name on another drive (Windows 'D:x.png') is refused by name."""
 import pytest
 
-from runner import core_nodes
+from vibeboard_runner import core_nodes
 from vibeboard.common import runtime
 
 

@@ -5,9 +5,9 @@ import pytest
 
 pytest.importorskip("temporalio")  # the `farm` extra (python install.py --dev installs it)
 
-from runner.farm.gpucost import job_costs, parse_since, summary  # noqa: E402
-from runner.farm.routing import choose, job_need, required_models  # noqa: E402
-from runner.farm.worker import classify_failure  # noqa: E402
+from vibeboard_runner.farm.gpucost import job_costs, parse_since, summary  # noqa: E402
+from vibeboard_runner.farm.routing import choose, job_need, required_models  # noqa: E402
+from vibeboard_runner.farm.worker import classify_failure  # noqa: E402
 
 NOW = 1000.0
 

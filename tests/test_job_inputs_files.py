@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from runner.job_inputs import apply_job_inputs
-from runner.security import ApiError
+from vibeboard_runner.job_inputs import apply_job_inputs
+from vibeboard_runner.security import ApiError
 
 
 def _b64(data: bytes, name="plate.png"):

@@ -1,8 +1,8 @@
 """Review fix: a list given as an override value is a literal, not a malformed link."""
 import executor_nodes as N
-from runner.job_inputs import apply_job_inputs
-from runner.validation import validate_prompt
-from runner.workflow import apply_overrides
+from vibeboard_runner.job_inputs import apply_job_inputs
+from vibeboard_runner.validation import validate_prompt
+from vibeboard_runner.workflow import apply_overrides
 
 
 class TakesList:

@@ -1,5 +1,5 @@
 """Review fix: GET /history paging matches ComfyUI (an explicit offset=0 means 'from the oldest')."""
-from runner.jobstore import JobStore
+from vibeboard_runner.jobstore import JobStore
 
 
 def _store(tmp_path, n):

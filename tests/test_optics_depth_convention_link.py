@@ -4,8 +4,8 @@ Real ComfyUI 0.3.64 refused the STRING output there ("Return type mismatch betwe
 depth_convention, received_type(STRING) mismatch input_type([...])") and dropped that output; typed as the
 combo's option list it validates, the 1.27 frontend connects it (slot type COMBO) and the graph runs.
 """
-from runner.registry import NodeRegistry
-from runner.validation import validate_prompt
+from vibeboard_runner.registry import NodeRegistry
+from vibeboard_runner.validation import validate_prompt
 
 
 def test_depth_convention_output_links_into_every_consumer():

@@ -4,7 +4,7 @@ from collections import defaultdict
 
 
 def test_one_category_per_module():
-    from runner.registry import NodeRegistry
+    from vibeboard_runner.registry import NodeRegistry
     registry = NodeRegistry.default(embedded=True)
     by_module = defaultdict(set)
     for name, cls in registry.classes.items():

@@ -1,6 +1,6 @@
 """Review fix: /object_info omits a node whose INPUT_TYPES raises (as ComfyUI does) instead of failing whole."""
 import executor_nodes as N
-from runner.registry import NodeRegistry
+from vibeboard_runner.registry import NodeRegistry
 
 
 class Broken:

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from runner.remote_comfyui import RemoteComfyUI, RemoteError
+from vibeboard_runner.remote_comfyui import RemoteComfyUI, RemoteError
 
 
 class _Truncating(http.server.BaseHTTPRequestHandler):
@@ -75,7 +75,7 @@ def test_socket_opened_by_a_reconnect_is_closed(tmp_path):
 
 
 def test_remote_name_on_another_drive_is_refused(tmp_path, monkeypatch):
-    import runner.remote_comfyui as remote_module
+    import vibeboard_runner.remote_comfyui as remote_module
 
     def commonpath(paths):  # what ntpath does for a remote filename like "D:evil.png"
         raise ValueError("Paths don't have the same drive")

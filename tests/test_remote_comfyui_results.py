@@ -1,7 +1,7 @@
 """Remote backend details found by running it against real ComfyUI 0.3.64 (stand-in server here)."""
 import pytest
 
-from runner.remote_comfyui import RemoteComfyUI
+from vibeboard_runner.remote_comfyui import RemoteComfyUI
 from service_helpers import make_server
 from service_nodes import workflow
 

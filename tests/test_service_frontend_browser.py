@@ -26,7 +26,7 @@ pytestmark = [
 
 
 def start_server(base):
-    from runner.server import ServerConfig, VibeServer
+    from vibeboard_runner.server import ServerConfig, VibeServer
     os.makedirs(os.path.join(base, "state"), exist_ok=True)
     config = ServerConfig(port=0, token=TOKEN, output_dir=os.path.join(base, "output"),
                           input_dir=os.path.join(base, "input"), temp_dir=os.path.join(base, "temp"),
@@ -81,7 +81,7 @@ def test_editor_runs_optics_engine_and_keeps_saved_workflow(tmp_path):
             "a dialog covers the editor on first start"
 
         # our nodes are in the node library
-        from runner.registry import NodeRegistry
+        from vibeboard_runner.registry import NodeRegistry
         ours = sorted(n for n in NodeRegistry.default(embedded=True).classes if n.startswith("VB"))
         registered = browser.evaluate("Object.keys(LiteGraph.registered_node_types)")
         assert set(ours) <= set(registered), sorted(set(ours) - set(registered))[:10]

@@ -1,4 +1,4 @@
-"""The routes ComfyUI's editor calls on `vibeboard serve` (runner/frontend.py), over real HTTP: userdata confined to
+"""The routes ComfyUI's editor calls on `vibeboard serve` (vibeboard_runner/frontend.py), over real HTTP: userdata confined to
 the user's folder, settings, the login cookie, the jobs panel, templates."""
 import json
 import os

@@ -1,6 +1,6 @@
 """Review fix: an output entry whose name climbs out of its folder is never pushed (storage, webhooks)."""
-from runner.results import ExecutionResult
-from runner.service import files_from_ui
+from vibeboard_runner.results import ExecutionResult
+from vibeboard_runner.service import files_from_ui
 
 OUTPUTS = {"7": {"files": [{"filename": "../../secret.txt", "subfolder": "", "type": "output"},
                            {"filename": "x.png", "subfolder": "../..", "type": "output"},

@@ -3,9 +3,9 @@ import threading
 import time
 
 import executor_nodes as N
-from runner.executor import Executor
-from runner.jobstore import JobStore
-from runner.service import JobService
+from vibeboard_runner.executor import Executor
+from vibeboard_runner.jobstore import JobStore
+from vibeboard_runner.service import JobService
 
 
 class GatedExecutor(Executor):
@@ -66,7 +66,7 @@ class SlowStorage:
 def test_history_is_stored_before_execution_success_goes_out(tmp_path):
     # Clients (the ComfyUI frontend among them) treat execution_success as "done" and fetch /history next;
     # with a slow output push the entry must already be there.
-    from runner.storage import LocalStorage
+    from vibeboard_runner.storage import LocalStorage
     from service_helpers import WsClient, http, make_server
     from service_nodes import workflow
     server = make_server(tmp_path, storage=SlowStorage(LocalStorage(str(tmp_path / "store")), 0.6))

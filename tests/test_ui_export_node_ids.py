@@ -1,7 +1,7 @@
 """Review fix in API → UI export: node ids that are not numbers must not collide with numeric ones."""
 import executor_nodes as N
-from runner.ui_export import api_to_ui
-from runner.workflow import load_workflow
+from vibeboard_runner.ui_export import api_to_ui
+from vibeboard_runner.workflow import load_workflow
 
 
 def test_non_numeric_ids_get_unique_ui_ids():

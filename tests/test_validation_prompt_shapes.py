@@ -1,6 +1,6 @@
 """Review fixes in validation: odd prompt shapes give ComfyUI-shaped errors, not exceptions."""
 import executor_nodes as N
-from runner.validation import validate_prompt
+from vibeboard_runner.validation import validate_prompt
 
 
 def test_non_string_class_type_is_an_invalid_prompt():

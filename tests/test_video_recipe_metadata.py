@@ -7,8 +7,8 @@ import torch
 
 
 def test_save_video_embeds_prompt_and_workflow(tmp_path):
-    from runner.executor import Executor
-    from runner.registry import NodeRegistry
+    from vibeboard_runner.executor import Executor
+    from vibeboard_runner.registry import NodeRegistry
     prompt = {"1": {"class_type": "VBSaveVideo", "inputs": {"images": ["2", 0], "fps": 8.0, "crf": 30,
                                                             "preset": "ultrafast", "filename_prefix": "meta/clip"}},
               "2": {"class_type": "VBSampleRGBDScene", "inputs": {"width": 64, "height": 48, "seed": 0}}}

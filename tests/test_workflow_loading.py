@@ -2,7 +2,7 @@
 import json
 
 import executor_nodes as N
-from runner.workflow import load_workflow
+from vibeboard_runner.workflow import load_workflow
 
 
 def test_file_name_starting_with_a_bracket_is_a_path(tmp_path, monkeypatch):
@@ -20,7 +20,7 @@ def test_json_text_still_accepted():
 def test_png_with_broken_embedded_json_is_a_format_error(tmp_path):
     import pytest
     from PIL import Image, PngImagePlugin
-    from runner.workflow import WorkflowFormatError
+    from vibeboard_runner.workflow import WorkflowFormatError
     info = PngImagePlugin.PngInfo()
     info.add_text("prompt", "{not json")
     path = tmp_path / "shot.png"
@@ -30,7 +30,7 @@ def test_png_with_broken_embedded_json_is_a_format_error(tmp_path):
 
 
 def test_widgets_saved_by_name_keep_list_values_literal():
-    from runner.workflow import ui_to_api
+    from vibeboard_runner.workflow import ui_to_api
     ui = {"nodes": [{"id": 1, "type": "Constant", "mode": 0, "inputs": [], "outputs": [],
                      "widgets_values": {"value": 3, "extra_list": [1, 2]}}], "links": []}
     inputs = ui_to_api(ui, N.registry())["1"]["inputs"]
@@ -40,7 +40,7 @@ def test_widgets_saved_by_name_keep_list_values_literal():
 
 def test_malformed_ui_workflow_is_a_format_error():
     import pytest
-    from runner.workflow import WorkflowFormatError
+    from vibeboard_runner.workflow import WorkflowFormatError
     for bad in ({"nodes": [1, 2], "links": []},
                 {"nodes": [{"type": "Constant"}], "links": []},
                 {"nodes": [{"id": 1, "type": "Constant", "inputs": ["x"]}], "links": []}):

@@ -4,9 +4,9 @@ The frontend builds widgets in input_order (required, then optional) and appends
 its UploadImage/UploadAudio extensions add LAST, because "upload" is not in input_order. The expected
 lists below are what `node.serialize().widgets_values` returned there for fresh nodes.
 """
-from runner.registry import NodeRegistry
-from runner.ui_export import api_to_ui
-from runner.workflow import load_workflow, widget_slots
+from vibeboard_runner.registry import NodeRegistry
+from vibeboard_runner.ui_export import api_to_ui
+from vibeboard_runner.workflow import load_workflow, widget_slots
 
 
 class MaskLoader:
@@ -103,7 +103,7 @@ def test_export_writes_the_frontend_layout_and_round_trips():
 
 def test_return_type_mismatch_reports_the_declared_spec_like_comfyui():
     """ComfyUI 0.3.64 answered this prompt with input_config == the declared ["AUDIO", {tooltip}]."""
-    from runner.validation import validate_prompt
+    from vibeboard_runner.validation import validate_prompt
 
     reg = registry()
     prompt = {"0": {"class_type": "LoadImage", "inputs": {"image": "x.png"}},

@@ -11,8 +11,8 @@ import os
 
 import pytest
 
-from runner.registry import NodeRegistry
-from runner.workflow import VIRTUAL_NODES, is_ui_format, load_workflow, widget_slots
+from vibeboard_runner.registry import NodeRegistry
+from vibeboard_runner.workflow import VIRTUAL_NODES, is_ui_format, load_workflow, widget_slots
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UI_FILES = [p for p in sorted(glob.glob(os.path.join(ROOT, "workflows", "*.json")))

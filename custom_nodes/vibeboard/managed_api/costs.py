@@ -132,7 +132,7 @@ CREATE INDEX IF NOT EXISTS api_calls_run ON api_calls(run_id);
 CREATE INDEX IF NOT EXISTS api_calls_args ON api_calls(args_hash, status);
 """
 
-# The render farm's GPU time (runner/farm): one row per executed node, plus one 'storage' row per job.
+# The render farm's GPU time (vibeboard_runner/farm): one row per executed node, plus one 'storage' row per job.
 _GPU_SCHEMA = """
 CREATE TABLE IF NOT EXISTS gpu_usage (
     id INTEGER PRIMARY KEY AUTOINCREMENT,

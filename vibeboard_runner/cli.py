@@ -1,4 +1,4 @@
-"""`vibeboard` command line: run / validate / nodes, plus every `runner/cli_*.py` module's commands."""
+"""`vibeboard` command line: run / validate / nodes, plus every `vibeboard_runner/cli_*.py` module's commands."""
 from __future__ import annotations
 
 import argparse
@@ -305,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _register_plugins(sub):
-    """Other commands live in runner/cli_<name>.py modules exposing register(subparsers)."""
+    """Other commands live in vibeboard_runner/cli_<name>.py modules exposing register(subparsers)."""
     package = os.path.dirname(os.path.abspath(__file__))
     for info in sorted(pkgutil.iter_modules([package]), key=lambda m: m.name):
         if info.name.startswith("cli_"):

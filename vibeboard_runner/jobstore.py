@@ -174,7 +174,7 @@ class JobStore:
                     "UPDATE jobs SET published=?, history=?, upload_state=COALESCE(?, upload_state) WHERE id=?",
                     (json.dumps(published, default=str), json.dumps(history, default=str), upload_state, job_id))
 
-    # --- output uploads (runner/publisher.py) ----------------------------------------------------
+    # --- output uploads (vibeboard_runner/publisher.py) ----------------------------------------------------
     def pending_uploads(self) -> List[str]:
         with self._lock:
             return [r[0] for r in self._db.execute(

@@ -1,7 +1,7 @@
 """RunPod serverless worker: job input `{workflow, inputs, output}` → embedded executor → storage → URLs.
 
-    python -m runner.runpod_handler                       # on RunPod (the SDK polls for jobs)
-    python -m runner.runpod_handler --test_input '{"input": {...}}'   # local test (or ./test_input.json)
+    python -m vibeboard_runner.runpod_handler                       # on RunPod (the SDK polls for jobs)
+    python -m vibeboard_runner.runpod_handler --test_input '{"input": {...}}'   # local test (or ./test_input.json)
 
 Input:  {"workflow": API or UI JSON (object or text), "inputs": {"node_id.input": value | {"url"} |
          {"base64", "filename"}}, "images": [{"name", "image": base64 | data URI | URL}] (worker-comfyui's shape,

@@ -316,7 +316,7 @@ def push_one(storage: Storage, job_id: str, row: dict, prefix: Optional[str] = N
 
 def storage_from_args(args, config_file: dict) -> Optional[Storage]:
     """The output storage of `serve` / `worker`: --storage/--store-dir over the environment over the config
-    file; None for --storage none. Local storage defaults to the state folder's store (runner/state.py)."""
+    file; None for --storage none. Local storage defaults to the state folder's store (vibeboard_runner/state.py)."""
     env = dict(os.environ)
     if getattr(args, "storage", None):
         env["VIBEBOARD_STORAGE"] = args.storage

@@ -54,7 +54,7 @@ class ServerConfig:
     output_dir: str = "output"
     input_dir: str = "input"
     temp_dir: str = "temp"
-    db_path: Optional[str] = None  # default: the state folder (runner/state.py)
+    db_path: Optional[str] = None  # default: the state folder (vibeboard_runner/state.py)
     storage: Optional[Storage] = None
     webhook_secret: Optional[str] = None
     default_webhook: Optional[str] = None

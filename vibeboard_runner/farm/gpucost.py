@@ -12,7 +12,7 @@ from typing import Optional
 
 
 def _costs():
-    from runner.cli_cost import _costs as load  # the pack's managed_api.costs, found from the runner too
+    from vibeboard_runner.cli_cost import _costs as load  # the pack's managed_api.costs, found from the runner too
     return load()
 
 

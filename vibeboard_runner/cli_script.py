@@ -1,4 +1,4 @@
-"""`vibeboard script breakdown|export|stripboard` and `vibeboard direct` (auto-registered by runner/cli.py)."""
+"""`vibeboard script breakdown|export|stripboard` and `vibeboard direct` (auto-registered by vibeboard_runner/cli.py)."""
 from __future__ import annotations
 
 import json

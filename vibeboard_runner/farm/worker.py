@@ -158,8 +158,8 @@ class FarmWorker:
 
     # --- the job ---------------------------------------------------------------------------------
     def _execute(self, job: dict, events: EventLog) -> dict:
-        from runner.service import files_from_ui
-        from runner.storage import push_outputs
+        from vibeboard_runner.service import files_from_ui
+        from vibeboard_runner.storage import push_outputs
         loads_before = len(resident_models().loads)
         started = time.perf_counter()
         result = self.executor.execute(job["prompt"], prompt_id=job["job_id"], extra_data=job.get("extra_data") or {},

@@ -1,5 +1,5 @@
 """`vibeboard worker --farm ADDRESS` (a GPU pod of the render farm) and `vibeboard farm ...` (dev server,
-dead-letter list, registered workers). Auto-registered by cli.py; the farm itself lives in runner/farm/."""
+dead-letter list, registered workers). Auto-registered by cli.py; the farm itself lives in vibeboard_runner/farm/."""
 from __future__ import annotations
 
 import json

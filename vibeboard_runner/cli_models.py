@@ -1,4 +1,4 @@
-"""`vibeboard models list|pull|verify|path` and `vibeboard selftest` (auto-registered by runner/cli.py)."""
+"""`vibeboard models list|pull|verify|path` and `vibeboard selftest` (auto-registered by vibeboard_runner/cli.py)."""
 from __future__ import annotations
 
 import json
@@ -147,8 +147,8 @@ def run_selftest(root: str, only=None, log=print) -> dict:
     from vibeboard.common import runtime
     runtime.set_host_dirs(models=models_dir)
     from vibeboard.models import selftest, vram
-    from runner.executor import Executor
-    from runner.registry import NodeRegistry
+    from vibeboard_runner.executor import Executor
+    from vibeboard_runner.registry import NodeRegistry
     t0 = time.perf_counter()
     selftest.prepare(models_dir, input_dir)
     log(f"tiny models written in {time.perf_counter() - t0:.1f}s under {models_dir}")

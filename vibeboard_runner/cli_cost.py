@@ -49,7 +49,7 @@ def _common(parser, default) -> None:
                         help="cost ledger (default VIBEBOARD_COST_DB or ./vibeboard-costs.sqlite)")
     parser.add_argument("--prices", default=default, help="price table override (JSON/YAML; VIBEBOARD_PRICES)")
     parser.add_argument("--json", action="store_true", default=False if default is None else default)
-    # the render farm's GPU-seconds (runner/farm/gpucost.py) are grouped by one of these
+    # the render farm's GPU-seconds (vibeboard_runner/farm/gpucost.py) are grouped by one of these
     parser.add_argument("--by", default=default, choices=["workflow", "model", "user", "job", "gpu_class", "worker"],
                         help="group the farm's GPU spend (GPU-seconds × $/h of the class)")
     parser.add_argument("--since", default=default, help="only since: 24h, 7d, a unix time or an ISO date")
@@ -147,7 +147,7 @@ def pod_seconds(jobs_path: str) -> dict:
                  for items in ui.values() if isinstance(items, list) for item in items if isinstance(item, dict)]
         clips = sum(n.lower().endswith(VIDEO_EXT) for n in names)
         images = sum(n.lower().endswith(IMAGE_EXT) for n in names)
-        # a render-farm job (runner/farm) knows its GPU-seconds; its wall time would include farm queueing
+        # a render-farm job (vibeboard_runner/farm) knows its GPU-seconds; its wall time would include farm queueing
         seconds = (entry.get("farm") or {}).get("gpu_seconds") or (finished - started)
         out["jobs"] += 1
         out["jobs_seconds"] += seconds
