@@ -76,7 +76,10 @@ def install_requirements(torch_version: str, dev: bool) -> None:
         handle.write(f"torch=={torch_version}\n")
         constraints = handle.name
     try:
-        files = ["requirements.txt"] + (["requirements-dev.txt", "requirements-sequencer.txt"] if dev else [])
+        # the optional extras CI tests too (each requirements-<extra>.txt mirrors pyproject's extra)
+        extras = ["requirements-dev.txt", "requirements-sequencer.txt", "requirements-farm.txt",
+                  "requirements-foundry.txt"]
+        files = ["requirements.txt"] + (extras if dev else [])
         args = []
         for name in files:
             args += ["-r", os.path.join(ROOT, name)]

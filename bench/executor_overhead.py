@@ -13,8 +13,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "custom_nodes")]
 
-from runner.executor import Executor  # noqa: E402
-from runner.registry import NodeRegistry  # noqa: E402
+from vibeboard_runner.executor import Executor  # noqa: E402
+from vibeboard_runner.registry import NodeRegistry  # noqa: E402
 
 
 class Inc:

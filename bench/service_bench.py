@@ -81,10 +81,10 @@ def main():
     jobs = 30 if args.quick else args.jobs
 
     import websocket
-    from runner.executor import Executor
-    from runner.registry import NodeRegistry
-    from runner.server import ServerConfig, VibeServer
-    from runner.storage import LocalStorage
+    from vibeboard_runner.executor import Executor
+    from vibeboard_runner.registry import NodeRegistry
+    from vibeboard_runner.server import ServerConfig, VibeServer
+    from vibeboard_runner.storage import LocalStorage
 
     registry = NodeRegistry.default(embedded=True)
     registry.register("BenchConst", BenchConst)

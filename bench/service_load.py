@@ -138,7 +138,7 @@ def history_timings(tmp: Path) -> dict:
 
 
 def hanging_s3(tmp: Path, jobs: int) -> dict:
-    from runner.storage import S3Storage
+    from vibeboard_runner.storage import S3Storage
     moto, port, _client = start_moto("bench")
     proxy = TcpProxy(port)
     proxy.mode = "hang"

@@ -14,7 +14,7 @@ import pytest  # noqa: E402
 @pytest.fixture
 def handler_env(tmp_path, monkeypatch):
     """The RunPod handler module with its folders in tmp_path and the service test nodes loaded."""
-    from runner import runpod_handler
+    from vibeboard_runner import runpod_handler
     from service_helpers import NODES_FILE
     for key in list(os.environ):
         if key.startswith("VIBEBOARD_"):

@@ -220,5 +220,5 @@ ALL = {name: cls for name, cls in globals().items()
 
 
 def registry():
-    from runner.registry import NodeRegistry
+    from vibeboard_runner.registry import NodeRegistry
     return NodeRegistry(ALL)

@@ -23,9 +23,9 @@ def free_port() -> int:
 
 
 def make_server(tmp_path, **overrides):
-    from runner.registry import NodeRegistry
-    from runner.server import ServerConfig, VibeServer
-    from runner.storage import LocalStorage
+    from vibeboard_runner.registry import NodeRegistry
+    from vibeboard_runner.server import ServerConfig, VibeServer
+    from vibeboard_runner.storage import LocalStorage
     import service_nodes
     registry = NodeRegistry.default(embedded=True)
     for name, cls in service_nodes.NODE_CLASS_MAPPINGS.items():
@@ -40,12 +40,12 @@ def make_server(tmp_path, **overrides):
 
 
 def start_server_process(tmp_path, port, extra_args=(), env_extra=None, timeout=60):
-    """`python -m runner serve` in a subprocess (so a test can SIGKILL it), with the service test nodes and
+    """`python -m vibeboard_runner serve` in a subprocess (so a test can SIGKILL it), with the service test nodes and
     its state in tmp_path. Returns (process, base URL) once /vibeboard/health answers."""
     import subprocess
     import sys
     root = os.path.dirname(HERE)
-    cmd = [sys.executable, "-m", "runner", "serve", "--host", "127.0.0.1", "--port", str(port),
+    cmd = [sys.executable, "-m", "vibeboard_runner", "serve", "--host", "127.0.0.1", "--port", str(port),
            "--output-dir", str(tmp_path / "output"), "--input-dir", str(tmp_path / "input"),
            "--temp-dir", str(tmp_path / "temp"), "--db", str(tmp_path / "jobs.sqlite"),
            "--extra-nodes", NODES_FILE, *extra_args]

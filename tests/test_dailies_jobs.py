@@ -4,10 +4,10 @@ import pytest
 
 pytest.importorskip("opentimelineio")
 
-from runner.executor import Executor  # noqa: E402
-from runner.jobstore import JobStore  # noqa: E402
-from runner.registry import NodeRegistry  # noqa: E402
-from runner.service import files_from_ui  # noqa: E402
+from vibeboard_runner.executor import Executor  # noqa: E402
+from vibeboard_runner.jobstore import JobStore  # noqa: E402
+from vibeboard_runner.registry import NodeRegistry  # noqa: E402
+from vibeboard_runner.service import files_from_ui  # noqa: E402
 from vibeboard.dailies.jobs import add_job_outputs, recipe_from_prompt  # noqa: E402
 from vibeboard.dailies.store import DailiesStore  # noqa: E402
 from vibeboard.sequencer import assembly, regenerate, timeline as tl  # noqa: E402

@@ -72,8 +72,8 @@ run().catch((e) => { document.getElementById("out").textContent = "ERROR " + e; 
 
 
 def start(tmp_path, harness_mode=None):
-    from runner.registry import NodeRegistry
-    from runner.server import ServerConfig, VibeServer
+    from vibeboard_runner.registry import NodeRegistry
+    from vibeboard_runner.server import ServerConfig, VibeServer
     config = ServerConfig(host="127.0.0.1", port=0, output_dir=str(tmp_path / "output"),
                           input_dir=str(tmp_path / "input"), temp_dir=str(tmp_path / "temp"),
                           db_path=str(tmp_path / "jobs.sqlite"))

@@ -3,7 +3,7 @@ import threading
 import pytest
 
 import executor_nodes as N
-from runner.executor import Executor
+from vibeboard_runner.executor import Executor
 
 
 @pytest.fixture

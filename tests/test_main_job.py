@@ -8,8 +8,8 @@ import av
 import numpy as np
 import torch
 
-from runner.registry import NodeRegistry
-from runner.workflow import load_workflow
+from vibeboard_runner.registry import NodeRegistry
+from vibeboard_runner.workflow import load_workflow
 from vibeboard.optics.sample_scene import make_scene
 from vibeboard.optics.sharpness import sharpest_frame_per_layer
 
@@ -20,7 +20,7 @@ WIDTH, HEIGHT, FRAMES = 320, 180, 9
 def test_main_job_racks_focus_near_to_far(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "custom_nodes")]))
     proc = subprocess.run(
-        [sys.executable, "-m", "runner", "run", os.path.join(ROOT, "workflows", "optics_engine.json"), "--json",
+        [sys.executable, "-m", "vibeboard_runner", "run", os.path.join(ROOT, "workflows", "optics_engine.json"), "--json",
          "--set", f"1.width={WIDTH}", "--set", f"1.height={HEIGHT}", "--set", f"2.frames={FRAMES}",
          "--output-dir", str(tmp_path / "out")], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr

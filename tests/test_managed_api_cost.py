@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from runner import cli
-from runner.jobstore import JobStore
+from vibeboard_runner import cli
+from vibeboard_runner.jobstore import JobStore
 from vibeboard.managed_api import costs
 
 

@@ -6,10 +6,10 @@ import sqlite3
 import pytest
 from managed_api_replay import ledger_rows, load_cassette, tiny_png
 
-from runner.executor import Executor
-from runner.jobstore import JobStore
-from runner.registry import NodeRegistry
-from runner.workflow import apply_overrides
+from vibeboard_runner.executor import Executor
+from vibeboard_runner.jobstore import JobStore
+from vibeboard_runner.registry import NodeRegistry
+from vibeboard_runner.workflow import apply_overrides
 from vibeboard.managed_api import fallback
 
 

@@ -5,10 +5,10 @@ import os
 
 from managed_api_replay import ReplayServer, ledger_rows, load_cassette, tiny_mp4, tiny_png
 
-from runner import cli
-from runner.executor import Executor
-from runner.registry import NodeRegistry
-from runner.workflow import apply_overrides, load_workflow
+from vibeboard_runner import cli
+from vibeboard_runner.executor import Executor
+from vibeboard_runner.registry import NodeRegistry
+from vibeboard_runner.workflow import apply_overrides, load_workflow
 from vibeboard.managed_api import fallback
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -7,9 +7,9 @@ import types
 import pytest
 import torch
 
-from runner.executor import Executor
-from runner.registry import NodeRegistry
-from runner.validation import validate_prompt
+from vibeboard_runner.executor import Executor
+from vibeboard_runner.registry import NodeRegistry
+from vibeboard_runner.validation import validate_prompt
 from vibeboard.common import runtime
 from vibeboard.models import preflight, release, vram
 

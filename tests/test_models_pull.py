@@ -26,7 +26,7 @@ def _files(root):
 
 def test_pull_offline_cli_message_and_no_files(tmp_path):
     env = dict(os.environ, VIBEBOARD_MODELS_DIR=str(tmp_path / "models"), HF_HUB_OFFLINE="1")
-    proc = subprocess.run([sys.executable, "-m", "runner", "models", "pull", "wan2.1-vae"], cwd=ROOT, env=env,
+    proc = subprocess.run([sys.executable, "-m", "vibeboard_runner", "models", "pull", "wan2.1-vae"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 4, proc.stderr
     assert "no connection to the Hugging Face hub" in proc.stderr
@@ -112,7 +112,7 @@ def test_cli_list_path_verify(tmp_path, monkeypatch, capsys):
     import json
     import torch
     from safetensors.torch import save_file
-    from runner.cli import main
+    from vibeboard_runner.cli import main
     models = tmp_path / "models"
     monkeypatch.setenv("VIBEBOARD_MODELS_DIR", str(models))
     monkeypatch.delenv("VIBEBOARD_COMFYUI_DIR", raising=False)

@@ -2,8 +2,8 @@
 import pytest
 
 from vibeboard.models import selftest, vram
-from runner.executor import Executor
-from runner.registry import NodeRegistry
+from vibeboard_runner.executor import Executor
+from vibeboard_runner.registry import NodeRegistry
 
 WORKFLOWS = selftest.workflows()
 
@@ -148,7 +148,7 @@ def test_memory_settings_node_forces_block_swap(env):
 def test_saved_wan_basics_workflow_runs_on_tiny_models(env):
     """workflows/wan_basics.json (UI format) with the size and steps turned down writes an MP4."""
     import os
-    from runner.workflow import load_workflow
+    from vibeboard_runner.workflow import load_workflow
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     prompt = load_workflow(os.path.join(root, "workflows", "wan_basics.json"), env.registry)
     prompt["4"]["inputs"].update(width=32, height=32, length=5)

@@ -4,9 +4,9 @@ import threading
 
 import pytest
 
-from runner import netpolicy
-from runner.job_inputs import apply_job_inputs
-from runner.security import ApiError
+from vibeboard_runner import netpolicy
+from vibeboard_runner.job_inputs import apply_job_inputs
+from vibeboard_runner.security import ApiError
 
 
 def test_private_and_loopback_refused_when_exposed():

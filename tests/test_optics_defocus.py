@@ -68,8 +68,8 @@ def test_focus_mask_median_and_empty_mask():
         defocus.focus_from_mask(inv, torch.zeros(32, 32))
 
 
-def test_focus_spec_modes():
+def test_focus_from_distance_and_point_agree():
     inv = defocus.inverse_depth(torch.full((8, 8), 3.0), defocus.METRIC)
-    assert defocus.FocusSpec("distance", distance=3.0).resolve(inv) == pytest.approx(1 / 3)
-    assert defocus.FocusSpec("point").resolve(inv) == pytest.approx(1 / 3)
+    assert defocus.focus_from_distance(3.0) == pytest.approx(1 / 3)
+    assert defocus.focus_from_point(inv, 0.5, 0.5) == pytest.approx(1 / 3)
     assert defocus.focus_from_distance(math.inf) == 0.0

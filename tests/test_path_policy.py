@@ -43,7 +43,7 @@ def test_load_video_path_override_is_restricted_on_servers(dirs):
 
 
 def test_server_applies_its_policy_per_call_not_process_wide(tmp_path):
-    from runner.server import ServerConfig, VibeServer
+    from vibeboard_runner.server import ServerConfig, VibeServer
     closed = VibeServer(ServerConfig(output_dir=str(tmp_path / "o"), input_dir=str(tmp_path / "i"),
                                      temp_dir=str(tmp_path / "t"), db_path=str(tmp_path / "db.sqlite")))
     assert closed.executor.restrict_paths is True
@@ -59,8 +59,8 @@ def test_server_applies_its_policy_per_call_not_process_wide(tmp_path):
 
 
 def test_executor_runs_nodes_under_its_own_policy(tmp_path):
-    from runner.executor import Executor
-    from runner.registry import NodeRegistry
+    from vibeboard_runner.executor import Executor
+    from vibeboard_runner.registry import NodeRegistry
 
     from executor_nodes import Record
 

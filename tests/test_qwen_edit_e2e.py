@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 
 from qwen_helpers import write_tiny_qwen_edit_folder
-from runner.executor import Executor
-from runner.registry import NodeRegistry
+from vibeboard_runner.executor import Executor
+from vibeboard_runner.registry import NodeRegistry
 
 
 class Capture:

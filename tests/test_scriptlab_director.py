@@ -106,7 +106,7 @@ def test_llm_params_outside_the_card_are_rejected(agent):
 def test_director_node_and_cli_give_the_same_route(agent, capsys):
     import json as _json
 
-    from runner import cli
+    from vibeboard_runner import cli
     from vibeboard.scriptlab.nodes import VBDirectorRoute
     out = VBDirectorRoute().route("fix the focus on shot 12", "{}")
     assert out["result"][1] == "rack_focus" and _json.loads(out["result"][0])["params"] == {"shot": "12"}
@@ -124,7 +124,7 @@ def test_the_embedding_router_alone_gets_most_of_the_table(agent):
 def test_dry_run_compiles_the_route_into_its_saved_workflow_and_validates_it(agent, capsys):
     import json as _json
 
-    from runner import cli
+    from vibeboard_runner import cli
     assert cli.main(["direct", "shallow depth of field please", "--dry-run", "--json"]) == 0
     out = _json.loads(capsys.readouterr().out)
     assert out["workflow"] == "rack_focus" and out["dry_run"]["status"] == "ok"

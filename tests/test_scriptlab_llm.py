@@ -114,7 +114,7 @@ def test_cassettes_are_replayable_files():
 
 def test_cli_with_an_llm_that_fails_says_so_loudly_and_keeps_the_rules_breakdown(replay, tmp_path, capsys,
                                                                                    monkeypatch):
-    from runner import cli
+    from vibeboard_runner import cli
     from vibeboard.scriptlab import pipeline
     server = replay("anthropic_rejected_twice")
     monkeypatch.chdir(tmp_path)

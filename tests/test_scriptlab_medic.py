@@ -151,8 +151,8 @@ def test_a_real_workflow_with_an_out_of_range_value_is_clamped_and_runs(tmp_path
     import json
     import os
 
-    from runner.executor import Executor
-    from runner.registry import NodeRegistry
+    from vibeboard_runner.executor import Executor
+    from vibeboard_runner.registry import NodeRegistry
     from vibeboard import NODE_CLASS_MAPPINGS
     from vibeboard.scriptlab.medic import apply_params, declared_inputs
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -4,9 +4,9 @@ import os
 import subprocess
 import sys
 
-from runner.executor import Executor
-from runner.registry import NodeRegistry
-from runner.workflow import load_workflow
+from vibeboard_runner.executor import Executor
+from vibeboard_runner.registry import NodeRegistry
+from vibeboard_runner.workflow import load_workflow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WF = os.path.join(ROOT, "workflows")
@@ -15,12 +15,12 @@ WF = os.path.join(ROOT, "workflows")
 def _cli(*args, cwd):
     """The real subprocess once (the installed entry point), in-process after that (faster on 2 cores)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "custom_nodes")]))
-    return subprocess.run([sys.executable, "-m", "runner", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "vibeboard_runner", *args], cwd=cwd, capture_output=True, text=True,
                           env=env, timeout=120)
 
 
 def _main(capsys, monkeypatch, cwd, *args):
-    from runner import cli
+    from vibeboard_runner import cli
     monkeypatch.chdir(cwd)
     code = cli.main(list(args))
     out = capsys.readouterr()

@@ -115,7 +115,7 @@ def test_long_reroute_chain_runs(server):
 
 
 def test_history_is_strict_json_even_when_a_node_reports_nan(tmp_path):
-    from runner.results import ExecutionResult
+    from vibeboard_runner.results import ExecutionResult
     result = ExecutionResult("p", {"1": {"class_type": "X", "inputs": {}}}, status="success",
                              outputs={"1": {"score": [float("nan"), 1.5, float("inf")]}})
     text = json.dumps(result.history_entry(1), allow_nan=False)
@@ -131,7 +131,7 @@ def test_history_is_strict_json_even_when_a_node_reports_nan(tmp_path):
      b'"2": {"class_type": "VBCameraPathExport", "inputs": {"camera_path": ["1", 0]}}}', 3),
 ])
 def test_cli_hostile_workflow_files(tmp_path, capsys, content, code):
-    from runner.cli import main
+    from vibeboard_runner.cli import main
     path = tmp_path / "w.json"
     path.write_bytes(content)
     assert main(["validate", str(path)]) == code

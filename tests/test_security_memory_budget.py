@@ -56,7 +56,7 @@ def test_wan_clip_size_is_checked_with_the_frame_rules(small_budget):
 
 
 def test_load_image_refuses_from_the_header(small_budget):
-    from runner.core_nodes import LoadImage
+    from vibeboard_runner.core_nodes import LoadImage
     path = small_budget / "input" / "wide.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", (1024, 1024)).save(path)  # compresses to a few KB, decodes to 16 MB as float RGBA

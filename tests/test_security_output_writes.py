@@ -19,7 +19,7 @@ def dirs(tmp_path):
 
 
 def test_save_does_not_follow_a_symlinked_subfolder_out_of_output(dirs):
-    from runner.core_nodes import SaveImage
+    from vibeboard_runner.core_nodes import SaveImage
     outside = dirs / "elsewhere"
     outside.mkdir()
     os.symlink(outside, dirs / "output" / "renders")
@@ -45,7 +45,7 @@ def test_camera_export_refuses_a_symlinked_subfolder(dirs):
 
 def test_failed_saves_leave_no_empty_placeholder(dirs, monkeypatch):
     from PIL import Image
-    from runner.core_nodes import SaveImage
+    from vibeboard_runner.core_nodes import SaveImage
     from vibeboard.shots.boxes import BoxSet
     from vibeboard.shots.nodes_blocking import VBBoxesSave
 
@@ -63,7 +63,7 @@ def test_failed_saves_leave_no_empty_placeholder(dirs, monkeypatch):
 
 
 def test_huge_filename_prefix_is_refused_cheaply(dirs):
-    from runner.core_nodes import SaveImage
+    from vibeboard_runner.core_nodes import SaveImage
     prefix = "a" * (19 * 1024 * 1024)
     start = time.perf_counter()
     with pytest.raises(runtime.NodeInputError, match="Save Image.*filename_prefix.*limit"):
@@ -79,7 +79,7 @@ def test_huge_filename_prefix_is_refused_cheaply(dirs):
 
 def test_the_executor_removes_placeholders_a_failed_node_reserved(tmp_path):
     import executor_nodes
-    from runner.executor import Executor
+    from vibeboard_runner.executor import Executor
     ex = Executor(executor_nodes.registry(), output_dir=tmp_path / "out", input_dir=tmp_path / "in", temp_dir=tmp_path / "t")
     result = ex.execute({"1": {"class_type": "ReserveThenFail", "inputs": {"prefix": "broken/shot"}}})
     assert result.status == "error" and "No space left" in result.error["exception_message"]

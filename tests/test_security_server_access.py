@@ -51,7 +51,7 @@ def test_no_token_mode_serves_loopback_host_names_only(open_server):
 
 
 def test_browser_request_rules():
-    from runner.security import browser_request_allowed
+    from vibeboard_runner.security import browser_request_allowed
     assert browser_request_allowed("127.0.0.1:8188", None) is None
     assert browser_request_allowed("LOCALHOST.:8188", "http://127.0.0.1:8188") is None
     assert browser_request_allowed("evil.example:8188", "http://evil.example:8188")
@@ -78,8 +78,8 @@ def test_system_stats_does_not_echo_the_token_or_webhook_secret(tmp_path, monkey
 
 
 def test_blank_token_is_refused(tmp_path):
-    from runner.cli import main
-    from runner.security import check_bind_allowed
+    from vibeboard_runner.cli import main
+    from vibeboard_runner.security import check_bind_allowed
     for blank in ("", "   "):
         with pytest.raises(SystemExit, match="blank token"):
             check_bind_allowed("127.0.0.1", blank)

@@ -4,8 +4,8 @@ import pytest
 
 pytest.importorskip("opentimelineio")
 
-from runner.executor import Executor  # noqa: E402
-from runner.registry import NodeRegistry  # noqa: E402
+from vibeboard_runner.executor import Executor  # noqa: E402
+from vibeboard_runner.registry import NodeRegistry  # noqa: E402
 from vibeboard.media import video as video_io  # noqa: E402
 from vibeboard.sequencer import conform, regenerate, timeline as tl  # noqa: E402
 

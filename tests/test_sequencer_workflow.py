@@ -7,9 +7,9 @@ import pytest
 
 pytest.importorskip("opentimelineio")
 
-from runner.executor import Executor  # noqa: E402
-from runner.registry import NodeRegistry  # noqa: E402
-from runner.workflow import load_workflow  # noqa: E402
+from vibeboard_runner.executor import Executor  # noqa: E402
+from vibeboard_runner.registry import NodeRegistry  # noqa: E402
+from vibeboard_runner.workflow import load_workflow  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -99,7 +99,7 @@ def test_progress_queue_interrupt_and_routing(server):
 
 
 def test_ui_format_upload_object_info_system(server, tmp_path):
-    from runner.registry import NodeRegistry
+    from vibeboard_runner.registry import NodeRegistry
     info = http("GET", server.url + "/object_info")[1]
     assert "SvcSave" in info and info["SvcSave"]["output_node"] is True
     one = http("GET", server.url + "/api/object_info/SvcConst")[1]

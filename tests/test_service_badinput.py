@@ -142,8 +142,8 @@ def test_validation_errors_use_comfyui_shape(server):
 
 
 def test_token_required_and_checked(tmp_path):
-    from runner.server import ServerConfig, VibeServer
-    from runner.cli import main
+    from vibeboard_runner.server import ServerConfig, VibeServer
+    from vibeboard_runner.cli import main
     with pytest.raises(SystemExit, match="token"):
         VibeServer(ServerConfig(host="0.0.0.0", port=0, token=None))
     assert main(["serve", "--host", "0.0.0.0", "--port", "0"]) != 0

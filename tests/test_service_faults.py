@@ -221,7 +221,7 @@ def moto_s3():
 
 
 def _s3(endpoint, **kw):
-    from runner.storage import S3Storage
+    from vibeboard_runner.storage import S3Storage
     return S3Storage("faults", prefix="f", endpoint_url=endpoint, region_name="auto", access_key_id="testing",
                      secret_access_key="testing", **kw)
 

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from fault_proxy import TcpProxy
-from runner import webhooks
+from vibeboard_runner import webhooks
 from service_helpers import HookReceiver, free_port, http, start_moto, start_server_process
 from service_helpers import wait_until as _wait
 from service_nodes import workflow

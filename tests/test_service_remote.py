@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from runner.remote_comfyui import RemoteComfyUI
-from runner.storage import LocalStorage
+from vibeboard_runner.remote_comfyui import RemoteComfyUI
+from vibeboard_runner.storage import LocalStorage
 from service_helpers import make_server
 from service_nodes import workflow
 
@@ -42,7 +42,7 @@ def test_every_output_kind_downloaded_and_pushed(server, tmp_path):
         remote_path = os.path.join(server.dirs["output"], row["subfolder"], row["filename"])
         assert open(row["path"], "rb").read() == open(remote_path, "rb").read()
     store = LocalStorage(str(tmp_path / "store"))
-    from runner.storage import push_outputs
+    from vibeboard_runner.storage import push_outputs
     pushed = push_outputs(store, result.prompt_id, result.files)
     assert all(p["url"].startswith("file://") for p in pushed)
     assert {p["content_type"] for p in pushed} == {"image/png", "video/mp4", "audio/wav", "application/json"}
@@ -84,7 +84,7 @@ def test_polling_fallback_without_websocket(server, tmp_path):
 
 
 def test_cli_run_with_comfyui_backend(server, tmp_path, capsys):
-    from runner.cli import main
+    from vibeboard_runner.cli import main
     path = tmp_path / "wf.json"
     path.write_text(json.dumps(workflow(kind="png")))
     code = main(["run", str(path), "--backend", "comfyui", "--url", server.url, "--token", "tok",
@@ -98,8 +98,8 @@ def test_cli_run_with_comfyui_backend(server, tmp_path, capsys):
 
 
 def test_ui_workflow_converted_with_remote_object_info(server, tmp_path):
-    from runner.remote_comfyui import RemoteRegistry
-    from runner.workflow import load_workflow
+    from vibeboard_runner.remote_comfyui import RemoteRegistry
+    from vibeboard_runner.workflow import load_workflow
     remote = RemoteComfyUI(server.url, token="tok")
     ui = {"nodes": [{"id": 1, "type": "SvcConst", "widgets_values": [5], "inputs": [],
                      "outputs": [{"name": "INT", "type": "INT", "links": [1]}]},

@@ -73,13 +73,13 @@ def test_sdk_local_test_input(tmp_path):
     # the SDK's test-input file in the working directory
     (work / "test_input.json").write_text(json.dumps({"input": {"workflow": workflow(kind="png"),
                                                                 "output": {"prefix": "sdk"}}}))
-    proc = subprocess.run([_runpod_python(), "-m", "runner.runpod_handler"], cwd=work, env=env,
+    proc = subprocess.run([_runpod_python(), "-m", "vibeboard_runner.runpod_handler"], cwd=work, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     stored = list((tmp_path / "store" / "sdk").rglob("*.png"))
     assert len(stored) == 1 and stored[0].read_bytes()[:4] == b"\x89PNG"
     # --test_input with a failing workflow: the SDK exits non-zero
-    proc = subprocess.run([_runpod_python(), "-m", "runner.runpod_handler", "--test_input",
+    proc = subprocess.run([_runpod_python(), "-m", "vibeboard_runner.runpod_handler", "--test_input",
                            json.dumps({"input": {"workflow": workflow(fail=True)}})], cwd=work, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "SvcFail" in proc.stdout + proc.stderr

@@ -4,7 +4,7 @@ node modules; storage prints nothing."""
 import ast
 import os
 
-from runner import state
+from vibeboard_runner import state
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -28,7 +28,7 @@ def test_database_of_an_older_version_is_kept(tmp_path, monkeypatch):
 
 
 def test_server_default_database_is_in_the_state_folder(tmp_path, monkeypatch):
-    from runner.server import ServerConfig, VibeServer
+    from vibeboard_runner.server import ServerConfig, VibeServer
     monkeypatch.delenv("VIBEBOARD_STATE_DIR", raising=False)
     monkeypatch.chdir(tmp_path)
     server = VibeServer(ServerConfig(output_dir=str(tmp_path / "o"), input_dir=str(tmp_path / "i"),
@@ -61,9 +61,9 @@ def _imports(path):
 
 
 def test_no_import_cycles_and_no_printing_in_storage():
-    remote = _imports(os.path.join(ROOT, "runner", "remote_comfyui.py"))
-    assert "runner.cli" not in remote
+    remote = _imports(os.path.join(ROOT, "vibeboard_runner", "remote_comfyui.py"))
+    assert "vibeboard_runner.cli" not in remote
     learned = _imports(os.path.join(ROOT, "custom_nodes", "vibeboard", "optics_learned", "nodes.py"))
     assert not any(name.startswith("vibeboard.vfx") for name in learned), learned
-    storage = open(os.path.join(ROOT, "runner", "storage.py"), encoding="utf-8").read()
+    storage = open(os.path.join(ROOT, "vibeboard_runner", "storage.py"), encoding="utf-8").read()
     assert "print(" not in storage and "sys.stdout" not in storage

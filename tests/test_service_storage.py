@@ -36,7 +36,7 @@ def bucket(s3_endpoint):
 
 
 def _storage(s3_endpoint, **kw):
-    from runner.storage import S3Storage
+    from vibeboard_runner.storage import S3Storage
     return S3Storage("vibe-test", prefix=kw.pop("prefix", "renders"), endpoint_url=s3_endpoint, region_name="auto",
                      access_key_id="testing", secret_access_key="testing", **kw)
 
@@ -108,7 +108,7 @@ def test_keys_never_collide_and_public_url(s3_endpoint, tmp_path):
 
 
 def test_failed_upload_is_reported_not_raised(tmp_path):
-    from runner.storage import S3Storage, push_outputs
+    from vibeboard_runner.storage import S3Storage, push_outputs
     port = free_port()  # nothing listens here
     storage = S3Storage("b", endpoint_url=f"http://127.0.0.1:{port}", access_key_id="x", secret_access_key="y",
                         max_attempts=1, upload_attempts=2)
@@ -120,7 +120,7 @@ def test_failed_upload_is_reported_not_raised(tmp_path):
 
 
 def test_config_from_env_and_content_types(tmp_path):
-    from runner.storage import LocalStorage, S3Storage, content_type_for, storage_from_config
+    from vibeboard_runner.storage import LocalStorage, S3Storage, content_type_for, storage_from_config
     env = {"VIBEBOARD_S3_BUCKET": "b", "VIBEBOARD_S3_ENDPOINT": "https://acc.r2.cloudflarestorage.com",
            "VIBEBOARD_S3_PREFIX": "p", "VIBEBOARD_S3_URL_EXPIRY": "3600", "R2_ACCESS_KEY_ID": "k",
            "R2_SECRET_ACCESS_KEY": "s", "VIBEBOARD_S3_MULTIPART_THRESHOLD_MB": "16"}

@@ -4,7 +4,7 @@ delivery is never doubled; a redirect is not a delivery."""
 import json
 import time
 
-from runner import webhooks
+from vibeboard_runner import webhooks
 from service_helpers import HookReceiver as Receiver
 from service_helpers import free_port
 

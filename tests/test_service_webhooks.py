@@ -6,7 +6,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from runner import webhooks
+from vibeboard_runner import webhooks
 from service_helpers import free_port, http, make_server
 from service_nodes import workflow
 

@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from runner.executor import Executor
-from runner.registry import NodeRegistry
-from runner.workflow import load_workflow
+from vibeboard_runner.executor import Executor
+from vibeboard_runner.registry import NodeRegistry
+from vibeboard_runner.workflow import load_workflow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WF = os.path.join(ROOT, "workflows")

@@ -3,9 +3,9 @@ the shipped blocking document."""
 import json
 import os
 
-from runner.executor import Executor
-from runner.registry import NodeRegistry
-from runner.workflow import load_workflow
+from vibeboard_runner.executor import Executor
+from vibeboard_runner.registry import NodeRegistry
+from vibeboard_runner.workflow import load_workflow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

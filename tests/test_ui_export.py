@@ -1,6 +1,6 @@
 import executor_nodes as N
-from runner.ui_export import api_to_ui
-from runner.workflow import load_workflow
+from vibeboard_runner.ui_export import api_to_ui
+from vibeboard_runner.workflow import load_workflow
 
 
 def test_round_trip_api_ui_api():

@@ -1,7 +1,7 @@
 import pytest
 
 import executor_nodes as N
-from runner.validation import validate_prompt
+from vibeboard_runner.validation import validate_prompt
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ SVD folder)."""
 import pytest
 
 import vfx_helpers as H
-from runner.executor import Executor
-from runner.registry import NodeRegistry
+from vibeboard_runner.executor import Executor
+from vibeboard_runner.registry import NodeRegistry
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from runner.executor import Executor
-from runner.registry import NodeRegistry
+from vibeboard_runner.executor import Executor
+from vibeboard_runner.registry import NodeRegistry
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from runner.executor import Executor
-from runner.registry import NodeRegistry
+from vibeboard_runner.executor import Executor
+from vibeboard_runner.registry import NodeRegistry
 from vibeboard.media import video as video_io
 
 
@@ -79,7 +79,7 @@ def test_bad_video_names_fail_validation_with_a_clear_message(ex, name, words):
 
 def test_ui_format_workflow_with_the_upload_slot(ex, tmp_path):
     """A graph saved by the ComfyUI frontend: the upload button adds "image" after the `video` value."""
-    from runner.workflow import ui_to_api
+    from vibeboard_runner.workflow import ui_to_api
 
     write_clip(tmp_path / "in" / "clip.mp4")
     workflow = {

@@ -4,9 +4,9 @@ import os
 import pytest
 
 import executor_nodes as N
-from runner.executor import Executor
-from runner.registry import NodeRegistry
-from runner.workflow import WorkflowFormatError, apply_overrides, load_workflow, widget_slots
+from vibeboard_runner.executor import Executor
+from vibeboard_runner.registry import NodeRegistry
+from vibeboard_runner.workflow import WorkflowFormatError, apply_overrides, load_workflow, widget_slots
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 

@@ -9,9 +9,9 @@ import sys
 import pytest
 from PIL import Image
 
-from runner.registry import NodeRegistry
-from runner.validation import validate_prompt
-from runner.workflow import load_workflow
+from vibeboard_runner.registry import NodeRegistry
+from vibeboard_runner.validation import validate_prompt
+from vibeboard_runner.workflow import load_workflow
 from vibeboard.common import runtime, sample_inputs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,7 +52,7 @@ def test_sample_inputs_are_drawn_and_never_overwrite(tmp_path):
 def test_cli_validate_shot_studio_on_a_fresh_clone(tmp_path):
     env = dict(os.environ, VIBEBOARD_MODELS_DIR=str(tmp_path / "models"))
     env.pop("VIBEBOARD_COMFYUI_DIR", None)
-    proc = subprocess.run([sys.executable, "-m", "runner", "validate", "workflows/shot_studio.json", "--input-dir",
+    proc = subprocess.run([sys.executable, "-m", "vibeboard_runner", "validate", "workflows/shot_studio.json", "--input-dir",
                            str(tmp_path / "input")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("ok:")

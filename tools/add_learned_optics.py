@@ -39,9 +39,9 @@ TITLES = {"101": "Defocus map (for BokehNet)", "102": "GenFocus (needs FLUX.1-de
 
 
 def main():
-    from runner.registry import NodeRegistry
-    from runner.ui_export import api_to_ui
-    from runner.workflow import load_workflow
+    from vibeboard_runner.registry import NodeRegistry
+    from vibeboard_runner.ui_export import api_to_ui
+    from vibeboard_runner.workflow import load_workflow
 
     reg = NodeRegistry.default()
     path = os.path.join(ROOT, "workflows", "optics_engine.json")

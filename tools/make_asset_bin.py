@@ -1,4 +1,4 @@
-"""Writes workflows/asset_bin(.api).json: the API graph by hand, the UI twin by runner.ui_export plus the muted
+"""Writes workflows/asset_bin(.api).json: the API graph by hand, the UI twin by vibeboard_runner.ui_export plus the muted
 weight-needing loaders, and checks that the UI file converts back to the API twin."""
 import json
 import os
@@ -7,9 +7,9 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [os.path.join(ROOT, "custom_nodes"), ROOT]
 os.chdir(ROOT)
-from runner.registry import NodeRegistry
-from runner.ui_export import api_to_ui
-from runner.workflow import load_workflow
+from vibeboard_runner.registry import NodeRegistry
+from vibeboard_runner.ui_export import api_to_ui
+from vibeboard_runner.workflow import load_workflow
 reg = NodeRegistry.default()
 api = {
  "1": {"class_type": "VBSampleRoom", "inputs": {"width": 256, "height": 192, "fov_deg": 70.0, "seed": 0}},

@@ -104,9 +104,9 @@ DAILIES_TITLES = {"1": "Take 1 (test clip; use a Shot Studio output)", "2": "Tak
 
 
 def write(name, api, titles):
-    from runner.registry import NodeRegistry
-    from runner.ui_export import api_to_ui
-    from runner.workflow import load_workflow
+    from vibeboard_runner.registry import NodeRegistry
+    from vibeboard_runner.ui_export import api_to_ui
+    from vibeboard_runner.workflow import load_workflow
 
     reg = NodeRegistry.default()
     ui = api_to_ui(api, reg)

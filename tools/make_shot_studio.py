@@ -16,9 +16,9 @@ sys.path[:0] = [os.path.join(ROOT, "custom_nodes"), ROOT]
 OUT = os.path.join(ROOT, "workflows")
 NEG = "blurry, low quality, distorted, watermark, text, static, still picture"
 W, H, L = 832, 480, 81
-from runner.registry import NodeRegistry  # noqa: E402
-from runner.ui_export import api_to_ui  # noqa: E402
-from runner.workflow import load_workflow  # noqa: E402
+from vibeboard_runner.registry import NodeRegistry  # noqa: E402
+from vibeboard_runner.ui_export import api_to_ui  # noqa: E402
+from vibeboard_runner.workflow import load_workflow  # noqa: E402
 
 prompt = {}
 

@@ -1,5 +1,5 @@
 """Writes workflows/stagecraft(.api).json: the API graph by hand (runs headless, no weights, on the shipped
-blocking document), the UI twin by runner.ui_export plus the muted nodes that need a running engine or weights;
+blocking document), the UI twin by vibeboard_runner.ui_export plus the muted nodes that need a running engine or weights;
 checks that the UI file converts back to the API twin.
 
     python tools/make_stagecraft.py
@@ -12,9 +12,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [os.path.join(ROOT, "custom_nodes"), ROOT]
 os.chdir(ROOT)
 
-from runner.registry import NodeRegistry  # noqa: E402
-from runner.ui_export import api_to_ui  # noqa: E402
-from runner.workflow import load_workflow  # noqa: E402
+from vibeboard_runner.registry import NodeRegistry  # noqa: E402
+from vibeboard_runner.ui_export import api_to_ui  # noqa: E402
+from vibeboard_runner.workflow import load_workflow  # noqa: E402
 
 API = {
     "1": {"class_type": "VBBlockingLoad", "inputs": {"blocking": "sample:stagecraft_blocking.json"}},

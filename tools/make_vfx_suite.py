@@ -81,9 +81,9 @@ TITLES = {"1": "Source frame (synthetic RGB-D sample)", "2": "Camera move", "3":
 
 
 def main():
-    from runner.registry import NodeRegistry
-    from runner.ui_export import api_to_ui
-    from runner.workflow import load_workflow
+    from vibeboard_runner.registry import NodeRegistry
+    from vibeboard_runner.ui_export import api_to_ui
+    from vibeboard_runner.workflow import load_workflow
 
     reg = NodeRegistry.default()
     ui = api_to_ui({**RUNNABLE, **NEEDS_WEIGHTS}, reg)

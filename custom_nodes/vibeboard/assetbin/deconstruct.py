@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 
@@ -305,7 +305,3 @@ def deconstruct(image, depth, cache_root, settings: Settings = Settings(), **kwa
     d = Deconstructor(cache_root, kwargs.pop("sam", None), kwargs.pop("qwen", None), kwargs.pop("maps", None),
                       kwargs.pop("generator", None))
     return d.run(image, depth, settings, **kwargs)
-
-
-def settings_dict(settings: Settings) -> dict:
-    return asdict(settings)

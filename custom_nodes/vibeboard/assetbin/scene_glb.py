@@ -6,8 +6,6 @@ material slots exactly as stored (trimesh re-interprets some of them on load).
 from __future__ import annotations
 
 import io
-import json
-import math
 
 import numpy as np
 
@@ -148,15 +146,3 @@ def world_boxes(path: str) -> dict:
         pts = trimesh.transform_points(scene.geometry[geom].vertices, transform)
         out[node_name] = (pts.min(0), pts.max(0))
     return out
-
-
-def decompose_yaw(matrix: np.ndarray) -> tuple:
-    """(yaw radians, translation, uniform scale) of a pose written by `pose_matrix`."""
-    rot = np.asarray(matrix)[:3, :3]
-    scale = float(np.linalg.norm(rot[:, 0]))
-    return math.atan2(rot[0, 2], rot[0, 0]), np.asarray(matrix)[:3, 3].copy(), scale
-
-
-def extras_json(extras: dict) -> str:
-    return json.dumps(extras, sort_keys=True, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
-

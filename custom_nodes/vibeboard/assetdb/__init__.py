@@ -24,7 +24,7 @@ import os
 import sqlite3
 import time
 from contextlib import contextmanager
-from typing import Iterable, List, Optional
+from typing import List, Optional
 
 from .schema import MIGRATIONS
 
@@ -277,7 +277,3 @@ def _upsert(c, table: str, script_id: int, **cols) -> int:
         return row[0]
     return c.execute(f"INSERT INTO {table} (script_id, {', '.join(keys)}) VALUES (?, {', '.join('?' * len(keys))})",
                      (script_id, *cols.values())).lastrowid
-
-
-def iter_rows(rows: Iterable) -> List[dict]:
-    return [dict(r) for r in rows]

@@ -55,4 +55,26 @@ MIGRATIONS = [
         model TEXT NOT NULL, input_tokens INTEGER NOT NULL DEFAULT 0, output_tokens INTEGER NOT NULL DEFAULT 0,
         cost_usd REAL NOT NULL DEFAULT 0, ok INTEGER NOT NULL, error TEXT NOT NULL DEFAULT '');
     """,
+    # 3: Character Foundry actor cards — an actor is defined once (face refs, generated turnarounds and wardrobe
+    # per script day, voice, trained LoRAs) and every input carries its licence.
+    """
+    CREATE TABLE actors (
+        id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, character TEXT NOT NULL DEFAULT '',
+        notes TEXT NOT NULL DEFAULT '', created REAL NOT NULL);
+    CREATE TABLE actor_images (
+        id INTEGER PRIMARY KEY, actor_id INTEGER NOT NULL REFERENCES actors(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL CHECK (kind IN ('face_front', 'face_three_quarter', 'face_profile', 'turnaround',
+                                           'wardrobe', 'extra')),
+        view TEXT NOT NULL DEFAULT '', script_day INTEGER, path TEXT NOT NULL, sha256 TEXT NOT NULL,
+        caption TEXT NOT NULL DEFAULT '', licence TEXT NOT NULL, source TEXT NOT NULL DEFAULT 'user',
+        parent_id INTEGER REFERENCES actor_images(id), recipe_json TEXT NOT NULL DEFAULT '{}', created REAL NOT NULL);
+    CREATE TABLE actor_voices (
+        actor_id INTEGER PRIMARY KEY REFERENCES actors(id) ON DELETE CASCADE, provider TEXT NOT NULL,
+        voice_id TEXT NOT NULL, settings_json TEXT NOT NULL DEFAULT '{}', seed INTEGER, licence TEXT NOT NULL);
+    CREATE TABLE actor_loras (
+        id INTEGER PRIMARY KEY, actor_id INTEGER NOT NULL REFERENCES actors(id) ON DELETE CASCADE,
+        base_model TEXT NOT NULL, path TEXT NOT NULL, format TEXT NOT NULL, rank INTEGER NOT NULL,
+        steps INTEGER NOT NULL, trigger TEXT NOT NULL DEFAULT '', image_ids_json TEXT NOT NULL DEFAULT '[]',
+        created REAL NOT NULL);
+    """,
 ]

@@ -86,8 +86,3 @@ def slerp(q0: np.ndarray, q1: np.ndarray, u: float) -> np.ndarray:
 
 def slerp_matrix(r0: np.ndarray, r1: np.ndarray, u: float) -> np.ndarray:
     return orthonormalize(matrix_from_quat(slerp(quat_from_matrix(r0), quat_from_matrix(r1), u)))
-
-
-def rotation_angle(r: np.ndarray) -> float:
-    """Angle (radians) of a rotation matrix."""
-    return math.acos(max(-1.0, min(1.0, (np.trace(r) - 1) / 2)))

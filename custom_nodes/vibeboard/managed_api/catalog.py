@@ -57,10 +57,6 @@ def video_model_ids():
     return [e.model_id for e in VIDEO_ENDPOINTS]
 
 
-def is_known(model_id: str) -> bool:
-    return model_id in _BY_ID
-
-
 def endpoint(model_id: str, video: bool, has_image: bool = False) -> Endpoint:
     """The catalogue entry, or a best guess for an id typed into the free field (an id we do not know takes
     the connected image as `image_url` whatever its name says: the user knows the model)."""

@@ -132,6 +132,31 @@ CREATE INDEX IF NOT EXISTS api_calls_run ON api_calls(run_id);
 CREATE INDEX IF NOT EXISTS api_calls_args ON api_calls(args_hash, status);
 """
 
+# The render farm's GPU time (vibeboard_runner/farm): one row per executed node, plus one 'storage' row per job.
+_GPU_SCHEMA = """
+CREATE TABLE IF NOT EXISTS gpu_usage (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts REAL NOT NULL,
+    job_id TEXT NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'node',   -- node | storage
+    node TEXT,
+    class_type TEXT,
+    worker TEXT,
+    gpu_class TEXT,
+    seconds REAL NOT NULL DEFAULT 0,     -- GPU-seconds of the node
+    usd_per_hour REAL,
+    cost_usd REAL,                       -- NULL when the GPU class has no price
+    storage_bytes INTEGER NOT NULL DEFAULT 0,
+    workflow TEXT,
+    model TEXT,
+    user TEXT,
+    status TEXT,
+    attempt INTEGER
+);
+CREATE INDEX IF NOT EXISTS gpu_usage_job ON gpu_usage(job_id);
+CREATE INDEX IF NOT EXISTS gpu_usage_ts ON gpu_usage(ts);
+"""
+
 
 def default_ledger_path() -> str:
     env = os.environ.get("VIBEBOARD_COST_DB")
@@ -150,6 +175,7 @@ class Ledger:
         self._lock = Ledger._locks.setdefault(os.path.abspath(self.path), threading.Lock())
         with self._connect() as db:
             db.executescript(_SCHEMA)
+            db.executescript(_GPU_SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
@@ -195,3 +221,36 @@ class Ledger:
             if run_id:
                 return db.execute("SELECT * FROM api_calls WHERE run_id = ? ORDER BY id", (run_id,)).fetchall()
             return db.execute("SELECT * FROM api_calls ORDER BY id").fetchall()
+
+    def record_gpu(self, rows: list) -> None:
+        """GPU usage rows (dicts with the gpu_usage columns) of one farm job, in one transaction."""
+        columns = ("ts", "job_id", "kind", "node", "class_type", "worker", "gpu_class", "seconds", "usd_per_hour",
+                   "cost_usd", "storage_bytes", "workflow", "model", "user", "status", "attempt")
+        defaults = {"kind": "node", "seconds": 0.0, "storage_bytes": 0}
+        values = [tuple(row.get(c) if row.get(c) is not None else defaults.get(c, time.time() if c == "ts" else None)
+                        for c in columns) for row in rows]
+        with self._lock, self._connect() as db:
+            db.executemany(f"INSERT INTO gpu_usage ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                           values)
+
+    def gpu_rows(self, since: Optional[float] = None, job_id: Optional[str] = None) -> list:
+        query, params = "SELECT * FROM gpu_usage WHERE ts >= ?", [since or 0.0]
+        if job_id:
+            query += " AND job_id = ?"
+            params.append(job_id)
+        with self._connect() as db:
+            return db.execute(query + " ORDER BY id", params).fetchall()
+
+
+GPU_CLASS_ALIASES = {"h200": "runpod-h200", "a100": "runpod-a100-80gb", "a100-80gb": "runpod-a100-80gb",
+                     "4090": "runpod-rtx4090", "rtx4090": "runpod-rtx4090", "a6000": "runpod-a6000",
+                     "rtx-a6000": "runpod-a6000"}
+
+
+def gpu_class_rate(gpu_class: str, table: Optional[dict] = None) -> Optional[float]:
+    """$/h of a farm GPU class: the price table's pod entry of that name (or its runpod- alias); None if unknown."""
+    pods = (table or load_prices()).get("pod", {})
+    for key in (gpu_class, GPU_CLASS_ALIASES.get(str(gpu_class).lower(), ""), f"runpod-{gpu_class}"):
+        if key in pods:
+            return float(pods[key]["usd_per_hour"])
+    return None

@@ -201,3 +201,18 @@ def save_audio_file(path: str, waveform: np.ndarray, sample_rate: int, fmt: str 
             for packet in stream.encode(None):
                 container.mux(packet)
     return path
+
+
+def resample(wave: np.ndarray, source_rate: int, rate: int) -> np.ndarray:
+    """float32 [C, N] from `source_rate` to `rate` with FFmpeg's resampler (PyAV)."""
+    if source_rate == rate or wave.shape[1] == 0:
+        return wave
+    channels = wave.shape[0]
+    layout = "mono" if channels == 1 else "stereo"
+    wave = wave[:2] if channels > 2 else wave
+    resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(wave, dtype=np.float32), format="fltp", layout=layout)
+    frame.sample_rate, frame.pts, frame.time_base = source_rate, 0, Fraction(1, source_rate)
+    parts = [o.to_ndarray() for o in resampler.resample(frame)] + [o.to_ndarray() for o in resampler.resample(None)]
+    out = np.concatenate(parts, axis=1) if parts else np.zeros((wave.shape[0], 0), np.float32)
+    return fit_length(out.astype(np.float32), int(round(wave.shape[1] * rate / source_rate)))

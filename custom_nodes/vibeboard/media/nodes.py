@@ -1,6 +1,8 @@
 """Video and audio IO nodes (PyAV). Thin: the work is in video.py / audio.py / files.py."""
 from __future__ import annotations
 
+import json
+
 import math
 import os
 
@@ -80,7 +82,7 @@ def _audio_or_none(audio, node: str):
     return (waveform, rate) if waveform.shape[1] > 0 else None
 
 
-def _encode(images, fps, directory, prefix, crf, preset, audio, node: str) -> str:
+def _encode(images, fps, directory, prefix, crf, preset, audio, node: str, metadata=None) -> str:
     video_io.check_image_batch(images, node)
     fps = _check_fps(fps, node)
     if not 0 <= int(crf) <= 51:
@@ -92,8 +94,19 @@ def _encode(images, fps, directory, prefix, crf, preset, audio, node: str) -> st
     total = int(images.shape[0])
     bar = runtime.progress_bar(total)
     video_io.write_video(path, images, fps, crf=int(crf), preset=preset, audio=track,
-                         on_frame=lambda done: bar.update_absolute(done, total))
+                         on_frame=lambda done: bar.update_absolute(done, total), metadata=metadata)
     return path
+
+
+def recipe_metadata(prompt, extra_pnginfo) -> dict:
+    """What ComfyUI's savers embed: the API prompt and each extra_pnginfo entry (the UI workflow), as JSON text;
+    dropping the file on the editor's canvas reopens the workflow."""
+    metadata = {}
+    if prompt is not None:
+        metadata["prompt"] = json.dumps(prompt)
+    for key, value in (extra_pnginfo or {}).items() if isinstance(extra_pnginfo, dict) else ():
+        metadata[str(key)] = json.dumps(value)
+    return metadata
 
 
 class VBLoadVideo:
@@ -224,11 +237,14 @@ class VBSaveVideo:
             "optional": {
                 "audio": ("AUDIO", {"tooltip": "muxed as AAC; cut or padded with silence to the video length"}),
             },
+            "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
         }
 
-    def save(self, images, fps=24.0, filename_prefix="vibeboard/video", crf=19, preset="medium", audio=None):
+    def save(self, images, fps=24.0, filename_prefix="vibeboard/video", crf=19, preset="medium", audio=None,
+             prompt=None, extra_pnginfo=None):
         directory = runtime.output_directory()
-        path = _encode(images, fps, directory, filename_prefix, crf, preset, audio, SAVE_NAME)
+        path = _encode(images, fps, directory, filename_prefix, crf, preset, audio, SAVE_NAME,
+                       metadata=recipe_metadata(prompt, extra_pnginfo))
         return {"ui": {"images": [_video_entry(path, directory, "output")], "animated": [True]},
                 "result": (path,)}
 

@@ -354,7 +354,7 @@ X264_THREAD_TYPE = "SLICE"
 
 def write_video(path: str, images: Iterable, fps, *, crf: int = 19, preset: str = "medium",
                 pix_fmt: str = "yuv420p", audio: Optional[Tuple[np.ndarray, int]] = None,
-                on_frame: Optional[Callable[[int], None]] = None) -> dict:
+                on_frame: Optional[Callable[[int], None]] = None, metadata: Optional[dict] = None) -> dict:
     """Encode frames as H.264 (libx264) in an MP4 with +faststart; returns a summary dict.
 
     `images`: an IMAGE batch [T, H, W, C] or any iterable of [H, W, C] frames (float 0..1 or uint8) —
@@ -362,6 +362,8 @@ def write_video(path: str, images: Iterable, fps, *, crf: int = 19, preset: str 
     Fraction; the time base is exactly 1/fps. `audio` (float32 [C, N], rate) becomes an AAC track trimmed
     or padded with silence to the video's duration. The file appears at `path` only when complete.
     `on_frame(i)` is called after each frame (progress; raising there aborts cleanly).
+    `metadata` {key: text} goes into the MP4's metadata as free-form tags (ComfyUI's savers store "prompt" and
+    "workflow" there; its frontend restores the workflow when the file is dropped on the canvas).
     """
     rate = exact_rate(fps)
     if not 0 <= int(crf) <= 51:
@@ -375,8 +377,11 @@ def write_video(path: str, images: Iterable, fps, *, crf: int = 19, preset: str 
     with atomic_output(path) as tmp:
         # The edit list (written when x264 uses B-frames) counts in the movie timescale, 1/1000 s by
         # default: 12 frames at 30000/1001 would end at 0.400 s instead of 0.4004 s. Use one that fits.
-        options = {"movflags": "+faststart", "movie_timescale": str(math.lcm(rate.numerator, 1000))}
+        options = {"movflags": "+faststart" + ("+use_metadata_tags" if metadata else ""),
+                   "movie_timescale": str(math.lcm(rate.numerator, 1000))}
         with av.open(tmp, "w", format="mp4", options=options) as container:
+            for key, value in (metadata or {}).items():
+                container.metadata[key] = value
             first = next(frames, None)
             if first is None:
                 raise ValueError("no frames to write")

@@ -199,11 +199,6 @@ def pull_command(value: str) -> Optional[str]:
     return f"vibeboard models pull {name}" + ("" if source == default else f" --source {source}")
 
 
-def pull_name(value: str) -> Optional[str]:
-    found = pull_source(value)
-    return found[0] if found else None
-
-
 def pull_source(value: str) -> Optional[tuple]:
     """(registry name, source) whose pull puts `value` (a node's file/folder name) in place, or None."""
     value = (value or "").strip().replace("\\", "/").rstrip("/")

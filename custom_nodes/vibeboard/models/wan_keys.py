@@ -97,10 +97,6 @@ def diffusers_to_wan_key(key: str) -> str:
     return _map_module(module, True) + suffix
 
 
-def wan_module_to_diffusers(name: str) -> str:
-    return _map_module(strip_prefix(name), False)
-
-
 def diffusers_module_to_wan(name: str) -> str:
     return _map_module(name, True)
 

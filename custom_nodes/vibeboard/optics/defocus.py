@@ -19,7 +19,6 @@ Everything works in *inverse depth* `inv` (bigger = nearer), which covers both d
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -114,25 +113,3 @@ def defocus_map(inv: torch.Tensor, focus_inv, aperture_k: float,
     if max_coc <= 0:
         raise ValueError("max_coc must be > 0")
     return (signed_coc(inv, focus_inv, aperture_k).abs() / float(max_coc)).clamp(0.0, 1.0)
-
-
-@dataclass
-class FocusSpec:
-    """How to pick the focal plane: mode is 'point', 'mask' or 'distance'."""
-    mode: str = "point"
-    x: float = 0.5
-    y: float = 0.5
-    mask: Optional[torch.Tensor] = None
-    distance: float = 1.0
-
-    def resolve(self, inv: torch.Tensor) -> float:
-        """Inverse depth of the focal plane for this spec."""
-        if self.mode == "point":
-            return focus_from_point(inv, self.x, self.y)
-        if self.mode == "mask":
-            if self.mask is None:
-                raise ValueError("focus mode 'mask' needs a mask")
-            return focus_from_mask(inv, self.mask)
-        if self.mode == "distance":
-            return focus_from_distance(self.distance)
-        raise ValueError(f"unknown focus mode {self.mode!r}")

@@ -10,7 +10,7 @@ from ..common import runtime
 from ..common.runtime import NodeInputError, progress_bar
 from ..models.loaders import model_path, pick_device
 
-CATEGORY = "VibeBoard/Optics"
+CATEGORY = "VibeBoard/Optics Engine"  # one category per studio module: learned and classic optics together
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 

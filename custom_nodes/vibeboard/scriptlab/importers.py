@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import xml.etree.ElementTree as ET
-from typing import Optional
 
 from . import categories
 from .screenplay import (ACTION, CENTERED, CHARACTER, DIALOGUE, HEADING, LYRIC, PAGE_BREAK, PARENTHETICAL,
@@ -275,10 +274,3 @@ def _fdx_title(root) -> dict:
     if len(lines) > 1:
         title["Credit"] = "\n".join(lines[1:])
     return title
-
-
-def element_at(play: Screenplay, offset: int) -> Optional[Element]:
-    for el in play.elements:
-        if el.start <= offset < el.end:
-            return el
-    return None

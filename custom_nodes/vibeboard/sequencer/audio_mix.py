@@ -9,7 +9,6 @@ video track says {"use_clip_audio": false}.
 """
 from __future__ import annotations
 
-from fractions import Fraction
 from typing import List, Optional, Tuple
 
 import av
@@ -26,19 +25,7 @@ def db_to_gain(db: float) -> float:
     return float(10.0 ** (db / 20.0))
 
 
-def resample(wave: np.ndarray, source_rate: int, rate: int) -> np.ndarray:
-    """float32 [C, N] from `source_rate` to `rate` with FFmpeg's resampler (PyAV)."""
-    if source_rate == rate or wave.shape[1] == 0:
-        return wave
-    channels = wave.shape[0]
-    layout = "mono" if channels == 1 else "stereo"
-    wave = wave[:2] if channels > 2 else wave
-    resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
-    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(wave, dtype=np.float32), format="fltp", layout=layout)
-    frame.sample_rate, frame.pts, frame.time_base = source_rate, 0, Fraction(1, source_rate)
-    parts = [o.to_ndarray() for o in resampler.resample(frame)] + [o.to_ndarray() for o in resampler.resample(None)]
-    out = np.concatenate(parts, axis=1) if parts else np.zeros((wave.shape[0], 0), np.float32)
-    return audio_io.fit_length(out.astype(np.float32), int(round(wave.shape[1] * rate / source_rate)))
+resample = audio_io.resample  # one home: media/audio.py
 
 
 def to_stereo(wave: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import os
 from dataclasses import dataclass
-from typing import Iterable, List, Optional
+from typing import List, Optional
 
 import opentimelineio as otio
 
@@ -261,7 +261,3 @@ def summary(timeline) -> dict:
     return {"name": timeline.name, "fps": rate, "duration": duration_frames(timeline), "tracks": tracks,
             "markers": markers, "start_frame": int(round(timeline.global_start_time.value))
             if timeline.global_start_time is not None else 0}
-
-
-def clip_names(timeline) -> Iterable[str]:
-    return [c.name for c in timeline.find_clips()]

@@ -1,0 +1,1 @@
+"""Character Foundry: actor cards, actor LoRAs, performances from video (FlashPortrait) and audio, continuity."""
