@@ -113,8 +113,8 @@ class NodeTimer:
 
 
 def run_ours(args, models: str, out: str) -> dict:
-    from runner import cli
-    from runner.registry import NodeRegistry
+    from vibeboard_runner import cli
+    from vibeboard_runner.registry import NodeRegistry
     classes = NodeRegistry.default(embedded=True).classes
     timer = NodeTimer(classes)
     argv = ["run", WORKFLOW, "--models-dir", models, "--output-dir", out, "--temp-dir", os.path.join(out, "temp"),
