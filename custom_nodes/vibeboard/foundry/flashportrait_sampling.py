@@ -5,7 +5,8 @@ separate text CFG and expression CFG, overlapping predictions blended linearly (
 Hook-up to the one Wan runtime (`wan/`, being refactored): this file's `_window_prediction` is what the runtime's
 `sample()` calls per model evaluation once FlashPortrait is registered as a model adapter
 (`flashportrait.patch_expression_attention` on the runtime's model copy, `ExpressionState.tokens` set from a
-conditioning builder that slices `tokens_for_window`). Until then `generate` drives the diffusers scheduler itself.
+conditioning builder that slices `tokens_for_window`). Until the runtime can blend sliding windows and apply two
+guidance scales, `generate` keeps this window loop, but takes its scheduler and latent normalisation from `wan/`.
 """
 from __future__ import annotations
 
@@ -14,16 +15,12 @@ from typing import Callable, Optional
 
 import torch
 
+from ..wan import conditioning as C
+from ..wan import sampler as S
 from . import flashportrait as fp
 from . import performance
 
 MEMORY_MODES = ("full", "model_cpu_offload", "sequential_cpu_offload")
-
-
-def _normalise(vae, latents, inverse=False):
-    mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1).to(latents)
-    std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1).to(latents)
-    return latents * std + mean if inverse else (latents - mean) / std
 
 
 @torch.no_grad()
@@ -33,7 +30,7 @@ def i2v_condition(vae, image: torch.Tensor, latent_frames: int) -> torch.Tensor:
     frames = 4 * (latent_frames - 1) + 1
     video = torch.zeros(1, 3, frames, h, w, dtype=vae.dtype)
     video[:, :, 0] = image.permute(2, 0, 1).to(vae.dtype) * 2 - 1
-    lat = _normalise(vae, vae.encode(video).latent_dist.mode())
+    lat = C.normalize(vae, vae.encode(video).latent_dist.mode())
     lh, lw = lat.shape[-2:]
     mask = torch.zeros(1, 4, latent_frames, lh, lw, dtype=lat.dtype)
     mask[:, :, 0] = 1
@@ -85,7 +82,6 @@ def generate(model, state: fp.ExpressionState, vae, image: torch.Tensor, text: t
     """Frames [frames_out, H, W, 3] of the portrait `image` [H,W,3] performing the expressions `tokens_pix`
     [1, F, 24, D] (one row per output frame, F ≥ 1). `text`/`negative` [1, 512, D_text], `image_tokens` the
     CLIP image context [1, N, D_img]."""
-    from diffusers import FlowMatchEulerDiscreteScheduler
     device = device or torch.device("cpu")
     lat_t = performance.latent_frames_for(frames_out)
     need = 4 * (lat_t - 1) + 1
@@ -97,7 +93,7 @@ def generate(model, state: fp.ExpressionState, vae, image: torch.Tensor, text: t
     h, w = cond.shape[-2:]
     gen = torch.Generator("cpu").manual_seed(int(seed))
     latents = torch.randn(1, cond.shape[1] - 4, lat_t, h, w, generator=gen)
-    sched = FlowMatchEulerDiscreteScheduler(shift=shift)
+    sched = S.make_scheduler("euler", shift)
     sched.set_timesteps(steps)
     windows = performance.context_windows(lat_t, size, min(context_overlap, size - 1))
     dtype = next(model.parameters()).dtype
@@ -125,6 +121,6 @@ def generate(model, state: fp.ExpressionState, vae, image: torch.Tensor, text: t
             if on_step is not None:
                 on_step(i + 1, steps)
     state.tokens = state.mask = None
-    video = vae.decode(_normalise(vae, latents.to(vae.dtype), inverse=True)).sample  # [1,3,4k+1,H,W]
+    video = vae.decode(C.denormalize(vae, latents).to(vae.dtype)).sample  # [1,3,4k+1,H,W]
     frames = ((video[0].permute(1, 2, 3, 0).float() + 1) / 2).clamp(0, 1)
     return frames[:frames_out]

@@ -115,7 +115,8 @@ def encode_text(handle: WanHandle, prompts, max_length: int = TEXT_LEN) -> torch
 
 # ---- VAE -----------------------------------------------------------------------------------------
 def _stats(handle: WanHandle, device, dtype=torch.float32):
-    cfg = handle.vae_config
+    # a Wan handle, or a bare diffusers AutoencoderKLWan (its config carries the same statistics)
+    cfg = handle.vae_config if hasattr(handle, "vae_config") else handle.config
     c = cfg.z_dim
     mean = torch.tensor(cfg.latents_mean, dtype=dtype, device=device).view(1, c, 1, 1, 1)
     std = torch.tensor(cfg.latents_std, dtype=dtype, device=device).view(1, c, 1, 1, 1)
