@@ -19,7 +19,7 @@ HARNESS = """<!doctype html><html><body><pre id="out">pending</pre>
 const MODE = "%s";
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 async function until(test, what) {
-  for (let i = 0; i < 600; i++) { const v = test(); if (v) return v; await sleep(50); }
+  for (let i = 0; i < 1200; i++) { const v = test(); if (v) return v; await sleep(50); }
   throw new Error("timeout waiting for " + (what ? what() : "the page"));
 }
 function pointer(doc, el, type, x, y) {
