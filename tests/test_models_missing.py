@@ -130,3 +130,18 @@ def test_wan_loader_inside_comfyui_reports_the_whole_workflow(empty_models):
 def test_pull_command_names_the_source_that_puts_the_file_there(value, command):
     from vibeboard.models import registry
     assert registry.pull_command(value) == command
+
+
+@pytest.mark.parametrize("class_type,inputs", [
+    ("VBStoryMemLoRA", {"high_noise_lora": "my_style.safetensors", "low_noise_lora": "my_style.safetensors",
+                        "strength": 1.0}),
+    ("VBReCoLoRA", {"lora_name": "my_style.safetensors", "strength": 1.0}),
+])
+def test_research_lora_nodes_report_a_missing_file_not_value_not_in_list(empty_models, class_type, inputs):
+    registry = NodeRegistry.default()
+    prompt = {k: dict(v, inputs=dict(v["inputs"])) for k, v in WORKFLOW.items() if k != "7"}
+    prompt["2"] = {"class_type": class_type, "inputs": dict(inputs, wan=["1", 0])}
+    result = validate_prompt(prompt, registry)
+    text = result.summary()
+    assert not result.ok and "not in list" not in text.lower()
+    assert "my_style.safetensors' not found; expected at " + str(empty_models / "loras" / "my_style.safetensors") in text

@@ -181,6 +181,12 @@ class VBReCoLoRA:
                                 "tooltip": "LoRA alpha; 0 = from the file, else its rank (ReCo trains alpha = rank)"}),
         }}
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, lora_name):
+        # a clear missing-file message (with the pull command) instead of ComfyUI's generic "Value not in list"
+        from ..models import preflight
+        return preflight.validate_model_name("VBReCoLoRA", "lora_name", lora_name)
+
     def apply(self, wan, lora_name, strength, alpha=0.0):
         from ..models import lora as lora_mod
         node = runtime.node_label(VBReCoLoRA)

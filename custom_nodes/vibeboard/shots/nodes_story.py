@@ -162,6 +162,16 @@ class VBStoryMemLoRA:
             "rslora": ("BOOLEAN", {"default": True, "tooltip": "Scale alpha/sqrt(rank) (StoryMem trains with rsLoRA)"}),
         }}
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, high_noise_lora, low_noise_lora):
+        # a clear missing-file message (with the pull command) instead of ComfyUI's generic "Value not in list"
+        from ..models import preflight
+        for input_name, value in (("high_noise_lora", high_noise_lora), ("low_noise_lora", low_noise_lora)):
+            verdict = preflight.validate_model_name("VBStoryMemLoRA", input_name, value)
+            if verdict is not True:
+                return verdict
+        return True
+
     def apply(self, wan, high_noise_lora, low_noise_lora, strength, alpha=128.0, rslora=True):
         from ..models import lora as lora_mod
         node = runtime.node_label(VBStoryMemLoRA)
