@@ -2,13 +2,12 @@
 (`vibeboard worker`, embedded executor, CPU, tiny test nodes) and the ComfyUI-compatible front in this process.
 
 Read in order (one farm for the module; the last test kills a worker):
-  affinity — 3 workers hold different models; 12 jobs go to the holders, ≤ 1 load per model per worker;
+  affinity — 3 workers hold different models; 30 jobs go to the holders, ≤ 1 load per model per worker;
              a model nobody holds goes to the class queue once, then follows the worker that loaded it;
   cost     — a job's GPU cost = Σ node GPU-seconds × the class price, in /history and the ledger; `vibeboard cost`;
   failures — OOM and bad input fail once (not retried) and are listed as dead letters;
   restart  — a restarted front re-attaches to a running job; SIGTERM stops a worker cleanly;
   kill -9  — a worker killed mid-job: the job finishes on another worker exactly once, with progress on /ws.
-(The issue asks for 30 jobs; 12 keep the module under a minute on 2 shared cores.)
 """
 import json
 import os
@@ -31,6 +30,7 @@ from service_helpers import NODES_FILE, WsClient, http  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FARM_NODES = os.path.join(ROOT, "tests", "farm_nodes.py")
 PRICE = 3.6  # $/h of the test GPU class: 1 GPU-second = $0.001
+BATCH_JOBS = 30  # the issue's acceptance count
 MODELS = {"w1": "m1", "w2": "m2", "w3": "m3"}
 
 
@@ -129,7 +129,7 @@ def test_jobs_follow_their_resident_models_with_at_most_one_load_per_model_per_w
         assert entry["status"]["status_str"] == "success", entry["status"]
         assert entry["farm"]["worker"] == wid and entry["farm"]["loaded"] == [MODELS[wid]]
     ids = [_submit(front, farm_nodes.job(i, f"m{i % 3 + 1}", prefix=f"batch/{i}"),
-                   {"vibeboard_farm": {"workflow": "batch"}, "user": f"user{i % 2}"}) for i in range(12)]
+                   {"vibeboard_farm": {"workflow": "batch"}, "user": f"user{i % 2}"}) for i in range(BATCH_JOBS)]
     loads = {(wid, MODELS[wid]): 1 for wid in MODELS}
     for i, pid in enumerate(ids):
         entry = _history(front, pid)
@@ -179,12 +179,12 @@ def test_job_cost_is_the_sum_of_node_gpu_seconds_times_the_class_price(farm):
         assert main(["cost", "--db", ledger, "--by", "workflow"]) == 0
     assert "GPU time on the farm by workflow" in buffer.getvalue()
     batch_line = [line for line in buffer.getvalue().splitlines() if line.startswith("batch ")][0]
-    assert batch_line.split()[1] == "12"  # jobs
+    assert batch_line.split()[1] == str(BATCH_JOBS)  # jobs
     buffer = io.StringIO()
     with redirect_stdout(buffer):
         assert main(["cost", "--db", ledger, "--by", "user", "--json"]) == 0
     groups = json.loads(buffer.getvalue())["gpu"]["groups"]
-    assert groups["user0"]["jobs"] == 6 and groups["user1"]["jobs"] == 6
+    assert groups["user0"]["jobs"] == BATCH_JOBS // 2 and groups["user1"]["jobs"] == BATCH_JOBS // 2
     # pod vs API per image: the farm's jobs count their GPU-seconds, not their time waiting in the farm queue
     status, every, _ = http("GET", front.url + "/history")
     done = [e["farm"]["gpu_seconds"] for e in every.values() if e["status"]["status_str"] == "success"]
