@@ -9,12 +9,13 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shuti
 
 def run_page(url, budget_ms=5000, timeout=60, attempts=2):
     """The page's JSON. Virtual time runs ahead of real media decoding on a loaded machine, so a page that
-    reports its own wait timed out gets one more try; any other failure is final."""
+    reports its own wait timed out (or had not finished when the budget ran out) gets one more try; any other
+    failure is final."""
     for attempt in range(attempts):
         try:
             return _run_page_once(url, budget_ms, timeout)
         except AssertionError as exc:
-            if attempt == attempts - 1 or "timeout waiting" not in str(exc):
+            if attempt == attempts - 1 or not any(k in str(exc) for k in ("timeout waiting", "pending")):
                 raise
 
 

@@ -100,13 +100,13 @@ def project(tmp_path):
 def test_drawn_annotation_survives_a_server_restart(project, tmp_path):
     server = start(tmp_path, "draw")
     try:
-        drawn = run_page(server.url + "/test-harness", budget_ms=40000, timeout=120)
+        drawn = run_page(server.url + "/test-harness", budget_ms=90000, timeout=150)
     finally:
         server.stop_thread()
     assert drawn["title"].startswith("sh010 v001")
     server = start(tmp_path, "read")  # a new server process over the same project file
     try:
-        shown = run_page(server.url + "/test-harness", budget_ms=40000, timeout=120)
+        shown = run_page(server.url + "/test-harness", budget_ms=90000, timeout=150)
     finally:
         server.stop_thread()
     assert len(shown["annotations"]) == 1 and shown["annotations"] == drawn["annotations"]
@@ -124,7 +124,7 @@ def test_drawn_annotation_survives_a_server_restart(project, tmp_path):
 def test_player_shows_the_exact_frame_and_compares_with_the_previous_version(project, tmp_path):
     server = start(tmp_path, "frame")
     try:
-        shown = run_page(server.url + "/test-harness", budget_ms=40000, timeout=120)
+        shown = run_page(server.url + "/test-harness", budget_ms=90000, timeout=150)
     finally:
         server.stop_thread()
     for frame in (0, 20, 37):
