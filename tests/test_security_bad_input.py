@@ -88,6 +88,8 @@ CASES = [
      {"body": {"workflow": W, "output": {"prefix": {"a": 1}}}}, 400, "invalid_request"),
     ("job output.upload a string", "POST", "/vibeboard/jobs", {"body": {"workflow": W, "output": {"upload": "no"}}},
      400, "invalid_request"),
+    ("job output.base64 (RunPod only: the job API stores outputs)", "POST", "/vibeboard/jobs",
+     {"body": {"workflow": W, "output": {"base64": True}}}, 400, "invalid_request"),
     ("job_id with a slash", "POST", "/vibeboard/jobs", {"body": {"workflow": W, "job_id": "a/../b"}}, 400,
      "invalid_request"),
     ("prompt_id with a control character", "POST", "/prompt", {"body": {"prompt": W, "prompt_id": "a\nb"}}, 400,

@@ -57,21 +57,24 @@ def _download(url: str, limit: int, key: str) -> bytes:
     return data
 
 
-def output_spec(output) -> dict:
-    """The job's `output` object, checked before anything runs:
-    {"prefix": relative path, "upload": bool, "include_temp": bool, "base64": bool}."""
+def output_spec(output, inline_allowed: bool = False) -> dict:
+    """The job's `output` object, checked before anything runs: {"prefix": relative path, "upload": bool,
+    "include_temp": bool}, plus "base64": bool where the caller can answer with inline files (the RunPod worker,
+    worker-comfyui's mode for callers without a bucket); the server's job API stores outputs, so it refuses it."""
     if output is None:
         return {}
     if not isinstance(output, dict):
         raise ApiError(400, "invalid_request", "'output' must be an object {\"prefix\": ..., \"upload\": bool}")
-    unknown = sorted(set(output) - {"prefix", "upload", "include_temp", "base64"})
+    allowed = ["prefix", "upload", "include_temp"] + (["base64"] if inline_allowed else [])
+    unknown = sorted(set(output) - set(allowed))
     if unknown:
-        raise ApiError(400, "invalid_request",
-                       f"'output' has unknown keys {unknown}; expected prefix, upload, include_temp, base64")
+        raise ApiError(400, "invalid_request", f"'output' has unknown keys {unknown}; expected {', '.join(allowed)}")
     spec = {}
-    # base64 (worker-comfyui's inline mode, for callers without a bucket) turns the upload off unless asked for
-    inline = output.get("base64", False)
-    for key, default in (("base64", False), ("upload", not inline), ("include_temp", False)):
+    flags = [("upload", True), ("include_temp", False)]
+    if inline_allowed:  # inline answers turn the upload off unless it is asked for too
+        inline = output.get("base64", False)
+        flags = [("base64", False), ("upload", not inline), ("include_temp", False)]
+    for key, default in flags:
         spec[key] = output.get(key, default)
         if not isinstance(spec[key], bool):
             raise ApiError(400, "invalid_request", f"'output.{key}' must be true or false")

@@ -96,7 +96,7 @@ def _handle(job: dict, progress: Optional[Callable[[dict], None]], state: dict) 
         if not isinstance(workflow, dict):
             raise WorkflowFormatError(f"input.workflow must be a JSON object (API or UI format), got "
                                       f"{type(workflow).__name__}")
-        output = output_spec(data.get("output"))  # a wrong type is refused before the job runs
+        output = output_spec(data.get("output"), inline_allowed=True)  # checked before the job runs
         prompt = load_workflow(workflow, state["registry"])
         check_graph(prompt)
         allow_urls = os.environ.get("VIBEBOARD_URL_INPUTS", "1") not in ("0", "false", "no")
