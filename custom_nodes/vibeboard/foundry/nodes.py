@@ -141,12 +141,10 @@ def _wan_encoders(node, transformer, vae, text_encoder, tokenizer, dtype):
     vae_m = loaders.load_wan_vae(loaders.model_path(node, "vae", vae), dtype)
     te = loaders.load_umt5(loaders.model_path(node, "text_encoder", text_encoder), dtype)
     tok = loaders.load_tokenizer(loaders.model_path(node, "tokenizer", tokenizer))
-    mean = torch.tensor(vae_m.config.latents_mean).view(-1, 1, 1, 1)
-    std = torch.tensor(vae_m.config.latents_std).view(-1, 1, 1, 1)
 
-    def enc_image(x):  # normalised latents, as the sampler sees them
-        lat = vae_m.encode(x[:, :, None].to(vae_m.dtype)).latent_dist.mode()[0].float()
-        return (lat - mean) / std
+    def enc_image(x):  # normalised latents, as the sampler sees them (the runtime's one normalisation)
+        from ..wan.conditioning import normalize
+        return normalize(vae_m, vae_m.encode(x[:, :, None].to(vae_m.dtype)).latent_dist.mode())[0]
 
     def enc_text(caption):
         t = tok([caption], max_length=512, padding="max_length", truncation=True, return_tensors="pt")
