@@ -63,7 +63,7 @@ def wait_editor(browser):
 
 
 def test_editor_runs_optics_engine_and_keeps_saved_workflow(tmp_path):
-    from cdp_browser import Browser
+    from chromium_page import Browser
     server = start_server(str(tmp_path))
     browser = Browser()
     try:
@@ -170,7 +170,7 @@ def test_editor_runs_optics_engine_and_keeps_saved_workflow(tmp_path):
 def test_saved_workflows_load_at_full_size_without_overlaps(tmp_path):
     """In the frontend itself: no node smaller than the size it computes for its widgets, no overlap on load."""
     import glob
-    from cdp_browser import Browser
+    from chromium_page import Browser
     server = start_server(str(tmp_path))
     browser = Browser()
     problems = {}

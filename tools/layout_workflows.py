@@ -158,7 +158,7 @@ def dump_like(original: str, data: dict) -> str:
 def open_editor():
     """`vibeboard serve` on a temporary folder with the editor open in headless Chromium; yields the browser."""
     sys.path[:0] = [ROOT, os.path.join(ROOT, "custom_nodes"), os.path.join(ROOT, "tests")]
-    from cdp_browser import Browser
+    from chromium_page import Browser
     from vibeboard_runner.server import ServerConfig, VibeServer
     with tempfile.TemporaryDirectory() as tmp:
         config = ServerConfig(port=0, output_dir=os.path.join(tmp, "o"), input_dir=os.path.join(tmp, "i"),
