@@ -168,7 +168,8 @@ def test_editor_runs_optics_engine_and_keeps_saved_workflow(tmp_path):
 
 
 def test_saved_workflows_load_at_full_size_without_overlaps(tmp_path):
-    """In the frontend itself: no node smaller than the size it computes for its widgets, no overlap on load."""
+    """In the frontend itself: no node smaller than the size it computes for its widgets, no overlap on load, every
+    node inside exactly one section group (as the frontend computes group membership)."""
     import glob
     from chromium_page import Browser
     server = start_server(str(tmp_path))
@@ -183,7 +184,12 @@ def test_saved_workflows_load_at_full_size_without_overlaps(tmp_path):
             text = open(path, encoding="utf-8").read()
             found = browser.evaluate(f"""(async () => {{
                 await app.loadGraphData({text});
-                const nodes = app.graph._nodes, out = {{small: [], overlap: []}};
+                const nodes = app.graph._nodes, out = {{small: [], overlap: [], groups: []}};
+                // the frontend's own group membership: every node in exactly one section group
+                const count = {{}};
+                for (const g of app.graph._groups || []) {{ g.recomputeInsideNodes?.();
+                    for (const n of (g.nodes || g._nodes || [])) count[n.id] = (count[n.id] || 0) + 1; }}
+                for (const n of nodes) if (count[n.id] !== 1) out.groups.push([n.id, count[n.id] || 0]);
                 const box = (n) => {{ const b = new Float32Array(4);
                     if (n.getBounding) n.getBounding(b); else b.set(n.boundingRect); return b; }};
                 for (const n of nodes) {{ const m = n.computeSize();
@@ -193,7 +199,7 @@ def test_saved_workflows_load_at_full_size_without_overlaps(tmp_path):
                     if (a[0] < b[0] + b[2] && b[0] < a[0] + a[2] && a[1] < b[1] + b[3] && b[1] < a[1] + a[3])
                         out.overlap.push([nodes[i].id, nodes[j].id]); }}
                 return out; }})()""")
-            if found["small"] or found["overlap"]:
+            if found["small"] or found["overlap"] or found["groups"]:
                 problems[os.path.basename(path)] = found
         browser.screenshot(os.path.join(ARTEFACTS, "frontend_last_workflow.png"))
     finally:
