@@ -45,5 +45,5 @@ def test_flashportrait_node_names_the_missing_file_before_loading_anything(tmp_p
     with pytest.raises(runtime.NodeInputError) as err:
         VBFlashPortrait().perform("checkpoints/FlashPortrait", torch.rand(1, 32, 32, 3), "d.mp4", "p", 24.0, 2,
                                   5.0, 4.0, 21, 8, "full", 0)
-    assert str(err.value) == (f"FlashPortrait: input 'folder': FlashPortrait file missing: expected "
+    assert str(err.value) == (f"FlashPortrait (VibeBoard): input 'folder': FlashPortrait file missing: expected "
                               f"{folder / 'pd_fpg.pth'} (vibeboard models pull flashportrait)")

@@ -134,7 +134,7 @@ def test_llm_nodes_report_bad_settings_by_node_and_input(tmp_path, monkeypatch):
     monkeypatch.delenv("VB_NO_KEY", raising=False)
     monkeypatch.setitem(runtime._dirs, "output", str(tmp_path))  # restored after the test
     play = importers.load_script(pipeline_sample())
-    with pytest.raises(runtime.NodeInputError, match="Script Breakdown: input 'llm'.*VB_NO_KEY"):
+    with pytest.raises(runtime.NodeInputError, match="Script Breakdown → Asset DB: input 'llm'.*VB_NO_KEY"):
         VBScriptBreakdown().run(play, "p.vbdb", llm=cfg)
 
 
