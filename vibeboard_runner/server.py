@@ -27,7 +27,7 @@ from .security import (ApiError, check_bind_allowed, check_graph, parse_json, re
                        require_strict_json)
 from .server_auth import auth_middleware, errors_middleware  # who may call; errors as ComfyUI's JSON
 from .server_files import file_routes  # /view, /upload/image
-from .server_history import history_routes, parse_clear_or_delete  # /history
+from .server_history import clear_or_delete, history_routes  # /history
 from .service import JobService
 from .storage import Storage
 from .webhooks import WebhookSender
@@ -263,12 +263,7 @@ class VibeServer:
                                           "queue_pending": [j.queue_item for j in pending]})
 
     async def post_queue(self, request):
-        clear, ids = parse_clear_or_delete(await self._json(request))
-        if clear:
-            await self._off(self.service.delete_queued, None)
-        if ids is not None:
-            await self._off(self.service.delete_queued, ids)
-        return web.Response(status=200)
+        return await clear_or_delete(self, request, self.service.delete_queued)
 
     async def post_interrupt(self, request):
         raw = await request.read()

@@ -20,16 +20,20 @@ def history_routes(server) -> list:
             ("GET", "/history/{prompt_id}", history.get_history_one)]
 
 
-def parse_clear_or_delete(body) -> tuple:
-    """ComfyUI's {"clear": true} / {"delete": [ids]} body (POST /queue and POST /history): (clear, ids or None)."""
+async def clear_or_delete(server, request, delete) -> web.Response:
+    """ComfyUI's {"clear": true} / {"delete": [ids]} body (POST /queue and POST /history), applied off the loop
+    with `delete(ids)`; `delete(None)` clears everything."""
+    body = await server._json(request)
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_request", "expected {\"clear\": true} or {\"delete\": [ids]}")
-    ids = None
+    ids = body.get("delete")
+    if "delete" in body and not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):
+        raise ApiError(400, "invalid_request", "'delete' must be a list of prompt ids")
+    if body.get("clear"):
+        await server._off(delete, None)
     if "delete" in body:
-        ids = body["delete"]
-        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-            raise ApiError(400, "invalid_request", "'delete' must be a list of prompt ids")
-    return bool(body.get("clear")), ids
+        await server._off(delete, ids)
+    return web.Response(status=200)
 
 
 class History:
@@ -73,13 +77,7 @@ class History:
         return await server._json_response({job["id"]: job["history"]})
 
     async def post_history(self, request):
-        server = self.server
-        clear, ids = parse_clear_or_delete(await server._json(request))
-        if clear:
-            await server._off(server.store.delete_history, None)
-        if ids is not None:
-            await server._off(server.store.delete_history, ids)
-        return web.Response(status=200)
+        return await clear_or_delete(self.server, request, self.server.store.delete_history)
 
 
 def encode_cursor(cursor: tuple) -> str:
