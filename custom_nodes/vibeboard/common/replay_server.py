@@ -41,6 +41,19 @@ class Reply:
     delay_s: float = 0.0
 
 
+class Headers(dict):
+    """A request's headers: names kept lower-case, looked up in any case (as HTTP means them)."""
+
+    def __getitem__(self, name: str):
+        return super().__getitem__(name.lower())
+
+    def get(self, name: str, default=None):
+        return super().get(name.lower(), default)
+
+    def __contains__(self, name) -> bool:
+        return super().__contains__(str(name).lower())
+
+
 def json_reply(status: int, data, headers: Optional[dict] = None) -> Reply:
     return Reply(status, {"content-type": "application/json", **(headers or {})}, json.dumps(data).encode("utf-8"))
 
@@ -54,7 +67,7 @@ def miss(message: str, **detail) -> Reply:
 class LoopbackServer:
     """A threaded HTTP server on loopback handing each request to `answer(request) -> Reply` (a subclass's method
     or the callable given). `requests` logs every request in arrival order as a dict: method, path, query,
-    headers (lower-case names), body (bytes); a long-lived server that is not a test fixture passes
+    headers (`Headers`), body (bytes); a long-lived server that is not a test fixture passes
     log_requests=False."""
 
     def __init__(self, answer: Optional[Callable] = None, host: str = "127.0.0.1", log_requests: bool = True):
@@ -75,7 +88,7 @@ class LoopbackServer:
                 length = int(self.headers.get("content-length") or 0)
                 split = urlsplit(self.path)
                 request = {"method": self.command, "path": split.path, "query": split.query,
-                           "headers": {k.lower(): v for k, v in self.headers.items()},
+                           "headers": Headers((k.lower(), v) for k, v in self.headers.items()),
                            "body": self.rfile.read(length) if length else b""}
                 if server.log_requests:
                     server.requests.append(request)
@@ -84,7 +97,7 @@ class LoopbackServer:
                 except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout test)
                     self.close_connection = True
 
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+            do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
         self.httpd = ThreadingHTTPServer((host, 0), Handler)
         self.httpd.daemon_threads = True
@@ -134,6 +147,8 @@ class LoopbackServer:
         if reply.truncate_to is not None:
             handler.send_header("connection", "close")
         handler.end_headers()
+        if handler.command == "HEAD":  # the headers (with the body's length) only
+            return
         handler.wfile.write(reply.body if reply.truncate_to is None else reply.body[:reply.truncate_to])
         handler.wfile.flush()
         if reply.truncate_to is not None:
