@@ -49,3 +49,9 @@ def test_every_replay_and_loopback_shim_is_the_one_server():
     from vibeboard.llm.selfhost import LocalChatServer
     assert ManagedReplay is ReplayServer
     assert all(issubclass(cls, LoopbackServer) for cls in (ReplayServer, CassetteServer, LocalChatServer))
+
+
+def test_a_fake_that_raises_answers_500_naming_the_error():
+    with LoopbackServer(answer=lambda request: {}["missing"]) as server:
+        status, body = _get(server.base + "/x")
+    assert status == 500 and "KeyError" in json.loads(body)["detail"]
