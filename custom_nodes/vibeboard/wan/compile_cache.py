@@ -57,13 +57,29 @@ def machine_dir(device=None) -> str:
     return os.path.join(cache_root(), machine_key(device))
 
 
+def _torch_default_inductor_dir() -> Optional[str]:
+    try:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+        return os.path.abspath(default_cache_dir())
+    except Exception:  # noqa: BLE001 - another torch layout: treat any value as the user's
+        return None
+
+
 def use_persistent_inductor_dir(device=None) -> Optional[str]:
-    """Point inductor's (and so Triton's) on-disk cache into the machine folder unless the user chose one."""
-    if os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
+    """Point inductor's (and so Triton's) on-disk cache into the machine folder unless the user chose one.
+    (Importing torch._dynamo already writes torch's /tmp default into TORCHINDUCTOR_CACHE_DIR: that value is not a
+    choice and is replaced.)"""
+    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if current and os.path.abspath(current) != _torch_default_inductor_dir():
         return None
     path = os.path.join(machine_dir(device), "inductor")
     os.makedirs(path, exist_ok=True)
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = path
+    try:  # inductor memoises a few paths derived from the old dir
+        from torch._inductor.utils import clear_caches
+        clear_caches()
+    except Exception:  # noqa: BLE001 - older torch: nothing memoised yet at this point
+        pass
     return path
 
 
