@@ -3,6 +3,7 @@
     python bench/vae_decode.py               # CUDA: full-size Wan 2.1 VAE (random bf16 weights), 81 frames 832x480
     python bench/vae_decode.py --quick       # tiny VAE on CPU: checks every variant runs (numbers meaningless)
     python bench/vae_decode.py --json out.json
+    python bench/vae_decode.py --compile     # also the torch.compile'd decoder
 
 Latents [1,16,21,60,104] (81 frames at 832x480). Each variant of `vibeboard.wan.vae_fast` runs once to warm up
 (cuDNN autotuning happens there; its time is printed as "first"), then `--repeat` timed runs (median), CUDA
@@ -122,11 +123,16 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny VAE on CPU (checks the bench runs)")
     ap.add_argument("--repeat", type=int, default=2, help="timed runs per variant after the warm-up")
+    ap.add_argument("--compile", action="store_true",
+                    help="also torch.compile'd decoder (its warm-up is in 'first'; adds ~1 min)")
     ap.add_argument("--no-fp32", dest="fp32", action="store_false", help="skip the fp32 decode (bf16 floor)")
     ap.add_argument("--json", help="write the numbers here")
     args = ap.parse_args(argv)
     device = "cuda" if torch.cuda.is_available() and not args.quick else "cpu"
     variants = dict(VARIANTS)
+    if args.compile:
+        variants["compiled decoder (+ bf16 ops + channels_last + cudnn.benchmark)"] = V.DEFAULT_CUDA.replace(
+            compile=True)
     if args.quick:   # one untimed-quality run each; tiles small enough to split the tiny latents
         args.repeat = 0
         variants = {k: (v.replace(tile_overlap=1) if v is not None and v.tiles > 1 else v) for k, v in variants.items()}

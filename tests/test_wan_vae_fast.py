@@ -150,3 +150,15 @@ def test_vae_decode_bench_quick_runs_every_variant(tmp_path):
         if "tiles" not in name:
             assert row["max_abs"] < 1e-4, name
     assert len(res["tail"]) == 3 and all(r["frames"] == 5 for r in res["tail"].values())
+
+
+def test_decode_preset_can_be_chosen_by_environment(monkeypatch):
+    monkeypatch.delenv("VIBEBOARD_VAE_DECODE", raising=False)
+    assert V.default_options(torch.device("cpu")) == V.REFERENCE
+    assert V.default_options(torch.device("cuda")) == V.DEFAULT_CUDA
+    assert all(V.options_for(name) is not None for name in V.PRESETS)
+    monkeypatch.setenv("VIBEBOARD_VAE_DECODE", "fast_ops")
+    assert V.default_options(torch.device("cuda")) == V.DecodeOptions(fast_ops=True)
+    monkeypatch.setenv("VIBEBOARD_VAE_DECODE", "warp")
+    with pytest.raises(ValueError, match="VIBEBOARD_VAE_DECODE"):
+        V.default_options(torch.device("cpu"))

@@ -10,6 +10,7 @@ concatenates the growing output after every call. Here the same decoder runs ove
   copy of its input (only the time cache is concatenated);
 - `channels_last`: conv weights and activations in `channels_last_3d` (cuDNN's NDHWC kernels, no layout transposes);
 - `cudnn_benchmark`: cuDNN autotunes each conv shape once per process (a handful of shapes per clip size);
+- `compile`: the decoder call per chunk through torch.compile (fuses the norms, SiLU, pads and cache copies);
 - `tiles` > 1: the frame is cut into overlapping spatial tiles, each with its own causal cache, decoded on its own
   CUDA stream, and blended over the overlap with linear ramps (as diffusers' `tiled_decode`).
 Which combination is fastest is measured by `bench/vae_decode.py`; `DEFAULT_CUDA` holds the winner. Every option
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import types
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, List, Optional
@@ -37,6 +39,7 @@ class DecodeOptions:
     tiles: int = 1              # spatial tiles (1 = whole frame); tiles > 1 split the longer side
     tile_overlap: int = 8       # latent pixels shared by neighbouring tiles (×8 px in the output)
     streams: bool = True        # one CUDA stream per tile
+    compile: bool = False       # torch.compile the decoder (one graph per chunk shape; warm-up paid on first use)
 
     def replace(self, **changes) -> "DecodeOptions":
         return dataclasses.replace(self, **changes)
@@ -48,6 +51,15 @@ DEFAULT_CUDA = DecodeOptions(fast_ops=True, channels_last=True, cudnn_benchmark=
 
 
 def default_options(device: torch.device) -> DecodeOptions:
+    """What the Wan decode nodes use: DEFAULT_CUDA on CUDA, the reference ops elsewhere; VIBEBOARD_VAE_DECODE=<preset>
+    (see `options_for`) overrides both."""
+    import os
+    name = os.environ.get("VIBEBOARD_VAE_DECODE", "").strip()
+    if name:
+        chosen = options_for(name)
+        if chosen is None:
+            raise ValueError(f"VIBEBOARD_VAE_DECODE={name!r}: choose one of {', '.join(PRESETS)}")
+        return chosen
     return DEFAULT_CUDA if torch.device(device).type == "cuda" else REFERENCE
 
 
@@ -142,6 +154,18 @@ def _cudnn_benchmark(on: bool):
 
 # ---- the decode loop -------------------------------------------------------------------------------------
 
+_compiled_decoders: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _decoder(vae, options: DecodeOptions):
+    if not options.compile:
+        return vae.decoder
+    # kept outside the VAE: as an attribute it would register as a submodule (its weights counted twice)
+    if vae not in _compiled_decoders:
+        _compiled_decoders[vae] = torch.compile(vae.decoder, dynamic=False)
+    return _compiled_decoders[vae]
+
+
 def _conv_count(vae) -> int:
     from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d
     counts = getattr(vae, "_cached_conv_counts", None)
@@ -198,6 +222,7 @@ def iter_decode(vae, z: torch.Tensor, options: DecodeOptions = REFERENCE) -> Ite
         axis = 3 if h > w else 4
         windows = _tile_grid(x.shape[axis], options.tiles, options.tile_overlap)
         n_conv = _conv_count(vae)
+        decoder = _decoder(vae, options)
         caches = [[None] * n_conv for _ in windows]
         main = torch.cuda.current_stream(z.device) if cuda else None
         streams = ([torch.cuda.Stream(z.device) for _ in windows] if cuda and len(windows) > 1 and options.streams
@@ -210,10 +235,10 @@ def iter_decode(vae, z: torch.Tensor, options: DecodeOptions = REFERENCE) -> Ite
                 if streams is not None:
                     streams[j].wait_stream(main)
                     with torch.cuda.stream(streams[j]):
-                        out = vae.decoder(tile, feat_cache=caches[j], feat_idx=[0], first_chunk=(k == 0))
+                        out = decoder(tile, feat_cache=caches[j], feat_idx=[0], first_chunk=(k == 0))
                     out.record_stream(main)
                 else:
-                    out = vae.decoder(tile, feat_cache=caches[j], feat_idx=[0], first_chunk=(k == 0))
+                    out = decoder(tile, feat_cache=caches[j], feat_idx=[0], first_chunk=(k == 0))
                 pieces.append(out)
             if streams is not None:
                 for s_ in streams:
@@ -245,12 +270,17 @@ def chunk_to_uint8(chunk: torch.Tensor) -> torch.Tensor:
     return ((chunk[0].float() + 1.0) * 127.5 + 0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 3, 0)
 
 
+PRESETS = ("reference", "fast_ops", "cudnn_benchmark", "channels_last", "fast_ops_benchmark", "fast", "compiled",
+           "tiled_streams")
+
+
 def options_for(name: str) -> Optional[DecodeOptions]:
     """Named presets (bench and the VIBEBOARD_VAE_DECODE override)."""
     return {"reference": REFERENCE, "fast_ops": DecodeOptions(fast_ops=True),
             "cudnn_benchmark": DecodeOptions(cudnn_benchmark=True),
             "channels_last": DecodeOptions(fast_ops=True, channels_last=True),
-            "fast": DEFAULT_CUDA,
+            "fast_ops_benchmark": DecodeOptions(fast_ops=True, cudnn_benchmark=True),
+            "fast": DEFAULT_CUDA, "compiled": DEFAULT_CUDA.replace(compile=True),
             "tiled_streams": DEFAULT_CUDA.replace(tiles=2)}.get(name)
 
 
