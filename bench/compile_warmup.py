@@ -29,10 +29,6 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "custom_nodes")]
 
-WAN_1_3B = dict(patch_size=(1, 2, 2), num_attention_heads=12, attention_head_dim=128, in_channels=16, out_channels=16,
-                text_dim=4096, freq_dim=256, ffn_dim=8960, num_layers=30, cross_attn_norm=True,
-                qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=1024)
-
 
 def child(args) -> dict:
     """One process: eager vs compiled forwards of the DiT (runs in a subprocess)."""
@@ -48,14 +44,10 @@ def child(args) -> dict:
         model = tiny_dit(torch)
         shape, text = (2, 4, 8), (2, 3, 8)
     else:
-        from diffusers import WanTransformer3DModel
-        old = torch.get_default_dtype()
-        torch.set_default_dtype(torch.bfloat16)
-        try:
-            with torch.device(device):
-                model = WanTransformer3DModel(**WAN_1_3B)
-        finally:
-            torch.set_default_dtype(old)
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from clip_e2e import WAN_1_3B            # the published Wan2.1-T2V-1.3B config
+        from wan_gpu import build_dit_direct_bf16
+        model = build_dit_direct_bf16(WAN_1_3B, device)
         shape, text = (2, 16, 21, 60, 104), (2, 512, 4096)
     model.eval().requires_grad_(False)
     g = torch.Generator(device).manual_seed(1)

@@ -142,7 +142,7 @@ def main(argv=None):
     results = {"card": torch.cuda.get_device_name() if device == "cuda" else "cpu", "torch": torch.__version__,
                "latents": list(z.shape), "variants": {}}
     ref = None
-    print(f"| variant | median (s) | first (s) | max abs err | rel L2 err | peak GB |\n|---|---|---|---|---|---|")
+    print("| variant | median (s) | first (s) | max abs err | rel L2 err | peak GB |\n|---|---|---|---|---|---|")
     for name, options in variants.items():
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
