@@ -1,0 +1,124 @@
+"""Lossless bf16/fp16 attention forward for Hopper in Triton (FlashAttention-2/3 style).
+
+Same arithmetic as FlashAttention and cuDNN's fused kernel: S = Q Kᵀ accumulated in fp32, online softmax in fp32
+with exp2 (the 1/sqrt(d)·log2(e) scale folded into one multiply-add), P rounded to the input dtype for P·V, fp32
+accumulator, one division at the end. So the output matches SDPA within the input dtype's rounding.
+
+Hopper specifics: Q/K/V/O move through TMA tensor descriptors (one 4-D descriptor per tensor over diffusers'
+[B, N, H, D] layout, so no transposes and ragged N handled per head by the copy engine's zero fill), the key loop is
+software-pipelined (`num_stages`) and optionally warp-specialised (`tl.range(..., warp_specialize=True)`: loads in
+a producer warp group). The hot loop carries no masks: full key blocks first, the ragged tail once after.
+`lazy_rescale` (FlashAttention-4's trick) skips the accumulator rescale unless a row max grows by more than 2^8;
+the result is the same (the final division uses the same stale max for numerator and denominator).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import triton
+import triton.language as tl
+
+from .configs import LOG2E, KernelConfig, Tuner, check_qkv, descriptor
+
+# Chosen for Wan's shapes (d = 128, N ≈ 32k, 12 or 40 heads) on an H200: 128-row query tiles (one warp group
+# per 64 rows), 64- or 128-key tiles; shared memory for Q + stages × (K + V) stays under 227 KB.
+CONFIGS = [
+    KernelConfig(128, 128, 8, 2),
+    KernelConfig(128, 128, 8, 3),
+    KernelConfig(128, 64, 4, 3),
+    KernelConfig(128, 64, 4, 4),
+    KernelConfig(128, 128, 8, 2, lazy_rescale=True),
+    KernelConfig(128, 128, 8, 3, warp_specialize=True),
+    KernelConfig(128, 64, 4, 3, warp_specialize=True),
+]
+
+
+@triton.jit
+def _softmax_step(qk, m_i, l_i, acc, qk_scale, LAZY: tl.constexpr):
+    """One online-softmax update for a [BLOCK_M, BLOCK_N] score tile; returns p (fp32), the new m, l and the
+    rescaled accumulator."""
+    m_blk = tl.max(qk, 1) * qk_scale
+    m_new = tl.maximum(m_i, m_blk)
+    if LAZY:
+        # rows keep their stale max while the new one is within 2^8 of it (p ≤ 256 stays exact enough in fp32)
+        if tl.max(m_new - m_i, 0) > 8.0:
+            alpha = tl.math.exp2(m_i - m_new)
+            acc = acc * alpha[:, None]
+            l_i = l_i * alpha
+            m_i = m_new
+        p = tl.math.exp2(qk * qk_scale - m_i[:, None])
+        l_i = l_i + tl.sum(p, 1)
+    else:
+        alpha = tl.math.exp2(m_i - m_new)
+        p = tl.math.exp2(qk * qk_scale - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        acc = acc * alpha[:, None]
+        m_i = m_new
+    return p, m_i, l_i, acc
+
+
+@triton.jit
+def _attn_fwd(q_desc, k_desc, v_desc, o_desc, n_q, n_kv, heads, qk_scale,
+              HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+              WARP_SPECIALIZE: tl.constexpr, LAZY: tl.constexpr):
+    start_m = tl.program_id(0) * BLOCK_M
+    bh = tl.program_id(1)
+    b = bh // heads
+    h = bh % heads
+    q = q_desc.load([b, start_m, h, 0]).reshape(BLOCK_M, HEAD_DIM)
+    dtype = q.dtype
+    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_M], tl.float32)
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
+
+    n_full = (n_kv // BLOCK_N) * BLOCK_N
+    for start_n in tl.range(0, n_full, BLOCK_N, warp_specialize=WARP_SPECIALIZE):
+        k = k_desc.load([b, start_n, h, 0]).reshape(BLOCK_N, HEAD_DIM)
+        qk = tl.dot(q, k.T)
+        p, m_i, l_i, acc = _softmax_step(qk, m_i, l_i, acc, qk_scale, LAZY)
+        v = v_desc.load([b, start_n, h, 0]).reshape(BLOCK_N, HEAD_DIM)
+        acc = tl.dot(p.to(dtype), v, acc)
+    if n_full < n_kv:  # the ragged tail: keys past n_kv were zero-filled, drop them from the softmax
+        k = k_desc.load([b, n_full, h, 0]).reshape(BLOCK_N, HEAD_DIM)
+        qk = tl.dot(q, k.T)
+        cols = n_full + tl.arange(0, BLOCK_N)
+        qk = tl.where(cols[None, :] < n_kv, qk, float("-inf"))
+        p, m_i, l_i, acc = _softmax_step(qk, m_i, l_i, acc, qk_scale, LAZY)
+        v = v_desc.load([b, n_full, h, 0]).reshape(BLOCK_N, HEAD_DIM)
+        acc = tl.dot(p.to(dtype), v, acc)
+
+    out = acc / l_i[:, None]
+    o_desc.store([b, start_m, h, 0], out.to(dtype).reshape(1, BLOCK_M, 1, HEAD_DIM))
+
+
+TUNER = Tuner(CONFIGS)
+
+
+def launch(q, k, v, out, cfg: KernelConfig, scale: float):
+    """Run one config (the benchmark times each of them through this)."""
+    b, n_q, h, d = q.shape
+    grid = (triton.cdiv(n_q, cfg.block_m), b * h)
+    _attn_fwd[grid](descriptor(q, cfg.block_m), descriptor(k, cfg.block_n), descriptor(v, cfg.block_n),
+                    descriptor(out, cfg.block_m), n_q, k.shape[1], h, scale * LOG2E,
+                    HEAD_DIM=d, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
+                    WARP_SPECIALIZE=cfg.warp_specialize, LAZY=cfg.lazy_rescale,
+                    num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+    return out
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: Optional[float] = None,
+              config: Optional[KernelConfig] = None) -> torch.Tensor:
+    """softmax(q kᵀ · scale) v for q, k, v in [B, N, H, D] (bf16 or fp16, non-causal, no mask); returns
+    [B, N_q, H, D] in q's dtype. `config` forces one config (tests, benchmark); otherwise the fastest is tuned once
+    per shape."""
+    check_qkv(q, k, v, "triton attention")
+    if q.dtype not in (torch.bfloat16, torch.float16) or k.dtype != q.dtype or v.dtype != q.dtype:
+        raise ValueError(f"triton attention: q, k, v must all be bf16 or fp16 (got {q.dtype}, {k.dtype}, {v.dtype})")
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+    out = torch.empty_like(q, memory_format=torch.contiguous_format)
+    if config is None:
+        key = (tuple(q.shape), k.shape[1], q.dtype, q.device.index)
+        config = TUNER.choose(key, lambda cfg: launch(q, k, v, out, cfg, scale))
+    return launch(q, k, v, out, config, scale)
