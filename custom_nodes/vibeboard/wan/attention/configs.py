@@ -39,7 +39,9 @@ def _interpreter_fixes():
     """Two bugs of Triton 3.6's CPU interpreter (compiled kernels are unaffected):
     - a scalar kernel argument is a 1-element array and a loop bound calls int() on it; numpy ≥ 2.4 refuses that;
     - tl.dot on bf16 multiplies the raw uint16 bit patterns (bf16 is stored as uint16): widen to fp32 first
-      (exact: a bf16 product fits in fp32), as the tensor cores do."""
+      (exact: a bf16 product fits in fp32), as the tensor cores do;
+    - fp32 → fp8 e4m3 truncates the mantissa; the GPU (cvt.rn.satfinite) rounds to nearest even and saturates at
+      ±448, which torch's conversion after a clamp reproduces — so CPU tests see the GPU's fp8 error, not double."""
     try:
         from triton.runtime import interpreter
     except Exception:  # pragma: no cover
@@ -68,6 +70,16 @@ def _interpreter_fixes():
 
     builder.create_dot = lambda self, a, b, d, *args: create_dot(self, widened(a), widened(b), d, *args)
 
+    fp_to_fp = builder.create_fp_to_fp
+
+    def rounded_fp8(self, src, dst_type, rounding_mode):
+        if dst_type.scalar == tl.float8e4nv and src.dtype.scalar == tl.float32:
+            x = torch.from_numpy(np.ascontiguousarray(np.clip(src.data, -448.0, 448.0)))
+            return interpreter.TensorHandle(x.to(torch.float8_e4m3fn).view(torch.uint8).numpy(), tl.float8e4nv)
+        return fp_to_fp(self, src, dst_type, rounding_mode)
+
+    builder.create_fp_to_fp = rounded_fp8
+
 
 if interpreting():
     _interpreter_fixes()
@@ -89,15 +101,12 @@ class KernelConfig:
         return f"m{self.block_m}n{self.block_n}w{self.num_warps}s{self.num_stages}{extra}"
 
 
-def descriptor(t: torch.Tensor, block_tokens: int, token_dim: int = 1):
-    """A TMA tensor descriptor over a 4-D tensor that loads one head's [block_tokens, D] tile.
-    `token_dim` is the axis of the tokens (1 for [B, N, H, D]); the tile spans all of the last axis. Out-of-range
-    tokens read as zeros and are not written, per batch and head (the kernels mask them in the softmax)."""
+def descriptor(t: torch.Tensor, block_tokens: int):
+    """A TMA tensor descriptor over a [B, N, H, D] tensor that loads one head's [block_tokens, D] tile.
+    Out-of-range tokens read as zeros and are not written, per batch and head (the kernels mask them in the
+    softmax), so ragged N needs no padding."""
     from triton.tools.tensor_descriptor import TensorDescriptor
-    block = [1] * t.dim()
-    block[token_dim] = block_tokens
-    block[-1] = t.shape[-1]
-    return TensorDescriptor(t, list(t.shape), list(t.stride()), block)
+    return TensorDescriptor(t, list(t.shape), list(t.stride()), [1, block_tokens, 1, t.shape[-1]])
 
 
 def check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, who: str):

@@ -1,0 +1,218 @@
+"""Opt-in 8-bit attention forward in Triton, SageAttention-style (lossy; its error is reported by the benchmark).
+
+- K is smoothed: its mean over tokens (per batch, head, channel) is subtracted. softmax(q·kᵀ) does not change (the
+  shift adds the same q·mean to a whole row of scores), but K loses its large shared component and quantises finely.
+- Q (with the softmax scale·log2(e) folded in) is int8 with one scale per token; smoothed K is int8 with one scale
+  per key block. S = Q·Kᵀ runs on the int8 tensor cores (int32, exact), converted to fp32 with the 2^23 magic-number
+  trick (an add, not the slow int→float conversion unit: |S| ≤ 127²·128 < 2^22 is exact) and scaled.
+- P (in [0, 1] after the online-softmax max, times 448 to use e4m3's range) and V (one scale per channel) are fp8
+  e4m3; each P·V block product starts from a fresh fp32 accumulator that is added to the running one (Hopper's fp8
+  MMA accumulates with fewer bits; this is SageAttention 2's two-level accumulation). The row sums use fp32 P.
+- V is written transposed ([B, H, D, N], tokens contiguous): Hopper's fp8 MMA wants its B operand K-major.
+Quantisation runs in three small Triton kernels (one read of Q, K, V each, plus K's mean and V's channel max).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import triton
+import triton.language as tl
+
+from .configs import LOG2E, KernelConfig, Tuner, check_qkv, descriptor
+
+P_SCALE = 448.0         # e4m3's largest finite value: P ∈ [0, 1] is stored as P·448
+CONFIGS = [
+    KernelConfig(128, 128, 8, 2),
+    KernelConfig(128, 128, 8, 3),
+    KernelConfig(128, 64, 4, 3),
+    KernelConfig(128, 128, 8, 3, warp_specialize=True),
+]
+
+
+# --------------------------------------------------------------------------------------------- quantisation
+
+@triton.jit
+def _quant_q(x_ptr, out_ptr, scale_ptr, n, heads, sb, sn, sh, scale,
+             HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr):
+    """Q·scale → int8 with one scale per (token, head); scales stored [B, H, N]."""
+    rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    bh = tl.program_id(1)
+    b, h = bh // heads, bh % heads
+    cols = tl.arange(0, HEAD_DIM)
+    ok = rows < n
+    base = b.to(tl.int64) * sb + h * sh
+    x = tl.load(x_ptr + base + rows[:, None].to(tl.int64) * sn + cols[None, :], mask=ok[:, None], other=0.0)
+    x = x.to(tl.float32) * scale
+    s = tl.maximum(tl.max(tl.abs(x), 1) / 127.0, 1e-30)
+    q = _round(x / s[:, None])
+    tl.store(out_ptr + base + rows[:, None].to(tl.int64) * sn + cols[None, :], q.to(tl.int8), mask=ok[:, None])
+    tl.store(scale_ptr + bh.to(tl.int64) * n + rows, s, mask=ok)
+
+
+@triton.jit
+def _round(x):
+    """Round half away from zero (the int8 cast truncates)."""
+    return tl.where(x >= 0, x + 0.5, x - 0.5).to(tl.int32)
+
+
+@triton.jit
+def _quant_k(x_ptr, mean_ptr, out_ptr, scale_ptr, n, heads, n_blocks, sb, sn, sh,
+             HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr):
+    """(K - mean_tokens(K)) → int8 with one scale per (block of BLOCK keys, head); scales stored [B, H, blocks]."""
+    blk = tl.program_id(0)
+    rows = blk * BLOCK + tl.arange(0, BLOCK)
+    bh = tl.program_id(1)
+    b, h = bh // heads, bh % heads
+    cols = tl.arange(0, HEAD_DIM)
+    ok = rows < n
+    base = b.to(tl.int64) * sb + h * sh
+    x = tl.load(x_ptr + base + rows[:, None].to(tl.int64) * sn + cols[None, :], mask=ok[:, None], other=0.0)
+    mean = tl.load(mean_ptr + bh * HEAD_DIM + cols)
+    x = tl.where(ok[:, None], x.to(tl.float32) - mean[None, :], 0.0)
+    s = tl.maximum(tl.max(tl.max(tl.abs(x), 1), 0) / 127.0, 1e-30)
+    k = _round(x / s)
+    tl.store(out_ptr + base + rows[:, None].to(tl.int64) * sn + cols[None, :], k.to(tl.int8), mask=ok[:, None])
+    tl.store(scale_ptr + bh * n_blocks + blk, s)
+
+
+@triton.jit
+def _quant_v_transposed(x_ptr, scale_ptr, out_ptr, n, n_pad, heads, sb, sn, sh,
+                        HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr):
+    """V / channel scale → fp8 e4m3, written transposed as [B, H, D, N_pad] (tokens contiguous)."""
+    rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    bh = tl.program_id(1)
+    b, h = bh // heads, bh % heads
+    cols = tl.arange(0, HEAD_DIM)
+    ok = rows < n
+    x = tl.load(x_ptr + b.to(tl.int64) * sb + h * sh + rows[:, None].to(tl.int64) * sn + cols[None, :],
+                mask=ok[:, None], other=0.0)
+    s = tl.load(scale_ptr + bh * HEAD_DIM + cols)
+    v = (x.to(tl.float32) / s[None, :]).to(tl.float8e4nv)
+    out = out_ptr + bh.to(tl.int64) * HEAD_DIM * n_pad + cols[None, :] * n_pad + rows[:, None]
+    tl.store(out, v, mask=ok[:, None])
+
+
+def quantize(q, k, v, scale: float, block_n: int, v_fp8: bool = True):
+    """Q int8 [B,N,H,D] + scales [B,H,N]; smoothed K int8 [B,N,H,D] + scales [B,H,blocks]; V fp8 [B,H,D,N_pad]
+    + channel scales [B,H,D] (with v_fp8; else V as it is, in bf16/fp16, and no scales)."""
+    b, n_q, h, d = q.shape
+    n_kv = k.shape[1]
+    block = 64
+    q8 = torch.empty(q.shape, dtype=torch.int8, device=q.device)
+    q_scale = torch.empty((b, h, n_q), dtype=torch.float32, device=q.device)
+    _quant_q[(triton.cdiv(n_q, block), b * h)](q, q8, q_scale, n_q, h, q.stride(0), q.stride(1), q.stride(2),
+                                               scale * LOG2E, HEAD_DIM=d, BLOCK=block)
+    k_mean = k.mean(dim=1, dtype=torch.float32).contiguous()                   # [B, H, D]
+    n_blocks = triton.cdiv(n_kv, block_n)
+    k8 = torch.empty(k.shape, dtype=torch.int8, device=k.device)
+    k_scale = torch.empty((b, h, n_blocks), dtype=torch.float32, device=k.device)
+    _quant_k[(n_blocks, b * h)](k, k_mean, k8, k_scale, n_kv, h, n_blocks, k.stride(0), k.stride(1), k.stride(2),
+                                HEAD_DIM=d, BLOCK=block_n)
+    if not v_fp8:
+        return q8, q_scale, k8, k_scale, (v if v.dtype in (torch.bfloat16, torch.float16) else v.bfloat16()), None
+    v_scale = (torch.linalg.vector_norm(v, ord=float("inf"), dim=1, dtype=torch.float32) / P_SCALE)
+    v_scale = v_scale.clamp_min(1e-30).contiguous()                             # [B, H, D]
+    n_pad = triton.cdiv(n_kv, 16) * 16                                           # 16-byte row stride for TMA
+    v8 = torch.zeros((b, h, d, n_pad), dtype=torch.float8_e4m3fn, device=v.device)
+    _quant_v_transposed[(triton.cdiv(n_kv, block), b * h)](v, v_scale, v8, n_kv, n_pad, h, v.stride(0),
+                                                           v.stride(1), v.stride(2), HEAD_DIM=d, BLOCK=block)
+    return q8, q_scale, k8, k_scale, v8[..., :n_kv], v_scale
+
+
+# --------------------------------------------------------------------------------------------- attention
+
+@triton.jit
+def _scores(q, k, row_scale):
+    """int8 Q·Kᵀ → fp32 scores: int32 + 0x4B400000 reinterpreted is 1.5·2^23 + S exactly for |S| < 2^22."""
+    s = tl.dot(q, k.T)
+    s = (s + 0x4B400000).to(tl.float32, bitcast=True) - 12582912.0
+    return s * row_scale[:, None]
+
+
+@triton.jit
+def _pv_step(s, m_i, l_i, acc, v_desc, b, h, start_n, HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr,
+             V_FP8: tl.constexpr):
+    """Online softmax of one score tile and its P·V product (fp8: fresh fp32 accumulator per block)."""
+    m_new = tl.maximum(m_i, tl.max(s, 1))
+    alpha = tl.math.exp2(m_i - m_new)
+    p = tl.math.exp2(s - m_new[:, None])
+    l_i = l_i * alpha + tl.sum(p, 1)
+    if V_FP8:
+        vt = v_desc.load([b, h, 0, start_n]).reshape(HEAD_DIM, BLOCK_N)
+        acc = acc * alpha[:, None] + tl.dot((p * 448.0).to(tl.float8e4nv), vt.T)
+    else:
+        v = v_desc.load([b, start_n, h, 0]).reshape(BLOCK_N, HEAD_DIM)
+        acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None])
+    return m_new, l_i, acc
+
+
+@triton.jit
+def _attn_fwd_8bit(q_desc, k_desc, v_desc, o_desc, q_scale_ptr, k_scale_ptr, v_scale_ptr, n_q, n_kv, heads,
+                   n_blocks, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                   WARP_SPECIALIZE: tl.constexpr, V_FP8: tl.constexpr):
+    start_m = tl.program_id(0) * BLOCK_M
+    bh = tl.program_id(1)
+    b = bh // heads
+    h = bh % heads
+    rows = start_m + tl.arange(0, BLOCK_M)
+    q = q_desc.load([b, start_m, h, 0]).reshape(BLOCK_M, HEAD_DIM)
+    q_scale = tl.load(q_scale_ptr + bh.to(tl.int64) * n_q + rows, mask=rows < n_q, other=0.0)
+    k_scales = k_scale_ptr + bh * n_blocks
+    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_M], tl.float32)
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
+
+    n_full = (n_kv // BLOCK_N) * BLOCK_N
+    for start_n in tl.range(0, n_full, BLOCK_N, warp_specialize=WARP_SPECIALIZE):
+        k = k_desc.load([b, start_n, h, 0]).reshape(BLOCK_N, HEAD_DIM)
+        s = _scores(q, k, q_scale * tl.load(k_scales + start_n // BLOCK_N))
+        m_i, l_i, acc = _pv_step(s, m_i, l_i, acc, v_desc, b, h, start_n, HEAD_DIM, BLOCK_N, V_FP8)
+    if n_full < n_kv:
+        k = k_desc.load([b, n_full, h, 0]).reshape(BLOCK_N, HEAD_DIM)
+        s = _scores(q, k, q_scale * tl.load(k_scales + n_full // BLOCK_N))
+        cols = n_full + tl.arange(0, BLOCK_N)
+        s = tl.where(cols[None, :] < n_kv, s, float("-inf"))
+        m_i, l_i, acc = _pv_step(s, m_i, l_i, acc, v_desc, b, h, n_full, HEAD_DIM, BLOCK_N, V_FP8)
+
+    out = acc / l_i[:, None]
+    if V_FP8:
+        out = out * (tl.load(v_scale_ptr + bh * HEAD_DIM + tl.arange(0, HEAD_DIM)) / 448.0)[None, :]
+    o_desc.store([b, start_m, h, 0], out.to(o_desc.dtype).reshape(1, BLOCK_M, 1, HEAD_DIM))
+
+
+TUNERS = {True: Tuner(CONFIGS), False: Tuner(CONFIGS)}
+
+
+def launch(q, k, v, out, cfg: KernelConfig, scale: float, v_fp8: bool = True, quantized=None):
+    """Quantise (unless given) and run one config; returns out."""
+    from triton.tools.tensor_descriptor import TensorDescriptor
+    b, n_q, h, d = q.shape
+    n_kv = k.shape[1]
+    q8, q_scale, k8, k_scale, v_q, v_scale = quantized or quantize(q, k, v, scale, cfg.block_n, v_fp8)
+    if v_fp8:  # [B, H, D, N]: a [D, BLOCK_N] tile per (batch, head)
+        v_desc = TensorDescriptor(v_q, list(v_q.shape), list(v_q.stride()), [1, 1, d, cfg.block_n])
+    else:
+        v_desc = descriptor(v_q, cfg.block_n)
+    grid = (triton.cdiv(n_q, cfg.block_m), b * h)
+    _attn_fwd_8bit[grid](descriptor(q8, cfg.block_m), descriptor(k8, cfg.block_n), v_desc,
+                         descriptor(out, cfg.block_m), q_scale, k_scale, v_scale if v_fp8 else q_scale, n_q, n_kv,
+                         h, k_scale.shape[-1], HEAD_DIM=d, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
+                         WARP_SPECIALIZE=cfg.warp_specialize, V_FP8=v_fp8,
+                         num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+    return out
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: Optional[float] = None,
+              config: Optional[KernelConfig] = None, v_fp8: bool = True) -> torch.Tensor:
+    """8-bit softmax(q kᵀ · scale) v for q, k, v in [B, N, H, D] (bf16/fp16, non-causal, no mask); returns
+    [B, N_q, H, D] in q's dtype. Lossy (see the module notes): only on explicit request. v_fp8=False keeps P·V in
+    bf16/fp16 (SageAttention 1: int8 Q·Kᵀ only; about half the error, less speed)."""
+    check_qkv(q, k, v, "fp8 attention")
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+    out = torch.empty_like(q, memory_format=torch.contiguous_format)
+    if config is None:
+        key = (tuple(q.shape), k.shape[1], q.dtype, q.device.index)
+        config = TUNERS[v_fp8].choose(key, lambda cfg: launch(q, k, v, out, cfg, scale, v_fp8))
+    return launch(q, k, v, out, config, scale, v_fp8)
