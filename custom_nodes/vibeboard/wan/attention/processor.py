@@ -1,0 +1,121 @@
+"""Our attention kernels on the Wan blocks' self-attention, as diffusers attention processors.
+
+Only plain self-attention (attn1 with the stock `WanAttnProcessor`, no mask) runs the kernel: cross-attention,
+masked calls and any attention another processor owns (regional prompts, triplet attention, ...) keep SDPA. The
+kernels are registered as torch custom ops so `torch.compile`d blocks call them as opaque nodes.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Optional
+
+import torch
+
+from .configs import interpreting, triton_available
+
+log = logging.getLogger(__name__)
+
+# attention setting -> (kernel, what it is); "triton" is lossless, the others are opt-in and lossy
+KERNELS = {
+    "triton": "Triton bf16 FlashAttention-style kernel for Hopper (lossless: within bf16 rounding of SDPA)",
+    "fp8": "8-bit SageAttention-style kernel: smoothed int8 Q·Kᵀ, fp8 P·V (lossy, ≈3e-2 relative on random data)",
+    "int8": "8-bit Q·Kᵀ only (SageAttention 1): smoothed int8 Q·Kᵀ, bf16 P·V (lossy, ≈1e-2 relative)",
+}
+
+
+@torch.library.custom_op("vibeboard::wan_attention", mutates_args=())
+def _kernel_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kind: str) -> torch.Tensor:
+    if kind == "triton":
+        from . import triton_bf16
+        return triton_bf16.attention(q, k, v)
+    from . import triton_fp8
+    return triton_fp8.attention(q, k, v, v_fp8=(kind == "fp8"))
+
+
+@_kernel_op.register_fake
+def _(q, k, v, kind):
+    return torch.empty_like(q, memory_format=torch.contiguous_format)
+
+
+def run_kernel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kind: str) -> torch.Tensor:
+    """softmax(q kᵀ / sqrt(d)) v with our kernel `kind`; q, k, v [B, N, H, D] → [B, N, H, D]."""
+    return _kernel_op(q, k, v, kind)
+
+
+def unavailable_reason(kind: str, device: torch.device) -> Optional[str]:
+    """Why `kind` cannot run on `device` (None when it can)."""
+    if kind not in KERNELS:
+        return f"unknown attention kernel {kind!r} (choose one of {sorted(KERNELS)})"
+    reason = triton_available()
+    if reason:
+        return reason
+    if torch.device(device).type != "cuda" and not interpreting():
+        return f"the {kind!r} attention kernel runs on a CUDA GPU; this model is on {device}"
+    return None
+
+
+def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Wan's RoPE on [B, N, H, D]: channel pairs (2i, 2i+1) rotated by angle i; diffusers' cos/sin tables repeat
+    each angle twice. Computed in the tables' dtype (fp32) and rounded once, as the stock processor does."""
+    even, odd = x.unflatten(-1, (-1, 2)).unbind(-1)
+    c, s = cos[..., 0::2], sin[..., 1::2]
+    return torch.stack((even * c - odd * s, even * s + odd * c), dim=-1).flatten(-2).type_as(x)
+
+
+def _fits(attn, hidden_states: torch.Tensor) -> bool:
+    head_dim = attn.inner_dim // attn.heads
+    return (hidden_states.dtype in (torch.bfloat16, torch.float16) and head_dim in (64, 128)
+            and (hidden_states.is_cuda or interpreting()))
+
+
+class WanKernelSelfAttention:
+    """attn1 processor: Wan self-attention through our kernel; anything else goes to the processor it replaced."""
+
+    def __init__(self, kind: str, fallback):
+        self.kind = kind
+        self.fallback = fallback
+        self.calls = 0          # kernel calls (tests check the kernel really ran)
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None,
+                 **kwargs):
+        if (encoder_hidden_states is not None or attention_mask is not None or kwargs
+                or attn.add_k_proj is not None or not _fits(attn, hidden_states)):
+            return self.fallback(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb, **kwargs)
+        from diffusers.models.transformers.transformer_wan import _get_qkv_projections
+        q, k, v = _get_qkv_projections(attn, hidden_states, None)
+        q, k = attn.norm_q(q), attn.norm_k(k)
+        q, k, v = (t.unflatten(2, (attn.heads, -1)) for t in (q, k, v))
+        if rotary_emb is not None:
+            q, k = _rope(q, *rotary_emb), _rope(k, *rotary_emb)
+        out = run_kernel(q, k, v, self.kind).flatten(2, 3).type_as(q)
+        self.calls += 1
+        return attn.to_out[1](attn.to_out[0](out))
+
+
+def self_attention_modules(model):
+    """Every Wan block's self-attention (main and VACE blocks)."""
+    for name in ("blocks", "vace_blocks"):
+        for block in getattr(model, name, None) or []:
+            if hasattr(block, "attn1"):
+                yield block.attn1
+
+
+@contextlib.contextmanager
+def kernel_attention(model, kind: str, device):
+    """Within the block, the stock self-attention of `model`'s Wan blocks runs kernel `kind`. Raises a clear
+    error when the kernel cannot run here (the user asked for it explicitly)."""
+    reason = unavailable_reason(kind, device)
+    if reason:
+        raise RuntimeError(f"attention={kind!r}: {reason}. Use attention='auto' (cuDNN SDPA) instead.")
+    from diffusers.models.transformers.transformer_wan import WanAttnProcessor
+    saved = []
+    try:
+        for module in self_attention_modules(model):
+            if type(module.processor) is WanAttnProcessor:  # another processor owns it: leave it alone
+                saved.append((module, module.processor))
+                module.set_processor(WanKernelSelfAttention(kind, module.processor))
+        yield [m.processor for m, _ in saved]
+    finally:
+        for module, processor in saved:
+            module.set_processor(processor)
