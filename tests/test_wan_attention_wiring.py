@@ -61,9 +61,7 @@ def test_triton_attention_samples_like_sdpa_and_runs_the_kernel_on_self_attentio
 
 def test_fp8_attention_samples_close_to_sdpa():
     wan, _ = tiny_wan()
-    ref = run(wan, "sdpa")
-    assert rel(run(wan, "fp8"), ref) < 5e-2
-    assert rel(run(wan, "int8"), ref) < 2e-2
+    assert rel(run(wan, "fp8"), run(wan, "sdpa")) < 5e-2
 
 
 def test_cross_attention_masks_and_other_processors_keep_their_path():

@@ -94,10 +94,12 @@ class KernelConfig:
     num_stages: int
     warp_specialize: bool = False
     lazy_rescale: bool = False     # FA4-style: rescale the accumulator only when the row max grows by > 2^8
+    flat_kv: bool = True           # K/V through 2-D descriptors over [B·N, H·D] (else 4-D, reshaped in-kernel)
 
     @property
     def name(self) -> str:
         extra = ("-ws" if self.warp_specialize else "") + ("-lazy" if self.lazy_rescale else "")
+        extra += "" if self.flat_kv else "-kv4d"
         return f"m{self.block_m}n{self.block_n}w{self.num_warps}s{self.num_stages}{extra}"
 
 
@@ -107,6 +109,23 @@ def descriptor(t: torch.Tensor, block_tokens: int):
     softmax), so ragged N needs no padding."""
     from triton.tools.tensor_descriptor import TensorDescriptor
     return TensorDescriptor(t, list(t.shape), list(t.stride()), [1, block_tokens, 1, t.shape[-1]])
+
+
+def flattenable(t: torch.Tensor) -> bool:
+    """[B, N, H, D] whose batches follow each other row by row: a 2-D [B·N, H·D] view with the token stride."""
+    return t.shape[0] == 1 or t.stride(0) == t.shape[1] * t.stride(1)
+
+
+def kv_descriptor(t: torch.Tensor, block_tokens: int, flat: bool):
+    """K or V tiles of [block_tokens, D]. Flat: a 2-D descriptor over [B·N, H·D] (the tile at row b·N + n, column
+    h·D): the copy engine's plain 2-D case, and the tile lands in shared memory exactly as the MMA reads it. A
+    ragged tail then reads the next batch's first keys (or zeros past the end): the kernels mask those scores to
+    -inf, so they weigh 0. Not flat: the 4-D descriptor (zero fill per head)."""
+    if not flat:
+        return descriptor(t, block_tokens)
+    from triton.tools.tensor_descriptor import TensorDescriptor
+    b, n, h, d = t.shape
+    return TensorDescriptor(t, [b * n, h * d], [t.stride(1), 1], [block_tokens, d])
 
 
 def check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, who: str):

@@ -4,8 +4,9 @@ Same arithmetic as FlashAttention and cuDNN's fused kernel: S = Q Kᵀ accumulat
 with exp2 (the 1/sqrt(d)·log2(e) scale folded into one multiply-add), P rounded to the input dtype for P·V, fp32
 accumulator, one division at the end. So the output matches SDPA within the input dtype's rounding.
 
-Hopper specifics: Q/K/V/O move through TMA tensor descriptors (one 4-D descriptor per tensor over diffusers'
-[B, N, H, D] layout, so no transposes and ragged N handled per head by the copy engine's zero fill), the key loop is
+Hopper specifics: Q/K/V/O move through TMA tensor descriptors over diffusers' [B, N, H, D] layout (no transposes;
+Q and O 4-D, so ragged N is zero-filled / clipped per head by the copy engine; K and V as 2-D [B·N, H·D] tiles, the
+tail masked in the softmax — see configs.kv_descriptor), the key loop is
 software-pipelined (`num_stages`) and optionally warp-specialised (`tl.range(..., warp_specialize=True)`: loads in
 a producer warp group). The hot loop carries no masks: full key blocks first, the ragged tail once after.
 `lazy_rescale` (FlashAttention-4's trick) skips the accumulator rescale unless a row max grows by more than 2^8;
@@ -20,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .configs import LOG2E, KernelConfig, Tuner, check_qkv, descriptor
+from .configs import LOG2E, KernelConfig, Tuner, check_qkv, descriptor, flattenable, kv_descriptor
 
 # Chosen for Wan's shapes (d = 128, N ≈ 32k, 12 or 40 heads) on an H200: 128-row query tiles (one warp group
 # per 64 rows), 64- or 128-key tiles; shared memory for Q + stages × (K + V) stays under 227 KB.
@@ -32,6 +33,7 @@ CONFIGS = [
     KernelConfig(128, 128, 8, 2, lazy_rescale=True),
     KernelConfig(128, 128, 8, 3, warp_specialize=True),
     KernelConfig(128, 64, 4, 3, warp_specialize=True),
+    KernelConfig(128, 128, 8, 2, flat_kv=False),
 ]
 
 
@@ -60,9 +62,18 @@ def _softmax_step(qk, m_i, l_i, acc, qk_scale, LAZY: tl.constexpr):
 
 
 @triton.jit
+def _kv_tile(desc, b, h, start, n_kv, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, FLAT: tl.constexpr):
+    """One [BLOCK_N, HEAD_DIM] key or value tile (see configs.kv_descriptor)."""
+    if FLAT:
+        return desc.load([b * n_kv + start, h * HEAD_DIM])
+    else:
+        return desc.load([b, start, h, 0]).reshape(BLOCK_N, HEAD_DIM)
+
+
+@triton.jit
 def _attn_fwd(q_desc, k_desc, v_desc, o_desc, n_q, n_kv, heads, qk_scale,
               HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-              WARP_SPECIALIZE: tl.constexpr, LAZY: tl.constexpr):
+              WARP_SPECIALIZE: tl.constexpr, LAZY: tl.constexpr, FLAT_KV: tl.constexpr):
     start_m = tl.program_id(0) * BLOCK_M
     bh = tl.program_id(1)
     b = bh // heads
@@ -75,18 +86,18 @@ def _attn_fwd(q_desc, k_desc, v_desc, o_desc, n_q, n_kv, heads, qk_scale,
 
     n_full = (n_kv // BLOCK_N) * BLOCK_N
     for start_n in tl.range(0, n_full, BLOCK_N, warp_specialize=WARP_SPECIALIZE):
-        k = k_desc.load([b, start_n, h, 0]).reshape(BLOCK_N, HEAD_DIM)
+        k = _kv_tile(k_desc, b, h, start_n, n_kv, BLOCK_N, HEAD_DIM, FLAT_KV)
         qk = tl.dot(q, k.T)
         p, m_i, l_i, acc = _softmax_step(qk, m_i, l_i, acc, qk_scale, LAZY)
-        v = v_desc.load([b, start_n, h, 0]).reshape(BLOCK_N, HEAD_DIM)
+        v = _kv_tile(v_desc, b, h, start_n, n_kv, BLOCK_N, HEAD_DIM, FLAT_KV)
         acc = tl.dot(p.to(dtype), v, acc)
     if n_full < n_kv:  # the ragged tail: keys past n_kv were zero-filled, drop them from the softmax
-        k = k_desc.load([b, n_full, h, 0]).reshape(BLOCK_N, HEAD_DIM)
+        k = _kv_tile(k_desc, b, h, n_full, n_kv, BLOCK_N, HEAD_DIM, FLAT_KV)
         qk = tl.dot(q, k.T)
         cols = n_full + tl.arange(0, BLOCK_N)
         qk = tl.where(cols[None, :] < n_kv, qk, float("-inf"))
         p, m_i, l_i, acc = _softmax_step(qk, m_i, l_i, acc, qk_scale, LAZY)
-        v = v_desc.load([b, n_full, h, 0]).reshape(BLOCK_N, HEAD_DIM)
+        v = _kv_tile(v_desc, b, h, n_full, n_kv, BLOCK_N, HEAD_DIM, FLAT_KV)
         acc = tl.dot(p.to(dtype), v, acc)
 
     out = acc / l_i[:, None]
@@ -99,11 +110,12 @@ TUNER = Tuner(CONFIGS)
 def launch(q, k, v, out, cfg: KernelConfig, scale: float):
     """Run one config (the benchmark times each of them through this)."""
     b, n_q, h, d = q.shape
+    flat = cfg.flat_kv and flattenable(k) and flattenable(v)
     grid = (triton.cdiv(n_q, cfg.block_m), b * h)
-    _attn_fwd[grid](descriptor(q, cfg.block_m), descriptor(k, cfg.block_n), descriptor(v, cfg.block_n),
-                    descriptor(out, cfg.block_m), n_q, k.shape[1], h, scale * LOG2E,
-                    HEAD_DIM=d, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
-                    WARP_SPECIALIZE=cfg.warp_specialize, LAZY=cfg.lazy_rescale,
+    _attn_fwd[grid](descriptor(q, cfg.block_m), kv_descriptor(k, cfg.block_n, flat),
+                    kv_descriptor(v, cfg.block_n, flat), descriptor(out, cfg.block_m), n_q, k.shape[1], h,
+                    scale * LOG2E, HEAD_DIM=d, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
+                    WARP_SPECIALIZE=cfg.warp_specialize, LAZY=cfg.lazy_rescale, FLAT_KV=flat,
                     num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     return out
 

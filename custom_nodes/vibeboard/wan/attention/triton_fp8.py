@@ -20,7 +20,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .configs import LOG2E, KernelConfig, Tuner, check_qkv, descriptor
+from .configs import LOG2E, KernelConfig, Tuner, check_qkv, descriptor, flattenable, kv_descriptor
+from .triton_bf16 import _kv_tile
 
 P_SCALE = 448.0         # e4m3's largest finite value: P ∈ [0, 1] is stored as P·448
 CONFIGS = [
@@ -28,6 +29,7 @@ CONFIGS = [
     KernelConfig(128, 128, 8, 3),
     KernelConfig(128, 64, 4, 3),
     KernelConfig(128, 128, 8, 3, warp_specialize=True),
+    KernelConfig(128, 128, 8, 2, flat_kv=False),
 ]
 
 
@@ -132,18 +134,18 @@ def _scores(q, k, row_scale):
 
 
 @triton.jit
-def _pv_step(s, m_i, l_i, acc, v_desc, b, h, start_n, HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr,
-             V_FP8: tl.constexpr):
+def _pv_step(s, m_i, l_i, acc, v_desc, b, h, heads, start_n, n_kv, HEAD_DIM: tl.constexpr,
+             BLOCK_N: tl.constexpr, V_FP8: tl.constexpr, FLAT_KV: tl.constexpr):
     """Online softmax of one score tile and its P·V product (fp8: fresh fp32 accumulator per block)."""
     m_new = tl.maximum(m_i, tl.max(s, 1))
     alpha = tl.math.exp2(m_i - m_new)
     p = tl.math.exp2(s - m_new[:, None])
     l_i = l_i * alpha + tl.sum(p, 1)
-    if V_FP8:
-        vt = v_desc.load([b, h, 0, start_n]).reshape(HEAD_DIM, BLOCK_N)
+    if V_FP8:  # Vᵀ as a flat [B·H·D, N] tensor: rows (b·H + h)·D ..
+        vt = v_desc.load([(b * heads + h) * HEAD_DIM, start_n])
         acc = acc * alpha[:, None] + tl.dot((p * 448.0).to(tl.float8e4nv), vt.T)
     else:
-        v = v_desc.load([b, start_n, h, 0]).reshape(BLOCK_N, HEAD_DIM)
+        v = _kv_tile(v_desc, b, h, start_n, n_kv, BLOCK_N, HEAD_DIM, FLAT_KV)
         acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None])
     return m_new, l_i, acc
 
@@ -151,7 +153,7 @@ def _pv_step(s, m_i, l_i, acc, v_desc, b, h, start_n, HEAD_DIM: tl.constexpr, BL
 @triton.jit
 def _attn_fwd_8bit(q_desc, k_desc, v_desc, o_desc, q_scale_ptr, k_scale_ptr, v_scale_ptr, n_q, n_kv, heads,
                    n_blocks, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                   WARP_SPECIALIZE: tl.constexpr, V_FP8: tl.constexpr):
+                   WARP_SPECIALIZE: tl.constexpr, V_FP8: tl.constexpr, FLAT_KV: tl.constexpr):
     start_m = tl.program_id(0) * BLOCK_M
     bh = tl.program_id(1)
     b = bh // heads
@@ -166,15 +168,17 @@ def _attn_fwd_8bit(q_desc, k_desc, v_desc, o_desc, q_scale_ptr, k_scale_ptr, v_s
 
     n_full = (n_kv // BLOCK_N) * BLOCK_N
     for start_n in tl.range(0, n_full, BLOCK_N, warp_specialize=WARP_SPECIALIZE):
-        k = k_desc.load([b, start_n, h, 0]).reshape(BLOCK_N, HEAD_DIM)
+        k = _kv_tile(k_desc, b, h, start_n, n_kv, BLOCK_N, HEAD_DIM, FLAT_KV)
         s = _scores(q, k, q_scale * tl.load(k_scales + start_n // BLOCK_N))
-        m_i, l_i, acc = _pv_step(s, m_i, l_i, acc, v_desc, b, h, start_n, HEAD_DIM, BLOCK_N, V_FP8)
+        m_i, l_i, acc = _pv_step(s, m_i, l_i, acc, v_desc, b, h, heads, start_n, n_kv, HEAD_DIM, BLOCK_N, V_FP8,
+                                 FLAT_KV)
     if n_full < n_kv:
-        k = k_desc.load([b, n_full, h, 0]).reshape(BLOCK_N, HEAD_DIM)
+        k = _kv_tile(k_desc, b, h, n_full, n_kv, BLOCK_N, HEAD_DIM, FLAT_KV)
         s = _scores(q, k, q_scale * tl.load(k_scales + n_full // BLOCK_N))
         cols = n_full + tl.arange(0, BLOCK_N)
         s = tl.where(cols[None, :] < n_kv, s, float("-inf"))
-        m_i, l_i, acc = _pv_step(s, m_i, l_i, acc, v_desc, b, h, n_full, HEAD_DIM, BLOCK_N, V_FP8)
+        m_i, l_i, acc = _pv_step(s, m_i, l_i, acc, v_desc, b, h, heads, n_full, n_kv, HEAD_DIM, BLOCK_N, V_FP8,
+                                 FLAT_KV)
 
     out = acc / l_i[:, None]
     if V_FP8:
@@ -191,15 +195,16 @@ def launch(q, k, v, out, cfg: KernelConfig, scale: float, v_fp8: bool = True, qu
     b, n_q, h, d = q.shape
     n_kv = k.shape[1]
     q8, q_scale, k8, k_scale, v_q, v_scale = quantized or quantize(q, k, v, scale, cfg.block_n, v_fp8)
-    if v_fp8:  # [B, H, D, N]: a [D, BLOCK_N] tile per (batch, head)
-        v_desc = TensorDescriptor(v_q, list(v_q.shape), list(v_q.stride()), [1, 1, d, cfg.block_n])
+    flat = cfg.flat_kv and (v_fp8 or flattenable(v_q))           # k8 is contiguous
+    if v_fp8:  # Vᵀ [B, H, D, N] viewed as [B·H·D, N]: a [D, BLOCK_N] tile per (batch, head)
+        v_desc = TensorDescriptor(v_q, [b * h * d, n_kv], [v_q.stride(2), 1], [d, cfg.block_n])
     else:
-        v_desc = descriptor(v_q, cfg.block_n)
+        v_desc = kv_descriptor(v_q, cfg.block_n, flat)
     grid = (triton.cdiv(n_q, cfg.block_m), b * h)
-    _attn_fwd_8bit[grid](descriptor(q8, cfg.block_m), descriptor(k8, cfg.block_n), v_desc,
+    _attn_fwd_8bit[grid](descriptor(q8, cfg.block_m), kv_descriptor(k8, cfg.block_n, flat), v_desc,
                          descriptor(out, cfg.block_m), q_scale, k_scale, v_scale if v_fp8 else q_scale, n_q, n_kv,
                          h, k_scale.shape[-1], HEAD_DIM=d, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
-                         WARP_SPECIALIZE=cfg.warp_specialize, V_FP8=v_fp8,
+                         WARP_SPECIALIZE=cfg.warp_specialize, V_FP8=v_fp8, FLAT_KV=flat,
                          num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     return out
 
