@@ -63,33 +63,32 @@ def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor
     return torch.stack((even * c - odd * s, even * s + odd * c), dim=-1).flatten(-2).type_as(x)
 
 
-def _fits(attn, hidden_states: torch.Tensor) -> bool:
-    head_dim = attn.inner_dim // attn.heads
-    return (hidden_states.dtype in (torch.bfloat16, torch.float16) and head_dim in (64, 128)
-            and (hidden_states.is_cuda or interpreting()))
-
-
 class WanKernelSelfAttention:
-    """attn1 processor: Wan self-attention through our kernel; anything else goes to the processor it replaced."""
+    """attn1 processor: Wan self-attention through our kernel; anything else goes to the processor it replaced.
+    Plain attributes only, set once, so compiled blocks trace it without graph breaks."""
 
     def __init__(self, kind: str, fallback):
+        from diffusers.models.transformers.transformer_wan import _get_qkv_projections
         self.kind = kind
         self.fallback = fallback
-        self.calls = 0          # kernel calls (tests check the kernel really ran)
+        self.projections = _get_qkv_projections      # diffusers' own (handles fused QKV)
+        self.allow_cpu = interpreting()               # tests: the CPU interpreter runs the kernels
+
+    def fits(self, attn, hidden_states: torch.Tensor) -> bool:
+        return (hidden_states.dtype in (torch.bfloat16, torch.float16) and attn.inner_dim // attn.heads in (64, 128)
+                and (hidden_states.is_cuda or self.allow_cpu))
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None,
                  **kwargs):
         if (encoder_hidden_states is not None or attention_mask is not None or kwargs
-                or attn.add_k_proj is not None or not _fits(attn, hidden_states)):
+                or attn.add_k_proj is not None or not self.fits(attn, hidden_states)):
             return self.fallback(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb, **kwargs)
-        from diffusers.models.transformers.transformer_wan import _get_qkv_projections
-        q, k, v = _get_qkv_projections(attn, hidden_states, None)
+        q, k, v = self.projections(attn, hidden_states, None)
         q, k = attn.norm_q(q), attn.norm_k(k)
         q, k, v = (t.unflatten(2, (attn.heads, -1)) for t in (q, k, v))
         if rotary_emb is not None:
             q, k = _rope(q, *rotary_emb), _rope(k, *rotary_emb)
         out = run_kernel(q, k, v, self.kind).flatten(2, 3).type_as(q)
-        self.calls += 1
         return attn.to_out[1](attn.to_out[0](out))
 
 

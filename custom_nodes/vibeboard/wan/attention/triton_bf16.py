@@ -31,9 +31,10 @@ CONFIGS = [
     KernelConfig(128, 64, 4, 3),
     KernelConfig(128, 64, 4, 4),
     KernelConfig(128, 128, 8, 2, lazy_rescale=True),
+    KernelConfig(128, 128, 8, 2, flat_kv=False),
+    # warp specialisation last: the youngest lowering on sm_90 (a config that fails to build is skipped)
     KernelConfig(128, 128, 8, 3, warp_specialize=True),
     KernelConfig(128, 64, 4, 3, warp_specialize=True),
-    KernelConfig(128, 128, 8, 2, flat_kv=False),
 ]
 
 

@@ -28,8 +28,8 @@ CONFIGS = [
     KernelConfig(128, 128, 8, 2),
     KernelConfig(128, 128, 8, 3),
     KernelConfig(128, 64, 4, 3),
-    KernelConfig(128, 128, 8, 3, warp_specialize=True),
     KernelConfig(128, 128, 8, 2, flat_kv=False),
+    KernelConfig(128, 128, 8, 3, warp_specialize=True),
 ]
 
 
