@@ -4,6 +4,8 @@
     python bench/attention_kernels.py --json out.json  # also write the numbers
     python bench/attention_kernels.py --quick          # CPU, Triton interpreter, tiny shapes (numbers meaningless)
     python bench/attention_kernels.py --no-dit         # kernels only (skip the DiT forward section)
+    python bench/attention_kernels.py --sass           # no GPU needed: compile every config for sm_90 and report
+                                                       # registers, spills, shared memory, tensor-core instructions
 
 Section 1, per shape (Wan2.1 1.3B: 12 heads, 14B: 40 heads; B = 1, or 2 with batched CFG; N = 32,760 tokens
 = 832×480×81; d = 128; bf16; q, k, v in diffusers' [B, N, H, D] layout): time of each kernel
@@ -192,6 +194,75 @@ def tuner_choices():
     return out
 
 
+def _signature(kind, cfg, d=128):
+    """Argument types of our kernels for an ahead-of-time compile (what a launch at Wan's shapes passes)."""
+    bm, bn = cfg.block_m, cfg.block_n
+    elem = {"triton": "bf16", "fp8": "i8", "int8": "i8"}[kind]
+
+    def tile(rows, el=elem, flat=cfg.flat):
+        return f"tensordesc<{el}[{rows},{d}]>" if flat else f"tensordesc<{el}[1,{rows},1,{d}]>"
+    sig = {"q_desc": tile(bm), "k_desc": tile(bn),
+           "v_desc": {"triton": tile(bn), "fp8": f"tensordesc<fp8e4nv[{d},{bn}]>", "int8": tile(bn, "bf16")}[kind],
+           "o_desc": f"tensordesc<bf16[1,{bm},1,{d}]>"}
+    consts = {"HEAD_DIM": d, "BLOCK_M": bm, "BLOCK_N": bn, "WARP_SPECIALIZE": cfg.warp_specialize,
+              "FLAT": cfg.flat, "PIPELINE_QK": cfg.pipeline_qk}
+    if kind == "triton":
+        sig.update(n_q="i32", n_kv="i32", heads="i32", qk_scale="fp32")
+        consts["LAZY"] = cfg.lazy_rescale
+    else:
+        sig.update(q_scale_ptr="*fp32", k_scale_ptr="*fp32", v_scale_ptr="*fp32", n_q="i32", n_kv="i32",
+                   heads="i32", n_blocks="i32")
+        consts["V_FP8"] = kind == "fp8"
+    sig.update({name: "constexpr" for name in consts})
+    return sig, consts
+
+
+def sass_report(kinds=("triton", "fp8", "int8"), first_only=False):
+    """Compile each config for sm_90 on this machine (Triton bundles ptxas and cuobjdump) and read the SASS:
+    registers per thread, spill stack, shared memory, and the Hopper tensor-core instructions (HGMMA bf16,
+    IGMMA int8, QGMMA fp8) a fast kernel must use."""
+    import re
+    import subprocess
+    import tempfile
+
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from vibeboard.wan.attention import triton_bf16, triton_fp8
+    tools = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
+    out = []
+    print(f"{'kernel':<34} {'regs':>5} {'spill B':>8} {'smem KB':>8} {'HGMMA':>6} {'IGMMA':>6} {'QGMMA':>6} "
+          f"{'MUFU.EX2':>8}")
+    for kind in kinds:
+        fn, configs = (triton_bf16._attn_fwd, triton_bf16.CONFIGS) if kind == "triton" else \
+            (triton_fp8._attn_fwd_8bit, triton_fp8.CONFIGS)
+        for cfg in configs[:1] if first_only else configs:
+            sig, consts = _signature(kind, cfg)
+            name = f"{kind} {cfg.name}"
+            try:
+                k = triton.compile(ASTSource(fn, sig, consts), target=GPUTarget("cuda", 90, 32),
+                                   options={"num_warps": cfg.num_warps, "num_stages": cfg.num_stages})
+                with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+                    f.write(k.asm["cubin"])
+                    f.flush()
+                    usage = subprocess.run([os.path.join(tools, "cuobjdump"), "--dump-resource-usage", f.name],
+                                           capture_output=True, text=True).stdout
+                    sass = subprocess.run([os.path.join(tools, "cuobjdump"), "--dump-sass", f.name],
+                                          capture_output=True, text=True).stdout
+                entry = {"kernel": name, "regs": int(re.search(r"REG:(\d+)", usage).group(1)),
+                         "spill_bytes": int(re.search(r"STACK:(\d+)", usage).group(1)),
+                         "smem_kb": k.metadata.shared / 1024,
+                         **{op: len(re.findall(r"\b" + op + r"[. ]", sass)) for op in ("HGMMA", "IGMMA", "QGMMA", "MUFU.EX2")}}
+                print(f"{name:<34} {entry['regs']:>5} {entry['spill_bytes']:>8} {entry['smem_kb']:>8.1f} "
+                      f"{entry['HGMMA']:>6} {entry['IGMMA']:>6} {entry['QGMMA']:>6} {entry['MUFU.EX2']:>8}", flush=True)
+            except Exception as exc:
+                entry = {"kernel": name, "error": f"{type(exc).__name__}: {exc}"[:300]}
+                print(f"{name:<34} FAILED {entry['error']}", flush=True)
+            out.append(entry)
+    return out
+
+
 T0 = time.perf_counter()
 
 
@@ -201,10 +272,20 @@ def main(argv=None):
     ap.add_argument("--json", help="write the rows here")
     ap.add_argument("--no-dit", action="store_true", help="skip the DiT forward section")
     ap.add_argument("--budget-s", type=float, default=210.0, help="skip the remaining parts after this long")
+    ap.add_argument("--sass", action="store_true", help="compile every config for sm_90 and read its SASS (no GPU)")
+    ap.add_argument("--first-only", action="store_true", help="with --sass: the first config of each kernel")
     args = ap.parse_args(argv)
     global T0
     T0 = time.perf_counter()
     ROWS.clear()
+    if args.sass:
+        if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+            raise SystemExit("--sass compiles for the GPU: unset TRITON_INTERPRET")
+        report = sass_report(first_only=args.first_only)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"sass": report}, f, indent=1)
+        return report
     if args.quick:
         os.environ["TRITON_INTERPRET"] = "1"
         device = torch.device("cpu")

@@ -36,7 +36,8 @@ def rel(a, b):
 # tiles small enough that every shape below has several full key blocks and a ragged tail
 # (flat K/V descriptors read the next batch's keys in a ragged tail: B = 2 checks they are masked out)
 SMALL = [KernelConfig(32, 16, 4, 1), KernelConfig(16, 32, 4, 1, lazy_rescale=True),
-         KernelConfig(32, 32, 4, 1, warp_specialize=True), KernelConfig(32, 16, 4, 1, flat_kv=False)]
+         KernelConfig(32, 16, 4, 1, pipeline_qk=True), KernelConfig(32, 32, 4, 1, warp_specialize=True),
+         KernelConfig(32, 16, 4, 1, flat=False)]
 
 
 @pytest.mark.parametrize("shape", [(1, 77, 2, 64), (2, 50, 3, 128)])
@@ -49,6 +50,15 @@ def test_bf16_kernel_matches_sdpa_within_bf16_rounding(shape, config):
     # P is rounded to bf16 before P·V (as in FlashAttention / cuDNN): a couple of bf16 ulps at most
     assert (out.float() - ref).abs().max() <= 2 ** -6 * ref.abs().max()
     assert rel(out, ref) < 5e-3
+
+
+@pytest.mark.parametrize("n", [10, 16, 20])
+def test_pipelined_loop_with_no_one_or_two_full_key_blocks(n):
+    q, k, v = qkv(2, n, 2, 64, seed=6, spread=2.0)
+    ref = reference(q, k, v)
+    for kernel in (triton_bf16.attention, triton_fp8.attention):
+        out = kernel(q, k, v, config=KernelConfig(16, 16, 4, 1, pipeline_qk=True, lazy_rescale=True))
+        assert rel(out, ref) < (5e-3 if kernel is triton_bf16.attention else 5e-2), (kernel, n)
 
 
 def test_bf16_kernel_default_tiles_fp16_and_scale():
@@ -80,13 +90,14 @@ def test_kernels_refuse_what_they_do_not_support():
         triton_bf16.attention(q.float(), k.float(), v.float())
 
 
-@pytest.mark.parametrize("shape,flat", [((1, 77, 2, 64), True), ((2, 50, 3, 128), True), ((2, 50, 3, 64), False)])
-def test_fp8_kernel_error_bounds(shape, flat):
+@pytest.mark.parametrize("shape,flat,pipe", [((1, 77, 2, 64), True, False), ((2, 50, 3, 128), True, True),
+                                             ((2, 50, 3, 64), False, False)])
+def test_fp8_kernel_error_bounds(shape, flat, pipe):
     """Relative error on random data (the worst case: no dominant tokens). int8 Q·Kᵀ alone ≈ 1e-2; fp8 P and V
     add e4m3's 3-bit mantissa (≈ 2.5 % rms per element) — the GPU benchmark reports the figure at Wan's shapes."""
     q, k, v = qkv(*shape, seed=3)
     ref = reference(q, k, v)
-    cfg = KernelConfig(32, 16, 4, 1, flat_kv=flat)
+    cfg = KernelConfig(32, 16, 4, 1, flat=flat, pipeline_qk=pipe)
     full = triton_fp8.attention(q, k, v, config=cfg)
     qk_only = triton_fp8.attention(q, k, v, config=cfg, v_fp8=False)
     assert full.shape == q.shape and full.dtype == q.dtype

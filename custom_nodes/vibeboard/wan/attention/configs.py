@@ -94,12 +94,13 @@ class KernelConfig:
     num_stages: int
     warp_specialize: bool = False
     lazy_rescale: bool = False     # FA4-style: rescale the accumulator only when the row max grows by > 2^8
-    flat_kv: bool = True           # K/V through 2-D descriptors over [B·N, H·D] (else 4-D, reshaped in-kernel)
+    flat: bool = True              # Q/K/V through 2-D descriptors over [B·N, H·D] (else 4-D, reshaped in-kernel)
+    pipeline_qk: bool = False      # issue Q·K_{j+1}ᵀ before the softmax of block j (FA3's intra-warpgroup overlap)
 
     @property
     def name(self) -> str:
         extra = ("-ws" if self.warp_specialize else "") + ("-lazy" if self.lazy_rescale else "")
-        extra += "" if self.flat_kv else "-kv4d"
+        extra += ("" if self.flat else "-4d") + ("-pipe" if self.pipeline_qk else "")
         return f"m{self.block_m}n{self.block_n}w{self.num_warps}s{self.num_stages}{extra}"
 
 
@@ -116,11 +117,12 @@ def flattenable(t: torch.Tensor) -> bool:
     return t.shape[0] == 1 or t.stride(0) == t.shape[1] * t.stride(1)
 
 
-def kv_descriptor(t: torch.Tensor, block_tokens: int, flat: bool):
-    """K or V tiles of [block_tokens, D]. Flat: a 2-D descriptor over [B·N, H·D] (the tile at row b·N + n, column
-    h·D): the copy engine's plain 2-D case, and the tile lands in shared memory exactly as the MMA reads it. A
-    ragged tail then reads the next batch's first keys (or zeros past the end): the kernels mask those scores to
-    -inf, so they weigh 0. Not flat: the 4-D descriptor (zero fill per head)."""
+def tile_descriptor(t: torch.Tensor, block_tokens: int, flat: bool):
+    """Q, K or V tiles of [block_tokens, D]. Flat: a 2-D descriptor over [B·N, H·D] (the tile at row b·N + n,
+    column h·D): the copy engine's plain 2-D case, and the tile lands in shared memory exactly as the MMA reads it
+    (Q then stays there as the A operand). A ragged tail then reads the next batch's first tokens (or zeros past
+    the end): the kernels mask those keys' scores to -inf, and the output rows of such queries are never stored
+    (the output goes through the 4-D descriptor). Not flat: the 4-D descriptor (zero fill per head)."""
     if not flat:
         return descriptor(t, block_tokens)
     from triton.tools.tensor_descriptor import TensorDescriptor

@@ -6,7 +6,7 @@ accumulator, one division at the end. So the output matches SDPA within the inpu
 
 Hopper specifics: Q/K/V/O move through TMA tensor descriptors over diffusers' [B, N, H, D] layout (no transposes;
 Q and O 4-D, so ragged N is zero-filled / clipped per head by the copy engine; K and V as 2-D [B·N, H·D] tiles, the
-tail masked in the softmax — see configs.kv_descriptor), the key loop is
+tail masked in the softmax — see configs.tile_descriptor), the key loop is
 software-pipelined (`num_stages`) and optionally warp-specialised (`tl.range(..., warp_specialize=True)`: loads in
 a producer warp group). The hot loop carries no masks: full key blocks first, the ragged tail once after.
 `lazy_rescale` (FlashAttention-4's trick) skips the accumulator rescale unless a row max grows by more than 2^8;
@@ -21,20 +21,19 @@ import torch
 import triton
 import triton.language as tl
 
-from .configs import LOG2E, KernelConfig, Tuner, check_qkv, descriptor, flattenable, kv_descriptor
+from .configs import LOG2E, KernelConfig, Tuner, check_qkv, descriptor, flattenable, tile_descriptor
 
 # Chosen for Wan's shapes (d = 128, N ≈ 32k, 12 or 40 heads) on an H200: 128-row query tiles (one warp group
 # per 64 rows), 64- or 128-key tiles; shared memory for Q + stages × (K + V) stays under 227 KB.
 CONFIGS = [
     KernelConfig(128, 128, 8, 2),
     KernelConfig(128, 128, 8, 3),
+    KernelConfig(128, 128, 8, 2, pipeline_qk=True),
+    KernelConfig(128, 64, 8, 3, pipeline_qk=True),
     KernelConfig(128, 64, 4, 3),
-    KernelConfig(128, 64, 4, 4),
     KernelConfig(128, 128, 8, 2, lazy_rescale=True),
-    KernelConfig(128, 128, 8, 2, flat_kv=False),
-    # warp specialisation last: the youngest lowering on sm_90 (a config that fails to build is skipped)
-    KernelConfig(128, 128, 8, 3, warp_specialize=True),
-    KernelConfig(128, 64, 4, 3, warp_specialize=True),
+    KernelConfig(128, 128, 8, 2, lazy_rescale=True, pipeline_qk=True),
+    KernelConfig(128, 128, 8, 2, flat=False),
 ]
 
 
@@ -63,46 +62,62 @@ def _softmax_step(qk, m_i, l_i, acc, qk_scale, LAZY: tl.constexpr):
 
 
 @triton.jit
-def _kv_tile(desc, b, h, start, n_kv, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, FLAT: tl.constexpr):
-    """One [BLOCK_N, HEAD_DIM] key or value tile (see configs.kv_descriptor)."""
+def _tile(desc, b, h, start, n, BLOCK: tl.constexpr, HEAD_DIM: tl.constexpr, FLAT: tl.constexpr):
+    """One [BLOCK, HEAD_DIM] tile of head h from token `start` (see configs.flat_descriptor)."""
     if FLAT:
-        return desc.load([b * n_kv + start, h * HEAD_DIM])
+        return desc.load([b * n + start, h * HEAD_DIM])
     else:
-        return desc.load([b, start, h, 0]).reshape(BLOCK_N, HEAD_DIM)
+        return desc.load([b, start, h, 0]).reshape(BLOCK, HEAD_DIM)
+
+
+@triton.jit
+def _pv(p, acc, v_desc, b, h, start_n, n_kv, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, FLAT: tl.constexpr):
+    v = _tile(v_desc, b, h, start_n, n_kv, BLOCK_N, HEAD_DIM, FLAT)
+    return tl.dot(p.to(v.dtype), v, acc)
 
 
 @triton.jit
 def _attn_fwd(q_desc, k_desc, v_desc, o_desc, n_q, n_kv, heads, qk_scale,
               HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-              WARP_SPECIALIZE: tl.constexpr, LAZY: tl.constexpr, FLAT_KV: tl.constexpr):
+              WARP_SPECIALIZE: tl.constexpr, LAZY: tl.constexpr, FLAT: tl.constexpr, PIPELINE_QK: tl.constexpr):
     start_m = tl.program_id(0) * BLOCK_M
     bh = tl.program_id(1)
     b = bh // heads
     h = bh % heads
-    q = q_desc.load([b, start_m, h, 0]).reshape(BLOCK_M, HEAD_DIM)
-    dtype = q.dtype
+    # flat Q stays in shared memory as the MMA's A operand (a 4-D tile is reshaped through registers)
+    q = _tile(q_desc, b, h, start_m, n_q, BLOCK_M, HEAD_DIM, FLAT)
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
 
     n_full = (n_kv // BLOCK_N) * BLOCK_N
-    for start_n in tl.range(0, n_full, BLOCK_N, warp_specialize=WARP_SPECIALIZE):
-        k = _kv_tile(k_desc, b, h, start_n, n_kv, BLOCK_N, HEAD_DIM, FLAT_KV)
-        qk = tl.dot(q, k.T)
-        p, m_i, l_i, acc = _softmax_step(qk, m_i, l_i, acc, qk_scale, LAZY)
-        v = _kv_tile(v_desc, b, h, start_n, n_kv, BLOCK_N, HEAD_DIM, FLAT_KV)
-        acc = tl.dot(p.to(dtype), v, acc)
-    if n_full < n_kv:  # the ragged tail: keys past n_kv were zero-filled, drop them from the softmax
-        k = _kv_tile(k_desc, b, h, n_full, n_kv, BLOCK_N, HEAD_DIM, FLAT_KV)
-        qk = tl.dot(q, k.T)
+    if PIPELINE_QK:
+        # S_{j+1} = Q·K_{j+1}ᵀ is issued before the softmax of S_j, so the tensor cores work while the exp2 units
+        # do (FlashAttention-3's intra-warpgroup overlap, written out as a software pipeline).
+        if n_full > 0:
+            qk = tl.dot(q, _tile(k_desc, b, h, 0, n_kv, BLOCK_N, HEAD_DIM, FLAT).T)
+            for start_n in tl.range(BLOCK_N, n_full, BLOCK_N, warp_specialize=WARP_SPECIALIZE):
+                qk_next = tl.dot(q, _tile(k_desc, b, h, start_n, n_kv, BLOCK_N, HEAD_DIM, FLAT).T)
+                p, m_i, l_i, acc = _softmax_step(qk, m_i, l_i, acc, qk_scale, LAZY)
+                acc = _pv(p, acc, v_desc, b, h, start_n - BLOCK_N, n_kv, BLOCK_N, HEAD_DIM, FLAT)
+                qk = qk_next
+            p, m_i, l_i, acc = _softmax_step(qk, m_i, l_i, acc, qk_scale, LAZY)
+            acc = _pv(p, acc, v_desc, b, h, n_full - BLOCK_N, n_kv, BLOCK_N, HEAD_DIM, FLAT)
+    else:
+        for start_n in tl.range(0, n_full, BLOCK_N, warp_specialize=WARP_SPECIALIZE):
+            qk = tl.dot(q, _tile(k_desc, b, h, start_n, n_kv, BLOCK_N, HEAD_DIM, FLAT).T)
+            p, m_i, l_i, acc = _softmax_step(qk, m_i, l_i, acc, qk_scale, LAZY)
+            acc = _pv(p, acc, v_desc, b, h, start_n, n_kv, BLOCK_N, HEAD_DIM, FLAT)
+    if n_full < n_kv:  # the ragged tail: keys past n_kv (zeros, or the next batch's) weigh nothing
+        qk = tl.dot(q, _tile(k_desc, b, h, n_full, n_kv, BLOCK_N, HEAD_DIM, FLAT).T)
         cols = n_full + tl.arange(0, BLOCK_N)
         qk = tl.where(cols[None, :] < n_kv, qk, float("-inf"))
         p, m_i, l_i, acc = _softmax_step(qk, m_i, l_i, acc, qk_scale, LAZY)
-        v = _kv_tile(v_desc, b, h, n_full, n_kv, BLOCK_N, HEAD_DIM, FLAT_KV)
-        acc = tl.dot(p.to(dtype), v, acc)
+        acc = _pv(p, acc, v_desc, b, h, n_full, n_kv, BLOCK_N, HEAD_DIM, FLAT)
 
     out = acc / l_i[:, None]
-    o_desc.store([b, start_m, h, 0], out.to(dtype).reshape(1, BLOCK_M, 1, HEAD_DIM))
+    # 4-D store: rows past n_q are clipped per (batch, head), never written into the next batch
+    o_desc.store([b, start_m, h, 0], out.to(q.dtype).reshape(1, BLOCK_M, 1, HEAD_DIM))
 
 
 TUNER = Tuner(CONFIGS)
@@ -111,12 +126,13 @@ TUNER = Tuner(CONFIGS)
 def launch(q, k, v, out, cfg: KernelConfig, scale: float):
     """Run one config (the benchmark times each of them through this)."""
     b, n_q, h, d = q.shape
-    flat = cfg.flat_kv and flattenable(k) and flattenable(v)
+    flat = cfg.flat and flattenable(q) and flattenable(k) and flattenable(v)
     grid = (triton.cdiv(n_q, cfg.block_m), b * h)
-    _attn_fwd[grid](descriptor(q, cfg.block_m), kv_descriptor(k, cfg.block_n, flat),
-                    kv_descriptor(v, cfg.block_n, flat), descriptor(out, cfg.block_m), n_q, k.shape[1], h,
+    _attn_fwd[grid](tile_descriptor(q, cfg.block_m, flat), tile_descriptor(k, cfg.block_n, flat),
+                    tile_descriptor(v, cfg.block_n, flat), descriptor(out, cfg.block_m), n_q, k.shape[1], h,
                     scale * LOG2E, HEAD_DIM=d, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
-                    WARP_SPECIALIZE=cfg.warp_specialize, LAZY=cfg.lazy_rescale, FLAT_KV=flat,
+                    WARP_SPECIALIZE=cfg.warp_specialize, LAZY=cfg.lazy_rescale, FLAT=flat,
+                    PIPELINE_QK=cfg.pipeline_qk,
                     num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     return out
 

@@ -20,16 +20,15 @@ import torch
 import triton
 import triton.language as tl
 
-from .configs import LOG2E, KernelConfig, Tuner, check_qkv, descriptor, flattenable, kv_descriptor
-from .triton_bf16 import _kv_tile
+from .configs import LOG2E, KernelConfig, Tuner, check_qkv, descriptor, flattenable, tile_descriptor
+from .triton_bf16 import _tile
 
 P_SCALE = 448.0         # e4m3's largest finite value: P ∈ [0, 1] is stored as P·448
 CONFIGS = [
     KernelConfig(128, 128, 8, 2),
     KernelConfig(128, 128, 8, 3),
-    KernelConfig(128, 64, 4, 3),
-    KernelConfig(128, 128, 8, 2, flat_kv=False),
-    KernelConfig(128, 128, 8, 3, warp_specialize=True),
+    KernelConfig(128, 128, 8, 2, pipeline_qk=True),
+    KernelConfig(128, 64, 8, 3, pipeline_qk=True),
 ]
 
 
@@ -126,16 +125,16 @@ def quantize(q, k, v, scale: float, block_n: int, v_fp8: bool = True):
 # --------------------------------------------------------------------------------------------- attention
 
 @triton.jit
-def _scores(q, k, row_scale):
-    """int8 Q·Kᵀ → fp32 scores: int32 + 0x4B400000 reinterpreted is 1.5·2^23 + S exactly for |S| < 2^22."""
-    s = tl.dot(q, k.T)
-    s = (s + 0x4B400000).to(tl.float32, bitcast=True) - 12582912.0
+def _scores(qk, row_scale):
+    """int8 Q·Kᵀ (int32, exact) → fp32 scores: int32 + 0x4B400000 reinterpreted is 1.5·2^23 + S exactly for
+    |S| < 2^22 (127²·128 < 2^21), one integer and one float add instead of the slow conversion unit."""
+    s = (qk + 0x4B400000).to(tl.float32, bitcast=True) - 12582912.0
     return s * row_scale[:, None]
 
 
 @triton.jit
 def _pv_step(s, m_i, l_i, acc, v_desc, b, h, heads, start_n, n_kv, HEAD_DIM: tl.constexpr,
-             BLOCK_N: tl.constexpr, V_FP8: tl.constexpr, FLAT_KV: tl.constexpr):
+             BLOCK_N: tl.constexpr, V_FP8: tl.constexpr, FLAT: tl.constexpr):
     """Online softmax of one score tile and its P·V product (fp8: fresh fp32 accumulator per block)."""
     m_new = tl.maximum(m_i, tl.max(s, 1))
     alpha = tl.math.exp2(m_i - m_new)
@@ -145,7 +144,7 @@ def _pv_step(s, m_i, l_i, acc, v_desc, b, h, heads, start_n, n_kv, HEAD_DIM: tl.
         vt = v_desc.load([(b * heads + h) * HEAD_DIM, start_n])
         acc = acc * alpha[:, None] + tl.dot((p * 448.0).to(tl.float8e4nv), vt.T)
     else:
-        v = _kv_tile(v_desc, b, h, start_n, n_kv, BLOCK_N, HEAD_DIM, FLAT_KV)
+        v = _tile(v_desc, b, h, start_n, n_kv, BLOCK_N, HEAD_DIM, FLAT)
         acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None])
     return m_new, l_i, acc
 
@@ -153,13 +152,14 @@ def _pv_step(s, m_i, l_i, acc, v_desc, b, h, heads, start_n, n_kv, HEAD_DIM: tl.
 @triton.jit
 def _attn_fwd_8bit(q_desc, k_desc, v_desc, o_desc, q_scale_ptr, k_scale_ptr, v_scale_ptr, n_q, n_kv, heads,
                    n_blocks, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                   WARP_SPECIALIZE: tl.constexpr, V_FP8: tl.constexpr, FLAT_KV: tl.constexpr):
+                   WARP_SPECIALIZE: tl.constexpr, V_FP8: tl.constexpr, FLAT: tl.constexpr,
+                   PIPELINE_QK: tl.constexpr):
     start_m = tl.program_id(0) * BLOCK_M
     bh = tl.program_id(1)
     b = bh // heads
     h = bh % heads
     rows = start_m + tl.arange(0, BLOCK_M)
-    q = q_desc.load([b, start_m, h, 0]).reshape(BLOCK_M, HEAD_DIM)
+    q = _tile(q_desc, b, h, start_m, n_q, BLOCK_M, HEAD_DIM, FLAT)
     q_scale = tl.load(q_scale_ptr + bh.to(tl.int64) * n_q + rows, mask=rows < n_q, other=0.0)
     k_scales = k_scale_ptr + bh * n_blocks
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
@@ -167,18 +167,33 @@ def _attn_fwd_8bit(q_desc, k_desc, v_desc, o_desc, q_scale_ptr, k_scale_ptr, v_s
     acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
 
     n_full = (n_kv // BLOCK_N) * BLOCK_N
-    for start_n in tl.range(0, n_full, BLOCK_N, warp_specialize=WARP_SPECIALIZE):
-        k = _kv_tile(k_desc, b, h, start_n, n_kv, BLOCK_N, HEAD_DIM, FLAT_KV)
-        s = _scores(q, k, q_scale * tl.load(k_scales + start_n // BLOCK_N))
-        m_i, l_i, acc = _pv_step(s, m_i, l_i, acc, v_desc, b, h, heads, start_n, n_kv, HEAD_DIM, BLOCK_N, V_FP8,
-                                 FLAT_KV)
+    if PIPELINE_QK:  # as in triton_bf16: Q·K_{j+1}ᵀ runs on the tensor cores during the softmax of block j
+        if n_full > 0:
+            qk = tl.dot(q, _tile(k_desc, b, h, 0, n_kv, BLOCK_N, HEAD_DIM, FLAT).T)
+            for start_n in tl.range(BLOCK_N, n_full, BLOCK_N, warp_specialize=WARP_SPECIALIZE):
+                qk_next = tl.dot(q, _tile(k_desc, b, h, start_n, n_kv, BLOCK_N, HEAD_DIM, FLAT).T)
+                prev = start_n - BLOCK_N
+                s = _scores(qk, q_scale * tl.load(k_scales + prev // BLOCK_N))
+                m_i, l_i, acc = _pv_step(s, m_i, l_i, acc, v_desc, b, h, heads, prev, n_kv, HEAD_DIM, BLOCK_N,
+                                         V_FP8, FLAT)
+                qk = qk_next
+            prev = n_full - BLOCK_N
+            s = _scores(qk, q_scale * tl.load(k_scales + prev // BLOCK_N))
+            m_i, l_i, acc = _pv_step(s, m_i, l_i, acc, v_desc, b, h, heads, prev, n_kv, HEAD_DIM, BLOCK_N, V_FP8,
+                                     FLAT)
+    else:
+        for start_n in tl.range(0, n_full, BLOCK_N, warp_specialize=WARP_SPECIALIZE):
+            qk = tl.dot(q, _tile(k_desc, b, h, start_n, n_kv, BLOCK_N, HEAD_DIM, FLAT).T)
+            s = _scores(qk, q_scale * tl.load(k_scales + start_n // BLOCK_N))
+            m_i, l_i, acc = _pv_step(s, m_i, l_i, acc, v_desc, b, h, heads, start_n, n_kv, HEAD_DIM, BLOCK_N,
+                                     V_FP8, FLAT)
     if n_full < n_kv:
-        k = _kv_tile(k_desc, b, h, n_full, n_kv, BLOCK_N, HEAD_DIM, FLAT_KV)
-        s = _scores(q, k, q_scale * tl.load(k_scales + n_full // BLOCK_N))
+        qk = tl.dot(q, _tile(k_desc, b, h, n_full, n_kv, BLOCK_N, HEAD_DIM, FLAT).T)
+        s = _scores(qk, q_scale * tl.load(k_scales + n_full // BLOCK_N))
         cols = n_full + tl.arange(0, BLOCK_N)
         s = tl.where(cols[None, :] < n_kv, s, float("-inf"))
         m_i, l_i, acc = _pv_step(s, m_i, l_i, acc, v_desc, b, h, heads, n_full, n_kv, HEAD_DIM, BLOCK_N, V_FP8,
-                                 FLAT_KV)
+                                 FLAT)
 
     out = acc / l_i[:, None]
     if V_FP8:
@@ -195,16 +210,17 @@ def launch(q, k, v, out, cfg: KernelConfig, scale: float, v_fp8: bool = True, qu
     b, n_q, h, d = q.shape
     n_kv = k.shape[1]
     q8, q_scale, k8, k_scale, v_q, v_scale = quantized or quantize(q, k, v, scale, cfg.block_n, v_fp8)
-    flat = cfg.flat_kv and (v_fp8 or flattenable(v_q))           # k8 is contiguous
+    flat = cfg.flat and (v_fp8 or flattenable(v_q))           # q8, k8 are contiguous
     if v_fp8:  # Vᵀ [B, H, D, N] viewed as [B·H·D, N]: a [D, BLOCK_N] tile per (batch, head)
         v_desc = TensorDescriptor(v_q, [b * h * d, n_kv], [v_q.stride(2), 1], [d, cfg.block_n])
     else:
-        v_desc = kv_descriptor(v_q, cfg.block_n, flat)
+        v_desc = tile_descriptor(v_q, cfg.block_n, flat)
     grid = (triton.cdiv(n_q, cfg.block_m), b * h)
-    _attn_fwd_8bit[grid](descriptor(q8, cfg.block_m), kv_descriptor(k8, cfg.block_n, flat), v_desc,
+    _attn_fwd_8bit[grid](tile_descriptor(q8, cfg.block_m, flat), tile_descriptor(k8, cfg.block_n, flat), v_desc,
                          descriptor(out, cfg.block_m), q_scale, k_scale, v_scale if v_fp8 else q_scale, n_q, n_kv,
                          h, k_scale.shape[-1], HEAD_DIM=d, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
-                         WARP_SPECIALIZE=cfg.warp_specialize, V_FP8=v_fp8, FLAT_KV=flat,
+                         WARP_SPECIALIZE=cfg.warp_specialize, V_FP8=v_fp8, FLAT=flat,
+                         PIPELINE_QK=cfg.pipeline_qk,
                          num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     return out
 
