@@ -36,7 +36,7 @@ def triton_available() -> Optional[str]:
 
 
 def _interpreter_fixes():
-    """Two bugs of Triton 3.6's CPU interpreter (compiled kernels are unaffected):
+    """Three bugs of Triton 3.6's CPU interpreter (compiled kernels are unaffected):
     - a scalar kernel argument is a 1-element array and a loop bound calls int() on it; numpy ≥ 2.4 refuses that;
     - tl.dot on bf16 multiplies the raw uint16 bit patterns (bf16 is stored as uint16): widen to fp32 first
       (exact: a bf16 product fits in fp32), as the tensor cores do;
@@ -44,9 +44,11 @@ def _interpreter_fixes():
       ±448, which torch's conversion after a clamp reproduces — so CPU tests see the GPU's fp8 error, not double."""
     try:
         from triton.runtime import interpreter
-    except Exception:  # pragma: no cover
+        original = interpreter._patch_lang_tensor
+        builder = interpreter.InterpreterBuilder
+        create_dot, fp_to_fp = builder.create_dot, builder.create_fp_to_fp
+    except (ImportError, AttributeError):  # pragma: no cover - another Triton: its interpreter may not need them
         return
-    original = interpreter._patch_lang_tensor
     if getattr(original, "_vb_fixed", False):
         return
 
@@ -59,8 +61,6 @@ def _interpreter_fixes():
 
     import numpy as np
     import triton.language as tl
-    builder = interpreter.InterpreterBuilder
-    create_dot = builder.create_dot
 
     def widened(handle):
         if handle.dtype.scalar == tl.bfloat16:
@@ -69,8 +69,6 @@ def _interpreter_fixes():
         return handle
 
     builder.create_dot = lambda self, a, b, d, *args: create_dot(self, widened(a), widened(b), d, *args)
-
-    fp_to_fp = builder.create_fp_to_fp
 
     def rounded_fp8(self, src, dst_type, rounding_mode):
         if dst_type.scalar == tl.float8e4nv and src.dtype.scalar == tl.float32:

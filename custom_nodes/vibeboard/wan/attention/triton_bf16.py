@@ -4,13 +4,19 @@ Same arithmetic as FlashAttention and cuDNN's fused kernel: S = Q Kᵀ accumulat
 with exp2 (the 1/sqrt(d)·log2(e) scale folded into one multiply-add), P rounded to the input dtype for P·V, fp32
 accumulator, one division at the end. So the output matches SDPA within the input dtype's rounding.
 
-Hopper specifics: Q/K/V/O move through TMA tensor descriptors over diffusers' [B, N, H, D] layout (no transposes;
-Q and O 4-D, so ragged N is zero-filled / clipped per head by the copy engine; K and V as 2-D [B·N, H·D] tiles, the
-tail masked in the softmax — see configs.tile_descriptor), the key loop is
-software-pipelined (`num_stages`) and optionally warp-specialised (`tl.range(..., warp_specialize=True)`: loads in
-a producer warp group). The hot loop carries no masks: full key blocks first, the ragged tail once after.
-`lazy_rescale` (FlashAttention-4's trick) skips the accumulator rescale unless a row max grows by more than 2^8;
-the result is the same (the final division uses the same stale max for numerator and denominator).
+Hopper specifics (each checked in the sm_90 SASS: `python bench/attention_kernels.py --sass`):
+- Q/K/V arrive through TMA tensor descriptors over diffusers' [B, N, H, D] layout, no transposes. Flat 2-D tiles
+  ([B·N, H·D], see configs.tile_descriptor) land in shared memory as the wgmma reads them, so Q stays there as the
+  A operand (186 registers instead of 218 with 4-D tiles reshaped through registers); O is stored through a 4-D
+  descriptor, which clips rows past N per (batch, head).
+- Both products are HGMMA (warpgroup MMA, bf16 → fp32); loads are multi-stage (`num_stages`) TMA + mbarriers.
+- `pipeline_qk` issues Q·K_{j+1}ᵀ before the softmax of block j (FlashAttention-3's intra-warpgroup overlap,
+  written as a software pipeline): the SASS then interleaves the exp2s with the in-flight HGMMAs.
+- `lazy_rescale` (FlashAttention-4's trick) skips the accumulator rescale unless a row max grows by more than 2^8;
+  the result is the same (numerator and denominator share the stale max).
+- The hot loop carries no masks: full key blocks first, the ragged tail once after.
+- `warp_specialize` is passed to `tl.range`, but Triton 3.6's Hopper pass leaves this loop as it is (the SASS is
+  identical, no producer warps or setmaxnreg), so no config turns it on; it is kept for a later Triton.
 """
 from __future__ import annotations
 
@@ -24,7 +30,8 @@ import triton.language as tl
 from .configs import LOG2E, KernelConfig, Tuner, check_qkv, descriptor, flattenable, tile_descriptor
 
 # Chosen for Wan's shapes (d = 128, N ≈ 32k, 12 or 40 heads) on an H200: 128-row query tiles (one warp group
-# per 64 rows), 64- or 128-key tiles; shared memory for Q + stages × (K + V) stays under 227 KB.
+# per 64 rows), 64- or 128-key tiles; shared memory for Q + stages × (K + V) stays under 227 KB; every config
+# compiles to HGMMA without register spills (bench --sass). The tuner times them once per shape.
 CONFIGS = [
     KernelConfig(128, 128, 8, 2),
     KernelConfig(128, 128, 8, 3),
