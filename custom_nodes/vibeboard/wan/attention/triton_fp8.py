@@ -35,21 +35,16 @@ CONFIGS = [
 # --------------------------------------------------------------------------------------------- quantisation
 
 @triton.jit
-def _quant_q(x_ptr, out_ptr, scale_ptr, n, heads, sb, sn, sh, scale,
-             HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr):
-    """Q·scale → int8 with one scale per (token, head); scales stored [B, H, N]."""
+def _rows(x_ptr, n, heads, sb, sn, sh, HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr):
+    """This program's [BLOCK, HEAD_DIM] tile of one head of a [B, N, H, D] tensor (fp32, zeros past n): the tile,
+    its element offsets (for a same-layout output), its row mask, rows, columns, and the (batch·heads + head)."""
     rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     bh = tl.program_id(1)
-    b, h = bh // heads, bh % heads
     cols = tl.arange(0, HEAD_DIM)
     ok = rows < n
-    base = b.to(tl.int64) * sb + h * sh
-    x = tl.load(x_ptr + base + rows[:, None].to(tl.int64) * sn + cols[None, :], mask=ok[:, None], other=0.0)
-    x = x.to(tl.float32) * scale
-    s = tl.maximum(tl.max(tl.abs(x), 1) / 127.0, 1e-30)
-    q = _round(x / s[:, None])
-    tl.store(out_ptr + base + rows[:, None].to(tl.int64) * sn + cols[None, :], q.to(tl.int8), mask=ok[:, None])
-    tl.store(scale_ptr + bh.to(tl.int64) * n + rows, s, mask=ok)
+    offs = (bh // heads).to(tl.int64) * sb + (bh % heads) * sh + rows[:, None].to(tl.int64) * sn + cols[None, :]
+    x = tl.load(x_ptr + offs, mask=ok[:, None], other=0.0).to(tl.float32)
+    return x, offs, ok, rows, cols, bh
 
 
 @triton.jit
@@ -59,38 +54,34 @@ def _round(x):
 
 
 @triton.jit
+def _quant_q(x_ptr, out_ptr, scale_ptr, n, heads, sb, sn, sh, scale,
+             HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr):
+    """Q·scale → int8 with one scale per (token, head); scales stored [B, H, N]."""
+    x, offs, ok, rows, cols, bh = _rows(x_ptr, n, heads, sb, sn, sh, HEAD_DIM, BLOCK)
+    x = x * scale
+    s = tl.maximum(tl.max(tl.abs(x), 1) / 127.0, 1e-30)
+    tl.store(out_ptr + offs, _round(x / s[:, None]).to(tl.int8), mask=ok[:, None])
+    tl.store(scale_ptr + bh.to(tl.int64) * n + rows, s, mask=ok)
+
+
+@triton.jit
 def _quant_k(x_ptr, mean_ptr, out_ptr, scale_ptr, n, heads, n_blocks, sb, sn, sh,
              HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr):
     """(K - mean_tokens(K)) → int8 with one scale per (block of BLOCK keys, head); scales stored [B, H, blocks]."""
-    blk = tl.program_id(0)
-    rows = blk * BLOCK + tl.arange(0, BLOCK)
-    bh = tl.program_id(1)
-    b, h = bh // heads, bh % heads
-    cols = tl.arange(0, HEAD_DIM)
-    ok = rows < n
-    base = b.to(tl.int64) * sb + h * sh
-    x = tl.load(x_ptr + base + rows[:, None].to(tl.int64) * sn + cols[None, :], mask=ok[:, None], other=0.0)
+    x, offs, ok, rows, cols, bh = _rows(x_ptr, n, heads, sb, sn, sh, HEAD_DIM, BLOCK)
     mean = tl.load(mean_ptr + bh * HEAD_DIM + cols)
-    x = tl.where(ok[:, None], x.to(tl.float32) - mean[None, :], 0.0)
+    x = tl.where(ok[:, None], x - mean[None, :], 0.0)
     s = tl.maximum(tl.max(tl.max(tl.abs(x), 1), 0) / 127.0, 1e-30)
-    k = _round(x / s)
-    tl.store(out_ptr + base + rows[:, None].to(tl.int64) * sn + cols[None, :], k.to(tl.int8), mask=ok[:, None])
-    tl.store(scale_ptr + bh * n_blocks + blk, s)
+    tl.store(out_ptr + offs, _round(x / s).to(tl.int8), mask=ok[:, None])
+    tl.store(scale_ptr + bh * n_blocks + tl.program_id(0), s)
 
 
 @triton.jit
 def _quant_v_transposed(x_ptr, scale_ptr, out_ptr, n, n_pad, heads, sb, sn, sh,
                         HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr):
     """V / channel scale → fp8 e4m3, written transposed as [B, H, D, N_pad] (tokens contiguous)."""
-    rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    bh = tl.program_id(1)
-    b, h = bh // heads, bh % heads
-    cols = tl.arange(0, HEAD_DIM)
-    ok = rows < n
-    x = tl.load(x_ptr + b.to(tl.int64) * sb + h * sh + rows[:, None].to(tl.int64) * sn + cols[None, :],
-                mask=ok[:, None], other=0.0)
-    s = tl.load(scale_ptr + bh * HEAD_DIM + cols)
-    v = (x.to(tl.float32) / s[None, :]).to(tl.float8e4nv)
+    x, offs, ok, rows, cols, bh = _rows(x_ptr, n, heads, sb, sn, sh, HEAD_DIM, BLOCK)
+    v = (x / tl.load(scale_ptr + bh * HEAD_DIM + cols)[None, :]).to(tl.float8e4nv)
     out = out_ptr + bh.to(tl.int64) * HEAD_DIM * n_pad + cols[None, :] * n_pad + rows[:, None]
     tl.store(out, v, mask=ok[:, None])
 
