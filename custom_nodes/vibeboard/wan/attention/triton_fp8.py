@@ -3,8 +3,8 @@
 - K is smoothed: its mean over tokens (per batch, head, channel) is subtracted. softmax(q·kᵀ) does not change (the
   shift adds the same q·mean to a whole row of scores), but K loses its large shared component and quantises finely.
 - Q (with the softmax scale·log2(e) folded in) is int8 with one scale per token; smoothed K is int8 with one scale
-  per key block. S = Q·Kᵀ runs on the int8 tensor cores (int32, exact), converted to fp32 with the 2^23 magic-number
-  trick (an add, not the slow int→float conversion unit: |S| ≤ 127²·128 < 2^22 is exact) and scaled.
+  per key block. S = Q·Kᵀ runs on the int8 tensor cores (int32, exact); the softmax then costs an integer add,
+  one FMA and one exp2 per score (see `_block`).
 - P (in [0, 1] after the online-softmax max, times 448 to use e4m3's range) and V (one scale per channel) are fp8
   e4m3; each P·V block product starts from a fresh fp32 accumulator that is added to the running one (Hopper's fp8
   MMA accumulates with fewer bits; this is SageAttention 2's two-level accumulation). The row sums use fp32 P.
@@ -23,7 +23,7 @@ import triton.language as tl
 from .configs import LOG2E, KernelConfig, Tuner, check_qkv, descriptor, flattenable, tile_descriptor
 from .triton_bf16 import _tile
 
-P_SCALE = 448.0         # e4m3's largest finite value: P ∈ [0, 1] is stored as P·448
+P_SCALE = 448.0         # e4m3's largest finite value: V's channel scale maps max|V| there
 CONFIGS = [
     KernelConfig(128, 128, 8, 2),
     KernelConfig(128, 128, 8, 3),
@@ -116,24 +116,26 @@ def quantize(q, k, v, scale: float, block_n: int, v_fp8: bool = True):
 # --------------------------------------------------------------------------------------------- attention
 
 @triton.jit
-def _scores(qk, row_scale):
-    """int8 Q·Kᵀ (int32, exact) → fp32 scores: int32 + 0x4B400000 reinterpreted is 1.5·2^23 + S exactly for
-    |S| < 2^22 (127²·128 < 2^21), one integer and one float add instead of the slow conversion unit."""
-    s = (qk + 0x4B400000).to(tl.float32, bitcast=True) - 12582912.0
-    return s * row_scale[:, None]
-
-
-@triton.jit
-def _pv_step(s, m_i, l_i, acc, v_desc, b, h, heads, start_n, n_kv, HEAD_DIM: tl.constexpr,
-             BLOCK_N: tl.constexpr, V_FP8: tl.constexpr, FLAT: tl.constexpr):
-    """Online softmax of one score tile and its P·V product (fp8: fresh fp32 accumulator per block)."""
-    m_new = tl.maximum(m_i, tl.max(s, 1))
+def _block(qk, row_scale, m_i, l_i, acc, v_desc, b, h, heads, start_n, n_kv, HEAD_DIM: tl.constexpr,
+           BLOCK_N: tl.constexpr, V_FP8: tl.constexpr, FLAT: tl.constexpr, MASKED: tl.constexpr):
+    """Online softmax of one int8 score tile and its P·V product, in as few ALU operations per score as possible
+    (the 8-bit kernel is bound by them, not by the tensor cores):
+    - int32 S + 0x4B400000 reinterpreted as fp32 is f = 1.5·2^23 + S exactly (|S| ≤ 127²·128 < 2^22): an integer
+      add instead of the slow int→float conversion unit;
+    - the score in log2 units is (f − 1.5·2^23)·r with r = q_scale·k_scale > 0, so the row max is taken on f and
+      p·448 = 2^(f·r − bias) with bias = 1.5·2^23·r + m − log2(448) per row: one FMA and one exp2 per score.
+      The factor 448 (e4m3's range, for the fp8 P) cancels against the row sums, which use the same p."""
+    f = (qk + 0x4B400000).to(tl.float32, bitcast=True)
+    if MASKED:  # keys past n_kv weigh nothing
+        f = tl.where((start_n + tl.arange(0, BLOCK_N))[None, :] < n_kv, f, float("-inf"))
+    m_new = tl.maximum(m_i, (tl.max(f, 1) - 12582912.0) * row_scale)
     alpha = tl.math.exp2(m_i - m_new)
-    p = tl.math.exp2(s - m_new[:, None])
+    bias = 12582912.0 * row_scale + m_new - 8.807354922057604             # log2(448)
+    p = tl.math.exp2(f * row_scale[:, None] - bias[:, None])
     l_i = l_i * alpha + tl.sum(p, 1)
-    if V_FP8:  # Vᵀ as a flat [B·H·D, N] tensor: rows (b·H + h)·D ..
+    if V_FP8:  # Vᵀ as a flat [B·H·D, N] tensor: rows (b·H + h)·D ..; fresh fp32 accumulator per block
         vt = v_desc.load([(b * heads + h) * HEAD_DIM, start_n])
-        acc = acc * alpha[:, None] + tl.dot((p * 448.0).to(tl.float8e4nv), vt.T)
+        acc = acc * alpha[:, None] + tl.dot(p.to(tl.float8e4nv), vt.T)
     else:
         v = _tile(v_desc, b, h, start_n, n_kv, BLOCK_N, HEAD_DIM, FLAT)
         acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None])
@@ -151,7 +153,8 @@ def _attn_fwd_8bit(q_desc, k_desc, v_desc, o_desc, q_scale_ptr, k_scale_ptr, v_s
     h = bh % heads
     rows = start_m + tl.arange(0, BLOCK_M)
     q = _tile(q_desc, b, h, start_m, n_q, BLOCK_M, HEAD_DIM, FLAT)
-    q_scale = tl.load(q_scale_ptr + bh.to(tl.int64) * n_q + rows, mask=rows < n_q, other=0.0)
+    # rows past n_q get scale 1 (their output is never stored; 0 would make -inf·0 = NaN in masked columns)
+    q_scale = tl.load(q_scale_ptr + bh.to(tl.int64) * n_q + rows, mask=rows < n_q, other=1.0)
     k_scales = k_scale_ptr + bh * n_blocks
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
@@ -164,31 +167,25 @@ def _attn_fwd_8bit(q_desc, k_desc, v_desc, o_desc, q_scale_ptr, k_scale_ptr, v_s
             for start_n in tl.range(BLOCK_N, n_full, BLOCK_N, warp_specialize=WARP_SPECIALIZE):
                 qk_next = tl.dot(q, _tile(k_desc, b, h, start_n, n_kv, BLOCK_N, HEAD_DIM, FLAT).T)
                 prev = start_n - BLOCK_N
-                s = _scores(qk, q_scale * tl.load(k_scales + prev // BLOCK_N))
-                m_i, l_i, acc = _pv_step(s, m_i, l_i, acc, v_desc, b, h, heads, prev, n_kv, HEAD_DIM, BLOCK_N,
-                                         V_FP8, FLAT)
+                m_i, l_i, acc = _block(qk, q_scale * tl.load(k_scales + prev // BLOCK_N), m_i, l_i, acc, v_desc,
+                                       b, h, heads, prev, n_kv, HEAD_DIM, BLOCK_N, V_FP8, FLAT, False)
                 qk = qk_next
             prev = n_full - BLOCK_N
-            s = _scores(qk, q_scale * tl.load(k_scales + prev // BLOCK_N))
-            m_i, l_i, acc = _pv_step(s, m_i, l_i, acc, v_desc, b, h, heads, prev, n_kv, HEAD_DIM, BLOCK_N, V_FP8,
-                                     FLAT)
+            m_i, l_i, acc = _block(qk, q_scale * tl.load(k_scales + prev // BLOCK_N), m_i, l_i, acc, v_desc,
+                                   b, h, heads, prev, n_kv, HEAD_DIM, BLOCK_N, V_FP8, FLAT, False)
     else:
         for start_n in tl.range(0, n_full, BLOCK_N, warp_specialize=WARP_SPECIALIZE):
             qk = tl.dot(q, _tile(k_desc, b, h, start_n, n_kv, BLOCK_N, HEAD_DIM, FLAT).T)
-            s = _scores(qk, q_scale * tl.load(k_scales + start_n // BLOCK_N))
-            m_i, l_i, acc = _pv_step(s, m_i, l_i, acc, v_desc, b, h, heads, start_n, n_kv, HEAD_DIM, BLOCK_N,
-                                     V_FP8, FLAT)
+            m_i, l_i, acc = _block(qk, q_scale * tl.load(k_scales + start_n // BLOCK_N), m_i, l_i, acc, v_desc,
+                                   b, h, heads, start_n, n_kv, HEAD_DIM, BLOCK_N, V_FP8, FLAT, False)
     if n_full < n_kv:
         qk = tl.dot(q, _tile(k_desc, b, h, n_full, n_kv, BLOCK_N, HEAD_DIM, FLAT).T)
-        s = _scores(qk, q_scale * tl.load(k_scales + n_full // BLOCK_N))
-        cols = n_full + tl.arange(0, BLOCK_N)
-        s = tl.where(cols[None, :] < n_kv, s, float("-inf"))
-        m_i, l_i, acc = _pv_step(s, m_i, l_i, acc, v_desc, b, h, heads, n_full, n_kv, HEAD_DIM, BLOCK_N, V_FP8,
-                                 FLAT)
+        m_i, l_i, acc = _block(qk, q_scale * tl.load(k_scales + n_full // BLOCK_N), m_i, l_i, acc, v_desc,
+                               b, h, heads, n_full, n_kv, HEAD_DIM, BLOCK_N, V_FP8, FLAT, True)
 
     out = acc / l_i[:, None]
     if V_FP8:
-        out = out * (tl.load(v_scale_ptr + bh * HEAD_DIM + tl.arange(0, HEAD_DIM)) / 448.0)[None, :]
+        out = out * tl.load(v_scale_ptr + bh * HEAD_DIM + tl.arange(0, HEAD_DIM))[None, :]
     o_desc.store([b, start_m, h, 0], out.to(o_desc.dtype).reshape(1, BLOCK_M, 1, HEAD_DIM))
 
 
