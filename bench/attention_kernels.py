@@ -210,8 +210,8 @@ def _signature(kind, cfg, d=128):
         sig.update(n_q="i32", n_kv="i32", heads="i32", qk_scale="fp32")
         consts["LAZY"] = cfg.lazy_rescale
     else:
-        sig.update(q_scale_ptr="*fp32", k_scale_ptr="*fp32", v_scale_ptr="*fp32", n_q="i32", n_kv="i32",
-                   heads="i32", n_blocks="i32")
+        sig.update(q_scale_ptr="*fp32", k_scale_ptr="*fp32", v_scale_ptr="*fp32", v_mean_ptr="*fp32", n_q="i32",
+                   n_kv="i32", heads="i32", n_blocks="i32")
         consts["V_FP8"] = kind == "fp8"
     sig.update({name: "constexpr" for name in consts})
     return sig, consts

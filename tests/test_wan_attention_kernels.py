@@ -117,9 +117,22 @@ def test_fp8_kernel_smooths_k_so_a_shared_key_offset_costs_nothing():
     assert rel(offset, reference(q, shifted, v)) < 1.5 * rel(plain, reference(q, k, v)) + 2e-3
 
 
+def test_fp8_kernel_smooths_v_so_a_shared_value_offset_costs_nothing():
+    """Rows of P sum to 1, so V's channel mean goes around the fp8 product and is added back exactly (fp16 here:
+    bf16's own rounding of outputs near 8 would hide the difference)."""
+    q, k, v = qkv(1, 64, 2, 64, dtype=torch.float16, seed=8)
+    cfg = KernelConfig(16, 32, 4, 1)
+    plain = triton_fp8.attention(q, k, v, config=cfg)
+    offset = triton_fp8.attention(q, k, v + 8.0, config=cfg)
+    rounding = float((reference(q, k, v + 8.0).half().float() - reference(q, k, v + 8.0)).norm())
+    err = float((offset.float() - reference(q, k, v + 8.0)).norm())
+    assert err < 1.5 * float((plain.float() - reference(q, k, v)).norm()) + 2 * rounding
+
+
 def test_fp8_quantisation_layout_and_scales():
     q, k, v = qkv(1, 37, 2, 64, seed=5, k_offset=3.0)
-    q8, q_scale, k8, k_scale, v8, v_scale = triton_fp8.quantize(q, k, v, 1 / 8, 16)
+    q8, q_scale, k8, k_scale, v8, (v_scale, v_mean) = triton_fp8.quantize(q, k, v * 0.5 + 2.0, 1 / 8, 16)
+    v = v * 0.5 + 2.0
     assert q8.dtype == k8.dtype == torch.int8 and q8.shape == q.shape
     assert q_scale.shape == (1, 2, 37) and k_scale.shape == (1, 2, 3) and v_scale.shape == (1, 2, 64)
     assert v8.dtype == torch.float8_e4m3fn and v8.shape == (1, 2, 64, 37)
@@ -131,7 +144,8 @@ def test_fp8_quantisation_layout_and_scales():
     deq_k = k8.float() * k_scale.repeat_interleave(16, dim=2)[..., :37].transpose(1, 2)[..., None]
     assert (deq_k - smooth).abs().max() <= k_scale.max() * 0.51
     assert k8.abs().max() == 127
-    # V: per-channel scale, transposed to [B, H, D, N]
-    deq_v = v8.float() * v_scale[..., None]
-    assert rel(deq_v, v.float().permute(0, 2, 3, 1)) < 4e-2
+    # V: channel mean removed, per-channel scale, transposed to [B, H, D, N]
+    torch.testing.assert_close(v_mean, v.float().mean(dim=1))
+    deq_v = v8.float() * v_scale[..., None] + v_mean[..., None]
+    assert rel(deq_v - v_mean[..., None], v.float().permute(0, 2, 3, 1) - v_mean[..., None]) < 4e-2
     assert math.isclose(float(v8.float().abs().amax()), 448.0)

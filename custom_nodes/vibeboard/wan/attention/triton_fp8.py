@@ -77,18 +77,20 @@ def _quant_k(x_ptr, mean_ptr, out_ptr, scale_ptr, n, heads, n_blocks, sb, sn, sh
 
 
 @triton.jit
-def _quant_v_transposed(x_ptr, scale_ptr, out_ptr, n, n_pad, heads, sb, sn, sh,
+def _quant_v_transposed(x_ptr, mean_ptr, scale_ptr, out_ptr, n, n_pad, heads, sb, sn, sh,
                         HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr):
-    """V / channel scale → fp8 e4m3, written transposed as [B, H, D, N_pad] (tokens contiguous)."""
+    """(V - channel mean) / channel scale → fp8 e4m3, written transposed as [B, H, D, N_pad] (tokens contiguous)."""
     x, offs, ok, rows, cols, bh = _rows(x_ptr, n, heads, sb, sn, sh, HEAD_DIM, BLOCK)
+    x = x - tl.load(mean_ptr + bh * HEAD_DIM + cols)[None, :]
     v = (x / tl.load(scale_ptr + bh * HEAD_DIM + cols)[None, :]).to(tl.float8e4nv)
     out = out_ptr + bh.to(tl.int64) * HEAD_DIM * n_pad + cols[None, :] * n_pad + rows[:, None]
     tl.store(out, v, mask=ok[:, None])
 
 
 def quantize(q, k, v, scale: float, block_n: int, v_fp8: bool = True):
-    """Q int8 [B,N,H,D] + scales [B,H,N]; smoothed K int8 [B,N,H,D] + scales [B,H,blocks]; V fp8 [B,H,D,N_pad]
-    + channel scales [B,H,D] (with v_fp8; else V as it is, in bf16/fp16, and no scales)."""
+    """Q int8 [B,N,H,D] + scales [B,H,N]; smoothed K int8 [B,N,H,D] + scales [B,H,blocks]; smoothed V fp8
+    [B,H,D,N] (a view of [B,H,D,N_pad]) + (channel scales, channel means) [B,H,D] (with v_fp8; else V as it is,
+    in bf16/fp16, and None)."""
     b, n_q, h, d = q.shape
     n_kv = k.shape[1]
     block = 64
@@ -104,13 +106,18 @@ def quantize(q, k, v, scale: float, block_n: int, v_fp8: bool = True):
                                 HEAD_DIM=d, BLOCK=block_n)
     if not v_fp8:
         return q8, q_scale, k8, k_scale, (v if v.dtype in (torch.bfloat16, torch.float16) else v.bfloat16()), None
-    v_scale = (torch.linalg.vector_norm(v, ord=float("inf"), dim=1, dtype=torch.float32) / P_SCALE)
-    v_scale = v_scale.clamp_min(1e-30).contiguous()                             # [B, H, D]
+    # V smoothed too: its channel mean is added back exactly after P·V (rows of P sum to 1), so e4m3's relative
+    # error applies to the spread of V around its mean, not to a large shared offset
+    v_mean = v.mean(dim=1, dtype=torch.float32)                                  # [B, H, D]
+    v_min, v_max = torch.aminmax(v, dim=1)
+    v_scale = torch.maximum(v_max.float() - v_mean, v_mean - v_min.float()) / P_SCALE
+    v_scale = v_scale.clamp_min(1e-30).contiguous()
+    v_mean = v_mean.contiguous()
     n_pad = triton.cdiv(n_kv, 16) * 16                                           # 16-byte row stride for TMA
     v8 = torch.zeros((b, h, d, n_pad), dtype=torch.float8_e4m3fn, device=v.device)
-    _quant_v_transposed[(triton.cdiv(n_kv, block), b * h)](v, v_scale, v8, n_kv, n_pad, h, v.stride(0),
+    _quant_v_transposed[(triton.cdiv(n_kv, block), b * h)](v, v_mean, v_scale, v8, n_kv, n_pad, h, v.stride(0),
                                                            v.stride(1), v.stride(2), HEAD_DIM=d, BLOCK=block)
-    return q8, q_scale, k8, k_scale, v8[..., :n_kv], v_scale
+    return q8, q_scale, k8, k_scale, v8[..., :n_kv], (v_scale, v_mean)
 
 
 # --------------------------------------------------------------------------------------------- attention
@@ -143,7 +150,8 @@ def _block(qk, row_scale, m_i, l_i, acc, v_desc, b, h, heads, start_n, n_kv, HEA
 
 
 @triton.jit
-def _attn_fwd_8bit(q_desc, k_desc, v_desc, o_desc, q_scale_ptr, k_scale_ptr, v_scale_ptr, n_q, n_kv, heads,
+def _attn_fwd_8bit(q_desc, k_desc, v_desc, o_desc, q_scale_ptr, k_scale_ptr, v_scale_ptr, v_mean_ptr, n_q, n_kv,
+                   heads,
                    n_blocks, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                    WARP_SPECIALIZE: tl.constexpr, V_FP8: tl.constexpr, FLAT: tl.constexpr,
                    PIPELINE_QK: tl.constexpr):
@@ -185,7 +193,8 @@ def _attn_fwd_8bit(q_desc, k_desc, v_desc, o_desc, q_scale_ptr, k_scale_ptr, v_s
 
     out = acc / l_i[:, None]
     if V_FP8:
-        out = out * tl.load(v_scale_ptr + bh * HEAD_DIM + tl.arange(0, HEAD_DIM))[None, :]
+        cols = bh * HEAD_DIM + tl.arange(0, HEAD_DIM)
+        out = out * tl.load(v_scale_ptr + cols)[None, :] + tl.load(v_mean_ptr + cols)[None, :]
     o_desc.store([b, start_m, h, 0], out.to(o_desc.dtype).reshape(1, BLOCK_M, 1, HEAD_DIM))
 
 
@@ -197,7 +206,8 @@ def launch(q, k, v, out, cfg: KernelConfig, scale: float, v_fp8: bool = True, qu
     from triton.tools.tensor_descriptor import TensorDescriptor
     b, n_q, h, d = q.shape
     n_kv = k.shape[1]
-    q8, q_scale, k8, k_scale, v_q, v_scale = quantized or quantize(q, k, v, scale, cfg.block_n, v_fp8)
+    q8, q_scale, k8, k_scale, v_q, v_stats = quantized or quantize(q, k, v, scale, cfg.block_n, v_fp8)
+    v_scale, v_mean = v_stats if v_fp8 else (q_scale, q_scale)   # (unused pointers without fp8 V)
     flat = cfg.flat and (v_fp8 or flattenable(v_q))           # q8, k8 are contiguous
     if v_fp8:  # Vᵀ [B, H, D, N] viewed as [B·H·D, N]: a [D, BLOCK_N] tile per (batch, head)
         v_desc = TensorDescriptor(v_q, [b * h * d, n_kv], [v_q.stride(2), 1], [d, cfg.block_n])
@@ -205,7 +215,7 @@ def launch(q, k, v, out, cfg: KernelConfig, scale: float, v_fp8: bool = True, qu
         v_desc = tile_descriptor(v_q, cfg.block_n, flat)
     grid = (triton.cdiv(n_q, cfg.block_m), b * h)
     _attn_fwd_8bit[grid](tile_descriptor(q8, cfg.block_m, flat), tile_descriptor(k8, cfg.block_n, flat), v_desc,
-                         descriptor(out, cfg.block_m), q_scale, k_scale, v_scale if v_fp8 else q_scale, n_q, n_kv,
+                         descriptor(out, cfg.block_m), q_scale, k_scale, v_scale, v_mean, n_q, n_kv,
                          h, k_scale.shape[-1], HEAD_DIM=d, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
                          WARP_SPECIALIZE=cfg.warp_specialize, V_FP8=v_fp8, FLAT=flat,
                          PIPELINE_QK=cfg.pipeline_qk,
