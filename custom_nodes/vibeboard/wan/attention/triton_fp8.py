@@ -5,11 +5,13 @@
 - Q (with the softmax scale·log2(e) folded in) is int8 with one scale per token; smoothed K is int8 with one scale
   per key block. S = Q·Kᵀ runs on the int8 tensor cores (int32, exact); the softmax then costs an integer add,
   one FMA and one exp2 per score (see `_block`).
-- P (in [0, 1] after the online-softmax max, times 448 to use e4m3's range) and V (one scale per channel) are fp8
-  e4m3; each P·V block product starts from a fresh fp32 accumulator that is added to the running one (Hopper's fp8
-  MMA accumulates with fewer bits; this is SageAttention 2's two-level accumulation). The row sums use fp32 P.
+- P (in [0, 1] after the online-softmax max, times 448 to use e4m3's range) and V are fp8 e4m3. V is smoothed too:
+  its channel mean is taken out before quantising (one scale per channel for the rest) and added back after P·V,
+  exactly, since each row of P sums to 1. Each P·V block product starts from a fresh fp32 accumulator that is added
+  to the running one (Hopper's fp8 MMA accumulates with fewer bits; SageAttention 2's two-level accumulation). The
+  row sums use fp32 P.
 - V is written transposed ([B, H, D, N], tokens contiguous): Hopper's fp8 MMA wants its B operand K-major.
-Quantisation runs in three small Triton kernels (one read of Q, K, V each, plus K's mean and V's channel max).
+Quantisation runs in three small Triton kernels (one read of Q, K, V each, plus K's mean and V's mean and range).
 """
 from __future__ import annotations
 
