@@ -31,6 +31,7 @@ CONFIGS = [
     KernelConfig(128, 128, 8, 3),
     KernelConfig(128, 128, 8, 2, pipeline_qk=True),
     KernelConfig(128, 64, 8, 3, pipeline_qk=True),
+    KernelConfig(64, 128, 4, 2),            # 72 KB, 166 registers: two or three CTAs per SM
 ]
 
 
