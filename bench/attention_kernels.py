@@ -182,6 +182,22 @@ def section_dit(args, device):
             row(latent, f"DiT forward {kind}", None, 0, note=f"{type(exc).__name__}: {exc}"[:160])
 
 
+def summary():
+    """Per shape: the fastest config of each of our kernels against cuDNN (the number that decides AUTO_KERNEL)."""
+    print("\nsummary (fastest config per kernel, speed-up over sdpa cudnn, rel err vs cudnn)")
+    for shape in sorted({tuple(r["shape"]) for r in ROWS if len(r["shape"]) == 4}):
+        rows = [r for r in ROWS if tuple(r["shape"]) == shape and r["ms"]]
+        base = next((r for r in rows if r["kernel"] == "sdpa cudnn"), None)
+        parts = []
+        for prefix in ("triton bf16 ", "fp8 m", "int8 m"):
+            mine = [r for r in rows if r["kernel"].startswith(prefix)]
+            if mine:
+                best = min(mine, key=lambda r: r["ms"])
+                ratio = f" {base['ms'] / best['ms']:.2f}x" if base else ""
+                parts.append(f"{best['kernel']} {best['ms']:.3f} ms{ratio} (rel {best['rel_err']:.1e})")
+        print(f"  {str(shape):<22} " + " | ".join(parts))
+
+
 def tuner_choices():
     from vibeboard.wan.attention import triton_bf16, triton_fp8
     out = {}
@@ -297,6 +313,7 @@ def main(argv=None):
     import triton
     print(f"triton {triton.__version__}")
     section_kernels(args, QUICK_SHAPES if args.quick else FULL_SHAPES, device)
+    summary()
     if not args.no_dit:
         section_dit(args, device)
     choices = tuner_choices()

@@ -83,12 +83,16 @@ def test_cross_attention_masks_and_other_processors_keep_their_path(monkeypatch)
         attn = model.blocks[0].attn1
         x = torch.randn(1, 10, attn.inner_dim, dtype=torch.bfloat16)
         seen = []
+        stock = installed[0].fallback
         installed[0].fallback = lambda *a, **k: (seen.append(a[3]), owned(*a, **k))[1]
         attn(x, attention_mask=torch.ones(1, 1, 10, 10, dtype=torch.bool))
         assert len(seen) == 1 and seen[0] is not None                          # masked: stock processor
         attn(x)
         assert len(seen) == 1 and calls == ["triton"]                         # plain: the kernel
+        installed[0].fallback = stock
     assert type(model.blocks[0].attn1.processor) is WanAttnProcessor and model.blocks[1].attn1.processor is custom
+    with processor.kernel_attention(model, "triton", "cpu") as again:      # the same object: no recompiles
+        assert again[0] is installed[0]
 
 
 def test_auto_stays_on_sdpa_until_the_kernel_is_measured_faster():

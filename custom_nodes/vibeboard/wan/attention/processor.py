@@ -100,6 +100,18 @@ def self_attention_modules(model):
                 yield block.attn1
 
 
+def _processor_for(module, kind: str) -> WanKernelSelfAttention:
+    """One processor object per (module, kind), reused by every sampling run: compiled blocks then see the same
+    object each time and do not recompile per run (dynamo's recompile limit would drop them to eager)."""
+    cache = getattr(module, "_vb_kernel_processors", None)
+    if cache is None:
+        cache = module._vb_kernel_processors = {}
+    proc = cache.get(kind)
+    if proc is None or proc.fallback is not module.processor:
+        proc = cache[kind] = WanKernelSelfAttention(kind, module.processor)
+    return proc
+
+
 @contextlib.contextmanager
 def kernel_attention(model, kind: str, device):
     """Within the block, the stock self-attention of `model`'s Wan blocks runs kernel `kind`. Raises a clear
@@ -113,7 +125,7 @@ def kernel_attention(model, kind: str, device):
         for module in self_attention_modules(model):
             if type(module.processor) is WanAttnProcessor:  # another processor owns it: leave it alone
                 saved.append((module, module.processor))
-                module.set_processor(WanKernelSelfAttention(kind, module.processor))
+                module.set_processor(_processor_for(module, kind))
         yield [m.processor for m, _ in saved]
     finally:
         for module, processor in saved:
