@@ -123,7 +123,7 @@ def section_kernels(args, shapes, device):
                     note="(part of the row above; TFLOP/s meaningless)")
             except Exception as exc:
                 row(shape, f"{label} quantisation only", None, 0, note=f"{type(exc).__name__}: {exc}"[:120])
-        del q, k, v, ref, out_buf
+        q = k = v = ref = out_buf = out = None  # free the big tensors before the next shape
         if device.type == "cuda":
             torch.cuda.empty_cache()
 

@@ -7,14 +7,11 @@ kernels are registered as torch custom ops so `torch.compile`d blocks call them 
 from __future__ import annotations
 
 import contextlib
-import logging
 from typing import Optional
 
 import torch
 
 from .configs import interpreting, triton_available
-
-log = logging.getLogger(__name__)
 
 # attention setting -> (kernel, what it is); "triton" is lossless, the others are opt-in and lossy
 KERNELS = {
@@ -26,11 +23,13 @@ KERNELS = {
 
 @torch.library.custom_op("vibeboard::wan_attention", mutates_args=())
 def _kernel_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kind: str) -> torch.Tensor:
-    if kind == "triton":
-        from . import triton_bf16
-        return triton_bf16.attention(q, k, v)
-    from . import triton_fp8
-    return triton_fp8.attention(q, k, v, v_fp8=(kind == "fp8"))
+    # Triton launches on the current device: make it q's (a model on cuda:1 while cuda:0 is current)
+    with torch.cuda.device(q.device) if q.is_cuda else contextlib.nullcontext():
+        if kind == "triton":
+            from . import triton_bf16
+            return triton_bf16.attention(q, k, v)
+        from . import triton_fp8
+        return triton_fp8.attention(q, k, v, v_fp8=(kind == "fp8"))
 
 
 @_kernel_op.register_fake
