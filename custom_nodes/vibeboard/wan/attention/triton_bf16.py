@@ -37,8 +37,8 @@ CONFIGS = [
     KernelConfig(128, 128, 8, 3),
     KernelConfig(128, 128, 8, 2, pipeline_qk=True),
     KernelConfig(128, 64, 8, 3, pipeline_qk=True),
-    KernelConfig(128, 64, 4, 3),
     KernelConfig(64, 64, 4, 2),             # 80 KB, 138 registers: two CTAs per SM interleave on their own
+    KernelConfig(64, 64, 4, 2, pipeline_qk=True),   # 96 KB, 167 registers: the same, pipelined
     KernelConfig(128, 128, 8, 2, lazy_rescale=True),
     KernelConfig(128, 128, 8, 2, lazy_rescale=True, pipeline_qk=True),
     KernelConfig(128, 128, 8, 2, flat=False),

@@ -32,6 +32,7 @@ CONFIGS = [
     KernelConfig(128, 128, 8, 2, pipeline_qk=True),
     KernelConfig(128, 64, 8, 3, pipeline_qk=True),
     KernelConfig(64, 128, 4, 2),            # 72 KB, 166 registers: two or three CTAs per SM
+    KernelConfig(64, 128, 4, 2, pipeline_qk=True),  # 72 KB, 239 registers: two CTAs per SM
 ]
 
 
