@@ -294,6 +294,11 @@ def local_targets(name: str, source: Optional[str] = None, root: Optional[str] =
     return [(None, os.path.join(folder, sub or src["repo"].split("/")[-1]))]
 
 
+def file_revision(src: dict, repo_path: Optional[str]) -> Optional[str]:
+    """The hub revision a source file is fetched from (None: the default branch)."""
+    return next((f.get("revision") for f in src.get("files", []) if f["path"] == repo_path), None)
+
+
 def locate(rel: str, comfyui: Optional[str] = None) -> Optional[str]:
     """Find a registry-relative path ('vae/wan_2.1_vae.safetensors') in any root."""
     folder, _, name = rel.partition(os.sep)
