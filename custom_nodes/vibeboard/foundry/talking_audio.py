@@ -114,14 +114,14 @@ class AudioCrossAttention(nn.Module):
 
 class AudioBlock(nn.Module):
     def __init__(self, dim: int, audio_dim: int, heads: int, eps: float = 1e-6):
+        from diffusers.models.normalization import FP32LayerNorm  # upstream's WanLayerNorm: computed in fp32
         super().__init__()
         self.audio_cross_attn = AudioCrossAttention(dim, audio_dim, heads)
-        self.norm_x = nn.LayerNorm(dim, eps=eps)
+        self.norm_x = FP32LayerNorm(dim, eps=eps)
 
     def forward(self, x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        normed = F.layer_norm(x.float(), self.norm_x.normalized_shape, self.norm_x.weight.float(),
-                              self.norm_x.bias.float(), self.norm_x.eps).to(x.dtype)
-        return self.audio_cross_attn(normed, tokens.to(x.dtype))
+        # modules are called (not their weights read): offload hooks then bring the weights in
+        return self.audio_cross_attn(self.norm_x(x), tokens.to(x.dtype))
 
 
 class InfiniteTalkAdapter(nn.Module):
