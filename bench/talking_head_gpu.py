@@ -75,17 +75,24 @@ def inputs(args, dit, adapter, g):
         windows=torch.randn(args.frames, 5, layers, feat // layers, generator=g))
 
 
-def run_mode(mode, args, handle, keys, data, device):
+def run_mode(mode, args, dit, adapter, data, device):
+    """One memory mode with its own VRAM manager (dropped after, so the pinned host copies of one mode are freed
+    before the next mode makes its own: block swap and sequential offload each keep one)."""
     from vibeboard.foundry import audio_render as R
+    from vibeboard.models.vram import VramManager
     from vibeboard.wan import conditioning as C
     from vibeboard.wan import sampler as S
-    manager = handle.manager
-    for part in ("transformer", R.ADAPTER_PART):  # start each mode from host RAM, as a fresh segment would
-        manager.offload(keys[part])
+    from vibeboard.wan.handle import WanHandle
+    manager = VramManager(device=device, budget_bytes=None if device.type == "cuda" else 64 * GB)
+    handle = R.register_adapter(WanHandle.from_modules(manager=manager, dtype=args.dtype, transformer=dit), adapter)
+    keys = handle.keys
     place = {"full": ("resident", None), "model_offload": ("resident", None),
              "blockswap": ("blockswap", args.keep), "sequential": ("sequential", None)}[mode]
     handle.placement = {"transformer": place, R.ADAPTER_PART: place}
-    if mode != "model_offload":  # full / blockswap / sequential: placed before sampling starts
+    if mode == "model_offload":  # between segments the weights wait in host RAM: the first step uploads them
+        for part in ("transformer", R.ADAPTER_PART):
+            manager.offload(keys[part])
+    else:  # placed before sampling starts
         for part in ("transformer", R.ADAPTER_PART):
             with handle.use(part):
                 pass
@@ -114,7 +121,11 @@ def run_mode(mode, args, handle, keys, data, device):
     if device.type == "cuda":
         row["peak_vram_gb"] = round(torch.cuda.max_memory_allocated() / GB, 2)
     row["manager_peak_gb"] = round(manager.peak_device_bytes / GB, 3)
-    manager.peak_device_bytes = 0
+    for key in keys.values():
+        manager.unregister(key)
+    del handle, manager
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
     return row
 
 
@@ -139,14 +150,7 @@ def main(argv=None):
     args.dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     t_start = time.perf_counter()
 
-    from vibeboard.foundry import audio_render as R
-    from vibeboard.models.vram import VramManager
-    from vibeboard.wan.handle import WanHandle
     dit, adapter, build_s, (n_dit, n_adapter) = build(args, device)
-    manager = VramManager(device=device, budget_bytes=None if device.type == "cuda" else 64 * GB)
-    handle = WanHandle.from_modules(manager=manager, dtype=args.dtype, transformer=dit)
-    talk = R.register_adapter(handle, adapter)
-    keys = talk.keys
     data = inputs(args, dit, adapter, torch.Generator().manual_seed(0))
     tokens = data["shape"][2] * data["shape"][3] * data["shape"][4] // 4
     print(json.dumps({"build_s": round(build_s, 1), "dit_params_b": round(n_dit / 1e9, 3),
@@ -158,7 +162,7 @@ def main(argv=None):
             rows.append({"mode": mode, "skipped": f"time budget {args.budget_s:.0f} s"})
             print(json.dumps(rows[-1]), flush=True)
             continue
-        rows.append(run_mode(mode, args, talk, keys, data, device))
+        rows.append(run_mode(mode, args, dit, adapter, data, device))
         print(json.dumps(rows[-1]), flush=True)
     print(table(rows, args, tokens))
     print(f"total {time.perf_counter() - t_start:.1f} s")

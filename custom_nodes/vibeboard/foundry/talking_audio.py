@@ -138,10 +138,11 @@ class InfiniteTalkAdapter(nn.Module):
         self.blocks = nn.ModuleList(AudioBlock(dim, output_dim, heads, eps) for _ in range(num_layers))
 
     # ---- tokens ----
-    def tokens(self, windows: torch.Tensor) -> torch.Tensor:
-        """Windows [F=4k+1, 5, L, C] of one segment → tokens [1, k+1, 32, D] on this adapter's device/dtype."""
-        p = next(self.parameters())
-        first, latter = latent_frame_groups(windows.to(p.device, p.dtype))
+    def tokens(self, windows: torch.Tensor, device=None, dtype=None) -> torch.Tensor:
+        """Windows [F=4k+1, 5, L, C] of one segment → tokens [1, k+1, 32, D] (computed on `device` in `dtype`,
+        default this adapter's: under sequential offload the weights only arrive there when a layer runs)."""
+        p = self.audio_proj.proj1.weight
+        first, latter = latent_frame_groups(windows.to(device or p.device, dtype or p.dtype))
         return self.audio_proj(first, latter)
 
     @contextlib.contextmanager
@@ -176,8 +177,8 @@ class InfiniteTalkAdapter(nn.Module):
         key = ("tokens", x.device, x.dtype)
         if key not in st:  # once per segment: audio_proj of the features and of zero features (audio dropped)
             with torch.no_grad():
-                st[key] = (self.tokens(st["windows"]).to(x.dtype),
-                           self.tokens(torch.zeros_like(st["windows"])).to(x.dtype))
+                st[key] = (self.tokens(st["windows"], x.device, x.dtype),
+                           self.tokens(torch.zeros_like(st["windows"]), x.device, x.dtype))
         audio, silent = st[key]
         negative = st["negative"].to(embeds)
         text_cfg, audio_cfg = float(st["text_cfg"]), float(st["audio_cfg"])
