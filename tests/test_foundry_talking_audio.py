@@ -225,3 +225,39 @@ def test_audio_guidance_rows_follow_upstream():
         c, dt, u = run(cond.prompt_embeds, audio), run(extra["negative"], audio), run(extra["negative"], silent)
     assert torch.allclose(batched, single, atol=1e-5)
     assert torch.allclose(single, u + 5.0 * (c - dt) + 4.0 * (dt - u), atol=1e-5)
+
+
+def test_talking_head_node_reads_the_pulled_files_and_names_what_is_missing(tmp_path, monkeypatch):
+    from vibeboard.common import runtime
+    from vibeboard.foundry.nodes import VBTalkingHead
+    models = tmp_path / "models"
+    monkeypatch.setitem(runtime._dirs, "models", str(models))
+    monkeypatch.delenv("VIBEBOARD_COMFYUI_DIR", raising=False)
+    waveform, rate = _espeak_wav(tmp_path / "hi.wav", "Hi there.")
+    state, _ = _adapter_state()
+    (models / "diffusion_models" / "InfiniteTalk" / "single").mkdir(parents=True)
+    save_file(state, str(models / "diffusion_models" / "InfiniteTalk" / "single" / "infinitetalk.safetensors"))
+    from diffusers import AutoencoderKLWan
+    torch.manual_seed(4)
+    vae = AutoencoderKLWan(base_dim=8, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=1, attn_scales=[],
+                           temperal_downsample=[False, True, True]).eval()
+    wan = WanHandle.from_modules(dtype=torch.float32, transformer=tiny.build_transformer("i2v"), vae=vae,
+                                 image_encoder=tiny.build_clip())
+    g = torch.Generator().manual_seed(0)
+    text = {"prompt_embeds": torch.randn(1, 512, 32, generator=g), "negative_embeds": torch.randn(1, 512, 32, generator=g)}
+    speech = {"waveform": torch.from_numpy(waveform)[None], "sample_rate": rate}
+    args = dict(wan=wan, text=text, portrait=torch.rand(1, 32, 32, 3, generator=g), speech=speech,
+                adapter="InfiniteTalk/single/infinitetalk.safetensors", wav2vec="chinese-wav2vec2-base", width=32,
+                height=32, segment_frames=9, fps=6.0, steps=1, shift=7.0, text_cfg=5.0, audio_cfg=4.0, seed=1)
+    with pytest.raises(runtime.NodeInputError) as err:  # chinese-wav2vec2-base not pulled yet
+        VBTalkingHead().perform(**args)
+    assert "input 'wav2vec'" in str(err.value) and str(models / "checkpoints" / "chinese-wav2vec2-base") in str(err.value)
+    assert "vibeboard models pull chinese-wav2vec2-base" in str(err.value)
+    _tiny_wav2vec(models / "checkpoints" / "chinese-wav2vec2-base")
+    frames, audio = VBTalkingHead().perform(**args)
+    total = round(waveform.shape[1] / rate * 6)
+    assert frames.shape == (total, 32, 32, 3) and audio["sample_rate"] == rate
+    assert abs(audio["waveform"].shape[-1] - total / 6 * rate) <= 1
+    with pytest.raises(runtime.NodeInputError, match="input 'wan'.*CLIP vision"):
+        VBTalkingHead().perform(**dict(args, wan=WanHandle.from_modules(
+            dtype=torch.float32, transformer=tiny.build_transformer("i2v"), vae=vae)))

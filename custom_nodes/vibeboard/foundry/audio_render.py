@@ -97,14 +97,17 @@ def render_segment(handle, first: torch.Tensor, windows: torch.Tensor, prompt_em
 
 
 def talking_head(handle, adapter: A.InfiniteTalkAdapter, wav2vec, image: torch.Tensor, waveform: np.ndarray,
-                 rate: int, prompt_embeds: torch.Tensor, negative_embeds: torch.Tensor, out_path: str,
+                 rate: int, prompt_embeds: torch.Tensor, negative_embeds: torch.Tensor, out_path: Optional[str],
                  settings: Optional[TalkSettings] = None, height: int = 480, width: int = 832,
                  on_segment: Optional[Callable[[int, int, torch.Tensor], None]] = None) -> dict:
-    """The whole path: portrait IMAGE [1,H,W,3] + speech (float32 [C,N] at `rate`) → MP4 at `out_path` with
-    exactly round(duration × fps) frames and the speech muxed as AAC 48 kHz. `wav2vec` = (extractor, model)
-    from `talking_audio.load_wav2vec`. Returns {"path", "frames", "segments", "summary", "clip"}."""
+    """The whole path: portrait IMAGE [1,H,W,3] + speech (float32 [C,N] at `rate`) → exactly round(duration × fps)
+    frames ("clip", IMAGE) and, given `out_path`, an MP4 there with the speech muxed as AAC 48 kHz. `wav2vec` =
+    (extractor, model) from `talking_audio.load_wav2vec`. Returns {"path", "frames", "segments", "summary",
+    "clip"}."""
     from ..media.video import write_video
     settings = settings or TalkSettings()
+    if not handle.has("image_encoder"):
+        raise A.AudioAdapterError("the Wan I2V model needs its CLIP vision encoder (the I2V image context)")
     duration = waveform.shape[1] / float(rate)
     total = perf.output_frame_count(duration, settings.fps)
     features = A.wav2vec_features(*wav2vec, A.prepare_speech(waveform, rate), total)
@@ -127,7 +130,7 @@ def talking_head(handle, adapter: A.InfiniteTalkAdapter, wav2vec, image: torch.T
         if on_segment is not None:
             on_segment(seg.index + 1, len(segments), video)
     clip = perf.stitch(segments, videos, total, crossfade=False)
-    summary = write_video(out_path, clip, settings.fps, audio=perf.to_48k(waveform, rate))
+    summary = write_video(out_path, clip, settings.fps, audio=perf.to_48k(waveform, rate)) if out_path else None
     for seg in segments:
         seg.audio_start, seg.audio_end = seg.start_frame / settings.fps, (seg.start_frame + seg.frames) / settings.fps
     return {"path": out_path, "frames": total, "segments": [s.__dict__ for s in segments], "summary": summary,

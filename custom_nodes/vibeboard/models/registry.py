@@ -208,6 +208,8 @@ def pull_source(value: str) -> Optional[tuple]:
     stem = os.path.splitext(rest)[0]
     for key in load_registry()["models"]:
         for source in entry(key)["sources"]:
+            if entry(key)["sources"][source].get("subdir") == rest:  # the folder a source's files go into
+                return key, source
             for _, rel in local_targets(key, source):
                 rel = rel.replace(os.sep, "/")
                 tail = rel.split("/", 1)[1] if "/" in rel else rel
