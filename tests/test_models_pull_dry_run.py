@@ -2,6 +2,7 @@
 audio path (and the models they need) is listed with where it goes, and nothing is fetched; a file published
 on a hub revision (chinese-wav2vec2-base's safetensors on refs/pr/1) is pulled from that revision."""
 import os
+import sys
 
 import pytest
 
@@ -16,8 +17,11 @@ def offline(tmp_path, monkeypatch):
         raise AssertionError("a dry run must not download")
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", refuse)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", refuse)
+    from vibeboard.common import runtime
     monkeypatch.setenv("VIBEBOARD_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setitem(runtime._dirs, "models", str(tmp_path / "models"))  # earlier tests may have set the dirs
     monkeypatch.delenv("VIBEBOARD_COMFYUI_DIR", raising=False)
+    monkeypatch.delitem(sys.modules, "folder_paths", raising=False)
     return tmp_path / "models"
 
 
