@@ -117,8 +117,12 @@ def test_segments_start_on_the_previous_last_frame_and_cover_each_frame_once():
         owner += list(range(s.start_frame + s.keep_from, s.start_frame + s.frames))
     assert owner == list(range(40))
     assert [(s.start_frame, s.frames) for s in R.plan(7, 13)] == [(0, 7)]
+    # InfiniteTalk: each later segment continues from the previous one's last 9 frames
+    assert [(s.start_frame, s.keep_from) for s in R.plan(40, 21, 9)] == [(0, 0), (12, 9), (19, 14)]
     with pytest.raises(ValueError, match="4k\\+1"):
         R.plan(40, 12)
+    with pytest.raises(ValueError, match="motion_frames"):
+        R.plan(40, 13, 13)
 
 
 def _espeak_wav(path, text):
@@ -198,6 +202,42 @@ def test_spoken_wav_renders_segments_through_the_sampler_and_stitches_exactly(tm
     assert (err.argmin(1) == np.arange(total)).mean() > 0.9            # frame i of the file is clip frame i
 
 
+def test_reference_anchor_keeps_the_portrait_and_holds_the_motion_frames(tmp_path, monkeypatch):
+    """InfiniteTalk's streaming mode: every segment's I2V image is the portrait; a later segment's head latents are
+    the VAE latents of the frames it continues from."""
+    waveform, rate = _espeak_wav(tmp_path / "line.wav", "Hi there, how are you?")
+    state, cfg = _adapter_state()
+    adapter = A.adapter_from_state(state, cfg)
+    from diffusers import AutoencoderKLWan
+    torch.manual_seed(4)
+    vae = AutoencoderKLWan(base_dim=8, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=1, attn_scales=[],
+                           temperal_downsample=[False, True, True]).eval()
+    handle = WanHandle.from_modules(dtype=torch.float32, transformer=tiny.build_transformer("i2v"), vae=vae,
+                                    image_encoder=tiny.build_clip())
+    seen = []
+    segment = R.render_segment
+
+    def recording(handle_, first, windows, *a):
+        seen.append((first.clone(), None if a[-1] is None else a[-1].clone()))
+        return segment(handle_, first, windows, *a)
+    monkeypatch.setattr(R, "render_segment", recording)
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(1, 32, 32, 3, generator=g)
+    settings = R.TalkSettings(segment_frames=9, motion_frames=5, anchor="reference", fps=10.0, steps=1)
+    out = R.talking_head(handle, adapter, _tiny_wav2vec(tmp_path / "w2v"), image, waveform, rate,
+                         torch.randn(1, 512, 32, generator=g), torch.randn(1, 512, 32, generator=g), None, settings,
+                         height=32, width=32)
+    segs = R.plan(out["frames"], 9, 5)
+    assert len(seen) == len(segs) >= 2 and all(torch.equal(first[0], image[0]) for first, _ in seen)
+    assert seen[0][1] is None
+    for seg, (_, motion) in zip(segs[1:], seen[1:]):
+        assert seg.keep_from >= 5 and torch.equal(motion, out["clip"][seg.start_frame:seg.start_frame + 5])
+    with pytest.raises(ValueError, match="anchor"):
+        R.talking_head(handle, adapter, _tiny_wav2vec(tmp_path / "w2v"), image, waveform, rate,
+                       torch.zeros(1, 512, 32), torch.zeros(1, 512, 32), None,
+                       R.TalkSettings(segment_frames=9, motion_frames=5), height=32, width=32)
+
+
 def test_audio_guidance_rows_follow_upstream():
     """text_cfg ≠ 1: uncond + t·(cond − drop_text) + a·(drop_text − uncond); rows batched or one at a time agree."""
     state, cfg = _adapter_state()
@@ -248,7 +288,7 @@ def test_talking_head_node_reads_the_pulled_files_and_names_what_is_missing(tmp_
     speech = {"waveform": torch.from_numpy(waveform)[None], "sample_rate": rate}
     args = dict(wan=wan, text=text, portrait=torch.rand(1, 32, 32, 3, generator=g), speech=speech,
                 adapter="InfiniteTalk/single/infinitetalk.safetensors", wav2vec="chinese-wav2vec2-base", width=32,
-                height=32, segment_frames=9, fps=6.0, steps=1, shift=7.0, text_cfg=5.0, audio_cfg=4.0, seed=1)
+                height=32, segment_frames=13, fps=6.0, steps=1, shift=7.0, text_cfg=5.0, audio_cfg=4.0, seed=1)
     with pytest.raises(runtime.NodeInputError) as err:  # chinese-wav2vec2-base not pulled yet
         VBTalkingHead().perform(**args)
     assert "input 'wav2vec'" in str(err.value) and str(models / "checkpoints" / "chinese-wav2vec2-base") in str(err.value)
@@ -258,6 +298,8 @@ def test_talking_head_node_reads_the_pulled_files_and_names_what_is_missing(tmp_
     total = round(waveform.shape[1] / rate * 6)
     assert frames.shape == (total, 32, 32, 3) and audio["sample_rate"] == rate
     assert abs(audio["waveform"].shape[-1] - total / 6 * rate) <= 1
+    with pytest.raises(runtime.NodeInputError, match="input 'segment_frames'.*9 motion frames"):
+        VBTalkingHead().perform(**dict(args, segment_frames=9))  # InfiniteTalk continues from 9 frames
     with pytest.raises(runtime.NodeInputError, match="input 'wan'.*CLIP vision"):
         VBTalkingHead().perform(**dict(args, wan=WanHandle.from_modules(
             dtype=torch.float32, transformer=tiny.build_transformer("i2v"), vae=vae)))

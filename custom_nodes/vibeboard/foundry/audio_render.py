@@ -1,12 +1,17 @@
 """Audio + portrait → talking-head MP4 on the one Wan runtime, driven by the InfiniteTalk/MultiTalk audio adapter
 (`talking_audio.py`): the blueprint's chunk → generate → stitch → mux flow.
 
-As upstream's long-video mode (MultiTalk `generate(..., motion_frame)` with one motion frame): the clip is cut
-into segments of `segment_frames` (4k+1, upstream 81) output frames; segment k+1 starts on the last frame of
-segment k, which becomes its I2V first frame (mask 1 on that pixel frame, its latent held clean at every step as
-upstream re-imposes `latent_motion_frames`), and its CLIP image context; that first frame is dropped when
-stitching, so no frame is duplicated or missing. The last segment is aligned to the end of the clip (it then starts
-on an earlier frame of the previous segment), so the stitched clip has exactly round(duration × fps) frames.
+As upstream's long-video modes: the clip is cut into segments of `segment_frames` (4k+1, upstream 81) output
+frames, each later one starting on the last `motion_frames` frames of the one before, which it continues from and
+which are dropped when stitching, so no frame is duplicated or missing. The last segment is aligned to the end of
+the clip (it then starts earlier inside the previous one), so the stitched clip has exactly round(duration × fps)
+frames. Two anchors:
+- "motion" (MultiTalk's `generate(..., motion_frame=1)`): the segment's first frame — the previous segment's last —
+  is its I2V first frame (mask 1 on that pixel frame) and its CLIP image, its latent held clean at every step as
+  upstream re-imposes `latent_motion_frames`;
+- "reference" (InfiniteTalk's streaming mode, motion_frame 9): the portrait stays the I2V first frame and CLIP image
+  of every segment, and the VAE latents of the `motion_frames` context frames (1 + (m−1)/4 latent frames) are held
+  clean at the head of the segment's latents.
 Audio features are computed once for the whole clip at the video frame rate and each segment takes the windows
 of its own frames (upstream clamps windows to the whole audio, not to the segment).
 
@@ -32,6 +37,8 @@ ADAPTER_PART = "infinitetalk"
 @dataclass
 class TalkSettings:
     segment_frames: int = 81      # upstream frame_num
+    motion_frames: int = 1        # frames each later segment continues from (MultiTalk 1 here; InfiniteTalk 9)
+    anchor: str = "motion"        # "motion" (MultiTalk) | "reference" (InfiniteTalk): see the module docstring
     fps: float = 25.0             # upstream assumes 25 fps video for its audio features
     steps: int = 40
     shift: float = 7.0            # upstream's 480p shift (11 at 720p)
@@ -42,11 +49,13 @@ class TalkSettings:
     batch_cfg: bool = True        # the guidance rows in one forward (False: one at a time, upstream's memory)
 
 
-def plan(total: int, segment_frames: int) -> List[perf.Segment]:
-    """Segments over `total` output frames: starts 0, L−1, 2(L−1), … (each on the previous one's last frame),
-    the last one aligned to the end. `keep_from` = frames at its head already owned by earlier segments."""
+def plan(total: int, segment_frames: int, motion_frames: int = 1) -> List[perf.Segment]:
+    """Segments over `total` output frames: starts 0, L−m, 2(L−m), … (each on the previous one's last m frames),
+    the last one aligned to the end. `keep_from` = frames at its head already owned by earlier segments (≥ m)."""
     if (segment_frames - 1) % 4 or segment_frames < 5:
         raise ValueError(f"segment_frames must be 4k+1 ≥ 5 (e.g. 81), got {segment_frames}")
+    if (motion_frames - 1) % 4 or not 1 <= motion_frames < segment_frames:
+        raise ValueError(f"motion_frames must be 4k+1 and below segment_frames, got {motion_frames}")
     if total < 1:
         raise ValueError("the audio is shorter than one video frame")
     if total <= segment_frames:
@@ -54,13 +63,22 @@ def plan(total: int, segment_frames: int) -> List[perf.Segment]:
     starts, s = [], 0
     while s + segment_frames < total:
         starts.append(s)
-        s += segment_frames - 1
+        s += segment_frames - motion_frames
     starts.append(total - segment_frames)
     out, owned = [], 0
     for i, start in enumerate(starts):
         out.append(perf.Segment(i, start, segment_frames, max(0, owned - start), 0.0, 0.0))
         owned = start + segment_frames
     return out
+
+
+def _owned_frame(segments: List[perf.Segment], videos: List[torch.Tensor], t: int) -> torch.Tensor:
+    """Output frame t as the stitcher keeps it: from the segment that owns it (the last segment aligned to the end
+    may start inside a frame range owned by an earlier segment than the one just before it)."""
+    for seg, video in zip(segments, videos):
+        if seg.start_frame + seg.keep_from <= t < seg.start_frame + seg.frames:
+            return video[t - seg.start_frame]
+    raise IndexError(f"frame {t} is not rendered yet")
 
 
 def register_adapter(handle, adapter: A.InfiniteTalkAdapter):
@@ -74,16 +92,22 @@ def register_adapter(handle, adapter: A.InfiniteTalkAdapter):
 
 def render_segment(handle, first: torch.Tensor, windows: torch.Tensor, prompt_embeds: torch.Tensor,
                    negative_embeds: torch.Tensor, settings: TalkSettings, frames: int, height: int, width: int,
-                   seed: int) -> torch.Tensor:
-    """One segment: first frame IMAGE [1,H,W,3] + this segment's wav2vec windows [frames, 5, L, C] → IMAGE
-    [frames, H, W, 3] through `wan.sampler.sample()` (handle = `register_adapter(...)`)."""
+                   seed: int, motion: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """One segment: I2V first frame IMAGE [1,H,W,3] + this segment's wav2vec windows [frames, 5, L, C] → IMAGE
+    [frames, H, W, 3] through `wan.sampler.sample()` (handle = `register_adapter(...)`). `motion` (IMAGE [m,H,W,3]):
+    frames whose latents are held at the head instead of the first frame's (InfiniteTalk's motion frames)."""
     concat = C.i2v_concat(handle, frames, height, width, first=first)
-    image_tokens = C.clip_image_tokens(handle, first) if handle.has("image_encoder") else None
+    image_tokens = C.clip_image_tokens(handle, first)
     shape = C.latent_shape(handle, frames, height, width)
+    if motion is None:
+        head = concat[:, 4:, :1]                # the first frame's normalised latent
+    else:
+        video = C.images_to_video(C.resize_frames(motion, height, width))
+        head = C.normalize(handle, C.vae_encode(handle, video))
     held = torch.zeros(shape)
-    held[:, :, :1] = concat[:, 4:, :1]          # the first frame's normalised latent, held clean
+    held[:, :, :head.shape[2]] = head           # held clean at every step
     mask = torch.zeros(1, 1, shape[2], 1, 1)
-    mask[:, :, :1] = 1
+    mask[:, :, :head.shape[2]] = 1
     cond = C.WanConditioning(
         prompt_embeds=prompt_embeds, image_embeds=image_tokens, concat_latents=concat,
         holds=[C.HeldRegion(held, mask, "clean")],
@@ -106,6 +130,9 @@ def talking_head(handle, adapter: A.InfiniteTalkAdapter, wav2vec, image: torch.T
     "clip"}."""
     from ..media.video import write_video
     settings = settings or TalkSettings()
+    if settings.anchor not in ("motion", "reference") or (settings.anchor == "motion" and settings.motion_frames != 1):
+        raise ValueError(f"anchor must be 'motion' (with 1 motion frame) or 'reference', got {settings.anchor!r} "
+                         f"with {settings.motion_frames} motion frames")
     if not handle.has("image_encoder"):
         raise A.AudioAdapterError("the Wan I2V model needs its CLIP vision encoder (the I2V image context)")
     duration = waveform.shape[1] / float(rate)
@@ -115,17 +142,22 @@ def talking_head(handle, adapter: A.InfiniteTalkAdapter, wav2vec, image: torch.T
         raise A.AudioAdapterError(f"the audio encoder gives {features.shape[1]}×{features.shape[2]} features per "
                                   f"frame; the adapter was trained on {adapter.audio_proj.feature_dim}")
     talk = register_adapter(handle, adapter)
-    segments = plan(total, settings.segment_frames)
-    first = C.resize_frames(image[:1, ..., :3].float(), height, width)
+    segments = plan(total, settings.segment_frames, settings.motion_frames)
+    portrait = C.resize_frames(image[:1, ..., :3].float(), height, width)
     videos: List[torch.Tensor] = []
     for seg in segments:
-        if seg.index > 0:  # the frame this segment starts on, as the previous segment rendered it
-            prev = segments[seg.index - 1]
-            first = videos[-1][seg.start_frame - prev.start_frame][None]
+        first, motion = portrait, None
+        if seg.index > 0:  # the frames this segment starts on, as they stand in the stitched clip
+            context = torch.stack([_owned_frame(segments, videos, t)
+                                   for t in range(seg.start_frame, seg.start_frame + settings.motion_frames)])
+            if settings.anchor == "motion":
+                first = context[:1]
+            else:
+                motion = context
         render = 4 * math.ceil((seg.frames - 1) / 4) + 1   # a short clip still renders 4k+1 frames
         windows = A.audio_windows(features, torch.arange(seg.start_frame, seg.start_frame + render))
         video = render_segment(talk, first, windows, prompt_embeds, negative_embeds, settings, render, height,
-                               width, settings.seed + seg.index)[:seg.frames]
+                               width, settings.seed + seg.index, motion)[:seg.frames]
         videos.append(video)
         if on_segment is not None:
             on_segment(seg.index + 1, len(segments), video)

@@ -483,6 +483,8 @@ class VBCari4DContactOptimise:
 
 
 _TALK_CACHE: dict = {}
+TALK_CONTINUATION = {"portrait + 9 motion frames (InfiniteTalk)": ("reference", 9),
+                     "last frame (MultiTalk)": ("motion", 1)}
 
 
 def _cached(kind: str, path: str, make):
@@ -522,6 +524,9 @@ class VBTalkingHead:
             "height": ("INT", {"default": 480, "min": 16, "max": 2048, "step": 16, "tooltip": "Output height"}),
             "segment_frames": ("INT", {"default": 81, "min": 5, "max": 201, "step": 4,
                                        "tooltip": "Frames per generated segment (4k+1; upstream 81)"}),
+            "continuation": (list(TALK_CONTINUATION), {"default": next(iter(TALK_CONTINUATION)), "tooltip":
+                             "How a segment continues the previous one: InfiniteTalk keeps the portrait as the "
+                             "I2V image and holds the last 9 frames' latents; MultiTalk starts on the last frame"}),
             "fps": ("FLOAT", {"default": 25.0, "min": 1.0, "max": 60.0, "tooltip": "InfiniteTalk is trained at 25"}),
             "steps": ("INT", {"default": 40, "min": 1, "max": 200, "tooltip": "Sampling steps per segment"}),
             "shift": ("FLOAT", {"default": 7.0, "min": 0.1, "max": 20.0, "tooltip": "7 at 480p, 11 at 720p"}),
@@ -533,7 +538,7 @@ class VBTalkingHead:
         }, "hidden": {"prompt": "PROMPT"}}
 
     def perform(self, wan, text, portrait, speech, adapter, wav2vec, width, height, segment_frames, fps, steps,
-                shift, text_cfg, audio_cfg, seed, prompt=None):
+                shift, text_cfg, audio_cfg, seed, continuation=None, prompt=None):
         from ..media.audio import audio_from_input, to_audio_dict
         from ..models.loaders import model_path
         from ..wan import conditioning as WC
@@ -559,9 +564,14 @@ class VBTalkingHead:
             encoder = _cached("wav2vec", w2v, lambda: A.load_wav2vec(w2v))
         except A.AudioAdapterError as exc:
             raise NodeInputError(node, "wav2vec", str(exc)) from None
-        settings = R.TalkSettings(segment_frames=int(segment_frames), fps=float(fps), steps=int(steps),
-                                  shift=float(shift), text_cfg=float(text_cfg), audio_cfg=float(audio_cfg),
-                                  seed=int(seed))
+        anchor, motion = TALK_CONTINUATION.get(continuation or next(iter(TALK_CONTINUATION)), (None, 0))
+        if anchor is None:
+            raise NodeInputError(node, "continuation", f"one of {list(TALK_CONTINUATION)}")
+        if motion >= int(segment_frames):
+            raise NodeInputError(node, "segment_frames", f"must be more than the {motion} motion frames")
+        settings = R.TalkSettings(segment_frames=int(segment_frames), motion_frames=motion, anchor=anchor,
+                                  fps=float(fps), steps=int(steps), shift=float(shift), text_cfg=float(text_cfg),
+                                  audio_cfg=float(audio_cfg), seed=int(seed))
         out = R.talking_head(wan, talker, encoder, portrait, waveform, rate, text["prompt_embeds"],
                              text["negative_embeds"], None, settings, int(height), int(width))
         keep = int(round(out["frames"] / float(fps) * rate))
