@@ -108,6 +108,41 @@ def test_adapter_hooks_a_dit_per_frame_and_leaves_it_unchanged():
     assert torch.allclose(o1[:, :8], o2[:, :8], atol=1e-6) and not torch.allclose(o1[:, 8:], o2[:, 8:], atol=1e-4)
 
 
+def test_hooked_block_computes_upstreams_order_exactly():
+    """One Wan block with the adapter attached = upstream's WanAttentionBlock written out: self-attention, then
+    x += cross(norm(x)), then x += audio(norm_x(x)) with each latent frame's queries on its own tokens, then FFN."""
+    state, cfg = _adapter_state()
+    adapter = A.adapter_from_state(state, cfg)
+    model = tiny.build_transformer("i2v")
+    g = torch.Generator().manual_seed(2)
+    x5 = torch.randn(1, 36, 3, 4, 4, generator=g)
+    tokens = adapter.tokens(torch.randn(9, 5, FEAT_LAYERS, FEAT_DIM, generator=g))
+    with torch.no_grad():
+        rotary = model.rope(x5)
+        h = model.patch_embedding(x5).flatten(2).transpose(1, 2).contiguous()
+        _, proj, enc, enc_img = model.condition_embedder(torch.tensor([300.0]), torch.randn(1, 512, 32, generator=g),
+                                                         torch.randn(1, 5, 24, generator=g))
+        proj, enc = proj.unflatten(1, (6, -1)), torch.cat([enc_img, enc], 1)
+        block, extra = model.blocks[0], adapter.blocks[0]
+        with adapter.attached(model, tokens):
+            hooked = block(h, enc, proj, rotary)
+        shift, scale, gate, c_shift, c_scale, c_gate = (block.scale_shift_table + proj.float()).chunk(6, dim=1)
+        x = (h + block.attn1((block.norm1(h) * (1 + scale) + shift), None, None, rotary) * gate)
+        x = x + block.attn2(block.norm2(x), enc, None, None)
+        xn = torch.nn.functional.layer_norm(x, (32,), extra.norm_x.weight, extra.norm_x.bias, 1e-6)
+        att = extra.audio_cross_attn
+        audio = []
+        for f in range(3):  # 4 video tokens per latent frame (4×4 latent in 2×2 patches), 2 heads of 16
+            q = att.q_linear(xn[:, f * 4:(f + 1) * 4]).view(1, 4, 2, 16).transpose(1, 2)
+            k, v = att.kv_linear(tokens[:, f]).view(1, TOKENS, 2, 2, 16).unbind(2)
+            o = torch.nn.functional.scaled_dot_product_attention(q, k.transpose(1, 2), v.transpose(1, 2))
+            audio.append(att.proj(o.transpose(1, 2).reshape(1, 4, 32)))
+        x = x + torch.cat(audio, 1)
+        ref = x + block.ffn(block.norm3(x) * (1 + c_scale) + c_shift) * c_gate
+        plain = block(h, enc, proj, rotary)
+    assert torch.allclose(hooked, ref, atol=1e-5) and (hooked - plain).abs().max() > 1e-2
+
+
 def test_segments_start_on_the_previous_last_frame_and_cover_each_frame_once():
     segs = R.plan(40, 13)
     assert [(s.start_frame, s.frames, s.keep_from) for s in segs] == [(0, 13, 0), (12, 13, 1), (24, 13, 1),
