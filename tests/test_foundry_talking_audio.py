@@ -182,6 +182,22 @@ def _tiny_wav2vec(folder):
     return A.load_wav2vec(str(folder))
 
 
+def test_wav2vec_features_are_every_layer_at_the_video_frame_rate(tmp_path):
+    """At the encoder's own frame count the interpolation is the identity: the features are exactly the stock
+    model's hidden states of layers 1…L; at another count they are resampled before the transformer."""
+    extractor, model = _tiny_wav2vec(tmp_path / "w2v")
+    speech = np.sin(np.arange(16000) / 16000 * 2 * np.pi * 220).astype(np.float32) * 0.3
+    x = torch.from_numpy(np.asarray(extractor(speech, sampling_rate=16000).input_values)).reshape(1, -1)
+    with torch.no_grad():
+        hidden = model(x, output_hidden_states=True).hidden_states
+    native = hidden[0].shape[1]
+    feats = A.wav2vec_features(extractor, model, speech, native)
+    assert feats.shape == (native, FEAT_LAYERS, FEAT_DIM)
+    assert torch.allclose(feats, torch.stack(hidden[1:], 2)[0], atol=1e-5)
+    at25 = A.wav2vec_features(extractor, model, speech, 25)
+    assert at25.shape == (25, FEAT_LAYERS, FEAT_DIM) and not torch.allclose(at25[:, 0], feats[:25, 0], atol=1e-3)
+
+
 def test_spoken_wav_renders_segments_through_the_sampler_and_stitches_exactly(tmp_path, monkeypatch):
     waveform, rate = _espeak_wav(tmp_path / "line.wav", "Hello, this is the actor speaking the first line.")
     state, cfg = _adapter_state()
