@@ -83,4 +83,5 @@ def write_face_landmark(path, points=None, euler=(0.05, -0.1, 0.0), prob=0.98):
     pts = face_points() if points is None else np.asarray(points)
     return _constant_model(path, "input", ["N", 3, 128, 128],
                            [("landmark", np.concatenate([pts[:, 0], pts[:, 1]])[None]),
-                            ("euler", np.array([euler], np.float32)), ("prob", np.array([[prob]], np.float32))], batched=True)
+                            ("euler", np.array([euler], np.float32)), ("prob", np.array([[prob]], np.float32))],
+                           batched=True)

@@ -7,7 +7,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_talking_head_bench_quick_reports_each_memory_mode(tmp_path):
-    spec = importlib.util.spec_from_file_location("talking_head_gpu", os.path.join(ROOT, "bench", "talking_head_gpu.py"))
+    path = os.path.join(ROOT, "bench", "talking_head_gpu.py")
+    spec = importlib.util.spec_from_file_location("talking_head_gpu", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     rows = bench.main(["--quick", "--json", str(tmp_path / "rows.json")])

@@ -290,7 +290,7 @@ def test_reference_anchor_keeps_the_portrait_and_holds_the_motion_frames(tmp_pat
 
 
 def test_audio_guidance_rows_follow_upstream():
-    """text_cfg ≠ 1: uncond + t·(cond − drop_text) + a·(drop_text − uncond); rows batched or one at a time agree."""
+    """text_cfg ≠ 1: uncond + t·(cond − drop_text) + a·(drop_text − uncond); rows batched or one by one agree."""
     state, cfg = _adapter_state()
     adapter = A.adapter_from_state(state, cfg)
     model = tiny.build_transformer("i2v")
@@ -335,15 +335,17 @@ def test_talking_head_node_reads_the_pulled_files_and_names_what_is_missing(tmp_
     wan = WanHandle.from_modules(dtype=torch.float32, transformer=tiny.build_transformer("i2v"), vae=vae,
                                  image_encoder=tiny.build_clip())
     g = torch.Generator().manual_seed(0)
-    text = {"prompt_embeds": torch.randn(1, 512, 32, generator=g), "negative_embeds": torch.randn(1, 512, 32, generator=g)}
+    text = {"prompt_embeds": torch.randn(1, 512, 32, generator=g),
+            "negative_embeds": torch.randn(1, 512, 32, generator=g)}
     speech = {"waveform": torch.from_numpy(waveform)[None], "sample_rate": rate}
     args = dict(wan=wan, text=text, portrait=torch.rand(1, 32, 32, 3, generator=g), speech=speech,
                 adapter="InfiniteTalk/single/infinitetalk.safetensors", wav2vec="chinese-wav2vec2-base", width=32,
                 height=32, segment_frames=13, fps=6.0, steps=1, shift=7.0, text_cfg=5.0, audio_cfg=4.0, seed=1)
     with pytest.raises(runtime.NodeInputError) as err:  # chinese-wav2vec2-base not pulled yet
         VBTalkingHead().perform(**args)
-    assert "input 'wav2vec'" in str(err.value) and str(models / "checkpoints" / "chinese-wav2vec2-base") in str(err.value)
-    assert "vibeboard models pull chinese-wav2vec2-base" in str(err.value)
+    message = str(err.value)
+    assert "input 'wav2vec'" in message and str(models / "checkpoints" / "chinese-wav2vec2-base") in message
+    assert "vibeboard models pull chinese-wav2vec2-base" in message
     _tiny_wav2vec(models / "checkpoints" / "chinese-wav2vec2-base")
     frames, audio = VBTalkingHead().perform(**args)
     total = round(waveform.shape[1] / rate * 6)
