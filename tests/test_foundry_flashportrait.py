@@ -33,30 +33,10 @@ def _tiny_release(folder, face_models=True):
     torch.save(enc.state_dict(), os.path.join(folder, "portrait_encoder.pt"))
     if face_models:
         torch.save(fp.FanEncoder().state_dict(), os.path.join(folder, "pd_fpg.pth"))
-        _onnx_landmark(os.path.join(folder, "face_landmark.onnx"))
-        _onnx_landmark(os.path.join(folder, "face_det.onnx"))
+        from foundry_face_models import write_face_det, write_face_landmark  # one planted face, 222 points
+        write_face_landmark(os.path.join(folder, "face_landmark.onnx"))
+        write_face_det(os.path.join(folder, "face_det.onnx"))
     return model, state
-
-
-def _onnx_landmark(path):
-    """128² crop → landmark [N,444], euler [N,3], prob [N,1] (the published model's outputs, tiny weights)."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-    rng = np.random.default_rng(0)
-    inits = [numpy_helper.from_array(rng.standard_normal((3, 444)).astype(np.float32), "w1"),
-             numpy_helper.from_array(rng.standard_normal((3, 3)).astype(np.float32), "w2"),
-             numpy_helper.from_array(rng.standard_normal((3, 1)).astype(np.float32), "w3"),
-             numpy_helper.from_array(np.array([-1, 3], dtype=np.int64), "shape")]
-    nodes = [helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
-             helper.make_node("Reshape", ["pooled", "shape"], ["flat"]),
-             helper.make_node("MatMul", ["flat", "w1"], ["landmark"]),
-             helper.make_node("MatMul", ["flat", "w2"], ["euler"]),
-             helper.make_node("MatMul", ["flat", "w3"], ["prob"])]
-    graph = helper.make_graph(nodes, "lmk", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
-                                                                           ["N", 3, 128, 128])],
-                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, None)
-                               for n in ("landmark", "euler", "prob")], inits)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
 
 
 def test_loaders_read_the_published_layout(tmp_path):

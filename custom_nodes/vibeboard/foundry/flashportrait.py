@@ -282,10 +282,11 @@ def onnx_session(path: str):
 
 
 def landmarks(session, crop_128: torch.Tensor):
-    """face_landmark.onnx on a [N,3,128,128] crop batch → (landmarks [N,222,2] in crop pixels, euler, prob)."""
+    """face_landmark.onnx on a [N,3,128,128] BGR 0..1 crop batch → (landmarks [N,222,2] in crop pixels, euler,
+    prob). The net gives the 222 x's then the 222 y's, as fractions of the crop (upstream face_align.onnx_infer)."""
     name = session.get_inputs()[0].name
     out = session.run(None, {name: crop_128.numpy().astype("float32")})
-    pts = torch.from_numpy(out[0]).reshape(crop_128.shape[0], -1, 2)
+    pts = torch.from_numpy(out[0]).reshape(crop_128.shape[0], 2, -1).transpose(1, 2) * crop_128.shape[-1]
     return pts, torch.from_numpy(out[1]), torch.from_numpy(out[2])
 
 
