@@ -106,9 +106,11 @@ def build_conditioning(handle: WanHandle, reference: torch.Tensor, prompt: torch
                        tokens_pix: torch.Tensor, frames_out: int, height: int, width: int, *,
                        text_cfg: float = 1.0, emo_cfg: float = 4.0, expression_scale: float = 1.0,
                        context_size: int = 51, context_overlap: int = 30,
-                       image_embeds: Optional[torch.Tensor] = None):
+                       image_embeds: Optional[torch.Tensor] = None, concat_latents: Optional[torch.Tensor] = None):
     """(WanConditioning, latent shape) for `frames_out` frames of `reference` IMAGE [1,H,W,3] performing
-    `tokens_pix` [1, F, 24, D] (one row per output frame). prompt/negative: text embeddings [1, 512, D_text]."""
+    `tokens_pix` [1, F, 24, D] (one row per output frame). prompt/negative: text embeddings [1, 512, D_text].
+    image_embeds / concat_latents: the CLIP tokens and one window's I2V input when already made (else encoded
+    here with the handle's CLIP vision and VAE)."""
     lat_t = performance.latent_frames_for(frames_out)
     tokens_pix = pad_tokens(tokens_pix, lat_t)
     windows = ContextWindows(int(context_size), int(context_overlap), blend_from_step=1)
@@ -123,8 +125,9 @@ def build_conditioning(handle: WanHandle, reference: torch.Tensor, prompt: torch
     windows.condition = window_condition
     if image_embeds is None:
         image_embeds = C.clip_image_tokens(handle, reference[:1])
-    concat = C.i2v_concat(handle, 4 * (size - 1) + 1, height, width, reference[:1])  # each window's I2V input
-    cond = C.WanConditioning(prompt_embeds=prompt, image_embeds=image_embeds, concat_latents=concat,
+    if concat_latents is None:  # each window's I2V input: the portrait as the first of the window's frames
+        concat_latents = C.i2v_concat(handle, 4 * (size - 1) + 1, height, width, reference[:1])
+    cond = C.WanConditioning(prompt_embeds=prompt, image_embeds=image_embeds, concat_latents=concat_latents,
                              guidance=expression_guidance(prompt, negative, text_cfg, emo_cfg, expression_scale),
                              windows=windows)
     shape = (1, handle.latent_channels, lat_t, height // handle.scale_spatial, width // handle.scale_spatial)
