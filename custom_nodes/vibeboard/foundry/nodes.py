@@ -340,12 +340,14 @@ class VBFlashPortrait:
             "fps": ("FLOAT", {"default": 24.0, "min": 1.0, "max": 120.0, "tooltip": "Output frame rate; the "
                               "driver is resampled to it first."}),
             "steps": ("INT", {"tooltip": "Sampling steps.", "default": 30, "min": 1, "max": 200}),
-            "text_cfg": ("FLOAT", {"tooltip": "Text guidance scale.", "default": 5.0, "min": 1.0, "max": 20.0}),
+            "text_cfg": ("FLOAT", {"tooltip": "Text guidance scale (upstream's default 1 = off: one pass fewer per "
+                                              "step).", "default": 1.0, "min": 1.0, "max": 20.0}),
             "emo_cfg": ("FLOAT", {"tooltip": "Expression guidance scale (2–5 upstream).",
                 "default": 4.0, "min": 1.0, "max": 20.0}),
-            "context_size": ("INT", {"default": 21, "min": 2, "max": 81, "tooltip": "Latent frames per window."}),
-            "context_overlap": ("INT", {"tooltip": "Latent frames shared by consecutive windows (blended linearly).",
-                "default": 8, "min": 0, "max": 80}),
+            "context_size": ("INT", {"default": 51, "min": 2, "max": 81, "tooltip": "Latent frames per window "
+                                     "(upstream 51 = 201 frames; lower it to save VRAM)."}),
+            "context_overlap": ("INT", {"tooltip": "Latent frames shared by consecutive windows (blended linearly; "
+                                        "upstream 30).", "default": 30, "min": 0, "max": 80}),
             "memory_mode": (list(MEMORY_MODES), {"tooltip": "full: fastest, most VRAM; model_cpu_offload; "
                                                             "sequential_cpu_offload: least VRAM.",
                 "default": "model_cpu_offload"}),
