@@ -76,11 +76,15 @@ class ServerConfig:
     upload_workers: int = 2  # threads pushing outputs to storage (never the GPU worker)
     upload_timeout_s: float = 900.0  # per job; files not pushed by then get an upload_error
     history_page_limit: int = 1000  # most /history entries in one response (more via the cursor header)
+    front_end_root: Optional[str] = None  # another built frontend to serve at / (default: the installed package)
 
 
 class VibeServer:
     def __init__(self, config: ServerConfig, registry=None, executor=None):
         check_bind_allowed(config.host, config.token)
+        if config.front_end_root:  # a wrong folder stops the start, not every page load
+            from .frontend import check_front_end_root
+            config.front_end_root = check_front_end_root(config.front_end_root)
         register_secrets(config.token, config.webhook_secret)  # never echoed (e.g. /system_stats argv)
         self.config = config
         for path in (config.output_dir, config.input_dir, config.temp_dir):

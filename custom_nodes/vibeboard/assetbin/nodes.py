@@ -34,6 +34,8 @@ class VBSampleRoom:
     FUNCTION = "make"
     RETURN_TYPES = ("IMAGE", "MASK", "FLOAT", "STRING")
     RETURN_NAMES = ("image", "depth", "fov_deg", "ground_truth")
+    OUTPUT_TOOLTIPS = ("the rendered room, float 0..1", "metric depth in metres per pixel",
+                       "horizontal field of view of the render, degrees", "JSON: the boxes' true poses and sizes")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -54,11 +56,13 @@ class VBSampleRoom:
 
 class VBSamLoader:
     DESCRIPTION = ("Load SAM (facebook/sam-vit-huge, -large or -base) from a folder in the Hugging Face layout "
-                   "(config.json, model.safetensors, preprocessor_config.json) for instance masks.")
+                   "(config.json, model.safetensors, preprocessor_config.json) for instance masks. Needs weights: "
+                   "a SAM folder under models/ (facebook/sam-vit-*).")
     CATEGORY = CATEGORY
     FUNCTION = "load"
     RETURN_TYPES = ("VB_SAM",)
     RETURN_NAMES = ("sam",)
+    OUTPUT_TOOLTIPS = ("the loaded SAM model, for Deconstruct scene's instance masks",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -88,6 +92,7 @@ class VBMarigoldMaps:
     FUNCTION = "run"
     RETURN_TYPES = ("VB_PBR_MAPS", "IMAGE")
     RETURN_NAMES = ("maps", "albedo")
+    OUTPUT_TOOLTIPS = ("PBR maps (albedo, roughness, metallic) for Deconstruct scene", "albedo, float 0..1")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -123,6 +128,8 @@ class VBMVInverseMaps:
     FUNCTION = "run"
     RETURN_TYPES = ("VB_PBR_MAPS", "IMAGE", "IMAGE")
     RETURN_NAMES = ("maps", "albedo", "normal")
+    OUTPUT_TOOLTIPS = ("PBR maps of the chosen view (albedo, metallic, roughness, normal) for Deconstruct scene",
+                       "albedo of every view, float 0..1", "normals of every view, mapped to 0..1")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -162,6 +169,8 @@ class VBDeconstructScene:
     OUTPUT_NODE = True
     RETURN_TYPES = ("STRING", "MASK", "STRING")
     RETURN_NAMES = ("glb_path", "masks", "report")
+    OUTPUT_TOOLTIPS = ("path of the scene GLB (one node per object, metres)", "one instance mask per object found",
+                       "JSON report: objects, stages run or reused, what ran weights-free")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -234,6 +243,7 @@ class VBAssetRegister:
     OUTPUT_NODE = True
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("asset",)
+    OUTPUT_TOOLTIPS = ("the asset id in the project's asset table",)
 
     @classmethod
     def INPUT_TYPES(cls):

@@ -49,6 +49,8 @@ class VBDailiesAddVersion:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("STRING", "STRING")
     RETURN_NAMES = ("version_id", "qc_report")
+    OUTPUT_TOOLTIPS = ("id of the version (existing one when the same file was added before)",
+                       "JSON: the automatic QC findings")
     OUTPUT_NODE = True
     FUNCTION = "add"
 
@@ -89,6 +91,7 @@ class VBDailiesSetStatus:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("version_id",)
+    OUTPUT_TOOLTIPS = ("id of the version whose status was set",)
     OUTPUT_NODE = True  # it changes the project: run it even when nothing consumes its output
     FUNCTION = "set"
 
@@ -115,6 +118,7 @@ class VBDailiesAddNote:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("INT",)
     RETURN_NAMES = ("note_id",)
+    OUTPUT_TOOLTIPS = ("id of the stored note",)
     OUTPUT_NODE = True  # it changes the project: run it even when nothing consumes its output
     FUNCTION = "note"
 
@@ -156,6 +160,8 @@ class VBDailiesNoteToRerender:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("STRING", "INT")
     RETURN_NAMES = ("request", "rerender_id")
+    OUTPUT_TOOLTIPS = ("JSON: the proposed re-render job (recipe plus changed inputs)",
+                       "id of the re-render record, for Dailies Land Re-render")
     OUTPUT_NODE = True
     FUNCTION = "propose"
 
@@ -182,6 +188,7 @@ class VBDailiesLandRerender:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("version_id",)
+    OUTPUT_TOOLTIPS = ("id of the new version made from the re-render",)
     OUTPUT_NODE = True  # it changes the project: run it even when nothing consumes its output
     FUNCTION = "land"
 
@@ -214,6 +221,7 @@ class VBDailiesExportNotes:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("path",)
+    OUTPUT_TOOLTIPS = ("path of the written OTIO / CSV / EDL file",)
     OUTPUT_NODE = True
     FUNCTION = "export"
 
@@ -262,6 +270,7 @@ class VBDailiesExportReview:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("index",)
+    OUTPUT_TOOLTIPS = ("path of the static review's index.html",)
     OUTPUT_NODE = True
     FUNCTION = "export"
 

@@ -42,6 +42,7 @@ class VBSamplePortrait:
     FUNCTION = "make"
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("image",)
+    OUTPUT_TOOLTIPS = ("the procedural test portrait, float 0..1",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -72,6 +73,8 @@ class VBActorCard:
     FUNCTION = "card"
     RETURN_TYPES = ("VB_ACTOR", "STRING")
     RETURN_NAMES = ("actor", "card_json")
+    OUTPUT_TOOLTIPS = ("the actor handle for the Foundry nodes",
+                       "the card as JSON (faces, voice, wardrobe, LoRAs, licences)")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -191,6 +194,8 @@ class VBActorLoraTrain:
     OUTPUT_NODE = True
     RETURN_TYPES = ("STRING", "STRING")
     RETURN_NAMES = ("lora_path", "report_json")
+    OUTPUT_TOOLTIPS = ("path of the trained LoRA (ComfyUI/kohya safetensors)",
+                       "JSON: steps, loss curve, files written")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -278,6 +283,7 @@ class VBElevenLabsSpeech:
     FUNCTION = "speak"
     RETURN_TYPES = ("AUDIO", "STRING")
     RETURN_NAMES = ("audio", "timings_json")
+    OUTPUT_TOOLTIPS = ("the speech", "JSON: per-word and per-character start/end times")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -319,12 +325,14 @@ class VBFlashPortrait:
                    "portrait performs the expressions of a driving video, conformed to the output frame rate first; "
                    "long clips in sliding windows with linear blending; separate text and expression CFG (text CFG "
                    "1 = upstream's default, off); memory modes mapped onto the VRAM manager (sequential = block "
-                   "swap). Needs the FlashPortrait files (vibeboard models pull flashportrait) and Wan2.1-I2V-14B's "
-                   "VAE, umT5 and CLIP-H (from the file inputs, or a wired Wan model).")
+                   "swap). Needs weights: the FlashPortrait files (vibeboard models pull flashportrait) and "
+                   "Wan2.1-I2V-14B's VAE, umT5 and CLIP-H (from the file inputs, or a wired Wan model).")
     CATEGORY = CATEGORY
     FUNCTION = "perform"
     RETURN_TYPES = ("IMAGE", "AUDIO")
     RETURN_NAMES = ("frames", "audio")
+    OUTPUT_TOOLTIPS = ("the animated portrait frames, float 0..1",
+                       "the driving video's audio, conformed to the output")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -401,14 +409,16 @@ class VBFlashPortrait:
 
 class VBPerformanceCheck:
     DESCRIPTION = ("Continuity guard for a performance already in Dailies: lip-sync offset in frames (mouth-open "
-                   "envelope vs silero-vad-gated speech; flagged over 1 frame) and identity drift against the actor "
-                   "card's face references (a transformers vision model folder under models/, e.g. a CLIP or DINOv2 "
-                   "Hugging Face folder). Findings are stored as machine notes on the version.")
+                   "envelope vs silero-vad-gated speech; flagged over 1 frame) and identity drift against the "
+                   "actor card's face references (a transformers vision model folder under models/, e.g. a CLIP "
+                   "or DINOv2 Hugging Face folder). Findings are stored as machine notes on the version. The "
+                   "identity check needs weights (the vision model folder); lip-sync needs none.")
     CATEGORY = CATEGORY
     FUNCTION = "check"
     OUTPUT_NODE = True
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("report_json",)
+    OUTPUT_TOOLTIPS = ("JSON: lip-sync offset and identity drift findings",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -466,6 +476,8 @@ class VBCari4DContactOptimise:
     OUTPUT_NODE = True
     RETURN_TYPES = ("STRING", "STRING")
     RETURN_NAMES = ("motion_asset", "summary_json")
+    OUTPUT_TOOLTIPS = ("path of the saved motion asset (npz + JSON) for Stagecraft",
+                       "JSON: losses before/after, contact and smoothness figures")
 
     @classmethod
     def INPUT_TYPES(cls):

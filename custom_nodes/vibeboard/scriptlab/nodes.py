@@ -51,6 +51,7 @@ class VBScriptImport:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("VB_SCREENPLAY", "STRING")
     RETURN_NAMES = ("screenplay", "summary")
+    OUTPUT_TOOLTIPS = ("the parsed screenplay", "scene / speech / character counts")
     FUNCTION = "load"
 
     @classmethod
@@ -90,6 +91,7 @@ class VBLLMConfig:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("VB_LLM",)
     RETURN_NAMES = ("llm",)
+    OUTPUT_TOOLTIPS = ("the LLM endpoint (no key inside), for Script Lab nodes",)
     FUNCTION = "config"
 
     @classmethod
@@ -122,6 +124,8 @@ class VBScriptBreakdown:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("VB_BREAKDOWN", "STRING")
     RETURN_NAMES = ("breakdown", "report")
+    OUTPUT_TOOLTIPS = ("the breakdown handle (scenes and tags in the asset database)",
+                       "what was tagged, re-tagged or kept")
     FUNCTION = "run"
 
     @classmethod
@@ -162,6 +166,7 @@ class VBBreakdownExport:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("path",)
+    OUTPUT_TOOLTIPS = ("path of the written breakdown file",)
     FUNCTION = "export"
     OUTPUT_NODE = True
 
@@ -219,6 +224,7 @@ class VBGenerationStripboard:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("stripboard_json",)
+    OUTPUT_TOOLTIPS = ("JSON: render tasks per scene in farm order, with GPU-minutes and cost",)
     FUNCTION = "plan"
     OUTPUT_NODE = True
 
@@ -257,6 +263,8 @@ class VBDirectorRoute:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("STRING", "STRING")
     RETURN_NAMES = ("decision_json", "workflow")
+    OUTPUT_TOOLTIPS = ("JSON: the chosen workflow, its parameters, or a question",
+                       "name of the chosen studio workflow")
     FUNCTION = "route"
     OUTPUT_NODE = True
 

@@ -49,6 +49,7 @@ class VBTestClip:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("STRING", "INT")
     RETURN_NAMES = ("path", "frames")
+    OUTPUT_TOOLTIPS = ("path of the test MP4", "number of frames written")
     OUTPUT_NODE = True
     FUNCTION = "make"
 
@@ -91,6 +92,7 @@ class VBTimelineNew:
     CATEGORY = CATEGORY
     RETURN_TYPES = (TIMELINE,)
     RETURN_NAMES = ("timeline",)
+    OUTPUT_TOOLTIPS = ("an empty cut (video, dialogue and music tracks)",)
     FUNCTION = "new"
 
     @classmethod
@@ -122,6 +124,7 @@ class VBTimelineAddClip:
     CATEGORY = CATEGORY
     RETURN_TYPES = (TIMELINE,)
     RETURN_NAMES = ("timeline",)
+    OUTPUT_TOOLTIPS = ("a copy of the cut with the clip appended",)
     FUNCTION = "add"
 
     @classmethod
@@ -171,6 +174,7 @@ class VBAssembleCut:
     CATEGORY = CATEGORY
     RETURN_TYPES = (TIMELINE, "STRING")
     RETURN_NAMES = ("timeline", "summary")
+    OUTPUT_TOOLTIPS = ("the assembled cut (OpenTimelineIO)", "which version each shot used, and what is missing")
     FUNCTION = "assemble"
 
     @classmethod
@@ -207,6 +211,7 @@ class VBTimelineExport:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("path",)
+    OUTPUT_TOOLTIPS = ("path of the written timeline file",)
     OUTPUT_NODE = True
     FUNCTION = "export"
 
@@ -241,6 +246,7 @@ class VBTimelineAudio:
     CATEGORY = CATEGORY
     RETURN_TYPES = (TIMELINE,)
     RETURN_NAMES = ("timeline",)
+    OUTPUT_TOOLTIPS = ("a copy of the cut with the track's audio settings",)
     FUNCTION = "set"
 
     @classmethod
@@ -276,6 +282,7 @@ class VBRenderCut:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("STRING", "INT", "AUDIO")
     RETURN_NAMES = ("path", "frames", "mix")
+    OUTPUT_TOOLTIPS = ("path of the rendered MP4", "number of video frames written", "the cut's audio mix")
     OUTPUT_NODE = True
     FUNCTION = "render"
 
@@ -311,6 +318,7 @@ class VBLoudnessNormalize:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("AUDIO", "STRING")
     RETURN_NAMES = ("audio", "report")
+    OUTPUT_TOOLTIPS = ("the normalised audio", "JSON: loudness and true peak before and after")
     OUTPUT_NODE = True
     FUNCTION = "normalize"
 
@@ -372,6 +380,7 @@ class VBCaptions:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("STRING", "STRING")
     RETURN_NAMES = ("srt", "problems")
+    OUTPUT_TOOLTIPS = ("the captions as SRT text", "caption rules broken, one per line (empty when none)")
     OUTPUT_NODE = True
     FUNCTION = "caption"
 
@@ -412,6 +421,7 @@ class VBRegenerateInPlace:
     CATEGORY = CATEGORY
     RETURN_TYPES = (TIMELINE,)
     RETURN_NAMES = ("timeline",)
+    OUTPUT_TOOLTIPS = ("a copy of the cut with the clip's media swapped",)
     FUNCTION = "swap"
 
     @classmethod
@@ -443,6 +453,7 @@ class VBRegeneratePlan:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("STRING", "INT")
     RETURN_NAMES = ("job", "handles")
+    OUTPUT_TOOLTIPS = ("the re-render job as API-format JSON", "handle frames asked for on each side")
     FUNCTION = "plan"
 
     @classmethod
@@ -471,6 +482,7 @@ class VBDeliverables:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("STRING", "STRING")
     RETURN_NAMES = ("folder", "manifest")
+    OUTPUT_TOOLTIPS = ("path of the deliverables folder", "the manifest.json text")
     OUTPUT_NODE = True
     FUNCTION = "deliver"
 

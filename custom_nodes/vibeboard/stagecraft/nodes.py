@@ -50,6 +50,7 @@ class VBBlockingLoad:
     FUNCTION = "load"
     RETURN_TYPES = ("VB_BLOCKING", "STRING")
     RETURN_NAMES = ("blocking", "summary")
+    OUTPUT_TOOLTIPS = ("the blocking document", "counts of actors, props, cameras, beats and shots")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -75,6 +76,7 @@ class VBBlockingDiagram:
     OUTPUT_NODE = True
     RETURN_TYPES = ("IMAGE", "STRING")
     RETURN_NAMES = ("diagram", "svg")
+    OUTPUT_TOOLTIPS = ("the top-down diagram, float 0..1", "the diagram as SVG text")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -102,6 +104,7 @@ class VBContinuityCheck:
     OUTPUT_NODE = True
     RETURN_TYPES = ("STRING", "BOOLEAN")
     RETURN_NAMES = ("report", "ok")
+    OUTPUT_TOOLTIPS = ("the warnings, naming beat and cameras (empty when none)", "true when no rule is broken")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -126,6 +129,7 @@ class VBPrevizAnimatic:
     OUTPUT_NODE = True
     RETURN_TYPES = ("IMAGE", "STRING")
     RETURN_NAMES = ("frames", "mp4_path")
+    OUTPUT_TOOLTIPS = ("the animatic frames, float 0..1", "path of the animatic MP4")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -175,6 +179,7 @@ class VBBlockingToBoxes:
     FUNCTION = "run"
     RETURN_TYPES = ("VB_BOXES", "STRING")
     RETURN_NAMES = ("boxes", "json")
+    OUTPUT_TOOLTIPS = ("per-frame actor boxes of the shot", "the boxes as JSON")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -200,6 +205,7 @@ class VBBlockingToCameraPath:
     OUTPUT_NODE = True
     RETURN_TYPES = ("VB_CAMERA_PATH", "STRING")
     RETURN_NAMES = ("camera_path", "json")
+    OUTPUT_TOOLTIPS = ("the shot's camera path, one pose per frame", "the path as VibeBoard JSON")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -244,6 +250,7 @@ class VBUnrealApplyBeat:
     OUTPUT_NODE = True
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("report",)
+    OUTPUT_TOOLTIPS = ("what was moved in the editor",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -290,6 +297,7 @@ class VBNitroGenActions:
     FUNCTION = "run"
     RETURN_TYPES = ("STRING", "STRING")
     RETURN_NAMES = ("actions", "events")
+    OUTPUT_TOOLTIPS = ("JSON: decoded gamepad states per chunk", "JSON: timed input events for an engine bridge")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -330,6 +338,7 @@ class VBCustomXConditioning:
     FUNCTION = "run"
     RETURN_TYPES = ("IMAGE", "MASK")
     RETURN_NAMES = ("scene_video", "anchor_masks")
+    OUTPUT_TOOLTIPS = ("the scene rendered along the shot's camera", "per-frame character anchor masks")
 
     @classmethod
     def INPUT_TYPES(cls):

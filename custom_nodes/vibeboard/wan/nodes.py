@@ -61,11 +61,13 @@ def _find_tokenizer(text_encoder_path: str):
 
 class VBWanModelLoader:
     DESCRIPTION = ("Loads a Wan model family (DiT, VAE, UMT5 text encoder, optional CLIP vision and Wan2.2 "
-                   "low-noise expert) from ComfyUI single files or a diffusers folder. The VRAM manager "
-                   "moves parts on and off the GPU as they are needed.")
+                   "low-noise expert) from ComfyUI single files or a diffusers folder. The VRAM manager moves "
+                   "parts on and off the GPU as they are needed. Needs weights: a Wan checkpoint set (vibeboard "
+                   "models list / vibeboard models pull <id>).")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("VB_WAN",)
     RETURN_NAMES = ("wan",)
+    OUTPUT_TOOLTIPS = ("the Wan model family (DiT, VAE, text encoder, CLIP vision when given)",)
     FUNCTION = "load"
 
     @classmethod
@@ -116,10 +118,12 @@ class VBWanModelLoader:
 
 
 class VBWanLoRA:
-    DESCRIPTION = "Adds a LoRA (diffusers/PEFT, kohya/ComfyUI or diffusion_model.* keys) with a strength."
+    DESCRIPTION = ("Adds a LoRA (diffusers/PEFT, kohya/ComfyUI or diffusion_model.* keys) with a strength. Needs "
+                   "weights: the LoRA file and a Wan model from Wan Model Loader.")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("VB_WAN",)
     RETURN_NAMES = ("wan",)
+    OUTPUT_TOOLTIPS = ("a copy of the Wan model with the LoRA applied",)
     FUNCTION = "apply"
 
     @classmethod
@@ -158,10 +162,12 @@ class VBWanLoRA:
 
 
 class VBWanTextEncode:
-    DESCRIPTION = "Encodes the prompt and negative prompt with UMT5 (padded to 512 tokens, as Wan expects)."
+    DESCRIPTION = ("Encodes the prompt and negative prompt with UMT5 (padded to 512 tokens, as Wan expects). "
+                   "Needs weights: the UMT5 text encoder from Wan Model Loader.")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("VB_WAN_TEXT",)
     RETURN_NAMES = ("text",)
+    OUTPUT_TOOLTIPS = ("UMT5 embeddings of the prompt and negative prompt",)
     FUNCTION = "encode"
 
     @classmethod
@@ -183,6 +189,7 @@ class VBWanSamplerSettings:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("VB_WAN_SAMPLER",)
     RETURN_NAMES = ("sampler",)
+    OUTPUT_TOOLTIPS = ("sampler settings for the Wan generate nodes",)
     FUNCTION = "make"
 
     @classmethod
@@ -241,10 +248,12 @@ def _cond(text) -> C.WanConditioning:
 
 
 class VBWanT2V:
-    DESCRIPTION = "Text to video: samples Wan latents from noise."
+    DESCRIPTION = ("Text to video: samples Wan latents from noise. Needs weights: a Wan model from Wan Model "
+                   "Loader.")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("LATENT",)
     RETURN_NAMES = ("latent",)
+    OUTPUT_TOOLTIPS = ("raw Wan latents [B,C,T,H,W]; decode with Wan VAE Decode",)
     FUNCTION = "generate"
 
     @classmethod
@@ -267,11 +276,13 @@ class VBWanT2V:
 
 
 class VBWanI2V:
-    DESCRIPTION = ("Image to video: the start image (and optionally an end image) is kept, the rest is "
-                   "generated. Wan2.1 I2V also reads CLIP image tokens (load clip_vision).")
+    DESCRIPTION = ("Image to video: the start image (and optionally an end image) is kept, the rest is generated. "
+                   "Wan2.1 I2V also reads CLIP image tokens (load clip_vision). Needs weights: an I2V Wan model "
+                   "from Wan Model Loader.")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("LATENT",)
     RETURN_NAMES = ("latent",)
+    OUTPUT_TOOLTIPS = ("raw Wan latents [B,C,T,H,W]; decode with Wan VAE Decode",)
     FUNCTION = "generate"
 
     @classmethod
@@ -310,10 +321,12 @@ class VBWanI2V:
 
 
 class VBWanV2V:
-    DESCRIPTION = "Video to video: re-noises the input latents to `denoise` and samples them again."
+    DESCRIPTION = ("Video to video: re-noises the input latents to `denoise` and samples them again. Needs "
+                   "weights: a Wan model from Wan Model Loader.")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("LATENT",)
     RETURN_NAMES = ("latent",)
+    OUTPUT_TOOLTIPS = ("raw Wan latents [B,C,T,H,W]; decode with Wan VAE Decode",)
     FUNCTION = "generate"
 
     @classmethod
@@ -338,10 +351,12 @@ class VBWanV2V:
 
 class VBWanVACE:
     DESCRIPTION = ("VACE: generate with a control video (depth, pose, a source clip…), masks marking what to "
-                   "generate (white) vs keep (black), and reference images for identity/style.")
+                   "generate (white) vs keep (black), and reference images for identity/style. Needs weights: a "
+                   "VACE Wan model from Wan Model Loader.")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("LATENT",)
     RETURN_NAMES = ("latent",)
+    OUTPUT_TOOLTIPS = ("raw Wan latents [B,C,T,H,W]; decode with Wan VAE Decode",)
     FUNCTION = "generate"
 
     @classmethod
@@ -371,10 +386,12 @@ class VBWanVACE:
 
 
 class VBWanVAEDecode:
-    DESCRIPTION = "Decodes Wan latents to frames (IMAGE batch, one image per frame)."
+    DESCRIPTION = ("Decodes Wan latents to frames (IMAGE batch, one image per frame). Needs weights: the Wan VAE "
+                   "from Wan Model Loader.")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("images",)
+    OUTPUT_TOOLTIPS = ("the frames, one IMAGE per frame, float 0..1",)
     FUNCTION = "decode"
 
     @classmethod
@@ -393,10 +410,12 @@ class VBWanVAEDecode:
 
 
 class VBWanVAEEncode:
-    DESCRIPTION = "Encodes frames (IMAGE batch) to raw Wan latents."
+    DESCRIPTION = ("Encodes frames (IMAGE batch) to raw Wan latents. Needs weights: the Wan VAE from Wan Model "
+                   "Loader.")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("LATENT",)
     RETURN_NAMES = ("latent",)
+    OUTPUT_TOOLTIPS = ("raw Wan latents [B,C,T,H,W]",)
     FUNCTION = "encode"
 
     @classmethod
@@ -416,13 +435,15 @@ class VBWanVAEEncode:
 
 
 class VBWanMemory:
-    DESCRIPTION = ("How the Wan parts use VRAM: auto (resident when it fits the budget, block swap otherwise), "
-                   "or force block swap with N transformer blocks kept on the GPU (the rest streamed from pinned "
-                   "RAM with prefetch), and sequential offload for the text encoder. Returns a copy of the model "
-                   "with this placement; the input model is unchanged.")
+    DESCRIPTION = ("How the Wan parts use VRAM: auto (resident when it fits the budget, block swap otherwise), or "
+                   "force block swap with N transformer blocks kept on the GPU (the rest streamed from pinned RAM "
+                   "with prefetch), and sequential offload for the text encoder. Returns a copy of the model with "
+                   "this placement; the input model is unchanged. Needs weights: a Wan model from Wan Model "
+                   "Loader (this node loads none itself).")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("VB_WAN",)
     RETURN_NAMES = ("wan",)
+    OUTPUT_TOOLTIPS = ("a copy of the Wan model with this VRAM placement",)
     FUNCTION = "apply"
 
     @classmethod
