@@ -67,7 +67,7 @@ class VBDailiesAddVersion:
         }}
 
     def add(self, project, shot, media_path, recipe, parent_version, run_qc):
-        node = "Dailies Add Version (VibeBoard)"
+        node = runtime.node_label(VBDailiesAddVersion)
         store = open_store(node, project)
         path = node_io.media_file(node, "media_path", media_path)
         for version in store.stack(shot):
@@ -104,7 +104,7 @@ class VBDailiesSetStatus:
         }}
 
     def set(self, project, version_id, status):
-        node = "Dailies Set Status (VibeBoard)"
+        node = runtime.node_label(VBDailiesSetStatus)
         try:
             return (open_store(node, project).set_status(version_id.strip(), status)["id"],)
         except DailiesError as exc:
@@ -134,7 +134,7 @@ class VBDailiesAddNote:
         }}
 
     def note(self, project, version_id, text, start_frame, end_frame, shapes):
-        node = "Dailies Add Note (VibeBoard)"
+        node = runtime.node_label(VBDailiesAddNote)
         store = open_store(node, project)
         drawn = node_io.json_input(node, "shapes", shapes, default=[], kind=list)
         try:
@@ -171,7 +171,7 @@ class VBDailiesNoteToRerender:
                              "note_id": ("INT", {"default": 1, "min": 1, "max": 1 << 30, "tooltip": "the note"})}}
 
     def propose(self, project, note_id):
-        node = "Dailies Note To Re-render (VibeBoard)"
+        node = runtime.node_label(VBDailiesNoteToRerender)
         from . import rerender
         try:
             saved = rerender.propose(open_store(node, project), note_id)
@@ -202,7 +202,7 @@ class VBDailiesLandRerender:
         }}
 
     def land(self, project, rerender_id, media_path, run_qc=True):
-        node = "Dailies Land Re-render (VibeBoard)"
+        node = runtime.node_label(VBDailiesLandRerender)
         store = open_store(node, project)
         path = node_io.media_file(node, "media_path", media_path)
         info = video_io.probe_video(path)
@@ -239,7 +239,7 @@ class VBDailiesExportNotes:
         }}
 
     def export(self, project, shot, format, fps, filename_prefix, version_id=None):
-        node = "Dailies Export Notes (VibeBoard)"
+        node = runtime.node_label(VBDailiesExportNotes)
         try:
             from . import review_export
         except ImportError as exc:
@@ -285,7 +285,7 @@ class VBDailiesExportReview:
         }}
 
     def export(self, project, filename_prefix, version_id=None):
-        node = "Dailies Export Review (VibeBoard)"
+        node = runtime.node_label(VBDailiesExportReview)
         from .review_server import export_static
         store = open_store(node, project)
         if not store.shots():

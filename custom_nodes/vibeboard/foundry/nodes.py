@@ -27,10 +27,10 @@ def _cards(handle: dict):
     return ActorCards(handle["db_path"])
 
 
-def _save_png(image: torch.Tensor, prefix: str) -> str:
+def _save_png(node: str, image: torch.Tensor, prefix: str) -> str:
     from PIL import Image
     from ..sequencer import node_io
-    path, _ = node_io.output_file("Actor Card", prefix, "png")
+    path, _ = node_io.output_file(node, prefix, "png")
     Image.fromarray((image.clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)).save(path)
     return path
 
@@ -102,14 +102,14 @@ class VBActorCard:
              voice_licence=""):
         from .actor_card import ActorCardError, ActorCards
         from ..sequencer import node_io
-        node = "Actor Card"
+        node = runtime.node_label(VBActorCard)
         try:
             cards = ActorCards(_db_path(node, db_path))
             cards.create(actor, character=character)
             for kind, image in (("face_front", face_front), ("face_three_quarter", face_three_quarter),
                                 ("face_profile", face_profile)):
                 if image is not None:
-                    path = _save_png(image[0], f"vibeboard/actors/{actor.replace(' ', '_')}_{kind}")
+                    path = _save_png(node, image[0], f"vibeboard/actors/{actor.replace(' ', '_')}_{kind}")
                     cards.add_image(actor, kind, path, face_licence)
             if voice_provider != "none":
                 settings = node_io.json_input(node, "voice_settings", voice_settings)
@@ -231,7 +231,7 @@ class VBActorLoraTrain:
               tokenizer="text_encoders/umt5-xxl", resume=True):
         from . import lora_dataset as D
         from . import lora_trainer as T
-        node = "Actor LoRA Train"
+        node = runtime.node_label(VBActorLoraTrain)
         cards = _cards(actor)
         images = [i for i in cards.images(actor["actor"]) if i["kind"] != "extra"]
         if not images:
@@ -301,7 +301,7 @@ class VBElevenLabsSpeech:
     def speak(self, text, api_key_env, actor=None, voice_id="", base_url=""):
         from . import elevenlabs_tts as tts
         from ..media.audio import to_audio_dict
-        node = "ElevenLabs Speech"
+        node = runtime.node_label(VBElevenLabsSpeech)
         settings, seed = None, None
         if actor is not None and not voice_id:
             voice = _cards(actor).card(actor["actor"])["voice"]
@@ -381,7 +381,7 @@ class VBFlashPortrait:
         from .face_features import driving_features
         from ..media.audio import to_audio_dict, empty_audio
         from ..sequencer import node_io
-        node = "FlashPortrait"
+        node = runtime.node_label(VBFlashPortrait)
         files = fp.resolve_files(node, "folder", folder)  # every missing file is named before any loading
         if memory_mode not in fw.MEMORY_MODES:
             raise NodeInputError(node, "memory_mode", f"one of {list(fw.MEMORY_MODES)}, not {memory_mode!r}")
@@ -437,7 +437,7 @@ class VBPerformanceCheck:
         from ..dailies.nodes import open_store
         from ..dailies.store import DailiesError
         from ..media.video import load_video
-        node = "Performance Check"
+        node = runtime.node_label(VBPerformanceCheck)
         store = open_store(node, project)
         try:
             version = store.version(version_id.strip())
@@ -500,7 +500,7 @@ class VBCari4DContactOptimise:
         from . import cari4d as C
         from ..models import loaders
         from ..sequencer import node_io
-        node = "CARI4D Contact Optimise"
+        node = runtime.node_label(VBCari4DContactOptimise)
         try:
             model = C.load_body_model(loaders.model_path(node, "body_model", body_model))
         except C.Cari4DError as exc:

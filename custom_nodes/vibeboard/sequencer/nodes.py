@@ -72,7 +72,7 @@ class VBTestClip:
     def make(self, frames, fps, width, height, clip_id, clap_frame, audio, filename_prefix):
         import numpy as np
         from .test_media import coded_frames, tone
-        node = "Test Clip (VibeBoard)"
+        node = runtime.node_label(VBTestClip)
         path, entry = node_io.output_file(node, filename_prefix, "mp4")
         flash = clap_frame if 0 <= clap_frame < frames else None
         sound = None
@@ -107,7 +107,7 @@ class VBTimelineNew:
         }}
 
     def new(self, name, fps, width, height, start_timecode):
-        node = "Timeline New (VibeBoard)"
+        node = runtime.node_label(VBTimelineNew)
         mods = _otio(node)
         import opentimelineio as otio
         try:
@@ -145,7 +145,7 @@ class VBTimelineAddClip:
         }}
 
     def add(self, timeline, media_path, name, track, source_in, duration, dissolve_frames, recipe):
-        node = "Timeline Add Clip (VibeBoard)"
+        node = runtime.node_label(VBTimelineAddClip)
         mods = _otio(node)
         T = mods["timeline"]
         timeline = copy.deepcopy(_check_timeline(node, timeline))
@@ -188,7 +188,7 @@ class VBAssembleCut:
         }}
 
     def assemble(self, shot_order, project):
-        node = "Assemble Cut (VibeBoard)"
+        node = runtime.node_label(VBAssembleCut)
         mods = _otio(node)
         resolve = None
         if project.strip():
@@ -225,7 +225,7 @@ class VBTimelineExport:
         }}
 
     def export(self, timeline, format, filename_prefix):
-        node = "Timeline Export (VibeBoard)"
+        node = runtime.node_label(VBTimelineExport)
         mods = _otio(node)
         I = mods["interchange"]
         if format not in I.FORMATS:
@@ -260,7 +260,7 @@ class VBTimelineAudio:
         }}
 
     def set(self, timeline, track, gain_db, duck_under, duck_db):
-        node = "Timeline Audio (VibeBoard)"
+        node = runtime.node_label(VBTimelineAudio)
         T = _otio(node)["timeline"]
         timeline = copy.deepcopy(_check_timeline(node, timeline))
         try:
@@ -296,7 +296,7 @@ class VBRenderCut:
         }}
 
     def render(self, timeline, filename_prefix, crf, preset):
-        node = "Render Cut (VibeBoard)"
+        node = runtime.node_label(VBRenderCut)
         mods = _otio(node)
         timeline = _check_timeline(node, timeline)
         mix = mods["audio_mix"].mix_timeline(timeline, 48000)
@@ -332,7 +332,7 @@ class VBLoudnessNormalize:
         }, "optional": {"dialogue": ("AUDIO", {"tooltip": "dialogue stem for the Netflix speech gate"})}}
 
     def normalize(self, audio, preset, save_report, dialogue=None):
-        node = "Loudness Normalize (VibeBoard)"
+        node = runtime.node_label(VBLoudnessNormalize)
         L = _otio(node)["loudness"]
         wave, rate = audio_io.audio_from_input(audio, node)
         stem = audio_io.audio_from_input(dialogue, node, "dialogue")[0] if dialogue is not None else None
@@ -394,7 +394,7 @@ class VBCaptions:
         }, "optional": {"audio": ("AUDIO", {"tooltip": "dialogue audio to time untimed lines against"})}}
 
     def caption(self, dialogue, fps, filename_prefix, audio=None):
-        node = "Captions (VibeBoard)"
+        node = runtime.node_label(VBCaptions)
         C = _otio(node)["captions"]
         lines, spans = parse_dialogue(node, dialogue)
         wave, rate = (None, 48000) if audio is None else audio_io.audio_from_input(audio, node)
@@ -435,7 +435,7 @@ class VBRegenerateInPlace:
         }}
 
     def swap(self, timeline, clip_name, media_path, handles, recipe_update):
-        node = "Regenerate In Place (VibeBoard)"
+        node = runtime.node_label(VBRegenerateInPlace)
         T = _otio(node)["timeline"]
         path = node_io.media_file(node, "media_path", media_path)
         frames = video_io.probe_video(path).frame_count
@@ -465,7 +465,7 @@ class VBRegeneratePlan:
         }}
 
     def plan(self, timeline, clip_name, handles):
-        node = "Regenerate Plan (VibeBoard)"
+        node = runtime.node_label(VBRegeneratePlan)
         _otio(node)
         from . import regenerate
         try:
@@ -501,7 +501,7 @@ class VBDeliverables:
         }}
 
     def deliver(self, timeline, loudness_preset, dialogue, filename_prefix, burn_in=False):
-        node = "Deliverables (VibeBoard)"
+        node = runtime.node_label(VBDeliverables)
         mods = _otio(node)
         timeline = _check_timeline(node, timeline)
         lines, spans = parse_dialogue(node, dialogue) if dialogue.strip() else (None, None)

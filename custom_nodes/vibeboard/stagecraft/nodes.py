@@ -60,10 +60,11 @@ class VBBlockingLoad:
     def load(self, blocking):
         from .blocking import Blocking, BlockingError
 
+        node = runtime.node_label(VBBlockingLoad)
         try:
-            doc = Blocking.parse(_read_blocking("Blocking Load", blocking))
+            doc = Blocking.parse(_read_blocking(node, blocking))
         except BlockingError as exc:
-            raise NodeInputError("Blocking Load", "blocking", str(exc)) from None
+            raise NodeInputError(node, "blocking", str(exc)) from None
         shots = ", ".join(f"{s['name']} ({s['camera']}, {len(doc.shot_frames(s['name']))} f)"
                           for s in doc.data["shots"])
         return (doc, f"{len(doc.data['actors'])} actors, {len(doc.data['cameras'])} cameras, shots: {shots}")
@@ -147,7 +148,7 @@ class VBPrevizAnimatic:
         from .previz import render_shot
         from ..media.video import write_video
 
-        node = "Previz Animatic"
+        node = runtime.node_label(VBPrevizAnimatic)
         glb = None
         if set_glb.strip():
             glb = runtime.user_path(node, "set_glb", set_glb, output_directory())
@@ -193,7 +194,7 @@ class VBBlockingToBoxes:
         try:
             boxes = shot_boxes(blocking, shot)
         except BlockingError as exc:
-            raise NodeInputError("Blocking → Boxes", "shot", str(exc)) from None
+            raise NodeInputError(runtime.node_label(VBBlockingToBoxes), "shot", str(exc)) from None
         return (boxes, json.dumps(boxes.to_json()))
 
 
@@ -220,7 +221,7 @@ class VBBlockingToCameraPath:
         try:
             path = shot_camera_path(blocking, shot, relative_to_first=relative)
         except BlockingError as exc:
-            raise NodeInputError("Blocking → Camera Path", "shot", str(exc)) from None
+            raise NodeInputError(runtime.node_label(VBBlockingToCameraPath), "shot", str(exc)) from None
         text = path.to_json()
         safe = re.sub(r"[^\w-]+", "_", str(shot)).strip("_") or "shot"
         return {"ui": {"files": [_save_text(f"vibeboard/stagecraft/camera_{safe}", "json", text)]},
@@ -271,7 +272,7 @@ class VBUnrealApplyBeat:
     def run(self, blocking, frame, host, port, allow_lan, actor_paths, camera_paths, camera_components):
         from .unreal import UnrealError, UnrealRefused, UnrealRemote, beat_requests
 
-        node = "Unreal Apply Beat"
+        node = runtime.node_label(VBUnrealApplyBeat)
         actors = _json_map(node, "actor_paths", actor_paths)
         cams = _json_map(node, "camera_paths", camera_paths)
         comps = _json_map(node, "camera_components", camera_components)
@@ -313,7 +314,7 @@ class VBNitroGenActions:
         from .nitrogen import decode_actions, to_engine_events
         from .nitrogen_server import NitroGenClient, ProtocolError, _is_loopback
 
-        node = "NitroGen Actions"
+        node = runtime.node_label(VBNitroGenActions)
         if not _is_loopback(host.strip()):
             raise NodeInputError(node, "host", "NitroGen is reached on loopback only (tunnel a remote GPU over SSH)")
         client = NitroGenClient(host.strip(), port, token)
@@ -355,7 +356,7 @@ class VBCustomXConditioning:
         from .handoff import shot_boxes
         from .previz import render_shot
 
-        node = "CustomX Conditioning"
+        node = runtime.node_label(VBCustomXConditioning)
         names = [character.strip()] if character.strip() else blocking.actor_names()
         unknown = [n for n in names if n not in blocking.actor_names()]
         if unknown:

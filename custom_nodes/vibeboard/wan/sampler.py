@@ -46,7 +46,7 @@ class SamplerSettings:
     denoise: float = 1.0
     cfg_2: Optional[float] = None       # A14B low-noise expert's CFG (defaults to cfg)
     batch_cfg: bool = True              # cond + uncond in one forward
-    attention: str = "auto"             # auto | sdpa | cudnn | flash | efficient | math
+    attention: str = "auto"             # auto | sdpa | cudnn | flash | efficient | math | triton | fp8 | int8
     compile: bool = False               # torch.compile the DiT blocks (CUDA, fully resident models only)
 
     def replace(self, **changes) -> "SamplerSettings":
@@ -95,8 +95,29 @@ def make_scheduler(name: str, shift: float):
     raise ValueError(f"unknown scheduler {name!r}; choose one of {SCHEDULERS}")
 
 
+ATTENTION_CHOICES = ("auto", "sdpa", "cudnn", "flash", "efficient", "math", "triton", "fp8", "int8")
+# Our own kernels (wan/attention): self-attention of the Wan blocks; everything else keeps SDPA ("auto" order).
+KERNEL_ATTENTION = ("triton", "fp8", "int8")
+# The kernel "auto" uses for self-attention: None = cuDNN SDPA. Set to "triton" once the GPU benchmark
+# (bench/attention_kernels.py) shows it faster than cuDNN at Wan's shapes.
+AUTO_KERNEL = None
+
+
+def self_attention_kernel(kind: str, device: torch.device):
+    """The wan/attention kernel that self-attention runs for this setting, or None (SDPA)."""
+    if kind in KERNEL_ATTENTION:
+        return kind
+    if kind == "auto" and AUTO_KERNEL and torch.device(device).type == "cuda":
+        from .attention.processor import unavailable_reason
+        return AUTO_KERNEL if unavailable_reason(AUTO_KERNEL, device) is None else None
+    return None
+
+
 def attention_context(kind: str, device: torch.device):
-    """SDPA backend choice. On H100 the cuDNN backend is ~1.7× FlashAttention-2 for Wan's shapes."""
+    """SDPA backend choice. On H100 the cuDNN backend is ~1.7× FlashAttention-2 for Wan's shapes.
+    With one of our kernels, the attention it does not cover (cross-attention, masks) uses the "auto" order."""
+    if kind in KERNEL_ATTENTION:
+        kind = "auto"
     if device.type != "cuda" or kind in ("sdpa", None):
         return nullcontext()
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -115,14 +136,19 @@ def compile_supported(handle: WanHandle, entry) -> bool:
     return handle.device.type == "cuda" and entry is not None and entry.runner is None
 
 
-def compile_blocks(model) -> bool:
+def compile_blocks(model, mode: Optional[str] = None, persist: bool = True) -> bool:
     """Compile each transformer block once (same code for every block: one compilation serves all).
-    Fuses the norms, RoPE and modulation elementwise work: ≈ −19 % per CFG step on an H100 (bench/README.md)."""
+    Fuses the norms, RoPE and modulation elementwise work: ≈ −19 % per CFG step on an H100 (bench/README.md).
+    `persist`: the compile artefacts are kept in the models folder's state/ (wan/compile_cache.py), so a new
+    process on this machine skips inductor/Triton and only traces."""
     if getattr(model, "_vb_compiled", False):
         return True
     for name in ("blocks", "vace_blocks"):
         for blk in getattr(model, name, []):
-            blk.compile(fullgraph=False, dynamic=False)
+            blk.compile(fullgraph=False, dynamic=False, mode=mode)
+    if persist:
+        from . import compile_cache
+        compile_cache.attach(model, mode)
     model._vb_compiled = True
     return True
 
@@ -250,6 +276,10 @@ def _open_expert(handle: WanHandle, part: str, settings: SamplerSettings, cond: 
                                                      cond.rope_w_offsets))
     for processor in cond.attention:
         stack.enter_context(processor(model))
+    kernel = self_attention_kernel(settings.attention, handle.device)
+    if kernel is not None:  # after the conditioning's processors: what they own keeps its processor
+        from .attention.processor import kernel_attention
+        stack.enter_context(kernel_attention(model, kernel, handle.device))
     stack.enter_context(attention_context(settings.attention, handle.device))
     # A model adapter's own weights are a handle part too (VRAM-managed like the DiT).
     adapter = stack.enter_context(handle.use(handle.adapter)) if handle.adapter else None
