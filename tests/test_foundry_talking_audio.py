@@ -356,3 +356,18 @@ def test_talking_head_node_reads_the_pulled_files_and_names_what_is_missing(tmp_
     with pytest.raises(runtime.NodeInputError, match="input 'wan'.*CLIP vision"):
         VBTalkingHead().perform(**dict(args, wan=WanHandle.from_modules(
             dtype=torch.float32, transformer=tiny.build_transformer("i2v"), vae=vae)))
+
+
+def test_audio_projection_runs_in_bf16_weights_with_fp32_normalisation():
+    """The release runs in bf16: the output LayerNorm must promote its bf16 weights with the tokens (as upstream's
+    fp32 autocast does) — the H200 benchmark once failed here with 'expected scalar type Float but found BFloat16'."""
+    torch.manual_seed(0)
+    proj = A.AudioProjModel(feature_dim=FEAT_LAYERS * FEAT_DIM, intermediate_dim=8, output_dim=AUDIO_DIM,
+                            context_tokens=TOKENS)
+    with torch.no_grad():
+        proj.norm.weight.add_(torch.randn_like(proj.norm.weight))
+    first, latter = torch.randn(1, 1, 5, FEAT_LAYERS, FEAT_DIM), torch.randn(1, 3, 8, FEAT_LAYERS, FEAT_DIM)
+    ref = proj(first, latter)
+    out = proj.to(torch.bfloat16)(first.bfloat16(), latter.bfloat16())
+    assert out.dtype == torch.bfloat16 and out.shape == ref.shape == (1, 4, TOKENS, AUDIO_DIM)
+    assert float((out.float() - ref).norm() / ref.norm()) < 3e-2

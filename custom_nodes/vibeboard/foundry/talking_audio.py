@@ -64,7 +64,13 @@ class AudioProjModel(nn.Module):
         v = F.relu(self.proj1_vf(latter.flatten(2)))
         x = F.relu(self.proj2(torch.cat([a, v], 1)))
         tokens = self.proj3(x).view(b, -1, self.context_tokens, self.output_dim)
-        return self.norm(tokens.float()).to(tokens.dtype)  # upstream normalises under fp32 autocast
+        if isinstance(self.norm, nn.LayerNorm):
+            # upstream normalises under fp32 autocast: the bf16 weights are promoted too, not only the tokens
+            n = self.norm
+            w = None if n.weight is None else n.weight.float()
+            bias = None if n.bias is None else n.bias.float()
+            return F.layer_norm(tokens.float(), n.normalized_shape, w, bias, n.eps).to(tokens.dtype)
+        return tokens
 
 
 def audio_windows(features: torch.Tensor, frames: Optional[torch.Tensor] = None,
