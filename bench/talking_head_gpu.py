@@ -5,8 +5,9 @@ peak VRAM in each memory mode the Wan runtime offers, at full size with random b
     python bench/talking_head_gpu.py --quick    # tiny config on CPU (checks the script; a test runs it)
 
 A sampling step is what `wan.sampler.sample()` does per step on a handle whose model adapter is the audio adapter:
-one adapter call = upstream's three guidance rows (text + audio, audio without text, neither) in one batched
-forward (`--rows sequential`: three forwards, upstream's way, less activation memory). Modes (the VRAM manager's
+upstream's three guidance passes (text + audio, audio without text, neither; `talking_audio.audio_guidance`) in
+one batched forward, the sampler's batch_cfg (`--rows sequential`: three forwards, upstream's way, less
+activation memory). Modes (the VRAM manager's
 placements): full (DiT + adapter resident), model_offload (resident while sampling, host RAM between segments:
 the first step pays the upload), blockswap (the first `--keep` blocks of DiT and adapter resident, the rest
 streamed from pinned host memory), sequential (every layer streamed: the least VRAM). Prints one JSON line per mode
@@ -99,10 +100,10 @@ def run_mode(mode, args, dit, adapter, data, device):
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
+    from vibeboard.foundry import talking_audio as A
     cond = C.WanConditioning(prompt_embeds=data["text"], image_embeds=data["image"], concat_latents=data["concat"],
-                             extra={"infinitetalk": {"windows": data["windows"], "negative": data["negative"],
-                                                     "text_cfg": 5.0, "audio_cfg": 4.0,
-                                                     "batch": args.rows == "batched"}})
+                             guidance=A.audio_guidance(data["text"], data["negative"], 5.0, 4.0),
+                             extra={A.EXTRA_KEY: {"windows": data["windows"]}})
     stamps = [time.perf_counter()]
 
     def on_step(i, n, latents):
@@ -110,7 +111,8 @@ def run_mode(mode, args, dit, adapter, data, device):
             torch.cuda.synchronize()
         stamps.append(time.perf_counter())
     S.sample(handle, cond, S.SamplerSettings(steps=args.steps, cfg=1.0, shift=7.0, scheduler="euler", seed=0,
-                                             attention=args.attention), data["shape"], callback=on_step,
+                                             attention=args.attention, batch_cfg=args.rows == "batched"),
+             data["shape"], callback=on_step,
              normalized=True)
     steps = [b - a for a, b in zip(stamps, stamps[1:])]
     timed = steps[1:] or steps

@@ -210,12 +210,13 @@ def test_spoken_wav_renders_segments_through_the_sampler_and_stitches_exactly(tm
     handle = WanHandle.from_modules(dtype=torch.float32, transformer=tiny.build_transformer("i2v"), vae=vae,
                                     image_encoder=tiny.build_clip())
     calls, firsts, rendered = [], [], []
-    predict = A.InfiniteTalkAdapter.predict
+    call_inputs = A.InfiniteTalkAdapter.call_inputs
 
-    def counting(self, base, x, *a):
-        calls.append(x.shape)
-        return predict(self, base, x, *a)
-    monkeypatch.setattr(A.InfiniteTalkAdapter, "predict", counting)
+    def counting(self, base, cond):
+        from vibeboard.wan.conditioning import pass_rows
+        calls.append([row.get("audio") for row in pass_rows(cond.extra)])
+        return call_inputs(self, base, cond)
+    monkeypatch.setattr(A.InfiniteTalkAdapter, "call_inputs", counting)
     segment = R.render_segment
 
     def recording(handle_, first, windows, *a, **k):
@@ -234,7 +235,8 @@ def test_spoken_wav_renders_segments_through_the_sampler_and_stitches_exactly(tm
     total = round(duration * 8)
     segs = R.plan(total, 9)
     assert out["frames"] == total and len(rendered) == len(segs) >= 3
-    assert len(calls) == len(segs) * 2 and all(s[0] == 1 for s in calls)   # one adapter call per step
+    # one DiT forward per step, its rows upstream's three passes (text + audio, audio without text, neither)
+    assert len(calls) == len(segs) * 2 and all(rows == [True, True, False] for rows in calls)
     # each later segment starts on the frame the stitched clip has at its start (I2V first frame)
     clip = out["clip"]
     for seg, first in zip(segs[1:], firsts[1:]):
@@ -289,33 +291,55 @@ def test_reference_anchor_keeps_the_portrait_and_holds_the_motion_frames(tmp_pat
                        R.TalkSettings(segment_frames=9, motion_frames=5), height=32, width=32)
 
 
-def test_audio_guidance_rows_follow_upstream():
-    """text_cfg ≠ 1: uncond + t·(cond − drop_text) + a·(drop_text − uncond); rows batched or one by one agree."""
+def _guidance_case(text_cfg):
     state, cfg = _adapter_state()
     adapter = A.adapter_from_state(state, cfg)
     model = tiny.build_transformer("i2v")
     from vibeboard.wan.conditioning import WanConditioning
     g = torch.Generator().manual_seed(1)
     win = torch.randn(5, 5, FEAT_LAYERS, FEAT_DIM, generator=g)
-    extra = {"windows": win, "negative": torch.randn(1, 512, 32, generator=g), "text_cfg": 5.0, "audio_cfg": 4.0}
-    cond = WanConditioning(prompt_embeds=torch.randn(1, 512, 32, generator=g),
-                           image_embeds=torch.randn(1, 5, 24, generator=g),
-                           concat_latents=torch.randn(1, 20, 2, 4, 4, generator=g), extra={"infinitetalk": extra})
+    prompt, negative = torch.randn(1, 512, 32, generator=g), torch.randn(1, 512, 32, generator=g)
+    cond = WanConditioning(prompt_embeds=prompt, image_embeds=torch.randn(1, 5, 24, generator=g),
+                           concat_latents=torch.randn(1, 20, 2, 4, 4, generator=g),
+                           guidance=A.audio_guidance(prompt, negative, text_cfg, 4.0),
+                           extra={A.EXTRA_KEY: {"windows": win}})
     x, t = torch.randn(1, 16, 2, 4, 4, generator=g), torch.tensor([700.0])
+    return adapter, model, cond, win, prompt, negative, x, t
+
+
+@pytest.mark.parametrize("text_cfg", [5.0, 1.0])
+def test_audio_guidance_rows_follow_upstream(text_cfg):
+    """The one sampler's guidance with the audio adapter's passes = upstream's formula (text_cfg ≠ 1:
+    uncond + t·(cond − drop_text) + a·(drop_text − uncond); text_cfg 1: drop_audio + a·(cond − drop_audio)),
+    computed here from plain DiT calls with the audio attention hooked on; the passes batched in one forward (the
+    sampler's batch_cfg) or run one by one agree."""
+    from vibeboard.wan import sampler as S
+    adapter, model, cond, win, prompt, negative, x, t = _guidance_case(text_cfg)
+    forwards = []
+    hook = model.register_forward_pre_hook(lambda mod, args, kwargs: forwards.append(kwargs["hidden_states"].shape[0]),
+                                           with_kwargs=True)
     with torch.no_grad():
-        batched = adapter.predict(model, x, t, cond.prompt_embeds, cond)
-        extra["batch"] = False
-        single = adapter.predict(model, x, t, cond.prompt_embeds, cond)
-        from vibeboard.wan import sampler as S
+        batched = S.guided_passes(model, x, t, cond, torch.float32, adapter, batch=True)
+        single = S.guided_passes(model, x, t, cond, torch.float32, adapter, batch=False)
+        hook.remove()
         audio = adapter.tokens(win)
         silent = adapter.tokens(torch.zeros_like(win))
 
         def run(text, tok):
             with adapter.attached(model, tok):
                 return S.predict(model, x, t, text, cond, torch.float32)
-        c, dt, u = run(cond.prompt_embeds, audio), run(extra["negative"], audio), run(extra["negative"], silent)
+        c = run(prompt, audio)
+        if text_cfg != 1.0:
+            dt, u = run(negative, audio), run(negative, silent)
+            expected = u + text_cfg * (c - dt) + 4.0 * (dt - u)
+        else:
+            da = run(prompt, silent)
+            expected = da + 4.0 * (c - da)
+    rows = 3 if text_cfg != 1.0 else 2
+    assert forwards == [rows] + [1] * rows          # one batched forward, then one forward per pass
     assert torch.allclose(batched, single, atol=1e-5)
-    assert torch.allclose(single, u + 5.0 * (c - dt) + 4.0 * (dt - u), atol=1e-5)
+    assert torch.allclose(single, expected, atol=1e-5)
+    assert not torch.allclose(c, expected, atol=1e-3)   # the guidance changes the prediction
 
 
 def test_talking_head_node_reads_the_pulled_files_and_names_what_is_missing(tmp_path, monkeypatch):

@@ -111,11 +111,11 @@ def render_segment(handle, first: torch.Tensor, windows: torch.Tensor, prompt_em
     cond = C.WanConditioning(
         prompt_embeds=prompt_embeds, image_embeds=image_tokens, concat_latents=concat,
         holds=[C.HeldRegion(held, mask, "clean")],
-        extra={"infinitetalk": {"windows": windows, "negative": negative_embeds, "text_cfg": settings.text_cfg,
-                                "audio_cfg": settings.audio_cfg, "batch": settings.batch_cfg}})
-    # cfg 1: the adapter applies upstream's text + audio guidance itself (three rows per step)
+        guidance=A.audio_guidance(prompt_embeds, negative_embeds, settings.text_cfg, settings.audio_cfg),
+        extra={A.EXTRA_KEY: {"windows": windows}})
+    # the guidance above replaces the single CFG scale; batch_cfg: its passes share one forward
     sampler = S.SamplerSettings(steps=settings.steps, cfg=1.0, shift=settings.shift, scheduler=settings.scheduler,
-                                seed=seed)
+                                seed=seed, batch_cfg=settings.batch_cfg)
     raw = S.sample(handle, cond, sampler, shape)
     return C.vae_decode_images(handle, raw)[:frames]
 

@@ -1,5 +1,5 @@
 """The MultiTalk / InfiniteTalk audio adapter (MeiGen-AI) for Wan2.1-I2V, in its published layout, as a model
-adapter of the one Wan runtime (`wan/sampler.py` calls `InfiniteTalkAdapter.predict` instead of the plain DiT).
+adapter of the one Wan runtime (`wan/sampler.py` enters `InfiniteTalkAdapter.call_inputs` around each DiT call).
 
 Published files (`MeiGen-AI/InfiniteTalk` `single/infinitetalk.safetensors`, `multi/infinitetalk.safetensors`;
 `MeiGen-AI/MeiGen-MultiTalk` `multitalk.safetensors`) hold exactly the weights upstream's `WanModel` adds to a
@@ -17,14 +17,18 @@ wav2vec2 CNN features are linearly interpolated to the *video* frame count befor
 hidden states of its 12 layers are kept → [frames, 12, 768]. Every video frame sees a window of 5 (frames i−2…i+2,
 clamped at the ends of the whole clip); a later latent frame gets 8 of them (`latent_frame_groups`).
 
-Guidance as upstream: three model calls per step, `uncond + text_cfg·(cond − drop_text) + audio_cfg·(drop_text −
-uncond)` where drop_text keeps the audio and uncond also zeroes the wav2vec features (not the tokens: the zero
-features still go through audio_proj and its biases); with text_cfg 1, `drop_audio + audio_cfg·(cond − drop_audio)`.
-The adapter owns that two-scale guidance, so the sampler runs it with cfg 1 (one adapter call per step).
+Guidance as upstream (`wan/multitalk.py`, vanilla CFG branch): `uncond + text_cfg·(cond − drop_text) +
+audio_cfg·(drop_text − uncond)` where drop_text keeps the audio and uncond also zeroes the wav2vec features (not
+the tokens: the zero features still go through audio_proj and its biases); with text_cfg 1,
+`drop_audio + audio_cfg·(cond − drop_audio)`. `audio_guidance` writes that as the one sampler's multi-term guidance
+(`wan.conditioning.Guidance`): the sampler owns the passes, their batching into one forward (batch_cfg) and the
+combination; the adapter only supplies each pass's model inputs (audio tokens on or off, per batch row) through
+`call_inputs`, the per-call hook of `wan.sampler.predict`.
 """
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Dict, Optional, Tuple
 
 import numpy as np
@@ -36,6 +40,7 @@ AUDIO_WINDOW = 5            # upstream audio_window
 VAE_SCALE = 4               # latent frame = 4 pixel frames
 WAV2VEC_LAYERS, WAV2VEC_DIM = 12, 768
 WAV2VEC_RATE = 16000
+EXTRA_KEY = "infinitetalk"  # cond.extra entry: the segment's wav2vec windows (+ the tokens cached per segment)
 PREFIXES = ("model.diffusion_model.", "diffusion_model.", "model.")
 
 
@@ -154,18 +159,26 @@ class InfiniteTalkAdapter(nn.Module):
     @contextlib.contextmanager
     def attached(self, base, tokens: torch.Tensor, scale: float = 1.0):
         """Hook the audio attention into every block of `base` (a diffusers WanTransformer3DModel) for the calls
-        inside: the block's stream before cross-attention is captured at norm2's input, and attn2's output becomes
-        cross + scale·audio(norm_x(x + cross)) so the block's own residual add gives the published order."""
+        inside (`tokens` [B, T, 32, D], or a function (device, dtype) → tokens): the block's stream before
+        cross-attention is captured at norm2's input, and attn2's output becomes cross + scale·audio(norm_x(x +
+        cross)) so the block's own residual add gives the published order."""
         if len(base.blocks) != len(self.blocks):
             raise AudioAdapterError(f"the audio adapter has {len(self.blocks)} blocks, the DiT {len(base.blocks)}")
-        handles, stream = [], {}
+        handles, stream, resolved = [], {}, {}
+
+        def resolve(out):  # `tokens`: a tensor, or tokens(device, dtype) made once for this call
+            if not callable(tokens):
+                return tokens
+            if "t" not in resolved:
+                resolved["t"] = tokens(out.device, out.dtype)
+            return resolved["t"]
         for i, (block, extra) in enumerate(zip(base.blocks, self.blocks)):
             def keep(mod, args, i=i):
                 stream[i] = args[0]
 
             def add(mod, args, out, i=i, extra=extra):
                 x = stream.pop(i).to(out.dtype) + out
-                return out + scale * extra(x, tokens).to(out.dtype)
+                return out + scale * extra(x, resolve(out)).to(out.dtype)
             handles.append(block.norm2.register_forward_pre_hook(keep))
             handles.append(block.attn2.register_forward_hook(add))
         try:
@@ -174,36 +187,48 @@ class InfiniteTalkAdapter(nn.Module):
             for h in handles:
                 h.remove()
 
-    # ---- the sampler protocol (wan/sampler.py: handle.adapter) ----
-    def predict(self, base, x: torch.Tensor, timestep: torch.Tensor, embeds: torch.Tensor, cond) -> torch.Tensor:
-        """x [1,16,T,h,w] normalised latents → the guided flow. cond.extra["infinitetalk"]: windows (this segment's
-        wav2vec windows), negative (text), text_cfg, audio_cfg, batch (rows in one forward)."""
-        from ..wan import sampler as S
-        st = cond.extra["infinitetalk"]
-        key = ("tokens", x.device, x.dtype)
-        if key not in st:  # once per segment: audio_proj of the features and of zero features (audio dropped)
+    # ---- the sampler protocol (wan/sampler.py: handle.adapter with `call_inputs`) ----
+    vb_pass_rows = True   # reads one pass's inputs per batch row (the sampler may batch the guidance passes)
+
+    def segment_tokens(self, state: dict, device, dtype) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(audio tokens, silent tokens) of a segment: audio_proj of its wav2vec windows and of zero features
+        (upstream's audio-dropped input), computed once per segment, device and dtype (cached in `state`)."""
+        key = ("tokens", device, dtype)
+        if key not in state:
             with torch.no_grad():
-                st[key] = (self.tokens(st["windows"], x.device, x.dtype),
-                           self.tokens(torch.zeros_like(st["windows"]), x.device, x.dtype))
-        audio, silent = st[key]
-        negative = st["negative"].to(embeds)
-        text_cfg, audio_cfg = float(st["text_cfg"]), float(st["audio_cfg"])
-        rows = ([(embeds, audio), (embeds, silent)] if text_cfg == 1.0 else
-                [(embeds, audio), (negative, audio), (negative, silent)])
-        if st.get("batch", True):
-            with self.attached(base, torch.cat([r[1] for r in rows])):
-                out = S.predict(base, x.expand(len(rows), -1, -1, -1, -1), timestep[:1],
-                                torch.cat([r[0] for r in rows]), cond, x.dtype).chunk(len(rows))
-        else:  # one row at a time: upstream's three calls, a third of the activation memory
-            out = []
-            for text, tok in rows:
-                with self.attached(base, tok):
-                    out.append(S.predict(base, x, timestep[:1], text, cond, x.dtype))
-        if text_cfg == 1.0:
-            cond_out, drop_audio = out
-            return drop_audio + audio_cfg * (cond_out - drop_audio)
-        cond_out, drop_text, uncond = out
-        return uncond + text_cfg * (cond_out - drop_text) + audio_cfg * (drop_text - uncond)
+                state[key] = (self.tokens(state["windows"], device, dtype),
+                              self.tokens(torch.zeros_like(state["windows"]), device, dtype))
+        return state[key]
+
+    @contextlib.contextmanager
+    def call_inputs(self, base, cond):
+        """The audio attention hooked onto `base` for one DiT call: per batch row (`conditioning.pass_rows`) the
+        segment's audio tokens, or its silent tokens where the guidance pass sets `audio` False.
+        cond.extra["infinitetalk"]["windows"]: this segment's wav2vec windows [4k+1, 5, L, C]."""
+        from ..wan.conditioning import pass_rows
+        state = cond.extra[EXTRA_KEY]
+        audio_on = [bool(row.get("audio", True)) for row in pass_rows(cond.extra)]
+
+        def tokens(device, dtype):  # resolved at the first block, on the device and in the dtype it runs in
+            audio, silent = self.segment_tokens(state, device, dtype)
+            return torch.cat([audio if on else silent for on in audio_on])
+        with self.attached(base, tokens):
+            yield
+
+
+def audio_guidance(prompt: torch.Tensor, negative: torch.Tensor, text_cfg: float, audio_cfg: float):
+    """Upstream's text + audio guidance as the sampler's passes and terms (module docstring); pass order = the
+    rows of the batched forward: text + audio, audio without text, neither."""
+    from ..wan.conditioning import Guidance, GuidancePass
+    cond = GuidancePass(prompt, {"audio": True})
+    if math.isclose(float(text_cfg), 1.0):
+        drop_audio = GuidancePass(prompt, {"audio": False})
+        return Guidance({"cond": cond, "drop_audio": drop_audio}, "drop_audio",
+                        [(float(audio_cfg), "cond", "drop_audio")])
+    drop_text = GuidancePass(negative, {"audio": True})
+    uncond = GuidancePass(negative, {"audio": False})
+    return Guidance({"cond": cond, "drop_text": drop_text, "uncond": uncond}, "uncond",
+                    [(float(text_cfg), "cond", "drop_text"), (float(audio_cfg), "drop_text", "uncond")])
 
 
 # ---- the published file ------------------------------------------------------------------------------------------

@@ -59,6 +59,16 @@ class GuidancePass:
     extra: dict = field(default_factory=dict)
 
 
+# When the sampler batches guidance passes into one forward (`sampler.guided_passes`), the call's `extra` holds
+# under this key the pass extras of each batch row, in row order; hooks that read them declare `vb_pass_rows`.
+PASS_ROWS = "guidance_rows"
+
+
+def pass_rows(extra: dict) -> list:
+    """The per-row pass inputs of one DiT call: each row's `extra` when passes are batched, else [extra]."""
+    return extra.get(PASS_ROWS) or [extra]
+
+
 @dataclass
 class Guidance:
     """Guidance with several terms: prediction = passes[base] + Σ scale · (passes[a] − passes[b]) over `terms`.

@@ -11,7 +11,8 @@ weights live. Research models plug in without copying any of it:
   through `model.vb_call_inputs(cond)`;
 - long clips: a window schedule on the conditioning (`windows.ContextWindows`) samples window by window with
   per-window conditioning and blends the overlaps; multi-term guidance (`conditioning.Guidance`) combines
-  several passes (FlashPortrait's text + expression CFG).
+  several passes (FlashPortrait's text + expression CFG, InfiniteTalk's text + audio CFG), batched in one forward
+  under batch_cfg when every per-call input hook reads per-row pass inputs.
 The sampler owns scheduler, shift, CFG (and the A14B low-noise CFG), seed, attention backend, batch CFG,
 compile, LoRAs and placement; nothing else re-implements them.
 
@@ -30,7 +31,7 @@ from ..common import runtime
 from ..models import lora as lora_mod
 from . import rope as rope_mod
 from . import windows as windows_mod
-from .conditioning import HeldRegion, WanConditioning, denormalize, normalize
+from .conditioning import PASS_ROWS, HeldRegion, WanConditioning, denormalize, normalize
 from .handle import WanHandle
 
 SCHEDULERS = ("unipc", "euler", "dpm++", "flow_euler")
@@ -170,7 +171,7 @@ def predict(model, latents: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor,
     b = latents.shape[0]
     x = latents
     timestep = _timestep(model, x, t, cond)
-    if adapter is not None:  # a model adapter (InfCam) owns the forward of this handle's DiT
+    if adapter is not None and hasattr(adapter, "predict"):  # a model adapter (InfCam) owns the DiT forward
         return adapter.predict(model, x.to(dtype), timestep, embeds.to(x.device, dtype), cond).float()
     if cond.concat_latents is not None:
         x = torch.cat([x, cond.concat_latents.to(x).expand(b, -1, -1, -1, -1)], dim=1)
@@ -181,17 +182,24 @@ def predict(model, latents: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor,
         kwargs["control_hidden_states"] = cond.vace_context.to(x.device, dtype).expand(b, -1, -1, -1, -1)
         n = len(model.config.vace_layers)
         kwargs["control_hidden_states_scale"] = torch.full((n,), float(cond.vace_scale), device=x.device)
-    with _call_inputs(model, cond):
+    with _call_inputs(model, cond, adapter):
         out = model(hidden_states=x.to(dtype), timestep=timestep,
                     encoder_hidden_states=embeds.to(x.device, dtype), return_dict=False, **kwargs)[0]
     return out.float()
 
 
-def _call_inputs(model, cond: WanConditioning):
-    """A model adapter installed in a DiT copy (FlashPortrait's expression attention) takes this call's inputs
-    (window, guidance pass) from the conditioning: `model.vb_call_inputs(cond)` is entered around the call."""
+def _call_inputs(model, cond: WanConditioning, adapter=None):
+    """Model adapters take this call's inputs (window, guidance pass or passes) from the conditioning: one
+    installed in a DiT copy (FlashPortrait's expression attention) through `model.vb_call_inputs(cond)`, one kept
+    beside the DiT as a handle part (InfiniteTalk's audio attention) through `adapter.call_inputs(model, cond)`;
+    both are entered around the call."""
+    stack = ExitStack()
     hook = getattr(model, "vb_call_inputs", None)
-    return hook(cond) if hook is not None else nullcontext()
+    if hook is not None:
+        stack.enter_context(hook(cond))
+    if adapter is not None and hasattr(adapter, "call_inputs"):
+        stack.enter_context(adapter.call_inputs(model, cond))
+    return stack
 
 
 def guided(model, latents, t, cond: WanConditioning, cfg: float, dtype, batch_cfg: bool = True, adapter=None):
@@ -210,13 +218,41 @@ def guided(model, latents, t, cond: WanConditioning, cfg: float, dtype, batch_cf
     return neg + cfg * (pos - neg)
 
 
-def guided_passes(model, latents, t, cond: WanConditioning, dtype, adapter=None):
-    """Multi-term guidance (`cond.guidance`): one DiT call per pass, then base + Σ scale·(a − b)."""
+def _pass_rows_supported(model, adapter) -> bool:
+    """Passes that differ in their `extra` can share a forward only when every consumer of per-call inputs reads
+    one set of inputs per batch row (`vb_pass_rows = True` on the patched DiT / the adapter); an adapter that owns
+    the forward (InfCam) reads `cond.extra` itself and must declare it too."""
+    consumers = []
+    if getattr(model, "vb_call_inputs", None) is not None:
+        consumers.append(model)
+    if adapter is not None:
+        consumers.append(adapter)
+    return all(getattr(c, "vb_pass_rows", False) for c in consumers)
+
+
+def guided_passes(model, latents, t, cond: WanConditioning, dtype, adapter=None, batch: bool = True):
+    """Multi-term guidance (`cond.guidance`): base + Σ scale·(a − b) over the passes' predictions.
+
+    `batch` (the settings' batch_cfg): all passes in one forward, rows in the order of `guidance.passes`, when
+    their prompts have one shape, the latents are one clip, and the passes either change nothing in `extra` or
+    every per-call input hook reads per-row inputs: the batched call's `cond.extra[PASS_ROWS]` lists each row's
+    pass extras. Otherwise one DiT call per pass."""
     g = cond.guidance
-    preds = {}
-    for name, p in g.passes.items():
-        pass_cond = dataclasses.replace(cond, extra={**cond.extra, **p.extra}) if p.extra else cond
-        preds[name] = predict(model, latents, t, p.embeds, pass_cond, dtype, adapter)
+    passes = list(g.passes.items())
+    embeds = [p.embeds for _, p in passes]
+    same_inputs = all(not p.extra for _, p in passes) or _pass_rows_supported(model, adapter)
+    if (batch and len(passes) > 1 and latents.shape[0] == 1 and same_inputs
+            and all(e.shape == embeds[0].shape for e in embeds)):
+        rows = [p.extra for _, p in passes]
+        row_cond = dataclasses.replace(cond, extra={**cond.extra, PASS_ROWS: rows}) if any(rows) else cond
+        out = predict(model, torch.cat([latents] * len(passes)), t,
+                      torch.cat([e.to(embeds[0]) for e in embeds]), row_cond, dtype, adapter)
+        preds = dict(zip([name for name, _ in passes], out.chunk(len(passes))))
+    else:
+        preds = {}
+        for name, p in passes:
+            pass_cond = dataclasses.replace(cond, extra={**cond.extra, **p.extra}) if p.extra else cond
+            preds[name] = predict(model, latents, t, p.embeds, pass_cond, dtype, adapter)
     out = preds[g.base]
     for scale, a, b in g.terms:
         out = out + scale * (preds[a] - preds[b])
@@ -229,7 +265,7 @@ def flow_prediction(model, latents, t, cond: WanConditioning, cfg: float, dtype,
     conditioning carries a window schedule."""
     def guide(x, c):
         if c.guidance is not None:
-            return guided_passes(model, x, t, c, dtype, adapter)
+            return guided_passes(model, x, t, c, dtype, adapter, batch_cfg)
         return guided(model, x, t, c, cfg, dtype, batch_cfg, adapter)
     if cond.windows is None:
         return guide(latents, cond)
