@@ -20,24 +20,9 @@ EMO = 32  # tiny expression-token width (2048 in the release)
 
 def _tiny_release(folder, face_models=True):
     """transformer.pt (original Wan keys + emo projections, nested under state_dict), portrait_encoder.pt,
-    pd_fpg.pth, face_det.onnx, face_landmark.onnx."""
-    os.makedirs(folder, exist_ok=True)
-    model = tiny.build_transformer("i2v")
-    state = {wan_keys.diffusers_to_wan_key(k): v for k, v in model.state_dict().items()}
-    g = torch.Generator().manual_seed(1)
-    for i in range(len(model.blocks)):
-        for kv in "kv":
-            state[f"blocks.{i}.cross_attn.emo_{kv}_proj.weight"] = torch.randn(32, EMO, generator=g) * 0.1
-    torch.save({"state_dict": state, "step": 100}, os.path.join(folder, "transformer.pt"))
-    torch.manual_seed(2)
-    enc = fp.PortraitEncoder(out_dim=EMO, resampler_dim=32, depth=1, heads=2, dim_head=16)
-    torch.save(enc.state_dict(), os.path.join(folder, "portrait_encoder.pt"))
-    if face_models:
-        torch.save(fp.FanEncoder().state_dict(), os.path.join(folder, "pd_fpg.pth"))
-        from foundry_face_models import write_face_det, write_face_landmark  # one planted face, 222 points
-        write_face_landmark(os.path.join(folder, "face_landmark.onnx"))
-        write_face_det(os.path.join(folder, "face_det.onnx"))
-    return model, state
+    pd_fpg.pth, face_det.onnx, face_landmark.onnx (the pack's tiny release writer, also used by selftest)."""
+    from vibeboard.foundry.tiny_release import write_flashportrait
+    return write_flashportrait(folder, EMO, face_models)
 
 
 def test_loaders_read_the_published_layout(tmp_path):

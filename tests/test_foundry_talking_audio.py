@@ -14,22 +14,17 @@ from safetensors.torch import save_file
 
 from vibeboard.foundry import audio_render as R
 from vibeboard.foundry import talking_audio as A
+from vibeboard.foundry import tiny_release as TR
 from vibeboard.models import tiny
 from vibeboard.wan.handle import WanHandle
 
-FEAT_LAYERS, FEAT_DIM, AUDIO_DIM, TOKENS = 2, 16, 16, 4   # tiny wav2vec2 (12 × 768 and 768/32 in the release)
+FEAT_LAYERS, FEAT_DIM, AUDIO_DIM, TOKENS = TR.WAV2VEC_LAYERS, TR.WAV2VEC_DIM, TR.AUDIO_DIM, TR.AUDIO_TOKENS
 
 
 def _adapter_state(seed=0):
     """The published key layout (audio_proj.* + blocks.N.audio_cross_attn.* + blocks.N.norm_x.*), tiny shapes."""
     cfg = tiny.build_transformer("i2v").config
-    torch.manual_seed(seed)
-    ref = A.InfiniteTalkAdapter(32, cfg.num_attention_heads, cfg.num_layers, FEAT_LAYERS * FEAT_DIM, 8, AUDIO_DIM,
-                                TOKENS)
-    with torch.no_grad():
-        for p in ref.parameters():
-            p.add_(torch.randn_like(p) * 0.3)
-    return {k: v.clone() for k, v in ref.state_dict().items()}, cfg
+    return TR.infinitetalk_state(cfg, seed), cfg
 
 
 def test_published_key_names_and_shapes():
@@ -170,14 +165,7 @@ def _espeak_wav(path, text):
 
 def _tiny_wav2vec(folder):
     """chinese-wav2vec2-base's folder layout (config.json, preprocessor_config.json, model.safetensors)."""
-    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
-    torch.manual_seed(3)
-    cfg = Wav2Vec2Config(hidden_size=FEAT_DIM, num_hidden_layers=FEAT_LAYERS, num_attention_heads=2,
-                         intermediate_size=32, conv_dim=(8,) * 7, num_conv_pos_embeddings=8,
-                         num_conv_pos_embedding_groups=2, feat_extract_norm="group")
-    Wav2Vec2Model(cfg).save_pretrained(folder)
-    Wav2Vec2FeatureExtractor(sampling_rate=16000, do_normalize=True, return_attention_mask=False).save_pretrained(
-        folder)
+    TR.write_wav2vec(folder)
     assert sorted(os.listdir(folder)) == ["config.json", "model.safetensors", "preprocessor_config.json"]
     return A.load_wav2vec(str(folder))
 
