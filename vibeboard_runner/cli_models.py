@@ -42,10 +42,12 @@ def register(subparsers) -> None:
     p.add_argument("name")
     p.add_argument("--source")
     p.set_defaults(func=cmd_path)
-    st = subparsers.add_parser("selftest", help="tiny models in the published layouts → every Wan workflow")
+    st = subparsers.add_parser("selftest", help="tiny models in the published layouts → every Wan workflow and "
+                                                "Wan-based research model (FlashPortrait, InfiniteTalk)")
     st.add_argument("--keep", help="write the tiny models here and keep them (default: a temp dir)")
     st.add_argument("--only", nargs="*", help="workflow names (t2v, t2v_diffusers_folder, t2v_lora, "
-                                              "i2v_first_last, vace, v2v)")
+                                              "i2v_first_last, vace, v2v, talking_head_infinitetalk, "
+                                              "flashportrait)")
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_selftest)
 
@@ -197,6 +199,10 @@ def run_selftest(root: str, only=None, log=print) -> dict:
         report[name] = {"ok": not problems, "problems": problems, "seconds": round(time.perf_counter() - t, 2)}
         log(f"{'PASS' if not problems else 'FAIL'} {name:<22} {report[name]['seconds']:6.2f}s "
             + ("; ".join(problems)))
+    for name, why in selftest.missing_extras().items():  # not run here: said, not silently dropped
+        if not only or name in only:
+            report[name] = {"ok": True, "skipped": why, "problems": [], "seconds": 0.0}
+            log(f"SKIP {name:<22} {why}")
     report["_vram"] = vram.manager().stats()
     return report
 
