@@ -6,8 +6,9 @@ instead of two), progress + interrupt every step, A14B expert switching, and the
 weights live. Research models plug in without copying any of it:
 - conditioning builders fill `WanConditioning` (held latent regions, RoPE positions, per-token timesteps, extra
   channels, VACE context, attention processors);
-- model adapters (InfCam) sit on the handle (`WanHandle.adapter`) and replace the DiT call for that handle only;
-  an adapter that patched a DiT copy in place (FlashPortrait) reads its per-call inputs from the conditioning
+- model adapters sit on the handle (`WanHandle.adapter`): one with `predict` (InfCam) replaces the DiT call for
+  that handle only, one with `call_inputs` (InfiniteTalk's audio attention) hooks onto the DiT per call; an
+  adapter that patched a DiT copy in place (FlashPortrait) reads its per-call inputs from the conditioning
   through `model.vb_call_inputs(cond)`;
 - long clips: a window schedule on the conditioning (`windows.ContextWindows`) samples window by window with
   per-window conditioning and blends the overlaps; multi-term guidance (`conditioning.Guidance`) combines
@@ -31,7 +32,8 @@ from ..common import runtime
 from ..models import lora as lora_mod
 from . import rope as rope_mod
 from . import windows as windows_mod
-from .conditioning import PASS_ROWS, HeldRegion, WanConditioning, denormalize, normalize
+from .conditioning import (PASS_ROWS, Guidance, GuidancePass, HeldRegion, WanConditioning, denormalize,
+                           normalize)
 from .handle import WanHandle
 
 SCHEDULERS = ("unipc", "euler", "dpm++", "flow_euler")
@@ -203,19 +205,13 @@ def _call_inputs(model, cond: WanConditioning, adapter=None):
 
 
 def guided(model, latents, t, cond: WanConditioning, cfg: float, dtype, batch_cfg: bool = True, adapter=None):
-    """Classifier-free guidance; cond and uncond share one forward when batch_cfg and their prompts have the same
-    shape (a regional prompt is longer than the negative one)."""
+    """Classifier-free guidance: the two-pass case of `guided_passes` (cond and uncond share one forward when
+    batch_cfg and their prompts have the same shape; a regional prompt is longer than the negative one)."""
     if cond.negative_embeds is None or cfg == 1.0:
         return predict(model, latents, t, cond.prompt_embeds, cond, dtype, adapter)
-    if batch_cfg and cond.prompt_embeds.shape == cond.negative_embeds.shape and latents.shape[0] == 1:
-        both = predict(model, torch.cat([latents, latents]), t,
-                       torch.cat([cond.prompt_embeds, cond.negative_embeds.to(cond.prompt_embeds)]), cond, dtype,
-                       adapter)
-        pos, neg = both.chunk(2)
-    else:
-        pos = predict(model, latents, t, cond.prompt_embeds, cond, dtype, adapter)
-        neg = predict(model, latents, t, cond.negative_embeds, cond, dtype, adapter)
-    return neg + cfg * (pos - neg)
+    plain = Guidance({"cond": GuidancePass(cond.prompt_embeds), "uncond": GuidancePass(cond.negative_embeds)},
+                     "uncond", [(cfg, "cond", "uncond")])
+    return guided_passes(model, latents, t, cond, dtype, adapter, batch_cfg, plain)
 
 
 def _pass_rows_supported(model, adapter) -> bool:
@@ -230,14 +226,16 @@ def _pass_rows_supported(model, adapter) -> bool:
     return all(getattr(c, "vb_pass_rows", False) for c in consumers)
 
 
-def guided_passes(model, latents, t, cond: WanConditioning, dtype, adapter=None, batch: bool = True):
-    """Multi-term guidance (`cond.guidance`): base + Σ scale·(a − b) over the passes' predictions.
+def guided_passes(model, latents, t, cond: WanConditioning, dtype, adapter=None, batch: bool = True,
+                  guidance: Optional[Guidance] = None):
+    """Multi-term guidance (`guidance`, default `cond.guidance`): base + Σ scale·(a − b) over the passes'
+    predictions. The one place guidance is combined: plain CFG (`guided`) is its two-pass case.
 
     `batch` (the settings' batch_cfg): all passes in one forward, rows in the order of `guidance.passes`, when
     their prompts have one shape, the latents are one clip, and the passes either change nothing in `extra` or
     every per-call input hook reads per-row inputs: the batched call's `cond.extra[PASS_ROWS]` lists each row's
     pass extras. Otherwise one DiT call per pass."""
-    g = cond.guidance
+    g = guidance if guidance is not None else cond.guidance
     passes = list(g.passes.items())
     embeds = [p.embeds for _, p in passes]
     same_inputs = all(not p.extra for _, p in passes) or _pass_rows_supported(model, adapter)
