@@ -302,7 +302,8 @@ class ExpressionState:
     """What each DiT call reads: tokens [B, F_lat, T, 2048] (+ optional key mask [B, F_lat, T]) and the
     expression scale (0 turns the branch off — the unconditional pass of the expression CFG). The one Wan sampler
     sets them per call from the conditioning (`inputs`, installed as the model's `vb_call_inputs`): the window's
-    tokens in `cond.extra["expression_tokens"]`, the guidance pass's `expression_scale`."""
+    tokens in `cond.extra["expression_tokens"]`, the guidance pass's `expression_scale` — one per batch row when
+    the sampler runs the guidance passes in one forward (`scale` is then a list)."""
 
     def __init__(self):
         self.tokens: Optional[torch.Tensor] = None
@@ -312,10 +313,12 @@ class ExpressionState:
 
     @contextlib.contextmanager
     def inputs(self, cond):
+        from ..wan.conditioning import pass_rows
         saved = (self.tokens, self.mask, self.scale)
         extra = cond.extra
         self.tokens, self.mask = extra.get("expression_tokens"), extra.get("expression_mask")
-        self.scale = float(extra.get("expression_scale", 1.0))
+        scales = [float(row.get("expression_scale", 1.0)) for row in pass_rows(extra)]
+        self.scale = scales[0] if len(set(scales)) == 1 else scales
         try:
             yield
         finally:
@@ -354,9 +357,14 @@ class ExpressionAttnProcessor(nn.Module):
             ki = attn.norm_added_k(attn.add_k_proj(ctx_img)).unflatten(2, (heads, -1)).transpose(1, 2)
             vi = attn.add_v_proj(ctx_img).unflatten(2, (heads, -1)).transpose(1, 2)
             x = x + F.scaled_dot_product_attention(q, ki, vi).transpose(1, 2).flatten(2)
-        scale = self.state.scale
-        if self.state.tokens is not None and scale != 0:
+        scale = self.state.scale   # a list when batched guidance passes differ in it: one per row
+        if self.state.tokens is not None and (isinstance(scale, list) or scale != 0):
             tokens, mask = self.state.on(x.device, x.dtype)
+            if tokens.shape[0] != b:   # batched passes share the window's tokens
+                tokens = tokens.expand(b, *tokens.shape[1:])
+                mask = None if mask is None else mask.expand(b, *mask.shape[1:])
+            if isinstance(scale, list):
+                scale = torch.tensor(scale, device=x.device, dtype=x.dtype).view(b, 1, 1)
             x = x + scale * normalise_expression(self._expression(q, tokens, mask, b, heads), x)
         x = attn.to_out[0](x)
         return attn.to_out[1](x)
@@ -402,6 +410,7 @@ def patch_expression_attention(model, emo_weights: dict, state: Optional[Express
         attn.add_module("vb_expression", proc)  # so .to()/offload move its weights with the block
         attn.processor = proc
     model.vb_call_inputs = state.inputs
+    model.vb_pass_rows = True   # the state reads each batch row's guidance pass (the sampler may batch them)
     return state
 
 
