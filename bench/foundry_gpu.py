@@ -122,8 +122,9 @@ def flashportrait_case(args, device, dtype):
 PATHS = {"flashportrait": flashportrait_case}
 
 
-def time_modes(handle, cond, shape, steps: int, modes=MEMORY_MODES, seed: int = 0):
-    """Sample `steps` steps in each memory mode; one row per mode: first step, steady step, peak VRAM."""
+def time_modes(handle, cond, shape, steps: int, modes=MEMORY_MODES, seed: int = 0, batch_cfg: bool = True):
+    """Sample `steps` steps in each memory mode; one row per mode: first step, steady step, peak VRAM.
+    batch_cfg: the guidance passes in one forward (the sampler's default) or one forward each."""
     device = handle.device
     rows = []
     for mode in modes:
@@ -136,7 +137,8 @@ def time_modes(handle, cond, shape, steps: int, modes=MEMORY_MODES, seed: int = 
         if device.type == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
-        settings = S.SamplerSettings(steps=steps, cfg=1.0, shift=5.0, scheduler="euler", seed=seed)
+        settings = S.SamplerSettings(steps=steps, cfg=1.0, shift=5.0, scheduler="euler", seed=seed,
+                                     batch_cfg=batch_cfg)
         t0 = time.perf_counter()
         out = S.sample(h, cond, settings, shape, callback=on_step, normalized=True)
         sync(device)
@@ -174,6 +176,8 @@ def main(argv=None):
     ap.add_argument("--emo-cfg", type=float, default=4.0)
     ap.add_argument("--context-size", type=int, default=51, help="latent frames per window (upstream 51)")
     ap.add_argument("--context-overlap", type=int, default=30)
+    ap.add_argument("--rows", choices=["batched", "sequential"], default="batched",
+                    help="guidance passes in one forward (batch_cfg, the default) or one forward each")
     ap.add_argument("--json", default="", help="also write the rows and the note here")
     args = ap.parse_args(argv)
     if args.quick:
@@ -185,7 +189,7 @@ def main(argv=None):
             sys.exit("no CUDA device: run with --quick for the CPU check")
         device, dtype = torch.device("cuda"), torch.bfloat16
     handle, cond, shape, note = PATHS[args.path](args, device, dtype)
-    rows = time_modes(handle, cond, shape, max(2, args.steps), args.modes)
+    rows = time_modes(handle, cond, shape, max(2, args.steps), args.modes, batch_cfg=args.rows == "batched")
     header = (f"{args.path}: {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}, {str(dtype)}, "
               f"{args.width}x{args.height}x{args.frames}, {args.steps} steps per mode. {note}")
     print(table(rows, header))
