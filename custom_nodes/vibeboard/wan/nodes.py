@@ -524,10 +524,13 @@ NODE_DISPLAY_NAME_MAPPINGS = {
 class VBWanDecodeVideo:
     DESCRIPTION = ("Decodes Wan latents and writes them as an H.264 MP4 in one step: the frames of each decoded "
                    "time chunk are encoded while the VAE decodes the next one (faster than VAE Decode followed "
-                   "by Save Video). Also returns the frames as IMAGE.")
+                   "by Save Video). Also returns the frames as IMAGE. Needs weights: the Wan VAE from Wan Model "
+                   "Loader.")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("IMAGE", "STRING")
     RETURN_NAMES = ("images", "path")
+    OUTPUT_TOOLTIPS = ("the decoded frames, one IMAGE per frame, float 0..1",
+                       "path of the written MP4, relative to the output folder")
     OUTPUT_NODE = True
     FUNCTION = "decode_save"
 
