@@ -1,0 +1,121 @@
+"""fp8 GEMMs for the Wan DiT (opt-in, lossy): per-channel e4m3 weights × per-token e4m3 activations, applied to a
+copy of the model (the cached model is never changed); the CPU reference path has the GPU path's numerics."""
+import pytest
+import torch
+
+from vibeboard.models import tiny
+from vibeboard.models.fp8 import Fp8Linear
+from vibeboard.wan import conditioning as C
+from vibeboard.wan import fp8_gemm
+from vibeboard.wan import sampler as S
+from vibeboard.wan.handle import WanHandle
+from vibeboard.wan.nodes import VBWanSamplerSettings
+
+
+def _forward(model, x, t, text):
+    with torch.no_grad():
+        return model(hidden_states=x, timestep=t, encoder_hidden_states=text, return_dict=False)[0]
+
+
+def test_quantize_rows_has_one_scale_per_row_and_bounded_error():
+    x = torch.randn(7, 64) * torch.logspace(-3, 3, 7).unsqueeze(1)   # rows six decades apart
+    q, scale = fp8_gemm.quantize_rows(x)
+    assert q.dtype == torch.float8_e4m3fn and scale.shape == (7, 1)
+    back = q.float() * scale
+    rel = (back - x).norm(dim=1) / x.norm(dim=1)
+    assert rel.max() < 4e-2                                  # e4m3: 3 mantissa bits, every row at its own scale
+    assert torch.allclose(back.abs().amax(dim=1), x.abs().amax(dim=1), rtol=1e-6)  # the row max is exact
+
+
+def test_fp8_linear_matches_the_dequantised_product():
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(64, 48)
+    fp8 = fp8_gemm.Fp8GemmLinear.from_linear(lin)
+    assert fp8.weight.dtype == torch.float8_e4m3fn and fp8.weight_scale.shape == (1, 48)
+    x = torch.randn(2, 5, 64)
+    with torch.no_grad():
+        y = fp8(x)
+    assert y.shape == (2, 5, 48) and y.dtype == x.dtype
+    xq, xs = fp8_gemm.quantize_rows(x.reshape(-1, 64))
+    want = (xq.float() * xs) @ fp8.dequantized().t() + lin.bias
+    torch.testing.assert_close(y.reshape(-1, 48), want)
+    ref = lin(x).detach()
+    assert 1e-3 < float((y - ref).norm() / ref.norm()) < 6e-2   # one layer: both operands rounded to e4m3
+
+
+def test_fp8_copy_converts_only_block_gemms_and_leaves_the_model_untouched():
+    model = tiny.build_transformer("i2v", 0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    copy, n = fp8_gemm.fp8_copy(model)
+    names = fp8_gemm.target_names(model)
+    # per block: self q/k/v/o, cross q/k/v/o + image k/v, ffn in/out
+    assert n == len(names) == model.config.num_layers * 12
+    mods = dict(copy.named_modules())
+    assert all(isinstance(mods[name], fp8_gemm.Fp8GemmLinear) for name in names)
+    for kept in ("proj_out", "condition_embedder.text_embedder.linear_1", "condition_embedder.time_proj",
+                 "blocks.0.norm2", "patch_embedding"):
+        assert mods[kept] is dict(model.named_modules())[kept]          # shared, not converted
+    assert copy.blocks[0].scale_shift_table is model.blocks[0].scale_shift_table
+    assert all(type(m) is not fp8_gemm.Fp8GemmLinear for m in model.modules())
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_fp8_copy_forward_is_close_to_the_original():
+    model = tiny.build_transformer("t2v", 0)
+    copy, _ = fp8_gemm.fp8_copy(model)
+    g = torch.Generator().manual_seed(1)
+    x, text = torch.randn(2, 16, 3, 8, 8, generator=g), torch.randn(2, 8, 32, generator=g)
+    for t in (900.0, 500.0, 100.0):
+        ref = _forward(model, x, torch.tensor([t, t]), text)
+        got = _forward(copy, x, torch.tensor([t, t]), text)
+        rel = float((got - ref).norm() / ref.norm())
+        assert 1e-4 < rel < 3e-2, (t, rel)
+
+
+def test_fp8_storage_weights_are_used_without_a_second_rounding():
+    """A Linear already stored in e4m3 (ComfyUI fp8-scaled files, dtype fp8_e4m3fn) keeps its exact weights."""
+    torch.manual_seed(0)
+    stored = Fp8Linear(torch.nn.Linear(32, 16))
+    fp8 = fp8_gemm.Fp8GemmLinear.from_linear(stored)
+    assert torch.equal(fp8.weight.view(torch.uint8), stored.weight.data.view(torch.uint8))
+    torch.testing.assert_close(fp8.dequantized(), stored.dequantized(torch.float32))
+
+
+def _handle(model):
+    vae = tiny.build_vae(0)
+    return WanHandle.from_modules(transformer=model, vae=vae)
+
+
+def test_sampler_precision_fp8_runs_on_a_copy_and_reports_it():
+    model = tiny.build_transformer("t2v", 0)
+    wan = _handle(model)
+    g = torch.Generator().manual_seed(0)
+    cond = C.WanConditioning(prompt_embeds=torch.randn(1, 8, 32, generator=g),
+                             negative_embeds=torch.randn(1, 8, 32, generator=g))
+    shape = (1, 16, 2, 4, 4)
+    ref = S.sample(wan, cond, S.SamplerSettings(steps=3, cfg=3.0), shape, normalized=True)
+    stats = {}
+    got = S.sample(wan, cond, S.SamplerSettings(steps=3, cfg=3.0, precision="fp8"), shape, normalized=True,
+                   stats=stats)
+    assert stats["precision"] == "fp8" and stats["fp8_layers"] == 20 and stats["fp8_fused"] is False
+    assert S.LAST_STATS["precision"] == "fp8"
+    assert not torch.equal(got, ref) and float((got - ref).norm() / ref.norm()) < 5e-2
+    assert all(type(m) is not fp8_gemm.Fp8GemmLinear for m in model.modules())   # cached model untouched
+    again = S.sample(wan, cond, S.SamplerSettings(steps=3, cfg=3.0), shape, normalized=True)
+    assert torch.equal(again, ref)
+    with pytest.raises(ValueError, match="precision"):
+        S.sample(wan, cond, S.SamplerSettings(steps=1, precision="int4"), shape)
+
+
+def test_settings_node_precision_and_step_cache_inputs():
+    node = VBWanSamplerSettings()
+    opts = VBWanSamplerSettings.INPUT_TYPES()["optional"]
+    assert opts["precision"][0] == ["bf16", "fp8"] and opts["step_cache"][1]["default"] == 0.0
+    s, = node.make(30, 5.0, 5.0, "unipc", 0, precision="fp8", step_cache=0.1)
+    assert (s.precision, s.step_cache, s.steps, s.cfg) == ("fp8", 0.1, 30, 5.0)
+    fast, = node.make(30, 5.0, 3.0, "unipc", 0, preset="lightx2v 4-step")
+    assert (fast.steps, fast.cfg, fast.shift, fast.scheduler) == (4, 1.0, 5.0, "flow_euler")
+    from vibeboard.common.runtime import NodeInputError
+    with pytest.raises(NodeInputError, match="step_cache"):
+        node.make(30, 5.0, 5.0, "unipc", 0, step_cache=2.0)
