@@ -1,0 +1,125 @@
+"""The opt-in lossy modes of the Wan sampler, measured against bf16 on the models `clip_e2e.py` wrote (issue 12).
+
+Called by `clip_e2e.py --lossy` (after its own runs, same process, same cached modules):
+1. microbench: one DiT forward at the clip's shape (CFG batch when cfg > 1), bf16 vs fp8 GEMMs: median time of a
+   few calls, and the per-forward relative error ‖fp8 − bf16‖ / ‖bf16‖ of the DiT output on the same latents and
+   timestep, averaged over five timesteps;
+2. sampling `--lossy-steps` steps: bf16 (reference), fp8, step cache, fp8 + step cache: time per step, DiT
+   forwards, skip ratio, the step cache's per-forward error (its estimate vs the computed forward at the steps it
+   skipped, from an audited run) and the final latents' relative error against the bf16 run.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+TIMESTEPS = (999.0, 750.0, 500.0, 250.0, 50.0)
+
+
+def _sync():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.float() - b.float()).norm() / b.float().norm().clamp(min=1e-12))
+
+
+def _timed(fn, repeat: int):
+    fn()                      # warm-up (cuDNN plans, cuBLAS/cuBLASLt heuristics, first fp8 quantisation)
+    times = []
+    for _ in range(repeat):
+        _sync()
+        t0 = time.perf_counter()
+        out = fn()
+        _sync()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def forward_microbench(handle, cond, shape, cfg: float, repeat: int) -> dict:
+    """One DiT forward, bf16 vs fp8 GEMMs, same inputs."""
+    from vibeboard.wan import fp8_gemm
+    from vibeboard.wan import sampler as S
+    g = torch.Generator("cpu").manual_seed(0)
+    x = torch.randn(shape, generator=g).to(handle.device)
+    embeds = cond.prompt_embeds
+    if cfg > 1:   # cond + uncond in one batch, as the sampler runs it
+        x, embeds = torch.cat([x, x]), torch.cat([cond.prompt_embeds, cond.negative_embeds])
+    res = {}
+    with handle.use("transformer") as dit, S.attention_context("auto", handle.device), torch.no_grad():
+        t0 = time.perf_counter()
+        fp8, n = fp8_gemm.fp8_copy(dit)
+        _sync()
+        res["fp8 quantise weights (s)"] = time.perf_counter() - t0
+        res["fp8 layers"] = n
+        res["fp8 fused _scaled_mm"] = fp8_gemm.scaled_mm_available(handle.device)
+        for name, model in (("bf16", dit), ("fp8", fp8)):
+            run = lambda m=model: S.predict(m, x, torch.tensor([500.0]), embeds, cond, handle.dtype)  # noqa: E731
+            res[f"{name} forward (s)"], _ = _timed(run, repeat)
+        errs = []
+        for t in TIMESTEPS:
+            ts = torch.tensor([t])
+            ref = S.predict(dit, x, ts, embeds, cond, handle.dtype)
+            errs.append(_rel(S.predict(fp8, x, ts, embeds, cond, handle.dtype), ref))
+        res["fp8 rel. err per forward"] = sum(errs) / len(errs)
+        res["fp8 rel. err per timestep"] = [round(e, 5) for e in errs]
+        del fp8
+    res["fp8/bf16 forward"] = res["fp8 forward (s)"] / res["bf16 forward (s)"]
+    return res
+
+
+def sampling_modes(handle, cond, shape, args) -> dict:
+    """Whole samplings of `args.lossy_steps` steps in each lossy mode against the bf16 one."""
+    from vibeboard.wan import sampler as S
+    base = S.SamplerSettings(steps=args.lossy_steps, cfg=args.cfg, shift=args.shift, scheduler="unipc", seed=42)
+    thresh = args.step_cache if args.step_cache > 0 else 0.1
+    modes = [("bf16", {}), ("fp8", dict(precision="fp8")), (f"step cache {thresh}", dict(step_cache=thresh)),
+             (f"fp8 + step cache {thresh}", dict(precision="fp8", step_cache=thresh))]
+    rows, ref = {}, None
+    for name, change in modes:
+        stats = {}
+        _sync()
+        t0 = time.perf_counter()
+        out = S.sample(handle, cond, base.replace(**change), shape, normalized=True, stats=stats)
+        _sync()
+        secs = time.perf_counter() - t0
+        ref = out if ref is None else ref
+        row = {"per step (s)": secs / args.lossy_steps, "forwards": stats["forwards"],
+               "skip ratio": stats.get("skip_ratio", 0.0), "final rel. err": _rel(out, ref)}
+        if "step_cache" in change:   # the cache's own error per skipped forward: a second, audited run
+            audit = {}
+            S.sample(handle, cond, base.replace(**change), shape, normalized=True, stats=audit, audit_cache=True)
+            row["cache rel. err per skipped forward"] = audit.get("cache_rel_err")   # None: nothing skipped
+        rows[name] = row
+        print(f"lossy sampling, {name}:", {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()},
+              flush=True)
+    return rows
+
+
+def run(args, handle, prompt: str, negative: str) -> dict:
+    """`handle`: the Wan handle over the benchmark's models (clip_e2e's `load_handle`)."""
+    from vibeboard.wan import conditioning as C
+    embeds = C.encode_text(handle, [prompt, negative])
+    cond = C.WanConditioning(prompt_embeds=embeds[:1], negative_embeds=embeds[1:] if args.cfg > 1 else None)
+    shape = C.latent_shape(handle, args.frames, args.height, args.width)
+    micro = forward_microbench(handle, cond, shape, args.cfg, repeat=1 if args.quick else 5)
+    print("lossy microbench:", {k: (round(v, 4) if isinstance(v, float) else v) for k, v in micro.items()},
+          flush=True)
+    return {"microbench": micro, "sampling": sampling_modes(handle, cond, shape, args)}
+
+
+def tables(res: dict) -> str:
+    m = res["microbench"]
+    lines = ["| one DiT forward | bf16 | fp8 GEMMs | fp8/bf16 |", "|---|---|---|---|",
+             f"| time (s) | {m['bf16 forward (s)']:.4f} | {m['fp8 forward (s)']:.4f} | {m['fp8/bf16 forward']:.2f}× |",
+             f"| rel. err vs bf16 (mean of {len(TIMESTEPS)} timesteps) | — | {m['fp8 rel. err per forward']:.2e} | |",
+             "", "| sampling mode | per step (s) | DiT forwards | skip ratio | step-cache err / skipped forward "
+             "| final latents rel. err vs bf16 |", "|---|---|---|---|---|---|"]
+    for name, r in res["sampling"].items():
+        cache_err = r.get("cache rel. err per skipped forward")
+        lines.append(f"| {name} | {r['per step (s)']:.4f} | {r['forwards']} | {r['skip ratio']:.2f} | "
+                     f"{'—' if cache_err is None else f'{cache_err:.2e}'} | {r['final rel. err']:.2e} |")
+    return "\n".join(lines)
