@@ -56,6 +56,14 @@ def forward_microbench(handle, cond, shape, cfg: float, repeat: int) -> dict:
         res["fp8 quantise weights (s)"] = time.perf_counter() - t0
         res["fp8 layers"] = n
         res["fp8 fused _scaled_mm"] = fp8_gemm.scaled_mm_available(handle.device)
+        # the one-kernel activation quantiser (Triton on CUDA) against the torch reference, on token-shaped input
+        tokens = torch.randn(4096, dit.config.num_attention_heads * dit.config.attention_head_dim,
+                             generator=g).to(handle.device, handle.dtype)
+        q_fast, s_fast = fp8_gemm.quantize_rows_fast(tokens)
+        q_ref, s_ref = fp8_gemm.quantize_rows(tokens)
+        res["quantiser: scales equal"] = bool(torch.equal(s_fast, s_ref))
+        res["quantiser: fp8 codes equal (share)"] = float((q_fast.view(torch.uint8) == q_ref.view(torch.uint8))
+                                                          .float().mean())
         for name, model in (("bf16", dit), ("fp8", fp8)):
             run = lambda m=model: S.predict(m, x, torch.tensor([500.0]), embeds, cond, handle.dtype)  # noqa: E731
             res[f"{name} forward (s)"], _ = _timed(run, repeat)

@@ -119,3 +119,37 @@ def test_settings_node_precision_and_step_cache_inputs():
     from vibeboard.common.runtime import NodeInputError
     with pytest.raises(NodeInputError, match="step_cache"):
         node.make(30, 5.0, 5.0, "unipc", 0, step_cache=2.0)
+
+
+TRITON_CHECK = """
+import sys, torch
+sys.path[:0] = [sys.argv[1]]
+from vibeboard.wan import fp8_gemm
+kernel = fp8_gemm._triton_kernel()
+g = torch.Generator().manual_seed(0)
+for m, k in ((3, 64), (2, 5000)):        # 5000 > one 4096 block: the masked tail of a second pass
+    x = (torch.randn(m, k + 8, generator=g) * torch.logspace(-2, 2, m).unsqueeze(1)).to(torch.bfloat16)[:, :k]
+    q, scale = torch.empty((m, k), dtype=torch.float8_e4m3fn), torch.empty((m, 1))
+    block = min(4096, 1 << max(4, (k - 1).bit_length()))
+    kernel[(m,)](x, q, scale, x.stride(0), q.stride(0), K=k, FP8_MAX=448.0, BLOCK=block)
+    ref_q, ref_scale = fp8_gemm.quantize_rows(x)
+    torch.testing.assert_close(scale, ref_scale)
+    assert (q.float() == ref_q.float()).float().mean() > 0.9, (m, k)
+print("ok")
+"""
+
+
+def test_triton_row_quantiser_traces_to_the_same_scales():
+    """The CUDA path's one-kernel quantiser, run by Triton's CPU interpreter (a fresh process: the interpreter must
+    be chosen before Triton is imported): strides, masks, rows longer than one block. The interpreter's own fp8
+    cast mis-rounds values just under a power of two, so only most elements are compared exactly; the benchmark
+    checks the kernel against the torch quantiser on the GPU."""
+    import os
+    import subprocess
+    import sys
+    pytest.importorskip("triton")
+    pack = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "custom_nodes")
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    done = subprocess.run([sys.executable, "-c", TRITON_CHECK, pack], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

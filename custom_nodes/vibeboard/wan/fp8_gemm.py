@@ -33,7 +33,7 @@ E4M3_MAX = 448.0
 TARGET = re.compile(r"^(?:vace_)?blocks\.\d+\.(?:attn1|attn2|ffn)\.")
 log = logging.getLogger("vibeboard.wan")
 
-_scaled_mm_ok: dict = {}      # device index → False once the fused op failed there (then the reference path)
+_scaled_mm_ok: dict = {}      # device index → the `_mm` variant that works there, or False (reference path)
 
 
 def quantize_rows(x: torch.Tensor):
@@ -41,6 +41,56 @@ def quantize_rows(x: torch.Tensor):
     amax = x.detach().abs().amax(dim=1, keepdim=True).float().clamp(min=1e-12)
     scale = amax / E4M3_MAX
     return (x.float() / scale).to(E4M3), scale
+
+
+_triton_quant = None
+
+
+def _triton_kernel():
+    """One Triton program per row: amax, then scale and cast, reading the row twice (from cache the second time).
+    Eager torch needs five passes with fp32 temporaries, which would eat the fp8 GEMM's gain on every Linear."""
+    global _triton_quant
+    if _triton_quant is None:
+        import triton
+        import triton.language as tl
+
+        @triton.jit
+        def quant_rows_kernel(x_ptr, q_ptr, s_ptr, stride_x, stride_q, K: tl.constexpr, FP8_MAX: tl.constexpr,
+                              BLOCK: tl.constexpr):
+            row = tl.program_id(0).to(tl.int64)
+            acc = tl.zeros([BLOCK], dtype=tl.float32)
+            for k0 in range(0, K, BLOCK):
+                offs = k0 + tl.arange(0, BLOCK)
+                v = tl.load(x_ptr + row * stride_x + offs, mask=offs < K, other=0.0).to(tl.float32)
+                acc = tl.maximum(acc, tl.abs(v))
+            scale = tl.maximum(tl.max(acc, axis=0), 1e-12) / FP8_MAX
+            tl.store(s_ptr + row, scale)
+            for k0 in range(0, K, BLOCK):
+                offs = k0 + tl.arange(0, BLOCK)
+                v = tl.load(x_ptr + row * stride_x + offs, mask=offs < K, other=0.0).to(tl.float32)
+                tl.store(q_ptr + row * stride_q + offs, (v / scale).to(q_ptr.dtype.element_ty), mask=offs < K)
+
+        _triton_quant = quant_rows_kernel
+    return _triton_quant
+
+
+def quantize_rows_fast(x: torch.Tensor):
+    """`quantize_rows` in one Triton kernel on CUDA (inside torch.compile, or without Triton: the torch code,
+    which inductor fuses by itself)."""
+    if x.device.type != "cuda" or torch.compiler.is_compiling():
+        return quantize_rows(x)
+    try:
+        kernel = _triton_kernel()
+    except ImportError:
+        return quantize_rows(x)
+    x = x.contiguous()
+    m, k = x.shape
+    q = torch.empty((m, k), device=x.device, dtype=E4M3)
+    scale = torch.empty((m, 1), device=x.device, dtype=torch.float32)
+    block = min(4096, 1 << max(4, (k - 1).bit_length()))
+    kernel[(m,)](x, q, scale, x.stride(0), q.stride(0), K=k, FP8_MAX=E4M3_MAX, BLOCK=block,
+                 num_warps=4 if block <= 2048 else 8)
+    return q, scale
 
 
 def scaled_mm_available(device: torch.device) -> bool:
@@ -97,28 +147,39 @@ class Fp8GemmLinear(nn.Module):
         y = (xq.float() * xs) @ self.dequantized(torch.float32).t()
         return y if self.bias is None else y + self.bias.float()
 
-    def _fused(self, x2: torch.Tensor, out_dtype):
-        xq, xs = quantize_rows(x2)
-        bias = None if self.bias is None else self.bias.to(out_dtype)
+    def _mm(self, xq, xs, bias, out_dtype, variant: str):
+        """variant "bias": bias fused into the GEMM's epilogue; "add": added after; "pad": tokens padded to a
+        multiple of 16 (some builds want every dimension so)."""
         m = xq.shape[0]
-        try:
-            return torch._scaled_mm(xq, self.weight.t(), scale_a=xs, scale_b=self.weight_scale, bias=bias,
-                                    out_dtype=out_dtype)
-        except RuntimeError as exc:
-            if m % 16:   # some builds want every dimension a multiple of 16: pad the tokens once and retry
-                pad = 16 - m % 16
-                xq = torch.cat([xq, xq.new_zeros(pad, xq.shape[1])])
-                xs = torch.cat([xs, xs.new_ones(pad, 1)])
-                try:
-                    return torch._scaled_mm(xq, self.weight.t(), scale_a=xs, scale_b=self.weight_scale,
-                                            bias=bias, out_dtype=out_dtype)[:m]
-                except RuntimeError:
-                    pass
-            index = x2.device.index if x2.device.index is not None else torch.cuda.current_device()
-            _scaled_mm_ok[index] = False
-            log.warning("fp8 GEMMs: torch._scaled_mm failed on this GPU (%s); using the dequantised reference "
-                        "matmul (same numerics, no speed-up)", exc)
-            return None
+        if variant == "pad" and m % 16:
+            pad = 16 - m % 16
+            xq = torch.cat([xq, xq.new_zeros(pad, xq.shape[1])])
+            xs = torch.cat([xs, xs.new_ones(pad, 1)])
+        y = torch._scaled_mm(xq, self.weight.t(), scale_a=xs, scale_b=self.weight_scale,
+                             bias=bias if variant == "bias" else None, out_dtype=out_dtype, use_fast_accum=True)
+        y = y[:m]
+        return y if variant == "bias" or bias is None else y + bias
+
+    def _fused(self, x2: torch.Tensor, out_dtype):
+        xq, xs = quantize_rows_fast(x2)
+        bias = None if self.bias is None else self.bias.to(out_dtype)
+        index = x2.device.index if x2.device.index is not None else torch.cuda.current_device()
+        known = _scaled_mm_ok.get(index)
+        if isinstance(known, str):
+            return self._mm(xq, xs, bias, out_dtype, known)
+        error = None
+        for variant in ("bias", "add", "pad"):
+            try:
+                y = self._mm(xq, xs, bias, out_dtype, variant)
+            except RuntimeError as exc:
+                error = exc
+                continue
+            _scaled_mm_ok[index] = variant      # the first variant this build accepts, used from now on
+            return y
+        _scaled_mm_ok[index] = False
+        log.warning("fp8 GEMMs: torch._scaled_mm failed on this GPU (%s); using the dequantised reference "
+                    "matmul (same numerics, no speed-up)", error)
+        return None
 
 
 def target_names(model: nn.Module) -> list:
