@@ -153,3 +153,31 @@ def test_triton_row_quantiser_traces_to_the_same_scales():
     done = subprocess.run([sys.executable, "-c", TRITON_CHECK, pack], env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_comfy_fp8_scaled_dit_keeps_its_published_weights(tmp_path):
+    """A ComfyUI `*_fp8_scaled` DiT loaded with dtype fp8_e4m3fn stores the file's e4m3 weights and scales as they
+    are (no dequantise-and-round-again), and precision fp8 multiplies with exactly those."""
+    from safetensors.torch import save_file
+    from vibeboard.models import loaders, wan_keys
+    model = tiny.build_transformer("t2v", 0)
+    state = {}
+    for k, v in model.state_dict().items():
+        key = wan_keys.diffusers_to_wan_key(k)
+        if k.startswith("blocks.") and k.endswith(".weight") and v.dim() == 2:
+            scale = v.abs().max() / 448.0 * 1.37        # a scale our own requantisation would not pick
+            state[key] = (v / scale).to(torch.float8_e4m3fn)
+            state[key[:-len("weight")] + "scale_weight"] = scale.reshape(1)
+        else:
+            state[key] = v
+    state["scaled_fp8"] = torch.zeros(0, dtype=torch.float8_e4m3fn)
+    path = str(tmp_path / "wan2.1_t2v_tiny_fp8_scaled.safetensors")
+    save_file(state, path)
+    loaded = loaders.load_wan_transformer(path, "fp8_e4m3fn")
+    q = loaded.blocks[1].attn2.to_v
+    assert isinstance(q, Fp8Linear)
+    assert torch.equal(q.weight.view(torch.uint8), state["blocks.1.cross_attn.v.weight"].view(torch.uint8))
+    assert torch.equal(q.scale_weight, state["blocks.1.cross_attn.v.scale_weight"])
+    copy, n = fp8_gemm.fp8_copy(loaded)
+    g = copy.blocks[1].attn2.to_v
+    assert n == 20 and torch.equal(g.weight.view(torch.uint8), q.weight.view(torch.uint8))
