@@ -55,7 +55,7 @@ def forward_microbench(handle, cond, shape, cfg: float, repeat: int) -> dict:
         _sync()
         res["fp8 quantise weights (s)"] = time.perf_counter() - t0
         res["fp8 layers"] = n
-        res["fp8 fused _scaled_mm"] = fp8_gemm.scaled_mm_available(handle.device)
+        res["fp8 _scaled_mm variant"] = fp8_gemm.fused_variant(handle.device)   # None: the reference matmul
         # the one-kernel activation quantiser (Triton on CUDA) against the torch reference, on token-shaped input
         tokens = torch.randn(4096, dit.config.num_attention_heads * dit.config.attention_head_dim,
                              generator=g).to(handle.device, handle.dtype)

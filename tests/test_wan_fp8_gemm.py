@@ -43,6 +43,42 @@ def test_fp8_linear_matches_the_dequantised_product():
     assert 1e-3 < float((y - ref).norm() / ref.norm()) < 6e-2   # one layer: both operands rounded to e4m3
 
 
+def test_scaled_mm_variants_match_the_reference_product():
+    """The fused call as the CUDA path makes it (row scales [M,1], column scales [1,N], column-major weight, bf16
+    out), run by torch's own CPU `_scaled_mm`: each variant (bias in the epilogue, added, tokens padded to 16)."""
+    if not hasattr(torch, "_scaled_mm"):
+        pytest.skip("no torch._scaled_mm")
+    torch.manual_seed(0)
+    x, w, bias = torch.randn(20, 64, dtype=torch.bfloat16), torch.randn(48, 64), torch.randn(48, dtype=torch.bfloat16)
+    xq, xs = fp8_gemm.quantize_rows(x)
+    wq, ws = fp8_gemm.quantize_rows(w)
+    want = (xq.float() * xs) @ (wq.float() * ws).t() + bias.float()
+    for variant in ("bias", "add", "pad"):
+        try:
+            got = fp8_gemm.scaled_mm(xq, xs, wq, ws.reshape(1, -1), bias, torch.bfloat16, variant)
+        except (RuntimeError, NotImplementedError):
+            pytest.skip("this torch build has no CPU fp8 _scaled_mm")
+        assert got.shape == (20, 48) and got.dtype == torch.bfloat16
+        assert float((got.float() - want).norm() / want.norm()) < 5e-3, variant
+
+
+def test_fused_forward_path_agrees_with_the_reference_path(monkeypatch):
+    if not hasattr(torch, "_scaled_mm"):
+        pytest.skip("no torch._scaled_mm")
+    torch.manual_seed(0)
+    fp8 = fp8_gemm.Fp8GemmLinear.from_linear(torch.nn.Linear(64, 48).to(torch.bfloat16))
+    x = torch.randn(2, 9, 64, dtype=torch.bfloat16)
+    with torch.no_grad():
+        ref = fp8(x)                                        # CPU: the reference matmul
+        monkeypatch.setattr(fp8_gemm, "fused_variant", lambda device: "bias")
+        try:
+            fused = fp8(x)
+        except (RuntimeError, NotImplementedError):
+            pytest.skip("this torch build has no CPU fp8 _scaled_mm")
+    assert fused.shape == ref.shape == (2, 9, 48) and fused.dtype == torch.bfloat16
+    assert float((fused.float() - ref.float()).norm() / ref.float().norm()) < 1e-2
+
+
 def test_fp8_copy_converts_only_block_gemms_and_leaves_the_model_untouched():
     model = tiny.build_transformer("i2v", 0)
     before = {k: v.clone() for k, v in model.state_dict().items()}

@@ -33,7 +33,7 @@ E4M3_MAX = 448.0
 TARGET = re.compile(r"^(?:vace_)?blocks\.\d+\.(?:attn1|attn2|ffn)\.")
 log = logging.getLogger("vibeboard.wan")
 
-_scaled_mm_ok: dict = {}      # device index → the `_mm` variant that works there, or False (reference path)
+_scaled_mm_ok: dict = {}      # device index → the `scaled_mm` variant that runs there, or False (reference path)
 
 
 def quantize_rows(x: torch.Tensor):
@@ -93,14 +93,53 @@ def quantize_rows_fast(x: torch.Tensor):
     return q, scale
 
 
-def scaled_mm_available(device: torch.device) -> bool:
-    """The fused row-wise fp8 GEMM: CUDA with compute capability ≥ 8.9 (Ada/Hopper/Blackwell)."""
+def scaled_mm(xq, xs, wq, ws, bias, out_dtype, variant: str) -> torch.Tensor:
+    """xq·wqᵀ with row scales xs [M,1] and column scales ws [1,N] (+ bias). variant: "bias" = bias fused into the
+    GEMM's epilogue; "add" = added after; "pad" = tokens padded to a multiple of 16 (builds that want every
+    dimension so). Fast accumulation: the rounding of e4m3 operands dominates its error."""
+    m = xq.shape[0]
+    if variant == "pad" and m % 16:
+        xq = torch.cat([xq, xq.new_zeros(16 - m % 16, xq.shape[1])])
+        xs = torch.cat([xs, xs.new_ones(16 - m % 16, 1)])
+    y = torch._scaled_mm(xq, wq.t(), scale_a=xs, scale_b=ws, bias=bias if variant == "bias" else None,
+                         out_dtype=out_dtype, use_fast_accum=True)[:m]
+    return y if variant == "bias" or bias is None else y + bias
+
+
+def _probe(device: torch.device):
+    """The first `scaled_mm` variant this build runs (a tiny GEMM with 20 tokens, not a multiple of 16), or False."""
+    error = None
+    xq = torch.ones(20, 32, device=device).to(E4M3)
+    wq = torch.ones(32, 32, device=device).to(E4M3)
+    xs, ws = torch.ones(20, 1, device=device), torch.ones(1, 32, device=device)
+    bias = torch.ones(32, device=device, dtype=torch.bfloat16)
+    for variant in ("bias", "add", "pad"):
+        try:
+            y = scaled_mm(xq, xs, wq, ws, bias, torch.bfloat16, variant)
+            if torch.allclose(y.float(), torch.full((20, 32), 33.0, device=device)):
+                return variant
+        except RuntimeError as exc:
+            error = exc
+    log.warning("fp8 GEMMs: torch._scaled_mm does not run on this GPU (%s); using the dequantised reference "
+                "matmul (same numerics, no speed-up)", error)
+    return False
+
+
+def fused_variant(device: torch.device):
+    """How the fused row-wise fp8 GEMM runs on `device` (a `scaled_mm` variant), or None: not CUDA, compute
+    capability < 8.9 (before Ada), or the build refuses it. Probed once per device, eagerly (the sampler asks
+    before any torch.compile'd forward, so compiled code only reads the answer)."""
     if device.type != "cuda" or not hasattr(torch, "_scaled_mm"):
-        return False
+        return None
     index = device.index if device.index is not None else torch.cuda.current_device()
-    if _scaled_mm_ok.get(index) is False:
-        return False
-    return torch.cuda.get_device_capability(index) >= (8, 9)
+    if index not in _scaled_mm_ok:
+        ok = torch.cuda.get_device_capability(index) >= (8, 9)
+        _scaled_mm_ok[index] = _probe(torch.device("cuda", index)) if ok else False
+    return _scaled_mm_ok[index] or None
+
+
+def scaled_mm_available(device: torch.device) -> bool:
+    return fused_variant(device) is not None
 
 
 class Fp8GemmLinear(nn.Module):
@@ -134,52 +173,21 @@ class Fp8GemmLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x2 = x.reshape(-1, shape[-1])
-        out_dtype = x.dtype if x.dtype in (torch.bfloat16, torch.float16) else torch.bfloat16
-        if scaled_mm_available(x.device):
-            y = self._fused(x2, out_dtype)
-            if y is not None:
-                return y.to(x.dtype).reshape(*shape[:-1], self.out_features)
-        return self.reference(x2).to(x.dtype).reshape(*shape[:-1], self.out_features)
+        variant = fused_variant(x.device)
+        if variant is None:
+            y = self.reference(x2)
+        else:
+            out_dtype = x.dtype if x.dtype in (torch.bfloat16, torch.float16) else torch.bfloat16
+            xq, xs = quantize_rows_fast(x2)
+            bias = None if self.bias is None else self.bias.to(out_dtype)
+            y = scaled_mm(xq, xs, self.weight, self.weight_scale, bias, out_dtype, variant)
+        return y.to(x.dtype).reshape(*shape[:-1], self.out_features)
 
     def reference(self, x2: torch.Tensor) -> torch.Tensor:
         """The same quantisation as the fused op, multiplied in fp32 (CPU, older GPUs, tests)."""
         xq, xs = quantize_rows(x2)
         y = (xq.float() * xs) @ self.dequantized(torch.float32).t()
         return y if self.bias is None else y + self.bias.float()
-
-    def _mm(self, xq, xs, bias, out_dtype, variant: str):
-        """variant "bias": bias fused into the GEMM's epilogue; "add": added after; "pad": tokens padded to a
-        multiple of 16 (some builds want every dimension so)."""
-        m = xq.shape[0]
-        if variant == "pad" and m % 16:
-            pad = 16 - m % 16
-            xq = torch.cat([xq, xq.new_zeros(pad, xq.shape[1])])
-            xs = torch.cat([xs, xs.new_ones(pad, 1)])
-        y = torch._scaled_mm(xq, self.weight.t(), scale_a=xs, scale_b=self.weight_scale,
-                             bias=bias if variant == "bias" else None, out_dtype=out_dtype, use_fast_accum=True)
-        y = y[:m]
-        return y if variant == "bias" or bias is None else y + bias
-
-    def _fused(self, x2: torch.Tensor, out_dtype):
-        xq, xs = quantize_rows_fast(x2)
-        bias = None if self.bias is None else self.bias.to(out_dtype)
-        index = x2.device.index if x2.device.index is not None else torch.cuda.current_device()
-        known = _scaled_mm_ok.get(index)
-        if isinstance(known, str):
-            return self._mm(xq, xs, bias, out_dtype, known)
-        error = None
-        for variant in ("bias", "add", "pad"):
-            try:
-                y = self._mm(xq, xs, bias, out_dtype, variant)
-            except RuntimeError as exc:
-                error = exc
-                continue
-            _scaled_mm_ok[index] = variant      # the first variant this build accepts, used from now on
-            return y
-        _scaled_mm_ok[index] = False
-        log.warning("fp8 GEMMs: torch._scaled_mm failed on this GPU (%s); using the dequantised reference "
-                    "matmul (same numerics, no speed-up)", error)
-        return None
 
 
 def target_names(model: nn.Module) -> list:
