@@ -179,7 +179,9 @@ class VBWanTextEncode:
 
 
 class VBWanSamplerSettings:
-    DESCRIPTION = "Sampling settings shared by the Wan generate nodes."
+    DESCRIPTION = ("Sampling settings shared by the Wan generate nodes. Opt-in lossy speed: fp8 GEMMs (precision), "
+                   "a step cache that skips DiT forwards (step_cache), and the lightx2v 4-step preset for "
+                   "step-distilled LoRAs (CFG 1: one forward per step).")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("VB_WAN_SAMPLER",)
     RETURN_NAMES = ("sampler",)
