@@ -68,7 +68,8 @@ def _triton_kernel():
             for k0 in range(0, K, BLOCK):
                 offs = k0 + tl.arange(0, BLOCK)
                 v = tl.load(x_ptr + row * stride_x + offs, mask=offs < K, other=0.0).to(tl.float32)
-                tl.store(q_ptr + row * stride_q + offs, (v / scale).to(q_ptr.dtype.element_ty), mask=offs < K)
+                q = tl.math.div_rn(v, scale)   # IEEE division, as torch: the same fp8 codes
+                tl.store(q_ptr + row * stride_q + offs, q.to(q_ptr.dtype.element_ty), mask=offs < K)
 
         _triton_quant = quant_rows_kernel
     return _triton_quant
