@@ -79,6 +79,33 @@ def forward_microbench(handle, cond, shape, cfg: float, repeat: int) -> dict:
     return res
 
 
+def gemm_microbench(tokens: int, dim: int, ffn: int, device, dtype, repeat: int) -> dict:
+    """The FFN up-projection alone (tokens × dim → ffn, the largest GEMM of a block): bf16 `F.linear`, the fp8
+    `_scaled_mm` on pre-quantised operands, and the whole fp8 Linear (activation quantiser included)."""
+    from vibeboard.wan import fp8_gemm
+    g = torch.Generator("cpu").manual_seed(1)
+    lin = torch.nn.Linear(dim, ffn).to(device, dtype)
+    x = torch.randn(tokens, dim, generator=g).to(device, dtype)
+    fp8 = fp8_gemm.Fp8GemmLinear.from_linear(lin)
+    res = {"shape": f"{tokens}x{dim} @ {dim}x{ffn}"}
+    flops = 2.0 * tokens * dim * ffn
+    with torch.no_grad():
+        res["bf16 linear (ms)"], ref = _timed(lambda: lin(x), repeat)
+        res["fp8 linear incl. quantiser (ms)"], out = _timed(lambda: fp8(x), repeat)
+        variant = fp8_gemm.fused_variant(x.device)
+        if variant is not None:
+            xq, xs = fp8_gemm.quantize_rows_fast(x)
+            bias = fp8.bias.to(dtype)
+            res["fp8 _scaled_mm only (ms)"], _ = _timed(
+                lambda: fp8_gemm.scaled_mm(xq, xs, fp8.weight, fp8.weight_scale, bias, dtype, variant), repeat)
+            res["quantiser only (ms)"], _ = _timed(lambda: fp8_gemm.quantize_rows_fast(x), repeat)
+        res["rel. err"] = _rel(out, ref)
+    for k in [k for k in res if k.endswith("(ms)")]:
+        res[k.replace("(ms)", "TFLOP/s")] = flops / res[k] / 1e12 if "quantiser only" not in k else None
+        res[k] *= 1e3
+    return {k: v for k, v in res.items() if v is not None}
+
+
 def sampling_modes(handle, cond, shape, args) -> dict:
     """Whole samplings of `args.lossy_steps` steps in each lossy mode against the bf16 one."""
     from vibeboard.wan import sampler as S
@@ -113,18 +140,31 @@ def run(args, handle, prompt: str, negative: str) -> dict:
     embeds = C.encode_text(handle, [prompt, negative])
     cond = C.WanConditioning(prompt_embeds=embeds[:1], negative_embeds=embeds[1:] if args.cfg > 1 else None)
     shape = C.latent_shape(handle, args.frames, args.height, args.width)
-    micro = forward_microbench(handle, cond, shape, args.cfg, repeat=1 if args.quick else 5)
+    repeat = 1 if args.quick else 5
+    micro = forward_microbench(handle, cond, shape, args.cfg, repeat)
     print("lossy microbench:", {k: (round(v, 4) if isinstance(v, float) else v) for k, v in micro.items()},
           flush=True)
-    return {"microbench": micro, "sampling": sampling_modes(handle, cond, shape, args)}
+    with handle.use("transformer") as dit:
+        cfg = dit.config
+        p_t, p_h, p_w = cfg.patch_size
+        tokens = (shape[2] // p_t) * (shape[3] // p_h) * (shape[4] // p_w) * (2 if args.cfg > 1 else 1)
+        gemm = gemm_microbench(tokens, cfg.num_attention_heads * cfg.attention_head_dim, cfg.ffn_dim,
+                               handle.device, handle.dtype, repeat)
+    print("lossy GEMM microbench:", {k: (round(v, 4) if isinstance(v, float) else v) for k, v in gemm.items()},
+          flush=True)
+    return {"microbench": micro, "gemm": gemm, "sampling": sampling_modes(handle, cond, shape, args)}
 
 
 def tables(res: dict) -> str:
-    m = res["microbench"]
+    m, g = res["microbench"], res["gemm"]
     lines = ["| one DiT forward | bf16 | fp8 GEMMs | fp8/bf16 |", "|---|---|---|---|",
              f"| time (s) | {m['bf16 forward (s)']:.4f} | {m['fp8 forward (s)']:.4f} | {m['fp8/bf16 forward']:.2f}× |",
              f"| rel. err vs bf16 (mean of {len(TIMESTEPS)} timesteps) | — | {m['fp8 rel. err per forward']:.2e} | |",
-             "", "| sampling mode | per step (s) | DiT forwards | skip ratio | step-cache err / skipped forward "
+             "", f"| FFN up-projection {g['shape']} | ms | TFLOP/s |", "|---|---|---|"]
+    lines += [f"| {k[:-5]} | {v:.3f} | {g.get(k[:-4] + 'TFLOP/s', float('nan')):.0f} |"
+              for k, v in g.items() if k.endswith("(ms)")]
+    lines += [f"| rel. err of the fp8 Linear | {g['rel. err']:.2e} | |",
+              "", "| sampling mode | per step (s) | DiT forwards | skip ratio | step-cache err / skipped forward "
              "| final latents rel. err vs bf16 |", "|---|---|---|---|---|---|"]
     for name, r in res["sampling"].items():
         cache_err = r.get("cache rel. err per skipped forward")
