@@ -217,3 +217,23 @@ def test_comfy_fp8_scaled_dit_keeps_its_published_weights(tmp_path):
     copy, n = fp8_gemm.fp8_copy(loaded)
     g = copy.blocks[1].attn2.to_v
     assert n == 20 and torch.equal(g.weight.view(torch.uint8), q.weight.view(torch.uint8))
+
+
+def test_fp8_under_block_swap_samples_unchanged_and_says_why(caplog):
+    """Block swap moves the DiT's block weights while it runs, so there is no copy to convert: the sampler warns and
+    samples as without fp8 (the result is the plain one, and stats say so)."""
+    from vibeboard.models import vram
+    model = tiny.build_transformer("t2v", 0)
+    mgr = vram.VramManager(budget_bytes=1 << 30, device="cpu", pin=False)
+    mgr.register("dit", model, mode="blockswap", resident_blocks=1)
+    mgr.register("vae", tiny.build_vae(0), mode="resident")
+    wan = WanHandle(variant="t2v", keys={"transformer": "dit", "vae": "vae"}, manager=mgr, dtype=torch.float32)
+    cond = C.WanConditioning(prompt_embeds=torch.randn(1, 8, 32, generator=torch.Generator().manual_seed(0)))
+    plain = S.sample(wan, cond, S.SamplerSettings(steps=2, cfg=1.0), (1, 16, 2, 4, 4), normalized=True)
+    stats = {}
+    with caplog.at_level("WARNING", logger="vibeboard.wan"):
+        got = S.sample(wan, cond, S.SamplerSettings(steps=2, cfg=1.0, precision="fp8"), (1, 16, 2, 4, 4),
+                       normalized=True, stats=stats)
+    assert mgr.models["dit"].runner is not None                      # it did run with block swap
+    assert torch.equal(got, plain) and stats["precision"] == "float32" and "fp8_layers" not in stats
+    assert "fully resident" in caplog.text
