@@ -7,9 +7,8 @@ machine has no API key); with a key the same script records from the real endpoi
 """
 import json
 import os
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from vibeboard.common.replay_server import ReplayServer
 from vibeboard.llm import LLMConfig
 from vibeboard.scriptlab import pipeline
 
@@ -83,31 +82,6 @@ def run_scenario(name, server_url, db_path):
     return pipeline.run_breakdown(pipeline.sample_path(), db_path, llm=provider)
 
 
-class ScriptedUpstream:
-    """A loopback 'LLM' answering each POST with the next authored reply (used only to record cassettes)."""
-
-    def __init__(self, replies):
-        self.replies = list(replies)
-        self.bodies = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):
-                outer.bodies.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
-                data = json.dumps(outer.replies.pop(0)).encode()
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+def scripted_upstream(replies) -> ReplayServer:
+    """A started loopback 'LLM' answering each POST with the next authored reply (used only to record cassettes)."""
+    return ReplayServer([{"method": "POST", "path": "re:.*", "json": reply} for reply in replies]).start()

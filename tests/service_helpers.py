@@ -3,14 +3,14 @@ websocket clients (real sockets, no test client)."""
 import json
 import os
 import socket
-import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
 
 import websocket
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from vibeboard.common.replay_server import LoopbackServer, Reply
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NODES_FILE = os.path.join(HERE, "service_nodes.py")
@@ -172,41 +172,31 @@ def rss_mb() -> float:
     return 0.0
 
 
-class HookReceiver:
-    """A webhook receiver on loopback: answers `status` (changeable) after `delay_s`, optionally with a
-    Location header; records every request as {headers, body, status, time}."""
+class HookReceiver(LoopbackServer):
+    """A webhook receiver on loopback (the pack's loopback server): answers `status` (changeable) after `delay_s`,
+    optionally with a Location header; records every request with its status and arrival time (monotonic)."""
 
     def __init__(self, delay_s=0.0, status=200, location=None):
-        self.requests, self.delay_s, self.status = [], delay_s, status
-        receiver = self
+        super().__init__()
+        self.delay_s, self.status, self.location = delay_s, status, location
+        self.start()
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                status = receiver.status
-                receiver.requests.append({"headers": self.headers, "body": body, "status": status,
-                                          "time": time.monotonic()})  # on arrival, before any delay
-                time.sleep(receiver.delay_s)
-                self.send_response(status)
-                if location:
-                    self.send_header("Location", location)
-                self.end_headers()
+    @property
+    def url(self) -> str:
+        return self.base + "/hook"
 
-            def log_message(self, *args):
-                pass
+    def status_for(self, request: dict) -> int:
+        return self.status
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+    def answer(self, request: dict) -> Reply:
+        request.update(time=time.monotonic(), status=self.status_for(request))  # on arrival, before any delay
+        return Reply(request["status"], {"location": self.location} if self.location else {}, b"", delay_s=self.delay_s)
 
     def payloads(self):
         return [json.loads(r["body"]) for r in self.requests]
 
     def for_job(self, job_id):
         return [r for r in self.requests if json.loads(r["body"]).get("job_id") == job_id]
-
-    def close(self):
-        self.httpd.shutdown()
 
 
 def start_moto(bucket: str):

@@ -1,31 +1,18 @@
 """workflows/asset_bin(.api).json: the UI file converts to the API twin and runs headless with no weights."""
 import json
-import os
 
 import pytest
 
 pytest.importorskip("trimesh")
 
-from vibeboard_runner.executor import Executor  # noqa: E402
-from vibeboard_runner.registry import NodeRegistry  # noqa: E402
-from vibeboard_runner.workflow import load_workflow  # noqa: E402
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from workflow_helpers import muted_types, run_saved_workflow  # noqa: E402
 
 
 def test_asset_bin_runs_headless_without_weights(tmp_path):
     import trimesh
 
-    reg = NodeRegistry.default()
-    api = json.load(open(os.path.join(ROOT, "workflows", "asset_bin.api.json")))
-    ui = json.load(open(os.path.join(ROOT, "workflows", "asset_bin.json")))
-    converted = load_workflow(ui, reg)
-    assert {k: v["inputs"] for k, v in converted.items()} == {k: v["inputs"] for k, v in api.items()}
-    assert {n["type"] for n in ui["nodes"] if n.get("mode") == 2} == {"VBSamLoader"}  # needs weights: muted
-    ex = Executor(reg, output_dir=tmp_path / "out", input_dir=tmp_path / "in", temp_dir=tmp_path / "t",
-                  models_dir=str(tmp_path / "models"))
-    res = ex.execute(converted)
-    assert res.status == "success", res.error
+    res, ui = run_saved_workflow("asset_bin", tmp_path)
+    assert muted_types(ui) == {"VBSamLoader"}  # needs weights: muted
     glb = [f for f in res.output_files() if f["filename"].endswith(".glb")]
     assert len(glb) == 1
     ply = [f for f in res.output_files() if f["filename"].endswith(".ply")]

@@ -86,6 +86,15 @@ def start(tmp_path, harness_mode=None):
     return server.start_in_thread()
 
 
+def harness_page(tmp_path, harness_mode):
+    """What the test harness page reports, on a fresh server in `harness_mode` (stopped afterwards)."""
+    server = start(tmp_path, harness_mode)
+    try:
+        return run_page(server.url + "/test-harness", budget_ms=90000, timeout=150)
+    finally:
+        server.stop_thread()
+
+
 @pytest.fixture()
 def project(tmp_path):
     store = DailiesStore(str(tmp_path / "output" / "vibeboard" / "dailies" / "demo.sqlite"))
@@ -98,17 +107,9 @@ def project(tmp_path):
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed")
 def test_drawn_annotation_survives_a_server_restart(project, tmp_path):
-    server = start(tmp_path, "draw")
-    try:
-        drawn = run_page(server.url + "/test-harness", budget_ms=90000, timeout=150)
-    finally:
-        server.stop_thread()
+    drawn = harness_page(tmp_path, "draw")
     assert drawn["title"].startswith("sh010 v001")
-    server = start(tmp_path, "read")  # a new server process over the same project file
-    try:
-        shown = run_page(server.url + "/test-harness", budget_ms=90000, timeout=150)
-    finally:
-        server.stop_thread()
+    shown = harness_page(tmp_path, "read")  # a new server over the same project file
     assert len(shown["annotations"]) == 1 and shown["annotations"] == drawn["annotations"]
     a = shown["annotations"][0]
     assert (a["version_id"], a["start_frame"], a["end_frame"], a["shape"]["type"]) == ("sh010_v001", 40, 48, "rectangle")
@@ -122,11 +123,7 @@ def test_drawn_annotation_survives_a_server_restart(project, tmp_path):
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed")
 def test_player_shows_the_exact_frame_and_compares_with_the_previous_version(project, tmp_path):
-    server = start(tmp_path, "frame")
-    try:
-        shown = run_page(server.url + "/test-harness", budget_ms=90000, timeout=150)
-    finally:
-        server.stop_thread()
+    shown = harness_page(tmp_path, "frame")
     for frame in (0, 20, 37):
         r, g, b = shown[f"f{frame}"]
         assert abs(g - 4 * frame) <= 6 and abs(b - 100) <= 8, (frame, shown[f"f{frame}"])  # v002 = clip id 1

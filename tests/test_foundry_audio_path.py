@@ -5,15 +5,14 @@ import base64
 import json
 import shutil
 import subprocess
-import threading
 import wave
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import av
 import numpy as np
 import pytest
 import torch
 
+from vibeboard.common.replay_server import ReplayServer
 from vibeboard.foundry import performance as perf
 
 pytest.importorskip("elevenlabs")
@@ -36,36 +35,10 @@ def _espeak(text, rate=24000):
     return (np.sin(2 * np.pi * (200 + 200 * t) * t) * 20000).astype("<i2")
 
 
-class Replay:
-    """Loopback server answering each POST with the next recorded (status, headers, body)."""
-
-    def __init__(self, replies):
-        self.replies, self.requests = list(replies), []
-        outer = self
-
-        class H(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                outer.requests.append((self.path, dict(self.headers), json.loads(body or b"{}")))
-                status, headers, reply = outer.replies.pop(0)
-                data = json.dumps(reply).encode()
-                self.send_response(status)
-                for k, v in {"content-type": "application/json", **headers}.items():
-                    self.send_header(k, v)
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+def replay(replies):
+    """The pack's loopback replay server answering each POST with the next recorded (status, headers, body)."""
+    return ReplayServer([{"method": "POST", "path": "re:.*", "status": status, "headers": headers, "json": body}
+                         for status, headers, body in replies]).start()
 
 
 def _ok_reply(text):
@@ -81,7 +54,7 @@ def _ok_reply(text):
 
 
 def test_with_timestamps_gives_audio_and_character_times_and_retries_429_then_5xx():
-    server = Replay([(429, {"retry-after": "0"}, {"detail": {"status": "too_many_concurrent_requests",
+    server = replay([(429, {"retry-after": "0"}, {"detail": {"status": "too_many_concurrent_requests",
                                                              "message": "Too many concurrent requests"}}),
                      (503, {}, {"detail": "upstream unavailable"}),
                      _ok_reply("Hello there")])
@@ -92,8 +65,10 @@ def test_with_timestamps_gives_audio_and_character_times_and_retries_429_then_5x
     finally:
         server.close()
     assert speech.attempts == 3 and len(waits) == 2 and waits[0] == 0.0
-    path, headers, body = server.requests[-1]
-    assert path.startswith("/v1/text-to-speech/vid_123/with-timestamps") and "output_format=pcm_24000" in path
+    request = server.requests[-1]
+    headers, body = request["headers"], json.loads(request["body"])
+    assert request["path"] == "/v1/text-to-speech/vid_123/with-timestamps"
+    assert "output_format=pcm_24000" in request["query"]
     assert headers.get("xi-api-key") == "k" and body["seed"] == 7 and body["voice_settings"]["stability"] == 0.4
     assert speech.waveform.shape[1] > 2400 and np.abs(speech.waveform).max() > 0.01
     assert [w["text"] for w in speech.words()] == ["Hello", "there"]
@@ -101,7 +76,7 @@ def test_with_timestamps_gives_audio_and_character_times_and_retries_429_then_5x
 
 
 def test_401_is_surfaced_at_once_with_the_provider_message():
-    server = Replay([(401, {}, {"detail": {"status": "invalid_api_key", "message": "Invalid API key"}})])
+    server = replay([(401, {}, {"detail": {"status": "invalid_api_key", "message": "Invalid API key"}})])
     try:
         with pytest.raises(tts.TTSError, match="ElevenLabs error 401: Invalid API key") as err:
             tts.synthesize("Hi", "vid", "bad", base_url=server.url, sleep=lambda s: None)
@@ -112,7 +87,7 @@ def test_401_is_surfaced_at_once_with_the_provider_message():
 
 def test_429_until_the_last_attempt_is_surfaced():
     busy = (429, {"retry-after": "0"}, {"detail": {"message": "quota exceeded"}})
-    server = Replay([busy] * 3)
+    server = replay([busy] * 3)
     try:
         with pytest.raises(tts.TTSError, match="429: quota exceeded"):
             tts.synthesize("Hi", "vid", "k", base_url=server.url, max_attempts=3, sleep=lambda s: None)

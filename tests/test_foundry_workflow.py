@@ -1,31 +1,17 @@
 """workflows/character_foundry(.api).json: the UI file converts to its API twin (weights-needing nodes muted) and
 the twin runs headless with no weights: actor card in the asset DB → tiny actor LoRA in both formats on the card."""
-import json
 import os
 
 import pytest
 
 pytest.importorskip("peft")
 
-from vibeboard_runner.executor import Executor  # noqa: E402
-from vibeboard_runner.registry import NodeRegistry  # noqa: E402
-from vibeboard_runner.workflow import load_workflow  # noqa: E402
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from workflow_helpers import muted_types, run_saved_workflow  # noqa: E402
 
 
 def test_character_foundry_workflow_runs_headless(tmp_path):
-    reg = NodeRegistry.default()
-    ui = json.load(open(os.path.join(ROOT, "workflows", "character_foundry.json")))
-    api = json.load(open(os.path.join(ROOT, "workflows", "character_foundry.api.json")))
-    converted = load_workflow(ui, reg)
-    assert {k: v["inputs"] for k, v in converted.items()} == {k: v["inputs"] for k, v in api.items()}
-    muted = {n["type"] for n in ui["nodes"] if n["mode"] == 2}
-    assert muted == {"VBFlashPortrait", "VBElevenLabsSpeech", "VBSaveVideo"}
-    ex = Executor(reg, output_dir=tmp_path / "out", input_dir=tmp_path / "in", temp_dir=tmp_path / "t",
-                  models_dir=str(tmp_path / "models"))
-    res = ex.execute(converted)
-    assert res.status == "success", res.error
+    _, ui = run_saved_workflow("character_foundry", tmp_path)
+    assert muted_types(ui) == {"VBFlashPortrait", "VBElevenLabsSpeech", "VBSaveVideo"}
     from vibeboard.foundry.actor_card import ActorCards
     card = ActorCards(str(tmp_path / "out" / "script_lab" / "project.vbdb")).card("Ana Reyes")
     assert card["voice"]["seed"] == 7 and card["faces"]["face_front"][0]["licence"] == "generated (CC0)"
@@ -45,5 +31,5 @@ def test_flashportrait_node_names_the_missing_file_before_loading_anything(tmp_p
     with pytest.raises(runtime.NodeInputError) as err:
         VBFlashPortrait().perform("checkpoints/FlashPortrait", torch.rand(1, 32, 32, 3), "d.mp4", "p", 24.0, 2,
                                   5.0, 4.0, 21, 8, "full", 0)
-    assert str(err.value) == (f"FlashPortrait: input 'folder': FlashPortrait file missing: expected "
+    assert str(err.value) == (f"FlashPortrait (VibeBoard): input 'folder': FlashPortrait file missing: expected "
                               f"{folder / 'pd_fpg.pth'} (vibeboard models pull flashportrait)")

@@ -48,29 +48,11 @@ def test_a_bad_later_input_leaves_no_files_behind(tmp_path):
 
 
 def test_url_input_cut_off_is_refused(tmp_path):
-    import http.server
-    import threading
-
-    class Truncating(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Length", "50000")
-            self.end_headers()
-            self.wfile.write(b"x" * 10)
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.HTTPServer(("127.0.0.1", 0), Truncating)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{httpd.server_address[1]}/plate.png"
+    from vibeboard.common.replay_server import ReplayServer
+    with ReplayServer([{"path": "/plate.png", "text": "x" * 50000, "truncate_to": 10}]) as server:
         with pytest.raises(ApiError) as info:
-            apply_job_inputs(_prompt(), {"1.image": {"url": url}}, str(tmp_path), "job-cut")
-        assert "1.image" in info.value.body["error"]["message"]
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+            apply_job_inputs(_prompt(), {"1.image": {"url": server.base + "/plate.png"}}, str(tmp_path), "job-cut")
+        assert "1.image" in info.value.body["error"]["message"] and server.interactions[0]["used"] >= 1
 
 
 def test_job_id_cannot_steer_the_input_file_out_of_the_folder(tmp_path):

@@ -77,7 +77,7 @@ def test_errors_name_the_node_input_and_provider_message(api_env, name, kind, in
         with pytest.raises(ManagedApiError) as info:
             _run(server)
     assert (info.value.kind, info.value.input_name) == (kind, input_name)
-    assert str(info.value).startswith(f"{nodes.GROK_NAME}: input '{input_name}'")
+    assert str(info.value).startswith(f"Grok Vision Tags: input '{input_name}'")
     assert all(w in str(info.value) for w in words)
     assert len(server.calls("POST")) == calls  # 5xx retried twice by the SDK; 401 never
     assert ledger_rows(api_env)[0]["status"] == "failed"

@@ -2,11 +2,10 @@
 import os
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from vibeboard.common.replay_server import ReplayServer
 from vibeboard.models import download, registry
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,35 +33,13 @@ def test_pull_offline_cli_message_and_no_files(tmp_path):
     assert _files(tmp_path) == []
 
 
-class _Truncating(BaseHTTPRequestHandler):
-    """Answers like the hub but drops every download after 1000 of 100000 bytes."""
-
-    def log_message(self, *args):
-        pass
-
-    def _head(self):
-        self.send_response(200)
-        self.send_header("ETag", '"0123456789abcdef0123456789abcdef01234567"')
-        self.send_header("X-Repo-Commit", "a" * 40)
-        self.send_header("Content-Length", "100000")
-        self.end_headers()
-
-    def do_HEAD(self):
-        self._head()
-
-    def do_GET(self):
-        self._head()
-        self.wfile.write(b"x" * 1000)
-        self.wfile.flush()
-        self.connection.close()
-
-
 @pytest.fixture()
 def hub():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Truncating)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    """Answers like the hub but drops every download after 1000 of 100000 bytes."""
+    head = {"etag": '"0123456789abcdef0123456789abcdef01234567"', "x-repo-commit": "a" * 40}
+    answer = {"path": "re:.*", "headers": head, "text": "x" * 100000, "times": -1}
+    with ReplayServer([dict(answer, method="HEAD"), dict(answer, method="GET", truncate_to=1000)]) as server:
+        yield server.base
 
 
 def test_interrupted_download_leaves_nothing(tmp_path, hub, monkeypatch):

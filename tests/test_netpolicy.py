@@ -1,9 +1,7 @@
 """An exposed server contacts public hosts only for its clients (URL inputs, webhooks, redirects)."""
-import http.server
-import threading
-
 import pytest
 
+from vibeboard.common.replay_server import ReplayServer
 from vibeboard_runner import netpolicy
 from vibeboard_runner.job_inputs import apply_job_inputs
 from vibeboard_runner.security import ApiError
@@ -34,18 +32,7 @@ def test_job_url_input_refused_with_a_clear_403(tmp_path):
 
 
 def test_redirect_to_a_private_host_is_refused():
-    class Redirect(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(302)
-            self.send_header("Location", "http://10.0.0.1/secret")
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Redirect)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = ReplayServer([{"path": "/x", "status": 302, "headers": {"location": "http://10.0.0.1/secret"}}]).start()
     try:
         real_check = netpolicy.check_url  # the first hop is allowed (loopback test server) …
 
@@ -57,7 +44,7 @@ def test_redirect_to_a_private_host_is_refused():
 
         netpolicy.check_url = check
         with pytest.raises(netpolicy.UrlRefused, match="redirect"):
-            netpolicy.open_url(f"http://127.0.0.1:{server.server_port}/x", 5, "input 'x'")
+            netpolicy.open_url(server.base + "/x", 5, "input 'x'")
     finally:
         netpolicy.check_url = real_check
-        server.shutdown()
+        server.stop()

@@ -27,7 +27,7 @@ def test_openai_route_stores_llm_tags_as_proposals_with_verbatim_evidence(replay
     server = replay("openai_ok")
     result = run_scenario("openai_ok", server.url, str(tmp_path / "p.vbdb"))
     assert result["llm"]["status"] == "ok" and result["llm"]["accepted_proposals"] == 4
-    assert [status for _, _, status in server.requests] == [200]
+    assert [status for _, _, status in server.exchanges] == [200]
     with AssetDB(str(tmp_path / "p.vbdb")) as db:
         llm_tags = [t for t in db.tags(status=None) if t["source"] == "llm"]
         (day,) = [t for t in llm_tags if t["category"] == "script_day"]
@@ -51,7 +51,7 @@ def test_invalid_json_is_sent_back_once_with_the_whole_assistant_message(replay,
     result = run_scenario("openai_bad_json_then_ok", server.url, str(tmp_path / "p.vbdb"))
     assert result["llm"]["status"] == "ok" and result["llm"]["attempts"] == 2
     assert "not valid JSON" in result["llm"]["errors"][0]
-    second = server.requests[1][1]["messages"]
+    second = server.exchanges[1][1]["messages"]
     assert second[-2]["role"] == "assistant" and second[-2]["content"].startswith("<think>")  # MiniMax history
     assert second[-1]["role"] == "tool" and "not valid JSON" in second[-1]["content"]
     with AssetDB(str(tmp_path / "p.vbdb")) as db:
@@ -65,7 +65,7 @@ def test_unknown_category_then_a_quote_not_in_the_scene_fails_and_stores_nothing
     assert report["status"].startswith("rejected") and len(report["errors"]) == 2
     assert "category" in report["errors"][0] and "catering" in report["errors"][0]
     assert "'a golden harpoon' is not verbatim in scene 4" in report["errors"][1]
-    retry = server.requests[1][1]["messages"]
+    retry = server.exchanges[1][1]["messages"]
     assert retry[-2]["content"][0]["type"] == "thinking"                # the whole message went back
     assert retry[-1]["content"][0]["type"] == "tool_result" and retry[-1]["content"][0]["is_error"]
     with AssetDB(str(tmp_path / "p.vbdb")) as db:
@@ -78,7 +78,7 @@ def test_only_changed_scenes_go_to_the_llm_on_a_revision(replay, tmp_path):
     server = replay("openai_ok")
     run_scenario("openai_ok", server.url, str(tmp_path / "p.vbdb"))
     again = run_scenario("openai_ok", server.url, str(tmp_path / "p.vbdb"))
-    assert again["llm"]["status"] == "no changed scenes" and len(server.requests) == 1
+    assert again["llm"]["status"] == "no changed scenes" and len(server.exchanges) == 1
 
 
 def test_a_cassette_miss_is_a_readable_error(replay, tmp_path):
@@ -134,7 +134,7 @@ def test_llm_nodes_report_bad_settings_by_node_and_input(tmp_path, monkeypatch):
     monkeypatch.delenv("VB_NO_KEY", raising=False)
     monkeypatch.setitem(runtime._dirs, "output", str(tmp_path))  # restored after the test
     play = importers.load_script(pipeline_sample())
-    with pytest.raises(runtime.NodeInputError, match="Script Breakdown: input 'llm'.*VB_NO_KEY"):
+    with pytest.raises(runtime.NodeInputError, match="Script Breakdown → Asset DB: input 'llm'.*VB_NO_KEY"):
         VBScriptBreakdown().run(play, "p.vbdb", llm=cfg)
 
 
@@ -147,7 +147,7 @@ def test_anthropic_route_reads_thinking_and_tool_use_blocks(replay, tmp_path):
     server = replay("anthropic_ok")
     result = run_scenario("anthropic_ok", server.url, str(tmp_path / "p.vbdb"))
     assert result["llm"]["status"] == "ok" and result["llm"]["accepted_proposals"] == 4
-    sent = server.requests[0][1]
+    sent = server.exchanges[0][1]
     assert sent["tool_choice"] == {"type": "tool", "name": "submit_breakdown"}
     assert sent["tools"][0]["input_schema"]["properties"]["elements"]
     with AssetDB(str(tmp_path / "p.vbdb")) as db:

@@ -7,23 +7,11 @@ import pytest
 
 pytest.importorskip("opentimelineio")
 
-from vibeboard_runner.executor import Executor  # noqa: E402
-from vibeboard_runner.registry import NodeRegistry  # noqa: E402
-from vibeboard_runner.workflow import load_workflow  # noqa: E402
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from workflow_helpers import run_saved_workflow  # noqa: E402
 
 
 def run(name, tmp_path):
-    reg = NodeRegistry.default()
-    api = json.load(open(os.path.join(ROOT, "workflows", f"{name}.api.json")))
-    converted = load_workflow(json.load(open(os.path.join(ROOT, "workflows", f"{name}.json"))), reg)
-    assert {k: v["inputs"] for k, v in converted.items()} == {k: v["inputs"] for k, v in api.items()}
-    ex = Executor(reg, output_dir=tmp_path / "out", input_dir=tmp_path / "in", temp_dir=tmp_path / "t",
-                  models_dir=str(tmp_path / "models"))
-    res = ex.execute(converted)
-    assert res.status == "success", res.error
-    return res
+    return run_saved_workflow(name, tmp_path)[0]
 
 
 def test_sequencer_workflow_runs_headless(tmp_path):

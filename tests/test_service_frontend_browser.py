@@ -62,8 +62,40 @@ def wait_editor(browser):
                      90, "the editor to load")
 
 
+def press_run(browser):
+    """Click the editor's Run button as a user does. In frontend 1.27 `data-testid=queue-button` sits on PrimeVue's
+    SplitButton wrapper <div>, which ignores clicks: the Run action is its first <button> (newer frontends put the
+    test id on the button itself)."""
+    return browser.evaluate("(() => { const root = document.querySelector('[data-testid=queue-button]');"
+                            " const button = root.tagName === 'BUTTON' ? root : root.querySelector('button');"
+                            " button.click(); return button.getAttribute('aria-label') || button.innerText })()")
+
+
+def run_optics_engine(browser):
+    """Load workflows/optics_engine.json, make it small (2 CPU cores), press Run; the MP4 player's [src, w, h] and
+    the bokeh still's [src, width] once the page shows them."""
+    workflow = open(os.path.join(ROOT, "workflows", "optics_engine.json"), encoding="utf-8").read()
+    browser.evaluate(f"""(async () => {{
+        await app.loadGraphData({workflow});
+        const scene = app.graph.getNodeById(1), rack = app.graph.getNodeById(2);
+        scene.widgets.find((w) => w.name === "width").value = 192;
+        scene.widgets.find((w) => w.name === "height").value = 108;
+        rack.widgets.find((w) => w.name === "frames").value = 4;
+        return true; }})()""")
+    press_run(browser)
+    video = browser.wait_for(
+        "(() => { const v = [...document.querySelectorAll('video')].find((v) => v.src.includes('.mp4'));"
+        " return v && v.readyState >= 2 ? [v.src, v.videoWidth, v.videoHeight] : null })()",
+        60, "the MP4 player to show the rack-focus clip")
+    still = browser.wait_for(
+        "(() => { const imgs = app.graph.getNodeById(5).imgs || [];"
+        " return imgs.length && imgs[0].naturalWidth ? [imgs[0].src, imgs[0].naturalWidth] : null })()",
+        30, "the bokeh still on the Save bokeh node")
+    return video, still
+
+
 def test_editor_runs_optics_engine_and_keeps_saved_workflow(tmp_path):
-    from cdp_browser import Browser
+    from chromium_page import Browser
     server = start_server(str(tmp_path))
     browser = Browser()
     try:
@@ -89,19 +121,7 @@ def test_editor_runs_optics_engine_and_keeps_saved_workflow(tmp_path):
         browser.wait_for("document.body.innerText.includes('VibeBoard')", 20, "VibeBoard in the node library")
 
         # load the Optics Engine workflow, make it small (2 CPU cores), press Run
-        workflow = open(os.path.join(ROOT, "workflows", "optics_engine.json"), encoding="utf-8").read()
-        browser.evaluate(f"""(async () => {{
-            await app.loadGraphData({workflow});
-            const scene = app.graph.getNodeById(1), rack = app.graph.getNodeById(2);
-            scene.widgets.find((w) => w.name === "width").value = 192;
-            scene.widgets.find((w) => w.name === "height").value = 108;
-            rack.widgets.find((w) => w.name === "frames").value = 4;
-            return true; }})()""")
-        browser.evaluate("document.querySelector('[data-testid=queue-button]').click(); 1")
-        video = browser.wait_for(
-            "(() => { const v = [...document.querySelectorAll('video')].find((v) => v.src.includes('.mp4'));"
-            " return v && v.readyState >= 2 ? [v.src, v.videoWidth, v.videoHeight] : null })()",
-            60, "the MP4 player to show the rack-focus clip")
+        video, still = run_optics_engine(browser)
         assert "rack_focus" in video[0] and video[1:] == [192, 108], video
         still = browser.wait_for(
             "(() => { const imgs = app.graph.getNodeById(5).imgs || [];"
@@ -168,9 +188,10 @@ def test_editor_runs_optics_engine_and_keeps_saved_workflow(tmp_path):
 
 
 def test_saved_workflows_load_at_full_size_without_overlaps(tmp_path):
-    """In the frontend itself: no node smaller than the size it computes for its widgets, no overlap on load."""
+    """In the frontend itself: no node smaller than the size it computes for its widgets, no overlap on load, every
+    node inside exactly one section group (as the frontend computes group membership)."""
     import glob
-    from cdp_browser import Browser
+    from chromium_page import Browser
     server = start_server(str(tmp_path))
     browser = Browser()
     problems = {}
@@ -183,7 +204,12 @@ def test_saved_workflows_load_at_full_size_without_overlaps(tmp_path):
             text = open(path, encoding="utf-8").read()
             found = browser.evaluate(f"""(async () => {{
                 await app.loadGraphData({text});
-                const nodes = app.graph._nodes, out = {{small: [], overlap: []}};
+                const nodes = app.graph._nodes, out = {{small: [], overlap: [], groups: []}};
+                // the frontend's own group membership: every node in exactly one section group
+                const count = {{}};
+                for (const g of app.graph._groups || []) {{ g.recomputeInsideNodes?.();
+                    for (const n of (g.nodes || g._nodes || [])) count[n.id] = (count[n.id] || 0) + 1; }}
+                for (const n of nodes) if (count[n.id] !== 1) out.groups.push([n.id, count[n.id] || 0]);
                 const box = (n) => {{ const b = new Float32Array(4);
                     if (n.getBounding) n.getBounding(b); else b.set(n.boundingRect); return b; }};
                 for (const n of nodes) {{ const m = n.computeSize();
@@ -193,10 +219,42 @@ def test_saved_workflows_load_at_full_size_without_overlaps(tmp_path):
                     if (a[0] < b[0] + b[2] && b[0] < a[0] + a[2] && a[1] < b[1] + b[3] && b[1] < a[1] + a[3])
                         out.overlap.push([nodes[i].id, nodes[j].id]); }}
                 return out; }})()""")
-            if found["small"] or found["overlap"]:
+            if found["small"] or found["overlap"] or found["groups"]:
                 problems[os.path.basename(path)] = found
         browser.screenshot(os.path.join(ARTEFACTS, "frontend_last_workflow.png"))
     finally:
         browser.close()
         server.stop_thread()
     assert not problems, f"run tools/layout_workflows.py: {problems}"
+
+
+FRONTEND_1_27 = os.environ.get("VIBEBOARD_FRONTEND_1_27_ROOT")
+
+
+@pytest.mark.skipif(not FRONTEND_1_27, reason="set VIBEBOARD_FRONTEND_1_27_ROOT to a comfyui-frontend-package 1.27.x "
+                                              "static/ folder (.ci/run downloads one) to run the editor 1.27 check")
+def test_run_button_in_frontend_1_27_produces_outputs(tmp_path):
+    """ComfyUI 0.3.64 ships frontend 1.27; `vibeboard serve --front-end-root` serves it, and its Run button (the
+    SplitButton's first <button>) runs the Optics Engine with the still and the MP4 player in the page."""
+    from chromium_page import Browser
+    from vibeboard_runner.server import ServerConfig, VibeServer
+    config = ServerConfig(port=0, output_dir=str(tmp_path / "output"), input_dir=str(tmp_path / "input"),
+                          temp_dir=str(tmp_path / "temp"), db_path=str(tmp_path / "jobs.sqlite"),
+                          front_end_root=FRONTEND_1_27)
+    server = VibeServer(config).start_in_thread()
+    browser = Browser()
+    try:
+        browser.goto(server.url + "/")
+        wait_editor(browser)
+        version = browser.evaluate("(window.__COMFYUI_FRONTEND_VERSION__ || '')")
+        assert not version or version.startswith("1.27"), version
+        assert browser.evaluate("document.querySelector('[data-testid=queue-button]').tagName") == "DIV"
+        video, still = run_optics_engine(browser)
+        assert "rack_focus" in video[0] and video[1:] == [192, 108], video
+        assert "bokeh" in still[0] and still[1] == 192, still
+        browser.screenshot(os.path.join(ARTEFACTS, "frontend_1_27_optics_engine_run.png"))
+        bad = our_failures(browser, server.url)
+    finally:
+        browser.close()
+        server.stop_thread()
+    assert not bad, bad

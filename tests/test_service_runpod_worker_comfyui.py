@@ -1,11 +1,9 @@
 """RunPod handler with worker-comfyui's request shape: named images (base64, data URI, URL) written to the input
 folder, a named-but-missing input refused, outputs inline as base64 (videos too) or as storage URLs."""
 import base64
-import http.server
 import io
 import os
 import stat
-import threading
 
 from PIL import Image
 
@@ -43,24 +41,11 @@ def test_worker_comfyui_image_by_url_and_url_outputs(handler_env, tmp_path, monk
     handler_env._state.clear()
     body = png_bytes((200, 10, 10))
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    from vibeboard.common.replay_server import ReplayServer
+    with ReplayServer(files={"x.png": body}) as server:  # GET /files/x.png
         out = handler_env.handler({"id": "wc-2", "input": {
             "workflow": load_and_save("sub/remote.png"),
-            "images": [{"name": "sub/remote.png", "image": f"http://127.0.0.1:{server.server_port}/x.png"}]}})
-    finally:
-        server.shutdown()
+            "images": [{"name": "sub/remote.png", "image": server.base + "/files/x.png"}]}})
     assert out.get("status") == "success", out
     assert (tmp_path / "input" / "sub" / "remote.png").read_bytes() == body
     (image,) = out["images"]

@@ -1,45 +1,28 @@
 """Signed webhooks: HMAC verified by a loopback receiver, retries with backoff on 500, no retry on 4xx."""
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from vibeboard_runner import webhooks
-from service_helpers import free_port, http, make_server
+from service_helpers import HookReceiver, free_port, http, make_server
 from service_nodes import workflow
 
 SECRET = "whsec-test"
 
 
-class Receiver:
+class Receiver(HookReceiver):
+    """Fails the first `fail_first` deliveries with `status_when_failing`, then answers 200."""
+
     def __init__(self, fail_first=0, status_when_failing=500):
-        self.requests = []
-        self.fail_first = fail_first
-        self.status_when_failing = status_when_failing
-        receiver = self
+        self.fail_first, self.status_when_failing = fail_first, status_when_failing
+        super().__init__()
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.requests.append({"headers": self.headers, "body": body, "time": time.time()})
-                status = receiver.status_when_failing if len(receiver.requests) <= receiver.fail_first else 200
-                self.send_response(status)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+    def status_for(self, request: dict) -> int:
+        return self.status_when_failing if len(self.requests) <= self.fail_first else 200
 
     def events(self):
         return [json.loads(r["body"])["event"] for r in self.requests]
-
-    def close(self):
-        self.httpd.shutdown()
 
 
 def test_job_webhook_signed_and_retried(tmp_path):

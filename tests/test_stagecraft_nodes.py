@@ -26,7 +26,7 @@ def load(doc):
 
 
 def test_blocking_load_errors_name_the_input(dirs):
-    with pytest.raises(NodeInputError, match="Blocking Load: input 'blocking'.*non-empty"):
+    with pytest.raises(NodeInputError, match=r"Blocking Load \(VibeBoard\): input 'blocking'.*non-empty"):
         nodes.VBBlockingLoad().load(json.dumps({**SAMPLE, "actors": []}))
     with pytest.raises(NodeInputError, match="file not found"):
         nodes.VBBlockingLoad().load("missing.json")

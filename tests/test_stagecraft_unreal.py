@@ -2,70 +2,55 @@
 import json
 import os
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from vibeboard.common.replay_server import LoopbackServer, json_reply
 from vibeboard.stagecraft.unreal import (UnrealError, UnrealRefused, UnrealRemote, beat_requests, check_target,
                                          to_unreal_location, to_unreal_rotation)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-class FakeUnreal(BaseHTTPRequestHandler):
-    """Speaks the Remote Control HTTP API's JSON (a tiny in-memory editor)."""
-    log = []
-    props = {}
+class FakeUnreal(LoopbackServer):
+    """Speaks the Remote Control HTTP API's JSON (a tiny in-memory editor) on the pack's loopback server."""
 
-    def log_message(self, *args):
-        pass
+    def __init__(self):
+        super().__init__()
+        self.log, self.props = [], {}
 
-    def _send(self, code, payload):
-        data = json.dumps(payload).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self):
-        self.log.append(("GET", self.path, None))
-        if self.path == "/remote/presets":
-            return self._send(200, {"Presets": [{"Name": "Stage", "ID": "1", "Path": "/Game/Stage.Stage"}]})
-        if self.path == "/remote/preset/Stage":
-            return self._send(200, {"Preset": {"Name": "Stage", "Groups": []}})
-        return self._send(404, {"errorMessage": "not found"})
-
-    def do_PUT(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
-        self.log.append(("PUT", self.path, body))
-        if self.path == "/remote/object/property":
+    def answer(self, request):
+        method, path = request["method"], request["path"]
+        body = json.loads(request["body"] or b"{}") if method == "PUT" else None
+        self.log.append((method, path, body))
+        if method == "GET" and path == "/remote/presets":
+            return json_reply(200, {"Presets": [{"Name": "Stage", "ID": "1", "Path": "/Game/Stage.Stage"}]})
+        if method == "GET" and path == "/remote/preset/Stage":
+            return json_reply(200, {"Preset": {"Name": "Stage", "Groups": []}})
+        if method != "PUT":
+            return json_reply(404, {"errorMessage": "not found"})
+        if path == "/remote/object/property":
             key = (body["objectPath"], body["propertyName"])
             if body["access"] == "READ_ACCESS":
                 if key not in self.props:
-                    return self._send(400, {"errorMessage": "property not found"})
-                return self._send(200, {body["propertyName"]: self.props[key]})
+                    return json_reply(400, {"errorMessage": "property not found"})
+                return json_reply(200, {body["propertyName"]: self.props[key]})
             self.props[key] = body["propertyValue"][body["propertyName"]]
-            return self._send(200, {})
-        if self.path == "/remote/object/call":
-            return self._send(200, {"ReturnValue": True})
-        if self.path == "/remote/batch":
-            return self._send(200, {"Responses": [{"RequestId": r["RequestId"], "ResponseCode": 200,
+            return json_reply(200, {})
+        if path == "/remote/object/call":
+            return json_reply(200, {"ReturnValue": True})
+        if path == "/remote/batch":
+            return json_reply(200, {"Responses": [{"RequestId": r["RequestId"], "ResponseCode": 200,
                                                    "ResponseBody": {}} for r in body["Requests"]]})
-        if self.path.startswith("/remote/preset/Stage/property/"):
-            return self._send(200, {})
-        return self._send(404, {"errorMessage": "no route"})
+        if path.startswith("/remote/preset/Stage/property/"):
+            return json_reply(200, {})
+        return json_reply(404, {"errorMessage": "no route"})
 
 
 @pytest.fixture
 def unreal():
-    FakeUnreal.log, FakeUnreal.props = [], {}
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeUnreal)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield UnrealRemote("127.0.0.1", server.server_address[1]), FakeUnreal
-    server.shutdown()
-    server.server_close()
+    with FakeUnreal() as fake:
+        yield UnrealRemote("127.0.0.1", fake.port), fake
 
 
 def test_property_round_trip_sends_the_documented_bodies(unreal):

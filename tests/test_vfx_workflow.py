@@ -2,25 +2,12 @@
 import json
 import os
 
-from vibeboard_runner.executor import Executor
-from vibeboard_runner.registry import NodeRegistry
-from vibeboard_runner.workflow import load_workflow
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from workflow_helpers import muted_types, run_saved_workflow
 
 
 def test_vfx_suite_runs_headless_without_weights(tmp_path):
-    reg = NodeRegistry.default()
-    api = json.load(open(os.path.join(ROOT, "workflows", "vfx_suite.api.json")))
-    ui = json.load(open(os.path.join(ROOT, "workflows", "vfx_suite.json")))
-    converted = load_workflow(ui, reg)
-    assert {k: v["inputs"] for k, v in converted.items()} == {k: v["inputs"] for k, v in api.items()}
-    muted = {n["type"] for n in ui["nodes"] if n.get("mode") == 2}
-    assert {"VBChangeCamera", "VBFixFocus", "VBQwenEdit"} <= muted  # weight-needing nodes ship muted
-    ex = Executor(reg, output_dir=tmp_path / "out", input_dir=tmp_path / "in", temp_dir=tmp_path / "t",
-                  models_dir=str(tmp_path / "models"))
-    res = ex.execute(converted)
-    assert res.status == "success", res.error
+    res, ui = run_saved_workflow("vfx_suite", tmp_path)
+    assert {"VBChangeCamera", "VBFixFocus", "VBQwenEdit"} <= muted_types(ui)  # weight-needing nodes ship muted
     files = {f["node"]: f for f in res.output_files()}
     assert set(files) >= {"5", "6", "8", "9"}
     assert files["5"]["filename"].endswith(".mp4") and os.path.getsize(files["5"]["path"]) > 0

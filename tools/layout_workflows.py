@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
 """Make the saved UI workflows look right in ComfyUI's editor: every node at least the size the frontend computes
-for it (its widgets and slots), and no node overlapping another once loaded.
+for it (its widgets and slots), no node overlapping another once loaded, and a group box per module section.
 
     python3 tools/layout_workflows.py [workflows/x.json …]     # default: every workflows/*.json UI file
+    python3 tools/layout_workflows.py --no-browser [...]        # groups and overlaps only (sizes as saved)
 
 It opens each workflow in the real frontend (comfyui-frontend-package, headless Chromium, on `vibeboard serve`),
-reads each node's computed minimum size, writes `size = max(saved, minimum)`, then moves overlapping nodes down
-their column. Only `size` and `pos` change, so the API twins stay equal. Re-run it after editing a workflow.
+reads each node's computed minimum size, writes `size = max(saved, minimum)`. A workflow with sections in
+tools/workflow_groups.json is then packed group by group (columns of groups left to right, each group's nodes
+keeping their own columns and order) and gets one group box per section; any other workflow has overlapping
+nodes moved down their column. Only `size`, `pos` and `groups` change, so the API twins stay equal. Re-run it
+after editing a workflow, then tools/make_example_workflows.py.
 """
 from __future__ import annotations
 
@@ -20,6 +24,15 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TITLE_HEIGHT = 30  # LiteGraph.NODE_TITLE_HEIGHT: the title bar sits above `pos`
 GAP = 20
+GROUPS_FILE = os.path.join(ROOT, "tools", "workflow_groups.json")
+GROUP_FONT = 24
+GROUP_TITLE = 40  # the group's title band (font_size × 1.4 in LiteGraph) plus a little air
+GROUP_PAD = 20  # inside a group box, around its nodes
+GROUP_GAP = 60  # between group boxes
+COLUMN_GAP = 40  # between node columns inside a group
+# LiteGraph's palette (LGraphCanvas.node_colors): pale blue for working sections, yellow for ones that need
+# something the user must add first (weights, keys, servers), so a newcomer sees at once what is muted and why.
+GROUP_COLOR, ATTENTION_COLOR = "#3f789e", "#b58b2a"
 
 
 def node_box(node) -> tuple:
@@ -58,6 +71,78 @@ def resolve_overlaps(workflow: dict, max_moves: int = 10000) -> int:
     raise RuntimeError("could not separate the nodes")
 
 
+def group_box(group) -> tuple:
+    x, y, w, h = group["bounding"]
+    return x, y, x + w, y + h
+
+
+def group_problems(workflow: dict) -> list:
+    """What is wrong with the group boxes: nodes in no group or in several, overlapping groups."""
+    groups = workflow.get("groups") or []
+    problems = []
+    for node in workflow.get("nodes", []):
+        nx0, ny0, nx1, ny1 = node_box(node)
+        inside = [g.get("title") for g in groups
+                  if (lambda b: b[0] <= nx0 and b[1] + GROUP_TITLE <= ny0 and nx1 <= b[2] and ny1 <= b[3])(
+                      group_box(g))]
+        if len(inside) != 1:
+            problems.append(f"node {node['id']} ({node.get('type')}) is inside {len(inside)} groups {inside}")
+    for index, a in enumerate(groups):
+        for b in groups[index + 1:]:
+            ax0, ay0, ax1, ay1 = group_box(a)
+            bx0, by0, bx1, by1 = group_box(b)
+            if ax0 < bx1 and bx0 < ax1 and ay0 < by1 and by0 < ay1:
+                problems.append(f"groups {a.get('title')!r} and {b.get('title')!r} overlap")
+    return problems
+
+
+def _pack_group(nodes: list, x0: float, y0: float) -> tuple:
+    """Place one group's nodes from (x0, y0) (top-left of the group's inside): nodes that shared an x stay one
+    column, columns keep their left-to-right order and each column its top-to-bottom order. Returns the
+    (width, height) used."""
+    columns: dict = {}
+    for node in nodes:
+        columns.setdefault(_pair(node["pos"])[0], []).append(node)
+    x, bottom = x0, y0
+    for key in sorted(columns):
+        column = sorted(columns[key], key=lambda n: (_pair(n["pos"])[1], str(n["id"])))
+        y, width = y0, 0
+        for node in column:
+            size = _pair(node.get("size") or [0, 0])
+            node["pos"] = [x, y + TITLE_HEIGHT]
+            y += TITLE_HEIGHT + size[1] + GAP
+            width = max(width, size[0])
+        bottom = max(bottom, y - GAP)
+        x += width + COLUMN_GAP
+    return x - COLUMN_GAP - x0, bottom - y0
+
+
+def apply_groups(workflow: dict, columns: list, origin=(0, 0)) -> None:
+    """Pack the workflow section by section and draw one group box per section (replacing any saved groups)."""
+    nodes = {n["id"]: n for n in workflow.get("nodes", [])}
+    listed = [i for column in columns for section in column for i in section["nodes"]]
+    missing = sorted(set(nodes) - set(listed), key=str)
+    unknown = sorted(set(listed) - set(nodes), key=str)
+    if missing or unknown or len(listed) != len(set(listed)):
+        raise ValueError(f"sections must list every node once: missing {missing}, unknown {unknown}")
+    groups, x = [], origin[0]
+    for column in columns:
+        y, column_width = origin[1], 0
+        for section in column:
+            inner_x, inner_y = x + GROUP_PAD, y + GROUP_TITLE + GROUP_PAD
+            width, height = _pack_group([nodes[i] for i in section["nodes"]], inner_x, inner_y)
+            box_w = max(width + 2 * GROUP_PAD, 14 * len(section["title"]) + 2 * GROUP_PAD)  # title fits
+            box_h = height + GROUP_TITLE + 2 * GROUP_PAD
+            needs = any(word in section["title"].lower() for word in ("muted", "needs", "read first"))
+            groups.append({"id": len(groups) + 1, "title": section["title"], "bounding": [x, y, box_w, box_h],
+                           "color": ATTENTION_COLOR if needs else GROUP_COLOR, "font_size": GROUP_FONT,
+                           "flags": {}})
+            y += box_h + GROUP_GAP
+            column_width = max(column_width, box_w)
+        x += column_width + GROUP_GAP
+    workflow["groups"] = groups
+
+
 def dump_like(original: str, data: dict) -> str:
     """Keep each file's own JSON style so the diff shows only the layout."""
     for indent in (2, 1, 4, None):
@@ -73,7 +158,7 @@ def dump_like(original: str, data: dict) -> str:
 def open_editor():
     """`vibeboard serve` on a temporary folder with the editor open in headless Chromium; yields the browser."""
     sys.path[:0] = [ROOT, os.path.join(ROOT, "custom_nodes"), os.path.join(ROOT, "tests")]
-    from cdp_browser import Browser
+    from chromium_page import Browser
     from vibeboard_runner.server import ServerConfig, VibeServer
     with tempfile.TemporaryDirectory() as tmp:
         config = ServerConfig(port=0, output_dir=os.path.join(tmp, "o"), input_dir=os.path.join(tmp, "i"),
@@ -105,9 +190,14 @@ def minimum_sizes(paths: list) -> dict:
 
 
 def main(argv=None) -> int:
-    paths = (argv if argv else None) or sorted(p for p in glob.glob(os.path.join(ROOT, "workflows", "*.json"))
-                                                if not p.endswith(".api.json"))
-    sizes = minimum_sizes(paths)
+    argv = list(argv or [])
+    use_browser = "--no-browser" not in argv
+    argv = [a for a in argv if a != "--no-browser"]
+    paths = argv or sorted(p for p in glob.glob(os.path.join(ROOT, "workflows", "*.json"))
+                           if not p.endswith(".api.json"))
+    sizes = minimum_sizes(paths) if use_browser else {path: {} for path in paths}
+    with open(GROUPS_FILE, encoding="utf-8") as handle:
+        sections = json.load(handle)
     for path in paths:
         with open(path, encoding="utf-8") as handle:
             original = handle.read()
@@ -122,11 +212,19 @@ def main(argv=None) -> int:
             if new != size:
                 node["size"] = new
                 grown += 1
-        moved = resolve_overlaps(workflow)
-        if grown or moved:
+        name = os.path.basename(path)[:-len(".json")]
+        if name in sections:
+            apply_groups(workflow, sections[name])
+            moved = len(workflow["groups"])
+            what = f"{moved} group(s)"
+        else:
+            moved = resolve_overlaps(workflow)
+            what = f"{moved} move(s)"
+        text = dump_like(original, workflow)
+        if text != original:
             with open(path, "w", encoding="utf-8") as handle:
-                handle.write(dump_like(original, workflow))
-        print(f"{os.path.relpath(path, ROOT)}: {grown} node(s) grown to the frontend's minimum, {moved} move(s)")
+                handle.write(text)
+        print(f"{os.path.relpath(path, ROOT)}: {grown} node(s) grown to the frontend's minimum, {what}")
     return 0
 
 

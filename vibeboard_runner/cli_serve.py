@@ -57,6 +57,9 @@ def register(subparsers) -> None:
                        help="executor cache: classic | none | N (LRU of N node results)")
     serve.add_argument("--extra-nodes", action="append", default=[],
                        help="extra .py file or package with NODE_CLASS_MAPPINGS to register (repeatable)")
+    serve.add_argument("--front-end-root", default=os.environ.get("VIBEBOARD_FRONT_END_ROOT"),
+                       help="serve another built ComfyUI frontend at / (a folder with index.html, e.g. the static/ "
+                            "of another comfyui-frontend-package version), as ComfyUI's --front-end-root")
     serve.add_argument("--log-level", default=os.environ.get("VIBEBOARD_LOG_LEVEL", "WARNING"))
     serve.add_argument("--farm", metavar="ADDRESS", default=os.environ.get("VIBEBOARD_FARM"),
                        help="run prompts on a render farm: Temporal host:port (docs/farm.md; needs vibeboard[farm])")
@@ -88,7 +91,7 @@ def build_config(args):
         upload_workers=_env_int("VIBEBOARD_UPLOAD_WORKERS", 2),
         upload_timeout_s=float(os.environ.get("VIBEBOARD_UPLOAD_TIMEOUT_S") or 900),
         worker_stuck_s=float(os.environ.get("VIBEBOARD_WORKER_STUCK_S") or 1800),
-        history_page_limit=_env_int("VIBEBOARD_HISTORY_PAGE_LIMIT", 1000))
+        history_page_limit=_env_int("VIBEBOARD_HISTORY_PAGE_LIMIT", 1000), front_end_root=args.front_end_root)
 
 
 def cmd_serve(args) -> int:

@@ -1,7 +1,10 @@
 """Embedded twins of ComfyUI's core IO nodes (LoadImage, SaveImage, PreviewImage).
 
-Same class names, inputs and outputs as ComfyUI's, so saved workflows run headless. They are registered
-only by the embedded runner: inside ComfyUI the real core nodes are used (a pack can't override them).
+Same class names, inputs and outputs as current ComfyUI's, so saved workflows run headless. They are
+registered only by the embedded runner: inside ComfyUI the real core nodes are used (a pack can't override
+them). Newer ComfyUI releases (after 0.3.64) gave SaveImage/PreviewImage an IMAGE output that passes the
+images through; the twins declare it too, so a graph wired from it runs here (and one saved by 0.3.64, with
+no output, still loads). tests/data/comfyui_core_io_signatures.json records both releases' signatures.
 """
 from __future__ import annotations
 
@@ -42,6 +45,8 @@ def _list_input_images():
 class LoadImage:
     CATEGORY = "image"
     RETURN_TYPES = ("IMAGE", "MASK")
+    OUTPUT_TOOLTIPS = ("the image (all frames of an animated file), float 0..1",
+                       "1 - alpha (0 where opaque; all 0 when the file has no alpha)")
     FUNCTION = "load_image"
     DESCRIPTION = "Load an image from the input folder (embedded twin of ComfyUI's LoadImage)."
 
@@ -134,7 +139,9 @@ def _save_png_batch(images, directory, prefix, kind, prompt=None, extra_pnginfo=
 
 class SaveImage:
     CATEGORY = "image"
-    RETURN_TYPES = ()
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("images",)
+    OUTPUT_TOOLTIPS = ("the same images, passed through (newer ComfyUI's output)",)
     FUNCTION = "save_images"
     OUTPUT_NODE = True
     DESCRIPTION = "Save images as PNG to the output folder (embedded twin of ComfyUI's SaveImage)."
@@ -149,7 +156,7 @@ class SaveImage:
     def save_images(self, images, filename_prefix="ComfyUI", prompt=None, extra_pnginfo=None):
         saved = _save_png_batch(images, runtime.output_directory(), filename_prefix, "output",
                                 prompt, extra_pnginfo)
-        return {"ui": {"images": saved}}
+        return {"ui": {"images": saved}, "result": (images,)}
 
 
 class PreviewImage(SaveImage):
@@ -163,7 +170,7 @@ class PreviewImage(SaveImage):
     def save_images(self, images, filename_prefix="preview", prompt=None, extra_pnginfo=None):
         saved = _save_png_batch(images, runtime.temp_directory(), "ComfyUI_temp", "temp", None, None, 1,
                                 node=runtime.node_label(PreviewImage))
-        return {"ui": {"images": saved}}
+        return {"ui": {"images": saved}, "result": (images,)}
 
 
 NODE_CLASS_MAPPINGS = {"LoadImage": LoadImage, "SaveImage": SaveImage, "PreviewImage": PreviewImage}

@@ -39,14 +39,29 @@ DEFAULT_USER_FILES = {"user.css": ("text/css", b""), "comfy.templates.json": ("a
 MEDIA_KEYS = ("images", "video", "videos", "gifs", "audio", "animated")
 
 
-def frontend_static_dir():
-    """The installed frontend's static folder, or None (then `/` explains how to install it)."""
+def frontend_static_dir(front_end_root=None):
+    """The editor's static folder: `front_end_root` (`vibeboard serve --front-end-root`, as ComfyUI's flag: a
+    built frontend folder holding index.html, e.g. another comfyui-frontend-package's static/), else the
+    installed package's, else None (then `/` explains how to install it)."""
+    if front_end_root:
+        return check_front_end_root(front_end_root)
     try:
         import comfyui_frontend_package
     except ImportError:
         return None
     path = os.path.join(os.path.dirname(comfyui_frontend_package.__file__), "static")
     return path if os.path.isfile(os.path.join(path, "index.html")) else None
+
+
+def check_front_end_root(path: str) -> str:
+    """The absolute folder, or ValueError saying what is wrong with it (checked when the server starts)."""
+    folder = os.path.abspath(os.path.expanduser(path))
+    if os.path.isfile(os.path.join(folder, "static", "index.html")):
+        folder = os.path.join(folder, "static")  # the package folder itself was given
+    if not os.path.isfile(os.path.join(folder, "index.html")):
+        raise ValueError(f"--front-end-root {path}: no index.html there (give a built ComfyUI frontend folder, "
+                         "e.g. .../comfyui_frontend_package/static)")
+    return folder
 
 
 def frontend_version():
@@ -148,6 +163,7 @@ def add_frontend_routes(app: web.Application, server) -> None:
     app.router.add_route("PATCH", "/internal/logs/subscribe", frontend.patch_logs_subscribe)
     app.router.add_route("GET", "/", frontend.get_index)
     app.router.add_route("GET", "/user.css", frontend.get_user_css)
+    app.router.add_route("GET", "/favicon.ico", frontend.get_favicon)
     app.router.add_route("GET", "/{path:.+}", frontend.get_static)  # last: the editor's files, else a JSON 404
 
 
@@ -162,7 +178,7 @@ class Frontend:
 
     # --- page ---------------------------------------------------------------------------------
     async def get_index(self, request):
-        static = frontend_static_dir()
+        static = frontend_static_dir(self.server.config.front_end_root)
         if static is None:
             return web.Response(status=503, content_type="text/html", text=(
                 "<h1>VibeBoard</h1><p>The ComfyUI editor is not installed on this server: "
@@ -174,12 +190,20 @@ class Frontend:
 
     async def get_static(self, request):
         """The frontend package's files (scripts, styles, fonts); an unknown path is the server's JSON 404."""
-        static = frontend_static_dir()
+        static = frontend_static_dir(self.server.config.front_end_root)
         rel = safe_relpath(request.match_info["path"], "path")
         path = resolve_inside(static, rel) if static and rel else None
         if path is None or not os.path.isfile(path):
             raise web.HTTPNotFound()  # the same JSON 404 as any unknown route (server.py's error middleware)
         return web.FileResponse(path)
+
+    async def get_favicon(self, request):
+        """Browsers ask for /favicon.ico; frontends before 1.5x ship none (a failed request on every load)."""
+        static = frontend_static_dir(self.server.config.front_end_root)
+        path = os.path.join(static, "favicon.ico") if static else ""
+        if path and os.path.isfile(path):
+            return web.FileResponse(path)
+        return web.Response(status=204)
 
     async def get_user_css(self, request):
         """index.html links /user.css (ComfyUI's web root has none: a 404 on every load); the user's own CSS

@@ -15,6 +15,7 @@ import time
 from typing import Iterable, List, Optional
 
 from .results import execution_error
+from .upload_journal import SCHEMA as UPLOAD_JOURNAL_SCHEMA, UploadJournalMixin
 
 RESTART_REASON = ("The server stopped while this job was running (process killed or crashed); "
                   "the job was not re-run. Outputs written before the stop are kept.")
@@ -39,12 +40,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_status_number ON jobs(status, number);
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(finished_at);
-CREATE TABLE IF NOT EXISTS upload_journal (
-    key TEXT PRIMARY KEY,
-    job_id TEXT NOT NULL,
-    started_at REAL NOT NULL
-);
-"""
+"""  # + the upload journal (upload_journal.SCHEMA)
 # Columns added after the first release: (name, SQL type), added to an older database when it opens.
 _ADDED_COLUMNS = (("upload_state", "TEXT"),)
 
@@ -64,7 +60,7 @@ class Job(dict):
         return [self["number"], self["id"], self["prompt"], self["extra_data"], self["outputs_to_execute"]]
 
 
-class JobStore:
+class JobStore(UploadJournalMixin):  # journal_add / journal_remove / journal_keys
     def __init__(self, path: str, max_history: int = 10000):
         self.path = path
         self.max_history = max_history
@@ -73,7 +69,7 @@ class JobStore:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
-        self._db.executescript(_SCHEMA)
+        self._db.executescript(_SCHEMA + UPLOAD_JOURNAL_SCHEMA)
         have = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
         for name, kind in _ADDED_COLUMNS:
             if name not in have:
@@ -179,20 +175,6 @@ class JobStore:
         with self._lock:
             return [r[0] for r in self._db.execute(
                 "SELECT id FROM jobs WHERE upload_state='pending' ORDER BY finished_at").fetchall()]
-
-    def journal_add(self, key: str, job_id: str) -> None:
-        """An upload to `key` is starting: if the process dies now, the next start aborts what it left open."""
-        with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO upload_journal (key, job_id, started_at) VALUES (?, ?, ?)",
-                             (key, job_id, time.time()))
-
-    def journal_remove(self, key: str) -> None:
-        with self._lock:
-            self._db.execute("DELETE FROM upload_journal WHERE key=?", (key,))
-
-    def journal_keys(self) -> List[str]:
-        with self._lock:
-            return [r[0] for r in self._db.execute("SELECT key FROM upload_journal ORDER BY started_at")]
 
     def _trim(self) -> None:
         count = self._db.execute("SELECT COUNT(*) FROM jobs WHERE finished_at IS NOT NULL").fetchone()[0]

@@ -5,9 +5,8 @@ hands the id here; an upload worker pushes its files, writes the URLs into the j
 calls `on_published(job)` (the service sends the job's webhook from there, with the URLs). Pending uploads
 survive a restart: `start()` queues them again.
 
-Every S3 key is journalled in SQLite while its upload runs. A failed upload is aborted at once (boto3's
-transfer manager aborts its own multipart upload; `abort_incomplete` catches what it could not), and keys
-left in the journal by a killed process are aborted at the next start, so no multipart upload stays open.
+Every S3 key is journalled (in the job database) while its upload runs; a failed upload is aborted at once and
+keys a killed process left are aborted at the next start, so no multipart upload stays open (upload_journal.py).
 """
 from __future__ import annotations
 
@@ -17,7 +16,8 @@ import threading
 import time
 from typing import Callable
 
-from .storage import Storage, push_one
+from .storage import Storage
+from .upload_journal import abort_left_open, push_journalled
 
 log = logging.getLogger("vibeboard.publisher")
 
@@ -91,23 +91,11 @@ class OutputPublisher:
 
     def _resume(self) -> None:
         try:
-            for key in self.store.journal_keys():
-                self._abort(key)
+            abort_left_open(self.storage, self.store)
             for job_id in self.store.pending_uploads():
                 self.enqueue(job_id)
         except Exception:
             log.exception("could not resume pending uploads")
-
-    def _abort(self, key: str) -> None:
-        abort = getattr(self.storage, "abort_incomplete", None)
-        try:
-            if callable(abort):
-                count = abort(key)
-                if count:
-                    log.warning("aborted %d unfinished multipart upload(s) of %s", count, key)
-            self.store.journal_remove(key)
-        except Exception as exc:  # endpoint still unreachable: the key stays journalled for the next start
-            log.warning("could not abort the unfinished upload of %s: %s", key, exc)
 
     def _publish(self, job_id: str) -> None:
         job = self.store.get(job_id)
@@ -127,15 +115,7 @@ class OutputPublisher:
                 entry["upload_error"] = f"upload timed out (more than {self.job_timeout_s:g} s for this job)"
                 rows.append(entry)
                 continue
-            entry = push_one(self.storage, job_id, row, prefix,
-                             before=lambda key: self.store.journal_add(key, job_id))
-            key = entry.get("key")
-            if key:
-                if entry.get("upload_error"):
-                    self._abort(key)
-                else:
-                    self.store.journal_remove(key)
-            rows.append(entry)
+            rows.append(push_journalled(self.storage, self.store, job_id, row, prefix))
         history = job.get("history") or {}
         if isinstance(history.get("vibeboard"), dict):
             history["vibeboard"] = dict(history["vibeboard"], files=public_rows(rows))

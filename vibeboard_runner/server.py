@@ -6,7 +6,6 @@ docs/service.md for the security model (token, path checks, limits) and the job 
 from __future__ import annotations
 
 import asyncio
-import base64
 import functools
 import hashlib
 import json
@@ -14,24 +13,23 @@ import logging
 import math
 import os
 import platform
-import shutil
 import sys
-import tempfile
 import threading
-import urllib.parse
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Optional
 
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 
 from .jobstore import JobStore
-from .security import (ApiError, browser_request_allowed, check_bind_allowed, check_graph, parse_json,
-                       redacted_argv, register_secrets, require_strict_json, resolve_inside, safe_relpath, token_ok)
+from .security import (ApiError, check_bind_allowed, check_graph, parse_json, redacted_argv, register_secrets,
+                       require_strict_json)
+from .server_auth import auth_middleware, errors_middleware  # who may call; errors as ComfyUI's JSON
+from .server_files import file_routes  # /view, /upload/image
+from .server_history import clear_or_delete, history_routes  # /history
 from .service import JobService
-from .storage import Storage, content_type_for
+from .storage import Storage
 from .webhooks import WebhookSender
 from .ws_hub import WsHub
 
@@ -39,9 +37,7 @@ log = logging.getLogger("vibeboard.server")
 
 VERSION = "0.1.0"
 # The pack's WEB_DIRECTORY (see the repo root __init__.py), served like ComfyUI serves a pack's JS.
-SQL_INT_MAX = 2 ** 63 - 1
 WEB_EXTENSION_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "web", "js")
-FOLDER_TYPES = ("output", "input", "temp")
 SECRET_EXTRA_KEYS = ("auth_token_comfy_org", "api_key_comfy_org")
 
 
@@ -76,11 +72,15 @@ class ServerConfig:
     upload_workers: int = 2  # threads pushing outputs to storage (never the GPU worker)
     upload_timeout_s: float = 900.0  # per job; files not pushed by then get an upload_error
     history_page_limit: int = 1000  # most /history entries in one response (more via the cursor header)
+    front_end_root: Optional[str] = None  # another built frontend to serve at / (default: the installed package)
 
 
 class VibeServer:
     def __init__(self, config: ServerConfig, registry=None, executor=None):
         check_bind_allowed(config.host, config.token)
+        if config.front_end_root:  # a wrong folder stops the start, not every page load
+            from .frontend import check_front_end_root
+            config.front_end_root = check_front_end_root(config.front_end_root)
         register_secrets(config.token, config.webhook_secret)  # never echoed (e.g. /system_stats argv)
         self.config = config
         for path in (config.output_dir, config.input_dir, config.temp_dir):
@@ -132,23 +132,20 @@ class VibeServer:
         from . import server_jobs
         limit = max(self.config.max_upload_bytes, self.config.max_prompt_bytes) + 1024 * 1024
         from .frontend import add_frontend_routes, cookie_auth_middleware  # the ComfyUI editor at / (frontend.py)
-        app = web.Application(client_max_size=limit,
-                              middlewares=[self._errors_mw, cookie_auth_middleware(self), self._auth_mw])
+        app = web.Application(client_max_size=limit,  # errors → JSON; browser cookie → token; token/Host check
+                              middlewares=[errors_middleware, cookie_auth_middleware(self), auth_middleware(self)])
         routes = [
             ("GET", "/prompt", self.get_prompt), ("POST", "/prompt", self.post_prompt),
             ("GET", "/queue", self.get_queue), ("POST", "/queue", self.post_queue),
             ("POST", "/interrupt", self.post_interrupt), ("POST", "/free", self.post_free),
-            ("GET", "/history", self.get_history), ("POST", "/history", self.post_history),
-            ("GET", "/history/{prompt_id}", self.get_history_one),
             ("GET", "/object_info", self.get_object_info), ("GET", "/object_info/{node_class}", self.get_object_one),
-            ("GET", "/view", self.get_view), ("POST", "/upload/image", self.post_upload_image),
             ("GET", "/system_stats", self.get_system_stats), ("GET", "/features", self.get_features),
             ("GET", "/embeddings", self.get_empty_list), ("GET", "/extensions", self.get_extensions),
             ("GET", "/ws", self.get_ws),
             ("POST", "/vibeboard/jobs", server_jobs.make_post_job(self)),
             ("GET", "/vibeboard/jobs/{job_id}", server_jobs.make_get_job(self)),
             ("GET", "/vibeboard/health", self.get_health),
-        ]
+        ] + history_routes(self) + file_routes(self)
         for method, path, handler in routes:
             app.router.add_route(method, path, handler)
             app.router.add_route(method, "/api" + path, handler)
@@ -169,46 +166,6 @@ class VibeServer:
         await asyncio.get_running_loop().run_in_executor(None, self.service.stop)
         await self.hub.stop()
         self.webhooks.close(timeout_s=2.0)
-
-    @web.middleware
-    async def _errors_mw(self, request, handler):
-        try:
-            return await handler(request)
-        except ApiError as exc:
-            return web.json_response(exc.body, status=exc.status)
-        except HttpProcessingError as exc:  # e.g. a multipart header with a NUL byte in the file name
-            body = {"error": {"type": "invalid_request", "message": f"malformed request: {exc.message}",
-                              "details": "", "extra_info": {}}, "node_errors": {}}
-            return web.json_response(body, status=400)
-        except web.HTTPException as exc:
-            if exc.status < 400:
-                raise
-            body = {"error": {"type": "http_error", "message": exc.reason, "details": exc.text or "",
-                              "extra_info": {}}, "node_errors": {}}
-            return web.json_response(body, status=exc.status)
-        except Exception as exc:  # a bug must not take the server down; the client still gets JSON
-            log.exception("unhandled error on %s %s", request.method, request.path)
-            body = {"error": {"type": "server_error", "message": f"{type(exc).__name__}: {exc}", "details": "",
-                              "extra_info": {}}, "node_errors": {}}
-            return web.json_response(body, status=500)
-
-    @web.middleware
-    async def _auth_mw(self, request, handler):
-        path = request.path[4:] if request.path.startswith("/api/") else request.path
-        if path in ("/vibeboard/health", "/vibeboard/dailies/review"):  # the review page itself holds no data
-            return await handler(request)
-        token = self.config.token
-        if token:
-            if not token_ok(token, request.headers, request.query, allow_query=path in ("/ws", "/view")):
-                raise ApiError(401, "unauthorized", "missing or wrong token: send 'Authorization: Bearer <token>'"
-                               + (" or ?token=<token>" if path in ("/ws", "/view") else ""))
-        else:
-            # No token (loopback only): serve loopback Host names only, so neither a cross-site page nor a
-            # DNS-rebinding one can drive the server (see security.browser_request_allowed).
-            refused = browser_request_allowed(request.host, request.headers.get("Origin"), self.config.allowed_hosts)
-            if refused:
-                raise ApiError(403, "forbidden_origin", refused)
-        return await handler(request)
 
     async def _json(self, request: web.Request, what: str = "request body"):
         raw = await request.read()
@@ -310,17 +267,7 @@ class VibeServer:
                                           "queue_pending": [j.queue_item for j in pending]})
 
     async def post_queue(self, request):
-        body = await self._json(request)
-        if not isinstance(body, dict):
-            raise ApiError(400, "invalid_request", "expected {\"clear\": true} or {\"delete\": [ids]}")
-        if body.get("clear"):
-            await self._off(self.service.delete_queued, None)
-        if "delete" in body:
-            ids = body["delete"]
-            if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-                raise ApiError(400, "invalid_request", "'delete' must be a list of prompt ids")
-            await self._off(self.service.delete_queued, ids)
-        return web.Response(status=200)
+        return await clear_or_delete(self, request, self.service.delete_queued)
 
     async def post_interrupt(self, request):
         raw = await request.read()
@@ -350,54 +297,6 @@ class VibeServer:
         return web.json_response(release.release_all(unload=bool(body.get("unload_models")),
                                                      free_memory=bool(body.get("free_memory"))))
 
-    # --- history ---------------------------------------------------------------------------------
-    async def get_history(self, request):
-        try:
-            # min(): 10**400 is a valid integer but not an SQLite one; past any history size it means all/none
-            max_items = min(int(request.query["max_items"]), SQL_INT_MAX) if "max_items" in request.query else None
-            offset = min(int(request.query["offset"]), SQL_INT_MAX) if "offset" in request.query else None
-        except ValueError:
-            raise ApiError(400, "invalid_request", "max_items and offset must be integers")
-        if offset is not None and offset < 0:
-            offset = None  # ComfyUI's own default is -1: "the last max_items"
-        if max_items is not None and max_items < 0:
-            raise ApiError(400, "invalid_request", "max_items must not be negative")
-        return await self._history_page(request, max_items, offset)
-
-    async def _history_page(self, request, max_items, offset) -> web.Response:
-        """One page of history, built off the loop. `cursor` (from X-VibeBoard-Next-Cursor) continues towards
-        older entries; without max_items a page holds at most history_page_limit entries."""
-        before = _decode_cursor(request.query["cursor"]) if "cursor" in request.query else None
-        if max_items is None and offset is None:
-            max_items = self.config.history_page_limit
-        elif max_items is not None:
-            max_items = min(max_items, self.config.history_page_limit)
-        rows = await self._off(self.store.history, max_items, None if before else offset, before)
-        headers = {}
-        if rows and (before is not None or offset is None) and await self._off(self.store.has_history_before,
-                                                                                rows[0]["cursor"]):
-            headers["X-VibeBoard-Next-Cursor"] = _encode_cursor(rows[0]["cursor"])
-        return await self._json_response({r["id"]: r["history"] for r in rows}, headers=headers)
-
-    async def get_history_one(self, request):
-        job = await self._off(self.store.get, request.match_info["prompt_id"])
-        if job is None or job["history"] is None:
-            return web.json_response({})
-        return await self._json_response({job["id"]: job["history"]})
-
-    async def post_history(self, request):
-        body = await self._json(request)
-        if not isinstance(body, dict):
-            raise ApiError(400, "invalid_request", "expected {\"clear\": true} or {\"delete\": [ids]}")
-        if body.get("clear"):
-            await self._off(self.store.delete_history, None)
-        if "delete" in body:
-            ids = body["delete"]
-            if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-                raise ApiError(400, "invalid_request", "'delete' must be a list of prompt ids")
-            await self._off(self.store.delete_history, ids)
-        return web.Response(status=200)
-
     # --- nodes -----------------------------------------------------------------------------------
     async def get_object_info(self, request):
         return await self._json_response(self.registry.object_info())
@@ -407,77 +306,6 @@ class VibeServer:
         if name not in self.registry.classes:
             return web.json_response({})
         return web.json_response({name: self.registry.node_info(name)})
-
-    # --- files -----------------------------------------------------------------------------------
-    async def get_view(self, request):
-        query = request.query
-        filename = query.get("filename")
-        if not filename:
-            raise ApiError(400, "invalid_request", "filename is required")
-        kind = query.get("type", "output") or "output"
-        for folder in FOLDER_TYPES:  # ComfyUI's "name.png [output]" annotation
-            if filename.endswith(f" [{folder}]"):
-                filename, kind = filename[: -len(folder) - 3], folder
-        if kind not in FOLDER_TYPES:
-            raise ApiError(400, "invalid_request", f"type must be one of {', '.join(FOLDER_TYPES)}")
-        name = safe_relpath(filename, "filename", allow_subdirs=False)
-        subfolder = safe_relpath(query.get("subfolder", ""), "subfolder")
-        path = resolve_inside(self.dirs[kind], subfolder, name)
-        if not os.path.isfile(path):
-            raise ApiError(404, "not_found", f"file {filename!r} not found in {kind}"
-                           + (f"/{subfolder}" if subfolder else ""))
-        ctype = content_type_for(name)
-        if ctype.startswith(("text/html", "text/javascript", "application/javascript", "text/css")):
-            ctype = "application/octet-stream"  # never let a browser run uploaded files as pages/scripts
-        headers = {"Content-Disposition": f'filename="{urllib.parse.quote(os.path.basename(name))}"',
-                   "Content-Type": ctype}
-        return web.FileResponse(path, headers=headers)
-
-    async def post_upload_image(self, request):
-        if not request.content_type.startswith("multipart/"):
-            raise ApiError(415, "unsupported_media_type",
-                           f"upload must be multipart/form-data, got {request.content_type or 'no content type'}")
-        limit = self.config.max_upload_bytes
-        if request.content_length is not None and request.content_length > limit + 65536:
-            raise ApiError(413, "payload_too_large", f"upload is {request.content_length} bytes; limit is {limit}")
-        reader = await request.multipart()
-        fields, tmp_path, original_name = {}, None, None
-        try:
-            async for part in reader:
-                if part.name == "image" and part.filename is not None and tmp_path is None:  # first file wins
-                    original_name = part.filename
-                    fd, tmp_path = tempfile.mkstemp(dir=self.dirs["temp"], prefix=".upload-")
-                    size = 0
-                    with os.fdopen(fd, "wb") as handle:
-                        while True:
-                            chunk = await part.read_chunk(1 << 20)
-                            if not chunk:
-                                break
-                            size += len(chunk)
-                            if size > limit:
-                                raise ApiError(413, "payload_too_large", f"upload exceeds the limit of {limit} bytes")
-                            handle.write(chunk)
-                elif part.name in ("type", "subfolder", "overwrite"):
-                    fields[part.name] = await _read_small_field(part, MAX_FORM_FIELD_BYTES)
-            if tmp_path is None:
-                raise ApiError(400, "invalid_request", "multipart field 'image' (a file) is required")
-            kind = fields.get("type") or "input"
-            if kind not in FOLDER_TYPES:
-                raise ApiError(400, "invalid_request", f"type must be one of {', '.join(FOLDER_TYPES)}")
-            name = safe_relpath(original_name, "filename", allow_subdirs=False)
-            if not name:
-                raise ApiError(400, "invalid_request", "uploaded file has no name")
-            subfolder = safe_relpath(fields.get("subfolder", ""), "subfolder")
-            folder = resolve_inside(self.dirs[kind], subfolder)
-            os.makedirs(folder, exist_ok=True)
-            overwrite = fields.get("overwrite", "").lower() in ("true", "1")
-            final = await asyncio.get_running_loop().run_in_executor(  # hashing big files: off the loop
-                None, _place_upload, tmp_path, folder, name, overwrite)
-            tmp_path = None
-            return web.json_response({"name": os.path.basename(final), "subfolder": subfolder, "type": kind})
-        finally:
-            if tmp_path and os.path.exists(tmp_path):
-                os.remove(tmp_path)
 
     # --- misc ------------------------------------------------------------------------------------
     async def get_system_stats(self, request):
@@ -596,59 +424,6 @@ class VibeServer:
             asyncio.run(main())
         except KeyboardInterrupt:
             pass
-
-
-MAX_FORM_FIELD_BYTES = 4096
-
-
-def _encode_cursor(cursor: tuple) -> str:
-    return base64.urlsafe_b64encode(json.dumps(list(cursor)).encode()).decode().rstrip("=")
-
-
-def _decode_cursor(text: str) -> tuple:
-    try:
-        finished_at, number, job_id = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-        return float(finished_at), float(number), str(job_id)
-    except Exception:
-        raise ApiError(400, "invalid_request", "cursor is not one this server gave out (X-VibeBoard-Next-Cursor)")
-
-
-async def _read_small_field(part, limit: int) -> str:
-    """A text form field, read in chunks and refused past `limit` (part.read() would buffer any size)."""
-    data = bytearray()
-    while True:
-        chunk = await part.read_chunk(limit + 1)
-        if not chunk:
-            break
-        data.extend(chunk)
-        if len(data) > limit:
-            raise ApiError(413, "payload_too_large", f"form field '{part.name}' is longer than {limit} bytes")
-    return bytes(part.decode(bytes(data))).decode("utf-8", "replace")
-
-
-def _place_upload(tmp_path: str, folder: str, name: str, overwrite: bool) -> str:
-    """ComfyUI behaviour: same content → reuse the existing file; name clash → 'name (1).ext'."""
-    target = os.path.join(folder, name)
-    if not overwrite and os.path.exists(target):
-        if _sha256(target) == _sha256(tmp_path):
-            os.remove(tmp_path)
-            return target
-        stem, ext = os.path.splitext(name)
-        index = 1
-        while os.path.exists(os.path.join(folder, f"{stem} ({index}){ext}")):
-            index += 1
-        target = os.path.join(folder, f"{stem} ({index}){ext}")
-    os.chmod(tmp_path, 0o644)  # mkstemp makes 0600; ComfyUI's uploads are world-readable like any saved file
-    shutil.move(tmp_path, target)
-    return target
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def system_stats() -> dict:

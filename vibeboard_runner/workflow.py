@@ -221,8 +221,10 @@ def ui_to_api(workflow: dict, registry) -> Dict[str, dict]:
         A loop, not recursion: a chain of thousands of Reroutes must not hit Python's recursion limit."""
         seen = set()
         while True:
-            if link_id is None or link_id not in links or link_id in seen:
+            if link_id is None or link_id in seen:
                 return None
+            if link_id not in links:
+                raise _DanglingLink(link_id)
             seen.add(link_id)
             origin_id, origin_slot, _tid, _tslot, link_type = links[link_id]
             origin = nodes.get(origin_id)
@@ -255,8 +257,16 @@ def ui_to_api(workflow: dict, registry) -> Dict[str, dict]:
         node_class = registry.get(node_type)
         inputs = _widget_values(node, node_class)
         for slot in node.get("inputs") or []:
-            resolved = resolve(slot.get("link"))
             name = (slot.get("widget") or {}).get("name") or slot.get("name")
+            try:
+                resolved = resolve(slot.get("link"))
+            except _DanglingLink as exc:
+                # ComfyUI's frontend would silently leave the input out and the graph would run without it;
+                # a wire the file names but does not contain is a broken chain: say which node and input.
+                raise WorkflowFormatError(
+                    f"node {node_id} ({node_type}) input '{name}': it is wired through link {exc.args[0]}, "
+                    "which the workflow's links do not contain (a hand-edited or truncated file); reconnect "
+                    "the input in the editor and save again") from None
             if resolved is None:
                 continue
             if resolved[0] == "value":
@@ -269,6 +279,10 @@ def ui_to_api(workflow: dict, registry) -> Dict[str, dict]:
         entry["_meta"] = {"title": title}
         prompt[str(node_id)] = entry
     return prompt
+
+
+class _DanglingLink(Exception):
+    """A node input names a link id that the workflow's links table lacks."""
 
 
 def _bypass_input(node: dict, output_slot: int, link_type) -> Optional[int]:

@@ -5,6 +5,10 @@
 //    corner to resize, double-click to delete; stored in the "boxes" STRING widget as
 //    {"boxes": [{"x0", "y0", "x1", "y1", "label"}]}.
 // The values live in ordinary STRING widgets, so they are saved in widgets_values and run headless.
+// The drawing surface is always 16:9 (the frame it is drawn over), in the default LiteGraph renderer and in
+// Vue nodes: the DOM widget asks for a height of 9/16 of the node's width (so the node grows taller as it is
+// made wider, and never shrinks below a 256×144 canvas), and the canvas is letterboxed inside whatever box the
+// renderer gives it, so it is never stretched.
 import { app } from "../../scripts/app.js";
 
 const EDITORS = {
@@ -13,6 +17,10 @@ const EDITORS = {
 };
 const MIN_STEP = 0.01;   // normalised distance between recorded path points
 const HANDLE = 0.03;     // normalised size of a box's resize handle
+const ASPECT = 16 / 9;
+const MIN_CANVAS_WIDTH = 256;  // CSS px: the smallest surface still usable for drawing
+const DOM_MARGIN = 10;         // the frontend's default DOM widget margin, each side (LiteGraph renderer)
+const NODE_MIN_WIDTH = MIN_CANVAS_WIDTH + 44;  // room for the margins, or a Vue node's padding and border
 const r4 = (v) => Math.round(v * 10000) / 10000;
 const clamp01 = (v) => Math.min(1, Math.max(0, v));
 
@@ -69,23 +77,59 @@ class CanvasEditor {
     this.node = node;
     this.widget = widget;
     this.mode = mode;
+    // The DOM widget's element is this wrapper; the renderer sizes it, the canvas keeps 16:9 inside it.
+    this.element = document.createElement("div");
+    this.element.className = "vibeboard-canvas-frame";
+    this.element.style.cssText = "width:100%;height:100%;min-height:0;aspect-ratio:16/9;display:flex;" +
+      "align-items:center;justify-content:center;overflow:hidden;touch-action:none;";
     this.canvas = document.createElement("canvas");
     this.canvas.width = 320;
     this.canvas.height = 180;
     this.canvas.className = "vibeboard-canvas-editor";
-    this.canvas.style.cssText = "width:100%;aspect-ratio:16/9;background:#222;cursor:crosshair;touch-action:none;";
+    this.canvas.style.cssText = "display:block;width:100%;aspect-ratio:16/9;background:#222;cursor:crosshair;" +
+      "box-shadow:0 0 0 1px #555;";  // the frame edge, outside the box so it takes no space
+    this.element.appendChild(this.canvas);
     this.drag = null;
-    this.canvas.addEventListener("pointerdown", (e) => this.down(e));
-    this.canvas.addEventListener("pointermove", (e) => this.move(e));
-    this.canvas.addEventListener("pointerup", (e) => this.up(e));
-    this.canvas.addEventListener("dblclick", (e) => this.dbl(e));
+    // Listen on the wrapper so a stroke may start in the letterbox bars (clamped to the frame's edge).
+    this.element.addEventListener("pointerdown", (e) => this.down(e));
+    this.element.addEventListener("pointermove", (e) => this.move(e));
+    this.element.addEventListener("pointerup", (e) => this.up(e));
+    this.element.addEventListener("dblclick", (e) => this.dbl(e));
+    if (typeof ResizeObserver !== "undefined") {
+      this.observer = new ResizeObserver(() => this.fit());
+      this.observer.observe(this.element);
+    }
     const original = widget.callback;
     widget.callback = (...args) => { this.draw(); return original?.apply(widget, args); };
     this.draw();
   }
 
+  // The widget height the node should give the surface: 9/16 of the node's inner width (at least the minimum),
+  // plus the margins the renderer takes off above and below the element.
+  wantedHeight() {
+    const width = Math.max(MIN_CANVAS_WIDTH, (this.node.size?.[0] ?? 0) - 2 * DOM_MARGIN);
+    return Math.ceil(width / ASPECT) + 2 * DOM_MARGIN;
+  }
+
+  // Largest 16:9 rectangle inside the wrapper (letterbox), with a backing store at device resolution.
+  fit() {
+    const w = this.element.clientWidth, h = this.element.clientHeight;
+    if (!w) return;
+    const width = h ? Math.min(w, h * ASPECT) : w;
+    const height = width / ASPECT;
+    this.canvas.style.width = `${Math.floor(width)}px`;
+    this.canvas.style.height = `${Math.floor(height)}px`;
+    const scale = window.devicePixelRatio || 1;
+    const backing = Math.max(16, Math.round(width * scale));
+    if (this.canvas.width !== backing) {
+      this.canvas.width = backing;
+      this.canvas.height = Math.round(backing / ASPECT);
+    }
+    this.draw();
+  }
+
   pos(e) {
-    const r = this.canvas.getBoundingClientRect();
+    const r = this.canvas.getBoundingClientRect();  // the frame itself, not the letterbox around it
     return [clamp01((e.clientX - r.left) / Math.max(r.width, 1)), clamp01((e.clientY - r.top) / Math.max(r.height, 1))];
   }
 
@@ -97,7 +141,7 @@ class CanvasEditor {
   }
 
   down(e) {
-    try { this.canvas.setPointerCapture?.(e.pointerId); } catch (err) { /* synthetic or finished pointer */ }
+    try { this.element.setPointerCapture?.(e.pointerId); } catch (err) { /* synthetic or finished pointer */ }
     const [x, y] = this.pos(e);
     if (this.mode === "path") {
       const keep = e.shiftKey ? parsePoints(this.widget.value) : [];
@@ -206,10 +250,27 @@ export function attachEditor(node, field, mode) {
   const editor = new CanvasEditor(node, widget, mode);
   node.__vibeboardEditor = editor;
   if (node.addDOMWidget) {
-    const dom = node.addDOMWidget(`${field}_editor`, "vibeboard_canvas", editor.canvas, {
+    const dom = node.addDOMWidget(`${field}_editor`, "vibeboard_canvas", editor.element, {
       serialize: false, hideOnZoom: false, getValue: () => undefined, setValue: () => {},
+      // min = max: the renderer gives the surface exactly 16:9 of the node's width (LiteGraph layout)
+      getMinHeight: () => editor.wantedHeight(), getMaxHeight: () => editor.wantedHeight(),
     });
     if (dom) dom.serialize = false;  // never add a slot to widgets_values
+  }
+  // Wider node → taller node: LiteGraph clamps user resizes to computeSize(), which includes the height above;
+  // programmatic setSize() calls (and older frontends) are held to it here, and to the minimum width.
+  const onResize = node.onResize;
+  node.onResize = function (...args) {
+    const result = onResize?.apply(this, args);
+    this.size[0] = Math.max(this.size[0], NODE_MIN_WIDTH);  // the minimum surface
+    const min = this.computeSize?.();
+    if (min && this.size[1] < min[1]) this.size[1] = min[1];
+    editor.fit();
+    return result;
+  };
+  if (node.computeSize && node.size) {  // a new node starts with the surface at its minimum, 16:9
+    node.size[0] = Math.max(node.size[0], NODE_MIN_WIDTH);
+    node.size[1] = Math.max(node.size[1], node.computeSize()[1]);
   }
   const refresh = () => editor.draw();
   const onConn = node.onConnectionsChange;

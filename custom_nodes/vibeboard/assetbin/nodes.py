@@ -11,7 +11,7 @@ import shutil
 
 import torch
 
-from ..common.runtime import NodeInputError, output_directory, temp_directory, unique_output_path
+from ..common.runtime import NodeInputError, node_label, output_directory, temp_directory, unique_output_path
 
 CATEGORY = "VibeBoard/Asset Bin"
 
@@ -34,6 +34,8 @@ class VBSampleRoom:
     FUNCTION = "make"
     RETURN_TYPES = ("IMAGE", "MASK", "FLOAT", "STRING")
     RETURN_NAMES = ("image", "depth", "fov_deg", "ground_truth")
+    OUTPUT_TOOLTIPS = ("the rendered room, float 0..1", "metric depth in metres per pixel",
+                       "horizontal field of view of the render, degrees", "JSON: the boxes' true poses and sizes")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -54,11 +56,13 @@ class VBSampleRoom:
 
 class VBSamLoader:
     DESCRIPTION = ("Load SAM (facebook/sam-vit-huge, -large or -base) from a folder in the Hugging Face layout "
-                   "(config.json, model.safetensors, preprocessor_config.json) for instance masks.")
+                   "(config.json, model.safetensors, preprocessor_config.json) for instance masks. Needs weights: "
+                   "a SAM folder under models/ (facebook/sam-vit-*).")
     CATEGORY = CATEGORY
     FUNCTION = "load"
     RETURN_TYPES = ("VB_SAM",)
     RETURN_NAMES = ("sam",)
+    OUTPUT_TOOLTIPS = ("the loaded SAM model, for Deconstruct scene's instance masks",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -73,12 +77,13 @@ class VBSamLoader:
     def load(self, folder, points_per_side=16, iou_threshold=0.7):
         from .sam_masks import SamMasker
 
-        path = _model_folder("SAM Loader", "folder", folder)
+        node = node_label(VBSamLoader)
+        path = _model_folder(node, "folder", folder)
         try:
             return (SamMasker(path, "cuda" if torch.cuda.is_available() else "cpu",
                               points_per_side=points_per_side, iou_threshold=iou_threshold),)
         except (FileNotFoundError, ValueError, OSError) as exc:
-            raise NodeInputError("SAM Loader", "folder", str(exc)) from None
+            raise NodeInputError(node, "folder", str(exc)) from None
 
 
 class VBMarigoldMaps:
@@ -88,6 +93,7 @@ class VBMarigoldMaps:
     FUNCTION = "run"
     RETURN_TYPES = ("VB_PBR_MAPS", "IMAGE")
     RETURN_NAMES = ("maps", "albedo")
+    OUTPUT_TOOLTIPS = ("PBR maps (albedo, roughness, metallic) for Deconstruct scene", "albedo, float 0..1")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -102,14 +108,15 @@ class VBMarigoldMaps:
     def run(self, image, folder, steps, seed):
         from . import marigold_maps
 
-        path = _model_folder("Marigold Maps", "folder", folder)
+        node = node_label(VBMarigoldMaps)
+        path = _model_folder(node, "folder", folder)
         try:
             pipe = marigold_maps.load_pipeline(path, "cuda" if torch.cuda.is_available() else "cpu")
         except (FileNotFoundError, ValueError, OSError) as exc:
-            raise NodeInputError("Marigold Maps", "folder", str(exc)) from None
+            raise NodeInputError(node, "folder", str(exc)) from None
         maps = marigold_maps.estimate(pipe, image[0], steps, seed)
         if "roughness" not in maps or "metallic" not in maps:
-            raise NodeInputError("Marigold Maps", "folder", "this Marigold model predicts no roughness/metallic "
+            raise NodeInputError(node, "folder", "this Marigold model predicts no roughness/metallic "
                                  "(use the -appearance model for PBR materials)")
         return (maps, maps["albedo"][None].clamp(0, 1))
 
@@ -123,6 +130,8 @@ class VBMVInverseMaps:
     FUNCTION = "run"
     RETURN_TYPES = ("VB_PBR_MAPS", "IMAGE", "IMAGE")
     RETURN_NAMES = ("maps", "albedo", "normal")
+    OUTPUT_TOOLTIPS = ("PBR maps of the chosen view (albedo, metallic, roughness, normal) for Deconstruct scene",
+                       "albedo of every view, float 0..1", "normals of every view, mapped to 0..1")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -137,7 +146,7 @@ class VBMVInverseMaps:
         from ..models.loaders import model_path
         from . import mvinverse
 
-        node = "MVInverse Maps"
+        node = node_label(VBMVInverseMaps)
         path = model_path(node, "checkpoint", checkpoint)
         if view >= views.shape[0]:
             raise NodeInputError(node, "view", f"view {view} of {views.shape[0]} views")
@@ -162,6 +171,8 @@ class VBDeconstructScene:
     OUTPUT_NODE = True
     RETURN_TYPES = ("STRING", "MASK", "STRING")
     RETURN_NAMES = ("glb_path", "masks", "report")
+    OUTPUT_TOOLTIPS = ("path of the scene GLB (one node per object, metres)", "one instance mask per object found",
+                       "JSON report: objects, stages run or reused, what ran weights-free")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -189,7 +200,7 @@ class VBDeconstructScene:
             seed, sam=None, qwen_edit=None, maps=None):
         from .deconstruct import Deconstructor, Settings
 
-        node = "Deconstruct scene"
+        node = node_label(VBDeconstructScene)
         d = depth[0] if depth.dim() == 3 else depth
         if d.shape != image.shape[1:3]:
             raise NodeInputError(node, "depth", f"depth is {d.shape[1]}x{d.shape[0]} but the image is "
@@ -234,6 +245,7 @@ class VBAssetRegister:
     OUTPUT_NODE = True
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("asset",)
+    OUTPUT_TOOLTIPS = ("the asset id in the project's asset table",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -253,7 +265,7 @@ class VBAssetRegister:
     def run(self, report, name, kind, element_ref, tags, commercial_project, script_db=""):
         from .assetdb import AssetDB, LicenceError, ScriptLabElements
 
-        node = "Asset Register"
+        node = node_label(VBAssetRegister)
         link = None
         if script_db.strip():
             from ..common import runtime

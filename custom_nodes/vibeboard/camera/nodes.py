@@ -32,6 +32,8 @@ class VBCameraPreset:
     FUNCTION = "build"
     RETURN_TYPES = ("VB_CAMERA_PATH", "STRING")
     RETURN_NAMES = ("camera_path", "json")
+    OUTPUT_TOOLTIPS = ("the camera move, one pose per frame (after the chained path, if any)",
+                       "the path as VibeBoard JSON")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -73,6 +75,7 @@ class VBCameraPathDraw:
     FUNCTION = "build"
     RETURN_TYPES = ("VB_CAMERA_PATH", "STRING")
     RETURN_NAMES = ("camera_path", "json")
+    OUTPUT_TOOLTIPS = ("the camera path that follows the drawn line", "the path as VibeBoard JSON")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -112,6 +115,7 @@ class VBCameraKeyframes:
     FUNCTION = "build"
     RETURN_TYPES = ("VB_CAMERA_PATH", "STRING")
     RETURN_NAMES = ("camera_path", "json")
+    OUTPUT_TOOLTIPS = ("the interpolated camera path, one pose per frame", "the path as VibeBoard JSON")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -144,6 +148,7 @@ class VBCameraPathImport:
     FUNCTION = "load"
     RETURN_TYPES = ("VB_CAMERA_PATH",)
     RETURN_NAMES = ("camera_path",)
+    OUTPUT_TOOLTIPS = ("the loaded camera path, one pose per frame",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -211,6 +216,7 @@ class VBCameraPathExport:
     OUTPUT_NODE = True
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("text",)
+    OUTPUT_TOOLTIPS = ("the path in the chosen format (VibeBoard JSON, RealEstate10K lines or ComfyUI entries)",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -245,6 +251,8 @@ class VBCameraToWanEmbedding:
     FUNCTION = "embed"
     RETURN_TYPES = ("WAN_CAMERA_EMBEDDING", "INT", "INT", "INT")
     RETURN_NAMES = ("camera_embedding", "width", "height", "length")
+    OUTPUT_TOOLTIPS = ("Plücker embedding for WanCameraImageToVideo", "frame width the embedding was made for",
+                       "frame height the embedding was made for", "number of frames")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -262,6 +270,8 @@ class VBBoxesDraw:
     FUNCTION = "build"
     RETURN_TYPES = ("MASK", "STRING")
     RETURN_NAMES = ("mask", "boxes_json")
+    OUTPUT_TOOLTIPS = ("per-frame mask of the drawn boxes (1 inside a box)",
+                       "the boxes as JSON for the box conditioner")
 
     @classmethod
     def INPUT_TYPES(cls):

@@ -49,6 +49,8 @@ class VBDailiesAddVersion:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("STRING", "STRING")
     RETURN_NAMES = ("version_id", "qc_report")
+    OUTPUT_TOOLTIPS = ("id of the version (existing one when the same file was added before)",
+                       "JSON: the automatic QC findings")
     OUTPUT_NODE = True
     FUNCTION = "add"
 
@@ -65,7 +67,7 @@ class VBDailiesAddVersion:
         }}
 
     def add(self, project, shot, media_path, recipe, parent_version, run_qc):
-        node = "Dailies Add Version (VibeBoard)"
+        node = runtime.node_label(VBDailiesAddVersion)
         store = open_store(node, project)
         path = node_io.media_file(node, "media_path", media_path)
         for version in store.stack(shot):
@@ -89,6 +91,7 @@ class VBDailiesSetStatus:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("version_id",)
+    OUTPUT_TOOLTIPS = ("id of the version whose status was set",)
     OUTPUT_NODE = True  # it changes the project: run it even when nothing consumes its output
     FUNCTION = "set"
 
@@ -101,7 +104,7 @@ class VBDailiesSetStatus:
         }}
 
     def set(self, project, version_id, status):
-        node = "Dailies Set Status (VibeBoard)"
+        node = runtime.node_label(VBDailiesSetStatus)
         try:
             return (open_store(node, project).set_status(version_id.strip(), status)["id"],)
         except DailiesError as exc:
@@ -115,6 +118,7 @@ class VBDailiesAddNote:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("INT",)
     RETURN_NAMES = ("note_id",)
+    OUTPUT_TOOLTIPS = ("id of the stored note",)
     OUTPUT_NODE = True  # it changes the project: run it even when nothing consumes its output
     FUNCTION = "note"
 
@@ -130,7 +134,7 @@ class VBDailiesAddNote:
         }}
 
     def note(self, project, version_id, text, start_frame, end_frame, shapes):
-        node = "Dailies Add Note (VibeBoard)"
+        node = runtime.node_label(VBDailiesAddNote)
         store = open_store(node, project)
         drawn = node_io.json_input(node, "shapes", shapes, default=[], kind=list)
         try:
@@ -156,6 +160,8 @@ class VBDailiesNoteToRerender:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("STRING", "INT")
     RETURN_NAMES = ("request", "rerender_id")
+    OUTPUT_TOOLTIPS = ("JSON: the proposed re-render job (recipe plus changed inputs)",
+                       "id of the re-render record, for Dailies Land Re-render")
     OUTPUT_NODE = True
     FUNCTION = "propose"
 
@@ -165,7 +171,7 @@ class VBDailiesNoteToRerender:
                              "note_id": ("INT", {"default": 1, "min": 1, "max": 1 << 30, "tooltip": "the note"})}}
 
     def propose(self, project, note_id):
-        node = "Dailies Note To Re-render (VibeBoard)"
+        node = runtime.node_label(VBDailiesNoteToRerender)
         from . import rerender
         try:
             saved = rerender.propose(open_store(node, project), note_id)
@@ -182,6 +188,7 @@ class VBDailiesLandRerender:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("version_id",)
+    OUTPUT_TOOLTIPS = ("id of the new version made from the re-render",)
     OUTPUT_NODE = True  # it changes the project: run it even when nothing consumes its output
     FUNCTION = "land"
 
@@ -195,7 +202,7 @@ class VBDailiesLandRerender:
         }}
 
     def land(self, project, rerender_id, media_path, run_qc=True):
-        node = "Dailies Land Re-render (VibeBoard)"
+        node = runtime.node_label(VBDailiesLandRerender)
         store = open_store(node, project)
         path = node_io.media_file(node, "media_path", media_path)
         info = video_io.probe_video(path)
@@ -214,6 +221,7 @@ class VBDailiesExportNotes:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("path",)
+    OUTPUT_TOOLTIPS = ("path of the written OTIO / CSV / EDL file",)
     OUTPUT_NODE = True
     FUNCTION = "export"
 
@@ -231,7 +239,7 @@ class VBDailiesExportNotes:
         }}
 
     def export(self, project, shot, format, fps, filename_prefix, version_id=None):
-        node = "Dailies Export Notes (VibeBoard)"
+        node = runtime.node_label(VBDailiesExportNotes)
         try:
             from . import review_export
         except ImportError as exc:
@@ -262,6 +270,7 @@ class VBDailiesExportReview:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("index",)
+    OUTPUT_TOOLTIPS = ("path of the static review's index.html",)
     OUTPUT_NODE = True
     FUNCTION = "export"
 
@@ -276,7 +285,7 @@ class VBDailiesExportReview:
         }}
 
     def export(self, project, filename_prefix, version_id=None):
-        node = "Dailies Export Review (VibeBoard)"
+        node = runtime.node_label(VBDailiesExportReview)
         from .review_server import export_static
         store = open_store(node, project)
         if not store.shots():

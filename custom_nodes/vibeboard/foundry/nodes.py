@@ -27,10 +27,10 @@ def _cards(handle: dict):
     return ActorCards(handle["db_path"])
 
 
-def _save_png(image: torch.Tensor, prefix: str) -> str:
+def _save_png(node: str, image: torch.Tensor, prefix: str) -> str:
     from PIL import Image
     from ..sequencer import node_io
-    path, _ = node_io.output_file("Actor Card", prefix, "png")
+    path, _ = node_io.output_file(node, prefix, "png")
     Image.fromarray((image.clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)).save(path)
     return path
 
@@ -42,6 +42,7 @@ class VBSamplePortrait:
     FUNCTION = "make"
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("image",)
+    OUTPUT_TOOLTIPS = ("the procedural test portrait, float 0..1",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -72,6 +73,8 @@ class VBActorCard:
     FUNCTION = "card"
     RETURN_TYPES = ("VB_ACTOR", "STRING")
     RETURN_NAMES = ("actor", "card_json")
+    OUTPUT_TOOLTIPS = ("the actor handle for the Foundry nodes",
+                       "the card as JSON (faces, voice, wardrobe, LoRAs, licences)")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -99,14 +102,14 @@ class VBActorCard:
              voice_licence=""):
         from .actor_card import ActorCardError, ActorCards
         from ..sequencer import node_io
-        node = "Actor Card"
+        node = runtime.node_label(VBActorCard)
         try:
             cards = ActorCards(_db_path(node, db_path))
             cards.create(actor, character=character)
             for kind, image in (("face_front", face_front), ("face_three_quarter", face_three_quarter),
                                 ("face_profile", face_profile)):
                 if image is not None:
-                    path = _save_png(image[0], f"vibeboard/actors/{actor.replace(' ', '_')}_{kind}")
+                    path = _save_png(node, image[0], f"vibeboard/actors/{actor.replace(' ', '_')}_{kind}")
                     cards.add_image(actor, kind, path, face_licence)
             if voice_provider != "none":
                 settings = node_io.json_input(node, "voice_settings", voice_settings)
@@ -163,6 +166,8 @@ class VBActorLoraTrain:
     OUTPUT_NODE = True
     RETURN_TYPES = ("STRING", "STRING")
     RETURN_NAMES = ("lora_path", "report_json")
+    OUTPUT_TOOLTIPS = ("path of the trained LoRA (ComfyUI/kohya safetensors)",
+                       "JSON: steps, loss curve, files written")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -198,7 +203,7 @@ class VBActorLoraTrain:
               tokenizer="text_encoders/umt5-xxl", resume=True):
         from . import lora_dataset as D
         from . import lora_trainer as T
-        node = "Actor LoRA Train"
+        node = runtime.node_label(VBActorLoraTrain)
         cards = _cards(actor)
         images = [i for i in cards.images(actor["actor"]) if i["kind"] != "extra"]
         if not images:
@@ -250,6 +255,7 @@ class VBElevenLabsSpeech:
     FUNCTION = "speak"
     RETURN_TYPES = ("AUDIO", "STRING")
     RETURN_NAMES = ("audio", "timings_json")
+    OUTPUT_TOOLTIPS = ("the speech", "JSON: per-word and per-character start/end times")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -267,7 +273,7 @@ class VBElevenLabsSpeech:
     def speak(self, text, api_key_env, actor=None, voice_id="", base_url=""):
         from . import elevenlabs_tts as tts
         from ..media.audio import to_audio_dict
-        node = "ElevenLabs Speech"
+        node = runtime.node_label(VBElevenLabsSpeech)
         settings, seed = None, None
         if actor is not None and not voice_id:
             voice = _cards(actor).card(actor["actor"])["voice"]
@@ -290,12 +296,14 @@ class VBFlashPortrait:
     DESCRIPTION = ("FlashPortrait (Wan2.1-I2V-14B + expression cross-attention): the reference portrait performs "
                    "the expressions of a driving video, conformed to the output frame rate first; long clips in "
                    "sliding windows with linear blending; separate text and expression CFG; memory modes. Needs "
-                   "the FlashPortrait files (vibeboard models pull flashportrait) and Wan2.1-I2V-14B's VAE, umT5 "
+                   "weights: the FlashPortrait files (vibeboard models pull flashportrait) and Wan2.1-I2V-14B's VAE, umT5 "
                    "and CLIP-H.")
     CATEGORY = CATEGORY
     FUNCTION = "perform"
     RETURN_TYPES = ("IMAGE", "AUDIO")
     RETURN_NAMES = ("frames", "audio")
+    OUTPUT_TOOLTIPS = ("the animated portrait frames, float 0..1",
+                       "the driving video's audio, conformed to the output")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -341,7 +349,7 @@ class VBFlashPortrait:
         from ..media.audio import to_audio_dict, empty_audio
         from ..models import loaders
         from ..sequencer import node_io
-        node = "FlashPortrait"
+        node = runtime.node_label(VBFlashPortrait)
         files = fp.resolve_files(node, "folder", folder)  # every missing file is named before any loading
         video_path = node_io.media_file(node, "driving_video", driving_video)
         frames, audio, _ = perf.conform_driving_video(video_path, float(fps))
@@ -373,14 +381,16 @@ class VBFlashPortrait:
 
 class VBPerformanceCheck:
     DESCRIPTION = ("Continuity guard for a performance already in Dailies: lip-sync offset in frames (mouth-open "
-                   "envelope vs silero-vad-gated speech; flagged over 1 frame) and identity drift against the actor "
-                   "card's face references (a transformers vision model folder under models/, e.g. a CLIP or DINOv2 "
-                   "Hugging Face folder). Findings are stored as machine notes on the version.")
+                   "envelope vs silero-vad-gated speech; flagged over 1 frame) and identity drift against the "
+                   "actor card's face references (a transformers vision model folder under models/, e.g. a CLIP "
+                   "or DINOv2 Hugging Face folder). Findings are stored as machine notes on the version. The "
+                   "identity check needs weights (the vision model folder); lip-sync needs none.")
     CATEGORY = CATEGORY
     FUNCTION = "check"
     OUTPUT_NODE = True
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("report_json",)
+    OUTPUT_TOOLTIPS = ("JSON: lip-sync offset and identity drift findings",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -399,7 +409,7 @@ class VBPerformanceCheck:
         from ..dailies.nodes import open_store
         from ..dailies.store import DailiesError
         from ..media.video import load_video
-        node = "Performance Check"
+        node = runtime.node_label(VBPerformanceCheck)
         store = open_store(node, project)
         try:
             version = store.version(version_id.strip())
@@ -438,6 +448,8 @@ class VBCari4DContactOptimise:
     OUTPUT_NODE = True
     RETURN_TYPES = ("STRING", "STRING")
     RETURN_NAMES = ("motion_asset", "summary_json")
+    OUTPUT_TOOLTIPS = ("path of the saved motion asset (npz + JSON) for Stagecraft",
+                       "JSON: losses before/after, contact and smoothness figures")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -460,7 +472,7 @@ class VBCari4DContactOptimise:
         from . import cari4d as C
         from ..models import loaders
         from ..sequencer import node_io
-        node = "CARI4D Contact Optimise"
+        node = runtime.node_label(VBCari4DContactOptimise)
         try:
             model = C.load_body_model(loaders.model_path(node, "body_model", body_model))
         except C.Cari4DError as exc:

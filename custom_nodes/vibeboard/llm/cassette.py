@@ -1,4 +1,5 @@
-"""A loopback HTTP server that replays recorded LLM replies to the real `openai` / `anthropic` SDKs.
+"""A loopback HTTP server that replays recorded LLM replies to the real `openai` / `anthropic` SDKs (the one replay
+server, common/replay_server.py, answering from a folder of replies keyed by request content).
 
 Point an LLMConfig's base_url at it (`http://127.0.0.1:PORT/v1` for OpenAI-style, `…/anthropic` for
 Anthropic-style). Each request is keyed by a hash of its canonical content (route, model, system, messages,
@@ -13,12 +14,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
-import urllib.error
-import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-MISS_STATUS = 599
+from vibeboard.common.replay_server import MISS_STATUS, LoopbackServer, forward, json_reply
+
 _FORWARD_HEADERS = ("authorization", "x-api-key", "anthropic-version", "anthropic-beta", "content-type")
 
 
@@ -33,61 +31,27 @@ def request_key(path: str, body: dict) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
 
 
-class CassetteServer:
+class CassetteServer(LoopbackServer):
+    """`exchanges` logs (key, canonical request, status) per request; `requests` (LoopbackServer) the raw ones."""
+
     def __init__(self, folder: str, mode: str = "replay", upstream: str = "", host: str = "127.0.0.1"):
         if mode not in ("replay", "record", "passthrough"):
             raise ValueError(f"cassette mode must be replay, record or passthrough, not {mode!r}")
         if mode != "replay" and not upstream:
             raise ValueError(f"cassette mode {mode} needs an upstream base URL")
+        super().__init__(host=host)
         self.folder, self.mode, self.upstream = folder, mode, upstream.rstrip("/")
-        self.requests: list = []   # (key, canonical request, status) in arrival order
+        self.exchanges: list = []   # (key, canonical request, status) in arrival order
         os.makedirs(folder, exist_ok=True)
-        server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                length = int(self.headers.get("content-length") or 0)
-                raw = self.rfile.read(length)
-                try:
-                    body = json.loads(raw or b"{}")
-                except ValueError:
-                    return self._send(400, {"error": {"message": "request body is not JSON"}})
-                status, reply = server.handle(self.path, body, {k: v for k, v in self.headers.items()
-                                                                if k.lower() in _FORWARD_HEADERS})
-                self._send(status, reply)
-
-            def _send(self, status, reply):
-                data = json.dumps(reply).encode("utf-8")
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer((host, 0), Handler)
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> "CassetteServer":
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
+    def answer(self, request: dict):
+        try:
+            body = json.loads(request["body"] or b"{}")
+        except ValueError:
+            return json_reply(400, {"error": {"message": "request body is not JSON"}})
+        headers = {k: v for k, v in request["headers"].items() if k in _FORWARD_HEADERS}
+        status, reply = self.handle(request["path"], body, headers)
+        return json_reply(status, reply)
 
     def path_for(self, key: str) -> str:
         return os.path.join(self.folder, f"{key}.json")
@@ -98,15 +62,15 @@ class CassetteServer:
         if self.mode == "replay":
             file = self.path_for(key)
             if not os.path.isfile(file):
-                self.requests.append((key, canon, MISS_STATUS))
+                self.exchanges.append((key, canon, MISS_STATUS))
                 return MISS_STATUS, {"error": {"type": "cassette_miss", "message": f"no recorded reply for {key}",
                                                "key": key, "request": canon}}
             with open(file, encoding="utf-8") as handle:
                 entry = json.load(handle)
-            self.requests.append((key, canon, entry["status"]))
+            self.exchanges.append((key, canon, entry["status"]))
             return entry["status"], entry["response"]
         status, reply = self._forward(path, body, headers)
-        self.requests.append((key, canon, status))
+        self.exchanges.append((key, canon, status))
         if self.mode == "record":
             self.save(key, canon, status, reply)
         return status, reply
@@ -121,10 +85,5 @@ class CassetteServer:
     def _forward(self, path: str, body: dict, headers: dict):
         # the local path's prefix (/v1, /anthropic) is the upstream base URL's job
         suffix = "/v1/messages" if path.rstrip("/").endswith("/messages") else "/chat/completions"
-        req = urllib.request.Request(self.upstream + suffix, data=json.dumps(body).encode("utf-8"),
-                                     headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=300) as resp:
-                return resp.status, json.loads(resp.read() or b"{}")
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"{}")
+        real = forward(self.upstream + suffix, "POST", json.dumps(body).encode("utf-8"), headers)
+        return real.status, json.loads(real.body or b"{}")

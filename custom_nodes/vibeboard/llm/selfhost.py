@@ -15,7 +15,8 @@ import json
 import re
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from vibeboard.common.replay_server import LoopbackServer, json_reply
 
 _CALL = re.compile(r"<minimax:tool_call>(.*?)</minimax:tool_call>", re.S)
 _INVOKE = re.compile(r"<invoke name=\"([^\"]+)\">(.*?)</invoke>", re.S)
@@ -40,7 +41,9 @@ def parse_tool_calls(text: str) -> tuple:
     return _CALL.sub("", text).strip(), calls
 
 
-class LocalChatServer:
+class LocalChatServer(LoopbackServer):
+    """The shim on the pack's loopback server (common/replay_server.py), answering from the model."""
+
     def __init__(self, model_dir: str, model_name: str = "local"):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -49,40 +52,20 @@ class LocalChatServer:
         self.model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
         self.model_name = model_name
         self.lock = threading.Lock()
-        outer = self
+        super().__init__(log_requests=False)  # a long-lived server: keep no request bodies
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
+    @property
+    def url(self) -> str:  # what an OpenAI-style base_url points at
+        return self.base + "/v1"
 
-            def do_POST(self):
-                if not self.path.rstrip("/").endswith("/chat/completions"):
-                    return self._send(404, {"error": {"message": f"no route {self.path}"}})
-                try:
-                    body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)) or b"{}")
-                    reply = outer.chat(body)
-                except (ValueError, KeyError, TypeError) as exc:
-                    return self._send(400, {"error": {"message": f"bad request: {exc}"}})
-                self._send(200, reply)
-
-            def _send(self, status, data):
-                raw = json.dumps(data).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def start(self) -> "LocalChatServer":
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    def answer(self, request: dict):
+        if request["method"] != "POST" or not request["path"].rstrip("/").endswith("/chat/completions"):
+            return json_reply(404, {"error": {"message": f"no route {request['method']} {request['path']}"}})
+        try:
+            reply = self.chat(json.loads(request["body"] or b"{}"))
+        except (ValueError, KeyError, TypeError) as exc:
+            return json_reply(400, {"error": {"message": f"bad request: {exc}"}})
+        return json_reply(200, reply)
 
     def _prompt(self, messages, tools) -> str:
         if getattr(self.tokenizer, "chat_template", None):

@@ -20,12 +20,6 @@ CUSTOM = "custom"
 ASPECTS = ["16:9", "9:16", "1:1", "4:3", "3:4", "21:9"]
 RESOLUTIONS = ["default", "540p", "720p", "1080p"]
 
-FAL_IMAGE_NAME = "fal.ai Image (FLUX)"
-FAL_VIDEO_NAME = "fal.ai Video (Kling/Luma/Veo)"
-GROK_NAME = "Grok Vision Tags"
-FALLBACK_NAME = "Pod or API (fallback)"
-
-
 def _key_env(default: str):
     return ("STRING", {"default": default, "tooltip": "NAME of the environment variable holding the key (the key "
                                                       "itself never goes into a workflow)"})
@@ -100,7 +94,7 @@ class VBFalImage:
     def generate(self, model, prompt, width, height, seed, num_images, api_key_env="FAL_KEY", timeout_s=300,
                  filename_prefix="vibeboard/api_image", image=None, strength=0.85, custom_model_id="",
                  extra_arguments="", workflow=None):
-        node = FAL_IMAGE_NAME
+        node = runtime.node_label(VBFalImage)
         model_id = generate.pick_model(node, model, custom_model_id)
         extra = generate.parse_extra(node, extra_arguments)
         require_key(node, api_key_env, "fal.ai")
@@ -158,7 +152,7 @@ class VBFalVideo:
     def generate(self, model, prompt, duration_s, aspect_ratio, resolution, generate_audio, negative_prompt, seed,
                  api_key_env="FAL_KEY", timeout_s=900, filename_prefix="vibeboard/api_clip", image=None,
                  input_video=None, input_video_fps=24.0, custom_model_id="", extra_arguments="", workflow=None):
-        node = FAL_VIDEO_NAME
+        node = runtime.node_label(VBFalVideo)
         model_id = generate.pick_model(node, model, custom_model_id)
         extra = generate.parse_extra(node, extra_arguments)
         require_key(node, api_key_env, "fal.ai")
@@ -214,7 +208,7 @@ class VBGrokVision:
     def analyse(self, images, asset_id, model, max_frames, instructions, api_key_env="XAI_API_KEY",
                 base_url="", timeout_s=120, sinks="json,sqlite", dailies_project="", workflow=None):
         from . import costs
-        node = GROK_NAME
+        node = runtime.node_label(VBGrokVision)
         try:
             from . import grok_vision  # pydantic comes with the `api` extra (openai depends on it)
         except ImportError as exc:
@@ -308,7 +302,7 @@ class VBApiFallback:
     def run(self, mode, api_model, prompt, width, height, duration_s, seed, local_fps, max_queue, min_free_vram_gb,
             api_key_env="FAL_KEY", timeout_s=900, filename_prefix="vibeboard/fallback", local=None, image=None,
             workflow=None):
-        node = FALLBACK_NAME
+        node = runtime.node_label(VBApiFallback)
         decision = getattr(self, "_decision", None) or fallback.decide(
             mode, max_queue=max_queue, min_free_vram_gb=min_free_vram_gb)
         self._decision = None
@@ -341,8 +335,8 @@ NODE_CLASS_MAPPINGS = {
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
-    "VBFalImage": FAL_IMAGE_NAME,
-    "VBFalVideo": FAL_VIDEO_NAME,
-    "VBGrokVision": GROK_NAME,
-    "VBApiFallback": FALLBACK_NAME,
+    "VBFalImage": "fal.ai Image (FLUX)",
+    "VBFalVideo": "fal.ai Video (Kling/Luma/Veo)",
+    "VBGrokVision": "Grok Vision Tags",
+    "VBApiFallback": "Pod or API (fallback)",
 }

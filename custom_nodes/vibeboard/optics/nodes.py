@@ -141,6 +141,8 @@ class VBSampleRGBDScene:
     FUNCTION = "make"
     RETURN_TYPES = ("IMAGE", "MASK", "FLOAT", "FLOAT", "IMAGE")
     RETURN_NAMES = ("image", "depth", "near", "far", "depth_preview")
+    OUTPUT_TOOLTIPS = ("the scene, float 0..1", "metric depth in metres per pixel", "nearest depth, metres",
+                       "farthest depth, metres", "the depth as a grey image")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -163,6 +165,7 @@ class VBDepthFromImage:
     FUNCTION = "convert"
     RETURN_TYPES = ("MASK",)
     RETURN_NAMES = ("depth",)
+    OUTPUT_TOOLTIPS = ("metric depth in metres per pixel",)
     ENCODINGS = ["white = near (disparity)", "white = far (depth)", "raw metric depth", "raw disparity"]
 
     @classmethod
@@ -214,14 +217,16 @@ def _depth_folders() -> list:
 
 
 class VBDepthEstimate:
-    DESCRIPTION = ("Estimate depth with Depth Anything V2 or Depth Pro (transformers) from "
-                   "models/depth/<folder> (Hugging Face folder layout, safetensors).")
+    DESCRIPTION = ("Estimate depth with Depth Anything V2 or Depth Pro (transformers) from models/depth/<folder> "
+                   "(Hugging Face folder layout, safetensors). Needs weights: depth-anything-v2 or depth-pro "
+                   "(vibeboard models pull <id>).")
     CATEGORY = CATEGORY
     FUNCTION = "estimate"
     # The convention output is typed as the consumers' depth_convention combo (not STRING), so it can be
     # wired into them: ComfyUI refuses a STRING link into a combo input ("Return type mismatch").
     RETURN_TYPES = ("MASK", CONVENTION_LABELS)
     RETURN_NAMES = ("depth", "depth_convention")
+    OUTPUT_TOOLTIPS = ("depth per pixel in the stated convention", "which convention the depth output uses")
     OUTPUTS = ["model native", METRIC_LABEL, DISPARITY_LABEL]
 
     @classmethod
@@ -276,6 +281,8 @@ class VBDefocusMap:
     FUNCTION = "compute"
     RETURN_TYPES = ("MASK", "FLOAT", "IMAGE")
     RETURN_NAMES = ("defocus", "focus_distance", "defocus_image")
+    OUTPUT_TOOLTIPS = ("defocus per pixel, 0 = in focus, 1 = max blur", "the focus distance used, metres",
+                       "the defocus map as a grey image")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -306,6 +313,7 @@ class VBBokehRender:
     FUNCTION = "render"
     RETURN_TYPES = ("IMAGE", "FLOAT")
     RETURN_NAMES = ("image", "focus_distance")
+    OUTPUT_TOOLTIPS = ("the lens-blurred image, float 0..1", "the focus distance used, metres")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -339,6 +347,8 @@ class VBRackFocus:
     FUNCTION = "rack"
     RETURN_TYPES = ("IMAGE", "FLOAT", "FLOAT")
     RETURN_NAMES = ("frames", "near_focus", "far_focus")
+    OUTPUT_TOOLTIPS = ("one image per focal plane, near → far", "nearest focus distance, metres",
+                       "farthest focus distance, metres")
 
     @classmethod
     def INPUT_TYPES(cls):

@@ -49,11 +49,13 @@ def _fit(image: torch.Tensor, max_side: int) -> torch.Tensor:
 
 class VBGenFocusLoader:
     DESCRIPTION = ("Load FLUX.1-dev (diffusers folder) with GenFocus' DeblurNet and/or BokehNet LoRAs "
-                   "(nycu-cplab/Genfocus-Model). FLUX.1-dev's non-commercial licence applies.")
+                   "(nycu-cplab/Genfocus-Model). FLUX.1-dev's non-commercial licence applies. Needs weights: "
+                   "flux1-dev and genfocus-loras (vibeboard models pull <id>).")
     CATEGORY = CATEGORY
     FUNCTION = "load"
     RETURN_TYPES = ("VB_GENFOCUS",)
     RETURN_NAMES = ("genfocus",)
+    OUTPUT_TOOLTIPS = ("FLUX.1-dev with the GenFocus LoRAs, for GenFocus Deblur / Bokeh",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -102,11 +104,13 @@ class VBGenFocusLoader:
 class VBGenFocusDeblur:
     DESCRIPTION = ("GenFocus DeblurNet: a defocused / soft photo → all-in-focus image (FLUX + LoRA, 28 steps). "
                    "deblurNet reads the blurry image alone; deblurNet_with_pre_deblur also reads a pre-deblurred "
-                   "image (black when none is wired), as upstream.")
+                   "image (black when none is wired), as upstream. Needs weights: FLUX.1-dev + the DeblurNet LoRA "
+                   "from GenFocus Loader.")
     CATEGORY = CATEGORY
     FUNCTION = "run"
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("all_in_focus",)
+    OUTPUT_TOOLTIPS = ("the all-in-focus image, float 0..1",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -147,11 +151,13 @@ class VBGenFocusDeblur:
 
 class VBGenFocusBokeh:
     DESCRIPTION = ("GenFocus BokehNet: all-in-focus image + defocus map (Optics Engine 'Defocus Map', 0..1) → "
-                   "photo with realistic lens blur focused where the map is 0.")
+                   "photo with realistic lens blur focused where the map is 0. Needs weights: FLUX.1-dev + the "
+                   "BokehNet LoRA from GenFocus Loader.")
     CATEGORY = CATEGORY
     FUNCTION = "run"
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("image",)
+    OUTPUT_TOOLTIPS = ("the photo with lens blur, float 0..1",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -186,6 +192,7 @@ class VBLearn2RefocusLoader:
     FUNCTION = "load"
     RETURN_TYPES = ("VB_REFOCUS",)
     RETURN_NAMES = ("refocus",)
+    OUTPUT_TOOLTIPS = ("the Learn2Refocus pipeline, for Learn2Refocus",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -217,11 +224,12 @@ class VBLearn2RefocusLoader:
 class VBLearn2Refocus:
     DESCRIPTION = ("Learn2Refocus: one photo → a 9-slice focal stack (near → far), the photo kept at focal_index. "
                    "Defaults are the authors' inference settings (guidance 1.5 on every slice, motion bucket 0, "
-                   "no noise augmentation, 25 steps).")
+                   "no noise augmentation, 25 steps). Needs weights: the pipeline from Learn2Refocus Loader.")
     CATEGORY = CATEGORY
     FUNCTION = "run"
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("focal_stack",)
+    OUTPUT_TOOLTIPS = ("9 images near → far focus; the input photo sits at focal_index",)
 
     @classmethod
     def INPUT_TYPES(cls):

@@ -51,6 +51,7 @@ class VBScriptImport:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("VB_SCREENPLAY", "STRING")
     RETURN_NAMES = ("screenplay", "summary")
+    OUTPUT_TOOLTIPS = ("the parsed screenplay", "scene / speech / character counts")
     FUNCTION = "load"
 
     @classmethod
@@ -65,16 +66,17 @@ class VBScriptImport:
     def IS_CHANGED(cls, script="", **_):
         from ..media import files
         try:
-            return files.file_fingerprint(_script_path("Script Import", script))
+            return files.file_fingerprint(_script_path(runtime.node_label(VBScriptImport), script))
         except (runtime.NodeInputError, OSError):
             return ""  # the run reports the missing file
 
     def load(self, script, fountain_parser):
-        path = _script_path("Script Import", script)
+        node = runtime.node_label(VBScriptImport)
+        path = _script_path(node, script)
         try:
             play = importers.load_script(path, parser=fountain_parser)
         except (ValueError, OSError) as exc:
-            raise runtime.NodeInputError("Script Import", "script", str(exc)) from None
+            raise runtime.NodeInputError(node, "script", str(exc)) from None
         play.path = path
         heads = sum(1 for e in play.elements if e.kind == "heading")
         cues = {e.name for e in play.elements if e.kind == "character"}
@@ -90,6 +92,7 @@ class VBLLMConfig:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("VB_LLM",)
     RETURN_NAMES = ("llm",)
+    OUTPUT_TOOLTIPS = ("the LLM endpoint (no key inside), for Script Lab nodes",)
     FUNCTION = "config"
 
     @classmethod
@@ -110,7 +113,7 @@ class VBLLMConfig:
                               api_key_env=api_key_env.strip(), temperature=float(temperature)),)
         except LLMError as exc:
             name = next((n for n in ("temperature", "base_url", "protocol") if n in str(exc)), "base_url")
-            raise runtime.NodeInputError("LLM Endpoint", name, str(exc)) from None
+            raise runtime.NodeInputError(runtime.node_label(VBLLMConfig), name, str(exc)) from None
 
 
 class VBScriptBreakdown:
@@ -122,6 +125,8 @@ class VBScriptBreakdown:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("VB_BREAKDOWN", "STRING")
     RETURN_NAMES = ("breakdown", "report")
+    OUTPUT_TOOLTIPS = ("the breakdown handle (scenes and tags in the asset database)",
+                       "what was tagged, re-tagged or kept")
     FUNCTION = "run"
 
     @classmethod
@@ -135,7 +140,8 @@ class VBScriptBreakdown:
     def run(self, screenplay, db_path, llm=None):
         from ..assetdb import AssetDB
         from . import breakdown as bd_mod
-        path = _db_path("Script Breakdown", db_path)
+        node = runtime.node_label(VBScriptBreakdown)
+        path = _db_path(node, db_path)
         bd = bd_mod.build_breakdown(screenplay)
         llm_note = ""
         with AssetDB(path) as db:
@@ -145,7 +151,7 @@ class VBScriptBreakdown:
                 try:
                     provider = llm.provider()
                 except LLMError as exc:
-                    raise runtime.NodeInputError("Script Breakdown", "llm", str(exc)) from None
+                    raise runtime.NodeInputError(node, "llm", str(exc)) from None
                 report = llm_breakdown.propose(bd, screenplay, provider, db=db,
                                                skip_fingerprints=pipeline.unchanged_fingerprints(
                                                    db, bd.title.get("Title")))
@@ -162,6 +168,7 @@ class VBBreakdownExport:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("path",)
+    OUTPUT_TOOLTIPS = ("path of the written breakdown file",)
     FUNCTION = "export"
     OUTPUT_NODE = True
 
@@ -178,11 +185,11 @@ class VBBreakdownExport:
 
     def export(self, breakdown, format, filename_prefix):
         from . import exports
+        node = runtime.node_label(VBBreakdownExport)
         if format not in EXPORT_FORMATS:
-            raise runtime.NodeInputError("Breakdown Export", "format", f"unknown format {format!r}; "
-                                         f"choose one of {EXPORT_FORMATS}")
+            raise runtime.NodeInputError(node, "format", f"unknown format {format!r}; choose one of {EXPORT_FORMATS}")
         ext = {"shot_list": "json"}.get(format, format)
-        path, subfolder, name = _output_path("Breakdown Export", filename_prefix, ext)
+        path, subfolder, name = _output_path(node, filename_prefix, ext)
         with _open_db(breakdown) as db:
             rid = breakdown["revision_id"]
             if format == "xlsx":
@@ -219,6 +226,7 @@ class VBGenerationStripboard:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("stripboard_json",)
+    OUTPUT_TOOLTIPS = ("JSON: render tasks per scene in farm order, with GPU-minutes and cost",)
     FUNCTION = "plan"
     OUTPUT_NODE = True
 
@@ -240,7 +248,7 @@ class VBGenerationStripboard:
         costs["usd_per_gpu_hour"] = float(usd_per_gpu_hour)
         with _open_db(breakdown) as db:
             board = stripboard.build(db, breakdown["revision_id"], costs)
-        path, subfolder, name = _output_path("Generation Stripboard", filename_prefix, "json")
+        path, subfolder, name = _output_path(runtime.node_label(VBGenerationStripboard), filename_prefix, "json")
         text = exports.dumps(board)
         with open(path, "w", encoding="utf-8") as handle:
             handle.write(text)
@@ -257,6 +265,8 @@ class VBDirectorRoute:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("STRING", "STRING")
     RETURN_NAMES = ("decision_json", "workflow")
+    OUTPUT_TOOLTIPS = ("JSON: the chosen workflow, its parameters, or a question",
+                       "name of the chosen studio workflow")
     FUNCTION = "route"
     OUTPUT_NODE = True
 
@@ -270,16 +280,17 @@ class VBDirectorRoute:
 
     def route(self, request, selection_json, llm=None):
         from . import director
+        node = runtime.node_label(VBDirectorRoute)
         try:
             selection = json.loads(selection_json or "{}")
             if not isinstance(selection, dict):
                 raise ValueError("must be a JSON object")
         except ValueError as exc:
-            raise runtime.NodeInputError("Director Route", "selection_json", f"not a JSON object: {exc}") from None
+            raise runtime.NodeInputError(node, "selection_json", f"not a JSON object: {exc}") from None
         try:
             decision = director.DirectorAgent(llm=llm.provider() if llm else None).route(request, selection)
         except RuntimeError as exc:
-            raise runtime.NodeInputError("Director Route", "request", str(exc)) from None
+            raise runtime.NodeInputError(node, "request", str(exc)) from None
         text = json.dumps(decision.to_dict(), indent=2)
         summary = decision.question or f"{decision.workflow} ({decision.module}) {decision.params}"
         return {"ui": {"text": [summary]}, "result": (text, decision.workflow)}

@@ -49,6 +49,7 @@ class VBTestClip:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("STRING", "INT")
     RETURN_NAMES = ("path", "frames")
+    OUTPUT_TOOLTIPS = ("path of the test MP4", "number of frames written")
     OUTPUT_NODE = True
     FUNCTION = "make"
 
@@ -71,7 +72,7 @@ class VBTestClip:
     def make(self, frames, fps, width, height, clip_id, clap_frame, audio, filename_prefix):
         import numpy as np
         from .test_media import coded_frames, tone
-        node = "Test Clip (VibeBoard)"
+        node = runtime.node_label(VBTestClip)
         path, entry = node_io.output_file(node, filename_prefix, "mp4")
         flash = clap_frame if 0 <= clap_frame < frames else None
         sound = None
@@ -91,6 +92,7 @@ class VBTimelineNew:
     CATEGORY = CATEGORY
     RETURN_TYPES = (TIMELINE,)
     RETURN_NAMES = ("timeline",)
+    OUTPUT_TOOLTIPS = ("an empty cut (video, dialogue and music tracks)",)
     FUNCTION = "new"
 
     @classmethod
@@ -105,7 +107,7 @@ class VBTimelineNew:
         }}
 
     def new(self, name, fps, width, height, start_timecode):
-        node = "Timeline New (VibeBoard)"
+        node = runtime.node_label(VBTimelineNew)
         mods = _otio(node)
         import opentimelineio as otio
         try:
@@ -122,6 +124,7 @@ class VBTimelineAddClip:
     CATEGORY = CATEGORY
     RETURN_TYPES = (TIMELINE,)
     RETURN_NAMES = ("timeline",)
+    OUTPUT_TOOLTIPS = ("a copy of the cut with the clip appended",)
     FUNCTION = "add"
 
     @classmethod
@@ -142,7 +145,7 @@ class VBTimelineAddClip:
         }}
 
     def add(self, timeline, media_path, name, track, source_in, duration, dissolve_frames, recipe):
-        node = "Timeline Add Clip (VibeBoard)"
+        node = runtime.node_label(VBTimelineAddClip)
         mods = _otio(node)
         T = mods["timeline"]
         timeline = copy.deepcopy(_check_timeline(node, timeline))
@@ -171,6 +174,7 @@ class VBAssembleCut:
     CATEGORY = CATEGORY
     RETURN_TYPES = (TIMELINE, "STRING")
     RETURN_NAMES = ("timeline", "summary")
+    OUTPUT_TOOLTIPS = ("the assembled cut (OpenTimelineIO)", "which version each shot used, and what is missing")
     FUNCTION = "assemble"
 
     @classmethod
@@ -184,7 +188,7 @@ class VBAssembleCut:
         }}
 
     def assemble(self, shot_order, project):
-        node = "Assemble Cut (VibeBoard)"
+        node = runtime.node_label(VBAssembleCut)
         mods = _otio(node)
         resolve = None
         if project.strip():
@@ -207,6 +211,7 @@ class VBTimelineExport:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("path",)
+    OUTPUT_TOOLTIPS = ("path of the written timeline file",)
     OUTPUT_NODE = True
     FUNCTION = "export"
 
@@ -220,7 +225,7 @@ class VBTimelineExport:
         }}
 
     def export(self, timeline, format, filename_prefix):
-        node = "Timeline Export (VibeBoard)"
+        node = runtime.node_label(VBTimelineExport)
         mods = _otio(node)
         I = mods["interchange"]
         if format not in I.FORMATS:
@@ -241,6 +246,7 @@ class VBTimelineAudio:
     CATEGORY = CATEGORY
     RETURN_TYPES = (TIMELINE,)
     RETURN_NAMES = ("timeline",)
+    OUTPUT_TOOLTIPS = ("a copy of the cut with the track's audio settings",)
     FUNCTION = "set"
 
     @classmethod
@@ -254,7 +260,7 @@ class VBTimelineAudio:
         }}
 
     def set(self, timeline, track, gain_db, duck_under, duck_db):
-        node = "Timeline Audio (VibeBoard)"
+        node = runtime.node_label(VBTimelineAudio)
         T = _otio(node)["timeline"]
         timeline = copy.deepcopy(_check_timeline(node, timeline))
         try:
@@ -276,6 +282,7 @@ class VBRenderCut:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("STRING", "INT", "AUDIO")
     RETURN_NAMES = ("path", "frames", "mix")
+    OUTPUT_TOOLTIPS = ("path of the rendered MP4", "number of video frames written", "the cut's audio mix")
     OUTPUT_NODE = True
     FUNCTION = "render"
 
@@ -289,7 +296,7 @@ class VBRenderCut:
         }}
 
     def render(self, timeline, filename_prefix, crf, preset):
-        node = "Render Cut (VibeBoard)"
+        node = runtime.node_label(VBRenderCut)
         mods = _otio(node)
         timeline = _check_timeline(node, timeline)
         mix = mods["audio_mix"].mix_timeline(timeline, 48000)
@@ -311,6 +318,7 @@ class VBLoudnessNormalize:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("AUDIO", "STRING")
     RETURN_NAMES = ("audio", "report")
+    OUTPUT_TOOLTIPS = ("the normalised audio", "JSON: loudness and true peak before and after")
     OUTPUT_NODE = True
     FUNCTION = "normalize"
 
@@ -324,7 +332,7 @@ class VBLoudnessNormalize:
         }, "optional": {"dialogue": ("AUDIO", {"tooltip": "dialogue stem for the Netflix speech gate"})}}
 
     def normalize(self, audio, preset, save_report, dialogue=None):
-        node = "Loudness Normalize (VibeBoard)"
+        node = runtime.node_label(VBLoudnessNormalize)
         L = _otio(node)["loudness"]
         wave, rate = audio_io.audio_from_input(audio, node)
         stem = audio_io.audio_from_input(dialogue, node, "dialogue")[0] if dialogue is not None else None
@@ -372,6 +380,7 @@ class VBCaptions:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("STRING", "STRING")
     RETURN_NAMES = ("srt", "problems")
+    OUTPUT_TOOLTIPS = ("the captions as SRT text", "caption rules broken, one per line (empty when none)")
     OUTPUT_NODE = True
     FUNCTION = "caption"
 
@@ -385,7 +394,7 @@ class VBCaptions:
         }, "optional": {"audio": ("AUDIO", {"tooltip": "dialogue audio to time untimed lines against"})}}
 
     def caption(self, dialogue, fps, filename_prefix, audio=None):
-        node = "Captions (VibeBoard)"
+        node = runtime.node_label(VBCaptions)
         C = _otio(node)["captions"]
         lines, spans = parse_dialogue(node, dialogue)
         wave, rate = (None, 48000) if audio is None else audio_io.audio_from_input(audio, node)
@@ -412,6 +421,7 @@ class VBRegenerateInPlace:
     CATEGORY = CATEGORY
     RETURN_TYPES = (TIMELINE,)
     RETURN_NAMES = ("timeline",)
+    OUTPUT_TOOLTIPS = ("a copy of the cut with the clip's media swapped",)
     FUNCTION = "swap"
 
     @classmethod
@@ -425,7 +435,7 @@ class VBRegenerateInPlace:
         }}
 
     def swap(self, timeline, clip_name, media_path, handles, recipe_update):
-        node = "Regenerate In Place (VibeBoard)"
+        node = runtime.node_label(VBRegenerateInPlace)
         T = _otio(node)["timeline"]
         path = node_io.media_file(node, "media_path", media_path)
         frames = video_io.probe_video(path).frame_count
@@ -443,6 +453,7 @@ class VBRegeneratePlan:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("STRING", "INT")
     RETURN_NAMES = ("job", "handles")
+    OUTPUT_TOOLTIPS = ("the re-render job as API-format JSON", "handle frames asked for on each side")
     FUNCTION = "plan"
 
     @classmethod
@@ -454,7 +465,7 @@ class VBRegeneratePlan:
         }}
 
     def plan(self, timeline, clip_name, handles):
-        node = "Regenerate Plan (VibeBoard)"
+        node = runtime.node_label(VBRegeneratePlan)
         _otio(node)
         from . import regenerate
         try:
@@ -471,6 +482,7 @@ class VBDeliverables:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("STRING", "STRING")
     RETURN_NAMES = ("folder", "manifest")
+    OUTPUT_TOOLTIPS = ("path of the deliverables folder", "the manifest.json text")
     OUTPUT_NODE = True
     FUNCTION = "deliver"
 
@@ -489,7 +501,7 @@ class VBDeliverables:
         }}
 
     def deliver(self, timeline, loudness_preset, dialogue, filename_prefix, burn_in=False):
-        node = "Deliverables (VibeBoard)"
+        node = runtime.node_label(VBDeliverables)
         mods = _otio(node)
         timeline = _check_timeline(node, timeline)
         lines, spans = parse_dialogue(node, dialogue) if dialogue.strip() else (None, None)

@@ -29,6 +29,7 @@ class VBBoxesLoad:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("VB_BOXES", "INT")
     RETURN_NAMES = ("boxes", "count")
+    OUTPUT_TOOLTIPS = ("the shot's boxes (labels, prompts, keyframes)", "number of boxes")
     FUNCTION = "load"
 
     @classmethod
@@ -90,6 +91,7 @@ class VBBoxesToMask:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("MASK",)
     RETURN_NAMES = ("mask",)
+    OUTPUT_TOOLTIPS = ("per-frame mask, 1 inside any box",)
     FUNCTION = "mask"
 
     @classmethod
@@ -101,13 +103,15 @@ class VBBoxesToMask:
 
 
 class VBBoxRegionGenerate:
-    DESCRIPTION = ("Block Scene: generates only inside the boxes over a background plate. Outside every box the plate "
-                   "latents are re-imposed each step and composited at the end, so nothing there changes; each box's "
-                   "prompt only steers tokens inside its box (masked cross-attention, training-free). VACE models also "
-                   "get the plate as VACE hints.")
+    DESCRIPTION = ("Block Scene: generates only inside the boxes over a background plate. Outside every box the "
+                   "plate latents are re-imposed each step and composited at the end, so nothing there changes; "
+                   "each box's prompt only steers tokens inside its box (masked cross-attention, training-free). "
+                   "VACE models also get the plate as VACE hints. Needs weights: a Wan model from Wan Model "
+                   "Loader (a VACE model for the plate hints).")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("LATENT", "MASK")
     RETURN_NAMES = ("latent", "mask")
+    OUTPUT_TOOLTIPS = ("Wan latents, generated inside the boxes only", "the union of the boxes per frame")
     FUNCTION = "generate"
 
     @classmethod
@@ -160,13 +164,15 @@ class VBBoxRegionGenerate:
 
 
 class VBReCoLoRA:
-    DESCRIPTION = ("Adds a HiDream ReCo LoRA (q/k/v/o + ffn of the DiT and VACE blocks) to a Wan2.1-VACE-1.3B model: "
-                   "ReCo_ori (rank 128, alpha 128) or ReCo_ref (rank 256, alpha 256). Alpha comes from the file "
-                   "(or a PEFT adapter_config.json beside it), else equals the rank. The released .ckpt must be "
-                   "converted to .safetensors once (see docs).")
+    DESCRIPTION = ("Adds a HiDream ReCo LoRA (q/k/v/o + ffn of the DiT and VACE blocks) to a Wan2.1-VACE-1.3B "
+                   "model: ReCo_ori (rank 128, alpha 128) or ReCo_ref (rank 256, alpha 256). Alpha comes from the "
+                   "file (or a PEFT adapter_config.json beside it), else equals the rank. The released .ckpt must "
+                   "be converted to .safetensors once (see docs). Needs weights: reco-lora (vibeboard models pull "
+                   "reco-lora) and a Wan2.1-VACE-1.3B model.")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("VB_WAN",)
     RETURN_NAMES = ("wan",)
+    OUTPUT_TOOLTIPS = ("a copy of the Wan model with the ReCo LoRA",)
     FUNCTION = "apply"
 
     @classmethod
@@ -203,10 +209,12 @@ class VBReCoLoRA:
 
 class VBReCoEdit:
     DESCRIPTION = ("HiDream ReCo instruction edit: source and target side by side on one canvas, VACE mask on the "
-                   "target half. ReCo_ref: an object picture as a VACE reference image. Outputs the target half.")
+                   "target half. ReCo_ref: an object picture as a VACE reference image. Outputs the target half. "
+                   "Needs weights: Wan2.1-VACE-1.3B with a ReCo LoRA (Wan Model Loader + ReCo LoRA).")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("LATENT",)
     RETURN_NAMES = ("latent",)
+    OUTPUT_TOOLTIPS = ("Wan latents of the edited (target) half",)
     FUNCTION = "edit"
 
     @classmethod
@@ -253,6 +261,7 @@ class VBMontageControl:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("IMAGE", "MASK")
     RETURN_NAMES = ("control_video", "control_masks")
+    OUTPUT_TOOLTIPS = ("VACE control video with the keyframes in place", "VACE masks: 0 on keyframes, 1 to generate")
     FUNCTION = "build"
 
     @classmethod
@@ -285,6 +294,7 @@ class VBKeyframeMontage:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("LATENT",)
     RETURN_NAMES = ("latent",)
+    OUTPUT_TOOLTIPS = ("Wan latents of the whole shot through the keyframes",)
     FUNCTION = "generate"
 
     @classmethod

@@ -18,6 +18,7 @@ class VBLocationMemoryLoad:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("VB_LOCATION", "INT")
     RETURN_NAMES = ("location", "points")
+    OUTPUT_TOOLTIPS = ("the set's location memory", "number of points in its point cloud")
     FUNCTION = "load"
 
     @classmethod
@@ -69,6 +70,7 @@ class VBLocationMemoryUpdate:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("VB_LOCATION", "INT")
     RETURN_NAMES = ("location", "points")
+    OUTPUT_TOOLTIPS = ("the updated location memory (saved)", "number of points after the update")
     FUNCTION = "update"
 
     @classmethod
@@ -118,6 +120,9 @@ class VBLocationRender:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("IMAGE", "MASK", "IMAGE", "MASK")
     RETURN_NAMES = ("control_video", "control_masks", "reference_images", "visibility")
+    OUTPUT_TOOLTIPS = ("VACE control video rendered from the point cloud", "VACE masks: 0 where the set is known",
+                       "reference frames chosen by frustum overlap",
+                       "per-frame mask of where the point cloud covers the frame")
     FUNCTION = "render"
 
     @classmethod

@@ -21,6 +21,7 @@ class VBStoryMemoryLoad:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("VB_STORY_MEMORY", "IMAGE", "INT")
     RETURN_NAMES = ("memory", "keyframes", "count")
+    OUTPUT_TOOLTIPS = ("the memory bank", "its keyframes", "number of keyframes")
     FUNCTION = "load"
 
     @classmethod
@@ -70,10 +71,12 @@ class VBStoryMemoryLoad:
 class VBStoryMemoryUpdate:
     DESCRIPTION = ("Picks keyframes from a generated shot (CLIP image similarity to the last keyframe below the "
                    "threshold, optional quality gate), drops near-duplicates of the bank, applies the bank policy "
-                   "(first few + most recent) and saves the bank to its folder.")
+                   "(first few + most recent) and saves the bank to its folder. Needs weights: a CLIP folder "
+                   "under models/clip.")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("VB_STORY_MEMORY", "IMAGE")
     RETURN_NAMES = ("memory", "keyframes")
+    OUTPUT_TOOLTIPS = ("the updated bank (saved to its folder)", "the bank's keyframes after the update")
     FUNCTION = "update"
 
     @classmethod
@@ -141,11 +144,13 @@ class VBStoryMemorySave:
 
 
 class VBStoryMemLoRA:
-    DESCRIPTION = ("Adds the StoryMem LoRA (Kevin-thu/StoryMem, PEFT rank 128, rsLoRA, on self/cross attention q/k/v/o "
-                   "and ffn.0/ffn.2) to both Wan2.2-I2V-A14B experts. Non-commercial licence (S-Lab 1.0).")
+    DESCRIPTION = ("Adds the StoryMem LoRA (Kevin-thu/StoryMem, PEFT rank 128, rsLoRA, on self/cross attention "
+                   "q/k/v/o and ffn.0/ffn.2) to both Wan2.2-I2V-A14B experts. Non-commercial licence (S-Lab 1.0). "
+                   "Needs weights: storymem-lora (vibeboard models pull storymem-lora) and Wan2.2-I2V-A14B.")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("VB_WAN",)
     RETURN_NAMES = ("wan",)
+    OUTPUT_TOOLTIPS = ("a copy of the Wan model with the StoryMem LoRA on both experts",)
     FUNCTION = "apply"
 
     @classmethod
@@ -191,12 +196,14 @@ class VBStoryMemLoRA:
 
 
 class VBStoryMemShot:
-    DESCRIPTION = ("Generates one shot remembering the bank: memory keyframes are VAE-encoded one latent frame each and "
-                   "placed before the shot's frames through Wan I2V channel conditioning, at negative RoPE positions "
-                   "(-M·S … -S). Optional first frame (MI2V) or 5 motion frames (MM2V). Outputs the shot's frames only.")
+    DESCRIPTION = ("Generates one shot remembering the bank: memory keyframes are VAE-encoded one latent frame "
+                   "each and placed before the shot's frames through Wan I2V channel conditioning, at negative "
+                   "RoPE positions (-M·S … -S). Optional first frame (MI2V) or 5 motion frames (MM2V). Outputs "
+                   "the shot's frames only. Needs weights: Wan2.2-I2V-A14B with the StoryMem LoRA.")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("LATENT", "IMAGE")
     RETURN_NAMES = ("latent", "memory_used")
+    OUTPUT_TOOLTIPS = ("Wan latents of the shot's own frames", "the memory keyframes the shot was conditioned on")
     FUNCTION = "generate"
 
     @classmethod
@@ -256,6 +263,7 @@ class VBShotTailFrames:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("IMAGE", "IMAGE")
     RETURN_NAMES = ("last_frame", "motion_frames")
+    OUTPUT_TOOLTIPS = ("the shot's last frame (MI2V)", "the shot's last 5 frames (MM2V)")
     FUNCTION = "tail"
 
     @classmethod

@@ -50,6 +50,7 @@ class VBBlockingLoad:
     FUNCTION = "load"
     RETURN_TYPES = ("VB_BLOCKING", "STRING")
     RETURN_NAMES = ("blocking", "summary")
+    OUTPUT_TOOLTIPS = ("the blocking document", "counts of actors, props, cameras, beats and shots")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -59,10 +60,11 @@ class VBBlockingLoad:
     def load(self, blocking):
         from .blocking import Blocking, BlockingError
 
+        node = runtime.node_label(VBBlockingLoad)
         try:
-            doc = Blocking.parse(_read_blocking("Blocking Load", blocking))
+            doc = Blocking.parse(_read_blocking(node, blocking))
         except BlockingError as exc:
-            raise NodeInputError("Blocking Load", "blocking", str(exc)) from None
+            raise NodeInputError(node, "blocking", str(exc)) from None
         shots = ", ".join(f"{s['name']} ({s['camera']}, {len(doc.shot_frames(s['name']))} f)"
                           for s in doc.data["shots"])
         return (doc, f"{len(doc.data['actors'])} actors, {len(doc.data['cameras'])} cameras, shots: {shots}")
@@ -75,6 +77,7 @@ class VBBlockingDiagram:
     OUTPUT_NODE = True
     RETURN_TYPES = ("IMAGE", "STRING")
     RETURN_NAMES = ("diagram", "svg")
+    OUTPUT_TOOLTIPS = ("the top-down diagram, float 0..1", "the diagram as SVG text")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -102,6 +105,7 @@ class VBContinuityCheck:
     OUTPUT_NODE = True
     RETURN_TYPES = ("STRING", "BOOLEAN")
     RETURN_NAMES = ("report", "ok")
+    OUTPUT_TOOLTIPS = ("the warnings, naming beat and cameras (empty when none)", "true when no rule is broken")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -126,6 +130,7 @@ class VBPrevizAnimatic:
     OUTPUT_NODE = True
     RETURN_TYPES = ("IMAGE", "STRING")
     RETURN_NAMES = ("frames", "mp4_path")
+    OUTPUT_TOOLTIPS = ("the animatic frames, float 0..1", "path of the animatic MP4")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -143,7 +148,7 @@ class VBPrevizAnimatic:
         from .previz import render_shot
         from ..media.video import write_video
 
-        node = "Previz Animatic"
+        node = runtime.node_label(VBPrevizAnimatic)
         glb = None
         if set_glb.strip():
             glb = runtime.user_path(node, "set_glb", set_glb, output_directory())
@@ -175,6 +180,7 @@ class VBBlockingToBoxes:
     FUNCTION = "run"
     RETURN_TYPES = ("VB_BOXES", "STRING")
     RETURN_NAMES = ("boxes", "json")
+    OUTPUT_TOOLTIPS = ("per-frame actor boxes of the shot", "the boxes as JSON")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -188,7 +194,7 @@ class VBBlockingToBoxes:
         try:
             boxes = shot_boxes(blocking, shot)
         except BlockingError as exc:
-            raise NodeInputError("Blocking → Boxes", "shot", str(exc)) from None
+            raise NodeInputError(runtime.node_label(VBBlockingToBoxes), "shot", str(exc)) from None
         return (boxes, json.dumps(boxes.to_json()))
 
 
@@ -200,6 +206,7 @@ class VBBlockingToCameraPath:
     OUTPUT_NODE = True
     RETURN_TYPES = ("VB_CAMERA_PATH", "STRING")
     RETURN_NAMES = ("camera_path", "json")
+    OUTPUT_TOOLTIPS = ("the shot's camera path, one pose per frame", "the path as VibeBoard JSON")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -214,7 +221,7 @@ class VBBlockingToCameraPath:
         try:
             path = shot_camera_path(blocking, shot, relative_to_first=relative)
         except BlockingError as exc:
-            raise NodeInputError("Blocking → Camera Path", "shot", str(exc)) from None
+            raise NodeInputError(runtime.node_label(VBBlockingToCameraPath), "shot", str(exc)) from None
         text = path.to_json()
         safe = re.sub(r"[^\w-]+", "_", str(shot)).strip("_") or "shot"
         return {"ui": {"files": [_save_text(f"vibeboard/stagecraft/camera_{safe}", "json", text)]},
@@ -244,6 +251,7 @@ class VBUnrealApplyBeat:
     OUTPUT_NODE = True
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("report",)
+    OUTPUT_TOOLTIPS = ("what was moved in the editor",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -264,7 +272,7 @@ class VBUnrealApplyBeat:
     def run(self, blocking, frame, host, port, allow_lan, actor_paths, camera_paths, camera_components):
         from .unreal import UnrealError, UnrealRefused, UnrealRemote, beat_requests
 
-        node = "Unreal Apply Beat"
+        node = runtime.node_label(VBUnrealApplyBeat)
         actors = _json_map(node, "actor_paths", actor_paths)
         cams = _json_map(node, "camera_paths", camera_paths)
         comps = _json_map(node, "camera_components", camera_components)
@@ -290,6 +298,7 @@ class VBNitroGenActions:
     FUNCTION = "run"
     RETURN_TYPES = ("STRING", "STRING")
     RETURN_NAMES = ("actions", "events")
+    OUTPUT_TOOLTIPS = ("JSON: decoded gamepad states per chunk", "JSON: timed input events for an engine bridge")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -305,7 +314,7 @@ class VBNitroGenActions:
         from .nitrogen import decode_actions, to_engine_events
         from .nitrogen_server import NitroGenClient, ProtocolError, _is_loopback
 
-        node = "NitroGen Actions"
+        node = runtime.node_label(VBNitroGenActions)
         if not _is_loopback(host.strip()):
             raise NodeInputError(node, "host", "NitroGen is reached on loopback only (tunnel a remote GPU over SSH)")
         client = NitroGenClient(host.strip(), port, token)
@@ -330,6 +339,7 @@ class VBCustomXConditioning:
     FUNCTION = "run"
     RETURN_TYPES = ("IMAGE", "MASK")
     RETURN_NAMES = ("scene_video", "anchor_masks")
+    OUTPUT_TOOLTIPS = ("the scene rendered along the shot's camera", "per-frame character anchor masks")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -346,7 +356,7 @@ class VBCustomXConditioning:
         from .handoff import shot_boxes
         from .previz import render_shot
 
-        node = "CustomX Conditioning"
+        node = runtime.node_label(VBCustomXConditioning)
         names = [character.strip()] if character.strip() else blocking.actor_names()
         unknown = [n for n in names if n not in blocking.actor_names()]
         if unknown:

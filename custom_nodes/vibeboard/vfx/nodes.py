@@ -21,15 +21,17 @@ DTYPE_CHOICES = ["bf16", "fp16", "fp32"]
 
 
 class VBInfCamLoader:
-    DESCRIPTION = ("Load InfCam (Wan2.1-T2V-1.3B + InfCam camera blocks) as a Wan model with the InfCam adapter: use "
-                   "it with Wan Text Encode, Wan Sampler Settings and Change Camera. The checkpoint is InfCam's "
-                   "step35000 state dict converted once to .safetensors (docs/vfx.md). With a Wan model wired, its "
-                   "VAE and text encoder are used (and its DiT, unchanged and shared, when the checkpoint carries "
-                   "only the InfCam additions).")
+    DESCRIPTION = ("Load InfCam (Wan2.1-T2V-1.3B + InfCam camera blocks) as a Wan model with the InfCam adapter: "
+                   "use it with Wan Text Encode, Wan Sampler Settings and Change Camera. The checkpoint is "
+                   "InfCam's step35000 state dict converted once to .safetensors (docs/vfx.md). With a Wan model "
+                   "wired, its VAE and text encoder are used (and its DiT, unchanged and shared, when the "
+                   "checkpoint carries only the InfCam additions). Needs weights: infcam, plus the Wan2.1 VAE and "
+                   "UMT5 (vibeboard models pull <id>).")
     CATEGORY = CATEGORY
     FUNCTION = "load"
     RETURN_TYPES = ("VB_WAN",)
     RETURN_NAMES = ("infcam",)
+    OUTPUT_TOOLTIPS = ("a Wan model with the InfCam adapter, for Change Camera",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -168,6 +170,7 @@ class VBChangeCamera:
     FUNCTION = "run"
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("video",)
+    OUTPUT_TOOLTIPS = ("the re-rendered video frames, float 0..1",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -213,6 +216,7 @@ class VBRotationPreview:
     FUNCTION = "run"
     RETURN_TYPES = ("IMAGE", "MASK")
     RETURN_NAMES = ("preview", "valid")
+    OUTPUT_TOOLTIPS = ("source frames warped to each target camera", "1 where the source view covers the pixel")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -253,6 +257,8 @@ class VBFocusInspect:
     OUTPUT_NODE = True
     RETURN_TYPES = ("MASK", "STRING")
     RETURN_NAMES = ("focus_map", "report_json")
+    OUTPUT_TOOLTIPS = ("sharpness per pixel, 1 = sharp (tile estimates upsampled)",
+                       "JSON: focal plane and focus warnings")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -319,6 +325,7 @@ class VBFixFocus:
     FUNCTION = "run"
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("all_in_focus",)
+    OUTPUT_TOOLTIPS = ("the all-in-focus frames, float 0..1",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -339,13 +346,15 @@ class VBFixFocus:
 
 
 class VBQwenEditLoader:
-    DESCRIPTION = ("Load Qwen-Image-Edit (2509/2511, diffusers QwenImageEditPlusPipeline) from a diffusers folder; "
-                   "optionally take the transformer and/or VAE from ComfyUI single files (fp8-scaled files are "
-                   "dequantised). The text encoder / processor always come from the folder.")
+    DESCRIPTION = ("Load Qwen-Image-Edit (2509/2511, diffusers QwenImageEditPlusPipeline) from a diffusers "
+                   "folder; optionally take the transformer and/or VAE from ComfyUI single files (fp8-scaled "
+                   "files are dequantised). The text encoder / processor always come from the folder. Needs "
+                   "weights: qwen-image-edit (vibeboard models pull qwen-image-edit).")
     CATEGORY = CATEGORY
     FUNCTION = "load"
     RETURN_TYPES = ("VB_QWEN_EDIT",)
     RETURN_NAMES = ("qwen_edit",)
+    OUTPUT_TOOLTIPS = ("the Qwen-Image-Edit pipeline, for Edit Shirt",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -382,12 +391,14 @@ class VBQwenEditLoader:
 
 class VBQwenEdit:
     DESCRIPTION = ("Edit Shirt (Qwen-Image-Edit): change an image by instruction, e.g. 'make his shirt the red "
-                   "flannel from picture 2'. Up to two reference images (Picture 2, 3). The optional mask is applied "
-                   "after the edit (the model itself takes no mask): outside it the original is kept.")
+                   "flannel from picture 2'. Up to two reference images (Picture 2, 3). The optional mask is "
+                   "applied after the edit (the model itself takes no mask): outside it the original is kept. "
+                   "Needs weights: the pipeline from Qwen-Image-Edit Loader.")
     CATEGORY = CATEGORY
     FUNCTION = "run"
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("image",)
+    OUTPUT_TOOLTIPS = ("the edited image, float 0..1",)
 
     @classmethod
     def INPUT_TYPES(cls):

@@ -176,8 +176,12 @@ def vae_decode(handle: WanHandle, raw: torch.Tensor, tiled: bool = False) -> tor
 def vae_decode_images(handle: WanHandle, raw: torch.Tensor, tiled: bool = False) -> torch.Tensor:
     """Raw latents → IMAGE [B·F,H,W,C] 0..1 on the CPU. Clamp, scale and the channels-last copy run on the
     device, so the frames cross the bus once and no CPU pass over ~400 MB (81 frames at 480p) follows."""
+    from . import vae_fast
     with _vae_on_device(handle, tiled) as vae:
-        return video_to_images(vae.decode(raw.to(handle.device, next(vae.parameters()).dtype)).sample).cpu()
+        z = raw.to(handle.device, next(vae.parameters()).dtype)
+        if tiled:  # diffusers' tiled decode (VRAM-bound sizes)
+            return video_to_images(vae.decode(z).sample).cpu()
+        return video_to_images(vae_fast.decode(vae, z, vae_fast.default_options(handle.device))).cpu()
 
 
 def latent_shape(handle: WanHandle, frames: int, height: int, width: int, batch: int = 1) -> tuple:

@@ -61,11 +61,13 @@ def _find_tokenizer(text_encoder_path: str):
 
 class VBWanModelLoader:
     DESCRIPTION = ("Loads a Wan model family (DiT, VAE, UMT5 text encoder, optional CLIP vision and Wan2.2 "
-                   "low-noise expert) from ComfyUI single files or a diffusers folder. The VRAM manager "
-                   "moves parts on and off the GPU as they are needed.")
+                   "low-noise expert) from ComfyUI single files or a diffusers folder. The VRAM manager moves "
+                   "parts on and off the GPU as they are needed. Needs weights: a Wan checkpoint set (vibeboard "
+                   "models list / vibeboard models pull <id>).")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("VB_WAN",)
     RETURN_NAMES = ("wan",)
+    OUTPUT_TOOLTIPS = ("the Wan model family (DiT, VAE, text encoder, CLIP vision when given)",)
     FUNCTION = "load"
 
     @classmethod
@@ -116,10 +118,12 @@ class VBWanModelLoader:
 
 
 class VBWanLoRA:
-    DESCRIPTION = "Adds a LoRA (diffusers/PEFT, kohya/ComfyUI or diffusion_model.* keys) with a strength."
+    DESCRIPTION = ("Adds a LoRA (diffusers/PEFT, kohya/ComfyUI or diffusion_model.* keys) with a strength. Needs "
+                   "weights: the LoRA file and a Wan model from Wan Model Loader.")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("VB_WAN",)
     RETURN_NAMES = ("wan",)
+    OUTPUT_TOOLTIPS = ("a copy of the Wan model with the LoRA applied",)
     FUNCTION = "apply"
 
     @classmethod
@@ -158,10 +162,12 @@ class VBWanLoRA:
 
 
 class VBWanTextEncode:
-    DESCRIPTION = "Encodes the prompt and negative prompt with UMT5 (padded to 512 tokens, as Wan expects)."
+    DESCRIPTION = ("Encodes the prompt and negative prompt with UMT5 (padded to 512 tokens, as Wan expects). "
+                   "Needs weights: the UMT5 text encoder from Wan Model Loader.")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("VB_WAN_TEXT",)
     RETURN_NAMES = ("text",)
+    OUTPUT_TOOLTIPS = ("UMT5 embeddings of the prompt and negative prompt",)
     FUNCTION = "encode"
 
     @classmethod
@@ -185,6 +191,7 @@ class VBWanSamplerSettings:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("VB_WAN_SAMPLER",)
     RETURN_NAMES = ("sampler",)
+    OUTPUT_TOOLTIPS = ("sampler settings for the Wan generate nodes",)
     FUNCTION = "make"
 
     @classmethod
@@ -271,10 +278,12 @@ def _cond(text) -> C.WanConditioning:
 
 
 class VBWanT2V:
-    DESCRIPTION = "Text to video: samples Wan latents from noise."
+    DESCRIPTION = ("Text to video: samples Wan latents from noise. Needs weights: a Wan model from Wan Model "
+                   "Loader.")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("LATENT",)
     RETURN_NAMES = ("latent",)
+    OUTPUT_TOOLTIPS = ("raw Wan latents [B,C,T,H,W]; decode with Wan VAE Decode",)
     FUNCTION = "generate"
 
     @classmethod
@@ -297,11 +306,13 @@ class VBWanT2V:
 
 
 class VBWanI2V:
-    DESCRIPTION = ("Image to video: the start image (and optionally an end image) is kept, the rest is "
-                   "generated. Wan2.1 I2V also reads CLIP image tokens (load clip_vision).")
+    DESCRIPTION = ("Image to video: the start image (and optionally an end image) is kept, the rest is generated. "
+                   "Wan2.1 I2V also reads CLIP image tokens (load clip_vision). Needs weights: an I2V Wan model "
+                   "from Wan Model Loader.")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("LATENT",)
     RETURN_NAMES = ("latent",)
+    OUTPUT_TOOLTIPS = ("raw Wan latents [B,C,T,H,W]; decode with Wan VAE Decode",)
     FUNCTION = "generate"
 
     @classmethod
@@ -340,10 +351,12 @@ class VBWanI2V:
 
 
 class VBWanV2V:
-    DESCRIPTION = "Video to video: re-noises the input latents to `denoise` and samples them again."
+    DESCRIPTION = ("Video to video: re-noises the input latents to `denoise` and samples them again. Needs "
+                   "weights: a Wan model from Wan Model Loader.")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("LATENT",)
     RETURN_NAMES = ("latent",)
+    OUTPUT_TOOLTIPS = ("raw Wan latents [B,C,T,H,W]; decode with Wan VAE Decode",)
     FUNCTION = "generate"
 
     @classmethod
@@ -368,10 +381,12 @@ class VBWanV2V:
 
 class VBWanVACE:
     DESCRIPTION = ("VACE: generate with a control video (depth, pose, a source clip…), masks marking what to "
-                   "generate (white) vs keep (black), and reference images for identity/style.")
+                   "generate (white) vs keep (black), and reference images for identity/style. Needs weights: a "
+                   "VACE Wan model from Wan Model Loader.")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("LATENT",)
     RETURN_NAMES = ("latent",)
+    OUTPUT_TOOLTIPS = ("raw Wan latents [B,C,T,H,W]; decode with Wan VAE Decode",)
     FUNCTION = "generate"
 
     @classmethod
@@ -401,10 +416,12 @@ class VBWanVACE:
 
 
 class VBWanVAEDecode:
-    DESCRIPTION = "Decodes Wan latents to frames (IMAGE batch, one image per frame)."
+    DESCRIPTION = ("Decodes Wan latents to frames (IMAGE batch, one image per frame). Needs weights: the Wan VAE "
+                   "from Wan Model Loader.")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("images",)
+    OUTPUT_TOOLTIPS = ("the frames, one IMAGE per frame, float 0..1",)
     FUNCTION = "decode"
 
     @classmethod
@@ -423,10 +440,12 @@ class VBWanVAEDecode:
 
 
 class VBWanVAEEncode:
-    DESCRIPTION = "Encodes frames (IMAGE batch) to raw Wan latents."
+    DESCRIPTION = ("Encodes frames (IMAGE batch) to raw Wan latents. Needs weights: the Wan VAE from Wan Model "
+                   "Loader.")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("LATENT",)
     RETURN_NAMES = ("latent",)
+    OUTPUT_TOOLTIPS = ("raw Wan latents [B,C,T,H,W]",)
     FUNCTION = "encode"
 
     @classmethod
@@ -446,13 +465,15 @@ class VBWanVAEEncode:
 
 
 class VBWanMemory:
-    DESCRIPTION = ("How the Wan parts use VRAM: auto (resident when it fits the budget, block swap otherwise), "
-                   "or force block swap with N transformer blocks kept on the GPU (the rest streamed from pinned "
-                   "RAM with prefetch), and sequential offload for the text encoder. Returns a copy of the model "
-                   "with this placement; the input model is unchanged.")
+    DESCRIPTION = ("How the Wan parts use VRAM: auto (resident when it fits the budget, block swap otherwise), or "
+                   "force block swap with N transformer blocks kept on the GPU (the rest streamed from pinned RAM "
+                   "with prefetch), and sequential offload for the text encoder. Returns a copy of the model with "
+                   "this placement; the input model is unchanged. Needs weights: a Wan model from Wan Model "
+                   "Loader (this node loads none itself).")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("VB_WAN",)
     RETURN_NAMES = ("wan",)
+    OUTPUT_TOOLTIPS = ("a copy of the Wan model with this VRAM placement",)
     FUNCTION = "apply"
 
     @classmethod
@@ -519,3 +540,57 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "VBWanVAEDecode": "Wan VAE Decode (VibeBoard)", "VBWanVAEEncode": "Wan VAE Encode (VibeBoard)",
     "VBWanMemory": "Wan Memory Settings (VibeBoard)", "VBInspect": "Inspect Latent/Image (VibeBoard)",
 }
+
+
+class VBWanDecodeVideo:
+    DESCRIPTION = ("Decodes Wan latents and writes them as an H.264 MP4 in one step: the frames of each decoded "
+                   "time chunk are encoded while the VAE decodes the next one (faster than VAE Decode followed "
+                   "by Save Video). Also returns the frames as IMAGE.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("IMAGE", "STRING")
+    RETURN_NAMES = ("images", "path")
+    OUTPUT_NODE = True
+    FUNCTION = "decode_save"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        from ..media import video as video_io
+        return {"required": {
+            "wan": ("VB_WAN", {"tooltip": "Wan model (its VAE is used)"}),
+            "latent": ("LATENT", {"tooltip": "Raw Wan latents [1,16,T,h,w]"}),
+            "fps": ("FLOAT", {"default": 16.0, "min": 0.01, "max": 1000.0, "step": 0.001,
+                              "tooltip": "frames per second (Wan 2.1: 16)"}),
+            "filename_prefix": ("STRING", {"default": "vibeboard/wan", "tooltip": "name prefix in the output "
+                                                                                  "folder; a counter is appended"}),
+            "crf": ("INT", {"default": 19, "min": 0, "max": 51, "tooltip": "quality: 17-23 typical, 51 worst"}),
+            "preset": (list(video_io.PRESETS), {"default": "medium", "tooltip": "x264 speed/size trade-off"}),
+        }, "optional": {"audio": ("AUDIO", {"tooltip": "muxed as AAC, cut or padded to the video length"})},
+            "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}}
+
+    def decode_save(self, wan, latent, fps=16.0, filename_prefix="vibeboard/wan", crf=19, preset="medium",
+                    audio=None, prompt=None, extra_pnginfo=None):
+        from ..media import nodes as media_nodes
+        from . import vae_fast
+        node = runtime.node_label(VBWanDecodeVideo)
+        samples = latent["samples"]
+        if samples.ndim != 5 or samples.shape[0] != 1 or samples.shape[1] != wan.latent_channels:
+            raise runtime.NodeInputError(node, "latent", f"expected one clip [1,{wan.latent_channels},T,h,w], "
+                                         f"got {tuple(samples.shape)}")
+        fps = media_nodes._check_fps(fps, node)
+        track = media_nodes._audio_or_none(audio, node)
+        directory = runtime.output_directory()
+        path = media_nodes._reserve(directory, filename_prefix, "mp4", node)
+        total = 1 + (samples.shape[2] - 1) * wan.scale_temporal
+        bar = runtime.progress_bar(total)
+        with wan.use("vae") as vae:
+            z = samples.to(wan.device, next(vae.parameters()).dtype)
+            _, images = vae_fast.decode_to_video(
+                vae, z, path, fps, crf=int(crf), preset=preset, audio=track,
+                metadata=media_nodes.recipe_metadata(prompt, extra_pnginfo),
+                on_chunk=lambda done: bar.update_absolute(done, total))
+        return {"ui": {"images": [media_nodes._video_entry(path, directory, "output")], "animated": [True]},
+                "result": (images, path)}
+
+
+NODE_CLASS_MAPPINGS["VBWanDecodeVideo"] = VBWanDecodeVideo
+NODE_DISPLAY_NAME_MAPPINGS["VBWanDecodeVideo"] = "Wan Decode to Video MP4 (VibeBoard)"

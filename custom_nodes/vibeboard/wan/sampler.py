@@ -118,14 +118,19 @@ def compile_supported(handle: WanHandle, entry) -> bool:
     return handle.device.type == "cuda" and entry is not None and entry.runner is None
 
 
-def compile_blocks(model) -> bool:
+def compile_blocks(model, mode: Optional[str] = None, persist: bool = True) -> bool:
     """Compile each transformer block once (same code for every block: one compilation serves all).
-    Fuses the norms, RoPE and modulation elementwise work: ≈ −19 % per CFG step on an H100 (bench/README.md)."""
+    Fuses the norms, RoPE and modulation elementwise work: ≈ −19 % per CFG step on an H100 (bench/README.md).
+    `persist`: the compile artefacts are kept in the models folder's state/ (wan/compile_cache.py), so a new
+    process on this machine skips inductor/Triton and only traces."""
     if getattr(model, "_vb_compiled", False):
         return True
     for name in ("blocks", "vace_blocks"):
         for blk in getattr(model, name, []):
-            blk.compile(fullgraph=False, dynamic=False)
+            blk.compile(fullgraph=False, dynamic=False, mode=mode)
+    if persist:
+        from . import compile_cache
+        compile_cache.attach(model, mode)
     model._vb_compiled = True
     return True
 

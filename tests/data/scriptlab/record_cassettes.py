@@ -13,7 +13,7 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 sys.path[:0] = [os.path.join(ROOT, "custom_nodes"), ROOT, os.path.join(ROOT, "tests")]
 
-from scriptlab_llm_helpers import CASSETTES, SCENARIOS, ScriptedUpstream, run_scenario  # noqa: E402
+from scriptlab_llm_helpers import CASSETTES, SCENARIOS, run_scenario, scripted_upstream  # noqa: E402
 from vibeboard.llm.cassette import CassetteServer  # noqa: E402
 
 
@@ -23,11 +23,11 @@ def main():
     ap.add_argument("--upstream", help="a real endpoint base URL (default: authored replies on loopback)")
     args = ap.parse_args()
     for name in args.scenario or sorted(SCENARIOS):
-        upstream = None if args.upstream else ScriptedUpstream(SCENARIOS[name][2])
+        upstream = None if args.upstream else scripted_upstream(SCENARIOS[name][2])
         with CassetteServer(os.path.join(CASSETTES, name), mode="record", upstream=args.upstream or upstream.url) as server:
             with tempfile.TemporaryDirectory() as tmp:
                 result = run_scenario(name, server.url, os.path.join(tmp, "p.vbdb"))
-            print(name, result["llm"]["status"][:80], [k for k, _, _ in server.requests])
+            print(name, result["llm"]["status"][:80], [k for k, _, _ in server.exchanges])
         if upstream:
             upstream.stop()
 

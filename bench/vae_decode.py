@@ -1,0 +1,181 @@
+"""Wan 2.1 VAE decode variants on one GPU, and decode overlapped with the MP4 encode (issue 12 items 2 and 5).
+
+    python bench/vae_decode.py               # CUDA: full-size Wan 2.1 VAE (random bf16 weights), 81 frames 832x480
+    python bench/vae_decode.py --quick       # tiny VAE on CPU: checks every variant runs (numbers meaningless)
+    python bench/vae_decode.py --json out.json
+    python bench/vae_decode.py --compile     # also the torch.compile'd decoder
+
+Latents [1,16,21,60,104] (81 frames at 832x480). Each variant of `vibeboard.wan.vae_fast` runs once to warm up
+(cuDNN autotuning happens there; its time is printed as "first"), then `--repeat` timed runs (median), CUDA
+synchronised. Error columns are against diffusers' own `vae.decode` in bf16 (the default path): max |diff| and
+relative L2 (‖out − ref‖ / ‖ref‖); the "bf16 floor" row is that same default against an fp32 decode, i.e. what bf16
+itself costs. Then the whole tail of a clip: decode → IMAGE → MP4 one after the other (our two nodes) vs
+`decode_to_video` (the encoder takes each chunk's frames while the next chunk decodes).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [ROOT, os.path.join(ROOT, "custom_nodes")]
+
+from vibeboard.wan import vae_fast as V  # noqa: E402
+
+VARIANTS = {   # name → options (None = diffusers' vae.decode)
+    "diffusers vae.decode (default)": None,
+    "our chunk loop, same ops": V.REFERENCE,
+    "+ cudnn.benchmark": V.DecodeOptions(cudnn_benchmark=True),
+    "+ bf16 ops": V.DecodeOptions(fast_ops=True),
+    "+ bf16 ops + cudnn.benchmark": V.DecodeOptions(fast_ops=True, cudnn_benchmark=True),
+    "+ bf16 ops + channels_last": V.DecodeOptions(fast_ops=True, channels_last=True),
+    "+ bf16 ops + channels_last + cudnn.benchmark": V.DecodeOptions(fast_ops=True, channels_last=True,
+                                                                    cudnn_benchmark=True),
+    "2 tiles on 2 streams (+ bf16 ops + channels_last)": V.DecodeOptions(fast_ops=True, channels_last=True, tiles=2),
+    "2 tiles, one stream (+ bf16 ops + channels_last)": V.DecodeOptions(fast_ops=True, channels_last=True, tiles=2,
+                                                                       streams=False),
+}
+
+
+def sync():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def build(quick: bool, device: str):
+    from diffusers import AutoencoderKLWan
+    if quick:
+        from vibeboard.models import tiny
+        return tiny.build_vae().to(device), torch.randn(1, 16, 2, 2, 4, device=device)
+    torch.manual_seed(0)
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        with torch.device(device):
+            vae = AutoencoderKLWan().eval()          # diffusers' default config is the published Wan 2.1 VAE
+    finally:
+        torch.set_default_dtype(old)
+    return vae, torch.randn(1, 16, 21, 60, 104, device=device, dtype=torch.bfloat16)
+
+
+@torch.no_grad()
+def run(vae, z, options):
+    if options is None:
+        return vae.decode(z).sample
+    return V.decode(vae, z, options)
+
+
+def timed(fn, repeat: int):
+    sync()
+    t0 = time.perf_counter()
+    out = fn()
+    sync()
+    first = time.perf_counter() - t0
+    times = []
+    for _ in range(repeat):
+        del out
+        t0 = time.perf_counter()
+        out = fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return out, first, statistics.median(times) if times else first
+
+
+def errors(out: torch.Tensor, ref: torch.Tensor) -> tuple:
+    d = (out.float() - ref.float())
+    return float(d.abs().max()), float(d.norm() / ref.float().norm().clamp_min(1e-12))
+
+
+@torch.no_grad()
+def clip_tail(vae, z, options, work: str, repeat: int) -> dict:
+    """decode → IMAGE → MP4 (two nodes, one after the other) vs decode_to_video (overlapped)."""
+    from vibeboard.media import video as video_io
+    from vibeboard.wan.conditioning import video_to_images
+    res = {}
+
+    def sequential():
+        images = video_to_images(V.decode(vae, z, options)).cpu()
+        video_io.write_video(os.path.join(work, "sequential.mp4"), images, 16.0, crf=19, preset="medium")
+        return images
+
+    def overlapped():
+        return V.decode_to_video(vae, z, os.path.join(work, "overlapped.mp4"), 16.0, options=options, crf=19,
+                                 preset="medium")[1]
+
+    def decode_only():
+        return video_to_images(V.decode(vae, z, options)).cpu()
+
+    for name, fn in (("decode → IMAGE on host", decode_only), ("decode, then MP4 (two nodes)", sequential),
+                     ("decode overlapped with MP4 (decode_to_video)", overlapped)):
+        out, first, med = timed(fn, repeat)
+        res[name] = {"first_s": first, "median_s": med, "frames": int(out.shape[0])}
+        print(f"  {name:48s} {med:7.3f} s   (first {first:.3f} s)", flush=True)
+    return res
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="tiny VAE on CPU (checks the bench runs)")
+    ap.add_argument("--repeat", type=int, default=2, help="timed runs per variant after the warm-up")
+    ap.add_argument("--compile", action="store_true",
+                    help="also torch.compile'd decoder (its warm-up is in 'first'; adds ~1 min)")
+    ap.add_argument("--no-fp32", dest="fp32", action="store_false", help="skip the fp32 decode (bf16 floor)")
+    ap.add_argument("--json", help="write the numbers here")
+    args = ap.parse_args(argv)
+    device = "cuda" if torch.cuda.is_available() and not args.quick else "cpu"
+    variants = dict(VARIANTS)
+    if args.compile:
+        variants["compiled decoder (+ bf16 ops + channels_last)"] = V.DecodeOptions(fast_ops=True, channels_last=True,
+                                                                                 compile=True)
+    if args.quick:   # one untimed-quality run each; tiles small enough to split the tiny latents
+        args.repeat = 0
+        variants = {k: (v.replace(tile_overlap=1) if v is not None and v.tiles > 1 else v) for k, v in variants.items()}
+    t0 = time.perf_counter()
+    vae, z = build(args.quick, device)
+    print(f"built VAE in {time.perf_counter() - t0:.1f} s; latents {tuple(z.shape)} {z.dtype} on {device}", flush=True)
+    results = {"card": torch.cuda.get_device_name() if device == "cuda" else "cpu", "torch": torch.__version__,
+               "latents": list(z.shape), "variants": {}}
+    ref = None
+    print("| variant | median (s) | first (s) | max abs err | rel L2 err | peak GB |\n|---|---|---|---|---|---|")
+    for name, options in variants.items():
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        out, first, med = timed(lambda: run(vae, z, options), args.repeat)
+        peak = torch.cuda.max_memory_allocated() / 1e9 if device == "cuda" else 0.0
+        if ref is None:
+            ref = out.clone()
+        mx, rel = errors(out, ref)
+        results["variants"][name] = {"median_s": med, "first_s": first, "max_abs": mx, "rel_l2": rel, "peak_gb": peak}
+        print(f"| {name} | {med:.3f} | {first:.3f} | {mx:.3g} | {rel:.3g} | {peak:.2f} |", flush=True)
+        del out
+    if args.fp32 and device == "cuda":
+        vae32 = vae.float()
+        out = run(vae32, z.float(), None)
+        sync()
+        mx, rel = errors(ref, out)
+        results["bf16_floor"] = {"max_abs": mx, "rel_l2": rel}
+        print(f"| bf16 floor: default bf16 vs fp32 decode | — | — | {mx:.3g} | {rel:.3g} | — |", flush=True)
+        vae = vae32.to(torch.bfloat16)
+        del out, vae32
+    results["saturated_fraction"] = float((ref.abs() >= 1).float().mean())
+    print(f"(fraction of reference pixels clamped at ±1: {results['saturated_fraction']:.3f})")
+    del ref
+    torch.cuda.empty_cache() if device == "cuda" else None
+    print("\nclip tail, options = vae_fast.default_options (what the Wan nodes use):", V.default_options(z.device))
+    with tempfile.TemporaryDirectory(prefix="vae_decode_") as work:
+        results["tail"] = clip_tail(vae, z, V.default_options(z.device), work, args.repeat)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    return results
+
+
+if __name__ == "__main__":
+    main()
