@@ -97,6 +97,21 @@ def test_fp8_copy_converts_only_block_gemms_and_leaves_the_model_untouched():
         assert torch.equal(v, before[k]), k
 
 
+def test_hooks_installed_on_the_copy_stay_off_the_model():
+    model = tiny.build_transformer("t2v", 0)
+    seen = []
+    model.register_forward_pre_hook(lambda m, args: seen.append("model"))
+    copy, _ = fp8_gemm.fp8_copy(model)
+    copy.register_forward_pre_hook(lambda m, args: seen.append("copy"))
+    copy.blocks[0].register_forward_hook(lambda m, args, out: seen.append("copy block"))
+    x, t, text = torch.randn(1, 16, 2, 4, 4), torch.tensor([500.0]), torch.randn(1, 8, 32)
+    _forward(model, x, t, text)
+    assert seen == ["model"]
+    seen.clear()
+    _forward(copy, x, t, text)
+    assert seen == ["model", "copy", "copy block"]       # the copy keeps the model's hooks, adds its own
+
+
 def test_fp8_copy_forward_is_close_to_the_original():
     model = tiny.build_transformer("t2v", 0)
     copy, _ = fp8_gemm.fp8_copy(model)

@@ -199,9 +199,11 @@ def target_names(model: nn.Module) -> list:
 def _shallow_copy(module: nn.Module) -> nn.Module:
     """A new module object sharing every tensor and child, with its own child/parameter/buffer tables."""
     new = copy.copy(module)
-    new._modules = dict(module._modules)
-    new._parameters = dict(module._parameters)
-    new._buffers = dict(module._buffers)
+    for key, value in list(module.__dict__.items()):
+        # its own tables: children, parameters, buffers and every hook table (a hook or processor installed on
+        # the copy must not land on the cached model)
+        if key.startswith("_") and isinstance(value, (dict, set)):
+            new.__dict__[key] = type(value)(value)
     new.__dict__.pop("_compiled_call_impl", None)   # torch.compile bound the *original's* forward
     new.__dict__.pop("_vb_compiled", None)
     new._compiled_call_impl = None
