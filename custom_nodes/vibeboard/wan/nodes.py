@@ -208,8 +208,11 @@ class VBWanSamplerSettings:
             "seed": ("INT", {"default": 0, "min": 0, "max": 0xffffffffffffffff, "control_after_generate": True,
                              "tooltip": "Noise seed"}),
         }, "optional": {
-            "attention": (["auto", "sdpa", "cudnn", "flash", "efficient", "math"],
-                          {"default": "auto", "tooltip": "SDPA backend; auto prefers cuDNN (fastest on H100)"}),
+            "attention": (list(S.ATTENTION_CHOICES),
+                          {"default": "auto", "tooltip": "SDPA backend; auto prefers cuDNN (fastest on H100). "
+                                                         "triton: our lossless Hopper kernel for self-attention; "
+                                                         "fp8 / int8: 8-bit SageAttention-style kernels (faster, "
+                                                         "lossy ≈3e-2 / 1e-2 per attention). Need Triton + CUDA"}),
             "cfg_low_noise": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 20.0, "step": 0.1,
                                         "tooltip": "Wan2.2 A14B low-noise expert CFG (0 = same as cfg)"}),
             "compile": ("BOOLEAN", {"default": False, "tooltip": "torch.compile the DiT blocks (GPU; ~20 s "
@@ -233,6 +236,12 @@ class VBWanSamplerSettings:
 
     def make(self, steps, cfg, shift, scheduler, seed, attention="auto", cfg_low_noise=0.0, compile=False,
              batch_cfg=True, precision="bf16", step_cache=0.0, preset="custom"):
+        if attention in S.KERNEL_ATTENTION:  # asked for explicitly: say now, not at the first step, if it can't run
+            from .attention.configs import triton_available
+            reason = triton_available()
+            if reason:
+                raise runtime.NodeInputError(runtime.node_label(self), "attention",
+                                             f"{attention!r} needs Triton on a CUDA GPU: {reason}; use 'auto'")
         settings = S.SamplerSettings(steps=steps, cfg=cfg, shift=shift, scheduler=scheduler, seed=seed,
                                      attention=attention, cfg_2=cfg_low_noise or None, compile=bool(compile),
                                      batch_cfg=bool(batch_cfg))

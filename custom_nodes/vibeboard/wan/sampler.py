@@ -47,7 +47,7 @@ class SamplerSettings:
     denoise: float = 1.0
     cfg_2: Optional[float] = None       # A14B low-noise expert's CFG (defaults to cfg)
     batch_cfg: bool = True              # cond + uncond in one forward
-    attention: str = "auto"             # auto | sdpa | cudnn | flash | efficient | math
+    attention: str = "auto"             # auto | sdpa | cudnn | flash | efficient | math | triton | fp8 | int8
     compile: bool = False               # torch.compile the DiT blocks (CUDA, fully resident models only)
     precision: str = "bf16"             # bf16 | fp8: fp8 GEMMs in the blocks (lossy, opt-in; wan/fp8_gemm.py)
     step_cache: float = 0.0             # > 0: skip forwards below this estimated change (lossy; wan/step_cache.py)
@@ -98,8 +98,29 @@ def make_scheduler(name: str, shift: float):
     raise ValueError(f"unknown scheduler {name!r}; choose one of {SCHEDULERS}")
 
 
+ATTENTION_CHOICES = ("auto", "sdpa", "cudnn", "flash", "efficient", "math", "triton", "fp8", "int8")
+# Our own kernels (wan/attention): self-attention of the Wan blocks; everything else keeps SDPA ("auto" order).
+KERNEL_ATTENTION = ("triton", "fp8", "int8")
+# The kernel "auto" uses for self-attention: None = cuDNN SDPA. Set to "triton" once the GPU benchmark
+# (bench/attention_kernels.py) shows it faster than cuDNN at Wan's shapes.
+AUTO_KERNEL = None
+
+
+def self_attention_kernel(kind: str, device: torch.device):
+    """The wan/attention kernel that self-attention runs for this setting, or None (SDPA)."""
+    if kind in KERNEL_ATTENTION:
+        return kind
+    if kind == "auto" and AUTO_KERNEL and torch.device(device).type == "cuda":
+        from .attention.processor import unavailable_reason
+        return AUTO_KERNEL if unavailable_reason(AUTO_KERNEL, device) is None else None
+    return None
+
+
 def attention_context(kind: str, device: torch.device):
-    """SDPA backend choice. On H100 the cuDNN backend is ~1.7× FlashAttention-2 for Wan's shapes."""
+    """SDPA backend choice. On H100 the cuDNN backend is ~1.7× FlashAttention-2 for Wan's shapes.
+    With one of our kernels, the attention it does not cover (cross-attention, masks) uses the "auto" order."""
+    if kind in KERNEL_ATTENTION:
+        kind = "auto"
     if device.type != "cuda" or kind in ("sdpa", None):
         return nullcontext()
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -251,6 +272,10 @@ def _open_expert(handle: WanHandle, part: str, settings: SamplerSettings, cond: 
                                                      cond.rope_w_offsets))
     for processor in cond.attention:
         stack.enter_context(processor(model))
+    kernel = self_attention_kernel(settings.attention, handle.device)
+    if kernel is not None:  # after the conditioning's processors: what they own keeps its processor
+        from .attention.processor import kernel_attention
+        stack.enter_context(kernel_attention(model, kernel, handle.device))
     stack.enter_context(attention_context(settings.attention, handle.device))
     # A model adapter's own weights are a handle part too (VRAM-managed like the DiT).
     adapter = stack.enter_context(handle.use(handle.adapter)) if handle.adapter else None
