@@ -124,6 +124,7 @@ def run_ours(args, models: str, out: str) -> dict:
             "--quiet", "--set", f"3.steps={args.steps}", "--set", f"3.cfg={args.cfg}",
             "--set", f"3.shift={args.shift}", "--set", f"3.compile={str(args.compile).lower()}",
             "--set", f"3.precision={args.precision}", "--set", f"3.step_cache={args.step_cache}",
+            "--set", f"3.attention={args.attention}",
             "--set", f"4.width={args.width}",
             "--set", f"4.height={args.height}", "--set", f"4.length={args.frames}"]
     try:
@@ -247,6 +248,8 @@ def main(argv=None):
     ap.add_argument("--no-diffusers", dest="diffusers", action="store_false")
     ap.add_argument("--precision", choices=("bf16", "fp8"), default="bf16",
                     help="ours (the CLI runs) with fp8 GEMMs (lossy, opt-in)")
+    ap.add_argument("--attention", default="auto",
+                    help="ours (the CLI runs) with this Wan Sampler Settings attention (auto, fp8, int8, triton…)")
     ap.add_argument("--step-cache", type=float, default=0.0, metavar="THRESH",
                     help="ours (the CLI runs) with the step cache at this threshold (lossy; 0 = off); also the "
                          "threshold of --lossy's step-cache rows (default there 0.1)")
@@ -290,6 +293,7 @@ def main(argv=None):
         cols["lossy"] = clip_lossy.run(args, load_handle(models), prompt, negative)
     card = torch.cuda.get_device_name() if device == "cuda" else "cpu"
     lossy = "".join([", ours fp8 GEMMs" if args.precision == "fp8" else "",
+                     f", ours attention {args.attention}" if args.attention != "auto" else "",
                      f", ours step cache {args.step_cache}" if args.step_cache > 0 else ""])
     print(f"\n{card}, torch {torch.__version__}, {args.width}x{args.height}x{args.frames}, {args.steps} steps, "
           f"CFG {args.cfg}{', ours compiled' if args.compile else ''}{lossy}\n")

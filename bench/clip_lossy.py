@@ -64,19 +64,44 @@ def forward_microbench(handle, cond, shape, cfg: float, repeat: int) -> dict:
         res["quantiser: scales equal"] = bool(torch.equal(s_fast, s_ref))
         res["quantiser: fp8 codes equal (share)"] = float((q_fast.view(torch.uint8) == q_ref.view(torch.uint8))
                                                           .float().mean())
-        for name, model in (("bf16", dit), ("fp8", fp8)):
-            run = lambda m=model: S.predict(m, x, torch.tensor([500.0]), embeds, cond, handle.dtype)  # noqa: E731
-            res[f"{name} forward (s)"], _ = _timed(run, repeat)
-        errs = []
-        for t in TIMESTEPS:
-            ts = torch.tensor([t])
-            ref = S.predict(dit, x, ts, embeds, cond, handle.dtype)
-            errs.append(_rel(S.predict(fp8, x, ts, embeds, cond, handle.dtype), ref))
-        res["fp8 rel. err per forward"] = sum(errs) / len(errs)
-        res["fp8 rel. err per timestep"] = [round(e, 5) for e in errs]
+        refs = {t: S.predict(dit, x, torch.tensor([t]), embeds, cond, handle.dtype) for t in TIMESTEPS}
+        for name, model, attention in _forward_modes(dit, fp8, handle.device):
+            with attention():
+                run = lambda m=model: S.predict(m, x, torch.tensor([500.0]), embeds, cond, handle.dtype)  # noqa
+                res[f"{name} forward (s)"], _ = _timed(run, repeat)
+                if name == "bf16":
+                    continue
+                errs = [_rel(S.predict(model, x, torch.tensor([t]), embeds, cond, handle.dtype), refs[t])
+                        for t in TIMESTEPS]
+            res[f"{name} rel. err per forward"] = sum(errs) / len(errs)
+            res[f"{name} rel. err per timestep"] = [round(e, 5) for e in errs]
         del fp8
-    res["fp8/bf16 forward"] = res["fp8 forward (s)"] / res["bf16 forward (s)"]
+    for name in FORWARD_MODES[1:]:
+        if f"{name} forward (s)" in res:
+            res[f"{name}/bf16 forward"] = res[f"{name} forward (s)"] / res["bf16 forward (s)"]
     return res
+
+
+FORWARD_MODES = ("bf16", "fp8", "fp8 + fp8 attention")
+
+
+def _fp8_attention_available(device) -> bool:
+    """The attention helper's fp8 (8-bit QK/PV) Triton kernel, where it runs (CUDA with Triton)."""
+    try:
+        from vibeboard.wan.attention.processor import unavailable_reason
+    except ImportError:
+        return False
+    return unavailable_reason("fp8", device) is None
+
+
+def _forward_modes(dit, fp8, device):
+    """(name, model, attention context factory): bf16; fp8 GEMMs; fp8 GEMMs + fp8 attention (issue 12's fp8 step)."""
+    from contextlib import nullcontext
+    modes = [("bf16", dit, nullcontext), ("fp8", fp8, nullcontext)]
+    if _fp8_attention_available(device):
+        from vibeboard.wan.attention.processor import kernel_attention
+        modes.append(("fp8 + fp8 attention", fp8, lambda: kernel_attention(fp8, "fp8", device)))
+    return modes
 
 
 def gemm_microbench(tokens: int, dim: int, ffn: int, device, dtype, repeat: int) -> dict:
@@ -113,6 +138,8 @@ def sampling_modes(handle, cond, shape, args) -> dict:
     thresh = args.step_cache if args.step_cache > 0 else 0.1
     modes = [("bf16", {}), ("fp8", dict(precision="fp8")), (f"step cache {thresh}", dict(step_cache=thresh)),
              (f"fp8 + step cache {thresh}", dict(precision="fp8", step_cache=thresh))]
+    if _fp8_attention_available(handle.device):
+        modes.append(("fp8 + fp8 attention", dict(precision="fp8", attention="fp8")))
     rows, ref = {}, None
     for name, change in modes:
         stats = {}
@@ -157,10 +184,15 @@ def run(args, handle, prompt: str, negative: str) -> dict:
 
 def tables(res: dict) -> str:
     m, g = res["microbench"], res["gemm"]
-    lines = ["| one DiT forward | bf16 | fp8 GEMMs | fp8/bf16 |", "|---|---|---|---|",
-             f"| time (s) | {m['bf16 forward (s)']:.4f} | {m['fp8 forward (s)']:.4f} | {m['fp8/bf16 forward']:.2f}× |",
-             f"| rel. err vs bf16 (mean of {len(TIMESTEPS)} timesteps) | — | {m['fp8 rel. err per forward']:.2e} | |",
-             "", f"| FFN up-projection {g['shape']} | ms | TFLOP/s |", "|---|---|---|"]
+    lines = [f"| one DiT forward (CFG batch as sampled) | time (s) | ×bf16 | rel. err vs bf16 (mean of "
+             f"{len(TIMESTEPS)} timesteps) |", "|---|---|---|---|"]
+    for name in FORWARD_MODES:
+        if f"{name} forward (s)" in m:
+            ratio, err = m.get(f"{name}/bf16 forward"), m.get(f"{name} rel. err per forward")
+            lines.append(f"| {'fp8 GEMMs' if name == 'fp8' else name.replace('fp8 +', 'fp8 GEMMs +')} | "
+                         f"{m[f'{name} forward (s)']:.4f} | {'—' if ratio is None else f'{ratio:.2f}×'} | "
+                         f"{'—' if err is None else f'{err:.2e}'} |")
+    lines += ["", f"| FFN up-projection {g['shape']} | ms | TFLOP/s |", "|---|---|---|"]
     lines += [f"| {k[:-5]} | {v:.3f} | {g.get(k[:-4] + 'TFLOP/s', float('nan')):.0f} |"
               for k, v in g.items() if k.endswith("(ms)")]
     lines += [f"| rel. err of the fp8 Linear | {g['rel. err']:.2e} | |",
