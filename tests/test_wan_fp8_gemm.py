@@ -252,3 +252,18 @@ def test_fp8_under_block_swap_samples_unchanged_and_says_why(caplog):
     assert mgr.models["dit"].runner is not None                      # it did run with block swap
     assert torch.equal(got, plain) and stats["precision"] == "float32" and "fp8_layers" not in stats
     assert "fully resident" in caplog.text
+
+
+def test_kept_copy_is_reused_while_the_loras_are_the_same():
+    """With compile the sampler keeps the fp8 copy between runs (same module objects: no recompiles), and makes a
+    new one when the merged LoRAs change."""
+    model = tiny.build_transformer("t2v", 0)
+    a, n = fp8_gemm.kept_fp8_copy(model, (("x.safetensors", 1.0, 1.0),))
+    b, _ = fp8_gemm.kept_fp8_copy(model, (("x.safetensors", 1.0, 1.0),))
+    c, _ = fp8_gemm.kept_fp8_copy(model, (("x.safetensors", 0.5, 1.0),))
+    assert a is b and c is not a and n == 20
+    key = id(model)
+    del model, a, b, c
+    import gc
+    gc.collect()
+    assert key not in fp8_gemm._kept                 # gone with the model

@@ -15,6 +15,7 @@ Wan convention: x_sigma = (1 - sigma) x0 + sigma noise, the model predicts v = n
 from __future__ import annotations
 
 import dataclasses
+import os
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -237,7 +238,7 @@ def preview_image(latents: torch.Tensor):
     return ("JPEG", Image.fromarray(img), 512)
 
 
-def _fp8_model(model, handle: WanHandle, entry, settings: SamplerSettings, stats: dict):
+def _fp8_model(model, handle: WanHandle, entry, settings: SamplerSettings, stats: dict, loras=()):
     """A copy of the expert with fp8 GEMMs (the cached model is not touched); the original when it cannot be."""
     if entry is not None and entry.runner is not None:
         import logging
@@ -246,10 +247,17 @@ def _fp8_model(model, handle: WanHandle, entry, settings: SamplerSettings, stats
             str(handle.dtype).replace("torch.", ""))
         return model
     from . import fp8_gemm
-    copy, converted = fp8_gemm.fp8_copy(model)
+    compiled = settings.compile and compile_supported(handle, entry)
+    if compiled:   # the same copy while the merged LoRAs are the same: no recompiles per run
+        signature = tuple((src if isinstance(src, str) else id(src), float(strength),
+                           os.path.getmtime(src) if isinstance(src, str) and os.path.exists(src) else None)
+                          for src, strength in loras)
+        copy, converted = fp8_gemm.kept_fp8_copy(model, signature)
+    else:
+        copy, converted = fp8_gemm.fp8_copy(model)
     stats["precision"], stats["fp8_layers"] = "fp8", converted
     stats["fp8_fused"] = fp8_gemm.scaled_mm_available(handle.device)
-    if settings.compile and compile_supported(handle, entry):
+    if compiled:
         compile_blocks(copy)
     return copy
 
@@ -264,9 +272,10 @@ def _open_expert(handle: WanHandle, part: str, settings: SamplerSettings, cond: 
     if settings.compile and compile_supported(handle, entry):
         compile_blocks(model)
     # LoRAs are merged while this expert runs and removed after (the cached model stays clean).
-    stack.enter_context(lora_mod.applied(model, loras_for(handle, part)))
+    loras = loras_for(handle, part)
+    stack.enter_context(lora_mod.applied(model, loras))
     if settings.precision == "fp8":   # after the LoRAs (they are in the quantised weights), before the patches
-        model = _fp8_model(model, handle, entry, settings, stats)
+        model = _fp8_model(model, handle, entry, settings, stats, loras)
     if cond.rope_positions is not None or cond.rope_h_offsets is not None or cond.rope_w_offsets is not None:
         stack.enter_context(rope_mod.frame_positions(model, cond.rope_positions, cond.rope_h_offsets,
                                                      cond.rope_w_offsets))
