@@ -86,7 +86,10 @@ FORWARD_MODES = ("bf16", "fp8", "fp8 + fp8 attention")
 
 
 def _fp8_attention_available(device) -> bool:
-    """The attention helper's fp8 (8-bit QK/PV) Triton kernel, where it runs (CUDA with Triton)."""
+    """The attention helper's fp8 (8-bit QK/PV) Triton kernel, where it runs (CUDA with Triton; not its CPU
+    interpreter, whose timings mean nothing)."""
+    if torch.device(device).type != "cuda":
+        return False
     try:
         from vibeboard.wan.attention.processor import unavailable_reason
     except ImportError:
