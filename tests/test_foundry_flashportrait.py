@@ -9,10 +9,11 @@ import torch
 
 from vibeboard.common import runtime
 from vibeboard.foundry import flashportrait as fp
-from vibeboard.foundry import flashportrait_sampling as fs
+from vibeboard.foundry import flashportrait_wan as fw
 from vibeboard.foundry import performance as perf
 from vibeboard.media.video import probe_video, write_video
 from vibeboard.models import tiny, wan_keys
+from vibeboard.wan import windows as W
 
 EMO = 32  # tiny expression-token width (2048 in the release)
 
@@ -33,30 +34,10 @@ def _tiny_release(folder, face_models=True):
     torch.save(enc.state_dict(), os.path.join(folder, "portrait_encoder.pt"))
     if face_models:
         torch.save(fp.FanEncoder().state_dict(), os.path.join(folder, "pd_fpg.pth"))
-        _onnx_landmark(os.path.join(folder, "face_landmark.onnx"))
-        _onnx_landmark(os.path.join(folder, "face_det.onnx"))
+        from foundry_face_models import write_face_det, write_face_landmark  # one planted face, 222 points
+        write_face_landmark(os.path.join(folder, "face_landmark.onnx"))
+        write_face_det(os.path.join(folder, "face_det.onnx"))
     return model, state
-
-
-def _onnx_landmark(path):
-    """128² crop → landmark [N,444], euler [N,3], prob [N,1] (the published model's outputs, tiny weights)."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-    rng = np.random.default_rng(0)
-    inits = [numpy_helper.from_array(rng.standard_normal((3, 444)).astype(np.float32), "w1"),
-             numpy_helper.from_array(rng.standard_normal((3, 3)).astype(np.float32), "w2"),
-             numpy_helper.from_array(rng.standard_normal((3, 1)).astype(np.float32), "w3"),
-             numpy_helper.from_array(np.array([-1, 3], dtype=np.int64), "shape")]
-    nodes = [helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
-             helper.make_node("Reshape", ["pooled", "shape"], ["flat"]),
-             helper.make_node("MatMul", ["flat", "w1"], ["landmark"]),
-             helper.make_node("MatMul", ["flat", "w2"], ["euler"]),
-             helper.make_node("MatMul", ["flat", "w3"], ["prob"])]
-    graph = helper.make_graph(nodes, "lmk", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
-                                                                           ["N", 3, 128, 128])],
-                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, None)
-                               for n in ("landmark", "euler", "prob")], inits)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
 
 
 def test_loaders_read_the_published_layout(tmp_path):
@@ -131,41 +112,44 @@ def test_expression_attention_is_per_frame_and_off_at_scale_zero():
 
 
 def test_sliding_windows_cover_everything_and_blend_linearly():
-    wins = perf.context_windows(20, 8, 3)
+    wins = W.context_windows(20, 8, 3)
     assert wins[0] == (0, 8) and wins[-1][1] == 20
     covered = set()
     for s, e in wins:
         covered |= set(range(s, e))
     assert covered == set(range(20))
-    out = perf.blend_windows(lambda s, e: torch.full((1, 1, e - s), float(s)), 20, wins)
+    out = W.blend_windows(lambda s, e: torch.full((1, 1, e - s), float(s)), 20, wins)
     assert out[0, 0, 0] == 0 and out[0, 0, 19] == wins[-1][0]
     assert torch.all(out[0, 0, 1:] >= out[0, 0, :-1])  # ramps, never jumps back
 
 
-def test_25fps_driver_renders_at_24fps_with_exact_frames_and_audio_in_sync(tmp_path):
-    fps_in, dur = 25, 1.2
+def test_25fps_driver_renders_at_24fps_with_exact_frames_and_audio_in_sync(tmp_path, monkeypatch):
+    """The node end to end on tiny files in the published layout (FlashPortrait folder + ComfyUI Wan I2V parts),
+    through the one Wan runtime with model offload."""
+    pytest.importorskip("onnxruntime")
+    from vibeboard.foundry.nodes import VBFlashPortrait
+    from vibeboard.models import vram
+    models = tmp_path / "models"
+    paths = tiny.write_comfy_layout(str(models), kinds=())
+    _tiny_release(models / "checkpoints" / "FlashPortrait")
+    monkeypatch.setitem(runtime._dirs, "models", str(models))
+    monkeypatch.setattr(vram, "_DEFAULT", vram.VramManager(device="cpu"))
+    fps_in, dur = 25, 0.32
     t = np.arange(int(dur * 48000)) / 48000
     driver = str(tmp_path / "driver.mp4")
     frames = torch.rand(int(dur * fps_in), 32, 32, 3)
     write_video(driver, frames, fps_in, audio=(np.sin(2 * np.pi * 440 * t)[None].astype(np.float32), 48000))
-    conformed, audio, duration = perf.conform_driving_video(driver, 24)
+    conformed, _, duration = perf.conform_driving_video(driver, 24)
     want = round(duration * 24)
     assert conformed.shape[0] == want
-
-    model, _ = fp.load_transformer(_release_path(tmp_path), dtype=torch.float32)
-    _, emo = fp.split_transformer_state(fp.torch_tensors(_release_path(tmp_path)))
-    state = fp.patch_expression_attention(model, emo)
-    enc = fp.load_portrait_encoder(str(tmp_path / "FlashPortrait" / "portrait_encoder.pt"))
-    feats = torch.randn(1, want, 554, generator=torch.Generator().manual_seed(0))  # PD-FGC features per frame
-    with torch.no_grad():
-        tokens = enc(feats)
-    vae = tiny.build_vae()
-    out = fs.generate(model, state, vae, torch.rand(32, 32, 3), torch.randn(1, 512, 32), torch.zeros(1, 512, 32),
-                      torch.randn(1, 5, 24), tokens, want, steps=2, context_size=5, context_overlap=2,
-                      mode="model_cpu_offload")
+    out, audio = VBFlashPortrait().perform(
+        "checkpoints/FlashPortrait", torch.rand(1, 32, 32, 3), driver, "a woman talking", 24.0, 2, 1.0, 4.0, 2, 1,
+        "model_cpu_offload", 0, vae=paths["vae"], text_encoder=paths["umt5"], tokenizer=paths["tokenizer"],
+        clip_vision=paths["clip_vision"])
     assert out.shape == (want, 32, 32, 3) and torch.isfinite(out).all()
+    assert all(m.state == "host" for m in vram._DEFAULT.models.values())  # model offload: nothing left on device
     path = str(tmp_path / "out.mp4")
-    write_video(path, out, 24, audio=audio)
+    write_video(path, out, 24, audio=(audio["waveform"][0].numpy(), audio["sample_rate"]))
     info = probe_video(path)
     assert info.frame_count == want
     import av
@@ -173,10 +157,3 @@ def test_25fps_driver_renders_at_24fps_with_exact_frames_and_audio_in_sync(tmp_p
         a = c.streams.audio[0]
         audio_s = float(a.duration * a.time_base)
     assert abs(audio_s - want / 24) <= 1 / 24
-
-
-def _release_path(tmp_path):
-    folder = tmp_path / "FlashPortrait"
-    if not (folder / "transformer.pt").exists():
-        _tiny_release(folder, face_models=False)
-    return str(folder / "transformer.pt")

@@ -29,6 +29,8 @@ def register(subparsers) -> None:
     p.add_argument("--to", help="models root to download into (default: our models dir; --comfyui: ComfyUI's)")
     p.add_argument("--no-verify", dest="verify", action="store_false", help="skip the SHA-256 check")
     p.add_argument("--keep-partial", action="store_true", help="keep staging data on failure (resume later)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list every file the model and the models it needs would fetch, and where; download nothing")
     p.set_defaults(func=cmd_pull)
     p = msub.add_parser("verify", help="check present files (headers; --checksum: SHA-256 recorded at pull)")
     common(p)
@@ -91,6 +93,8 @@ def cmd_pull(args) -> int:
     registry = _setup(args)
     from vibeboard.models import download
     root = args.to or (registry.comfyui_models_dir() if args.comfyui else None)
+    if getattr(args, "dry_run", False):
+        return _pull_dry_run(registry, download, args, root)
     try:
         registry.entry(args.name)
         paths = download.pull(args.name, args.source, root=root, verify=args.verify, keep_partial=args.keep_partial)
@@ -102,6 +106,28 @@ def cmd_pull(args) -> int:
         return EXIT_FAILED
     for p in paths:
         print(p)
+    return EXIT_OK
+
+
+def _pull_dry_run(registry, download, args, root) -> int:
+    try:
+        rows = download.plan(args.name, args.source, root=root)
+    except KeyError as exc:
+        print(f"vibeboard models pull: {exc.args[0]}", file=sys.stderr)
+        return EXIT_USAGE
+    entry = registry.entry(args.name)
+    if entry.get("status") == "planned":
+        print(f"note: no VibeBoard node loads {args.name} yet: {entry.get('status_note', '')}")
+    total = 0.0
+    for r in rows:
+        what = f"{r['repo']}/{r['path']}" if r["path"] else f"{r['repo']} (whole repo)"
+        what += f"@{r['revision']}" if r["revision"] else ""
+        size = r["size_gb"] or 0.0
+        total += 0.0 if r["present"] else size
+        state = f"present {r['present']}" if r["present"] else "would fetch"
+        print(f"{r['model']:<22} {what} → {r['dest']}  [{size:.2f} GB, {r['format']}] {state}"
+              + (f"  (needed by {r['needed_by']})" if r["needed_by"] else ""))
+    print(f"dry run: {len(rows)} file(s), {total:.2f} GB to fetch; nothing was downloaded")
     return EXIT_OK
 
 

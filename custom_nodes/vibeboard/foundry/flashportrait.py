@@ -16,7 +16,7 @@ projection. `patch_expression_attention` installs it on a *copy* of a diffusers 
 """
 from __future__ import annotations
 
-import math
+import contextlib
 import os
 from typing import Dict, Optional, Tuple
 
@@ -282,10 +282,11 @@ def onnx_session(path: str):
 
 
 def landmarks(session, crop_128: torch.Tensor):
-    """face_landmark.onnx on a [N,3,128,128] crop batch → (landmarks [N,222,2] in crop pixels, euler, prob)."""
+    """face_landmark.onnx on a [N,3,128,128] BGR 0..1 crop batch → (landmarks [N,222,2] in crop pixels, euler,
+    prob). The net gives the 222 x's then the 222 y's, as fractions of the crop (upstream face_align.onnx_infer)."""
     name = session.get_inputs()[0].name
     out = session.run(None, {name: crop_128.numpy().astype("float32")})
-    pts = torch.from_numpy(out[0]).reshape(crop_128.shape[0], -1, 2)
+    pts = torch.from_numpy(out[0]).reshape(crop_128.shape[0], 2, -1).transpose(1, 2) * crop_128.shape[-1]
     return pts, torch.from_numpy(out[1]), torch.from_numpy(out[2])
 
 
@@ -298,13 +299,35 @@ def normalise_expression(emo: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 class ExpressionState:
-    """What the sampler sets before each forward: tokens [B, F_lat, T, 2048] (+ optional key mask [B, F_lat, T])
-    and the expression scale (0 turns the branch off — the unconditional pass of the expression CFG)."""
+    """What each DiT call reads: tokens [B, F_lat, T, 2048] (+ optional key mask [B, F_lat, T]) and the
+    expression scale (0 turns the branch off — the unconditional pass of the expression CFG). The one Wan sampler
+    sets them per call from the conditioning (`inputs`, installed as the model's `vb_call_inputs`): the window's
+    tokens in `cond.extra["expression_tokens"]`, the guidance pass's `expression_scale`."""
 
     def __init__(self):
         self.tokens: Optional[torch.Tensor] = None
         self.mask: Optional[torch.Tensor] = None
         self.scale: float = 1.0
+        self._moved = None
+
+    @contextlib.contextmanager
+    def inputs(self, cond):
+        saved = (self.tokens, self.mask, self.scale)
+        extra = cond.extra
+        self.tokens, self.mask = extra.get("expression_tokens"), extra.get("expression_mask")
+        self.scale = float(extra.get("expression_scale", 1.0))
+        try:
+            yield
+        finally:
+            self.tokens, self.mask, self.scale = saved
+
+    def on(self, device, dtype):
+        """(tokens, mask) on the compute device, moved once per token tensor (every block reuses them)."""
+        key = (id(self.tokens), id(self.mask), device, dtype)
+        if self._moved is None or self._moved[0] != key:
+            mask = None if self.mask is None else self.mask.to(device)
+            self._moved = (key, self.tokens.to(device, dtype), mask, (self.tokens, self.mask))
+        return self._moved[1], self._moved[2]
 
 
 class ExpressionAttnProcessor(nn.Module):
@@ -331,13 +354,14 @@ class ExpressionAttnProcessor(nn.Module):
             ki = attn.norm_added_k(attn.add_k_proj(ctx_img)).unflatten(2, (heads, -1)).transpose(1, 2)
             vi = attn.add_v_proj(ctx_img).unflatten(2, (heads, -1)).transpose(1, 2)
             x = x + F.scaled_dot_product_attention(q, ki, vi).transpose(1, 2).flatten(2)
-        tokens, scale = self.state.tokens, self.state.scale
-        if tokens is not None and scale != 0:
-            x = x + scale * normalise_expression(self._expression(q, tokens.to(x.dtype), b, heads), x)
+        scale = self.state.scale
+        if self.state.tokens is not None and scale != 0:
+            tokens, mask = self.state.on(x.device, x.dtype)
+            x = x + scale * normalise_expression(self._expression(q, tokens, mask, b, heads), x)
         x = attn.to_out[0](x)
         return attn.to_out[1](x)
 
-    def _expression(self, q, tokens, b, heads):
+    def _expression(self, q, tokens, mask, b, heads):
         """Queries of latent frame f attend only to frame f's tokens; a token tail that does not fill a frame
         (never with Wan's frame-major token order) gets no expression, as upstream."""
         frames, per = tokens.shape[1], tokens.shape[2]
@@ -347,9 +371,8 @@ class ExpressionAttnProcessor(nn.Module):
         qf = qf.reshape(b * frames, heads, eff // frames, d)
         k = self.emo_k_proj(tokens).view(b * frames, per, heads, d).transpose(1, 2)
         v = self.emo_v_proj(tokens).view(b * frames, per, heads, d).transpose(1, 2)
-        mask = None
-        if self.state.mask is not None:
-            mask = self.state.mask.reshape(b * frames, 1, 1, per).bool()
+        if mask is not None:
+            mask = mask.reshape(b * frames, 1, 1, per).bool()
         out = F.scaled_dot_product_attention(qf, k, v, attn_mask=mask)
         out = out.transpose(1, 2).reshape(b, eff, heads * d)
         if eff != length:
@@ -359,7 +382,9 @@ class ExpressionAttnProcessor(nn.Module):
 
 def patch_expression_attention(model, emo_weights: dict, state: Optional[ExpressionState] = None):
     """Install the expression cross-attention on `model` (pass a copy: this replaces processors and adds modules)
-    and load `emo_weights` ({block: {"k","v"}} from `split_transformer_state`). Returns the shared state."""
+    and load `emo_weights` ({block: {"k","v"}} from `split_transformer_state`). The projections become
+    submodules of each block's cross-attention, so block swap streams them with their block. Returns the
+    shared state, also installed as `model.vb_call_inputs` for the Wan sampler."""
     state = state or ExpressionState()
     blocks = model.blocks
     if set(emo_weights) != set(range(len(blocks))):
@@ -376,6 +401,7 @@ def patch_expression_attention(model, emo_weights: dict, state: Optional[Express
         proc.to(device=ref.device, dtype=ref.dtype)
         attn.add_module("vb_expression", proc)  # so .to()/offload move its weights with the block
         attn.processor = proc
+    model.vb_call_inputs = state.inputs
     return state
 
 

@@ -1,4 +1,4 @@
-"""Character Foundry nodes: thin wrappers over actor_card, lora_trainer, flashportrait(+_sampling), performance,
+"""Character Foundry nodes: thin wrappers over actor_card, lora_trainer, flashportrait(+_wan), performance,
 elevenlabs_tts and continuity. An actor is a VB_ACTOR handle {"db_path", "actor"} into the project's asset DB."""
 from __future__ import annotations
 
@@ -138,21 +138,49 @@ def _tiny_wan_encoders():
     return tiny.build_transformer("t2v"), enc_image, enc_text
 
 
-def _wan_encoders(node, transformer, vae, text_encoder, tokenizer, dtype):
+def _tokenizer_folder(node: str, tokenizer: str):
+    """The tokenizer folder when it exists; None when it does not (a umT5 file that embeds its tokenizer needs none;
+    the Wan runtime's loader says so when neither is there)."""
     from ..models import loaders
+    if not (tokenizer or "").strip():
+        return None
+    try:
+        return loaders.model_path(node, "tokenizer", tokenizer, must_be_dir=True)
+    except NodeInputError:
+        return None
+
+
+def _wan_parts(node, vae, text_encoder, tokenizer, clip_vision=None, dtype="bf16"):
+    """A Wan handle over the VAE / umT5 (/ CLIP-H) files, loaded through the Wan runtime (cached in the VRAM
+    manager, tokenizer from the checkpoint when it carries one), without a DiT."""
+    from ..models import loaders, vram
+    from ..wan.handle import WanHandle, load_parts
+    keys, tok = load_parts(vram.manager(), vae=loaders.model_path(node, "vae", vae), vae_dtype=dtype,
+                           text_encoder=loaders.model_path(node, "text_encoder", text_encoder),
+                           tokenizer_folder=_tokenizer_folder(node, tokenizer),
+                           image_encoder=loaders.model_path(node, "clip_vision", clip_vision) if clip_vision else None)
+    if tok is None:
+        raise NodeInputError(node, "tokenizer", f"the umT5 tokenizer was not found: {text_encoder} carries none and "
+                             f"{tokenizer} is not a tokenizer folder (vibeboard models pull umt5-tokenizer)")
+    return WanHandle(variant="i2v", keys=keys, tokenizer=tok, manager=vram.manager(),
+                     dtype=loaders.compute_dtype(dtype))
+
+
+def _wan_encoders(node, transformer, vae, text_encoder, tokenizer, dtype):
+    """(trainable DiT, image → normalised latents, caption → (embeds, mask)). The DiT is a private copy (PEFT
+    wraps it); the VAE and umT5 run through the Wan runtime, so captions get the same prompt cleaning,
+    tokenizer (embedded or folder) and prompt cache as every Wan node."""
+    from ..models import loaders
+    from ..wan import conditioning as C
     model = loaders.load_wan_transformer(loaders.model_path(node, "model", transformer), dtype)
-    vae_m = loaders.load_wan_vae(loaders.model_path(node, "vae", vae), dtype)
-    te = loaders.load_umt5(loaders.model_path(node, "text_encoder", text_encoder), dtype)
-    tok = loaders.load_tokenizer(loaders.model_path(node, "tokenizer", tokenizer))
+    handle = _wan_parts(node, vae, text_encoder, tokenizer, dtype=dtype)
 
     def enc_image(x):  # normalised latents, as the sampler sees them (the runtime's one normalisation)
-        from ..wan.conditioning import normalize
-        return normalize(vae_m, vae_m.encode(x[:, :, None].to(vae_m.dtype)).latent_dist.mode())[0]
+        return C.normalize(handle, C.vae_encode(handle, x[:, :, None]))[0]
 
     def enc_text(caption):
-        t = tok([caption], max_length=512, padding="max_length", truncation=True, return_tensors="pt")
-        emb = te(t.input_ids, attention_mask=t.attention_mask).last_hidden_state[0].float()
-        return emb * t.attention_mask[0, :, None], t.attention_mask[0]
+        embeds, mask = C.encode_text(handle, caption, return_mask=True)
+        return embeds[0], mask[0]
     return model, enc_image, enc_text
 
 
@@ -293,11 +321,12 @@ class VBElevenLabsSpeech:
 
 
 class VBFlashPortrait:
-    DESCRIPTION = ("FlashPortrait (Wan2.1-I2V-14B + expression cross-attention): the reference portrait performs "
-                   "the expressions of a driving video, conformed to the output frame rate first; long clips in "
-                   "sliding windows with linear blending; separate text and expression CFG; memory modes. Needs "
-                   "weights: the FlashPortrait files (vibeboard models pull flashportrait) and Wan2.1-I2V-14B's VAE, umT5 "
-                   "and CLIP-H.")
+    DESCRIPTION = ("FlashPortrait (Wan2.1-I2V-14B + expression cross-attention) on the Wan runtime: the reference "
+                   "portrait performs the expressions of a driving video, conformed to the output frame rate first; "
+                   "long clips in sliding windows with linear blending; separate text and expression CFG (text CFG "
+                   "1 = upstream's default, off); memory modes mapped onto the VRAM manager (sequential = block "
+                   "swap). Needs weights: the FlashPortrait files (vibeboard models pull flashportrait) and "
+                   "Wan2.1-I2V-14B's VAE, umT5 and CLIP-H (from the file inputs, or a wired Wan model).")
     CATEGORY = CATEGORY
     FUNCTION = "perform"
     RETURN_TYPES = ("IMAGE", "AUDIO")
@@ -307,7 +336,7 @@ class VBFlashPortrait:
 
     @classmethod
     def INPUT_TYPES(cls):
-        from .flashportrait_sampling import MEMORY_MODES
+        from .flashportrait_wan import MEMORY_MODES
         return {"required": {
             "folder": ("STRING", {"default": "checkpoints/FlashPortrait", "tooltip": "Folder (models-relative) "
                                   "with transformer.pt, portrait_encoder.pt, pd_fpg.pth, face_det.onnx, "
@@ -319,12 +348,14 @@ class VBFlashPortrait:
             "fps": ("FLOAT", {"default": 24.0, "min": 1.0, "max": 120.0, "tooltip": "Output frame rate; the "
                               "driver is resampled to it first."}),
             "steps": ("INT", {"tooltip": "Sampling steps.", "default": 30, "min": 1, "max": 200}),
-            "text_cfg": ("FLOAT", {"tooltip": "Text guidance scale.", "default": 5.0, "min": 1.0, "max": 20.0}),
+            "text_cfg": ("FLOAT", {"tooltip": "Text guidance scale (upstream's default 1 = off: one pass fewer per "
+                                              "step).", "default": 1.0, "min": 1.0, "max": 20.0}),
             "emo_cfg": ("FLOAT", {"tooltip": "Expression guidance scale (2–5 upstream).",
                 "default": 4.0, "min": 1.0, "max": 20.0}),
-            "context_size": ("INT", {"default": 21, "min": 2, "max": 81, "tooltip": "Latent frames per window."}),
-            "context_overlap": ("INT", {"tooltip": "Latent frames shared by consecutive windows (blended linearly).",
-                "default": 8, "min": 0, "max": 80}),
+            "context_size": ("INT", {"default": 51, "min": 2, "max": 81, "tooltip": "Latent frames per window "
+                                     "(upstream 51 = 201 frames; lower it to save VRAM)."}),
+            "context_overlap": ("INT", {"tooltip": "Latent frames shared by consecutive windows (blended linearly; "
+                                        "upstream 30).", "default": 30, "min": 0, "max": 80}),
             "memory_mode": (list(MEMORY_MODES), {"tooltip": "full: fastest, most VRAM; model_cpu_offload; "
                                                             "sequential_cpu_offload: least VRAM.",
                 "default": "model_cpu_offload"}),
@@ -338,44 +369,41 @@ class VBFlashPortrait:
                 "default": "text_encoders/umt5-xxl"}),
             "clip_vision": ("STRING", {"tooltip": "CLIP-H vision file (models-relative) for the I2V image context.",
                 "default": "clip_vision/clip_vision_h.safetensors"}),
+            "wan": ("VB_WAN", {"tooltip": "A loaded Wan2.1 I2V model (VAE, umT5, CLIP-H): used instead of the "
+                                          "file inputs above; its DiT is replaced by FlashPortrait's."}),
         }}
 
     def perform(self, folder, reference, driving_video, prompt, fps, steps, text_cfg, emo_cfg, context_size,
                 context_overlap, memory_mode, seed, vae="vae/wan_2.1_vae.safetensors",
                 text_encoder="text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors",
-                tokenizer="text_encoders/umt5-xxl", clip_vision="clip_vision/clip_vision_h.safetensors"):
-        from . import flashportrait as fp, flashportrait_sampling as fs, performance as perf
+                tokenizer="text_encoders/umt5-xxl", clip_vision="clip_vision/clip_vision_h.safetensors", wan=None):
+        from . import flashportrait as fp, flashportrait_wan as fw, performance as perf
         from .face_features import driving_features
         from ..media.audio import to_audio_dict, empty_audio
-        from ..models import loaders
         from ..sequencer import node_io
         node = runtime.node_label(VBFlashPortrait)
         files = fp.resolve_files(node, "folder", folder)  # every missing file is named before any loading
+        if memory_mode not in fw.MEMORY_MODES:
+            raise NodeInputError(node, "memory_mode", f"one of {list(fw.MEMORY_MODES)}, not {memory_mode!r}")
         video_path = node_io.media_file(node, "driving_video", driving_video)
         frames, audio, _ = perf.conform_driving_video(video_path, float(fps))
-        device = torch.device(loaders.pick_device())
-        model, emo = fp.load_transformer(files["transformer.pt"])
-        state = fp.patch_expression_attention(model, emo)
+        base = wan if wan is not None else _wan_parts(node, vae, text_encoder, tokenizer, clip_vision)
+        for part in ("vae", "text_encoder", "image_encoder"):
+            if not base.has(part):
+                raise NodeInputError(node, "wan", f"the wired Wan model has no {part} (FlashPortrait needs the "
+                                     "Wan2.1 I2V VAE, umT5 and CLIP-H)")
+        handle = fw.load_handle(base, files["transformer.pt"]).with_memory_mode(fw.MEMORY_MODES[memory_mode])
+        device = handle.device
         enc = fp.load_portrait_encoder(files["portrait_encoder.pt"])
         feats = driving_features(frames, files, device)
         with torch.no_grad():
             tokens = enc.to(device)(feats.to(device)).cpu()
-        vae_m = loaders.load_wan_vae(loaders.model_path(node, "vae", vae), "bf16")
-        te = loaders.load_umt5(loaders.model_path(node, "text_encoder", text_encoder), "bf16")
-        tok = loaders.load_tokenizer(loaders.model_path(node, "tokenizer", tokenizer))
-        clip = loaders.load_clip_vision(loaders.model_path(node, "clip_vision", clip_vision))
-
-        def embed(text):
-            t = tok([text], max_length=512, padding="max_length", truncation=True, return_tensors="pt")
-            with torch.no_grad():
-                return te(t.input_ids, attention_mask=t.attention_mask).last_hidden_state * t.attention_mask[..., None]
-        with torch.no_grad():
-            ref = torch.nn.functional.interpolate(reference[:1].permute(0, 3, 1, 2), size=224, mode="bilinear")
-            image_tokens = clip((ref * 2 - 1).to(clip.dtype), output_hidden_states=True).hidden_states[-2].float()
-        out = fs.generate(model, state, vae_m, reference[0], embed(prompt), embed(""), image_tokens, tokens,
-                          frames.shape[0], steps=int(steps), text_cfg=float(text_cfg), emo_cfg=float(emo_cfg),
-                          context_size=int(context_size), context_overlap=int(context_overlap), seed=int(seed),
-                          mode=memory_mode, device=device)
+        try:
+            out = fw.generate(handle, reference[:1], prompt, tokens, frames.shape[0], steps=int(steps),
+                              text_cfg=float(text_cfg), emo_cfg=float(emo_cfg), context_size=int(context_size),
+                              context_overlap=int(context_overlap), seed=int(seed))
+        except fp.FlashPortraitError as exc:
+            raise NodeInputError(node, "reference", str(exc)) from None
         return out, (to_audio_dict(*audio) if audio is not None else empty_audio())
 
 
@@ -494,7 +522,104 @@ class VBCari4DContactOptimise:
             return out, f.read()
 
 
+_TALK_CACHE: dict = {}
+TALK_CONTINUATION = {"portrait + 9 motion frames (InfiniteTalk)": ("reference", 9),
+                     "last frame (MultiTalk)": ("motion", 1)}
+
+
+def _cached(kind: str, path: str, make):
+    """One loaded adapter / audio encoder per file version (a re-run does not re-read 10 GB)."""
+    key = (kind, path, os.path.getmtime(path))
+    if key not in _TALK_CACHE:
+        for old in [k for k in _TALK_CACHE if k[:2] == key[:2]]:
+            _TALK_CACHE.pop(old)
+        _TALK_CACHE[key] = make()
+    return _TALK_CACHE[key]
+
+
+class VBTalkingHead:
+    DESCRIPTION = ("Performance from audio: a portrait speaks the given speech. InfiniteTalk/MultiTalk's audio adapter "
+                   "on a Wan2.1-I2V-14B model (Wan Model Loader with its CLIP vision): the speech is cut into "
+                   "segments, each rendered by the Wan sampler starting on the previous segment's last frame, and "
+                   "stitched with no frame duplicated or missing. Wire frames + audio into a video saver. Needs "
+                   "weights: the adapter (vibeboard models pull infinitetalk) and chinese-wav2vec2-base.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("IMAGE", "AUDIO")
+    RETURN_NAMES = ("frames", "audio")
+    FUNCTION = "perform"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "wan": ("VB_WAN", {"tooltip": "Wan2.1-I2V-14B (480P) loaded with its CLIP vision encoder"}),
+            "text": ("VB_WAN_TEXT", {"tooltip": "Encoded prompt and negative prompt (Wan Text Encode)"}),
+            "portrait": ("IMAGE", {"tooltip": "The actor's first frame"}),
+            "speech": ("AUDIO", {"tooltip": "The line, from a file or ElevenLabs Speech"}),
+            "adapter": ("STRING", {"default": "InfiniteTalk/single/infinitetalk.safetensors",
+                                   "tooltip": "Audio adapter in models/diffusion_models (InfiniteTalk single/multi "
+                                              "or MultiTalk/multitalk.safetensors)"}),
+            "wav2vec": ("STRING", {"default": "chinese-wav2vec2-base",
+                                   "tooltip": "The chinese-wav2vec2-base folder in models/checkpoints"}),
+            "width": ("INT", {"default": 832, "min": 16, "max": 2048, "step": 16, "tooltip": "Output width"}),
+            "height": ("INT", {"default": 480, "min": 16, "max": 2048, "step": 16, "tooltip": "Output height"}),
+            "segment_frames": ("INT", {"default": 81, "min": 5, "max": 201, "step": 4,
+                                       "tooltip": "Frames per generated segment (4k+1; upstream 81)"}),
+            "continuation": (list(TALK_CONTINUATION), {"default": next(iter(TALK_CONTINUATION)), "tooltip":
+                             "How a segment continues the previous one: InfiniteTalk keeps the portrait as the "
+                             "I2V image and holds the last 9 frames' latents; MultiTalk starts on the last frame"}),
+            "fps": ("FLOAT", {"default": 25.0, "min": 1.0, "max": 60.0, "tooltip": "InfiniteTalk is trained at 25"}),
+            "steps": ("INT", {"default": 40, "min": 1, "max": 200, "tooltip": "Sampling steps per segment"}),
+            "shift": ("FLOAT", {"default": 7.0, "min": 0.1, "max": 20.0, "tooltip": "7 at 480p, 11 at 720p"}),
+            "text_cfg": ("FLOAT", {"default": 5.0, "min": 1.0, "max": 20.0, "tooltip": "Prompt guidance"}),
+            "audio_cfg": ("FLOAT", {"default": 4.0, "min": 1.0, "max": 20.0,
+                                    "tooltip": "Audio guidance (lip sync strength; upstream 3–5)"}),
+            "seed": ("INT", {"default": 42, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
+                             "tooltip": "Noise seed (segment k uses seed + k)"}),
+        }, "hidden": {"prompt": "PROMPT"}}
+
+    def perform(self, wan, text, portrait, speech, adapter, wav2vec, width, height, segment_frames, fps, steps,
+                shift, text_cfg, audio_cfg, seed, continuation=None, prompt=None):
+        from ..media.audio import audio_from_input, to_audio_dict
+        from ..models.loaders import model_path
+        from ..wan import conditioning as WC
+        from . import audio_render as R, talking_audio as A
+        node = runtime.node_label(VBTalkingHead)
+        where = dict(class_type="VBTalkingHead", prompt=prompt)
+        if wan.variant != "i2v" or not wan.has("image_encoder"):
+            raise NodeInputError(node, "wan", f"needs a Wan2.1 I2V model loaded with its CLIP vision encoder "
+                                 f"(got {wan.variant}{'' if wan.has('image_encoder') else ', no CLIP vision'})")
+        WC.check_size(node, int(segment_frames), int(height), int(width), wan)
+        waveform, rate = audio_from_input(speech, node, "speech")
+        if waveform.shape[1] * float(fps) < rate:
+            raise NodeInputError(node, "speech", "shorter than one video frame")
+        adapter_path = model_path(node, "adapter", adapter, folder="diffusion_models", **where)
+        w2v = model_path(node, "wav2vec", wav2vec, folder="checkpoints", **where)
+        w2v = w2v if os.path.isdir(w2v) else os.path.dirname(w2v)  # the folder, or a file inside it
+        config = wan.module("transformer").config
+        try:
+            talker = _cached("adapter", adapter_path, lambda: A.load_adapter(adapter_path, config, wan.dtype))
+        except A.AudioAdapterError as exc:
+            raise NodeInputError(node, "adapter", str(exc)) from None
+        try:
+            encoder = _cached("wav2vec", w2v, lambda: A.load_wav2vec(w2v))
+        except A.AudioAdapterError as exc:
+            raise NodeInputError(node, "wav2vec", str(exc)) from None
+        anchor, motion = TALK_CONTINUATION.get(continuation or next(iter(TALK_CONTINUATION)), (None, 0))
+        if anchor is None:
+            raise NodeInputError(node, "continuation", f"one of {list(TALK_CONTINUATION)}")
+        if motion >= int(segment_frames):
+            raise NodeInputError(node, "segment_frames", f"must be more than the {motion} motion frames")
+        settings = R.TalkSettings(segment_frames=int(segment_frames), motion_frames=motion, anchor=anchor,
+                                  fps=float(fps), steps=int(steps), shift=float(shift), text_cfg=float(text_cfg),
+                                  audio_cfg=float(audio_cfg), seed=int(seed))
+        out = R.talking_head(wan, talker, encoder, portrait, waveform, rate, text["prompt_embeds"],
+                             text["negative_embeds"], None, settings, int(height), int(width))
+        keep = int(round(out["frames"] / float(fps) * rate))
+        return out["clip"], to_audio_dict(waveform[:, :keep], rate)
+
+
 NODE_CLASS_MAPPINGS = {
+    "VBTalkingHead": VBTalkingHead,
     "VBCari4DContactOptimise": VBCari4DContactOptimise,
     "VBPerformanceCheck": VBPerformanceCheck,
     "VBSamplePortrait": VBSamplePortrait,
@@ -504,6 +629,7 @@ NODE_CLASS_MAPPINGS = {
     "VBFlashPortrait": VBFlashPortrait,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
+    "VBTalkingHead": "Talking Head from Audio (InfiniteTalk) (VibeBoard)",
     "VBCari4DContactOptimise": "CARI4D Contact Optimise (VibeBoard)",
     "VBPerformanceCheck": "Performance Check → Dailies (VibeBoard)",
     "VBSamplePortrait": "Sample Portrait (VibeBoard)",

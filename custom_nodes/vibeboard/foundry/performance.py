@@ -1,5 +1,5 @@
-"""Performances of arbitrary length: frame-rate conformance, sliding context windows with linear blending, and
-audio windows → generated segments → one stitched clip with the audio muxed as AAC 48 kHz.
+"""Performances of arbitrary length: frame-rate conformance, and audio windows → generated segments → one
+stitched clip with the audio muxed as AAC 48 kHz (window planning: `wan.windows`, shared with the Wan sampler).
 
 The failure these guard against is the LivePortrait#343 one: a 25 fps driver and a 24 fps render drift apart
 by a frame every second. So the driver is resampled to the *output* rate first (by timestamps, PyAV), the number
@@ -15,6 +15,8 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+
+from ..wan.windows import context_windows  # the one home of window scheduling (the Wan sampler's too)
 
 
 # ---- frame rate ------------------------------------------------------------------------------------------------
@@ -38,43 +40,6 @@ def conform_driving_video(path: str, fps: float, width: int = 0, height: int = 0
 def latent_frames_for(pixel_frames: int, temporal: int = 4) -> int:
     """Wan decodes 4k+1 pixel frames from k+1 latent frames: the fewest latent frames covering `pixel_frames`."""
     return 1 + max(0, math.ceil((pixel_frames - 1) / temporal))
-
-
-# ---- sliding context windows -------------------------------------------------------------------------------------
-def context_windows(length: int, size: int, overlap: int) -> List[Tuple[int, int]]:
-    """[(start, end)] windows of `size` covering range(length), consecutive windows sharing `overlap` frames;
-    the last window is aligned to the end (its overlap with the previous one may be larger)."""
-    if length <= size:
-        return [(0, length)]
-    if not 0 <= overlap < size:
-        raise ValueError(f"context overlap {overlap} must be ≥ 0 and smaller than the window ({size})")
-    stride = size - overlap
-    out = [(s, s + size) for s in range(0, length - size, stride)]
-    out.append((length - size, length))
-    return out
-
-
-def blend_windows(predict: Callable[[int, int], torch.Tensor], length: int, windows: Sequence[Tuple[int, int]],
-                  dim: int = 2) -> torch.Tensor:
-    """Run `predict(start, end)` per window (tensors with `end-start` frames along `dim`) and blend overlaps
-    linearly: in an overlap of n frames the new window weighs j/(n−1) at its j-th frame, the earlier result
-    the rest — the hand-over FlashPortrait uses, so no seam is a hard cut."""
-    out, covered = None, 0
-    for start, end in windows:
-        pred = predict(start, end)
-        if out is None:
-            shape = list(pred.shape)
-            shape[dim] = length
-            out = pred.new_zeros(shape)
-        n = max(0, covered - start)
-        if n:
-            w = torch.arange(n, dtype=pred.dtype, device=pred.device) / max(n - 1, 1)
-            w = w.view(*([1] * dim), n, *([1] * (pred.dim() - dim - 1)))
-            old = out.narrow(dim, start, n)
-            out.narrow(dim, start, n).copy_(pred.narrow(dim, 0, n) * w + old * (1 - w))
-        out.narrow(dim, start + n, end - start - n).copy_(pred.narrow(dim, n, end - start - n))
-        covered = max(covered, end)
-    return out
 
 
 # ---- audio windows → segments → one clip --------------------------------------------------------------------------

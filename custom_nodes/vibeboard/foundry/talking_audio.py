@@ -1,27 +1,42 @@
-"""The MultiTalk / InfiniteTalk audio adapter (MeiGen-AI) for Wan2.1-I2V, read in its published layout, as a model
-adapter that patches a copy of a diffusers `WanTransformer3DModel`.
+"""The MultiTalk / InfiniteTalk audio adapter (MeiGen-AI) for Wan2.1-I2V, in its published layout, as a model
+adapter of the one Wan runtime (`wan/sampler.py` calls `InfiniteTalkAdapter.predict` instead of the plain DiT).
 
-Published keys (single-speaker files such as `infinitetalk_single.safetensors`):
-`audio_proj.{proj1, proj1_vf, proj2, proj3, norm}.*` (AudioProjModel: wav2vec2 features → 32 tokens × 768 per latent
-frame) and per block `blocks.N.audio_cross_attn.{q_linear, kv_linear, proj}.*` + `blocks.N.norm_x.*`. In each block
-the audio attention comes after the text/image cross-attention and before the FFN:
-`x = x + proj(attn(q_linear(norm_x(x)), kv_linear(audio tokens of the same latent frame)))`, queries of latent
-frame f attending to frame f's tokens only. Audio features: wav2vec2-base hidden states of its 12 layers at the
-video frame rate, each frame with a window of 5 frames around it (`audio_windows`).
+Published files (`MeiGen-AI/InfiniteTalk` `single/infinitetalk.safetensors`, `multi/infinitetalk.safetensors`;
+`MeiGen-AI/MeiGen-MultiTalk` `multitalk.safetensors`) hold exactly the weights upstream's `WanModel` adds to a
+Wan2.1-I2V-14B DiT (upstream strict-loads them together with the base shards):
+- `audio_proj.{proj1, proj1_vf, proj2, proj3, norm}.*` — AudioProjModel: per latent frame a window of wav2vec2
+  features (12 layers × 768) → 32 context tokens of 768;
+- per block `blocks.N.audio_cross_attn.{q_linear, kv_linear, proj}.{weight,bias}` (SingleStreamAttention,
+  qkv_bias, no q/k norm) and `blocks.N.norm_x.{weight,bias}` (LayerNorm, eps 1e-6, computed in fp32).
+In each block the audio attention comes after the text/image cross-attention and before the FFN:
+`x = x + proj(attn(q_linear(norm_x(x)), kv_linear(tokens)))`, the queries of latent frame f attending to frame f's
+tokens only.
 
-Hook-up to the one Wan runtime: `patch_audio_adapter` is the model adapter (pass the runtime's model copy);
-a conditioning builder sets `AudioState.tokens` = `AudioProj(...)(*latent_frame_groups(windows))` per window.
+Audio features as upstream (`src/audio_analysis/wav2vec2.py`, `generate_infinitetalk.py::get_embedding`): the
+wav2vec2 CNN features are linearly interpolated to the *video* frame count before the transformer, and the
+hidden states of its 12 layers are kept → [frames, 12, 768]. Every video frame sees a window of 5 (frames i−2…i+2,
+clamped at the ends of the whole clip); a later latent frame gets 8 of them (`latent_frame_groups`).
+
+Guidance as upstream: three model calls per step, `uncond + text_cfg·(cond − drop_text) + audio_cfg·(drop_text −
+uncond)` where drop_text keeps the audio and uncond also zeroes the wav2vec features (not the tokens: the zero
+features still go through audio_proj and its biases); with text_cfg 1, `drop_audio + audio_cfg·(cond − drop_audio)`.
+The adapter owns that two-scale guidance, so the sampler runs it with cfg 1 (one adapter call per step).
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Dict, Optional, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-AUDIO_WINDOW = 5
+AUDIO_WINDOW = 5            # upstream audio_window
+VAE_SCALE = 4               # latent frame = 4 pixel frames
 WAV2VEC_LAYERS, WAV2VEC_DIM = 12, 768
+WAV2VEC_RATE = 16000
+PREFIXES = ("model.diffusion_model.", "diffusion_model.", "model.")
 
 
 class AudioAdapterError(ValueError):
@@ -29,12 +44,15 @@ class AudioAdapterError(ValueError):
 
 
 class AudioProjModel(nn.Module):
-    def __init__(self, seq_len=AUDIO_WINDOW, seq_len_vf=AUDIO_WINDOW + 3, blocks=WAV2VEC_LAYERS, channels=WAV2VEC_DIM,
-                 intermediate_dim=512, output_dim=768, context_tokens=32, norm_output_audio=True):
+    """wav2vec2 windows → context tokens. `feature_dim` = layers × channels of the audio encoder (12 × 768)."""
+
+    def __init__(self, seq_len=AUDIO_WINDOW, seq_len_vf=AUDIO_WINDOW + VAE_SCALE - 1,
+                 feature_dim=WAV2VEC_LAYERS * WAV2VEC_DIM, intermediate_dim=512, output_dim=768, context_tokens=32,
+                 norm_output_audio=True):
         super().__init__()
-        self.context_tokens, self.output_dim = context_tokens, output_dim
-        self.proj1 = nn.Linear(seq_len * blocks * channels, intermediate_dim)
-        self.proj1_vf = nn.Linear(seq_len_vf * blocks * channels, intermediate_dim)
+        self.context_tokens, self.output_dim, self.feature_dim = context_tokens, output_dim, feature_dim
+        self.proj1 = nn.Linear(seq_len * feature_dim, intermediate_dim)
+        self.proj1_vf = nn.Linear(seq_len_vf * feature_dim, intermediate_dim)
         self.proj2 = nn.Linear(intermediate_dim, intermediate_dim)
         self.proj3 = nn.Linear(intermediate_dim, context_tokens * output_dim)
         self.norm = nn.LayerNorm(output_dim) if norm_output_audio else nn.Identity()
@@ -45,39 +63,36 @@ class AudioProjModel(nn.Module):
         a = F.relu(self.proj1(first.flatten(2)))
         v = F.relu(self.proj1_vf(latter.flatten(2)))
         x = F.relu(self.proj2(torch.cat([a, v], 1)))
-        return self.norm(self.proj3(x).view(b, -1, self.context_tokens, self.output_dim))
+        tokens = self.proj3(x).view(b, -1, self.context_tokens, self.output_dim)
+        return self.norm(tokens.float()).to(tokens.dtype)  # upstream normalises under fp32 autocast
 
 
-def audio_windows(features: torch.Tensor, window: int = AUDIO_WINDOW) -> torch.Tensor:
-    """Per video frame features [F, L, C] → [F, window, L, C]: frames i−2 … i+2 (clamped at the ends)."""
+def audio_windows(features: torch.Tensor, frames: Optional[torch.Tensor] = None,
+                  window: int = AUDIO_WINDOW) -> torch.Tensor:
+    """Per video frame features [N, L, C] → [F, window, L, C] for the frame indices `frames` (default all): frames
+    i−2 … i+2, clamped to the whole clip (upstream clamps to the full audio, not to the segment)."""
     n = features.shape[0]
+    frames = torch.arange(n) if frames is None else frames
     half = window // 2
-    idx = (torch.arange(n)[:, None] + torch.arange(-half, half + 1)[None]).clamp(0, n - 1)
+    idx = (frames[:, None] + torch.arange(-half, half + 1)[None]).clamp(0, n - 1)
     return features[idx]
 
 
-def latent_frame_groups(windows: torch.Tensor, temporal: int = 4) -> Tuple[torch.Tensor, torch.Tensor]:
+def latent_frame_groups(windows: torch.Tensor, temporal: int = VAE_SCALE) -> Tuple[torch.Tensor, torch.Tensor]:
     """[F=4k+1, 5, L, C] → (first [1,1,5,L,C], latter [1,k,8,L,C]): a later latent frame sees the first half-window
-    of its first pixel frame, the centre of the middle ones and the second half of its last (MultiTalk's layout)."""
+    of its first pixel frame, the centre of the middle ones and the second half of its last (upstream's layout)."""
     f, w = windows.shape[:2]
     if (f - 1) % temporal:
         raise AudioAdapterError(f"{f} frames: Wan needs 4k+1")
     mid = w // 2
     groups = windows[1:].reshape((f - 1) // temporal, temporal, *windows.shape[1:])
-    latter = torch.cat([groups[:, 0, :mid + 1], groups[:, 1:-1, mid].flatten(1, 1).reshape(groups.shape[0], -1,
-                                                                                           *windows.shape[2:]),
-                        groups[:, -1, mid:]], 1)
+    latter = torch.cat([groups[:, 0, :mid + 1], groups[:, 1:-1, mid], groups[:, -1, mid:]], 1)
     return windows[:1][None], latter[None]
 
 
-class AudioState:
-    def __init__(self):
-        self.tokens: Optional[torch.Tensor] = None   # [B, T_lat, 32, D_audio]
-        self.scale: float = 1.0
-        self.residual: Optional[torch.Tensor] = None  # the block's stream before cross-attention (set by a hook)
-
-
 class AudioCrossAttention(nn.Module):
+    """Upstream's SingleStreamAttention for one speaker: per latent frame, its queries attend to its tokens."""
+
     def __init__(self, dim: int, audio_dim: int, heads: int):
         super().__init__()
         self.heads = heads
@@ -97,89 +112,196 @@ class AudioCrossAttention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(b, length, dim))
 
 
-class _CrossAttnWithAudio(nn.Module):
-    """Wraps a block's `attn2`: returns cross-attention + audio attention so that the block's own residual add
-    gives x + cross + audio(norm_x(x + cross)) — the published order, without editing the block."""
-
-    def __init__(self, attn2: nn.Module, audio: AudioCrossAttention, norm_x: nn.LayerNorm, state: AudioState):
+class AudioBlock(nn.Module):
+    def __init__(self, dim: int, audio_dim: int, heads: int, eps: float = 1e-6):
+        from diffusers.models.normalization import FP32LayerNorm  # upstream's WanLayerNorm: computed in fp32
         super().__init__()
-        self.inner, self.audio_cross_attn, self.norm_x, self.state = attn2, audio, norm_x, state
+        self.audio_cross_attn = AudioCrossAttention(dim, audio_dim, heads)
+        self.norm_x = FP32LayerNorm(dim, eps=eps)
 
-    def forward(self, hidden_states, encoder_hidden_states=None, *args, **kwargs):
-        out = self.inner(hidden_states, encoder_hidden_states, *args, **kwargs)
-        st = self.state
-        if st.tokens is None or st.scale == 0 or st.residual is None:
-            return out
-        x = st.residual + out
-        audio = self.audio_cross_attn(self.norm_x(x.float()).to(x.dtype), st.tokens.to(x.dtype))
-        return out + st.scale * audio
+    def forward(self, x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        # modules are called (not their weights read): offload hooks then bring the weights in
+        return self.audio_cross_attn(self.norm_x(x), tokens.to(x.dtype))
 
-    def __getattr__(self, name):
+
+class InfiniteTalkAdapter(nn.Module):
+    """The published adapter weights as one module (its state_dict keys are the file's keys), plus the sampler
+    protocol. The base DiT is never modified: `attached()` hooks the audio attention onto it for one call."""
+
+    def __init__(self, dim: int, heads: int, num_layers: int, feature_dim: int = WAV2VEC_LAYERS * WAV2VEC_DIM,
+                 intermediate_dim: int = 512, output_dim: int = 768, context_tokens: int = 32,
+                 norm_output_audio: bool = True, eps: float = 1e-6):
+        super().__init__()
+        self.audio_proj = AudioProjModel(feature_dim=feature_dim, intermediate_dim=intermediate_dim,
+                                         output_dim=output_dim, context_tokens=context_tokens,
+                                         norm_output_audio=norm_output_audio)
+        self.blocks = nn.ModuleList(AudioBlock(dim, output_dim, heads, eps) for _ in range(num_layers))
+
+    # ---- tokens ----
+    def tokens(self, windows: torch.Tensor, device=None, dtype=None) -> torch.Tensor:
+        """Windows [F=4k+1, 5, L, C] of one segment → tokens [1, k+1, 32, D] (computed on `device` in `dtype`,
+        default this adapter's: under sequential offload the weights only arrive there when a layer runs)."""
+        p = self.audio_proj.proj1.weight
+        first, latter = latent_frame_groups(windows.to(device or p.device, dtype or p.dtype))
+        return self.audio_proj(first, latter)
+
+    @contextlib.contextmanager
+    def attached(self, base, tokens: torch.Tensor, scale: float = 1.0):
+        """Hook the audio attention into every block of `base` (a diffusers WanTransformer3DModel) for the calls
+        inside: the block's stream before cross-attention is captured at norm2's input, and attn2's output becomes
+        cross + scale·audio(norm_x(x + cross)) so the block's own residual add gives the published order."""
+        if len(base.blocks) != len(self.blocks):
+            raise AudioAdapterError(f"the audio adapter has {len(self.blocks)} blocks, the DiT {len(base.blocks)}")
+        handles, stream = [], {}
+        for i, (block, extra) in enumerate(zip(base.blocks, self.blocks)):
+            def keep(mod, args, i=i):
+                stream[i] = args[0]
+
+            def add(mod, args, out, i=i, extra=extra):
+                x = stream.pop(i).to(out.dtype) + out
+                return out + scale * extra(x, tokens).to(out.dtype)
+            handles.append(block.norm2.register_forward_pre_hook(keep))
+            handles.append(block.attn2.register_forward_hook(add))
         try:
-            return super().__getattr__(name)
-        except AttributeError:
-            return getattr(self._modules["inner"], name)
+            yield
+        finally:
+            for h in handles:
+                h.remove()
+
+    # ---- the sampler protocol (wan/sampler.py: handle.adapter) ----
+    def predict(self, base, x: torch.Tensor, timestep: torch.Tensor, embeds: torch.Tensor, cond) -> torch.Tensor:
+        """x [1,16,T,h,w] normalised latents → the guided flow. cond.extra["infinitetalk"]: windows (this segment's
+        wav2vec windows), negative (text), text_cfg, audio_cfg, batch (rows in one forward)."""
+        from ..wan import sampler as S
+        st = cond.extra["infinitetalk"]
+        key = ("tokens", x.device, x.dtype)
+        if key not in st:  # once per segment: audio_proj of the features and of zero features (audio dropped)
+            with torch.no_grad():
+                st[key] = (self.tokens(st["windows"], x.device, x.dtype),
+                           self.tokens(torch.zeros_like(st["windows"]), x.device, x.dtype))
+        audio, silent = st[key]
+        negative = st["negative"].to(embeds)
+        text_cfg, audio_cfg = float(st["text_cfg"]), float(st["audio_cfg"])
+        rows = ([(embeds, audio), (embeds, silent)] if text_cfg == 1.0 else
+                [(embeds, audio), (negative, audio), (negative, silent)])
+        if st.get("batch", True):
+            with self.attached(base, torch.cat([r[1] for r in rows])):
+                out = S.predict(base, x.expand(len(rows), -1, -1, -1, -1), timestep[:1],
+                                torch.cat([r[0] for r in rows]), cond, x.dtype).chunk(len(rows))
+        else:  # one row at a time: upstream's three calls, a third of the activation memory
+            out = []
+            for text, tok in rows:
+                with self.attached(base, tok):
+                    out.append(S.predict(base, x, timestep[:1], text, cond, x.dtype))
+        if text_cfg == 1.0:
+            cond_out, drop_audio = out
+            return drop_audio + audio_cfg * (cond_out - drop_audio)
+        cond_out, drop_text, uncond = out
+        return uncond + text_cfg * (cond_out - drop_text) + audio_cfg * (drop_text - uncond)
 
 
-def split_adapter_state(state: Dict[str, torch.Tensor]) -> Tuple[dict, dict]:
-    """(audio_proj state, {block: {name: tensor}}) from a published file (any Wan weights in it are ignored)."""
-    proj, blocks = {}, {}
-    for key, value in state.items():
-        for prefix in ("model.diffusion_model.", "diffusion_model.", "model."):
-            if key.startswith(prefix):
-                key = key[len(prefix):]
-        if key.startswith("audio_proj."):
-            proj[key[len("audio_proj."):]] = value
-        elif key.startswith("blocks.") and (".audio_cross_attn." in key or ".norm_x." in key):
-            _, idx, rest = key.split(".", 2)
-            blocks.setdefault(int(idx), {})[rest] = value
-    if not proj or not blocks:
-        raise AudioAdapterError("no audio_proj.* / blocks.N.audio_cross_attn.* weights: not a MultiTalk/InfiniteTalk "
-                                "audio adapter file")
-    return proj, blocks
+# ---- the published file ------------------------------------------------------------------------------------------
+def _strip(key: str) -> str:
+    for prefix in PREFIXES:
+        if key.startswith(prefix):
+            return key[len(prefix):]
+    return key
 
 
-def load_audio_proj(proj_state: dict) -> AudioProjModel:
-    w1, w1vf, w3 = proj_state["proj1.weight"], proj_state["proj1_vf.weight"], proj_state["proj3.weight"]
-    out_dim = proj_state["norm.weight"].shape[0] if "norm.weight" in proj_state else 768
-    per = WAV2VEC_LAYERS * WAV2VEC_DIM if w1.shape[1] % (WAV2VEC_LAYERS * WAV2VEC_DIM) == 0 else None
-    if per is None:
-        raise AudioAdapterError(f"audio_proj.proj1 takes {w1.shape[1]} inputs, not a multiple of 12×768")
-    model = AudioProjModel(w1.shape[1] // per, w1vf.shape[1] // per, WAV2VEC_LAYERS, WAV2VEC_DIM, w1.shape[0],
-                           out_dim, w3.shape[0] // out_dim, "norm.weight" in proj_state)
-    model.load_state_dict(proj_state)
-    return model.eval()
+def adapter_from_state(state: Dict[str, torch.Tensor], base_config, source: str = "audio adapter") \
+        -> InfiniteTalkAdapter:
+    """Build the adapter from a published state dict with strict key matching: a missing or an unexpected key
+    is an AudioAdapterError naming `source` and the keys."""
+    state = {_strip(k): v for k, v in state.items()}
+    if "audio_proj.proj1.weight" not in state or "blocks.0.audio_cross_attn.q_linear.weight" not in state:
+        raise AudioAdapterError(f"{source}: no audio_proj.* / blocks.N.audio_cross_attn.* weights — not a "
+                                "MultiTalk/InfiniteTalk audio adapter file")
+    w1, w3 = state["audio_proj.proj1.weight"], state["audio_proj.proj3.weight"]
+    if w1.shape[1] % AUDIO_WINDOW:
+        raise AudioAdapterError(f"{source}: audio_proj.proj1 takes {w1.shape[1]} inputs, not 5 frames of features")
+    out_dim = state["blocks.0.audio_cross_attn.kv_linear.weight"].shape[1]
+    dim = base_config.num_attention_heads * base_config.attention_head_dim
+    layers = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("blocks."))
+    if state["blocks.0.audio_cross_attn.q_linear.weight"].shape[0] != dim or layers != base_config.num_layers:
+        raise AudioAdapterError(f"{source}: adapter for a DiT of width "
+                                f"{state['blocks.0.audio_cross_attn.q_linear.weight'].shape[0]} with {layers} "
+                                f"blocks; the loaded Wan I2V has width {dim} and {base_config.num_layers} blocks")
+    adapter = InfiniteTalkAdapter(dim, base_config.num_attention_heads, layers, w1.shape[1] // AUDIO_WINDOW,
+                                  w1.shape[0], out_dim, w3.shape[0] // out_dim, "audio_proj.norm.weight" in state,
+                                  getattr(base_config, "eps", 1e-6))
+    own = adapter.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise AudioAdapterError(f"{source}: keys do not match the published audio adapter layout — missing "
+                                f"{missing[:5]}{'…' if len(missing) > 5 else ''}, unexpected "
+                                f"{unexpected[:5]}{'…' if len(unexpected) > 5 else ''}")
+    bad = [k for k in own if own[k].shape != state[k].shape]
+    if bad:
+        raise AudioAdapterError(f"{source}: {bad[0]} has shape {tuple(state[bad[0]].shape)}, the layout needs "
+                                f"{tuple(own[bad[0]].shape)}")
+    adapter.load_state_dict(state, strict=True)
+    return adapter.eval().requires_grad_(False)
 
 
-def patch_audio_adapter(model, block_states: dict, state: Optional[AudioState] = None) -> AudioState:
-    """Install the audio attention on `model` (a copy: attn2 is wrapped, norm2 gets a hook). Returns the state the
-    sampler fills with `tokens` per window."""
-    state = state or AudioState()
-    if set(block_states) != set(range(len(model.blocks))):
-        raise AudioAdapterError(f"audio weights for blocks {sorted(block_states)[:4]}…, the model has "
-                                f"{len(model.blocks)} blocks")
-    heads = model.config.num_attention_heads
-    for i, block in enumerate(model.blocks):
-        w = block_states[i]
-        dim = block.attn2.to_q.out_features
-        audio = AudioCrossAttention(dim, w["audio_cross_attn.kv_linear.weight"].shape[1], heads)
-        norm_x = nn.LayerNorm(dim, eps=1e-6)
-        audio.load_state_dict({k[len("audio_cross_attn."):]: v for k, v in w.items()
-                               if k.startswith("audio_cross_attn.")})
-        norm_x.load_state_dict({k[len("norm_x."):]: v for k, v in w.items() if k.startswith("norm_x.")})
-        ref = block.attn2.to_q.weight
-        audio.to(ref.device, ref.dtype)
-        norm_x.to(ref.device)  # LayerNorm kept in fp32, as upstream computes it
-        block.norm2.register_forward_pre_hook(lambda mod, args, st=state: setattr(st, "residual", args[0]))
-        block.attn2 = _CrossAttnWithAudio(block.attn2, audio, norm_x, state)
-    return state
+def load_adapter(path: str, base_config, dtype: torch.dtype = torch.bfloat16) -> InfiniteTalkAdapter:
+    """`infinitetalk.safetensors` / `multitalk.safetensors` → InfiniteTalkAdapter (safetensors only)."""
+    if not str(path).endswith((".safetensors", ".sft")):
+        raise AudioAdapterError(f"{path}: the audio adapter is read from .safetensors only (as published)")
+    from safetensors.torch import load_file
+    adapter = adapter_from_state(load_file(str(path)), base_config, source=str(path))
+    return adapter.to(dtype)
+
+
+# ---- wav2vec2 features --------------------------------------------------------------------------------------------
+def load_wav2vec(folder: str, dtype: torch.dtype = torch.float32):
+    """(Wav2Vec2FeatureExtractor, Wav2Vec2Model) from a `TencentGameMate/chinese-wav2vec2-base` folder
+    (config.json, preprocessor_config.json, model.safetensors); weights from safetensors only."""
+    import os
+    from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
+    if not os.path.isfile(os.path.join(folder, "model.safetensors")):
+        raise AudioAdapterError(f"{folder}: model.safetensors missing (the chinese-wav2vec2-base weights as "
+                                "safetensors: `vibeboard models pull chinese-wav2vec2-base`)")
+    model = Wav2Vec2Model.from_pretrained(folder, use_safetensors=True, torch_dtype=dtype).eval()
+    if os.path.isfile(os.path.join(folder, "preprocessor_config.json")):
+        extractor = Wav2Vec2FeatureExtractor.from_pretrained(folder)
+    else:
+        extractor = Wav2Vec2FeatureExtractor(sampling_rate=WAV2VEC_RATE, do_normalize=True)
+    return extractor, model
+
+
+def prepare_speech(waveform: np.ndarray, rate: int, lufs: float = -23.0) -> np.ndarray:
+    """[C, N] any rate → mono float32 at 16 kHz, loudness-normalised to −23 LUFS as upstream (pyloudnorm; silence
+    or near-silence is left as is, like upstream's |loudness| > 100 guard)."""
+    from ..media.audio import resample
+    mono = np.asarray(waveform, dtype=np.float32).mean(0, keepdims=True)
+    speech = resample(mono, rate, WAV2VEC_RATE)[0] if rate != WAV2VEC_RATE else mono[0]
+    try:
+        import pyloudnorm as pyln
+    except ImportError:
+        return speech
+    if speech.shape[0] < int(0.4 * WAV2VEC_RATE):  # BS.1770 needs one 400 ms block
+        return speech
+    loudness = pyln.Meter(WAV2VEC_RATE).integrated_loudness(speech.astype(np.float64))
+    if not np.isfinite(loudness) or abs(loudness) > 100:
+        return speech
+    return pyln.normalize.loudness(speech.astype(np.float64), loudness, lufs).astype(np.float32)
 
 
 @torch.no_grad()
-def wav2vec_features(model, waveform_16k: torch.Tensor, frames: int) -> torch.Tensor:
-    """wav2vec2 (transformers `Wav2Vec2Model`) hidden states of layers 1…12, resampled to `frames` video frames
-    → [frames, 12, 768] (MultiTalk interpolates the features to the video frame count)."""
-    out = model(waveform_16k[None].to(next(model.parameters()).dtype), output_hidden_states=True)
-    hs = torch.stack(out.hidden_states[1:], 1)[0].float()               # [N_audio, L, C]
-    hs = F.interpolate(hs.permute(1, 2, 0), size=frames, mode="linear", align_corners=True)
-    return hs.permute(2, 0, 1)
+def wav2vec_features(extractor, model, speech_16k: np.ndarray, frames: int) -> torch.Tensor:
+    """Upstream's get_embedding: the CNN features are interpolated to `frames` video frames *before* the
+    transformer (upstream subclasses Wav2Vec2Model for that; here a forward hook on the stock model's
+    feature_extractor does it), then the hidden states of every layer → [frames, layers, hidden] (fp32, CPU)."""
+    values = extractor(speech_16k, sampling_rate=WAV2VEC_RATE).input_values
+    p = next(model.parameters())
+    x = torch.as_tensor(np.asarray(values), dtype=p.dtype, device=p.device).reshape(1, -1)
+
+    def to_video_rate(mod, args, feats):                                     # [1, C, T_audio] → [1, C, frames]
+        return F.interpolate(feats.float(), size=int(frames), mode="linear", align_corners=True).to(feats.dtype)
+    hook = model.feature_extractor.register_forward_hook(to_video_rate)
+    try:
+        out = model(x, output_hidden_states=True, return_dict=True)
+    finally:
+        hook.remove()
+    return torch.stack(out.hidden_states[1:], 1)[0].transpose(0, 1).float().cpu()   # [frames, layers, C]

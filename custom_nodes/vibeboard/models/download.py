@@ -58,10 +58,10 @@ def recorded_checksum(path: str) -> Optional[dict]:
         return json.load(f).get(os.path.abspath(path))
 
 
-def published_sha256(repo: str, paths: list, endpoint=None, token=None) -> dict:
+def published_sha256(repo: str, paths: list, endpoint=None, token=None, revision=None) -> dict:
     """{repo path: sha256} for LFS files (None where the hub publishes none)."""
     from huggingface_hub import HfApi
-    info = HfApi(endpoint=endpoint, token=token).get_paths_info(repo, paths, expand=True)
+    info = HfApi(endpoint=endpoint, token=token).get_paths_info(repo, paths, expand=True, revision=revision)
     out = {}
     for item in info:
         lfs = getattr(item, "lfs", None)
@@ -152,9 +152,11 @@ def pull(name: str, source: Optional[str] = None, root: Optional[str] = None, en
             os.makedirs(staging, exist_ok=True)
             if repo_path is not None:
                 log(f"pull {repo}/{repo_path} → {final}")
-                got = hf_hub_download(repo, repo_path, local_dir=staging, endpoint=endpoint, token=token)
+                revision = registry.file_revision(src, repo_path)  # e.g. a hub PR holding the safetensors
+                at = {"revision": revision} if revision else {}
+                got = hf_hub_download(repo, repo_path, local_dir=staging, endpoint=endpoint, token=token, **at)
                 if verify:
-                    want = published_sha256(repo, [repo_path], endpoint, token).get(repo_path)
+                    want = published_sha256(repo, [repo_path], endpoint, token, **at).get(repo_path)
                     if want:
                         have = sha256_file(got)
                         if have != want:
@@ -192,6 +194,41 @@ def pull(name: str, source: Optional[str] = None, root: Optional[str] = None, en
             if not ok and not keep_partial:
                 _prune_empty(parent, stop=root)
     return done
+
+
+def _file_format(f: dict, src: dict) -> str:
+    ext = os.path.splitext(f["path"])[1].lower()
+    if f.get("format"):
+        return f["format"]
+    if ext in (".safetensors", ".sft"):
+        return "safetensors"
+    if ext in (".json", ".model", ".txt"):
+        return "config"
+    return src.get("format", ext.lstrip(".") or "file")
+
+
+def plan(name: str, source: Optional[str] = None, root: Optional[str] = None, needs: bool = True) -> list:
+    """What `pull NAME` would fetch, without touching the network: one row per file (repo, path, revision, where
+    it goes, size, format, present), then the same for every model the entry `needs` (their default source)."""
+    rows, seen, todo = [], set(), [(name, source, None)]
+    root = root or runtime.models_directory()
+    while todo:
+        model, src_name, needed_by = todo.pop(0)
+        if model in seen:
+            continue
+        seen.add(model)
+        src_name, src = registry.source_of(model, src_name)
+        sizes = {f["path"]: f.get("size_gb") for f in src.get("files", [])}
+        formats = {f["path"]: _file_format(f, src) for f in src.get("files", [])}
+        for repo_path, rel in registry.local_targets(model, src_name):
+            rows.append({"model": model, "source": src_name, "needed_by": needed_by, "repo": src["repo"],
+                         "path": repo_path, "revision": registry.file_revision(src, repo_path),
+                         "dest": os.path.join(root, rel), "present": registry.locate(rel),
+                         "size_gb": sizes.get(repo_path, src.get("size_gb")),
+                         "format": formats.get(repo_path, "diffusers" if src.get("diffusers") else "folder")})
+        if needs:
+            todo += [(n, None, model) for n in registry.entry(model).get("needs", [])]
+    return rows
 
 
 def _verify_tree(repo: str, folder: str, endpoint, token, log) -> None:

@@ -33,6 +33,7 @@ MODEL_INPUTS = {
     "VBQwenEditLoader": {"folder": ("diffusers", "dir"), "transformer_file": ("diffusion_models", "file"),
                          "vae_file": ("vae", "file")},
     "VBDepthEstimate": {"model": ("depth", "dir")},
+    "VBTalkingHead": {"adapter": ("diffusion_models", "file"), "wav2vec": ("checkpoints", "file")},  # folder or a file in it
 }
 UNUSED = {"", "none", "(from diffusers folder)"}
 # class_type → (input that, when wired, makes the loader ignore these file inputs)

@@ -208,6 +208,8 @@ def pull_source(value: str) -> Optional[tuple]:
     stem = os.path.splitext(rest)[0]
     for key in load_registry()["models"]:
         for source in entry(key)["sources"]:
+            if entry(key)["sources"][source].get("subdir") == rest:  # the folder a source's files go into
+                return key, source
             for _, rel in local_targets(key, source):
                 rel = rel.replace(os.sep, "/")
                 tail = rel.split("/", 1)[1] if "/" in rel else rel
@@ -292,6 +294,11 @@ def local_targets(name: str, source: Optional[str] = None, root: Optional[str] =
         return [(f["path"], os.path.join(folder, sub, f["path"] if src.get("keep_tree") else os.path.basename(f["path"])))
                 for f in src["files"]]
     return [(None, os.path.join(folder, sub or src["repo"].split("/")[-1]))]
+
+
+def file_revision(src: dict, repo_path: Optional[str]) -> Optional[str]:
+    """The hub revision a source file is fetched from (None: the default branch)."""
+    return next((f.get("revision") for f in src.get("files", []) if f["path"] == repo_path), None)
 
 
 def locate(rel: str, comfyui: Optional[str] = None) -> Optional[str]:

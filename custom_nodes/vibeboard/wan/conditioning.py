@@ -52,6 +52,24 @@ class HeldRegion:
 
 
 @dataclass
+class GuidancePass:
+    """One model evaluation of a multi-term guidance: its text embeddings and what it changes in
+    `WanConditioning.extra` (a model adapter's switches, e.g. FlashPortrait's expression scale)."""
+    embeds: torch.Tensor                              # [1, 512, text_dim]
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Guidance:
+    """Guidance with several terms: prediction = passes[base] + Σ scale · (passes[a] − passes[b]) over `terms`.
+    Plain CFG is {cond, uncond}, base uncond, [(cfg, cond, uncond)]; FlashPortrait's text + expression guidance is
+    three passes and two terms. When set on the conditioning it replaces the sampler's single CFG scale."""
+    passes: dict                                      # name → GuidancePass
+    base: str
+    terms: list = field(default_factory=list)         # [(scale, pass a, pass b)]
+
+
+@dataclass
 class WanConditioning:
     """What the sampler feeds the DiT besides the noisy latents. Normalised-latent space throughout.
     Conditioning builders (StoryMem, Block Scene, ReCo, montage, Spatia) only fill these fields."""
@@ -71,6 +89,8 @@ class WanConditioning:
     rope_w_offsets: Optional[torch.Tensor] = None
     attention: list = field(default_factory=list)    # [model -> context manager]: attention processors
     extra: dict = field(default_factory=dict)        # inputs of a model adapter (InfCam: source latents, cameras)
+    guidance: Optional[Guidance] = None              # multi-term guidance (replaces the settings' CFG scale)
+    windows: Optional[object] = None                 # windows.ContextWindows: sample long clips window by window
 
 
 def clean_prompt(text: str) -> str:
@@ -82,8 +102,9 @@ TEXT_CACHE_SIZE = 64
 
 
 @torch.no_grad()
-def encode_text(handle: WanHandle, prompts, max_length: int = TEXT_LEN) -> torch.Tensor:
+def encode_text(handle: WanHandle, prompts, max_length: int = TEXT_LEN, return_mask: bool = False):
     """UMT5 last hidden state, zeroed past each prompt's length and padded to 512 (Wan's convention).
+    `return_mask`: also the attention mask [B, max_length] (1 on each prompt's tokens), for trainers.
 
     The one text-encode path of every Wan-based node: prompts are cleaned the same way everywhere, and each
     (encoder, prompt) pair is encoded once per process (a re-run with the same prompt skips UMT5 entirely)."""
@@ -103,14 +124,17 @@ def encode_text(handle: WanHandle, prompts, max_length: int = TEXT_LEN) -> torch
         for i, (p, n) in enumerate(zip(todo, mask.sum(dim=1).tolist())):
             row = torch.zeros(max_length, hidden.shape[-1], dtype=torch.float32)
             row[:n] = hidden[i, :n].float().cpu()
-            _TEXT_CACHE[base + (p,)] = row
+            _TEXT_CACHE[base + (p,)] = (row, n)
             while len(_TEXT_CACHE) > TEXT_CACHE_SIZE:
                 _TEXT_CACHE.popitem(last=False)
-    out = []
-    for p in cleaned:
+    out, mask = [], torch.zeros(len(cleaned), max_length, dtype=torch.long)
+    for i, p in enumerate(cleaned):
         _TEXT_CACHE.move_to_end(base + (p,))
-        out.append(_TEXT_CACHE[base + (p,)])
-    return torch.stack(out).clone()
+        row, n = _TEXT_CACHE[base + (p,)]
+        out.append(row)
+        mask[i, :n] = 1
+    embeds = torch.stack(out).clone()
+    return (embeds, mask) if return_mask else embeds
 
 
 # ---- VAE -----------------------------------------------------------------------------------------

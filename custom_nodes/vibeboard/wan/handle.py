@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -22,6 +23,9 @@ DEFAULTS = {
     "ti2v": dict(shift=5.0, cfg=5.0), "i2v_a14b": dict(shift=5.0, cfg=3.5, boundary=0.900),
     "t2v_a14b": dict(shift=12.0, cfg=4.0, boundary=0.875),
 }
+
+# Memory modes as users know them (diffusers / FlashPortrait's GPU_memory_mode), mapped onto the VRAM manager.
+MEMORY_MODES = ("full", "model_offload", "sequential")
 
 _cache: dict = {}
 _cache_lock = threading.Lock()
@@ -40,6 +44,7 @@ class WanHandle:
     adapter: Optional[str] = None                 # part holding a model adapter (InfCam) whose predict()
                                                   # replaces the plain DiT call (wan/sampler.py)
     placement: dict = field(default_factory=dict)  # part → (mode, resident blocks) this handle runs it with
+    offload_after_use: bool = False                # move each part back to host RAM when its run ends
 
     def has(self, part: str) -> bool:
         return part in self.keys
@@ -66,7 +71,29 @@ class WanHandle:
             if (entry.mode, entry.resident_blocks) != tuple(want) and not getattr(entry, "in_use", 0):
                 self.manager.offload(key)  # the new placement takes effect on this load
                 entry.mode, entry.resident_blocks = want
+        if self.offload_after_use:
+            return _offloaded_after(self.manager, key)
         return self.manager.use(key)
+
+    def with_memory_mode(self, mode: str) -> "WanHandle":
+        """A copy running in one of the usual memory modes (the input handle keeps its own):
+        full — every part resident on the GPU and kept there (fastest, most VRAM);
+        model_offload — each part on the GPU only while it runs, back in pinned host RAM right after
+        (diffusers' enable_model_cpu_offload);
+        sequential — the DiT by block swap with no block kept on the GPU, UMT5 layer by layer, each part offloaded
+        after use (least VRAM; FlashPortrait's sequential_cpu_offload)."""
+        if mode not in MEMORY_MODES:
+            raise ValueError(f"memory mode must be one of {MEMORY_MODES}, not {mode!r}")
+        new = self.with_parts()
+        for part in self.keys:
+            if part in ("transformer", "transformer_2"):
+                new.placement[part] = ("blockswap", 0) if mode == "sequential" else ("resident", None)
+            elif part == "text_encoder" and mode == "sequential":
+                new.placement[part] = ("sequential", None)
+            else:
+                new.placement[part] = ("resident", None) if mode == "full" else ("auto", None)
+        new.offload_after_use = mode != "full"
+        return new
 
     @property
     def device(self) -> torch.device:
@@ -117,6 +144,14 @@ class WanHandle:
             variant = loaders.wan_variant(dict(parts["transformer"].config))
         return cls(variant=variant or "t2v", keys=keys, tokenizer=tokenizer, manager=manager, dtype=dtype,
                    boundary_ratio=boundary_ratio)
+
+
+@contextmanager
+def _offloaded_after(manager, key: str):
+    with manager.use(key) as module:
+        yield module
+    if not manager.models[key].in_use:
+        manager.offload(key)
 
 
 def _direct_device(kind: str, path: str, dtype: str, manager, mode: str) -> str:

@@ -6,7 +6,12 @@ instead of two), progress + interrupt every step, A14B expert switching, and the
 weights live. Research models plug in without copying any of it:
 - conditioning builders fill `WanConditioning` (held latent regions, RoPE positions, per-token timesteps, extra
   channels, VACE context, attention processors);
-- model adapters (InfCam) sit on the handle (`WanHandle.adapter`) and replace the DiT call for that handle only.
+- model adapters (InfCam) sit on the handle (`WanHandle.adapter`) and replace the DiT call for that handle only;
+  an adapter that patched a DiT copy in place (FlashPortrait) reads its per-call inputs from the conditioning
+  through `model.vb_call_inputs(cond)`;
+- long clips: a window schedule on the conditioning (`windows.ContextWindows`) samples window by window with
+  per-window conditioning and blends the overlaps; multi-term guidance (`conditioning.Guidance`) combines
+  several passes (FlashPortrait's text + expression CFG).
 The sampler owns scheduler, shift, CFG (and the A14B low-noise CFG), seed, attention backend, batch CFG,
 compile, LoRAs and placement; nothing else re-implements them.
 
@@ -25,6 +30,7 @@ import torch
 from ..common import runtime
 from ..models import lora as lora_mod
 from . import rope as rope_mod
+from . import windows as windows_mod
 from .conditioning import HeldRegion, WanConditioning, denormalize, normalize
 from .handle import WanHandle
 from .step_cache import StepCache
@@ -185,9 +191,17 @@ def predict(model, latents: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor,
         kwargs["control_hidden_states"] = cond.vace_context.to(x.device, dtype).expand(b, -1, -1, -1, -1)
         n = len(model.config.vace_layers)
         kwargs["control_hidden_states_scale"] = torch.full((n,), float(cond.vace_scale), device=x.device)
-    out = model(hidden_states=x.to(dtype), timestep=timestep,
-                encoder_hidden_states=embeds.to(x.device, dtype), return_dict=False, **kwargs)[0]
+    with _call_inputs(model, cond):
+        out = model(hidden_states=x.to(dtype), timestep=timestep,
+                    encoder_hidden_states=embeds.to(x.device, dtype), return_dict=False, **kwargs)[0]
     return out.float()
+
+
+def _call_inputs(model, cond: WanConditioning):
+    """A model adapter installed in a DiT copy (FlashPortrait's expression attention) takes this call's inputs
+    (window, guidance pass) from the conditioning: `model.vb_call_inputs(cond)` is entered around the call."""
+    hook = getattr(model, "vb_call_inputs", None)
+    return hook(cond) if hook is not None else nullcontext()
 
 
 def cfg_mode(cond: WanConditioning, cfg: float, batch_cfg: bool, latents: torch.Tensor) -> str:
@@ -214,6 +228,46 @@ def guided(model, latents, t, cond: WanConditioning, cfg: float, dtype, batch_cf
         pos = predict(model, latents, t, cond.prompt_embeds, cond, dtype, adapter)
         neg = predict(model, latents, t, cond.negative_embeds, cond, dtype, adapter)
     return neg + cfg * (pos - neg)
+
+
+def guided_passes(model, latents, t, cond: WanConditioning, dtype, adapter=None):
+    """Multi-term guidance (`cond.guidance`): one DiT call per pass, then base + Σ scale·(a − b)."""
+    g = cond.guidance
+    preds = {}
+    for name, p in g.passes.items():
+        pass_cond = dataclasses.replace(cond, extra={**cond.extra, **p.extra}) if p.extra else cond
+        preds[name] = predict(model, latents, t, p.embeds, pass_cond, dtype, adapter)
+    out = preds[g.base]
+    for scale, a, b in g.terms:
+        out = out + scale * (preds[a] - preds[b])
+    return out
+
+
+def flow_prediction(model, latents, t, cond: WanConditioning, cfg: float, dtype, batch_cfg: bool = True,
+                    adapter=None, step: int = 0):
+    """One step's guided flow; window by window (each with its own conditioning, overlaps blended) when the
+    conditioning carries a window schedule."""
+    def guide(x, c):
+        if c.guidance is not None:
+            return guided_passes(model, x, t, c, dtype, adapter)
+        return guided(model, x, t, c, cfg, dtype, batch_cfg, adapter)
+    if cond.windows is None:
+        return guide(latents, cond)
+    length = latents.shape[2]
+    return windows_mod.blend_windows(
+        lambda s, e: guide(latents[:, :, s:e], cond.windows.window_condition(cond, s, e, length)),
+        length, cond.windows.spans(length), blend=step >= cond.windows.blend_from_step)
+
+
+def forward_count(cond: WanConditioning, cfg: float, batch_cfg: bool, latents: torch.Tensor) -> tuple:
+    """(DiT calls, batch rows) of one `flow_prediction`: per window, one call per guidance pass, or CFG's 1–2."""
+    windows = 1 if cond.windows is None else len(cond.windows.spans(latents.shape[2]))
+    if cond.guidance is not None:
+        n = len(cond.guidance.passes)
+        return windows * n, windows * n * latents.shape[0]
+    mode = cfg_mode(cond, cfg, batch_cfg, latents)
+    calls = 2 if mode == "separate" else 1
+    return windows * calls, windows * latents.shape[0] * (1 if mode == "single" else 2)
 
 
 def loras_for(handle: WanHandle, part: str) -> list:
@@ -377,11 +431,11 @@ def sample(handle: WanHandle, cond: WanConditioning, settings: SamplerSettings, 
             with torch.no_grad():
                 flow = cache.reuse(i, latents) if cache.enabled else None
                 if flow is None or cache.audit:
-                    computed = guided(model, latents, ts.reshape(1), cond, cfg, handle.dtype, settings.batch_cfg,
-                                      adapter)
-                    mode = cfg_mode(cond, cfg, settings.batch_cfg, latents)
-                    stats["forwards"] += 2 if mode == "separate" else 1
-                    stats["rows"] += latents.shape[0] * (1 if mode == "single" else 2)
+                    computed = flow_prediction(model, latents, ts.reshape(1), cond, cfg, handle.dtype,
+                                               settings.batch_cfg, adapter, i)
+                    calls, rows = forward_count(cond, cfg, settings.batch_cfg, latents)
+                    stats["forwards"] += calls
+                    stats["rows"] += rows
                     if flow is None:
                         flow = computed
                         cache.store(latents, flow)
