@@ -108,3 +108,20 @@ def test_step_cache_policy_accumulates_and_resets():
     assert cache.skipped == [2]
     cache.reset()
     assert cache.k is None and cache.reuse(3, x3) is None
+
+
+def test_multi_term_guidance_is_cached_as_one_prediction_and_its_passes_counted():
+    """Multi-term guidance (FlashPortrait's three passes): every pass runs or none, and the stats count them all."""
+    model, wan, cond = _setup()
+    g = torch.Generator().manual_seed(3)
+    passes = {n: C.GuidancePass(torch.randn(1, 8, 32, generator=g)) for n in ("a", "b", "c")}
+    cond = C.WanConditioning(prompt_embeds=passes["a"].embeds,
+                             guidance=C.Guidance(passes, "c", [(3.0, "a", "b"), (2.0, "b", "c")]))
+    counter = CallCounter(model)
+    stats = {}
+    try:
+        S.sample(wan, cond, S.SamplerSettings(steps=6, step_cache=1.0e6), SHAPE, normalized=True, stats=stats)
+    finally:
+        counter.close()
+    assert stats["skipped"] == 6 - 1 - 2
+    assert counter.calls == stats["forwards"] == 3 * (6 - stats["skipped"])
