@@ -3,6 +3,8 @@
     python bench/clip_e2e.py                  # H200/H100: Wan2.1-T2V-1.3B, 832x480x81, 50 steps, CFG 5
     python bench/clip_e2e.py --steps 4 --cfg 1  # fast mode (how users run step-distilled LoRAs)
     python bench/clip_e2e.py --quick          # tiny models on CPU: checks the bench still runs (numbers meaningless)
+    python bench/clip_e2e.py --steps 20 --lossy --no-diffusers   # + the lossy modes against bf16 (clip_lossy.py)
+    python bench/clip_e2e.py --precision fp8 --step-cache 0.1    # ours (the CLI runs) in a lossy mode
 
 1. Writes random-weight models in the published ComfyUI single-file layout (DiT `wan2.1_t2v_1.3B_bf16`, VAE
    `wan_2.1_vae`, UMT5-XXL `umt5_xxl_fp8_e4m3fn_scaled` + a tokenizer folder) to a scratch models folder.
@@ -26,6 +28,7 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "custom_nodes")]
+sys.path.append(os.path.dirname(os.path.abspath(__file__)))   # clip_lossy.py beside this file
 
 from vibeboard.models import loaders, tiny  # noqa: E402
 
@@ -120,6 +123,8 @@ def run_ours(args, models: str, out: str) -> dict:
     argv = ["run", WORKFLOW, "--models-dir", models, "--output-dir", out, "--temp-dir", os.path.join(out, "temp"),
             "--quiet", "--set", f"3.steps={args.steps}", "--set", f"3.cfg={args.cfg}",
             "--set", f"3.shift={args.shift}", "--set", f"3.compile={str(args.compile).lower()}",
+            "--set", f"3.precision={args.precision}", "--set", f"3.step_cache={args.step_cache}",
+            "--set", f"3.attention={args.attention}",
             "--set", f"4.width={args.width}",
             "--set", f"4.height={args.height}", "--set", f"4.length={args.frames}"]
     try:
@@ -133,6 +138,8 @@ def run_ours(args, models: str, out: str) -> dict:
     if code != 0:
         raise SystemExit(f"vibeboard run failed with exit code {code}")
     t = timer.times
+    from vibeboard.wan import sampler as S
+    t["_sampler"] = dict(S.LAST_STATS)   # forwards, precision, step-cache skips of this run
     t["files → MP4"] = total
     t["text → MP4"] = total - t.get("load", 0.0)
     t["per step"] = t["sampling"] / args.steps
@@ -140,14 +147,19 @@ def run_ours(args, models: str, out: str) -> dict:
 
 
 # ---- diffusers on the same modules -----------------------------------------------------------------
+def load_handle(models: str):
+    """The Wan handle over the bench's files (the modules our CLI runs loaded: cached, not read again)."""
+    from vibeboard.wan.handle import load_wan
+    te_dir = os.path.join(models, "text_encoders")
+    return load_wan(os.path.join(models, "diffusion_models", DIT_NAME), os.path.join(models, "vae", VAE_NAME),
+                    os.path.join(te_dir, TE_NAME), os.path.join(te_dir, "umt5-xxl-tokenizer"))
+
+
 def run_diffusers(args, models: str, out: str, prompt: str, negative: str) -> dict:
     from diffusers import UniPCMultistepScheduler, WanPipeline
     from vibeboard.common import runtime
     from vibeboard.media.nodes import VBSaveVideo
-    from vibeboard.wan.handle import load_wan
-    te_dir = os.path.join(models, "text_encoders")
-    handle = load_wan(os.path.join(models, "diffusion_models", DIT_NAME), os.path.join(models, "vae", VAE_NAME),
-                      os.path.join(te_dir, TE_NAME), os.path.join(te_dir, "umt5-xxl-tokenizer"))  # cached modules
+    handle = load_handle(models)
     runtime.set_host_dirs(output=out)
     t = {}
     with handle.use("transformer") as dit, handle.use("vae") as vae, handle.use("text_encoder") as te:
@@ -210,7 +222,7 @@ def fmt(v):
 
 
 def table(cols: dict) -> str:
-    names = [n for n in cols if n != "x264"]
+    names = [n for n in cols if n not in ("x264", "lossy")]
     lines = ["| stage | " + " | ".join(names) + " | ours/diffusers (warm) |", "|---|" + "---|" * (len(names) + 1)]
     for s in STAGES:
         vals = [cols[n].get(s) for n in names]
@@ -234,11 +246,23 @@ def main(argv=None):
                          "on the same machine reuses torch's on-disk compile cache)")
     ap.add_argument("--warm-runs", type=int, default=1, help="extra runs of ours with models loaded")
     ap.add_argument("--no-diffusers", dest="diffusers", action="store_false")
+    ap.add_argument("--precision", choices=("bf16", "fp8"), default="bf16",
+                    help="ours (the CLI runs) with fp8 GEMMs (lossy, opt-in)")
+    ap.add_argument("--attention", default="auto",
+                    help="ours (the CLI runs) with this Wan Sampler Settings attention (auto, fp8, int8, triton…)")
+    ap.add_argument("--step-cache", type=float, default=0.0, metavar="THRESH",
+                    help="ours (the CLI runs) with the step cache at this threshold (lossy; 0 = off); also the "
+                         "threshold of --lossy's step-cache rows (default there 0.1)")
+    ap.add_argument("--lossy", action="store_true",
+                    help="after the runs: one-forward microbench bf16 vs fp8 GEMMs and --lossy-steps samplings in "
+                         "each lossy mode, with relative errors against bf16 and skip ratios (bench/clip_lossy.py)")
+    ap.add_argument("--lossy-steps", type=int, default=20, help="steps of each --lossy sampling")
     ap.add_argument("--workdir", help="scratch folder (default: a temp dir)")
     ap.add_argument("--json", help="write the numbers here")
     args = ap.parse_args(argv)
     if args.quick:
         args.steps, args.frames, args.height, args.width = min(args.steps, 2), 5, 32, 32
+        args.lossy_steps = min(args.lossy_steps, 4)
     device = "cuda" if torch.cuda.is_available() and not args.quick else "cpu"
     work = args.workdir or tempfile.mkdtemp(prefix="clip_e2e_")
     models, out = os.path.join(work, "models"), os.path.join(work, "output")
@@ -249,11 +273,13 @@ def main(argv=None):
         wf = json.load(f)
     prompt, negative = wf["2"]["inputs"]["prompt"], wf["2"]["inputs"]["negative_prompt"]
 
-    cols = {}
+    cols, sampler_stats = {}, {}
     cols["ours (first)"] = run_ours(args, models, out)
+    sampler_stats["ours (first)"] = cols["ours (first)"].pop("_sampler")
     print("ours (first run):", {k: round(v, 3) for k, v in cols["ours (first)"].items()}, flush=True)
     for i in range(args.warm_runs):
         cols["ours (warm)"] = run_ours(args, models, out)
+        sampler_stats["ours (warm)"] = cols["ours (warm)"].pop("_sampler")
         print("ours (warm run):", {k: round(v, 3) for k, v in cols["ours (warm)"].items()}, flush=True)
     if args.diffusers:
         cols["diffusers"] = run_diffusers(args, models, out, prompt, negative)
@@ -262,12 +288,25 @@ def main(argv=None):
         extra = x264_threads(frames, out)
         print("x264 threads:", {k: round(v, 3) for k, v in extra.items()}, flush=True)
         cols["x264"] = extra
+    if args.lossy:
+        import clip_lossy
+        cols["lossy"] = clip_lossy.run(args, load_handle(models), prompt, negative)
     card = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+    lossy = "".join([", ours fp8 GEMMs" if args.precision == "fp8" else "",
+                     f", ours attention {args.attention}" if args.attention != "auto" else "",
+                     f", ours step cache {args.step_cache}" if args.step_cache > 0 else ""])
     print(f"\n{card}, torch {torch.__version__}, {args.width}x{args.height}x{args.frames}, {args.steps} steps, "
-          f"CFG {args.cfg}{', ours compiled' if args.compile else ''}\n")
+          f"CFG {args.cfg}{', ours compiled' if args.compile else ''}{lossy}\n")
     print(table(cols))
     for k, v in cols.get("x264", {}).items():
         print(f"| {k} (s) | {v:.2f} |")
+    for name, st in sampler_stats.items():
+        if st.get("precision") == "fp8" or "skip_ratio" in st:
+            print(f"{name}: {st['forwards']} DiT forwards for {st['steps']} steps, precision {st['precision']}, "
+                  f"skip ratio {st.get('skip_ratio', 0.0):.2f}")
+    if "lossy" in cols:
+        print(f"\nLossy modes ({args.lossy_steps} steps for the samplings):\n")
+        print(clip_lossy.tables(cols["lossy"]))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"card": card, "args": vars(args), "results": cols}, f, indent=1)

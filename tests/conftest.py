@@ -9,6 +9,13 @@ for path in (os.path.join(ROOT, "custom_nodes"), ROOT):
 
 
 import pytest  # noqa: E402
+import torch  # noqa: E402
+
+# Triton decides interpreter-or-GPU when a kernel is defined (at import of vibeboard.wan.attention), and any test that
+# imports the whole pack defines them: on a machine without CUDA the interpreter must be on before the first import,
+# not only in the kernel tests' own modules (else the result depends on the test order).
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture

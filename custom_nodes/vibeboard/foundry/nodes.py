@@ -546,6 +546,8 @@ class VBTalkingHead:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("IMAGE", "AUDIO")
     RETURN_NAMES = ("frames", "audio")
+    OUTPUT_TOOLTIPS = ("the performance, one IMAGE per frame at the output frame rate",
+                       "the speech, trimmed to the video's length (wire both into Save Video to mux AAC)")
     FUNCTION = "perform"
 
     @classmethod

@@ -200,16 +200,42 @@ def load_wan_transformer(path: str, dtype: str = "bf16", device: str = "cpu"):
         folder = os.path.join(path, "transformer") if os.path.isdir(os.path.join(path, "transformer")) else path
         model = build_wan_from_state(read_diffusers_folder(folder), cdtype)
     else:
-        raw = dequantize_scaled(read_safetensors(path, device), cdtype)
-        if wan_keys.is_original_wan(raw.keys()):
-            raw = wan_keys.convert_wan_transformer(raw)
-        else:
-            raw = {k[len("transformer."):] if k.startswith("transformer.") else k: v for k, v in raw.items()}
+        state = read_safetensors(path, device)
+        kept = _scaled_fp8_weights(state) if dtype == "fp8_e4m3fn" else {}
+        raw = dequantize_scaled(state, cdtype)
+        rename = wan_keys.wan_to_diffusers_key if wan_keys.is_original_wan(raw.keys()) else \
+            (lambda k: k[len("transformer."):] if k.startswith("transformer.") else k)
+        raw = {rename(k): v for k, v in raw.items()}
+        kept = {rename(k): v for k, v in kept.items()}
         model = build_wan_from_state(raw, cdtype).to(device)  # .to: the rebuilt rotary table
     if dtype in FP8:
         from .fp8 import convert_linears_to_fp8
         convert_linears_to_fp8(model, FP8[dtype], skip=("condition_embedder", "proj_out", "patch_embedding"))
+        _restore_fp8_weights(model, kept if not os.path.isdir(path) else {})
     return model
+
+
+def _scaled_fp8_weights(state: dict) -> dict:
+    """{weight key: (e4m3 weight, per-tensor scale)} of a ComfyUI fp8-scaled file, kept as published: loading such a
+    file with dtype fp8_e4m3fn then stores exactly these weights, not a second rounding of their dequantised
+    values (and the sampler's fp8 GEMMs use them as they are)."""
+    out = {}
+    for key, value in state.items():
+        if key.endswith(".weight") and value.dtype == torch.float8_e4m3fn:
+            base = key[:-len("weight")]
+            scale = state.get(base + "scale_weight", state.get(base + "weight_scale"))
+            if scale is not None and scale.numel() == 1:
+                out[key] = (value, scale.float().reshape(1))
+    return out
+
+
+def _restore_fp8_weights(model: torch.nn.Module, kept: dict) -> None:
+    from .fp8 import Fp8Linear
+    for name, module in model.named_modules():
+        got = kept.get(name + ".weight")
+        if isinstance(module, Fp8Linear) and got is not None and module.weight.dtype == got[0].dtype:
+            module.weight.data = got[0].to(module.weight.device)
+            module.scale_weight.copy_(got[1].to(module.scale_weight.device))
 
 
 # ---- Wan VAE ------------------------------------------------------------------------------------

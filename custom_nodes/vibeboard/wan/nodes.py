@@ -185,7 +185,9 @@ class VBWanTextEncode:
 
 
 class VBWanSamplerSettings:
-    DESCRIPTION = "Sampling settings shared by the Wan generate nodes."
+    DESCRIPTION = ("Sampling settings shared by the Wan generate nodes. Opt-in lossy speed: fp8 GEMMs (precision), "
+                   "a step cache that skips DiT forwards (step_cache), and the lightx2v 4-step preset for "
+                   "step-distilled LoRAs (CFG 1: one forward per step).")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("VB_WAN_SAMPLER",)
     RETURN_NAMES = ("sampler",)
@@ -218,19 +220,47 @@ class VBWanSamplerSettings:
             "batch_cfg": ("BOOLEAN", {"default": True, "tooltip": "Prompt and negative prompt in one forward "
                                                                   "(same result, faster; off = two forwards, "
                                                                   "less memory)"}),
+            "precision": (list(S.PRECISIONS), {"default": "bf16", "tooltip": "fp8: the DiT's attention/FFN "
+                                                                           "matmuls in fp8 (Ada/Hopper GPUs; "
+                                                                           "faster, slightly lossy: ≈1e-2 "
+                                                                           "relative error per step)"}),
+            "step_cache": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
+                                     "tooltip": "Skip DiT forwards whose estimated change is below this "
+                                                "(EasyCache-style; 0 = off, 0.05 mild, 0.1 ≈ 2× fewer forwards "
+                                                "at 50 steps; lossy). First 20 % and last step always run"}),
+            "preset": (["custom", "lightx2v 4-step"], {"default": "custom", "tooltip": "lightx2v 4-step: the "
+                                                       "settings for step-distilled LoRAs (lightx2v / CausVid): "
+                                                       "4 steps, CFG 1 (no negative pass), shift 5, flow_euler; "
+                                                       "overrides steps, cfg, shift and scheduler"}),
         }}
 
     def make(self, steps, cfg, shift, scheduler, seed, attention="auto", cfg_low_noise=0.0, compile=False,
-             batch_cfg=True):
+             batch_cfg=True, precision="bf16", step_cache=0.0, preset="custom"):
         if attention in S.KERNEL_ATTENTION:  # asked for explicitly: say now, not at the first step, if it can't run
             from .attention.configs import triton_available
             reason = triton_available()
             if reason:
                 raise runtime.NodeInputError(runtime.node_label(self), "attention",
                                              f"{attention!r} needs Triton on a CUDA GPU: {reason}; use 'auto'")
-        return (S.SamplerSettings(steps=steps, cfg=cfg, shift=shift, scheduler=scheduler, seed=seed,
-                                  attention=attention, cfg_2=cfg_low_noise or None, compile=bool(compile),
-                                  batch_cfg=bool(batch_cfg)),)
+        settings = S.SamplerSettings(steps=steps, cfg=cfg, shift=shift, scheduler=scheduler, seed=seed,
+                                     attention=attention, cfg_2=cfg_low_noise or None, compile=bool(compile),
+                                     batch_cfg=bool(batch_cfg))
+        return (_lossy_options(settings, precision, step_cache, preset),)
+
+
+def _lossy_options(settings, precision, step_cache, preset):
+    """The opt-in speed options of the settings node (fp8 GEMMs, step cache, distilled-LoRA preset)."""
+    node = runtime.node_label(VBWanSamplerSettings)
+    if precision not in S.PRECISIONS:
+        raise runtime.NodeInputError(node, "precision", f"{precision!r} is not one of {', '.join(S.PRECISIONS)}")
+    if not 0.0 <= float(step_cache) <= 1.0:
+        raise runtime.NodeInputError(node, "step_cache", f"{step_cache} is outside 0…1 (0 = off)")
+    changes = dict(precision=precision, step_cache=float(step_cache))
+    if preset == "lightx2v 4-step":
+        changes.update(S.LIGHTX2V_4STEP)
+    elif preset != "custom":
+        raise runtime.NodeInputError(node, "preset", f"unknown preset {preset!r} (custom, lightx2v 4-step)")
+    return settings.replace(**changes)
 
 
 def video_size_inputs(length_default=81):
@@ -524,10 +554,13 @@ NODE_DISPLAY_NAME_MAPPINGS = {
 class VBWanDecodeVideo:
     DESCRIPTION = ("Decodes Wan latents and writes them as an H.264 MP4 in one step: the frames of each decoded "
                    "time chunk are encoded while the VAE decodes the next one (faster than VAE Decode followed "
-                   "by Save Video). Also returns the frames as IMAGE.")
+                   "by Save Video). Also returns the frames as IMAGE. Needs weights: the Wan VAE from Wan Model "
+                   "Loader.")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("IMAGE", "STRING")
     RETURN_NAMES = ("images", "path")
+    OUTPUT_TOOLTIPS = ("the decoded frames, one IMAGE per frame, float 0..1",
+                       "path of the written MP4, relative to the output folder")
     OUTPUT_NODE = True
     FUNCTION = "decode_save"
 

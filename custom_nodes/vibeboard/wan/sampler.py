@@ -22,6 +22,7 @@ Wan convention: x_sigma = (1 - sigma) x0 + sigma noise, the model predicts v = n
 from __future__ import annotations
 
 import dataclasses
+import os
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -35,8 +36,15 @@ from . import windows as windows_mod
 from .conditioning import (PASS_ROWS, Guidance, GuidancePass, HeldRegion, WanConditioning, denormalize,
                            normalize)
 from .handle import WanHandle
+from .step_cache import StepCache
 
 SCHEDULERS = ("unipc", "euler", "dpm++", "flow_euler")
+PRECISIONS = ("bf16", "fp8")
+# lightx2v's recommended settings for its Wan2.1 4-step distilled LoRAs (configs/distill/wan21/*_lora_4step_cfg.json:
+# denoising_step_list [1000, 750, 500, 250], sample_shift 5, enable_cfg false; its step is plain Euler on those
+# sigmas, which is our flow_euler at 4 steps). CFG 1 runs one forward per step (no unconditional pass).
+LIGHTX2V_4STEP = dict(steps=4, cfg=1.0, shift=5.0, scheduler="flow_euler")
+LAST_STATS: dict = {}   # the last sample()'s stats (the CLI / benchmarks read it)
 
 
 @dataclass
@@ -51,6 +59,8 @@ class SamplerSettings:
     batch_cfg: bool = True              # cond + uncond in one forward
     attention: str = "auto"             # auto | sdpa | cudnn | flash | efficient | math | triton | fp8 | int8
     compile: bool = False               # torch.compile the DiT blocks (CUDA, fully resident models only)
+    precision: str = "bf16"             # bf16 | fp8: fp8 GEMMs in the blocks (lossy, opt-in; wan/fp8_gemm.py)
+    step_cache: float = 0.0             # > 0: skip forwards below this estimated change (lossy; wan/step_cache.py)
 
     def replace(self, **changes) -> "SamplerSettings":
         return SamplerSettings(**{**self.__dict__, **changes})
@@ -204,10 +214,20 @@ def _call_inputs(model, cond: WanConditioning, adapter=None):
     return stack
 
 
-def guided(model, latents, t, cond: WanConditioning, cfg: float, dtype, batch_cfg: bool = True, adapter=None):
-    """Classifier-free guidance: the two-pass case of `guided_passes` (cond and uncond share one forward when
-    batch_cfg and their prompts have the same shape; a regional prompt is longer than the negative one)."""
+def cfg_mode(cond: WanConditioning, cfg: float, batch_cfg: bool, latents: torch.Tensor) -> str:
+    """"single" (CFG 1 or no negative prompt: one forward, no unconditional pass), "batched" (cond + uncond in one
+    forward when their prompts have the same shape; a regional prompt is longer) or "separate" (two forwards)."""
     if cond.negative_embeds is None or cfg == 1.0:
+        return "single"
+    if batch_cfg and cond.prompt_embeds.shape == cond.negative_embeds.shape and latents.shape[0] == 1:
+        return "batched"
+    return "separate"
+
+
+def guided(model, latents, t, cond: WanConditioning, cfg: float, dtype, batch_cfg: bool = True, adapter=None):
+    """Classifier-free guidance: the two-pass case of `guided_passes` (see `cfg_mode` for how many forwards it
+    takes)."""
+    if cfg_mode(cond, cfg, batch_cfg, latents) == "single":
         return predict(model, latents, t, cond.prompt_embeds, cond, dtype, adapter)
     plain = Guidance({"cond": GuidancePass(cond.prompt_embeds), "uncond": GuidancePass(cond.negative_embeds)},
                      "uncond", [(cfg, "cond", "uncond")])
@@ -226,6 +246,16 @@ def _pass_rows_supported(model, adapter) -> bool:
     return all(getattr(c, "vb_pass_rows", False) for c in consumers)
 
 
+def passes_batched(guidance: Guidance, batch: bool, latents: torch.Tensor, model=None, adapter=None) -> bool:
+    """Whether `guided_passes` runs all passes in one forward: batch_cfg, more than one pass, one clip, prompts of
+    one shape, and passes that either change nothing in `extra` or whose every per-call input hook reads per-row
+    inputs."""
+    passes = list(guidance.passes.values())
+    return (batch and len(passes) > 1 and latents.shape[0] == 1
+            and all(p.embeds.shape == passes[0].embeds.shape for p in passes)
+            and (all(not p.extra for p in passes) or _pass_rows_supported(model, adapter)))
+
+
 def guided_passes(model, latents, t, cond: WanConditioning, dtype, adapter=None, batch: bool = True,
                   guidance: Optional[Guidance] = None):
     """Multi-term guidance (`guidance`, default `cond.guidance`): base + Σ scale·(a − b) over the passes'
@@ -238,9 +268,7 @@ def guided_passes(model, latents, t, cond: WanConditioning, dtype, adapter=None,
     g = guidance if guidance is not None else cond.guidance
     passes = list(g.passes.items())
     embeds = [p.embeds for _, p in passes]
-    same_inputs = all(not p.extra for _, p in passes) or _pass_rows_supported(model, adapter)
-    if (batch and len(passes) > 1 and latents.shape[0] == 1 and same_inputs
-            and all(e.shape == embeds[0].shape for e in embeds)):
+    if passes_batched(g, batch, latents, model, adapter):
         rows = [p.extra for _, p in passes]
         row_cond = dataclasses.replace(cond, extra={**cond.extra, PASS_ROWS: rows}) if any(rows) else cond
         out = predict(model, torch.cat([latents] * len(passes)), t,
@@ -273,6 +301,20 @@ def flow_prediction(model, latents, t, cond: WanConditioning, cfg: float, dtype,
         length, cond.windows.spans(length), blend=step >= cond.windows.blend_from_step)
 
 
+def forward_count(cond: WanConditioning, cfg: float, batch_cfg: bool, latents: torch.Tensor, model=None,
+                  adapter=None) -> tuple:
+    """(DiT calls, batch rows) of one `flow_prediction`: per window, the guidance passes in one call
+    (`passes_batched`) or one call each, or CFG's 1–2."""
+    windows = 1 if cond.windows is None else len(cond.windows.spans(latents.shape[2]))
+    if cond.guidance is not None:
+        n = len(cond.guidance.passes)
+        calls = 1 if passes_batched(cond.guidance, batch_cfg, latents, model, adapter) else n
+        return windows * calls, windows * n * latents.shape[0]
+    mode = cfg_mode(cond, cfg, batch_cfg, latents)
+    calls = 2 if mode == "separate" else 1
+    return windows * calls, windows * latents.shape[0] * (1 if mode == "single" else 2)
+
+
 def loras_for(handle: WanHandle, part: str) -> list:
     """handle.loras entries: (path or parsed groups, strength[, part]); no part = every expert."""
     out = []
@@ -295,16 +337,44 @@ def preview_image(latents: torch.Tensor):
     return ("JPEG", Image.fromarray(img), 512)
 
 
+def _fp8_model(model, handle: WanHandle, entry, settings: SamplerSettings, stats: dict, loras=()):
+    """A copy of the expert with fp8 GEMMs (the cached model is not touched); the original when it cannot be."""
+    if entry is not None and entry.runner is not None:
+        import logging
+        logging.getLogger("vibeboard.wan").warning(
+            "fp8 GEMMs need the DiT fully resident (block swap moves its weights while it runs): sampling in %s",
+            str(handle.dtype).replace("torch.", ""))
+        return model
+    from . import fp8_gemm
+    compiled = settings.compile and compile_supported(handle, entry)
+    if compiled:   # the same copy while the merged LoRAs are the same: no recompiles per run
+        signature = tuple((src if isinstance(src, str) else id(src), float(strength),
+                           os.path.getmtime(src) if isinstance(src, str) and os.path.exists(src) else None)
+                          for src, strength in loras)
+        copy, converted = fp8_gemm.kept_fp8_copy(model, signature)
+    else:
+        copy, converted = fp8_gemm.fp8_copy(model)
+    stats["precision"], stats["fp8_layers"] = "fp8", converted
+    stats["fp8_fused"] = fp8_gemm.scaled_mm_available(handle.device)
+    if compiled:
+        compile_blocks(copy)
+    return copy
+
+
 def _open_expert(handle: WanHandle, part: str, settings: SamplerSettings, cond: WanConditioning,
-                 stack: ExitStack):
+                 stack: ExitStack, stats: Optional[dict] = None):
     """The expert on the compute device with this handle's LoRAs merged, compiled if asked, with the
     conditioning's RoPE positions and attention processors installed. Everything is undone when `stack` closes."""
+    stats = {} if stats is None else stats
     model = stack.enter_context(handle.use(part))
     entry = handle.manager.models.get(handle.keys[part])
     if settings.compile and compile_supported(handle, entry):
         compile_blocks(model)
     # LoRAs are merged while this expert runs and removed after (the cached model stays clean).
-    stack.enter_context(lora_mod.applied(model, loras_for(handle, part)))
+    loras = loras_for(handle, part)
+    stack.enter_context(lora_mod.applied(model, loras))
+    if settings.precision == "fp8":   # after the LoRAs (they are in the quantised weights), before the patches
+        model = _fp8_model(model, handle, entry, settings, stats, loras)
     if cond.rope_positions is not None or cond.rope_h_offsets is not None or cond.rope_w_offsets is not None:
         stack.enter_context(rope_mod.frame_positions(model, cond.rope_positions, cond.rope_h_offsets,
                                                      cond.rope_w_offsets))
@@ -337,14 +407,19 @@ def _holds(cond: WanConditioning, noise: torch.Tensor, device) -> list:
 
 def sample(handle: WanHandle, cond: WanConditioning, settings: SamplerSettings, shape: tuple,
            init_latents: Optional[torch.Tensor] = None, callback: Optional[Callable] = None,
-           preview: bool = False, normalized: bool = False) -> torch.Tensor:
+           preview: bool = False, normalized: bool = False, stats: Optional[dict] = None,
+           audit_cache: bool = False) -> torch.Tensor:
     """Generate latents of `shape` [B,C,T,h,w] (T excludes the `cond.num_ref_frames` leading frames, which are
     sampled with the rest and dropped at the end). Returns raw VAE latents (normalised ones with `normalized`).
 
     init_latents (raw) + denoise < 1 → video-to-video: start from the noised input at that strength.
     cond.holds: latent regions held fixed (clean, or on their noise trajectory) after every step and at the end.
     callback(step, total, latents_normalised) is called after each step; runtime progress/interrupt too.
+    stats (a dict, filled; also `LAST_STATS`): steps, DiT forwards, batch rows, precision, step-cache skips.
+    audit_cache: also compute the steps the step cache serves and record its error (benchmarks only: no gain).
     """
+    if settings.precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {settings.precision!r}; choose one of {PRECISIONS}")
     device = handle.device
     steps = max(1, int(settings.steps))
     sched = make_scheduler(settings.scheduler, settings.shift)
@@ -383,6 +458,9 @@ def sample(handle: WanHandle, cond: WanConditioning, settings: SamplerSettings, 
         boundary = handle.boundary_ratio * 1000
     part = None
     stack = None
+    stats = {} if stats is None else stats
+    stats.update(steps=len(run), forwards=0, rows=0, precision=str(handle.dtype).replace("torch.", ""))
+    cache = StepCache(settings.step_cache, len(run), audit=audit_cache)
     try:
         for i, ts in enumerate(run):
             runtime.check_interrupt()
@@ -391,12 +469,23 @@ def sample(handle: WanHandle, cond: WanConditioning, settings: SamplerSettings, 
                 if stack is not None:
                     stack.close()
                 stack = ExitStack()
-                model, adapter = _open_expert(handle, want, settings, cond, stack)
+                model, adapter = _open_expert(handle, want, settings, cond, stack, stats)
                 part = want
+                cache.reset()   # a residual of one expert does not carry over to the other
             cfg = settings.cfg_2 if (part == "transformer_2" and settings.cfg_2 is not None) else settings.cfg
             with torch.no_grad():
-                flow = flow_prediction(model, latents, ts.reshape(1), cond, cfg, handle.dtype, settings.batch_cfg,
-                                       adapter, i)
+                flow = cache.reuse(i, latents) if cache.enabled else None
+                if flow is None or cache.audit:
+                    computed = flow_prediction(model, latents, ts.reshape(1), cond, cfg, handle.dtype,
+                                               settings.batch_cfg, adapter, i)
+                    calls, rows = forward_count(cond, cfg, settings.batch_cfg, latents, model, adapter)
+                    stats["forwards"] += calls
+                    stats["rows"] += rows
+                    if flow is None:
+                        flow = computed
+                        cache.store(latents, flow)
+                    else:
+                        cache.record_error(flow, computed)
             latents = sched.step(flow, ts, latents, return_dict=False)[0]
             s_next = float(sigmas[start + i + 1])
             for hold in holds:
@@ -407,12 +496,28 @@ def sample(handle: WanHandle, cond: WanConditioning, settings: SamplerSettings, 
     finally:
         if stack is not None:
             stack.close()
+    if cache.enabled:
+        stats.update(cache.stats())
+    _report(stats, settings)
     for hold in holds:  # the held regions end exactly at their latents
         latents = hold.apply(latents, 0.0)
     latents = latents[:, :, cond.num_ref_frames:]
     if normalized:
         return latents.float()
     return denormalize(handle, latents).cpu()
+
+
+def _report(stats: dict, settings: SamplerSettings) -> None:
+    """Keep the stats for the CLI / benchmarks and print one line when a lossy option ran."""
+    LAST_STATS.clear()
+    LAST_STATS.update(stats)
+    if settings.step_cache > 0 or settings.precision != "bf16":
+        parts = [f"precision {stats.get('precision')}"]
+        if "skipped" in stats:
+            parts.append(f"step cache {stats['skipped']}/{stats['steps']} steps skipped "
+                         f"({100 * stats['skip_ratio']:.0f} %)")
+        print(f"Wan sampler: {stats['forwards']} DiT forwards for {stats['steps']} steps, " + ", ".join(parts),
+              flush=True)
 
 
 def settings_or_default(handle: WanHandle, sampler: Optional[SamplerSettings], **model_defaults) -> SamplerSettings:
