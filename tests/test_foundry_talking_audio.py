@@ -383,3 +383,15 @@ def test_audio_projection_runs_in_bf16_weights_with_fp32_normalisation():
     out = proj.to(torch.bfloat16)(first.bfloat16(), latter.bfloat16())
     assert out.dtype == torch.bfloat16 and out.shape == ref.shape == (1, 4, TOKENS, AUDIO_DIM)
     assert float((out.float() - ref).norm() / ref.norm()) < 3e-2
+
+
+def test_audio_projection_norm_runs_through_its_module_hooks():
+    """Sequential offload moves a layer's weights in a forward pre-hook: the fp32 normalisation must run inside the
+    norm module's own forward, not bypass it (the H200 benchmark's sequential mode failed on a CPU weight)."""
+    proj = A.AudioProjModel(feature_dim=FEAT_LAYERS * FEAT_DIM, intermediate_dim=8, output_dim=AUDIO_DIM,
+                            context_tokens=TOKENS)
+    seen = []
+    proj.norm.register_forward_pre_hook(lambda module, args: seen.append(args[0].dtype))
+    proj.to(torch.bfloat16)(torch.randn(1, 1, 5, FEAT_LAYERS, FEAT_DIM).bfloat16(),
+                            torch.randn(1, 2, 8, FEAT_LAYERS, FEAT_DIM).bfloat16())
+    assert seen == [torch.bfloat16]

@@ -48,6 +48,16 @@ class AudioAdapterError(ValueError):
     pass
 
 
+class Fp32LayerNorm(nn.LayerNorm):
+    """LayerNorm computed in fp32 whatever the weights' dtype (upstream normalises under fp32 autocast): tokens and
+    bf16 weights are promoted inside forward, so offload hooks on this module still move its weights in first."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = None if self.weight is None else self.weight.float()
+        b = None if self.bias is None else self.bias.float()
+        return F.layer_norm(x.float(), self.normalized_shape, w, b, self.eps).to(x.dtype)
+
+
 class AudioProjModel(nn.Module):
     """wav2vec2 windows → context tokens. `feature_dim` = layers × channels of the audio encoder (12 × 768)."""
 
@@ -60,7 +70,7 @@ class AudioProjModel(nn.Module):
         self.proj1_vf = nn.Linear(seq_len_vf * feature_dim, intermediate_dim)
         self.proj2 = nn.Linear(intermediate_dim, intermediate_dim)
         self.proj3 = nn.Linear(intermediate_dim, context_tokens * output_dim)
-        self.norm = nn.LayerNorm(output_dim) if norm_output_audio else nn.Identity()
+        self.norm = Fp32LayerNorm(output_dim) if norm_output_audio else nn.Identity()
 
     def forward(self, first: torch.Tensor, latter: torch.Tensor) -> torch.Tensor:
         """first [B,1,5,L,C], latter [B,T-1,8,L,C] → tokens [B, T, 32, output_dim]."""
@@ -69,13 +79,7 @@ class AudioProjModel(nn.Module):
         v = F.relu(self.proj1_vf(latter.flatten(2)))
         x = F.relu(self.proj2(torch.cat([a, v], 1)))
         tokens = self.proj3(x).view(b, -1, self.context_tokens, self.output_dim)
-        if isinstance(self.norm, nn.LayerNorm):
-            # upstream normalises under fp32 autocast: the bf16 weights are promoted too, not only the tokens
-            n = self.norm
-            w = None if n.weight is None else n.weight.float()
-            bias = None if n.bias is None else n.bias.float()
-            return F.layer_norm(tokens.float(), n.normalized_shape, w, bias, n.eps).to(tokens.dtype)
-        return tokens
+        return self.norm(tokens)
 
 
 def audio_windows(features: torch.Tensor, frames: Optional[torch.Tensor] = None,
