@@ -11,13 +11,18 @@ def test_clip_e2e_quick_runs_both_paths_and_reports_every_stage(tmp_path):
     spec.loader.exec_module(bench)
     cols = bench.main(["--quick", "--workdir", str(tmp_path), "--json", str(tmp_path / "out.json")])
     assert set(cols) == {"ours (first)", "ours (warm)", "diffusers", "x264"}
-    for stage in ("load", "text encode", "sampling", "decode", "MP4", "text → MP4", "files → MP4"):
+    for stage in ("load", "text encode", "sampling", "decode + MP4", "text → MP4", "files → MP4"):
         assert cols["ours (first)"][stage] > 0
-    for stage in ("text encode", "sampling", "decode", "MP4", "text → MP4"):
+    # the workflow decodes with Wan Decode to Video MP4 (overlapped): no separate decode / MP4 nodes ran
+    assert "decode" not in cols["ours (first)"] and "MP4" not in cols["ours (first)"]
+    for stage in ("text encode", "sampling", "decode", "MP4", "decode + MP4", "text → MP4"):
         assert cols["diffusers"][stage] > 0
+    assert abs(cols["diffusers"]["decode + MP4"] - cols["diffusers"]["decode"] - cols["diffusers"]["MP4"]) < 1e-6
     mp4s = sorted(p.name for p in (tmp_path / "output").rglob("*.mp4"))
     assert len(mp4s) == 3 + 4  # two runs of ours + diffusers, each wrote its clip; 4 x264 thread checks
-    assert "| text → MP4 (s) |" in bench.table(cols)
+    text = bench.table(cols)
+    assert "| text → MP4 (s) |" in text
+    assert next(line for line in text.splitlines() if line.startswith("| decode + MP4 (s) |")).endswith("× |")
 
 
 def test_clip_e2e_quick_lossy_modes_report_errors_against_bf16_and_skip_ratios(tmp_path):

@@ -145,16 +145,32 @@ def test_memory_settings_node_forces_block_swap(env):
     N.VBWanMemory().apply(wan, "auto", -1, "auto")  # back to defaults for the other tests
 
 
-def test_saved_wan_basics_workflow_runs_on_tiny_models(env):
-    """workflows/wan_basics.json (UI format) with the size and steps turned down writes an MP4."""
+def test_saved_wan_basics_workflow_runs_on_tiny_models(env, tmp_path):
+    """workflows/wan_basics.json (UI format) with the size and steps turned down writes an MP4 through Wan Decode
+    to Video MP4 (decode overlapped with the encode); its file reaches the UI, the run's file list and storage the
+    way Save Video's does."""
     import os
+    import av
+    from vibeboard_runner.storage import LocalStorage, push_outputs
     from vibeboard_runner.workflow import load_workflow
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     prompt = load_workflow(os.path.join(root, "workflows", "wan_basics.json"), env.registry)
+    assert prompt["5"]["class_type"] == "VBWanDecodeVideo"
+    assert prompt["5"]["inputs"]["filename_prefix"] == "vibeboard/wan_t2v"
     prompt["4"]["inputs"].update(width=32, height=32, length=5)
     prompt["3"]["inputs"].update(steps=2)
     prompt["1"]["inputs"].update(dtype="fp32")
     result = env.execute(prompt)
     assert result.status == "success", result.error
+    ui = result.outputs["5"]  # the frontend's video player reads this entry, as for Save Video
+    assert ui["animated"] == [True] and ui["images"][0]["format"] == "video/mp4"
+    assert ui["images"][0]["type"] == "output" and ui["images"][0]["subfolder"] == "vibeboard"
     files = result.output_files()
-    assert len(files) == 1 and files[0]["filename"].endswith(".mp4") and os.path.getsize(files[0]["path"]) > 0
+    assert [(f["node"], f["key"]) for f in files] == [("5", "images")]
+    assert files[0]["filename"].startswith("wan_t2v") and files[0]["filename"].endswith(".mp4")
+    with av.open(files[0]["path"]) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == 5 and frames[0].shape == (32, 32, 3)
+    pushed = push_outputs(LocalStorage(str(tmp_path / "store")), result.prompt_id, files)
+    assert len(pushed) == 1 and "upload_error" not in pushed[0], pushed
+    assert pushed[0]["content_type"] == "video/mp4" and pushed[0]["size"] == os.path.getsize(files[0]["path"])
