@@ -124,7 +124,8 @@ def test_decode_to_video_errors_leave_no_file(vae, tmp_path):
 
 
 def test_decode_to_video_node_saves_the_mp4_and_checks_its_latent(vae, tmp_path):
-    from vibeboard.wan.nodes import NODE_CLASS_MAPPINGS, VBWanDecodeVideo
+    from vibeboard.wan.nodes import NODE_CLASS_MAPPINGS
+    from vibeboard.wan.video_nodes import VBWanDecodeVideo
     assert NODE_CLASS_MAPPINGS["VBWanDecodeVideo"] is VBWanDecodeVideo
     runtime.set_host_dirs(output=str(tmp_path))
     wan = WanHandle.from_modules(vae=vae, variant="t2v")
