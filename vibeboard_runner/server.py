@@ -350,8 +350,8 @@ class VibeServer:
             if running is not None and running.get("client_id") == sid and self.service.current_node:
                 yield "executing", {"node": self.service.current_node, "display_node": self.service.current_node,
                                     "prompt_id": running["id"]}
-        status = await self._off(self.service.status_data)
-        return await self.hub.handle(request, status, on_connect, self.features())
+        return await self.hub.handle(request, lambda: self._off(self.service.status_data), on_connect,
+                                     self.features())
 
     # --- running ---------------------------------------------------------------------------------
     async def start(self) -> None:

@@ -58,8 +58,12 @@ class WsHub:
                 except Exception as exc:  # a dead client must not stop delivery to the others
                     log.debug("ws send to %s failed: %s", client_id, exc)
 
-    async def handle(self, request: web.Request, status_data: dict, on_connect_extra=None,
+    async def handle(self, request: web.Request, status_data, on_connect_extra=None,
                      feature_flags: Optional[dict] = None) -> web.WebSocketResponse:
+        """`status_data`: the queue status dict, or an async callable giving it. A callable is read only after the
+        socket is registered: a job that ends while the client connects then either reaches the new socket through
+        the broadcast or is already counted in the status it gets (a client that queues first and connects second —
+        comfy-api-simplified does — would otherwise wait forever on a stale `queue_remaining: 1`)."""
         ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=1 << 20)
         await ws.prepare(request)
         sid = request.query.get("clientId") or uuid.uuid4().hex
@@ -68,6 +72,8 @@ class WsHub:
         if old is not None and not old.closed:
             await old.close()
         try:
+            if callable(status_data):
+                status_data = await status_data()
             await ws.send_str(json.dumps({"type": "status", "data": {**status_data, "sid": sid}}))
             if on_connect_extra is not None:
                 for event, data in on_connect_extra(sid):
