@@ -6,17 +6,10 @@ import threading
 import time
 import uuid
 
-import pytest
-
-from service_helpers import WsClient, http, make_server, wait_history, wait_until
+from service_helpers import WsClient, http, server_fixture, wait_history, wait_until
 from service_nodes import workflow
 
-
-@pytest.fixture
-def server(tmp_path):
-    srv = make_server(tmp_path)
-    yield srv
-    srv.stop_thread()
+server = server_fixture("ws_connect_race", scope="function")
 
 
 def test_job_ending_while_the_socket_connects_still_reaches_the_client(server):
