@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from contextlib import ExitStack, nullcontext
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -45,6 +46,9 @@ PRECISIONS = ("bf16", "fp8")
 # sigmas, which is our flow_euler at 4 steps). CFG 1 runs one forward per step (no unconditional pass).
 LIGHTX2V_4STEP = dict(steps=4, cfg=1.0, shift=5.0, scheduler="flow_euler")
 LAST_STATS: dict = {}   # the last sample()'s stats (the CLI / benchmarks read it)
+# [DiT calls, batch rows] of the running sample(): counted where the calls happen (`predict`), so the stats cannot
+# drift from what windows, guidance batching and CFG really did.
+_TALLY: ContextVar = ContextVar("vibeboard_wan_forward_tally", default=None)
 
 
 @dataclass
@@ -181,6 +185,10 @@ def predict(model, latents: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor,
             dtype: torch.dtype, adapter=None) -> torch.Tensor:
     """One DiT call on normalised latents [B,16,T,h,w]; returns the flow (velocity) prediction in fp32."""
     b = latents.shape[0]
+    tally = _TALLY.get()
+    if tally is not None:
+        tally[0] += 1
+        tally[1] += b
     x = latents
     timestep = _timestep(model, x, t, cond)
     if adapter is not None and hasattr(adapter, "predict"):  # a model adapter (InfCam) owns the DiT forward
@@ -299,20 +307,6 @@ def flow_prediction(model, latents, t, cond: WanConditioning, cfg: float, dtype,
     return windows_mod.blend_windows(
         lambda s, e: guide(latents[:, :, s:e], cond.windows.window_condition(cond, s, e, length)),
         length, cond.windows.spans(length), blend=step >= cond.windows.blend_from_step)
-
-
-def forward_count(cond: WanConditioning, cfg: float, batch_cfg: bool, latents: torch.Tensor, model=None,
-                  adapter=None) -> tuple:
-    """(DiT calls, batch rows) of one `flow_prediction`: per window, the guidance passes in one call
-    (`passes_batched`) or one call each, or CFG's 1–2."""
-    windows = 1 if cond.windows is None else len(cond.windows.spans(latents.shape[2]))
-    if cond.guidance is not None:
-        n = len(cond.guidance.passes)
-        calls = 1 if passes_batched(cond.guidance, batch_cfg, latents, model, adapter) else n
-        return windows * calls, windows * n * latents.shape[0]
-    mode = cfg_mode(cond, cfg, batch_cfg, latents)
-    calls = 2 if mode == "separate" else 1
-    return windows * calls, windows * latents.shape[0] * (1 if mode == "single" else 2)
 
 
 def loras_for(handle: WanHandle, part: str) -> list:
@@ -461,6 +455,8 @@ def sample(handle: WanHandle, cond: WanConditioning, settings: SamplerSettings, 
     stats = {} if stats is None else stats
     stats.update(steps=len(run), forwards=0, rows=0, precision=str(handle.dtype).replace("torch.", ""))
     cache = StepCache(settings.step_cache, len(run), audit=audit_cache)
+    tally = [0, 0]
+    tally_token = _TALLY.set(tally)
     try:
         for i, ts in enumerate(run):
             runtime.check_interrupt()
@@ -478,9 +474,6 @@ def sample(handle: WanHandle, cond: WanConditioning, settings: SamplerSettings, 
                 if flow is None or cache.audit:
                     computed = flow_prediction(model, latents, ts.reshape(1), cond, cfg, handle.dtype,
                                                settings.batch_cfg, adapter, i)
-                    calls, rows = forward_count(cond, cfg, settings.batch_cfg, latents, model, adapter)
-                    stats["forwards"] += calls
-                    stats["rows"] += rows
                     if flow is None:
                         flow = computed
                         cache.store(latents, flow)
@@ -494,8 +487,10 @@ def sample(handle: WanHandle, cond: WanConditioning, settings: SamplerSettings, 
                 callback(i + 1, len(run), latents)
             bar.update_absolute(i + 1, len(run), preview_image(latents) if preview else None)
     finally:
+        _TALLY.reset(tally_token)
         if stack is not None:
             stack.close()
+    stats["forwards"], stats["rows"] = tally
     if cache.enabled:
         stats.update(cache.stats())
     _report(stats, settings)
