@@ -25,6 +25,18 @@ def _latents(c=16, t=2, h=4, w=4, seed=1):
     return torch.randn(1, c, t, h, w, generator=torch.Generator().manual_seed(seed))
 
 
+def test_decode_keeps_no_autograd_graph_even_where_grad_mode_is_on(tmp_path):
+    # A node runs wherever its caller's grad mode is; a VAE loaded with trainable parameters must still decode
+    # without keeping activations (the H200 ran out of memory after 9 latent frames before this).
+    vae = tiny.build_vae().requires_grad_(True)
+    z = _latents()
+    with torch.enable_grad():
+        chunks = list(V.iter_decode(vae, z))
+        summary, images = V.decode_to_video(vae, z, str(tmp_path / "g.mp4"), 16.0, preset="ultrafast")
+    assert all(c.grad_fn is None and not c.requires_grad for c in chunks)
+    assert images.grad_fn is None and summary["frames"] == 5
+
+
 @torch.no_grad()
 def test_chunk_loop_is_bit_identical_to_diffusers_decode(vae):
     z = _latents()

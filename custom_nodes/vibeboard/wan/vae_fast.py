@@ -208,9 +208,14 @@ def _blend_tiles(pieces: list, windows: list, axis: int, scale: int, total: int)
     return out
 
 
+@torch.no_grad()
 def iter_decode(vae, z: torch.Tensor, options: DecodeOptions = REFERENCE) -> Iterator[torch.Tensor]:
     """Raw latents [B,C,T,h,w] (on the VAE's device and dtype) → decoded chunks [B,3,t,H,W] clamped to -1..1, in
-    time order (1 frame for the first latent frame, then 4 per latent frame for Wan 2.1)."""
+    time order (1 frame for the first latent frame, then 4 per latent frame for Wan 2.1).
+
+    Always without autograd (the decorator covers every resume of the generator): a VAE whose parameters require
+    grad, decoded where grad mode is on, would otherwise keep each chunk's activations alive — ≈ 15 GB per latent
+    frame at 832×480, an out-of-memory on an H200 after 9 chunks (seen with the Wan Decode to Video MP4 node)."""
     from diffusers.models.autoencoders.autoencoder_kl_wan import unpatchify
     cuda = z.device.type == "cuda"
     fmt = torch.channels_last_3d if options.channels_last else torch.contiguous_format
