@@ -154,33 +154,131 @@ def _offloaded_after(manager, key: str):
         manager.offload(key)
 
 
-def _direct_device(kind: str, path: str, dtype: str, manager, mode: str) -> str:
+def _direct_device(kind: str, path: str, dtype: str, manager, mode: str, reserved: int = 0) -> tuple:
     """Where to read a single file: straight onto the GPU when it surely fits now (no host copy, no pinned
-    staging, fp8 dequantised there once); else the host, and the VRAM manager moves it when it runs."""
+    staging, fp8 dequantised there once); else the host, and the VRAM manager moves it when it runs.
+    `reserved`: bytes already promised to parts decided before this one (they load at the same time).
+    Returns (device, bytes this part will take there)."""
     if manager.device.type == "cpu" or mode != "auto" or kind == "image_encoder" or os.path.isdir(path):
-        return "cpu"
+        return "cpu", 0
     widen = 2 if dtype not in ("fp32",) else 4          # fp8 file → bf16 weights (+ the fp8 copy while converting)
     need = os.path.getsize(path) * (widen + 1)
     if manager.device.type == "cuda":   # others (ComfyUI's own models) may hold memory our budget does not see
         free, _ = torch.cuda.mem_get_info(manager.device)
-        if need > free:
-            return "cpu"
-    return str(manager.device) if manager.device_bytes() + need <= manager.budget else "cpu"
+        if need > free - reserved:
+            return "cpu", 0
+    if manager.device_bytes() + reserved + need <= manager.budget:
+        return str(manager.device), need
+    return "cpu", 0
 
 
-def _load_cached(kind: str, path: str, dtype: str, manager, mode: str = "auto"):
-    key = f"{kind}:{os.path.abspath(path)}:{dtype}"
+_key_locks: dict = {}
+
+
+def _key(kind: str, path: str, dtype: str) -> str:
+    return f"{kind}:{os.path.abspath(path)}:{dtype}"
+
+
+def _load_cached(kind: str, path: str, dtype: str, manager, mode: str = "auto", device: Optional[str] = None):
+    """Load one part (once per file and dtype; a second caller waits for the first). `device`: decided by the
+    caller (`_load_concurrently`), else here."""
+    key = _key(kind, path, dtype)
     with _cache_lock:
+        lock = _key_locks.setdefault(key, threading.Lock())
+    with lock:
         if key not in manager.models:
             fn = {"transformer": loaders.load_wan_transformer, "vae": loaders.load_wan_vae,
                   "text_encoder": loaders.load_umt5, "image_encoder": loaders.load_clip_vision}[kind]
-            device = _direct_device(kind, path, dtype, manager, mode)
+            if device is None:
+                device = _direct_device(kind, path, dtype, manager, mode)[0]
             module = fn(path, dtype) if device == "cpu" else fn(path, dtype, device=device)
             manager.register(key, module, mode=mode)
     return key
 
 
+_warm: dict = {}    # text-encoder key → the thread warming it up (encode_text waits for it)
+
+
+def _warm_up_text_encoder(manager, key: str, tokenizer) -> None:
+    """One UMT5 forward on a padded dummy prompt, right after the encoder lands on the GPU, while the other parts
+    still load. Why: a new process's first CUDA forward of a model pays one-off set-up — cuBLAS/cuBLASLt handles
+    and their heuristics for these shapes, the lazy load of each kernel's module — ≈ 0.4–0.6 s on an H200, which
+    otherwise lands in the first text encode. Failures are only logged: the real encode reports real errors."""
+    import logging
+    try:
+        entry = manager.models.get(key)
+        if manager.device.type not in WARM_UP_DEVICES or entry is None or tokenizer is None:
+            return
+        if manager.device.type != "cpu" and entry.state != "device":
+            return   # read to host RAM (does not fit now): no upload just to warm up
+        tok = tokenizer([""], padding="max_length", max_length=TEXT_LEN_FOR_WARMUP, truncation=True,
+                        add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
+        with torch.inference_mode(), manager.use(key) as enc:
+            enc(tok.input_ids.to(manager.device), tok.attention_mask.to(manager.device))
+            if manager.device.type == "cuda":
+                torch.cuda.current_stream(manager.device).synchronize()
+    except Exception as exc:  # noqa: BLE001 - a warm-up only
+        logging.getLogger("vibeboard.wan").debug("text encoder warm-up skipped: %s", exc)
+
+
+def wait_for_warm_up(key: str) -> None:
+    """Called by the text encode before it runs the encoder (the warm-up holds it on the GPU while it runs)."""
+    thread = _warm.pop(key, None)
+    if thread is not None:
+        thread.join()
+
+
+TEXT_LEN_FOR_WARMUP = 512    # Wan's padded prompt length (conditioning.TEXT_LEN): the shapes the real encode runs
+WARM_UP_DEVICES = ("cuda",)   # where a first forward pays one-off set-up worth hiding (tests add "cpu")
+
+
+def _load_concurrently(manager, jobs: list, tokenizer_job=None) -> tuple:
+    """Load parts at the same time: jobs are (part, kind, path, dtype, mode). Reading from the page cache and
+    copying to the GPU are parallel work (the 1.3B stack's three files loaded one after another took ≈ 3.5 s on an
+    H200); the UMT5 warm-up then runs while the others are still reading. Where each part goes (GPU or host) is
+    decided first, in the jobs' order, so the DiT keeps its claim on the GPU as when loading one at a time.
+    Returns ({part: key}, tokenizer or None). The first error is raised after every load has ended."""
+    from concurrent.futures import ThreadPoolExecutor
+    plan, reserved = [], 0
+    for part, kind, path, dtype, mode in jobs:
+        device = None
+        if _key(kind, path, dtype) not in manager.models:
+            device, need = _direct_device(kind, path, dtype, manager, mode, reserved)
+            reserved += need
+        plan.append((part, kind, path, dtype, mode, device))
+    keys: dict = {}
+    with ThreadPoolExecutor(max_workers=len(plan) + 1, thread_name_prefix="vibeboard-load") as pool:
+        tok_future = pool.submit(tokenizer_job) if tokenizer_job is not None else None
+        futures = {part: pool.submit(_load_cached, kind, path, dtype, manager, mode, device)
+                   for part, kind, path, dtype, mode, device in plan}
+        errors = []
+        for part, future in futures.items():
+            try:
+                keys[part] = future.result()
+            except Exception as exc:  # noqa: BLE001 - re-raised below, after every load has ended
+                errors.append(exc)
+        tok = None
+        if tok_future is not None:
+            try:
+                tok = tok_future.result()
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+    key = keys.get("text_encoder")
+    if key is not None and tok is not None and key not in _warm and manager.device.type in WARM_UP_DEVICES:
+        first = manager.models[key]
+        if not getattr(first, "vb_warmed", False):
+            first.vb_warmed = True
+            thread = threading.Thread(target=_warm_up_text_encoder, args=(manager, key, tok), daemon=True,
+                                      name="vibeboard-umt5-warm-up")
+            _warm[key] = thread
+            thread.start()
+    return keys, tok
+
+
 _tokenizers: dict = {}
+_tokenizer_lock = threading.Lock()
 
 
 def _tokenizer_cached(text_encoder: str, tokenizer_folder: Optional[str]):
@@ -191,7 +289,7 @@ def _tokenizer_cached(text_encoder: str, tokenizer_folder: Optional[str]):
     except OSError:
         stamp = None
     key = (os.path.abspath(text_encoder), tokenizer_folder and os.path.abspath(tokenizer_folder), stamp)
-    with _cache_lock:
+    with _tokenizer_lock:
         if key not in _tokenizers:
             tok = loaders.tokenizer_from_checkpoint(text_encoder) if os.path.isfile(text_encoder) else None
             if tok is None:
@@ -205,20 +303,23 @@ def _tokenizer_cached(text_encoder: str, tokenizer_folder: Optional[str]):
 
 def load_parts(manager, vae: Optional[str] = None, vae_dtype: str = "bf16", text_encoder: Optional[str] = None,
                tokenizer_folder: Optional[str] = None, image_encoder: Optional[str] = None,
-               text_encoder_mode: str = "auto") -> tuple:
-    """Load (or reuse) the VAE / UMT5 / CLIP vision parts into `manager`. Returns (keys, tokenizer or None).
+               text_encoder_mode: str = "auto", transformers: tuple = ()) -> tuple:
+    """Load (or reuse) the VAE / UMT5 / CLIP vision parts (and `transformers`: (part, path, dtype) of the DiTs,
+    decided first) into `manager`, all at once. Returns (keys, tokenizer or None).
 
     The tokenizer comes from the text encoder file when it carries one (ComfyUI's UMT5 single files embed the
     SentencePiece model as a `spiece_model` tensor), else from `tokenizer_folder`, else from a diffusers folder."""
-    keys, tok = {}, None
+    jobs = [(part, "transformer", path, dtype, "auto") for part, path, dtype in transformers]
     if vae:
-        keys["vae"] = _load_cached("vae", vae, vae_dtype, manager)
+        jobs.append(("vae", "vae", vae, vae_dtype, "auto"))
     if text_encoder:
-        keys["text_encoder"] = _load_cached("text_encoder", text_encoder, vae_dtype, manager, text_encoder_mode)
-        tok = _tokenizer_cached(text_encoder, tokenizer_folder)
+        jobs.append(("text_encoder", "text_encoder", text_encoder, vae_dtype, text_encoder_mode))
     if image_encoder:
-        keys["image_encoder"] = _load_cached("image_encoder", image_encoder, vae_dtype, manager)
-    return keys, tok
+        jobs.append(("image_encoder", "image_encoder", image_encoder, vae_dtype, "auto"))
+    tokenizer_job = (lambda: _tokenizer_cached(text_encoder, tokenizer_folder)) if text_encoder else None
+    if not jobs:
+        return {}, None
+    return _load_concurrently(manager, jobs, tokenizer_job)
 
 
 def load_wan(transformer: str, vae: str, text_encoder: Optional[str] = None, tokenizer: Optional[str] = None,
@@ -230,15 +331,14 @@ def load_wan(transformer: str, vae: str, text_encoder: Optional[str] = None, tok
     `transformer_2` is the low-noise expert of Wan2.2 A14B (used for t < boundary_ratio·1000).
     """
     manager = manager or vram_mod.manager()
-    keys, sources = {}, {}
-    keys["transformer"] = _load_cached("transformer", transformer, dtype, manager)
-    sources["transformer"] = transformer
+    sources = {"transformer": transformer}
+    dits = [("transformer", transformer, dtype)]
     if transformer_2:
-        keys["transformer_2"] = _load_cached("transformer", transformer_2, dtype, manager)
+        dits.append(("transformer_2", transformer_2, dtype))
         sources["transformer_2"] = transformer_2
     vae_dtype = "fp32" if dtype == "fp32" else "bf16"
-    parts, tok = load_parts(manager, vae, vae_dtype, text_encoder, tokenizer, image_encoder, text_encoder_mode)
-    keys.update(parts)
+    keys, tok = load_parts(manager, vae, vae_dtype, text_encoder, tokenizer, image_encoder, text_encoder_mode,
+                           transformers=tuple(dits))
     sources.update({k: v for k, v in (("vae", vae), ("text_encoder", text_encoder),
                                       ("image_encoder", image_encoder)) if v})
     if text_encoder and tok is None:
