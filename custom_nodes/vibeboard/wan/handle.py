@@ -196,46 +196,60 @@ def _load_cached(kind: str, path: str, dtype: str, manager, mode: str = "auto", 
     return key
 
 
-_warm: dict = {}    # text-encoder key → the thread warming it up (encode_text waits for it)
+_warm: dict = {}    # text-encoder key → the thread warming its kernels up (encode_text waits for it)
+TEXT_LEN_FOR_WARMUP = 512    # Wan's padded prompt length (conditioning.TEXT_LEN): the shapes the real encode runs
+WARM_UP_DEVICES = ("cuda",)   # where a first forward pays one-off set-up worth hiding (tests add "cpu")
 
 
-def _warm_up_text_encoder(manager, key: str, tokenizer) -> None:
-    """One UMT5 forward on a padded dummy prompt, right after the encoder lands on the GPU, while the other parts
-    still load. Why: a new process's first CUDA forward of a model pays one-off set-up — cuBLAS/cuBLASLt handles
-    and their heuristics for these shapes, the lazy load of each kernel's module — ≈ 0.4–0.6 s on an H200, which
-    otherwise lands in the first text encode. Failures are only logged: the real encode reports real errors."""
+def _warm_up_text_encoder(path: str, device, dtype: torch.dtype) -> None:
+    """Run a one-block UMT5 with the file's shapes (random weights, tiny vocabulary) once on Wan's padded prompt
+    length, while the real encoder is still being read. Why: a process's first UMT5 forward on a GPU pays one-off
+    set-up — cuBLAS/cuBLASLt handles and their choice of kernels for these shapes, the lazy load of each kernel's
+    module: 0.41 s against 0.053 s for the next forward on an H200 (`.perf`-style probe, 2026-12-01); a forward of
+    one block of the same shapes beforehand left the first real forward at 0.053 s. Only the header is read here.
+    Failures are only logged: the real encode reports real errors."""
     import logging
     try:
-        entry = manager.models.get(key)
-        if manager.device.type not in WARM_UP_DEVICES or entry is None or tokenizer is None:
+        cfg = loaders.umt5_file_config(path)
+        if cfg is None:
             return
-        if manager.device.type != "cpu" and entry.state != "device":
-            return   # read to host RAM (does not fit now): no upload just to warm up
-        tok = tokenizer([""], padding="max_length", max_length=TEXT_LEN_FOR_WARMUP, truncation=True,
-                        add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
-        with torch.inference_mode(), manager.use(key) as enc:
-            enc(tok.input_ids.to(manager.device), tok.attention_mask.to(manager.device))
-            if manager.device.type == "cuda":
-                torch.cuda.current_stream(manager.device).synchronize()
+        from transformers import UMT5EncoderModel
+        cfg.num_layers, cfg.vocab_size = 1, 64
+        with torch.device(device):
+            block = UMT5EncoderModel(cfg).to(dtype).eval()
+        ids = torch.zeros(1, TEXT_LEN_FOR_WARMUP, dtype=torch.long, device=device)
+        mask = torch.ones_like(ids)
+        mask[:, 8:] = 0
+        with torch.inference_mode():
+            block(ids, mask)
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize(device)
+        del block
     except Exception as exc:  # noqa: BLE001 - a warm-up only
         logging.getLogger("vibeboard.wan").debug("text encoder warm-up skipped: %s", exc)
 
 
 def wait_for_warm_up(key: str) -> None:
-    """Called by the text encode before it runs the encoder (the warm-up holds it on the GPU while it runs)."""
+    """Called by the text encode before it runs the encoder (so the two never compete for the GPU)."""
     thread = _warm.pop(key, None)
     if thread is not None:
         thread.join()
 
 
-TEXT_LEN_FOR_WARMUP = 512    # Wan's padded prompt length (conditioning.TEXT_LEN): the shapes the real encode runs
-WARM_UP_DEVICES = ("cuda",)   # where a first forward pays one-off set-up worth hiding (tests add "cpu")
+def _start_warm_up(key: str, path: str, device, dtype: str) -> None:
+    if key in _warm:
+        return
+    thread = threading.Thread(target=_warm_up_text_encoder, daemon=True, name="vibeboard-umt5-warm-up",
+                              args=(path, device, loaders.compute_dtype(dtype if dtype not in loaders.FP8
+                                                                         else "bf16")))
+    _warm[key] = thread
+    thread.start()
 
 
 def _load_concurrently(manager, jobs: list, tokenizer_job=None) -> tuple:
     """Load parts at the same time: jobs are (part, kind, path, dtype, mode). Reading from the page cache and
     copying to the GPU are parallel work (the 1.3B stack's three files loaded one after another took ≈ 3.5 s on an
-    H200); the UMT5 warm-up then runs while the others are still reading. Where each part goes (GPU or host) is
+    H200), and a one-block stand-in of UMT5 warms the GPU's kernels up meanwhile. Where each part goes (GPU or host) is
     decided first, in the jobs' order, so the DiT keeps its claim on the GPU as when loading one at a time.
     Returns ({part: key}, tokenizer or None). The first error is raised after every load has ended."""
     from concurrent.futures import ThreadPoolExecutor
@@ -246,6 +260,9 @@ def _load_concurrently(manager, jobs: list, tokenizer_job=None) -> tuple:
             device, need = _direct_device(kind, path, dtype, manager, mode, reserved)
             reserved += need
         plan.append((part, kind, path, dtype, mode, device))
+        if kind == "text_encoder" and device is not None and manager.device.type in WARM_UP_DEVICES and (
+                device != "cpu" or manager.device.type == "cpu"):   # going straight to the GPU: warm it meanwhile
+            _start_warm_up(_key(kind, path, dtype), path, manager.device, dtype)
     keys: dict = {}
     with ThreadPoolExecutor(max_workers=len(plan) + 1, thread_name_prefix="vibeboard-load") as pool:
         tok_future = pool.submit(tokenizer_job) if tokenizer_job is not None else None
@@ -265,15 +282,6 @@ def _load_concurrently(manager, jobs: list, tokenizer_job=None) -> tuple:
                 errors.append(exc)
         if errors:
             raise errors[0]
-    key = keys.get("text_encoder")
-    if key is not None and tok is not None and key not in _warm and manager.device.type in WARM_UP_DEVICES:
-        first = manager.models[key]
-        if not getattr(first, "vb_warmed", False):
-            first.vb_warmed = True
-            thread = threading.Thread(target=_warm_up_text_encoder, args=(manager, key, tok), daemon=True,
-                                      name="vibeboard-umt5-warm-up")
-            _warm[key] = thread
-            thread.start()
     return keys, tok
 
 
