@@ -248,7 +248,7 @@ def fmt(v):
 
 
 def table(cols: dict) -> str:
-    names = [n for n in cols if n not in ("x264", "lossy")]
+    names = [n for n in cols if n not in ("x264", "lossy", "lossless")]
     lines = ["| stage | " + " | ".join(names) + " | ours/diffusers (warm) |", "|---|" + "---|" * (len(names) + 1)]
     for s in STAGES:
         vals = [cols[n].get(s) for n in names]
@@ -279,6 +279,8 @@ def main(argv=None):
     ap.add_argument("--step-cache", type=float, default=0.0, metavar="THRESH",
                     help="ours (the CLI runs) with the step cache at this threshold (lossy; 0 = off); also the "
                          "threshold of --lossy's step-cache rows (default there 0.1)")
+    ap.add_argument("--no-check", dest="check", action="store_false",
+                    help="skip the lossless check (one forward: ours vs the default path vs fp32; clip_lossless.py)")
     ap.add_argument("--lossy", action="store_true",
                     help="after the runs: one-forward microbench bf16 vs fp8 GEMMs and --lossy-steps samplings in "
                          "each lossy mode, with relative errors against bf16 and skip ratios (bench/clip_lossy.py)")
@@ -314,6 +316,9 @@ def main(argv=None):
         extra = x264_threads(frames, out)
         print("x264 threads:", {k: round(v, 3) for k, v in extra.items()}, flush=True)
         cols["x264"] = extra
+    if args.check:
+        import clip_lossless
+        cols["lossless"] = clip_lossless.check(args, load_handle(models), prompt, eager_blocks)
     if args.lossy:
         import clip_lossy
         cols["lossy"] = clip_lossy.run(args, load_handle(models), prompt, negative)
@@ -330,6 +335,10 @@ def main(argv=None):
         if st.get("precision") == "fp8" or "skip_ratio" in st:
             print(f"{name}: {st['forwards']} DiT forwards for {st['steps']} steps, precision {st['precision']}, "
                   f"skip ratio {st.get('skip_ratio', 0.0):.2f}")
+    if "lossless" in cols:
+        import clip_lossless
+        print("\nLossless check (ours vs the default path, one forward):\n")
+        print(clip_lossless.table(cols["lossless"]))
     if "lossy" in cols:
         print(f"\nLossy modes ({args.lossy_steps} steps for the samplings):\n")
         print(clip_lossy.tables(cols["lossy"]))
