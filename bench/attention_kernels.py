@@ -18,7 +18,6 @@ time and relative error of the DiT output against cudnn (goal for fp8: ≤ 3e-2 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -28,6 +27,7 @@ sys.path[:0] = [os.path.join(ROOT, "custom_nodes"), os.path.join(ROOT, "bench")]
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from bench_common import card_line, max_abs_and_rel_err, timed, write_json  # noqa: E402
 
 FULL_SHAPES = [(1, 32760, 12, 128), (2, 32760, 12, 128), (1, 32760, 40, 128), (2, 32760, 40, 128)]
 QUICK_SHAPES = [(2, 50, 2, 64)]
@@ -43,11 +43,6 @@ def row(shape, name, ms, flops, err=None, note=""):
     shown = f"{ms:9.3f} {tflops:8.1f}" if ms else f"{'—':>9} {'—':>8}"
     print(f"{str(tuple(shape)):<24} {name:<28} {shown} {e:<21} {note}", flush=True)
     return entry
-
-
-def errors(out, ref):
-    d = (out.float() - ref.float())
-    return float(d.abs().max()), float(d.norm() / ref.float().norm())
 
 
 def timer(quick):
@@ -95,18 +90,18 @@ def section_kernels(args, shapes, device):
                 row(shape, "sdpa cudnn", None, flops, note=f"{type(exc).__name__}: {exc}"[:120])
             try:
                 out = sdpa(q, k, v, "FLASH_ATTENTION")
-                row(shape, "sdpa flash", bench(lambda: sdpa(q, k, v, "FLASH_ATTENTION")), flops, errors(out, ref))
+                row(shape, "sdpa flash", bench(lambda: sdpa(q, k, v, "FLASH_ATTENTION")), flops, max_abs_and_rel_err(out, ref))
             except Exception as exc:
                 row(shape, "sdpa flash", None, flops, note=f"{type(exc).__name__}: {exc}"[:120])
         else:
             ref = sdpa(q.float(), k.float(), v.float())
-            row(shape, "sdpa (fp32 reference)", bench(lambda: sdpa(q, k, v)), flops, errors(sdpa(q, k, v), ref))
+            row(shape, "sdpa (fp32 reference)", bench(lambda: sdpa(q, k, v)), flops, max_abs_and_rel_err(sdpa(q, k, v), ref))
         out_buf = torch.empty_like(q)
         scale = d ** -0.5
         for cfg in configs_bf16:
             try:
                 out = triton_bf16.launch(q, k, v, out_buf, cfg, scale)
-                err = errors(out, ref)
+                err = max_abs_and_rel_err(out, ref)
                 row(shape, f"triton bf16 {cfg.name}", bench(lambda: triton_bf16.launch(q, k, v, out_buf, cfg, scale)),
                     flops, err)
             except Exception as exc:
@@ -115,7 +110,7 @@ def section_kernels(args, shapes, device):
             for cfg in configs_8bit:
                 try:
                     out = triton_fp8.launch(q, k, v, out_buf, cfg, scale, v_fp8)
-                    err = errors(out, ref)
+                    err = max_abs_and_rel_err(out, ref)
                     row(shape, f"{label} {cfg.name}",
                         bench(lambda: triton_fp8.launch(q, k, v, out_buf, cfg, scale, v_fp8)), flops, err)
                 except Exception as exc:
@@ -157,31 +152,23 @@ def section_dit(args, device):
             stack.enter_context(S.attention_context("cudnn" if kind == "cudnn" else kind, device))
             return model(hidden_states=x, timestep=t, encoder_hidden_states=text, return_dict=False)[0]
 
-    def timed(kind):
-        if not args.quick:
-            forward(kind)  # warm-up (the kernels tune once per shape here)
-        times = []
-        for _ in range(1 if args.quick else 3):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            out = forward(kind)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - t0)
-        return sorted(times)[len(times) // 2] * 1e3, out
+    def forward_ms(kind):
+        """Median ms of 3 forwards after a warm-up (the kernels tune once per shape there); --quick: one, cold."""
+        sec, out = timed(lambda: forward(kind), 1 if args.quick else 3, warmup=0 if args.quick else 1,
+                         device=device)
+        return sec * 1e3, out
 
     print(f"\nWan2.1-1.3B DiT forward ({'tiny' if args.quick else '81x480x832, random weights'}), "
           f"error of the DiT output vs cudnn")
-    ref_ms, ref = timed("cudnn")
+    ref_ms, ref = forward_ms("cudnn")
     row(latent, "DiT forward cudnn", ref_ms, 0, (0.0, 0.0), "(TFLOP/s not computed for the DiT)")
     for kind in ("triton", "fp8") if args.quick else ("triton", "fp8", "int8"):
         if time.perf_counter() - T0 > args.budget_s:
             print(f"(budget of {args.budget_s:.0f} s spent: DiT {kind} and later skipped)")
             break
         try:
-            ms, out = timed(kind)
-            row(latent, f"DiT forward {kind}", ms, 0, errors(out, ref), f"{ref_ms / ms:.3f}x cudnn")
+            ms, out = forward_ms(kind)
+            row(latent, f"DiT forward {kind}", ms, 0, max_abs_and_rel_err(out, ref), f"{ref_ms / ms:.3f}x cudnn")
         except Exception as exc:
             row(latent, f"DiT forward {kind}", None, 0, note=f"{type(exc).__name__}: {exc}"[:160])
 
@@ -302,9 +289,7 @@ def main(argv=None):
         if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
             raise SystemExit("--sass compiles for the GPU: unset TRITON_INTERPRET")
         report = sass_report(first_only=args.first_only)
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump({"sass": report}, f, indent=1)
+        write_json(args.json, {"sass": report})
         return report
     if args.quick:
         os.environ["TRITON_INTERPRET"] = "1"
@@ -313,19 +298,15 @@ def main(argv=None):
         if not torch.cuda.is_available():
             raise SystemExit("needs a CUDA GPU (or --quick)")
         device = torch.device("cuda")
-        print(f"{torch.cuda.get_device_name()}  torch {torch.__version__}  ", end="")
-    import triton
-    print(f"triton {triton.__version__}")
+    print(card_line(device))
     section_kernels(args, QUICK_SHAPES if args.quick else FULL_SHAPES, device)
     summary()
     if not args.no_dit:
         section_dit(args, device)
     choices = tuner_choices()
     print(f"total {time.perf_counter() - T0:.1f} s")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"rows": ROWS, "tuned": choices,
-                       "device": "cpu (interpreter)" if args.quick else torch.cuda.get_device_name()}, f, indent=1)
+    write_json(args.json, {"rows": ROWS, "tuned": choices,
+                           "device": "cpu (interpreter)" if args.quick else torch.cuda.get_device_name()})
     return ROWS
 
 

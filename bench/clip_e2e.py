@@ -34,8 +34,9 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "custom_nodes")]
-sys.path.append(os.path.dirname(os.path.abspath(__file__)))   # clip_lossy.py beside this file
+sys.path.append(os.path.dirname(os.path.abspath(__file__)))   # clip_lossy.py, bench_common.py beside this file
 
+from bench_common import md_table, sync  # noqa: E402
 from vibeboard.models import loaders, tiny  # noqa: E402
 
 WORKFLOW = os.path.join(ROOT, "workflows", "wan_basics.api.json")
@@ -51,11 +52,6 @@ UMT5_XXL = dict(vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers
                 feed_forward_proj="gated-gelu", is_encoder_decoder=False, pad_token_id=0, eos_token_id=1)
 STAGES = ["load", "text encode", "sampling", "per step", "decode", "MP4", "decode + MP4", "text → MP4",
           "files → MP4"]
-
-
-def sync():
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
 
 
 def write_models(root: str, quick: bool, device: str) -> None:
@@ -249,13 +245,13 @@ def fmt(v):
 
 def table(cols: dict) -> str:
     names = [n for n in cols if n not in ("x264", "lossy", "lossless")]
-    lines = ["| stage | " + " | ".join(names) + " | ours/diffusers (warm) |", "|---|" + "---|" * (len(names) + 1)]
+    rows = []
     for s in STAGES:
         vals = [cols[n].get(s) for n in names]
         d, w = cols.get("diffusers", {}).get(s), cols.get("ours (warm)", {}).get(s)
         ratio = f"{w / d:.2f}×" if d and w is not None else "—"
-        lines.append(f"| {s} (s) | " + " | ".join(fmt(v) for v in vals) + f" | {ratio} |")
-    return "\n".join(lines)
+        rows.append([f"{s} (s)"] + [fmt(v) for v in vals] + [ratio])
+    return md_table(["stage"] + names + ["ours/diffusers (warm)"], rows)
 
 
 def main(argv=None):

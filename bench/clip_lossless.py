@@ -15,9 +15,8 @@ import copy
 
 import torch
 
-
-def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.float() - b.float()).norm() / b.float().norm().clamp(min=1e-12))
+from bench_common import md_table
+from bench_common import rel_err as _rel
 
 
 def check(args, handle, prompt: str, eager_blocks) -> dict:
@@ -63,6 +62,5 @@ def check(args, handle, prompt: str, eager_blocks) -> dict:
 
 
 def table(res: dict) -> str:
-    rows = ["| one DiT forward, rel. L2 error | value |", "|---|---|"]
-    rows += [f"| {k} | {v:.2e} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in res.items()]
-    return "\n".join(rows)
+    return md_table(["one DiT forward, rel. L2 error", "value"],
+                    [[k, f"{v:.2e}" if isinstance(v, float) else v] for k, v in res.items()])

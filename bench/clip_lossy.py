@@ -10,33 +10,13 @@ Called by `clip_e2e.py --lossy` (after its own runs, same process, same cached m
 """
 from __future__ import annotations
 
-import statistics
 import time
 
 import torch
 
+from bench_common import md_table, rel_err, sync, timed
+
 TIMESTEPS = (999.0, 750.0, 500.0, 250.0, 50.0)
-
-
-def _sync():
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.float() - b.float()).norm() / b.float().norm().clamp(min=1e-12))
-
-
-def _timed(fn, repeat: int):
-    fn()                      # warm-up (cuDNN plans, cuBLAS/cuBLASLt heuristics, first fp8 quantisation)
-    times = []
-    for _ in range(repeat):
-        _sync()
-        t0 = time.perf_counter()
-        out = fn()
-        _sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
 
 
 def forward_microbench(handle, cond, shape, cfg: float, repeat: int) -> dict:
@@ -52,7 +32,7 @@ def forward_microbench(handle, cond, shape, cfg: float, repeat: int) -> dict:
     with handle.use("transformer") as dit, S.attention_context("auto", handle.device), torch.no_grad():
         t0 = time.perf_counter()
         fp8, n = fp8_gemm.fp8_copy(dit)
-        _sync()
+        sync()
         res["fp8 quantise weights (s)"] = time.perf_counter() - t0
         res["fp8 layers"] = n
         res["fp8 _scaled_mm variant"] = fp8_gemm.fused_variant(handle.device)   # None: the reference matmul
@@ -68,10 +48,11 @@ def forward_microbench(handle, cond, shape, cfg: float, repeat: int) -> dict:
         for name, model, attention in _forward_modes(dit, fp8, handle.device):
             with attention():
                 run = lambda m=model: S.predict(m, x, torch.tensor([500.0]), embeds, cond, handle.dtype)  # noqa
-                res[f"{name} forward (s)"], _ = _timed(run, repeat)
+                # timed's warm-up call takes the cuDNN plans, cuBLAS/cuBLASLt heuristics, first fp8 quantisation
+                res[f"{name} forward (s)"], _ = timed(run, repeat)
                 if name == "bf16":
                     continue
-                errs = [_rel(S.predict(model, x, torch.tensor([t]), embeds, cond, handle.dtype), refs[t])
+                errs = [rel_err(S.predict(model, x, torch.tensor([t]), embeds, cond, handle.dtype), refs[t])
                         for t in TIMESTEPS]
             res[f"{name} rel. err per forward"] = sum(errs) / len(errs)
             res[f"{name} rel. err per timestep"] = [round(e, 5) for e in errs]
@@ -118,16 +99,16 @@ def gemm_microbench(tokens: int, dim: int, ffn: int, device, dtype, repeat: int)
     res = {"shape": f"{tokens}x{dim} @ {dim}x{ffn}"}
     flops = 2.0 * tokens * dim * ffn
     with torch.no_grad():
-        res["bf16 linear (ms)"], ref = _timed(lambda: lin(x), repeat)
-        res["fp8 linear incl. quantiser (ms)"], out = _timed(lambda: fp8(x), repeat)
+        res["bf16 linear (ms)"], ref = timed(lambda: lin(x), repeat)
+        res["fp8 linear incl. quantiser (ms)"], out = timed(lambda: fp8(x), repeat)
         variant = fp8_gemm.fused_variant(x.device)
         if variant is not None:
             xq, xs = fp8_gemm.quantize_rows_fast(x)
             bias = fp8.bias.to(dtype)
-            res["fp8 _scaled_mm only (ms)"], _ = _timed(
+            res["fp8 _scaled_mm only (ms)"], _ = timed(
                 lambda: fp8_gemm.scaled_mm(xq, xs, fp8.weight, fp8.weight_scale, bias, dtype, variant), repeat)
-            res["quantiser only (ms)"], _ = _timed(lambda: fp8_gemm.quantize_rows_fast(x), repeat)
-        res["rel. err"] = _rel(out, ref)
+            res["quantiser only (ms)"], _ = timed(lambda: fp8_gemm.quantize_rows_fast(x), repeat)
+        res["rel. err"] = rel_err(out, ref)
     for k in [k for k in res if k.endswith("(ms)")]:
         res[k.replace("(ms)", "TFLOP/s")] = flops / res[k] / 1e12 if "quantiser only" not in k else None
         res[k] *= 1e3
@@ -146,14 +127,14 @@ def sampling_modes(handle, cond, shape, args) -> dict:
     rows, ref = {}, None
     for name, change in modes:
         stats = {}
-        _sync()
+        sync()
         t0 = time.perf_counter()
         out = S.sample(handle, cond, base.replace(**change), shape, normalized=True, stats=stats)
-        _sync()
+        sync()
         secs = time.perf_counter() - t0
         ref = out if ref is None else ref
         row = {"per step (s)": secs / args.lossy_steps, "forwards": stats["forwards"],
-               "skip ratio": stats.get("skip_ratio", 0.0), "final rel. err": _rel(out, ref)}
+               "skip ratio": stats.get("skip_ratio", 0.0), "final rel. err": rel_err(out, ref)}
         if "step_cache" in change:   # the cache's own error per skipped forward: a second, audited run
             audit = {}
             S.sample(handle, cond, base.replace(**change), shape, normalized=True, stats=audit, audit_cache=True)
@@ -187,22 +168,24 @@ def run(args, handle, prompt: str, negative: str) -> dict:
 
 def tables(res: dict) -> str:
     m, g = res["microbench"], res["gemm"]
-    lines = [f"| one DiT forward (CFG batch as sampled) | time (s) | ×bf16 | rel. err vs bf16 (mean of "
-             f"{len(TIMESTEPS)} timesteps) |", "|---|---|---|---|"]
+    forward = []
     for name in FORWARD_MODES:
         if f"{name} forward (s)" in m:
             ratio, err = m.get(f"{name}/bf16 forward"), m.get(f"{name} rel. err per forward")
-            lines.append(f"| {'fp8 GEMMs' if name == 'fp8' else name.replace('fp8 +', 'fp8 GEMMs +')} | "
-                         f"{m[f'{name} forward (s)']:.4f} | {'—' if ratio is None else f'{ratio:.2f}×'} | "
-                         f"{'—' if err is None else f'{err:.2e}'} |")
-    lines += ["", f"| FFN up-projection {g['shape']} | ms | TFLOP/s |", "|---|---|---|"]
-    lines += [f"| {k[:-5]} | {v:.3f} | {g.get(k[:-4] + 'TFLOP/s', float('nan')):.0f} |"
-              for k, v in g.items() if k.endswith("(ms)")]
-    lines += [f"| rel. err of the fp8 Linear | {g['rel. err']:.2e} | |",
-              "", "| sampling mode | per step (s) | DiT forwards | skip ratio | step-cache err / skipped forward "
-             "| final latents rel. err vs bf16 |", "|---|---|---|---|---|---|"]
+            forward.append(['fp8 GEMMs' if name == 'fp8' else name.replace('fp8 +', 'fp8 GEMMs +'),
+                            f"{m[f'{name} forward (s)']:.4f}", '—' if ratio is None else f'{ratio:.2f}×',
+                            '—' if err is None else f'{err:.2e}'])
+    gemm = [[k[:-5], f"{v:.3f}", f"{g.get(k[:-4] + 'TFLOP/s', float('nan')):.0f}"]
+            for k, v in g.items() if k.endswith("(ms)")]
+    gemm.append(["rel. err of the fp8 Linear", f"{g['rel. err']:.2e}", ""])
+    sampling = []
     for name, r in res["sampling"].items():
         cache_err = r.get("cache rel. err per skipped forward")
-        lines.append(f"| {name} | {r['per step (s)']:.4f} | {r['forwards']} | {r['skip ratio']:.2f} | "
-                     f"{'—' if cache_err is None else f'{cache_err:.2e}'} | {r['final rel. err']:.2e} |")
-    return "\n".join(lines)
+        sampling.append([name, f"{r['per step (s)']:.4f}", r['forwards'], f"{r['skip ratio']:.2f}",
+                         '—' if cache_err is None else f'{cache_err:.2e}', f"{r['final rel. err']:.2e}"])
+    return "\n\n".join([
+        md_table(["one DiT forward (CFG batch as sampled)", "time (s)", "×bf16",
+                  f"rel. err vs bf16 (mean of {len(TIMESTEPS)} timesteps)"], forward),
+        md_table([f"FFN up-projection {g['shape']}", "ms", "TFLOP/s"], gemm),
+        md_table(["sampling mode", "per step (s)", "DiT forwards", "skip ratio", "step-cache err / skipped forward",
+                  "final latents rel. err vs bf16"], sampling)])

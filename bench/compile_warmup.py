@@ -20,14 +20,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "custom_nodes")]
+sys.path[:0] = [ROOT, os.path.join(ROOT, "custom_nodes"), os.path.join(ROOT, "bench")]
+
+from bench_common import card_line, max_abs_err, md_row, md_table, timed, write_json  # noqa: E402
 
 
 def child(args) -> dict:
@@ -44,7 +45,6 @@ def child(args) -> dict:
         model = tiny_dit(torch)
         shape, text = (2, 4, 8), (2, 3, 8)
     else:
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         from clip_e2e import WAN_1_3B            # the published Wan2.1-T2V-1.3B config
         from wan_gpu import build_dit_direct_bf16
         model = build_dit_direct_bf16(WAN_1_3B, device)
@@ -55,35 +55,21 @@ def child(args) -> dict:
     ctx = torch.randn(text, device=device, dtype=torch.bfloat16, generator=g)
     t = torch.full((2,), 500.0, device=device)
 
-    def sync():
-        if device == "cuda":
-            torch.cuda.synchronize()
-
     def forward():
         with torch.no_grad(), sampler.attention_context("auto", torch.device(device)):
-            out = model(hidden_states=x, timestep=t, encoder_hidden_states=ctx, return_dict=False)[0]
-        sync()
-        return out
-
-    def timed():
-        sync()
-        s = time.perf_counter()
-        out = forward()
-        return out, time.perf_counter() - s
+            return model(hidden_states=x, timestep=t, encoder_hidden_states=ctx, return_dict=False)[0]
 
     build = time.perf_counter() - t0
-    forward()
-    ref, eager = timed()
+    eager, ref = timed(forward, 1, warmup=1, device=device)   # the second eager forward
     sampler.compile_blocks(model, mode=None if args.mode == "default" else args.mode)
     key_files_before = _mega_files(compile_cache)
-    out, first = timed()
-    steady = []
-    for _ in range(args.repeat):
-        out, s = timed()
-        steady.append(s)
+    # the warm-up call is the first compiled forward (it compiles); the steady median of --repeat more follows
+    stats = {}
+    compiled, out = timed(forward, args.repeat, warmup=1, device=device, stats=stats)
+    first = stats["first_s"]
     return {"build_s": build, "eager_s": eager, "first_compiled_s": first, "warmup_s": first - eager,
-            "compiled_s": statistics.median(steady) if steady else first,
-            "max_abs_vs_eager": float((out.float() - ref.float()).abs().max()),
+            "compiled_s": compiled,
+            "max_abs_vs_eager": max_abs_err(out, ref),
             "mega_files_before": key_files_before, "mega_files_after": _mega_files(compile_cache),
             "inductor_dir": os.environ.get("TORCHINDUCTOR_CACHE_DIR"),
             "counters": {k: dict(v) for k, v in counters.items() if k in ("inductor", "aot_autograd", "stats")}}
@@ -158,9 +144,9 @@ def main(argv=None):
         args.modes, args.repeat = args.modes[:1], 1
     plans = [(m, False) for m in args.modes] + ([("default", True)] if args.precompile else [])
     results = {}
-    print("| mode | process | warm-up (s) | first compiled fwd (s) | compiled fwd (s) | eager fwd (s) | "
-          "max abs vs eager | fx graph hit/miss | process wall (s) |\n|---|---|---|---|---|---|---|---|---|",
-          flush=True)
+    print(card_line("cpu" if args.quick else None))
+    print(md_table(["mode", "process", "warm-up (s)", "first compiled fwd (s)", "compiled fwd (s)", "eager fwd (s)",
+                    "max abs vs eager", "fx graph hit/miss", "process wall (s)"], []), flush=True)
     with tempfile.TemporaryDirectory(prefix="compile_warmup_") as work:
         for mode, precompile in plans:
             name = mode + (" + caching_precompile" if precompile else "")
@@ -172,16 +158,14 @@ def main(argv=None):
             results[name] = rows
             for proc, r in rows.items():
                 if "error" in r:
-                    print(f"| {name} | {proc} | failed: {r['error'][:120]} |", flush=True)
+                    print(md_row([name, proc, f"failed: {r['error'][:120]}"]), flush=True)
                     continue
                 ind = r["counters"].get("inductor", {})
-                print(f"| {name} | {proc} | {r['warmup_s']:.2f} | {r['first_compiled_s']:.2f} | "
-                      f"{r['compiled_s']:.3f} | {r['eager_s']:.3f} | {r['max_abs_vs_eager']:.3g} | "
-                      f"{ind.get('fxgraph_cache_hit', 0)}/{ind.get('fxgraph_cache_miss', 0)} | "
-                      f"{r['process_s']:.1f} |", flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+                print(md_row([name, proc, f"{r['warmup_s']:.2f}", f"{r['first_compiled_s']:.2f}",
+                              f"{r['compiled_s']:.3f}", f"{r['eager_s']:.3f}", f"{r['max_abs_vs_eager']:.3g}",
+                              f"{ind.get('fxgraph_cache_hit', 0)}/{ind.get('fxgraph_cache_miss', 0)}",
+                              f"{r['process_s']:.1f}"]), flush=True)
+    write_json(args.json, results)
     return results
 
 

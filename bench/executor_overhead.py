@@ -5,14 +5,13 @@ run: nothing executes). Prints a table. Usage: python bench/executor_overhead.py
 """
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "custom_nodes")]
+sys.path[:0] = [ROOT, os.path.join(ROOT, "custom_nodes"), os.path.join(ROOT, "bench")]
 
+from bench_common import SinkNode, timed  # noqa: E402
 from vibeboard_runner.executor import Executor  # noqa: E402
 from vibeboard_runner.registry import NodeRegistry  # noqa: E402
 
@@ -31,20 +30,6 @@ class Inc:
         return (value + step,)
 
 
-class Sink:
-    RETURN_TYPES = ()
-    FUNCTION = "run"
-    OUTPUT_NODE = True
-    CATEGORY = "bench"
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"value": ("INT", {})}}
-
-    def run(self, value):
-        return {"ui": {"text": [str(value)]}}
-
-
 def chain(n):
     prompt = {"0": {"class_type": "Inc", "inputs": {"value": 0}}}
     for i in range(1, n):
@@ -53,28 +38,29 @@ def chain(n):
     return prompt
 
 
+def execute_ok(ex, prompt):
+    result = ex.execute(prompt)
+    assert result.status == "success"
+    return result
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--nodes", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    registry = NodeRegistry({"Inc": Inc, "Sink": Sink})
+    registry = NodeRegistry({"Inc": Inc, "Sink": SinkNode})
     prompt = chain(args.nodes)
     total_nodes = args.nodes + 1
     with tempfile.TemporaryDirectory() as tmp:
         rows = []
         for mode in ("none", "classic"):
             ex = Executor(registry, output_dir=tmp, input_dir=tmp, temp_dir=tmp, cache=mode)
-            ex.execute(prompt)  # warm-up (and fills the cache in classic mode)
-            times = []
-            for _ in range(args.repeat):
-                start = time.perf_counter()
-                result = ex.execute(prompt)
-                times.append(time.perf_counter() - start)
-                assert result.status == "success"
-            per_node_ms = statistics.median(times) / total_nodes * 1000
+            # one warm-up run (it also fills the cache in classic mode), then the median of --repeat runs
+            median_s, _ = timed(lambda: execute_ok(ex, prompt), args.repeat, device="cpu")
+            per_node_ms = median_s / total_nodes * 1000
             label = "all nodes execute (cache off)" if mode == "none" else "all cached (2nd run)"
-            rows.append((label, statistics.median(times) * 1000, per_node_ms))
+            rows.append((label, median_s * 1000, per_node_ms))
     print(f"executor overhead, chain of {total_nodes} trivial nodes, median of {args.repeat}")
     print(f"{'case':<32} {'run ms':>10} {'per node ms':>12} {'goal':>8}")
     for label, run_ms, per_node in rows:

@@ -31,8 +31,10 @@ import time
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "custom_nodes"))
+sys.path[:0] = [os.path.join(ROOT, "custom_nodes"), os.path.join(ROOT, "bench")]
 
+from bench_common import StepTimer, card_line, default_dtype, md_table, peak_gib, peak_reset  # noqa: E402
+from bench_common import sync, write_json  # noqa: E402
 from vibeboard.foundry import flashportrait as fp  # noqa: E402
 from vibeboard.foundry import flashportrait_wan as fw  # noqa: E402
 from vibeboard.models.vram import VramManager  # noqa: E402
@@ -51,20 +53,10 @@ TINY = dict(I2V_14B, num_attention_heads=2, attention_head_dim=16, text_dim=32, 
 TINY_ENCODER = dict(out_dim=32, resampler_dim=32, depth=1, heads=2, dim_head=16)
 
 
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def build_direct(factory, device, dtype):
     """Construct straight on the device in the compute dtype (a 14B model in fp32 on the host would need 56 GB)."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device):
-            return factory()
-    finally:
-        torch.set_default_dtype(old)
+    with default_dtype(dtype), torch.device(device):
+        return factory()
 
 
 def flashportrait_case(args, device, dtype):
@@ -129,25 +121,20 @@ def time_modes(handle, cond, shape, steps: int, modes=MEMORY_MODES, seed: int = 
     rows = []
     for mode in modes:
         h = handle.with_memory_mode(mode)
-        stamps = []
-
-        def on_step(i, total, latents):
-            sync(device)
-            stamps.append(time.perf_counter())
+        clock = StepTimer(device)
         if device.type == "cuda":
             torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats(device)
+        peak_reset(device)
         settings = S.SamplerSettings(steps=steps, cfg=1.0, shift=5.0, scheduler="euler", seed=seed,
                                      batch_cfg=batch_cfg)
-        t0 = time.perf_counter()
-        out = S.sample(h, cond, settings, shape, callback=on_step, normalized=True)
+        out = S.sample(h, cond, settings, shape, callback=clock.start(), normalized=True)
         sync(device)
-        steady = [b - a for a, b in zip(stamps, stamps[1:])]
-        row = {"mode": mode, "first_step_s": round(stamps[0] - t0, 3),
+        first, *steady = clock.intervals()
+        row = {"mode": mode, "first_step_s": round(first, 3),
                "step_s": round(min(steady), 3) if steady else None,
                "finite": bool(torch.isfinite(out).all())}
         if device.type == "cuda":
-            row["peak_vram_gib"] = round(torch.cuda.max_memory_allocated(device) / 2 ** 30, 2)
+            row["peak_vram_gib"] = round(peak_gib(device), 2)
             row["vram_after_gib"] = round(torch.cuda.memory_allocated(device) / 2 ** 30, 2)
         rows.append(row)
         print(json.dumps(row), flush=True)
@@ -155,12 +142,10 @@ def time_modes(handle, cond, shape, steps: int, modes=MEMORY_MODES, seed: int = 
 
 
 def table(rows, note: str = "") -> str:
-    lines = ["| memory mode | s / step | first step (s) | peak VRAM (GiB) | VRAM after (GiB) |",
-             "|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['mode']} | {r['step_s']} | {r['first_step_s']} | {r.get('peak_vram_gib', '-')} | "
-                     f"{r.get('vram_after_gib', '-')} |")
-    return "\n".join(lines) + (f"\n\n{note}" if note else "")
+    lines = md_table(["memory mode", "s / step", "first step (s)", "peak VRAM (GiB)", "VRAM after (GiB)"],
+                     [[r["mode"], r["step_s"], r["first_step_s"], r.get("peak_vram_gib", "-"),
+                       r.get("vram_after_gib", "-")] for r in rows])
+    return lines + (f"\n\n{note}" if note else "")
 
 
 def main(argv=None):
@@ -188,14 +173,13 @@ def main(argv=None):
         if not torch.cuda.is_available():
             sys.exit("no CUDA device: run with --quick for the CPU check")
         device, dtype = torch.device("cuda"), torch.bfloat16
+    print(card_line(device), flush=True)
     handle, cond, shape, note = PATHS[args.path](args, device, dtype)
     rows = time_modes(handle, cond, shape, max(2, args.steps), args.modes, batch_cfg=args.rows == "batched")
     header = (f"{args.path}: {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}, {str(dtype)}, "
               f"{args.width}x{args.height}x{args.frames}, {args.steps} steps per mode. {note}")
     print(table(rows, header))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"rows": rows, "note": header}, f, indent=1)
+    write_json(args.json, {"rows": rows, "note": header})
     return rows
 
 

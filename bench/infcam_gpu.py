@@ -13,11 +13,13 @@ import argparse
 import json
 import os
 import sys
-import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "custom_nodes"))
+sys.path[:0] = [os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "custom_nodes"),
+                os.path.dirname(os.path.abspath(__file__))]
+
+from bench_common import card_line, peak_gib, peak_reset, timed  # noqa: E402
 
 WAN_1_3B = dict(patch_size=(1, 2, 2), num_attention_heads=12, attention_head_dim=128, in_channels=16,
                 out_channels=16, text_dim=4096, freq_dim=256, ffn_dim=8960, num_layers=30, cross_attn_norm=True,
@@ -26,18 +28,11 @@ TINY = dict(WAN_1_3B, num_attention_heads=2, attention_head_dim=32, text_dim=64,
             freq_dim=32)
 
 
-def timed(fn, iters, device):
-    fn()  # warm-up (kernels, allocator)
-    if device == "cuda":
-        torch.cuda.synchronize()
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return min(times), sum(times) / len(times)
+def min_mean(fn, iters, device):
+    """(fastest, mean) of `iters` timed calls after one warm-up (kernels, allocator)."""
+    stats = {}
+    timed(fn, iters, device=device, stats=stats)
+    return min(stats["times"]), sum(stats["times"]) / iters
 
 
 def main():
@@ -102,18 +97,17 @@ def main():
                 "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}
     ctx = sdpa_kernel(backends[args.sdpa]) if args.sdpa != "default" else contextlib.nullcontext()
     with ctx:
-        if device == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        wan_min, wan_mean = timed(wan_step, iters, device)
-        wan_peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
-        b2_min, _ = timed(wan_batch2_forward, iters, device)
-        if device == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        inf_min, inf_mean = timed(infcam_step, iters, device)
-        inf_peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
+        peak_reset(device)
+        wan_min, wan_mean = min_mean(wan_step, iters, device)
+        wan_peak = peak_gib(device) if device == "cuda" else None
+        b2_min, _ = min_mean(wan_batch2_forward, iters, device)
+        peak_reset(device)
+        inf_min, inf_mean = min_mean(infcam_step, iters, device)
+        inf_peak = peak_gib(device) if device == "cuda" else None
     tokens = f_lat * (h_lat // 2) * (w_lat // 2)
     print(json.dumps({
-        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "dtype": str(dtype),
+        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "card_line": card_line(device),
+        "dtype": str(dtype),
         "frames": frames, "height": height, "width": width, "tokens_per_video": tokens,
         "params_wan": sum(p.numel() for p in base.parameters()),
         "params_infcam_extra": sum(p.numel() for p in model.infcam.parameters()),

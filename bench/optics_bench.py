@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "custom_nodes"))
+sys.path[:0] = [os.path.join(ROOT, "custom_nodes"), os.path.join(ROOT, "bench")]
 
 import torch  # noqa: E402
 
+from bench_common import card_line, median, peak_gib, peak_reset, sync  # noqa: E402
 from vibeboard.optics import bokeh, defocus, focal_stack, sample_scene  # noqa: E402
 
 GOAL_GPU_S = 1.0
@@ -36,13 +36,11 @@ def scenes(width: int, height: int) -> dict:
 def time_stack(image, depth, steps: int, lens: bokeh.LensSettings, device: torch.device, runs: int) -> list:
     image, inv = image.to(device), defocus.inverse_depth(depth, defocus.METRIC).to(device)
 
-    def once() -> tuple:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+    def once() -> tuple:   # (render, render + copy to host): two clocks of one call, so not bench_common.timed
+        sync(device)
         start = time.perf_counter()
         frames, _ = focal_stack.render_focal_stack(image, inv, steps, lens)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        sync(device)
         rendered = time.perf_counter()
         assert frames.shape[0] == steps
         frames.cpu()  # what a node hands on: IMAGE on the CPU
@@ -74,6 +72,7 @@ def main(argv=None) -> int:
         devices = [d.strip() for d in args.devices.split(",") if d.strip()]
     lens = bokeh.LensSettings(aperture_k=args.aperture_k, max_coc=args.max_coc, blades=args.blades)
     cases = scenes(args.width, args.height)
+    print(card_line())
     print(f"focal stack {args.width}x{args.height}, {args.steps} focus steps, K={args.aperture_k}, "
           f"max CoC {args.max_coc}px, {'disc' if args.blades < 3 else f'{args.blades}-blade'} aperture, "
           f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
@@ -90,20 +89,19 @@ def main(argv=None) -> int:
             image, depth = cases[scene_name]
             timings = time_stack(image, depth, args.steps, lens, device, runs)
             times = [render for render, _ in timings]
-            median = statistics.median(times)
-            with_copy = statistics.median(total for _, total in timings)
+            median_s = median(times)
+            with_copy = median([total for _, total in timings])
             goal = ""
             full_size = (args.width, args.height, args.steps) == (1920, 1080, 24)
             if device.type == "cuda" and full_size:
-                ok = median <= GOAL_GPU_S
+                ok = median_s <= GOAL_GPU_S
                 failed |= not ok
                 goal = f"{'ok' if ok else 'MISSED'} (<= {GOAL_GPU_S:.1f} s)"
-            print(f"{label[:28]:<28} {scene_name:<7} {median:>9.3f} {min(times):>8.3f} "
-                  f"{1000 * median / args.steps:>9.1f} {with_copy:>10.3f} {runs:>5}  {goal}")
+            print(f"{label[:28]:<28} {scene_name:<7} {median_s:>9.3f} {min(times):>8.3f} "
+                  f"{1000 * median_s / args.steps:>9.1f} {with_copy:>10.3f} {runs:>5}  {goal}")
             if device.type == "cuda":
-                peak = torch.cuda.max_memory_allocated(device) / 2**30
-                print(f"{'':<28} {'':<7} peak GPU memory {peak:.2f} GiB")
-                torch.cuda.reset_peak_memory_stats(device)
+                print(f"{'':<28} {'':<7} peak GPU memory {peak_gib(device):.2f} GiB")
+                peak_reset(device)
     return 1 if failed else 0
 
 

@@ -25,7 +25,9 @@ import urllib.request
 import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+sys.path[:0] = [ROOT, os.path.join(ROOT, "bench")]
+
+from bench_common import SinkNode  # noqa: E402
 
 
 class BenchConst:
@@ -39,20 +41,6 @@ class BenchConst:
 
     def run(self, value):
         return (value,)
-
-
-class BenchSink:
-    RETURN_TYPES = ()
-    FUNCTION = "run"
-    OUTPUT_NODE = True
-    CATEGORY = "bench"
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"value": ("INT", {})}}
-
-    def run(self, value):
-        return {"ui": {"text": [str(value)]}}
 
 
 def prompt(value):
@@ -88,7 +76,7 @@ def main():
 
     registry = NodeRegistry.default(embedded=True)
     registry.register("BenchConst", BenchConst)
-    registry.register("BenchSink", BenchSink)
+    registry.register("BenchSink", SinkNode)
     tmp = tempfile.mkdtemp(prefix="vb-service-bench-")
     config = ServerConfig(host="127.0.0.1", port=0, output_dir=os.path.join(tmp, "output"),
                           input_dir=os.path.join(tmp, "input"), temp_dir=os.path.join(tmp, "temp"),

@@ -22,8 +22,9 @@ import time
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "custom_nodes"))
+sys.path[:0] = [os.path.join(ROOT, "custom_nodes"), os.path.join(ROOT, "bench")]
 
+from bench_common import card_line, default_dtype, peak_gib, peak_reset, timed, write_json  # noqa: E402
 from vibeboard.shots import storymem, tiny_models  # noqa: E402
 from vibeboard.wan import sampler as S  # noqa: E402
 from vibeboard.wan.conditioning import WanConditioning  # noqa: E402
@@ -47,30 +48,16 @@ class Denoiser:
 def build(size: str, device, dtype):
     if size == "tiny":
         return tiny_models.wan_transformer("tiny", in_channels=36, device=device, dtype=dtype)
-    prev = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)  # build directly in bf16: a 14B model in fp32 would need 56 GB
-    try:
+    with default_dtype(dtype):   # build directly in bf16: a 14B model in fp32 would need 56 GB
         return tiny_models.wan_transformer(size, in_channels=36, device=device, dtype=dtype)
-    finally:
-        torch.set_default_dtype(prev)
-
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def time_steps(den: Denoiser, x: torch.Tensor, n: int, warmup: int, device) -> list:
-    for _ in range(warmup):
-        den(x, 900.0)
-    sync(device)
-    out = []
-    for i in range(n):
-        t0 = time.perf_counter()
-        den(x, 900.0 - i)
-        sync(device)
-        out.append(time.perf_counter() - t0)
-    return out
+    """Seconds of each of `n` steps (timesteps 900, 899, …) after `warmup` steps at 900."""
+    timesteps = iter([900.0] * warmup + [900.0 - i for i in range(n)])
+    stats = {}
+    timed(lambda: den(x, next(timesteps)), n, warmup, device=device, stats=stats)
+    return stats["times"]
 
 
 def main(argv=None):
@@ -108,6 +95,7 @@ def main(argv=None):
     ctx = torch.randn(2, 512, text_dim, generator=gen).to(device, dtype)
 
     results = {"device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
+               "card_line": card_line(device),
                "architecture": {"a14b": "Wan2.2-I2V-A14B expert", "5b": "Wan2.2-TI2V-5B (I2V channels)",
                                 "1.3b": "Wan2.1-1.3B (I2V channels)", "tiny": "tiny (--quick)"}[size],
                "params_billion": round(params / 1e9, 3), "build_s": round(build_s, 1), "dtype": str(dtype),
@@ -123,14 +111,13 @@ def main(argv=None):
             den = Denoiser(model, cond, memory_frame_positions(M, T, args.rope_gap) if positioned else None, dtype,
                            not args.no_batch_cfg)
             x = torch.randn(1, 16, M + T, h, w, generator=gen).to(device)
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats()
+            peak_reset(device)
             times = time_steps(den, x, args.steps, args.warmup, device)
             tokens = (M + T) * (h // 2) * (w // 2)
             results[name] = {"tokens": tokens, "step_s": round(sum(times) / len(times), 4),
                              "steps_s": [round(t, 4) for t in times]}
             if device.type == "cuda":
-                results[name]["peak_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+                results[name]["peak_gb"] = round(peak_gib(device), 2)
             print(f"{name:28s} tokens {tokens:6d}  {results[name]['step_s']:.3f} s/step", flush=True)
     if args.regional:
         from vibeboard.shots.regional_attention import regional_attention, regional_context
@@ -155,9 +142,7 @@ def main(argv=None):
     results["storymem_vs_plain"] = round(results["storymem"]["step_s"] / base, 3)
     results["rope_override_overhead"] = round(results["plain_i2v_positioned_rope"]["step_s"] / base - 1, 4)
     print(json.dumps(results, indent=1))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+    write_json(args.json, results)
     return results
 
 

@@ -26,6 +26,9 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "custom_nodes"))
 sys.path.append(os.path.dirname(os.path.abspath(__file__)))  # bench/wan_gpu.py builds the random DiT
 
+from bench_common import GIB, StepTimer, card_line, md_table, median, peak_gib, peak_reset  # noqa: E402
+from bench_common import sync, write_json  # noqa: E402
+
 WAN_I2V_14B = dict(patch_size=(1, 2, 2), num_attention_heads=40, attention_head_dim=128, in_channels=36,
                    out_channels=16, text_dim=4096, freq_dim=256, ffn_dim=13824, num_layers=40, cross_attn_norm=True,
                    qk_norm="rms_norm_across_heads", eps=1e-6, image_dim=1280, added_kv_proj_dim=5120,
@@ -33,7 +36,6 @@ WAN_I2V_14B = dict(patch_size=(1, 2, 2), num_attention_heads=40, attention_head_
 TINY = dict(WAN_I2V_14B, num_attention_heads=2, attention_head_dim=16, text_dim=32, freq_dim=32, ffn_dim=64,
             num_layers=4, image_dim=24, added_kv_proj_dim=32)
 MODES = ("full", "model_offload", "blockswap", "sequential")
-GB = 1024 ** 3
 
 
 def build(args, device):
@@ -56,8 +58,7 @@ def build(args, device):
         else:  # the published shapes: 12 × 768 wav2vec2 features, 512 hidden, 32 tokens of 768, width 5120
             adapter = A.InfiniteTalkAdapter(dim, cfg["num_attention_heads"], cfg["num_layers"])
         adapter = adapter.to(args.dtype).eval().requires_grad_(False)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    sync(device)
     params = sum(p.numel() for p in dit.parameters()), sum(p.numel() for p in adapter.parameters())
     return dit, adapter, time.perf_counter() - t0, params
 
@@ -84,7 +85,7 @@ def run_mode(mode, args, dit, adapter, data, device):
     from vibeboard.wan import conditioning as C
     from vibeboard.wan import sampler as S
     from vibeboard.wan.handle import WanHandle
-    manager = VramManager(device=device, budget_bytes=None if device.type == "cuda" else 64 * GB)
+    manager = VramManager(device=device, budget_bytes=None if device.type == "cuda" else 64 * GIB)
     handle = R.register_adapter(WanHandle.from_modules(manager=manager, dtype=args.dtype, transformer=dit), adapter)
     keys = handle.keys
     place = {"full": ("resident", None), "model_offload": ("resident", None),
@@ -97,32 +98,26 @@ def run_mode(mode, args, dit, adapter, data, device):
         for part in ("transformer", R.ADAPTER_PART):
             with handle.use(part):
                 pass
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
+    sync(device)
+    peak_reset(device)
     from vibeboard.foundry import talking_audio as A
     cond = C.WanConditioning(prompt_embeds=data["text"], image_embeds=data["image"], concat_latents=data["concat"],
                              guidance=A.audio_guidance(data["text"], data["negative"], 5.0, 4.0),
                              extra={A.EXTRA_KEY: {"windows": data["windows"]}})
-    stamps = [time.perf_counter()]
-
-    def on_step(i, n, latents):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        stamps.append(time.perf_counter())
+    clock = StepTimer(device).start()
     S.sample(handle, cond, S.SamplerSettings(steps=args.steps, cfg=1.0, shift=7.0, scheduler="euler", seed=0,
                                              attention=args.attention, batch_cfg=args.rows == "batched"),
-             data["shape"], callback=on_step,
+             data["shape"], callback=clock,
              normalized=True)
-    steps = [b - a for a, b in zip(stamps, stamps[1:])]
+    steps = clock.intervals()
     timed = steps[1:] or steps
-    row = {"mode": mode, "s_per_step": round(sorted(timed)[len(timed) // 2], 3), "first_step_s": round(steps[0], 3),
+    row = {"mode": mode, "s_per_step": round(median(timed), 3), "first_step_s": round(steps[0], 3),
            "steps": len(steps)}
     if mode == "blockswap":
         row["resident_blocks"] = args.keep
-    if device.type == "cuda":
-        row["peak_vram_gb"] = round(torch.cuda.max_memory_allocated() / GB, 2)
-    row["manager_peak_gb"] = round(manager.peak_device_bytes / GB, 3)
+    if device.type == "cuda":   # GiB, under the JSON key the published tables use
+        row["peak_vram_gb"] = round(peak_gib(device), 2)
+    row["manager_peak_gb"] = round(manager.peak_device_bytes / GIB, 3)
     for key in keys.values():
         manager.unregister(key)
     del handle, manager
@@ -157,7 +152,8 @@ def main(argv=None):
     tokens = data["shape"][2] * data["shape"][3] * data["shape"][4] // 4
     print(json.dumps({"build_s": round(build_s, 1), "dit_params_b": round(n_dit / 1e9, 3),
                       "adapter_params_b": round(n_adapter / 1e9, 3), "tokens": tokens, "device": str(device),
-                      "gpu": torch.cuda.get_device_name() if device.type == "cuda" else "cpu"}), flush=True)
+                      "gpu": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+                      "card_line": card_line(device)}), flush=True)
     rows = []
     for mode in args.modes:
         if time.perf_counter() - t_start > args.budget_s:
@@ -168,24 +164,21 @@ def main(argv=None):
         print(json.dumps(rows[-1]), flush=True)
     print(table(rows, args, tokens))
     print(f"total {time.perf_counter() - t_start:.1f} s")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(rows, fh, indent=1)
+    write_json(args.json, rows)
     return rows
 
 
 def table(rows, args, tokens) -> str:
     head = (f"Talking head (Wan2.1-I2V-14B + InfiniteTalk adapter, random weights), {args.width}×{args.height}×"
-            f"{args.frames} ({tokens} tokens), 3 guidance rows {args.rows}:\n\n"
-            "| mode | s / step | first step (s) | peak VRAM (GB) |\n|---|---|---|---|\n")
+            f"{args.frames} ({tokens} tokens), 3 guidance rows {args.rows}:\n\n")
     lines = []
     for r in rows:
         if "skipped" in r:
-            lines.append(f"| {r['mode']} | skipped ({r['skipped']}) | | |")
+            lines.append([r["mode"], f"skipped ({r['skipped']})", "", ""])
             continue
         mode = r["mode"] + (f" (keep {r['resident_blocks']})" if "resident_blocks" in r else "")
-        lines.append(f"| {mode} | {r['s_per_step']} | {r['first_step_s']} | {r.get('peak_vram_gb', '–')} |")
-    return head + "\n".join(lines)
+        lines.append([mode, r["s_per_step"], r["first_step_s"], r.get("peak_vram_gb", "–")])
+    return head + md_table(["mode", "s / step", "first step (s)", "peak VRAM (GB)"], lines)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,7 @@ itself costs. Then the whole tail of a clip: decode → IMAGE → MP4 one after 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -25,8 +23,10 @@ import time
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "custom_nodes")]
+sys.path[:0] = [ROOT, os.path.join(ROOT, "custom_nodes"), os.path.join(ROOT, "bench")]
 
+from bench_common import (card_line, default_dtype, max_abs_and_rel_err, md_row, md_table, peak_gb,  # noqa: E402
+                          peak_reset, sync, timed, write_json)
 from vibeboard.wan import vae_fast as V  # noqa: E402
 
 VARIANTS = {   # name → options (None = diffusers' vae.decode)
@@ -44,24 +44,14 @@ VARIANTS = {   # name → options (None = diffusers' vae.decode)
 }
 
 
-def sync():
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
 def build(quick: bool, device: str):
     from diffusers import AutoencoderKLWan
     if quick:
         from vibeboard.models import tiny
         return tiny.build_vae().to(device), torch.randn(1, 16, 2, 2, 4, device=device)
     torch.manual_seed(0)
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.bfloat16)
-    try:
-        with torch.device(device):
-            vae = AutoencoderKLWan().eval()          # diffusers' default config is the published Wan 2.1 VAE
-    finally:
-        torch.set_default_dtype(old)
+    with default_dtype(torch.bfloat16), torch.device(device):
+        vae = AutoencoderKLWan().eval()          # diffusers' default config is the published Wan 2.1 VAE
     return vae, torch.randn(1, 16, 21, 60, 104, device=device, dtype=torch.bfloat16)
 
 
@@ -72,25 +62,12 @@ def run(vae, z, options):
     return V.decode(vae, z, options)
 
 
-def timed(fn, repeat: int):
-    sync()
-    t0 = time.perf_counter()
-    out = fn()
-    sync()
-    first = time.perf_counter() - t0
-    times = []
-    for _ in range(repeat):
-        del out
-        t0 = time.perf_counter()
-        out = fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return out, first, statistics.median(times) if times else first
-
-
-def errors(out: torch.Tensor, ref: torch.Tensor) -> tuple:
-    d = (out.float() - ref.float())
-    return float(d.abs().max()), float(d.norm() / ref.float().norm().clamp_min(1e-12))
+def timed_first(fn, repeat: int) -> tuple:
+    """(output, first call's time, median of `repeat` more) — the first call (cuDNN autotuning, compile) is
+    reported, not discarded; with repeat 0 the median is that first call."""
+    stats = {}
+    median_s, out = timed(fn, repeat, stats=stats)
+    return out, stats["first_s"], median_s
 
 
 @torch.no_grad()
@@ -114,7 +91,7 @@ def clip_tail(vae, z, options, work: str, repeat: int) -> dict:
 
     for name, fn in (("decode → IMAGE on host", decode_only), ("decode, then MP4 (two nodes)", sequential),
                      ("decode overlapped with MP4 (decode_to_video)", overlapped)):
-        out, first, med = timed(fn, repeat)
+        out, first, med = timed_first(fn, repeat)
         res[name] = {"first_s": first, "median_s": med, "frames": int(out.shape[0])}
         print(f"  {name:48s} {med:7.3f} s   (first {first:.3f} s)", flush=True)
     return res
@@ -141,25 +118,25 @@ def main(argv=None):
     vae, z = build(args.quick, device)
     print(f"built VAE in {time.perf_counter() - t0:.1f} s; latents {tuple(z.shape)} {z.dtype} on {device}", flush=True)
     results = {"card": torch.cuda.get_device_name() if device == "cuda" else "cpu", "torch": torch.__version__,
-               "latents": list(z.shape), "variants": {}}
+               "card_line": card_line(device), "latents": list(z.shape), "variants": {}}
+    print(results["card_line"])
     ref = None
-    print("| variant | median (s) | first (s) | max abs err | rel L2 err | peak GB |\n|---|---|---|---|---|---|")
+    print(md_table(["variant", "median (s)", "first (s)", "max abs err", "rel L2 err", "peak GB"], []))
     for name, options in variants.items():
-        if device == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        out, first, med = timed(lambda: run(vae, z, options), args.repeat)
-        peak = torch.cuda.max_memory_allocated() / 1e9 if device == "cuda" else 0.0
+        peak_reset(device)
+        out, first, med = timed_first(lambda: run(vae, z, options), args.repeat)
+        peak = peak_gb(device) if device == "cuda" else 0.0
         if ref is None:
             ref = out.clone()
-        mx, rel = errors(out, ref)
+        mx, rel = max_abs_and_rel_err(out, ref)
         results["variants"][name] = {"median_s": med, "first_s": first, "max_abs": mx, "rel_l2": rel, "peak_gb": peak}
-        print(f"| {name} | {med:.3f} | {first:.3f} | {mx:.3g} | {rel:.3g} | {peak:.2f} |", flush=True)
+        print(md_row([name, f"{med:.3f}", f"{first:.3f}", f"{mx:.3g}", f"{rel:.3g}", f"{peak:.2f}"]), flush=True)
         del out
     if args.fp32 and device == "cuda":
         vae32 = vae.float()
         out = run(vae32, z.float(), None)
         sync()
-        mx, rel = errors(ref, out)
+        mx, rel = max_abs_and_rel_err(ref, out)
         results["bf16_floor"] = {"max_abs": mx, "rel_l2": rel}
         print(f"| bf16 floor: default bf16 vs fp32 decode | — | — | {mx:.3g} | {rel:.3g} | — |", flush=True)
         vae = vae32.to(torch.bfloat16)
@@ -171,9 +148,7 @@ def main(argv=None):
     print("\nclip tail, options = vae_fast.default_options (what the Wan nodes use):", V.default_options(z.device))
     with tempfile.TemporaryDirectory(prefix="vae_decode_") as work:
         results["tail"] = clip_tail(vae, z, V.default_options(z.device), work, args.repeat)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+    write_json(args.json, results)
     return results
 
 

@@ -9,7 +9,6 @@ table is printed at the end whatever happened. `--json out.json` also writes the
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -19,8 +18,10 @@ import traceback
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "custom_nodes"))
+sys.path[:0] = [os.path.join(ROOT, "custom_nodes"), os.path.join(ROOT, "bench")]
 
+from bench_common import (StepTimer, card_line, default_dtype, max_abs_err, md_table, median, peak_gb,  # noqa: E402
+                          peak_reset, sync, timed, write_json)
 from vibeboard.models import loaders, tiny  # noqa: E402
 from vibeboard.models.blockswap import BlockSwap  # noqa: E402
 from vibeboard.models.vram import VramManager  # noqa: E402
@@ -43,25 +44,6 @@ def row(section, name, value, unit="", note=""):
     print(f"  {section:<12} {name:<44} {shown:>12} {unit:<8} {note}", flush=True)
 
 
-def sync():
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-def timed(fn, reps=3, warmup=1):
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        out = fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return times[len(times) // 2], out
-
-
 def build_dit(cfg, device, dtype=torch.bfloat16):
     """Random-weight Wan DiT on `device`, half precision with diffusers' fp32-kept modules."""
     from diffusers import WanTransformer3DModel
@@ -74,13 +56,8 @@ def build_dit(cfg, device, dtype=torch.bfloat16):
 def build_dit_direct_bf16(cfg, device):
     """14B: constructed directly in bf16 on the GPU (fp32 construction would need 56 GB)."""
     from diffusers import WanTransformer3DModel
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.bfloat16)
-    try:
-        with torch.device(device):
-            model = WanTransformer3DModel(**cfg)
-    finally:
-        torch.set_default_dtype(old)
+    with default_dtype(torch.bfloat16), torch.device(device):
+        model = WanTransformer3DModel(**cfg)
     return model.eval().requires_grad_(False)
 
 
@@ -92,15 +69,6 @@ def dit_flops(cfg, tokens, text_len=512, batch=1):
            + 2 * 2 * n * d * d + 2 * 2 * L * d * d + 4 * n * L * d   # cross-attn
            + 2 * 2 * n * d * f)         # ffn
     return batch * cfg["num_layers"] * per
-
-
-def peak_reset():
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-
-
-def peak_gb():
-    return torch.cuda.max_memory_allocated() / 1e9 if torch.cuda.is_available() else float("nan")
 
 
 # ---- sections -------------------------------------------------------------------------------------
@@ -128,7 +96,7 @@ def section_dit(args, device, state):
 
     with torch.no_grad():
         peak_reset()
-        sec, ref = timed(default_forward, reps=args.reps)
+        sec, ref = timed(default_forward, args.reps)
         row("diffusers", "DiT forward (default SDPA)", sec, "s")
         row("diffusers", "TFLOP/s", flops / sec / 1e12)
         row("diffusers", "peak VRAM forward", peak_gb(), "GB")
@@ -145,24 +113,17 @@ def section_pipeline(args, device, state):
     sched = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
                                     num_train_timesteps=1000, flow_shift=3.0)
     pipe = WanPipeline(tokenizer=None, text_encoder=None, transformer=model, vae=vae, scheduler=sched)
-    stamps = []
-
-    def cb(p, i, t, kw):
-        sync()
-        stamps.append(time.perf_counter())
-        return kw
-
+    clock = StepTimer()
     steps = args.steps
     _, c, T, lh, lw = x.shape
     peak_reset()
     with torch.no_grad():
         out = pipe(prompt_embeds=state["pos"], negative_prompt_embeds=state["neg"], height=lh * 8, width=lw * 8,
                    num_frames=(T - 1) * 4 + 1, num_inference_steps=steps, guidance_scale=5.0,
-                   output_type="latent", callback_on_step_end=cb,
+                   output_type="latent", callback_on_step_end=clock.diffusers_callback,
                    generator=torch.Generator(device).manual_seed(0))
-    per = [b - a for a, b in zip(stamps, stamps[1:])]
-    per.sort()
-    sec = per[len(per) // 2] if per else float("nan")
+    per = clock.intervals()
+    sec = median(per) if per else float("nan")
     row("diffusers", "CFG step (WanPipeline, 2 forwards)", sec, "s", f"median of {len(per)} steps")
     row("diffusers", "peak VRAM pipeline", peak_gb(), "GB")
     state["pipeline_latents"] = out.frames.float() if hasattr(out, "frames") else None
@@ -181,8 +142,8 @@ def section_ours(args, device, state):
                 with S.attention_context(backend, device):
                     return S.predict(model, x, t, pos, cond, torch.bfloat16)
             try:
-                sec, out = timed(fwd, reps=args.reps)
-                diff = (out - ref).abs().max().item() if ref is not None else float("nan")
+                sec, out = timed(fwd, args.reps)
+                diff = max_abs_err(out, ref) if ref is not None else float("nan")
                 row("ours", f"DiT forward ({backend} attention)", sec, "s",
                     f"max|diff| vs default {diff:.3g} (ref max {ref.abs().max().item():.3g})")
                 row("ours", f"TFLOP/s ({backend})", flops / sec / 1e12)
@@ -201,11 +162,11 @@ def section_ours(args, device, state):
                           return_dict=False)[0].float()
             return neg_o + 5.0 * (pos_o - neg_o)
 
-        _, ref_cfg = timed(cfg_default, reps=1, warmup=0)
+        _, ref_cfg = timed(cfg_default, 1, warmup=0)
         peak_reset()
         for batch in (True, False):
-            sec, out = timed(lambda: cfg_step(batch), reps=args.reps)
-            diff = (out - ref_cfg).abs().max().item()
+            sec, out = timed(lambda: cfg_step(batch), args.reps)
+            diff = max_abs_err(out, ref_cfg)
             row("ours", f"CFG step ({backend}, {'batched' if batch else 'sequential'} cond/uncond)", sec, "s",
                 f"max|diff| vs default CFG {diff:.3g}")
         row("ours", "peak VRAM CFG step", peak_gb(), "GB")
@@ -221,9 +182,9 @@ def section_ours(args, device, state):
                 for blk in model.blocks:
                     blk.attn1.fuse_projections()
                     blk.attn2.fuse_projections()
-                sec, out = timed(lambda: cfg_step(True), reps=args.reps)
+                sec, out = timed(lambda: cfg_step(True), args.reps)
                 row("ours", "CFG step + fused QKV", sec, "s",
-                    f"max|diff| vs default CFG {(out - ref_cfg).abs().max().item():.3g}")
+                    f"max|diff| vs default CFG {max_abs_err(out, ref_cfg):.3g}")
             except Exception as exc:
                 row("ours", "CFG step + fused QKV", "error", note=f"{type(exc).__name__}: {exc}"[:120])
         if args.compile and device.type == "cuda" and time.perf_counter() - T0 > args.budget_s:
@@ -236,9 +197,9 @@ def section_ours(args, device, state):
                 cfg_step(True)
                 sync()
                 row("ours", "torch.compile (blocks) warm-up", time.perf_counter() - t0, "s")
-                sec, out = timed(lambda: cfg_step(True), reps=args.reps)
+                sec, out = timed(lambda: cfg_step(True), args.reps)
                 row("ours", "CFG step + compiled blocks", sec, "s",
-                    f"max|diff| vs default CFG {(out - ref_cfg).abs().max().item():.3g}")
+                    f"max|diff| vs default CFG {max_abs_err(out, ref_cfg):.3g}")
             except Exception as exc:
                 row("ours", "CFG step + compiled blocks", "error", note=f"{type(exc).__name__}: {exc}"[:120])
 
@@ -255,15 +216,11 @@ def section_sampler(args, device, state):
     handle = WanHandle(variant="t2v", keys={"transformer": "dit", "vae": "vae"}, manager=mgr,
                        dtype=torch.bfloat16)
     cond = WanConditioning(prompt_embeds=state["pos"], negative_embeds=state["neg"])
-    stamps = []
-
-    def cb(i, n, lat):
-        sync()
-        stamps.append(time.perf_counter())
+    clock = StepTimer()
     settings = S.SamplerSettings(steps=args.steps, cfg=5.0, shift=3.0, attention="auto")
-    S.sample(handle, cond, settings, tuple(state["x"].shape), callback=cb)
-    per = sorted(b - a for a, b in zip(stamps, stamps[1:]))
-    row("ours", "S.sample per step (whole loop, auto attention)", per[len(per) // 2] if per else float("nan"),
+    S.sample(handle, cond, settings, tuple(state["x"].shape), callback=clock)
+    per = clock.intervals()
+    row("ours", "S.sample per step (whole loop, auto attention)", median(per) if per else float("nan"),
         "s", f"median of {len(per)}; diffusers pipeline {state.get('default_step_s', float('nan')):.3g} s")
     # hand the DiT and VAE back, outside the manager's control, on the device for the following sections
     mgr.free(unload=True)
@@ -326,14 +283,14 @@ def section_swap(args, device, state):
         sync()
         dev.copy_(host, non_blocking=True)
         sync()
-    plain_s, _ = timed(plain, reps=args.reps)
+    plain_s, _ = timed(plain, args.reps)
     row("swap", "plain tensor copy out+in (same bytes)", plain_s, "s")
     row("swap", "swap / plain copy", swap / plain_s, "x", "goal ≤ 1.2")
     with torch.no_grad():
         out = model(hidden_states=state["x"].to(torch.bfloat16), timestep=state["t"],
                     encoder_hidden_states=state["pos"], return_dict=False)[0].float()
     row("swap", "forward after the swaps == before", bool(torch.equal(out, before)),
-        note=f"max|diff| {(out - before).abs().max().item():.3g}")
+        note=f"max|diff| {max_abs_err(out, before):.3g}")
     mgr.unregister("dit")
     del host, dev
 
@@ -360,7 +317,7 @@ def section_blockswap(args, device, state):
         with torch.no_grad(), S.attention_context(backend, device):
             return model(hidden_states=x, timestep=t, encoder_hidden_states=emb, return_dict=False)[0]
     peak_reset()
-    resident, ref = timed(fwd, reps=args.reps)
+    resident, ref = timed(fwd, args.reps)
     row("blockswap", f"forward fully resident ({frames} frames)", resident, "s")
     row("blockswap", "peak VRAM resident", peak_gb(), "GB")
     for n, keep in enumerate(args.resident_blocks):
@@ -374,9 +331,9 @@ def section_blockswap(args, device, state):
             torch.cuda.empty_cache()
         row("blockswap", f"set up swap (keep {keep} blocks)", time.perf_counter() - t0, "s")
         peak_reset()
-        sec, out = timed(fwd, reps=args.reps)
+        sec, out = timed(fwd, args.reps)
         row("blockswap", f"forward, {len(swap.swapped)} of {len(swap.blocks)} blocks streamed", sec, "s",
-            f"{sec / resident:.2f}x resident (goal ≤ 1.3); max|diff| {(out.float() - ref.float()).abs().max().item():.3g}")
+            f"{sec / resident:.2f}x resident (goal ≤ 1.3); max|diff| {max_abs_err(out, ref):.3g}")
         row("blockswap", f"peak VRAM (keep {keep})", peak_gb(), "GB")
         swap.detach(to_host=False)
         for j in swap.swapped:  # back on the GPU for the next setting
@@ -411,6 +368,7 @@ def main(argv=None):
         args.reps, args.steps, args.resident_blocks = 1, 3, [0, 2]
     print(f"device {device}: {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}; "
           f"torch {torch.__version__}", flush=True)
+    print(card_line(device), flush=True)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = False
     state: dict = {}
@@ -426,15 +384,13 @@ def main(argv=None):
             row(title.split()[0].lower(), "SECTION FAILED", "error", note=f"{type(exc).__name__}: {exc}"[:160])
             traceback.print_exc()
         print(f"    ({time.perf_counter() - t0:.1f} s)", flush=True)
-    print("\n| section | measurement | value | unit | note |\n|---|---|---|---|---|")
-    for sec, name, value, unit, note in ROWS:
-        shown = f"{value:.4g}" if isinstance(value, float) and not math.isnan(value) else str(value)
-        print(f"| {sec} | {name} | {shown} | {unit} | {note} |")
+    print("\n" + md_table(["section", "measurement", "value", "unit", "note"],
+                          [(sec, name, f"{value:.4g}" if isinstance(value, float) and not math.isnan(value) else value,
+                            unit, note) for sec, name, value, unit, note in ROWS]))
     total = time.perf_counter() - t_start
     print(f"\ntotal {total:.1f} s")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"device": str(device), "results": RESULTS, "total_s": total}, f, indent=1, default=str)
+    write_json(args.json, {"device": str(device), "card_line": card_line(device), "results": RESULTS,
+                           "total_s": total}, default=str)
     return 0
 
 

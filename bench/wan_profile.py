@@ -13,6 +13,7 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "custom_nodes"), os.path.join(ROOT, "bench")]
 
+from bench_common import card_line, sync  # noqa: E402
 from wan_gpu import CFG_13B, build_dit  # noqa: E402
 
 
@@ -34,11 +35,11 @@ def sdpa_backends():
             with sdpa_kernel(backend):
                 for _ in range(2):
                     torch.nn.functional.scaled_dot_product_attention(q, k, v)
-                torch.cuda.synchronize()
-                t0 = time.perf_counter()
+                sync()
+                t0 = time.perf_counter()   # 5 calls back to back (a throughput), so not bench_common.timed
                 for _ in range(5):
                     torch.nn.functional.scaled_dot_product_attention(q, k, v)
-                torch.cuda.synchronize()
+                sync()
             sec = (time.perf_counter() - t0) / 5
             print(f"sdpa {name:<6} {sec * 1000:8.2f} ms  {flops / sec / 1e12:6.0f} TFLOP/s")
         except Exception as exc:
@@ -49,6 +50,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--compile", action="store_true")
     args = ap.parse_args()
+    print(card_line())
     sdpa_backends()
     model = build_dit(CFG_13B, torch.device("cuda"))
     g = torch.Generator("cpu").manual_seed(1)
@@ -65,11 +67,11 @@ def main():
 
     for _ in range(2):
         forward()
-    torch.cuda.synchronize()
+    sync()
     from torch.profiler import ProfilerActivity, profile
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         forward()
-        torch.cuda.synchronize()
+        sync()
     totals, kernels = {}, {}
     for evt in prof.key_averages():
         cuda_us = getattr(evt, "device_time_total", None) or getattr(evt, "cuda_time_total", 0)
