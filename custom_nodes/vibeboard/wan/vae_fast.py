@@ -10,7 +10,8 @@ concatenates the growing output after every call. Here the same decoder runs ove
   copy of its input (only the time cache is concatenated);
 - `channels_last`: conv weights and activations in `channels_last_3d` (cuDNN's NDHWC kernels, no layout transposes);
 - `cudnn_benchmark`: cuDNN autotunes each conv shape once per process (a handful of shapes per clip size);
-- `compile`: the decoder call per chunk through torch.compile (fuses the norms, SiLU, pads and cache copies);
+- `fused_norm`: every RMS norm (+ the SiLU after it) in one Triton pass (`vae_kernels.rms_norm`), written straight
+  into the causal conv's input buffer behind the cached frames (no `torch.cat` copy of the activations);
 - `tiles` > 1: the frame is cut into overlapping spatial tiles, each with its own causal cache, decoded on its own
   CUDA stream, and blended over the overlap with linear ramps (as diffusers' `tiled_decode`).
 Which combination is fastest is measured by `bench/vae_decode.py`; `DEFAULT_CUDA` holds the winner. Every option
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import types
-import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, List, Optional
@@ -39,7 +39,7 @@ class DecodeOptions:
     tiles: int = 1              # spatial tiles (1 = whole frame); tiles > 1 split the longer side
     tile_overlap: int = 8       # latent pixels shared by neighbouring tiles (×8 px in the output)
     streams: bool = True        # one CUDA stream per tile
-    compile: bool = False       # torch.compile the decoder (one graph per chunk shape; warm-up paid on first use)
+    fused_norm: bool = False    # RMS norm + SiLU in one Triton kernel, written into the conv's padded input
 
     def replace(self, **changes) -> "DecodeOptions":
         return dataclasses.replace(self, **changes)
@@ -49,6 +49,8 @@ REFERENCE = DecodeOptions()
 # To be set from bench/vae_decode.py's H200 run (bench/README.md); CPU keeps the reference ops. cuDNN autotune is left
 # out until measured: it costs every new process a one-off search per conv shape on its first decode.
 DEFAULT_CUDA = DecodeOptions(fast_ops=True, channels_last=True)
+# the default plus the fused Triton norm (+ SiLU); DEFAULT_CUDA once the H200 bench shows it faster within tolerance
+FUSED = DEFAULT_CUDA.replace(fused_norm=True)
 
 
 def default_options(device: torch.device) -> DecodeOptions:
@@ -153,19 +155,109 @@ def _cudnn_benchmark(on: bool):
         torch.backends.cudnn.benchmark = old
 
 
+# ---- fused RMS norm + SiLU (fused_norm) ------------------------------------------------------------------------
+
+def _fused_norm_forward(self, x):
+    from .vae_kernels import rms_norm
+    if not self.channel_first:
+        return type(self).forward(self, x)
+    return rms_norm(x, self.gamma, self.bias, self.scale)
+
+
+def _norm_silu_conv(norm, conv, x, feat_cache, feat_idx):
+    """conv(SiLU(norm(x))) with the causal cache bookkeeping of diffusers' residual block and decoder head.
+
+    diffusers normalises (several passes), applies SiLU, clones the last frames as the next chunk's cache, then
+    the conv concatenates [cache, x] (a full copy) and pads. Here the kernel writes SiLU(norm(x)) once, straight
+    into the conv's input buffer behind the previous chunk's cached frames (or the causal zero frames), and the
+    conv pads space itself. The next cache is the same frames diffusers keeps."""
+    from .vae_kernels import rms_norm
+    t_pad = conv._padding[4]
+    idx = feat_idx[0] if feat_cache is not None else None
+    prev = feat_cache[idx] if feat_cache is not None else None
+    if t_pad != CACHE_T or not norm.channel_first or (prev is not None and prev.shape[2] > t_pad):
+        y = F.silu(norm(x))   # not the decoder's shape: diffusers' own order of calls
+        if feat_cache is None:
+            return conv(y)
+        cache = y[:, :, -CACHE_T:].clone()
+        if cache.shape[2] < CACHE_T and prev is not None:
+            cache = torch.cat([prev[:, :, -1:].to(cache.device), cache], dim=2)
+        out = conv(y, prev)
+        feat_cache[idx] = cache
+        feat_idx[0] += 1
+        return out
+    b, c, t, h, w = x.shape
+    fmt = torch.channels_last_3d if (x.is_contiguous(memory_format=torch.channels_last_3d)
+                                     and not x.is_contiguous()) else torch.contiguous_format
+    buf = torch.empty((b, c, t_pad + t, h, w), dtype=x.dtype, device=x.device, memory_format=fmt)
+    n_prev = 0 if prev is None else prev.shape[2]
+    if n_prev < t_pad:
+        buf[:, :, :t_pad - n_prev].zero_()
+    if n_prev:
+        buf[:, :, t_pad - n_prev:t_pad].copy_(prev)
+    rms_norm(x, norm.gamma, norm.bias, norm.scale, silu=True, out=buf[:, :, t_pad:])
+    if feat_cache is not None:
+        # diffusers keeps the last CACHE_T frames of SiLU(norm(x)), led by the previous cache's last frame when x
+        # has fewer: the same as the buffer's tail (a lone first frame is kept alone, as diffusers does)
+        keep = CACHE_T if (t >= CACHE_T or prev is not None) else t
+        feat_cache[idx] = buf[:, :, -keep:].clone()
+        feat_idx[0] += 1
+    # the conv module's own forward would pad time again; its weights are used as they are (no hooks in the VAE)
+    return F.conv3d(buf, conv.weight, conv.bias, conv.stride, (0, conv._padding[2], conv._padding[0]),
+                    conv.dilation, conv.groups)
+
+
+def _fused_residual_forward(self, x, feat_cache=None, feat_idx=[0]):   # noqa: B006 - diffusers' signature
+    if self.training and self.dropout.p > 0:
+        return type(self).forward(self, x, feat_cache, feat_idx)
+    h = self.conv_shortcut(x)
+    x = _norm_silu_conv(self.norm1, self.conv1, x, feat_cache, feat_idx)
+    x = _norm_silu_conv(self.norm2, self.conv2, x, feat_cache, feat_idx)   # dropout: identity in eval
+    return x.add_(h)   # x is the conv's fresh output
+
+
+def _fused_decoder_forward(self, x, feat_cache=None, feat_idx=[0], first_chunk=False):   # noqa: B006
+    """WanDecoder3d.forward with its head (norm_out → SiLU → conv_out) through `_norm_silu_conv`."""
+    if feat_cache is not None:
+        idx = feat_idx[0]
+        cache_x = x[:, :, -CACHE_T:, :, :].clone()
+        if cache_x.shape[2] < 2 and feat_cache[idx] is not None:
+            cache_x = torch.cat([feat_cache[idx][:, :, -1, :, :].unsqueeze(2).to(cache_x.device), cache_x], dim=2)
+        x = self.conv_in(x, feat_cache[idx])
+        feat_cache[idx] = cache_x
+        feat_idx[0] += 1
+    else:
+        x = self.conv_in(x)
+    x = self.mid_block(x, feat_cache=feat_cache, feat_idx=feat_idx)
+    for up_block in self.up_blocks:
+        x = up_block(x, feat_cache=feat_cache, feat_idx=feat_idx, first_chunk=first_chunk)
+    return _norm_silu_conv(self.norm_out, self.conv_out, x, feat_cache, feat_idx)
+
+
+@contextmanager
+def _fused_norms(vae, on: bool):
+    """Install the fused forwards on the decoder's residual blocks, its head and every RMS norm (the mid-block
+    attention's has no SiLU after it); removed after, so the model is left as it was."""
+    if not on:
+        yield
+        return
+    from diffusers.models.autoencoders import autoencoder_kl_wan as W
+    targets = ((W.WanResidualBlock, _fused_residual_forward), (W.WanDecoder3d, _fused_decoder_forward),
+               (W.WanRMS_norm, _fused_norm_forward))
+    patched = []
+    for m in vae.decoder.modules():
+        for cls, fn in targets:
+            if type(m) is cls and "forward" not in m.__dict__:
+                m.forward = types.MethodType(fn, m)
+                patched.append(m)
+    try:
+        yield
+    finally:
+        for m in patched:
+            m.__dict__.pop("forward", None)
+
+
 # ---- the decode loop -------------------------------------------------------------------------------------
-
-_compiled_decoders: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-def _decoder(vae, options: DecodeOptions):
-    if not options.compile:
-        return vae.decoder
-    # kept outside the VAE: as an attribute it would register as a submodule (its weights counted twice)
-    if vae not in _compiled_decoders:
-        _compiled_decoders[vae] = torch.compile(vae.decoder, dynamic=False)
-    return _compiled_decoders[vae]
-
 
 def _conv_count(vae) -> int:
     from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d
@@ -221,14 +313,15 @@ def iter_decode(vae, z: torch.Tensor, options: DecodeOptions = REFERENCE) -> Ite
     fmt = torch.channels_last_3d if options.channels_last else torch.contiguous_format
     patch = vae.config.patch_size
     scale = vae.spatial_compression_ratio // (patch or 1)
-    with _fast_ops(vae, options.fast_ops), _cudnn_benchmark(options.cudnn_benchmark and cuda), \
+    # the fused patches go first: _fast_ops leaves modules that already carry a patched forward alone
+    with _fused_norms(vae, options.fused_norm), _fast_ops(vae, options.fast_ops), _cudnn_benchmark(options.cudnn_benchmark and cuda), \
             _channels_last_weights(vae, options.channels_last):
         x = vae.post_quant_conv(z).contiguous(memory_format=fmt)
         h, w = x.shape[3], x.shape[4]
         axis = 3 if h > w else 4
         windows = _tile_grid(x.shape[axis], options.tiles, options.tile_overlap)
         n_conv = _conv_count(vae)
-        decoder = _decoder(vae, options)
+        decoder = vae.decoder
         caches = [[None] * n_conv for _ in windows]
         main = torch.cuda.current_stream(z.device) if cuda else None
         streams = ([torch.cuda.Stream(z.device) for _ in windows] if cuda and len(windows) > 1 and options.streams
@@ -277,7 +370,7 @@ def chunk_to_uint8(chunk: torch.Tensor) -> torch.Tensor:
 
 
 PRESETS = ("reference", "fast_ops", "cudnn_benchmark", "channels_last", "fast_ops_benchmark", "fast", "fast_benchmark",
-           "compiled", "tiled_streams")
+           "fused", "fused_benchmark", "tiled_streams")
 
 
 def options_for(name: str) -> Optional[DecodeOptions]:
@@ -287,7 +380,7 @@ def options_for(name: str) -> Optional[DecodeOptions]:
             "channels_last": DecodeOptions(fast_ops=True, channels_last=True),
             "fast_ops_benchmark": DecodeOptions(fast_ops=True, cudnn_benchmark=True),
             "fast": DEFAULT_CUDA, "fast_benchmark": DEFAULT_CUDA.replace(cudnn_benchmark=True),
-            "compiled": DEFAULT_CUDA.replace(compile=True),
+            "fused": FUSED, "fused_benchmark": FUSED.replace(cudnn_benchmark=True),
             "tiled_streams": DEFAULT_CUDA.replace(tiles=2)}.get(name)
 
 
