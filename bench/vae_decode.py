@@ -3,7 +3,6 @@
     python bench/vae_decode.py               # CUDA: full-size Wan 2.1 VAE (random bf16 weights), 81 frames 832x480
     python bench/vae_decode.py --quick       # tiny VAE on CPU: checks every variant runs (numbers meaningless)
     python bench/vae_decode.py --json out.json
-    python bench/vae_decode.py --compile     # also the torch.compile'd decoder
 
 Latents [1,16,21,60,104] (81 frames at 832x480). Each variant of `vibeboard.wan.vae_fast` runs once to warm up
 (cuDNN autotuning happens there; its time is printed as "first"), then `--repeat` timed runs (median), CUDA
@@ -38,6 +37,8 @@ VARIANTS = {   # name → options (None = diffusers' vae.decode)
     "+ bf16 ops + channels_last": V.DecodeOptions(fast_ops=True, channels_last=True),
     "+ bf16 ops + channels_last + cudnn.benchmark": V.DecodeOptions(fast_ops=True, channels_last=True,
                                                                     cudnn_benchmark=True),
+    "+ bf16 ops + channels_last + fused norm (Triton)": V.FUSED,
+    "+ bf16 ops + channels_last + fused norm + cudnn.benchmark": V.FUSED.replace(cudnn_benchmark=True),
     "2 tiles on 2 streams (+ bf16 ops + channels_last)": V.DecodeOptions(fast_ops=True, channels_last=True, tiles=2),
     "2 tiles, one stream (+ bf16 ops + channels_last)": V.DecodeOptions(fast_ops=True, channels_last=True, tiles=2,
                                                                        streams=False),
@@ -94,6 +95,37 @@ def errors(out: torch.Tensor, ref: torch.Tensor) -> tuple:
 
 
 @torch.no_grad()
+def norm_kernels(device: str, repeat: int) -> dict:
+    """RMS norm + SiLU alone on the decoder's activation shapes (channels_last_3d bf16): diffusers' ops, our bf16
+    ops (fast_ops) and the fused Triton kernel; GB/s counts one read and one write of the tensor."""
+    from diffusers.models.autoencoders.autoencoder_kl_wan import WanRMS_norm
+    from vibeboard.wan.vae_kernels import rms_norm
+    shapes = [(384, 2, 120, 208), (192, 4, 240, 416), (96, 4, 480, 832)] if device == "cuda" else [(8, 2, 4, 6)]
+    res = {}
+    print("\n| RMS norm + SiLU [C,T,H,W] | diffusers (ms) | bf16 ops (ms) | fused kernel (ms) | fused GB/s | max diff |"
+          "\n|---|---|---|---|---|---|")
+    for c, t, h, w in shapes:
+        norm = WanRMS_norm(c, images=False).to(device, torch.bfloat16)
+        with torch.no_grad():
+            norm.gamma.normal_(1.0, 0.1)
+        x = torch.randn(1, c, t, h, w, device=device, dtype=torch.bfloat16).contiguous(
+            memory_format=torch.channels_last_3d)
+        fns = {"diffusers": lambda: torch.nn.functional.silu(norm(x)),
+               "fast_ops": lambda: torch.nn.functional.silu(V._rms_norm_forward(norm, x)),
+               "fused": lambda: rms_norm(x, norm.gamma, norm.bias, norm.scale, silu=True)}
+        row, outs = {}, {}
+        for name, fn in fns.items():
+            outs[name], _, med = timed(fn, max(repeat, 1) * 5)
+            row[name + "_ms"] = med * 1e3
+        row["fused_gb_s"] = 2 * x.numel() * x.element_size() / (row["fused_ms"] / 1e3) / 1e9
+        row["max_diff"] = float((outs["fused"].float() - outs["diffusers"].float()).abs().max())
+        res[f"{c}x{t}x{h}x{w}"] = row
+        print(f"| {c}x{t}x{h}x{w} | {row['diffusers_ms']:.3f} | {row['fast_ops_ms']:.3f} | {row['fused_ms']:.3f} | "
+              f"{row['fused_gb_s']:.0f} | {row['max_diff']:.3g} |", flush=True)
+    return res
+
+
+@torch.no_grad()
 def clip_tail(vae, z, options, work: str, repeat: int) -> dict:
     """decode → IMAGE → MP4 (two nodes, one after the other) vs decode_to_video (overlapped)."""
     from vibeboard.media import video as video_io
@@ -124,16 +156,11 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny VAE on CPU (checks the bench runs)")
     ap.add_argument("--repeat", type=int, default=2, help="timed runs per variant after the warm-up")
-    ap.add_argument("--compile", action="store_true",
-                    help="also torch.compile'd decoder (its warm-up is in 'first'; adds ~1 min)")
     ap.add_argument("--no-fp32", dest="fp32", action="store_false", help="skip the fp32 decode (bf16 floor)")
     ap.add_argument("--json", help="write the numbers here")
     args = ap.parse_args(argv)
     device = "cuda" if torch.cuda.is_available() and not args.quick else "cpu"
     variants = dict(VARIANTS)
-    if args.compile:
-        variants["compiled decoder (+ bf16 ops + channels_last)"] = V.DecodeOptions(fast_ops=True, channels_last=True,
-                                                                                 compile=True)
     if args.quick:   # one untimed-quality run each; tiles small enough to split the tiny latents
         args.repeat = 0
         variants = {k: (v.replace(tile_overlap=1) if v is not None and v.tiles > 1 else v) for k, v in variants.items()}
@@ -168,6 +195,7 @@ def main(argv=None):
     print(f"(fraction of reference pixels clamped at ±1: {results['saturated_fraction']:.3f})")
     del ref
     torch.cuda.empty_cache() if device == "cuda" else None
+    results["norm_kernels"] = norm_kernels(device, args.repeat)
     print("\nclip tail, options = vae_fast.default_options (what the Wan nodes use):", V.default_options(z.device))
     with tempfile.TemporaryDirectory(prefix="vae_decode_") as work:
         results["tail"] = clip_tail(vae, z, V.default_options(z.device), work, args.repeat)

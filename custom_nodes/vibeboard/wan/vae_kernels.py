@@ -30,6 +30,8 @@ except ImportError:  # pragma: no cover - triton ships with CUDA torch; CPU-only
     triton = None
 
 EPS = 1e-12   # F.normalize's default
+# Triton picks interpreter-or-GPU when a kernel is defined: CPU tensors may only go to a kernel defined interpreted
+_INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 
 
 if triton is not None:
@@ -68,7 +70,7 @@ def _flat(t: torch.Tensor) -> Optional[torch.Tensor]:
 
 
 def use_triton(x: torch.Tensor) -> bool:
-    return triton is not None and (x.is_cuda or (x.device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1"))
+    return triton is not None and (x.is_cuda or (x.device.type == "cpu" and _INTERPRETED))
 
 
 def _blocks(C: int, channels_fast: bool) -> tuple:
