@@ -1,6 +1,7 @@
 """wan/vae_kernels.py: the fused RMS norm (+ SiLU) Triton kernel against torch in fp32 (run by Triton's CPU interpreter
-on tiny shapes, channels_last and channels-first, with/without bias and SiLU, into a buffer view), and the fused_norm
-decode option of wan/vae_fast.py: within bf16 noise of the bf16-ops decode, the model left unchanged after."""
+on tiny shapes, channels_last and channels-first, with/without bias and SiLU, into a buffer view), the fused_norm
+and subpixel_upsample decode options of wan/vae_fast.py: the same function as diffusers' decode in fp32, within bf16
+noise of the bf16-ops decode in bf16, the model left unchanged after."""
 import os
 
 os.environ.setdefault("TRITON_INTERPRET", "1")  # before the kernel is defined: it runs on CPU tensors
@@ -122,7 +123,36 @@ def test_fused_decode_of_the_wan22_vae():
     assert (V.decode(vae, z, V.options_for("fused")) - vae.decode(z).sample).abs().max() < 1e-4
 
 
+@pytest.mark.parametrize("fmt", [torch.channels_last, torch.contiguous_format], ids=["channels_last", "contiguous"])
+def test_subpixel_conv_is_nearest_upsample_then_conv(fmt):
+    g = torch.Generator().manual_seed(7)
+    conv = torch.nn.Conv2d(6, 5, 3, padding=1)
+    conv.weight.data = conv.weight.data.contiguous(memory_format=fmt)
+    x = torch.randn(2, 6, 5, 7, generator=g)                   # odd sizes: the borders of every parity
+    ref = conv(torch.nn.functional.interpolate(x, scale_factor=2.0, mode="nearest-exact"))
+    out = V._subpixel_forward(conv, {}, x)
+    assert out.shape == ref.shape and out.is_contiguous(memory_format=fmt)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+
+
+@torch.no_grad()
+def test_subpixel_decode_never_upsamples_and_matches_the_reference(monkeypatch):
+    vae = tiny.build_vae(seed=8)
+    z = torch.randn(1, 16, 2, 4, 6, generator=torch.Generator().manual_seed(9))
+    ref = vae.decode(z).sample
+
+    def no_interpolate(*args, **kwargs):
+        raise AssertionError("the 4x upsampled tensor was built")
+    monkeypatch.setattr(torch.nn.functional, "interpolate", no_interpolate)
+    for name in ("subpixel", "fused"):
+        options = V.options_for(name)
+        for opts in (options, options.replace(channels_last=False)):
+            assert (V.decode(vae, z, opts) - ref).abs().max() < 1e-4, opts
+    assert not any("forward" in m.__dict__ for m in vae.modules())
+
+
 def test_fused_preset_by_environment(monkeypatch):
     monkeypatch.setenv("VIBEBOARD_VAE_DECODE", "fused")
-    assert V.default_options(torch.device("cuda")) == V.DEFAULT_CUDA.replace(fused_norm=True) == V.FUSED
+    assert V.default_options(torch.device("cuda")) == V.FUSED
+    assert V.FUSED == V.DEFAULT_CUDA.replace(fused_norm=True, subpixel_upsample=True)
     assert not hasattr(V.DecodeOptions(), "compile")           # the broken torch.compile option is gone
