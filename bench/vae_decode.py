@@ -3,6 +3,7 @@
     python bench/vae_decode.py               # CUDA: full-size Wan 2.1 VAE (random bf16 weights), 81 frames 832x480
     python bench/vae_decode.py --quick       # tiny VAE on CPU: checks every variant runs (numbers meaningless)
     python bench/vae_decode.py --json out.json
+    python bench/vae_decode.py --profile fused   # where one warm decode's time goes, by kernel
 
 Latents [1,16,21,60,104] (81 frames at 832x480). Each variant of `vibeboard.wan.vae_fast` runs once to warm up
 (cuDNN autotuning happens there; its time is printed as "first"), then `--repeat` timed runs (median), CUDA
@@ -97,6 +98,25 @@ def errors(out: torch.Tensor, ref: torch.Tensor) -> tuple:
 
 
 @torch.no_grad()
+def profile(vae, z, preset: str, device: str) -> dict:
+    """One warm decode under torch.profiler: the kernels sorted by their total device time."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+    options = V.options_for(preset)
+    if options is None:
+        raise SystemExit(f"--profile {preset!r}: choose one of {', '.join(V.PRESETS)}")
+    run(vae, z, options)
+    sync()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    with torch_profile(activities=activities) as prof:
+        run(vae, z, options)
+        sync()
+    key = "self_device_time_total" if device == "cuda" else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=key, row_limit=30, max_name_column_width=70))
+    return {"preset": preset}
+
+
+@torch.no_grad()
 def norm_kernels(device: str, repeat: int) -> dict:
     """RMS norm + SiLU alone on the decoder's activation shapes (channels_last_3d bf16): diffusers' ops, our bf16
     ops (fast_ops) and the fused Triton kernel; GB/s counts one read and one write of the tensor."""
@@ -160,6 +180,9 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=2, help="timed runs per variant after the warm-up")
     ap.add_argument("--no-fp32", dest="fp32", action="store_false", help="skip the fp32 decode (bf16 floor)")
     ap.add_argument("--json", help="write the numbers here")
+    ap.add_argument("--profile", metavar="PRESET",
+                    help="only profile one warm decode with this vae_fast preset (e.g. fused, fast) and print the "
+                         "kernels that take its time")
     args = ap.parse_args(argv)
     device = "cuda" if torch.cuda.is_available() and not args.quick else "cpu"
     variants = dict(VARIANTS)
@@ -169,6 +192,8 @@ def main(argv=None):
     t0 = time.perf_counter()
     vae, z = build(args.quick, device)
     print(f"built VAE in {time.perf_counter() - t0:.1f} s; latents {tuple(z.shape)} {z.dtype} on {device}", flush=True)
+    if args.profile:
+        return profile(vae, z, args.profile, device)
     results = {"card": torch.cuda.get_device_name() if device == "cuda" else "cpu", "torch": torch.__version__,
                "latents": list(z.shape), "variants": {}}
     ref = None
