@@ -13,6 +13,7 @@ pytest.importorskip("triton")
 
 from vibeboard.models import tiny  # noqa: E402
 from vibeboard.wan import vae_fast as V  # noqa: E402
+from vibeboard.wan import vae_fused as VF  # noqa: E402
 from vibeboard.wan import vae_kernels as K  # noqa: E402
 
 pytestmark = pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available(),
@@ -130,7 +131,7 @@ def test_subpixel_conv_is_nearest_upsample_then_conv(fmt):
     conv.weight.data = conv.weight.data.contiguous(memory_format=fmt)
     x = torch.randn(2, 6, 5, 7, generator=g)                   # odd sizes: the borders of every parity
     ref = conv(torch.nn.functional.interpolate(x, scale_factor=2.0, mode="nearest-exact"))
-    out = V._subpixel_forward(conv, {}, x)
+    out = VF._subpixel_forward(conv, {}, x)
     assert out.shape == ref.shape and out.is_contiguous(memory_format=fmt)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
 
