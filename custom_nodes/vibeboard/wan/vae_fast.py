@@ -110,23 +110,29 @@ def _patch_targets(vae):
             (W.WanCausalConv3d, _causal_conv_forward))
 
 
+def forwards_by_class(vae, targets) -> list:
+    """(module, bound forward) for each decoder module whose exact class has a replacement in `targets`."""
+    return [(m, types.MethodType(fn, m)) for m in vae.decoder.modules() for cls, fn in targets if type(m) is cls]
+
+
 @contextmanager
-def _fast_ops(vae, on: bool):
-    if not on:
-        yield
-        return
+def patched_forwards(pairs):
+    """Each (module, forward) pair's forward set on the instance (over its class's) while the block runs, removed
+    after. A module that already carries one (an earlier, more specific patch) keeps it."""
     patched = []
-    targets = _patch_targets(vae)
-    for m in vae.decoder.modules():
-        for cls, fn in targets:
-            if type(m) is cls and "forward" not in m.__dict__:
-                m.forward = types.MethodType(fn, m)
-                patched.append(m)
+    for m, fn in pairs:
+        if "forward" not in m.__dict__:
+            m.forward = fn
+            patched.append(m)
     try:
         yield
     finally:
         for m in patched:
             m.__dict__.pop("forward", None)
+
+
+def _fast_ops(vae, on: bool):
+    return patched_forwards(forwards_by_class(vae, _patch_targets(vae)) if on else ())
 
 
 @contextmanager
@@ -288,7 +294,8 @@ def options_for(name: str) -> Optional[DecodeOptions]:
             "fast_ops_benchmark": DecodeOptions(fast_ops=True, cudnn_benchmark=True),
             "fast": DEFAULT_CUDA, "fast_benchmark": DEFAULT_CUDA.replace(cudnn_benchmark=True),
             "fused_norm": DEFAULT_CUDA.replace(fused_norm=True),
-            "subpixel": DEFAULT_CUDA.replace(subpixel_upsample=True), "fused": FUSED, "fused_benchmark": FUSED.replace(cudnn_benchmark=True),
+            "subpixel": DEFAULT_CUDA.replace(subpixel_upsample=True),
+            "fused": FUSED, "fused_benchmark": FUSED.replace(cudnn_benchmark=True),
             "tiled_streams": DEFAULT_CUDA.replace(tiles=2)}.get(name)
 
 

@@ -11,13 +11,10 @@ instances while decoding, removed after, like vae_fast's bf16 ops).
 """
 from __future__ import annotations
 
-import types
-from contextlib import contextmanager
-
 import torch
 import torch.nn.functional as F
 
-from .vae_fast import CACHE_T
+from .vae_fast import CACHE_T, forwards_by_class, patched_forwards
 
 
 # ---- fused RMS norm + SiLU (fused_norm) ----------------------------------------------------------------------
@@ -99,27 +96,15 @@ def _fused_decoder_forward(self, x, feat_cache=None, feat_idx=[0], first_chunk=F
     return _norm_silu_conv(self.norm_out, self.conv_out, x, feat_cache, feat_idx)
 
 
-@contextmanager
 def fused_norms(vae, on: bool):
-    """Install the fused forwards on the decoder's residual blocks, its head and every RMS norm (the mid-block
-    attention's has no SiLU after it); removed after, so the model is left as it was."""
+    """The fused forwards on the decoder's residual blocks, its head and every RMS norm (the mid-block attention's
+    has no SiLU after it), while decoding; the model is left as it was."""
     if not on:
-        yield
-        return
+        return patched_forwards(())
     from diffusers.models.autoencoders import autoencoder_kl_wan as W
-    targets = ((W.WanResidualBlock, _fused_residual_forward), (W.WanDecoder3d, _fused_decoder_forward),
-               (W.WanRMS_norm, _fused_norm_forward))
-    patched = []
-    for m in vae.decoder.modules():
-        for cls, fn in targets:
-            if type(m) is cls and "forward" not in m.__dict__:
-                m.forward = types.MethodType(fn, m)
-                patched.append(m)
-    try:
-        yield
-    finally:
-        for m in patched:
-            m.__dict__.pop("forward", None)
+    return patched_forwards(forwards_by_class(vae, (
+        (W.WanResidualBlock, _fused_residual_forward), (W.WanDecoder3d, _fused_decoder_forward),
+        (W.WanRMS_norm, _fused_norm_forward))))
 
 
 # ---- nearest 2x upsample + 3x3 conv as sub-pixel 2x2 convs (subpixel_upsample) --------------------------------
@@ -170,21 +155,10 @@ def _is_nearest_2x_conv3x3(seq) -> bool:
             and conv.stride == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1)
 
 
-@contextmanager
 def subpixel_upsamplers(vae, on: bool):
-    """Install the sub-pixel forward on the decoder's upsamplers' (upsample, conv) pairs while decoding."""
-    if not on:
-        yield
-        return
-    patched = []
-    for m in vae.decoder.modules():
-        seq = getattr(m, "resample", None)
-        if str(getattr(m, "mode", "")).startswith("upsample") and _is_nearest_2x_conv3x3(seq) \
-                and "forward" not in seq.__dict__:
-            seq.forward = lambda x, conv=seq[1], weights={}: _subpixel_forward(conv, weights, x)
-            patched.append(seq)
-    try:
-        yield
-    finally:
-        for m in patched:
-            m.__dict__.pop("forward", None)
+    """The sub-pixel forward on the decoder's upsamplers' (upsample, conv) pairs while decoding."""
+    pairs = [(m.resample, lambda x, conv=m.resample[1], weights={}: _subpixel_forward(conv, weights, x))
+             for m in (vae.decoder.modules() if on else ())
+             if str(getattr(m, "mode", "")).startswith("upsample")
+             and _is_nearest_2x_conv3x3(getattr(m, "resample", None))]
+    return patched_forwards(pairs)
