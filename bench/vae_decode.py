@@ -25,8 +25,8 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "custom_nodes"), os.path.join(ROOT, "bench")]
 
-from bench_common import (card_line, default_dtype, max_abs_and_rel_err, md_row, md_table, peak_gb,  # noqa: E402
-                          peak_reset, sync, timed, write_json)
+from bench_common import (card_line, default_dtype, max_abs_and_rel_err, max_abs_err, md_row, md_table,  # noqa: E402
+                          peak_gb, peak_reset, sync, timed, write_json)
 from vibeboard.wan import vae_fast as V  # noqa: E402
 
 VARIANTS = {   # name → options (None = diffusers' vae.decode)
@@ -114,8 +114,8 @@ def norm_kernels(device: str, repeat: int) -> dict:
     from vibeboard.wan.vae_kernels import rms_norm
     shapes = [(384, 2, 120, 208), (192, 4, 240, 416), (96, 4, 480, 832)] if device == "cuda" else [(8, 2, 4, 6)]
     res = {}
-    print("\n| RMS norm + SiLU [C,T,H,W] | diffusers (ms) | bf16 ops (ms) | fused kernel (ms) | fused GB/s | max diff |"
-          "\n|---|---|---|---|---|---|")
+    print("\n" + md_table(["RMS norm + SiLU [C,T,H,W]", "diffusers (ms)", "bf16 ops (ms)", "fused kernel (ms)",
+                          "fused GB/s", "max diff"], []))
     for c, t, h, w in shapes:
         norm = WanRMS_norm(c, images=False).to(device, torch.bfloat16)
         with torch.no_grad():
@@ -127,13 +127,13 @@ def norm_kernels(device: str, repeat: int) -> dict:
                "fused": lambda: rms_norm(x, norm.gamma, norm.bias, norm.scale, silu=True)}
         row, outs = {}, {}
         for name, fn in fns.items():
-            outs[name], _, med = timed(fn, max(repeat, 1) * 5)
+            med, outs[name] = timed(fn, max(repeat, 1) * 5)
             row[name + "_ms"] = med * 1e3
         row["fused_gb_s"] = 2 * x.numel() * x.element_size() / (row["fused_ms"] / 1e3) / 1e9
-        row["max_diff"] = float((outs["fused"].float() - outs["diffusers"].float()).abs().max())
+        row["max_diff"] = max_abs_err(outs["fused"], outs["diffusers"])
         res[f"{c}x{t}x{h}x{w}"] = row
-        print(f"| {c}x{t}x{h}x{w} | {row['diffusers_ms']:.3f} | {row['fast_ops_ms']:.3f} | {row['fused_ms']:.3f} | "
-              f"{row['fused_gb_s']:.0f} | {row['max_diff']:.3g} |", flush=True)
+        print(md_row([f"{c}x{t}x{h}x{w}", f"{row['diffusers_ms']:.3f}", f"{row['fast_ops_ms']:.3f}",
+                      f"{row['fused_ms']:.3f}", f"{row['fused_gb_s']:.0f}", f"{row['max_diff']:.3g}"]), flush=True)
     return res
 
 
