@@ -105,7 +105,7 @@ class NodeTimer:
             setattr(cls, fn_name, self._wrap(original, stage))
 
     def _wrap(self, original, stage):
-        def timed(*args, **kwargs):
+        def timed_node(*args, **kwargs):
             sync()
             t0 = time.perf_counter()
             try:
@@ -113,7 +113,7 @@ class NodeTimer:
             finally:
                 sync()
                 self.times[stage] = self.times.get(stage, 0.0) + time.perf_counter() - t0
-        return timed
+        return timed_node
 
     def close(self):
         for cls, fn_name, original in self.restore:

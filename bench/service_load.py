@@ -118,20 +118,20 @@ def history_timings(tmp: Path) -> dict:
         try:
             _fill(srv.store, 10_000)
 
-            def timed(url):
+            def timed_get(url):
                 start = time.perf_counter()
                 status, body, headers = http("GET", srv.url + url)
                 return time.perf_counter() - start, body, headers
             if limit == 1000:
-                out["max_items=100"] = timed("/history?max_items=100")[0]
+                out["max_items=100"] = timed_get("/history?max_items=100")[0]
                 cursor_url = "/history?max_items=100"
                 for _ in range(90):  # walk 9 000 entries back
-                    _s, _b, headers = timed(cursor_url)
+                    _s, _b, headers = timed_get(cursor_url)
                     cursor_url = f"/history?max_items=100&cursor={headers['X-VibeBoard-Next-Cursor']}"
-                out["cursor page 9 000 deep"] = timed(cursor_url)[0]
-                out["no max_items (capped 1000)"] = timed("/history")[0]
+                out["cursor page 9 000 deep"] = timed_get(cursor_url)[0]
+                out["no max_items (capped 1000)"] = timed_get("/history")[0]
             else:
-                out["no max_items, uncapped (10 000)"] = timed("/history")[0]
+                out["no max_items, uncapped (10 000)"] = timed_get("/history")[0]
         finally:
             srv.stop_thread()
     return out
