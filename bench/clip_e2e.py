@@ -36,7 +36,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "custom_nodes")]
 sys.path.append(os.path.dirname(os.path.abspath(__file__)))   # clip_lossy.py, bench_common.py beside this file
 
-from bench_common import md_table, sync  # noqa: E402
+from bench_common import card_line, md_table, sync  # noqa: E402
 from vibeboard.models import loaders, tiny  # noqa: E402
 
 WORKFLOW = os.path.join(ROOT, "workflows", "wan_basics.api.json")
@@ -288,6 +288,7 @@ def main(argv=None):
         args.steps, args.frames, args.height, args.width = min(args.steps, 2), 5, 32, 32
         args.lossy_steps = min(args.lossy_steps, 4)
     device = "cuda" if torch.cuda.is_available() and not args.quick else "cpu"
+    print(card_line(device), flush=True)
     work = args.workdir or tempfile.mkdtemp(prefix="clip_e2e_")
     models, out = os.path.join(work, "models"), os.path.join(work, "output")
     t0 = time.perf_counter()
