@@ -226,3 +226,48 @@ def test_a_start_leaves_the_upload_of_a_live_process_alone(tmp_path, env, moto):
     with open_state_journal(str(tmp_path / "output"), storage):
         pass
     assert _open_uploads(s3, env) == [] and _journal(tmp_path) == []
+
+
+def test_which_rows_count_as_left_open(tmp_path, monkeypatch):
+    """Rows of an older version (no owner) and of dead processes are left open; a row on another host only once it
+    is older than any upload runs; this process's own row only when no upload of that key is running here."""
+    import socket
+    import time
+    from vibeboard_runner import upload_journal as uj
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait(10)
+    host = socket.gethostname()
+    me = uj.process_owner()
+    parent = uj.process_owner(os.getppid())
+    now = time.time()
+    rows = {"legacy": (None, now), "dead": (f"{host}|{dead.pid}|", now),
+            "reused-pid": (f"{host}|{os.getppid()}|1", now),  # a live pid, started at another time
+            "live": (parent, now), "mine-idle": (me, now), "mine-uploading": (me, now),
+            "other-host-new": ("elsewhere|12|34", now - 60),
+            "other-host-old": ("elsewhere|12|34", now - uj.OTHER_HOST_GRACE_S - 60)}
+    monkeypatch.setattr(uj, "_uploading", {"mine-uploading"})
+    left = {key for key, (owner, started) in rows.items() if uj._left_open(key, owner, started)}
+    assert left == {"legacy", "dead", "reused-pid", "mine-idle", "other-host-old"}
+
+
+def test_a_job_database_of_an_older_version_gets_the_owner_column(tmp_path):
+    """JobStore's journal table (the server's) written before rows named their process: the column is added and
+    the old row counts as left open."""
+    import sqlite3
+    from vibeboard_runner.jobstore import JobStore
+    from vibeboard_runner.storage import LocalStorage
+    from vibeboard_runner.upload_journal import abort_left_open
+    path = str(tmp_path / "jobs.sqlite")
+    db = sqlite3.connect(path)
+    db.executescript("CREATE TABLE upload_journal (key TEXT PRIMARY KEY, job_id TEXT NOT NULL, "
+                     "started_at REAL NOT NULL); INSERT INTO upload_journal VALUES ('p/old/9/a.png', 'old', 1.0);")
+    db.commit()
+    db.close()
+    store = JobStore(path)
+    try:
+        assert store.journal_rows() == [("p/old/9/a.png", None, 1.0)]
+        store.journal_add("p/new/9/b.png", "new")
+        assert abort_left_open(LocalStorage(str(tmp_path / "store")), store) == 2  # this process uploads nothing
+        assert store.journal_keys() == []
+    finally:
+        store.close()
