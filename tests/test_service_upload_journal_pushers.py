@@ -271,3 +271,13 @@ def test_a_job_database_of_an_older_version_gets_the_owner_column(tmp_path):
         assert store.journal_keys() == []
     finally:
         store.close()
+
+
+def test_an_unusable_state_folder_still_pushes(tmp_path, env, moto, capsys, caplog):
+    """`vibeboard run --push` with a state folder that cannot hold the journal (here a file in its place): the
+    outputs are still pushed (a warning says they go unjournalled), failures still aborted at once."""
+    (tmp_path / "state").write_text("not a folder")
+    rows = _push_cli(tmp_path, capsys)
+    assert rows and all(row.get("url") for row in rows), rows
+    assert "cannot open the upload journal" in caplog.text
+    assert _open_uploads(moto[1], env) == []

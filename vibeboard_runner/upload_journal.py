@@ -115,7 +115,8 @@ class UploadJournal(UploadJournalMixin):
     """A journal of its own, for a process with no job database (see `open_state_journal`)."""
 
     def __init__(self, path: str):
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        if path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self.path = path
         self._lock = threading.RLock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
@@ -139,7 +140,13 @@ def open_state_journal(output_dir: str, storage: Storage) -> UploadJournal:
     folder), with what a killed process left open aborted. Once per process start, before its first push; put
     the state folder on a volume that outlives the process (RunPod: the network volume) so the next start finds it."""
     from .state import state_dir
-    journal = UploadJournal(os.path.join(state_dir(output_dir), JOURNAL_NAME))
+    path = os.path.join(state_dir(output_dir), JOURNAL_NAME)
+    try:
+        journal = UploadJournal(path)
+    except (OSError, sqlite3.Error) as exc:  # read-only or broken state folder: push anyway, outputs come first
+        log.warning("cannot open the upload journal %s (%s); uploads go unjournalled: one cut off by a kill stays "
+                    "open until the bucket's lifecycle rule", path, exc)
+        return UploadJournal(":memory:")
     left = abort_left_open(storage, journal)
     if left:
         log.warning("found %d upload(s) left open by a killed process; aborted what was still open", left)
