@@ -153,9 +153,13 @@ def _run_remote(args) -> int:
 def _push(result, args) -> list:
     """`vibeboard run --push`: push a finished run's files with the env/config storage; print the URLs."""
     from .state import default_store_dir
-    from .storage import push_outputs, storage_from_config
+    from .storage import storage_from_config
+    from .upload_journal import open_state_journal, push_outputs_journalled
     storage = storage_from_config(default_local_root=default_store_dir(args.output_dir))
-    rows = push_outputs(storage, result.prompt_id, result.output_files())
+    # keys journalled in the state folder while they upload: a run killed mid-push leaves no multipart upload
+    # open past the next `vibeboard run --push` (or any pusher) on that state folder
+    with open_state_journal(args.output_dir, storage) as journal:
+        rows = push_outputs_journalled(storage, result.prompt_id, result.output_files(), journal)
     for row in rows:
         text = row.get("url") or f"FAILED {row.get('filename')}: {row.get('upload_error')}"
         print(f"pushed: {text}", file=sys.stderr if getattr(args, "json", False) else sys.stdout)

@@ -15,7 +15,7 @@ import time
 from typing import Iterable, List, Optional
 
 from .results import execution_error
-from .upload_journal import SCHEMA as UPLOAD_JOURNAL_SCHEMA, UploadJournalMixin
+from .upload_journal import UploadJournalMixin, ensure_schema as ensure_journal_schema
 
 RESTART_REASON = ("The server stopped while this job was running (process killed or crashed); "
                   "the job was not re-run. Outputs written before the stop are kept.")
@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_status_number ON jobs(status, number);
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(finished_at);
-"""  # + the upload journal (upload_journal.SCHEMA)
+"""  # + the upload journal (upload_journal.ensure_schema)
 # Columns added after the first release: (name, SQL type), added to an older database when it opens.
 _ADDED_COLUMNS = (("upload_state", "TEXT"),)
 
@@ -69,7 +69,8 @@ class JobStore(UploadJournalMixin):  # journal_add / journal_remove / journal_ke
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
-        self._db.executescript(_SCHEMA + UPLOAD_JOURNAL_SCHEMA)
+        self._db.executescript(_SCHEMA)
+        ensure_journal_schema(self._db)
         have = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
         for name, kind in _ADDED_COLUMNS:
             if name not in have:

@@ -282,7 +282,9 @@ class RemoteComfyUI:
     # --- all together ----------------------------------------------------------------------------
     def run(self, prompt: dict, output_dir: str, on_event: Optional[EventCallback] = None,
             extra_data: Optional[dict] = None, timeout_s: Optional[float] = None, storage=None,
-            include_temp: bool = False) -> RemoteResult:
+            include_temp: bool = False, journal=None) -> RemoteResult:
+        """Submit, follow, download into output_dir; with `storage`, push the files (keys journalled in
+        `journal`, by default the state folder's journal of output_dir, opened for this push)."""
         started = time.perf_counter()
         try:
             ws = self.connect()  # before submitting, so no early event is missed
@@ -326,9 +328,11 @@ class RemoteComfyUI:
             if node and node != unfinished and node not in result.executed:
                 result.executed.append(node)
         result.files = self.collect(result.outputs, output_dir, include_temp, skipped=result.skipped)
-        if storage is not None:
-            from .storage import push_outputs
-            result.published = push_outputs(storage, result.prompt_id, result.files)
+        if storage is not None:  # keys journalled while they upload: a kill mid-push leaves nothing open
+            from contextlib import nullcontext
+            from .upload_journal import open_state_journal, push_outputs_journalled
+            with (nullcontext(journal) if journal is not None else open_state_journal(output_dir, storage)) as box:
+                result.published = push_outputs_journalled(storage, result.prompt_id, result.files, box)
         result.total_seconds = time.perf_counter() - started
         return result
 

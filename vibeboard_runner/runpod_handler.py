@@ -48,16 +48,13 @@ def _runtime():
             allow_private = env.get("VIBEBOARD_ALLOW_PRIVATE_URLS", "0") in ("1", "true", "yes")
             executor = Executor(registry, output_dir=dirs["output"], input_dir=dirs["input"], temp_dir=dirs["temp"],
                                 models_dir=env.get("VIBEBOARD_MODELS_DIR"), restrict_paths=restrict)
-            from .state import default_store_dir, state_dir
-            from .upload_journal import JOURNAL_NAME, UploadJournal, abort_left_open
+            from .state import default_store_dir
+            from .upload_journal import open_state_journal
             storage = storage_from_config(default_local_root=default_store_dir(dirs["output"]))
             # Uploads a killed worker left open (kill during a push, before it answered): aborted at this start.
             # The journal lives in the state folder: put VIBEBOARD_STATE_DIR on the network volume so the next
             # worker on that volume finds it.
-            journal = UploadJournal(os.path.join(state_dir(dirs["output"]), JOURNAL_NAME))
-            left = abort_left_open(storage, journal)
-            if left:
-                log.warning("found %d upload(s) left open by a killed worker; aborted what was still open", left)
+            journal = open_state_journal(dirs["output"], storage)
             _state.update(registry=registry, executor=executor, storage=storage, dirs=dirs, restrict=restrict,
                           allow_private=allow_private, journal=journal)
         return _state
@@ -151,9 +148,8 @@ def _handle(job: dict, progress: Optional[Callable[[dict], None]], state: dict) 
             return {"error": exc.body["error"]["message"], "details": exc.body["error"]}
     if output.get("upload", True):
         files = [f for f in result.output_files() if f["type"] != "temp" or output.get("include_temp")]
-        from .upload_journal import push_journalled  # key journalled while it uploads (kill → aborted)
-        published = [push_journalled(state["storage"], state["journal"], job_id, row, output.get("prefix"))
-                     for row in files]
+        from .upload_journal import push_outputs_journalled  # keys journalled while they upload (kill → aborted)
+        published = push_outputs_journalled(state["storage"], job_id, files, state["journal"], output.get("prefix"))
     for row in published:
         row.pop("path", None)
     if result.status != "success":

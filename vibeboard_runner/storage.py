@@ -290,7 +290,9 @@ def storage_from_config(env: Optional[Mapping[str, str]] = None, config: Optiona
 
 def push_outputs(storage: Storage, job_id: str, files: list, prefix: Optional[str] = None) -> list:
     """Push every output file of a job. `files` rows: {"node", "filename", "subfolder", "type", "path"}.
-    Returns rows extended with key/url/size/content_type (or "upload_error" for a file that failed)."""
+    Returns rows extended with key/url/size/content_type (or "upload_error" for a file that failed).
+    Unjournalled: a process with a state folder pushes with upload_journal.push_outputs_journalled instead, so a
+    kill mid-upload leaves no multipart upload open."""
     return [push_one(storage, job_id, row, prefix) for row in files]
 
 

@@ -114,9 +114,16 @@ def _idle_gpu_slots(gpu: GpuState):
 class FarmWorker:
     def __init__(self, client, executor, worker_id: str, gpu_class: str, usd_per_hour: Optional[float] = None,
                  vram_gb: Optional[float] = None, storage=None, advertise_s: float = 10.0, host_control: bool = True,
-                 push_temp: bool = False):
+                 push_temp: bool = False, journal=None):
         self.client = client
         self.executor = executor
+        # Output keys are journalled while they upload (upload_journal.py). Opened once per worker process, here
+        # at its start, which aborts what a worker killed mid-push on this state folder left open.
+        # (Never closed: rows are committed as they are written, and a push may still run while the worker stops.)
+        if journal is None and storage is not None:
+            from vibeboard_runner.upload_journal import open_state_journal
+            journal = open_state_journal(executor.dirs["output"], storage)
+        self.journal = journal
         self.worker_id = worker_id
         self.gpu_class = gpu_class
         self.usd_per_hour = usd_per_hour
@@ -159,7 +166,7 @@ class FarmWorker:
     # --- the job ---------------------------------------------------------------------------------
     def _execute(self, job: dict, events: EventLog) -> dict:
         from vibeboard_runner.service import files_from_ui
-        from vibeboard_runner.storage import push_outputs
+        from vibeboard_runner.upload_journal import push_outputs_journalled
         loads_before = len(resident_models().loads)
         started = time.perf_counter()
         result = self.executor.execute(job["prompt"], prompt_id=job["job_id"], extra_data=job.get("extra_data") or {},
@@ -176,7 +183,8 @@ class FarmWorker:
         farm["storage_bytes"] = sum(os.path.getsize(f["path"]) for f in files if os.path.isfile(f["path"]))
         spec_output = job.get("output") or {}
         if self.storage is not None and spec_output.get("upload", True):
-            published = push_outputs(self.storage, job["job_id"], files, prefix=spec_output.get("prefix"))
+            published = push_outputs_journalled(self.storage, job["job_id"], files, self.journal,
+                                                prefix=spec_output.get("prefix"))
             farm["storage"] = self.storage.describe()
         else:
             published = [{k: f[k] for k in ("node", "filename", "subfolder", "type")} for f in files]
