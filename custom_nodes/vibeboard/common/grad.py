@@ -15,6 +15,8 @@ needs gradients (a LoRA trainer, a pose/contact optimisation, a layout fit) ther
      `normal_tensor(t)` / `normal_module(m)` before autograd sees them (a clone only where needed);
   3. creates its trainable parameters inside `training_mode()` (parameters made under inference mode are
      inference tensors and can never train).
+State that outlives a node (model weights a cache keeps, the VRAM manager's buffers) is made under
+`outside_inference()`, so whoever touches it next, in whatever mode, may update it in place.
 Torch is imported lazily: the executor must not pay for it in a process whose nodes never touch tensors.
 """
 from __future__ import annotations
@@ -55,6 +57,18 @@ def training_mode():
     caller's modes on exit. Usable as a decorator."""
     import torch
     with torch.inference_mode(False), torch.enable_grad():
+        yield
+
+
+@contextlib.contextmanager
+def outside_inference():
+    """Inference mode off, grad off: for tensors that outlive the node that makes them — shared model weights,
+    the VRAM manager's host/device buffers, caches. Normal tensors can be read and updated in place from any mode
+    later (the next node under inference mode, a /free request on a server thread, ComfyUI unloading models
+    between prompts, a script); an inference tensor cannot be updated in place outside inference mode ("Inplace
+    update to inference tensor outside InferenceMode"). Usable as a decorator."""
+    import torch
+    with torch.inference_mode(False), torch.no_grad():
         yield
 
 
