@@ -119,3 +119,20 @@ def test_a_registered_inference_model_requires_no_grad():
     assert not any(p.requires_grad for p in layer.parameters())
     with manager.use("probe") as module:
         assert module(torch.ones(1, 4)).grad_fn is None  # no graph even with grad mode on
+
+
+def test_the_vram_manager_moves_a_model_loaded_by_a_node_from_outside_inference_mode():
+    # A node loads and runs a model under inference mode; later a /free request (server thread) or ComfyUI's unload
+    # between prompts moves it with inference mode off: its weights and the manager's buffers must allow that.
+    manager = vram.VramManager(budget_bytes=1 << 30, device="cpu", pin=False)
+    with torch.inference_mode():
+        layer = torch.nn.Linear(4, 4)
+        manager.register("node-made", layer)
+        with manager.use("node-made") as module:
+            before = module(torch.ones(1, 4))
+    assert not any(t.is_inference() for t in (*layer.parameters(), *layer.buffers()))
+    manager.free()  # in place into the host copies, outside inference mode
+    with manager.use("node-made") as module:
+        with torch.no_grad():
+            module.weight.mul_(1.0)  # a weight edit (a LoRA merge) outside inference mode
+        assert torch.equal(module(torch.ones(1, 4)), before)
