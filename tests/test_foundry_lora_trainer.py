@@ -153,3 +153,16 @@ def test_trainer_node_through_the_executor_lowers_the_loss_under_inference_mode(
     before = T.eval_loss(base, cfg, items)
     L.LoraPatch(base).add(L.read_lora(str(tmp_path / "out" / "loras" / "ana.safetensors")), 1.0)
     assert T.eval_loss(base, cfg, items) < before * 0.9
+
+
+def test_a_base_model_loaded_under_inference_mode_still_trains(tmp_path):
+    # Inside ComfyUI a loader node runs under inference mode: its weights are inference tensors, which autograd cannot
+    # save for backward. train() gives the base normal tensors and makes the LoRA outside inference mode.
+    items = D.build_items(_images(tmp_path, 1), _wan_cache(tmp_path), resolution=64)
+    cfg = T.TrainConfig(family="wan", rank=2, alpha=2, learning_rate=1e-2, steps=2, save_every=100)
+    with torch.inference_mode():
+        model = tiny.build_transformer("t2v")
+        out = T.train(model, items, cfg, str(tmp_path / "w"))
+    assert len(out["losses"]) == 2 and all(np.isfinite(out["losses"]))
+    ups = [p for n, p in model.named_parameters() if ".lora_B." in n]
+    assert ups and any(float(p.abs().max()) > 0 for p in ups)  # lora_B starts at zero: it moved, so it trained
