@@ -14,13 +14,16 @@
    decodes with Wan Decode to Video MP4 (each decoded time chunk is encoded while the next decodes), one stage
    "decode + MP4"; diffusers' separate decode and MP4 are also summed into that row for the comparison.
 3. diffusers: `WanPipeline` built from the *same* module objects (our loader's), same prompts, size, steps, CFG,
-   shift; decode and MP4 (the same PyAV writer as our Save Video node) timed the same way.
+   shift; decode and MP4 (the same PyAV writer as our Save Video node) timed the same way. Always eager, as
+   diffusers' users run it: with `--compile`, the blocks our sampler compiled in place are set aside for its run
+   (runs before 2026-12-01 session 4 let diffusers call our compiled blocks).
 Prints one table (load, text encode, sampling, per step, decode, MP4, decode + MP4, text→MP4, files→MP4) and
 ours/diffusers.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -163,6 +166,20 @@ def load_handle(models: str):
                     os.path.join(te_dir, TE_NAME), os.path.join(te_dir, "umt5-xxl-tokenizer"))
 
 
+@contextlib.contextmanager
+def eager_blocks(model):
+    """diffusers as its users run it: `--compile` compiles our DiT's blocks in place (the same module objects
+    the pipeline gets), so for diffusers' column the blocks' compiled call is set aside and restored after."""
+    saved = [(blk, blk.__dict__.get("_compiled_call_impl")) for blk in getattr(model, "blocks", [])]
+    for blk, _ in saved:
+        blk._compiled_call_impl = None
+    try:
+        yield model
+    finally:
+        for blk, impl in saved:
+            blk._compiled_call_impl = impl
+
+
 def run_diffusers(args, models: str, out: str, prompt: str, negative: str) -> dict:
     from diffusers import UniPCMultistepScheduler, WanPipeline
     from vibeboard.common import runtime
@@ -170,7 +187,8 @@ def run_diffusers(args, models: str, out: str, prompt: str, negative: str) -> di
     handle = load_handle(models)
     runtime.set_host_dirs(output=out)
     t = {}
-    with handle.use("transformer") as dit, handle.use("vae") as vae, handle.use("text_encoder") as te:
+    with handle.use("transformer") as dit, handle.use("vae") as vae, handle.use("text_encoder") as te, \
+            eager_blocks(dit):
         sched = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
                                         num_train_timesteps=1000, flow_shift=args.shift)
         pipe = WanPipeline(tokenizer=handle.tokenizer, text_encoder=te, transformer=dit, vae=vae, scheduler=sched)
@@ -230,7 +248,7 @@ def fmt(v):
 
 
 def table(cols: dict) -> str:
-    names = [n for n in cols if n not in ("x264", "lossy")]
+    names = [n for n in cols if n not in ("x264", "lossy", "lossless")]
     lines = ["| stage | " + " | ".join(names) + " | ours/diffusers (warm) |", "|---|" + "---|" * (len(names) + 1)]
     for s in STAGES:
         vals = [cols[n].get(s) for n in names]
@@ -261,6 +279,8 @@ def main(argv=None):
     ap.add_argument("--step-cache", type=float, default=0.0, metavar="THRESH",
                     help="ours (the CLI runs) with the step cache at this threshold (lossy; 0 = off); also the "
                          "threshold of --lossy's step-cache rows (default there 0.1)")
+    ap.add_argument("--no-check", dest="check", action="store_false",
+                    help="skip the lossless check (one forward: ours vs the default path vs fp32; clip_lossless.py)")
     ap.add_argument("--lossy", action="store_true",
                     help="after the runs: one-forward microbench bf16 vs fp8 GEMMs and --lossy-steps samplings in "
                          "each lossy mode, with relative errors against bf16 and skip ratios (bench/clip_lossy.py)")
@@ -296,6 +316,9 @@ def main(argv=None):
         extra = x264_threads(frames, out)
         print("x264 threads:", {k: round(v, 3) for k, v in extra.items()}, flush=True)
         cols["x264"] = extra
+    if args.check:
+        import clip_lossless
+        cols["lossless"] = clip_lossless.check(args, load_handle(models), prompt, eager_blocks)
     if args.lossy:
         import clip_lossy
         cols["lossy"] = clip_lossy.run(args, load_handle(models), prompt, negative)
@@ -312,6 +335,10 @@ def main(argv=None):
         if st.get("precision") == "fp8" or "skip_ratio" in st:
             print(f"{name}: {st['forwards']} DiT forwards for {st['steps']} steps, precision {st['precision']}, "
                   f"skip ratio {st.get('skip_ratio', 0.0):.2f}")
+    if "lossless" in cols:
+        import clip_lossless
+        print("\nLossless check (ours vs the default path, one forward):\n")
+        print(clip_lossless.table(cols["lossless"]))
     if "lossy" in cols:
         print(f"\nLossy modes ({args.lossy_steps} steps for the samplings):\n")
         print(clip_lossy.tables(cols["lossy"]))

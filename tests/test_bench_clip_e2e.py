@@ -10,7 +10,11 @@ def test_clip_e2e_quick_runs_both_paths_and_reports_every_stage(tmp_path):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     cols = bench.main(["--quick", "--workdir", str(tmp_path), "--json", str(tmp_path / "out.json")])
-    assert set(cols) == {"ours (first)", "ours (warm)", "diffusers", "x264"}
+    assert set(cols) == {"ours (first)", "ours (warm)", "diffusers", "x264", "lossless"}
+    # the lossless check: bf16 forwards against an fp32 copy (on CPU nothing is fused or compiled: ours == default)
+    check = cols["lossless"]
+    assert 0 < check["default vs fp32"] < 2e-2 and check["ours vs fp32"] == check["default vs fp32"]
+    assert check["ours vs default"] == 0 and check["fused FFN blocks"] == 0
     for stage in ("load", "text encode", "sampling", "decode + MP4", "text → MP4", "files → MP4"):
         assert cols["ours (first)"][stage] > 0
     # the workflow decodes with Wan Decode to Video MP4 (overlapped): no separate decode / MP4 nodes ran
@@ -32,7 +36,7 @@ def test_clip_e2e_quick_lossy_modes_report_errors_against_bf16_and_skip_ratios(t
     spec.loader.exec_module(bench)
     cols = bench.main(["--quick", "--workdir", str(tmp_path), "--no-diffusers", "--warm-runs", "0", "--lossy",
                        "--precision", "fp8", "--step-cache", "0.1"])
-    assert set(cols) == {"ours (first)", "lossy"}
+    assert set(cols) == {"ours (first)", "lossy", "lossless"}
     micro = cols["lossy"]["microbench"]
     assert micro["bf16 forward (s)"] > 0 and micro["fp8 forward (s)"] > 0 and micro["fp8 layers"] > 0
     assert 0 < micro["fp8 rel. err per forward"] < 3e-2

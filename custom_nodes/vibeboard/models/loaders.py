@@ -267,8 +267,39 @@ def load_wan_vae(path: str, dtype: str = "bf16", device: str = "cpu"):
 
 
 # ---- UMT5 text encoder --------------------------------------------------------------------------
+def umt5_config(shapes: dict):
+    """The UMT5 encoder config a checkpoint's tensor shapes imply ({transformers key: shape}; ComfyUI's single
+    files carry no config). Used by the loader and by the loader's warm-up, which reads shapes from the header."""
+    from transformers import UMT5Config
+    shared = shapes["shared.weight"]
+    q = shapes["encoder.block.0.layer.0.SelfAttention.q.weight"]
+    rel = shapes["encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"]
+    heads = rel[1]
+    return UMT5Config(vocab_size=shared[0], d_model=shared[1], d_kv=q[0] // heads,
+                      d_ff=shapes["encoder.block.0.layer.1.DenseReluDense.wi_0.weight"][0],
+                      num_layers=1 + max(int(m.group(1)) for k in shapes
+                                         for m in [re.match(r"encoder\.block\.(\d+)\.", k)] if m),
+                      num_heads=heads, relative_attention_num_buckets=rel[0],
+                      relative_attention_max_distance=128 if shared[1] >= 512 else 16,
+                      feed_forward_proj="gated-gelu", is_encoder_decoder=False)
+
+
+def umt5_file_config(path: str):
+    """`umt5_config` from a single file's header alone (no tensor data read), or None (folder, other layout)."""
+    if os.path.isdir(path) or not path.endswith(".safetensors"):
+        return None
+    from safetensors import safe_open
+    with safe_open(path, framework="pt") as f:
+        shapes = {wan_keys.umt5_to_transformers_key(k): tuple(f.get_slice(k).get_shape())
+                  for k in f.keys() if k != "spiece_model"}
+    try:
+        return umt5_config(shapes)
+    except (KeyError, ValueError):
+        return None
+
+
 def load_umt5(path: str, dtype: str = "bf16", device: str = "cpu"):
-    from transformers import UMT5Config, UMT5EncoderModel
+    from transformers import UMT5EncoderModel
     cdtype = compute_dtype(dtype if dtype not in FP8 else "bf16")
     if os.path.isdir(path):
         folder = os.path.join(path, "text_encoder") if os.path.isdir(os.path.join(path, "text_encoder")) else path
@@ -278,17 +309,8 @@ def load_umt5(path: str, dtype: str = "bf16", device: str = "cpu"):
     state = {wan_keys.umt5_to_transformers_key(k): v
              for k, v in dequantize_scaled(read_safetensors(path, device), cdtype).items()
              if k != "spiece_model"}  # the embedded tokenizer (tokenizer_from_checkpoint), not a weight
+    cfg = umt5_config({k: tuple(v.shape) for k, v in state.items()})
     shared = state["shared.weight"]
-    q = state["encoder.block.0.layer.0.SelfAttention.q.weight"]
-    rel = state["encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"]
-    heads = rel.shape[1]
-    cfg = UMT5Config(vocab_size=shared.shape[0], d_model=shared.shape[1], d_kv=q.shape[0] // heads,
-                     d_ff=state["encoder.block.0.layer.1.DenseReluDense.wi_0.weight"].shape[0],
-                     num_layers=1 + max(int(m.group(1)) for k in state
-                                        for m in [re.match(r"encoder\.block\.(\d+)\.", k)] if m),
-                     num_heads=heads, relative_attention_num_buckets=rel.shape[0],
-                     relative_attention_max_distance=128 if shared.shape[1] >= 512 else 16,
-                     feed_forward_proj="gated-gelu", is_encoder_decoder=False)
     state.setdefault("encoder.embed_tokens.weight", shared)
     with torch.device("meta"):
         model = UMT5EncoderModel(cfg)

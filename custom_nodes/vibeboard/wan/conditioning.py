@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..common import runtime
-from .handle import WanHandle
+from .handle import WanHandle, wait_for_warm_up
 
 TEXT_LEN = 512
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -126,6 +126,7 @@ def encode_text(handle: WanHandle, prompts, max_length: int = TEXT_LEN, return_m
     base = (handle.keys["text_encoder"], id(handle.tokenizer), max_length)
     todo = [p for p in dict.fromkeys(cleaned) if base + (p,) not in _TEXT_CACHE]
     if todo:
+        wait_for_warm_up(handle.keys["text_encoder"])
         tok = handle.tokenizer(todo, padding="max_length", max_length=max_length, truncation=True,
                                add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
         with handle.use("text_encoder") as enc:

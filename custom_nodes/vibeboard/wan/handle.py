@@ -155,34 +155,140 @@ def _offloaded_after(manager, key: str):
         manager.offload(key)
 
 
-def _direct_device(kind: str, path: str, dtype: str, manager, mode: str) -> str:
+def _direct_device(kind: str, path: str, dtype: str, manager, mode: str, reserved: int = 0) -> tuple:
     """Where to read a single file: straight onto the GPU when it surely fits now (no host copy, no pinned
-    staging, fp8 dequantised there once); else the host, and the VRAM manager moves it when it runs."""
+    staging, fp8 dequantised there once); else the host, and the VRAM manager moves it when it runs.
+    `reserved`: bytes already promised to parts decided before this one (they load at the same time).
+    Returns (device, bytes this part will take there)."""
     if manager.device.type == "cpu" or mode != "auto" or kind == "image_encoder" or os.path.isdir(path):
-        return "cpu"
+        return "cpu", 0
     widen = 2 if dtype not in ("fp32",) else 4          # fp8 file → bf16 weights (+ the fp8 copy while converting)
     need = os.path.getsize(path) * (widen + 1)
     if manager.device.type == "cuda":   # others (ComfyUI's own models) may hold memory our budget does not see
         free, _ = torch.cuda.mem_get_info(manager.device)
-        if need > free:
-            return "cpu"
-    return str(manager.device) if manager.device_bytes() + need <= manager.budget else "cpu"
+        if need > free - reserved:
+            return "cpu", 0
+    if manager.device_bytes() + reserved + need <= manager.budget:
+        return str(manager.device), need
+    return "cpu", 0
 
 
-def _load_cached(kind: str, path: str, dtype: str, manager, mode: str = "auto"):
-    key = f"{kind}:{os.path.abspath(path)}:{dtype}"
+_key_locks: dict = {}
+
+
+def _key(kind: str, path: str, dtype: str) -> str:
+    return f"{kind}:{os.path.abspath(path)}:{dtype}"
+
+
+def _load_cached(kind: str, path: str, dtype: str, manager, mode: str = "auto", device: Optional[str] = None):
+    """Load one part (once per file and dtype; a second caller waits for the first). `device`: decided by the
+    caller (`_load_concurrently`), else here."""
+    key = _key(kind, path, dtype)
     with _cache_lock:
+        lock = _key_locks.setdefault(key, threading.Lock())
+    with lock:
         if key not in manager.models:
             fn = {"transformer": loaders.load_wan_transformer, "vae": loaders.load_wan_vae,
                   "text_encoder": loaders.load_umt5, "image_encoder": loaders.load_clip_vision}[kind]
-            device = _direct_device(kind, path, dtype, manager, mode)
+            if device is None:
+                device = _direct_device(kind, path, dtype, manager, mode)[0]
             with grad.outside_inference():  # shared weights outlive the node loading them (common.grad)
                 module = fn(path, dtype) if device == "cpu" else fn(path, dtype, device=device)
             manager.register(key, module, mode=mode)
     return key
 
 
+_warm: dict = {}    # text-encoder key → the thread warming its kernels up (encode_text waits for it)
+TEXT_LEN_FOR_WARMUP = 512    # Wan's padded prompt length (conditioning.TEXT_LEN): the shapes the real encode runs
+WARM_UP_DEVICES = ("cuda",)   # where a first forward pays one-off set-up worth hiding (tests add "cpu")
+
+
+def _warm_up_text_encoder(path: str, device, dtype: torch.dtype) -> None:
+    """Run a one-block UMT5 with the file's shapes (random weights, tiny vocabulary) once on Wan's padded prompt
+    length, while the real encoder is still being read. Why: a process's first UMT5 forward on a GPU pays one-off
+    set-up — cuBLAS/cuBLASLt handles and their choice of kernels for these shapes, the lazy load of each kernel's
+    module: 0.41 s against 0.053 s for the next forward on an H200 (`.perf`-style probe, 2026-12-01); a forward of
+    one block of the same shapes beforehand left the first real forward at 0.053 s. Only the header is read here.
+    Failures are only logged: the real encode reports real errors."""
+    import logging
+    try:
+        cfg = loaders.umt5_file_config(path)
+        if cfg is None:
+            return
+        from transformers import UMT5EncoderModel
+        cfg.num_layers, cfg.vocab_size = 1, 64
+        with torch.device(device):
+            block = UMT5EncoderModel(cfg).to(dtype).eval()
+        ids = torch.zeros(1, TEXT_LEN_FOR_WARMUP, dtype=torch.long, device=device)
+        mask = torch.ones_like(ids)
+        mask[:, 8:] = 0
+        with torch.inference_mode():
+            block(ids, mask)
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize(device)
+        del block
+    except Exception as exc:  # noqa: BLE001 - a warm-up only
+        logging.getLogger("vibeboard.wan").debug("text encoder warm-up skipped: %s", exc)
+
+
+def wait_for_warm_up(key: str) -> None:
+    """Called by the text encode before it runs the encoder (so the two never compete for the GPU)."""
+    thread = _warm.pop(key, None)
+    if thread is not None:
+        thread.join()
+
+
+def _start_warm_up(key: str, path: str, device, dtype: str) -> None:
+    if key in _warm:
+        return
+    thread = threading.Thread(target=_warm_up_text_encoder, daemon=True, name="vibeboard-umt5-warm-up",
+                              args=(path, device, loaders.compute_dtype(dtype if dtype not in loaders.FP8
+                                                                         else "bf16")))
+    _warm[key] = thread
+    thread.start()
+
+
+def _load_concurrently(manager, jobs: list, tokenizer_job=None) -> tuple:
+    """Load parts at the same time: jobs are (part, kind, path, dtype, mode). Reading from the page cache and
+    copying to the GPU are parallel work (the 1.3B stack's three files loaded one after another took ≈ 3.5 s on an
+    H200), and a one-block stand-in of UMT5 warms the GPU's kernels up meanwhile. Where each part goes (GPU or host) is
+    decided first, in the jobs' order, so the DiT keeps its claim on the GPU as when loading one at a time.
+    Returns ({part: key}, tokenizer or None). The first error is raised after every load has ended."""
+    from concurrent.futures import ThreadPoolExecutor
+    plan, reserved = [], 0
+    for part, kind, path, dtype, mode in jobs:
+        device = None
+        if _key(kind, path, dtype) not in manager.models:
+            device, need = _direct_device(kind, path, dtype, manager, mode, reserved)
+            reserved += need
+        plan.append((part, kind, path, dtype, mode, device))
+        if kind == "text_encoder" and device is not None and manager.device.type in WARM_UP_DEVICES and (
+                device != "cpu" or manager.device.type == "cpu"):   # going straight to the GPU: warm it meanwhile
+            _start_warm_up(_key(kind, path, dtype), path, manager.device, dtype)
+    keys: dict = {}
+    with ThreadPoolExecutor(max_workers=len(plan) + 1, thread_name_prefix="vibeboard-load") as pool:
+        tok_future = pool.submit(tokenizer_job) if tokenizer_job is not None else None
+        futures = {part: pool.submit(_load_cached, kind, path, dtype, manager, mode, device)
+                   for part, kind, path, dtype, mode, device in plan}
+        errors = []
+        for part, future in futures.items():
+            try:
+                keys[part] = future.result()
+            except Exception as exc:  # noqa: BLE001 - re-raised below, after every load has ended
+                errors.append(exc)
+        tok = None
+        if tok_future is not None:
+            try:
+                tok = tok_future.result()
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+    return keys, tok
+
+
 _tokenizers: dict = {}
+_tokenizer_lock = threading.Lock()
 
 
 def _tokenizer_cached(text_encoder: str, tokenizer_folder: Optional[str]):
@@ -193,7 +299,7 @@ def _tokenizer_cached(text_encoder: str, tokenizer_folder: Optional[str]):
     except OSError:
         stamp = None
     key = (os.path.abspath(text_encoder), tokenizer_folder and os.path.abspath(tokenizer_folder), stamp)
-    with _cache_lock:
+    with _tokenizer_lock:
         if key not in _tokenizers:
             tok = loaders.tokenizer_from_checkpoint(text_encoder) if os.path.isfile(text_encoder) else None
             if tok is None:
@@ -207,20 +313,23 @@ def _tokenizer_cached(text_encoder: str, tokenizer_folder: Optional[str]):
 
 def load_parts(manager, vae: Optional[str] = None, vae_dtype: str = "bf16", text_encoder: Optional[str] = None,
                tokenizer_folder: Optional[str] = None, image_encoder: Optional[str] = None,
-               text_encoder_mode: str = "auto") -> tuple:
-    """Load (or reuse) the VAE / UMT5 / CLIP vision parts into `manager`. Returns (keys, tokenizer or None).
+               text_encoder_mode: str = "auto", transformers: tuple = ()) -> tuple:
+    """Load (or reuse) the VAE / UMT5 / CLIP vision parts (and `transformers`: (part, path, dtype) of the DiTs,
+    decided first) into `manager`, all at once. Returns (keys, tokenizer or None).
 
     The tokenizer comes from the text encoder file when it carries one (ComfyUI's UMT5 single files embed the
     SentencePiece model as a `spiece_model` tensor), else from `tokenizer_folder`, else from a diffusers folder."""
-    keys, tok = {}, None
+    jobs = [(part, "transformer", path, dtype, "auto") for part, path, dtype in transformers]
     if vae:
-        keys["vae"] = _load_cached("vae", vae, vae_dtype, manager)
+        jobs.append(("vae", "vae", vae, vae_dtype, "auto"))
     if text_encoder:
-        keys["text_encoder"] = _load_cached("text_encoder", text_encoder, vae_dtype, manager, text_encoder_mode)
-        tok = _tokenizer_cached(text_encoder, tokenizer_folder)
+        jobs.append(("text_encoder", "text_encoder", text_encoder, vae_dtype, text_encoder_mode))
     if image_encoder:
-        keys["image_encoder"] = _load_cached("image_encoder", image_encoder, vae_dtype, manager)
-    return keys, tok
+        jobs.append(("image_encoder", "image_encoder", image_encoder, vae_dtype, "auto"))
+    tokenizer_job = (lambda: _tokenizer_cached(text_encoder, tokenizer_folder)) if text_encoder else None
+    if not jobs:
+        return {}, None
+    return _load_concurrently(manager, jobs, tokenizer_job)
 
 
 def load_wan(transformer: str, vae: str, text_encoder: Optional[str] = None, tokenizer: Optional[str] = None,
@@ -232,15 +341,14 @@ def load_wan(transformer: str, vae: str, text_encoder: Optional[str] = None, tok
     `transformer_2` is the low-noise expert of Wan2.2 A14B (used for t < boundary_ratio·1000).
     """
     manager = manager or vram_mod.manager()
-    keys, sources = {}, {}
-    keys["transformer"] = _load_cached("transformer", transformer, dtype, manager)
-    sources["transformer"] = transformer
+    sources = {"transformer": transformer}
+    dits = [("transformer", transformer, dtype)]
     if transformer_2:
-        keys["transformer_2"] = _load_cached("transformer", transformer_2, dtype, manager)
+        dits.append(("transformer_2", transformer_2, dtype))
         sources["transformer_2"] = transformer_2
     vae_dtype = "fp32" if dtype == "fp32" else "bf16"
-    parts, tok = load_parts(manager, vae, vae_dtype, text_encoder, tokenizer, image_encoder, text_encoder_mode)
-    keys.update(parts)
+    keys, tok = load_parts(manager, vae, vae_dtype, text_encoder, tokenizer, image_encoder, text_encoder_mode,
+                           transformers=tuple(dits))
     sources.update({k: v for k, v in (("vae", vae), ("text_encoder", text_encoder),
                                       ("image_encoder", image_encoder)) if v})
     if text_encoder and tok is None:

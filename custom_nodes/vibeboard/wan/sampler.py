@@ -379,6 +379,9 @@ def _open_expert(handle: WanHandle, part: str, settings: SamplerSettings, cond: 
         from .attention.processor import kernel_attention
         stack.enter_context(kernel_attention(model, kernel, handle.device))
     stack.enter_context(attention_context(settings.attention, handle.device))
+    if entry is None or entry.runner is None:   # resident: nothing moves the FFN weights under the fused GEMM
+        from .ffn_fused import fused_ffn
+        stats["fused_ffn"] = stack.enter_context(fused_ffn(model, handle.device))
     # A model adapter's own weights are a handle part too (VRAM-managed like the DiT).
     adapter = stack.enter_context(handle.use(handle.adapter)) if handle.adapter else None
     return model, adapter

@@ -10,7 +10,10 @@ concatenates the growing output after every call. Here the same decoder runs ove
   copy of its input (only the time cache is concatenated);
 - `channels_last`: conv weights and activations in `channels_last_3d` (cuDNN's NDHWC kernels, no layout transposes);
 - `cudnn_benchmark`: cuDNN autotunes each conv shape once per process (a handful of shapes per clip size);
-- `compile`: the decoder call per chunk through torch.compile (fuses the norms, SiLU, pads and cache copies);
+- `fused_norm`: every RMS norm (+ the SiLU after it) in one Triton pass (`vae_kernels.rms_norm`), written straight
+  into the causal conv's input buffer behind the cached frames (no `torch.cat` copy of the activations);
+- `subpixel_upsample`: the upsamplers' nearest 2x upsample + 3x3 conv run as one conv with four 2x2 kernels (one per
+  output pixel parity) on the low-resolution frame, then interleaved: no 4x upsampled tensor, 4/9 of the FLOPs;
 - `tiles` > 1: the frame is cut into overlapping spatial tiles, each with its own causal cache, decoded on its own
   CUDA stream, and blended over the overlap with linear ramps (as diffusers' `tiled_decode`).
 Which combination is fastest is measured by `bench/vae_decode.py`; `DEFAULT_CUDA` holds the winner. Every option
@@ -20,8 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import types
-import weakref
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Iterator, List, Optional
 
@@ -39,7 +41,8 @@ class DecodeOptions:
     tiles: int = 1              # spatial tiles (1 = whole frame); tiles > 1 split the longer side
     tile_overlap: int = 8       # latent pixels shared by neighbouring tiles (×8 px in the output)
     streams: bool = True        # one CUDA stream per tile
-    compile: bool = False       # torch.compile the decoder (one graph per chunk shape; warm-up paid on first use)
+    fused_norm: bool = False    # RMS norm + SiLU in one Triton kernel, written into the conv's padded input
+    subpixel_upsample: bool = False   # nearest 2x upsample + 3x3 conv as 2x2 convs on the low-res frame
 
     def replace(self, **changes) -> "DecodeOptions":
         return dataclasses.replace(self, **changes)
@@ -49,6 +52,9 @@ REFERENCE = DecodeOptions()
 # To be set from bench/vae_decode.py's H200 run (bench/README.md); CPU keeps the reference ops. cuDNN autotune is left
 # out until measured: it costs every new process a one-off search per conv shape on its first decode.
 DEFAULT_CUDA = DecodeOptions(fast_ops=True, channels_last=True)
+# the default plus the fused Triton norm (+ SiLU) and the sub-pixel upsamplers (`vae_fused`); DEFAULT_CUDA once the
+# H200 bench shows it faster within tolerance
+FUSED = DEFAULT_CUDA.replace(fused_norm=True, subpixel_upsample=True)
 
 
 def default_options(device: torch.device) -> DecodeOptions:
@@ -104,23 +110,29 @@ def _patch_targets(vae):
             (W.WanCausalConv3d, _causal_conv_forward))
 
 
+def forwards_by_class(vae, targets) -> list:
+    """(module, bound forward) for each decoder module whose exact class has a replacement in `targets`."""
+    return [(m, types.MethodType(fn, m)) for m in vae.decoder.modules() for cls, fn in targets if type(m) is cls]
+
+
 @contextmanager
-def _fast_ops(vae, on: bool):
-    if not on:
-        yield
-        return
+def patched_forwards(pairs):
+    """Each (module, forward) pair's forward set on the instance (over its class's) while the block runs, removed
+    after. A module that already carries one (an earlier, more specific patch) keeps it."""
     patched = []
-    targets = _patch_targets(vae)
-    for m in vae.decoder.modules():
-        for cls, fn in targets:
-            if type(m) is cls and "forward" not in m.__dict__:
-                m.forward = types.MethodType(fn, m)
-                patched.append(m)
+    for m, fn in pairs:
+        if "forward" not in m.__dict__:
+            m.forward = fn
+            patched.append(m)
     try:
         yield
     finally:
         for m in patched:
             m.__dict__.pop("forward", None)
+
+
+def _fast_ops(vae, on: bool):
+    return patched_forwards(forwards_by_class(vae, _patch_targets(vae)) if on else ())
 
 
 @contextmanager
@@ -154,18 +166,6 @@ def _cudnn_benchmark(on: bool):
 
 
 # ---- the decode loop -------------------------------------------------------------------------------------
-
-_compiled_decoders: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-def _decoder(vae, options: DecodeOptions):
-    if not options.compile:
-        return vae.decoder
-    # kept outside the VAE: as an attribute it would register as a submodule (its weights counted twice)
-    if vae not in _compiled_decoders:
-        _compiled_decoders[vae] = torch.compile(vae.decoder, dynamic=False)
-    return _compiled_decoders[vae]
-
 
 def _conv_count(vae) -> int:
     from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d
@@ -217,18 +217,24 @@ def iter_decode(vae, z: torch.Tensor, options: DecodeOptions = REFERENCE) -> Ite
     grad, decoded where grad mode is on, would otherwise keep each chunk's activations alive — ≈ 15 GB per latent
     frame at 832×480, an out-of-memory on an H200 after 9 chunks (seen with the Wan Decode to Video MP4 node)."""
     from diffusers.models.autoencoders.autoencoder_kl_wan import unpatchify
+
+    from .vae_fused import fused_norms, subpixel_upsamplers
     cuda = z.device.type == "cuda"
     fmt = torch.channels_last_3d if options.channels_last else torch.contiguous_format
     patch = vae.config.patch_size
     scale = vae.spatial_compression_ratio // (patch or 1)
-    with _fast_ops(vae, options.fast_ops), _cudnn_benchmark(options.cudnn_benchmark and cuda), \
-            _channels_last_weights(vae, options.channels_last):
+    # the fused patches go first: _fast_ops leaves modules that already carry a patched forward alone
+    with ExitStack() as patches:
+        for ops in (fused_norms(vae, options.fused_norm), subpixel_upsamplers(vae, options.subpixel_upsample),
+                    _fast_ops(vae, options.fast_ops), _cudnn_benchmark(options.cudnn_benchmark and cuda),
+                    _channels_last_weights(vae, options.channels_last)):
+            patches.enter_context(ops)
         x = vae.post_quant_conv(z).contiguous(memory_format=fmt)
         h, w = x.shape[3], x.shape[4]
         axis = 3 if h > w else 4
         windows = _tile_grid(x.shape[axis], options.tiles, options.tile_overlap)
         n_conv = _conv_count(vae)
-        decoder = _decoder(vae, options)
+        decoder = vae.decoder
         caches = [[None] * n_conv for _ in windows]
         main = torch.cuda.current_stream(z.device) if cuda else None
         streams = ([torch.cuda.Stream(z.device) for _ in windows] if cuda and len(windows) > 1 and options.streams
@@ -277,7 +283,7 @@ def chunk_to_uint8(chunk: torch.Tensor) -> torch.Tensor:
 
 
 PRESETS = ("reference", "fast_ops", "cudnn_benchmark", "channels_last", "fast_ops_benchmark", "fast", "fast_benchmark",
-           "compiled", "tiled_streams")
+           "fused_norm", "subpixel", "fused", "fused_benchmark", "tiled_streams")
 
 
 def options_for(name: str) -> Optional[DecodeOptions]:
@@ -287,7 +293,9 @@ def options_for(name: str) -> Optional[DecodeOptions]:
             "channels_last": DecodeOptions(fast_ops=True, channels_last=True),
             "fast_ops_benchmark": DecodeOptions(fast_ops=True, cudnn_benchmark=True),
             "fast": DEFAULT_CUDA, "fast_benchmark": DEFAULT_CUDA.replace(cudnn_benchmark=True),
-            "compiled": DEFAULT_CUDA.replace(compile=True),
+            "fused_norm": DEFAULT_CUDA.replace(fused_norm=True),
+            "subpixel": DEFAULT_CUDA.replace(subpixel_upsample=True),
+            "fused": FUSED, "fused_benchmark": FUSED.replace(cudnn_benchmark=True),
             "tiled_streams": DEFAULT_CUDA.replace(tiles=2)}.get(name)
 
 
