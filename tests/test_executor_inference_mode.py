@@ -57,11 +57,28 @@ class FitProbe:
         return {"ui": {"scale": [float(scale)]}, "result": (float(scale),)}
 
 
+class AsyncModeProbe:
+    """An async node (ComfyUI runs coroutines on the executing thread, in the same mode)."""
+    RETURN_TYPES = ()
+    FUNCTION = "run"
+    CATEGORY = "test"
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"tensor": ("VB_TENSOR",)}}
+
+    async def run(self, tensor):
+        SEEN["async_inference"] = torch.is_inference_mode_enabled()
+        return ()
+
+
 def _run(tmp_path, value=2.0):
-    registry = NodeRegistry({"ModeProbe": ModeProbe, "FitProbe": FitProbe})
+    registry = NodeRegistry({"ModeProbe": ModeProbe, "FitProbe": FitProbe, "AsyncModeProbe": AsyncModeProbe})
     ex = Executor(registry, output_dir=tmp_path / "out", input_dir=tmp_path / "in", temp_dir=tmp_path / "t")
     return ex.execute({"1": {"class_type": "ModeProbe", "inputs": {"value": value}},
-                       "2": {"class_type": "FitProbe", "inputs": {"tensor": ["1", 0]}}})
+                       "2": {"class_type": "FitProbe", "inputs": {"tensor": ["1", 0]}},
+                       "3": {"class_type": "AsyncModeProbe", "inputs": {"tensor": ["1", 0]}}})
 
 
 def test_a_node_run_by_the_executor_sees_inference_mode_and_the_caller_keeps_its_own(tmp_path):
@@ -69,6 +86,7 @@ def test_a_node_run_by_the_executor_sees_inference_mode_and_the_caller_keeps_its
     result = _run(tmp_path)
     assert result.status == "success", result.error
     assert SEEN["inference"] is True and SEEN["grad"] is False and SEEN["is_changed"] is True
+    assert SEEN["async_inference"] is True
     assert SEEN["input_is_inference"] is True  # what the next node gets is an inference tensor, as in ComfyUI
     assert not torch.is_inference_mode_enabled() and torch.is_grad_enabled()  # restored after the prompt
 
