@@ -154,3 +154,13 @@ def test_the_vram_manager_moves_a_model_loaded_by_a_node_from_outside_inference_
         with torch.no_grad():
             module.weight.mul_(1.0)  # a weight edit (a LoRA merge) outside inference mode
         assert torch.equal(module(torch.ones(1, 4)), before)
+
+
+def test_normal_module_keeps_tied_weights_tied():
+    with torch.inference_mode():
+        emb = torch.nn.Embedding(5, 4)
+        head = torch.nn.Linear(4, 5, bias=False)
+        head.weight = emb.weight  # tied, as UMT5's shared / embed_tokens
+        model = torch.nn.ModuleDict({"emb": emb, "head": head})
+    grad.normal_module(model)
+    assert model["head"].weight is model["emb"].weight and not model["emb"].weight.is_inference()

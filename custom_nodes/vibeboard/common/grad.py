@@ -17,7 +17,8 @@ needs gradients (a LoRA trainer, a pose/contact optimisation, a layout fit) ther
      inference tensors and can never train).
 State that outlives a node (model weights a cache keeps, the VRAM manager's buffers) is made under
 `outside_inference()`, so whoever touches it next, in whatever mode, may update it in place.
-Torch is imported lazily: the executor must not pay for it in a process whose nodes never touch tensors.
+Torch is imported only when needed (the runner imports this module before it knows whether any node uses torch;
+`node_mode()` imports it at the first prompt, once — the pack's registry has normally imported it already).
 """
 from __future__ import annotations
 
@@ -85,18 +86,20 @@ def normal_tensor(value):
 
 def normal_module(module):
     """Replace `module`'s inference-tensor parameters and buffers (it was built or loaded under inference mode)
-    with normal copies, in place, keeping each parameter's requires_grad; returns the module. Nothing is copied
-    for a module built outside inference mode."""
+    with normal copies, in place, keeping each parameter's requires_grad and tied weights tied (one copy per
+    tensor); returns the module. Nothing is copied for a module built outside inference mode."""
     import torch
+    copies: dict = {}  # id(original) → its copy: a weight shared by two modules (tied embeddings) stays shared
     with torch.inference_mode(False):
         for owner in module.modules():
-            for name, param in list(owner._parameters.items()):
-                if param is not None and param.is_inference():
-                    owner._parameters[name] = torch.nn.Parameter(param.detach().clone(),
-                                                                 requires_grad=param.requires_grad)
-            for name, buf in list(owner._buffers.items()):
-                if buf is not None and buf.is_inference():
-                    owner._buffers[name] = buf.clone()
+            for table, make in ((owner._parameters, lambda p: torch.nn.Parameter(p.detach().clone(),
+                                                                               requires_grad=p.requires_grad)),
+                                (owner._buffers, lambda b: b.clone())):
+                for name, tensor in list(table.items()):
+                    if tensor is not None and tensor.is_inference():
+                        if id(tensor) not in copies:
+                            copies[id(tensor)] = (tensor, make(tensor))  # keep the original alive: ids stay unique
+                        table[name] = copies[id(tensor)][1]
     return module
 
 
