@@ -57,16 +57,9 @@ class FitProbe:
         return {"ui": {"scale": [float(scale)]}, "result": (float(scale),)}
 
 
-class AsyncModeProbe:
+class AsyncModeProbe(FitProbe):
     """An async node (ComfyUI runs coroutines on the executing thread, in the same mode)."""
     RETURN_TYPES = ()
-    FUNCTION = "run"
-    CATEGORY = "test"
-    OUTPUT_NODE = True
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"tensor": ("VB_TENSOR",)}}
 
     async def run(self, tensor):
         SEEN["async_inference"] = torch.is_inference_mode_enabled()
