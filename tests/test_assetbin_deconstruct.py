@@ -92,6 +92,17 @@ def test_a_tampered_stage_manifest_cannot_point_outside_the_cache(tmp_path):
 
 
 def test_four_dof_fit_recovers_yaw_translation_scale():
+    _check_four_dof_fit()
+
+
+def test_four_dof_fit_works_inside_a_node_under_inference_mode():
+    # Nodes run under torch.inference_mode() (ComfyUI's executor and ours): the points arrive as inference tensors
+    # and the fit's gradients would record nothing; the fit opts out (common.grad.training_mode).
+    with torch.inference_mode():
+        _check_four_dof_fit()
+
+
+def _check_four_dof_fit():
     gen = torch.Generator().manual_seed(0)
     # an L-shaped object (no symmetry that would make yaw ambiguous)
     a = torch.rand(300, 3, generator=gen, dtype=torch.float64) * torch.tensor([1.0, 0.5, 0.3], dtype=torch.float64)

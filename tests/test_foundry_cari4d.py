@@ -66,3 +66,28 @@ def test_contact_pulls_the_object_onto_the_hand_and_no_contact_leaves_it(tmp_pat
 def test_coconet_checkpoint_reads_weights_only(tmp_path):
     torch.save({"model": {"encoder.w": torch.ones(2)}, "step": 31397}, tmp_path / "step031397.pth")
     assert list(C.load_coconet(str(tmp_path / "step031397.pth"))) == ["encoder.w"]
+
+
+def test_optimise_node_through_the_executor_pulls_the_object_onto_the_hand(tmp_path):
+    # Nodes run under torch.inference_mode() (as in ComfyUI): the body model and tracks the node loads are inference
+    # tensors and Adam needs autograd — the optimisation opts out, or it fails before its first step.
+    from vibeboard_runner.executor import Executor
+    from vibeboard_runner.registry import NodeRegistry
+    (tmp_path / "models" / "smplh").mkdir(parents=True)
+    model = C.load_body_model(_synthetic_smplh(tmp_path / "models" / "smplh" / "model.npz"))
+    track = _track(model)
+    verts, _ = C.body_vertices(model, track.pose, track.betas, track.transl)
+    before = float(C.contact_distance(verts, C.object_points_world(track.obj_rot, track.obj_transl,
+                                                                   track.obj_points), track.contacts)) ** 0.5
+    (tmp_path / "out").mkdir()
+    np.savez(tmp_path / "out" / "tracks.npz", **{k: getattr(track, k).numpy() for k in
+                                                ("pose", "betas", "transl", "obj_rot", "obj_transl", "obj_points",
+                                                 "contacts")})
+    ex = Executor(NodeRegistry.default(), output_dir=tmp_path / "out", input_dir=tmp_path / "in",
+                  temp_dir=tmp_path / "t", models_dir=str(tmp_path / "models"))
+    result = ex.execute({"1": {"class_type": "VBCari4DContactOptimise", "inputs": {
+        "body_model": "smplh/model.npz", "tracks": "tracks.npz", "fps": 30.0, "iterations": 12,
+        "contact_weight": 100.0, "smooth_weight": 10.0, "filename_prefix": "motion/take"}}})
+    assert result.status == "success", result.error
+    (summary,) = (tmp_path / "out" / "motion").glob("take*.json")
+    assert json.loads(summary.read_text())["contact_rms_m"] < before * 0.5

@@ -123,3 +123,46 @@ def test_qwen_image_transformer_trains_and_exports(tmp_path):
                                        axes_dims_rope=(4, 6, 6))
     for fmt in ("comfyui", "diffusers"):
         assert L.check_fits(base, L.read_lora(paths[fmt]), strict=True) == len(out["names"]) // 2
+
+
+def test_trainer_node_through_the_executor_lowers_the_loss_under_inference_mode(tmp_path):
+    # The executor runs nodes under torch.inference_mode() like ComfyUI: the trainer must opt out, or it records no
+    # graph ("element 0 of tensors does not require grad"). The trained file must lower the loss on fixed noise.
+    import glob
+
+    from safetensors.torch import load_file
+
+    from vibeboard_runner.executor import Executor
+    from vibeboard_runner.registry import NodeRegistry
+    prompt = {"1": {"class_type": "VBSamplePortrait", "inputs": {"size": 64, "seed": 0}},
+              "2": {"class_type": "VBActorCard", "inputs": {"db_path": "p.vbdb", "actor": "Ana", "character": "MARA",
+                                                            "face_licence": "CC0", "face_front": ["1", 0]}},
+              "3": {"class_type": "VBActorLoraTrain", "inputs": {
+                  "actor": ["2", 0], "model": "tiny-random (test, no weights)", "steps": 10, "rank": 4,
+                  "learning_rate": 1e-2, "resolution": 64, "trigger": "", "filename_prefix": "loras/ana"}}}
+    ex = Executor(NodeRegistry.default(), output_dir=tmp_path / "out", input_dir=tmp_path / "in",
+                  temp_dir=tmp_path / "t", models_dir=str(tmp_path / "models"))
+    result = ex.execute(prompt)
+    assert result.status == "success", result.error
+    cache = str(tmp_path / "out" / "loras" / "ana_work" / "cache")
+    (lat,), (txt,) = glob.glob(cache + "/lat_*.safetensors"), glob.glob(cache + "/txt_*.safetensors")
+    text = load_file(txt)
+    items = [{"latent": load_file(lat)["latent"], "embeds": text["embeds"], "mask": text["mask"]}]
+    cfg = T.TrainConfig(family="wan")
+    base = tiny.build_transformer("t2v")  # the node's tiny DiT (same seed); its LoRA starts as a no-op
+    before = T.eval_loss(base, cfg, items)
+    L.LoraPatch(base).add(L.read_lora(str(tmp_path / "out" / "loras" / "ana.safetensors")), 1.0)
+    assert T.eval_loss(base, cfg, items) < before * 0.9
+
+
+def test_a_base_model_loaded_under_inference_mode_still_trains(tmp_path):
+    # Inside ComfyUI a loader node runs under inference mode: its weights are inference tensors, which autograd cannot
+    # save for backward. train() gives the base normal tensors and makes the LoRA outside inference mode.
+    items = D.build_items(_images(tmp_path, 1), _wan_cache(tmp_path), resolution=64)
+    cfg = T.TrainConfig(family="wan", rank=2, alpha=2, learning_rate=1e-2, steps=2, save_every=100)
+    with torch.inference_mode():
+        model = tiny.build_transformer("t2v")
+        out = T.train(model, items, cfg, str(tmp_path / "w"))
+    assert len(out["losses"]) == 2 and all(np.isfinite(out["losses"]))
+    ups = [p for n, p in model.named_parameters() if ".lora_B." in n]
+    assert ups and any(float(p.abs().max()) > 0 for p in ups)  # lora_B starts at zero: it moved, so it trained

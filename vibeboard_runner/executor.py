@@ -4,6 +4,7 @@ Only what output nodes need runs, depth-first in dependency order; results are c
 process under a key built like ComfyUI's (class, constant inputs, IS_CHANGED, upstream keys); list
 semantics (INPUT_IS_LIST / OUTPUT_IS_LIST), lazy inputs (check_lazy_status), `{"ui", "result"}` returns,
 progress and interrupt go through vibeboard.common.runtime. Events use ComfyUI's websocket message shapes.
+Nodes run under `torch.inference_mode()` like in ComfyUI (vibeboard.common.grad says how a training node opts out).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import uuid
 from collections import OrderedDict
 from typing import Callable, Dict, List, Optional
 
-from vibeboard.common import runtime
+from vibeboard.common import grad, runtime
 
 from .results import ExecutionResult, execution_error
 from .graph import declared_inputs, hidden_inputs, is_link, lazy_inputs
@@ -87,7 +88,9 @@ class Executor:
             policy = (runtime.path_policy(self.restrict_paths) if self.restrict_paths is not None
                       else contextlib.nullcontext())
             try:
-                with policy:
+                # Every node function (and IS_CHANGED / check_lazy_status) under torch.inference_mode(), exactly
+                # as ComfyUI's PromptExecutor: nodes that train opt out with vibeboard.common.grad.training_mode.
+                with policy, grad.node_mode():
                     return _Run(self, copy.deepcopy(prompt), prompt_id or str(uuid.uuid4()), extra_data or {},
                                 outputs, on_event, client_id).run()
             finally:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..common import grad
+
 
 @dataclass
 class Pose4:
@@ -66,11 +68,15 @@ def _adam(params, src, tgt, floor_y, steps, sw, lr=0.02):
 def fit_4dof(*args, **kwargs) -> "Pose4":
     """Pose that puts `source` points [N, 3] (object frame, Y up) onto `target` points [M, 3] (world); see
     `_fit_4dof` for the options. Runs single-threaded: hundreds of tiny steps spend far more time waking
-    intra-op threads than computing (measured 19 s of CPU with 2 threads vs 1.2 s with one)."""
+    intra-op threads than computing (measured 19 s of CPU with 2 threads vs 1.2 s with one). The fit is
+    gradient descent: it opts out of the caller's inference mode (nodes run under it, as in ComfyUI), and
+    points that came from another node (inference tensors) are copied before autograd sees them."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _fit_4dof(*args, **kwargs)
+        with grad.training_mode():
+            return _fit_4dof(*[grad.normal_tensor(a) for a in args],
+                             **{k: grad.normal_tensor(v) for k, v in kwargs.items()})
     finally:
         torch.set_num_threads(threads)
 

@@ -14,6 +14,7 @@ The result is a motion asset (npz + JSON summary) for Stagecraft.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from typing import Dict, Optional
 
 import numpy as np
 import torch
+
+from ..common import grad
 
 SMPLH_KEYS = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f")
 NUM_JOINTS = 52  # 22 body (incl. root) + 2×15 hand joints
@@ -133,9 +136,19 @@ def contact_distance(verts: torch.Tensor, obj: torch.Tensor, contacts: torch.Ten
     return total / max(count, 1)
 
 
+def _normal_fields(record):
+    """A copy of a BodyModel / Track whose tensors autograd may use (inference tensors — loaded or made under a
+    node's inference mode — cloned; normal ones shared)."""
+    return dataclasses.replace(record, **{f.name: grad.normal_tensor(getattr(record, f.name))
+                                          for f in dataclasses.fields(record)})
+
+
+@grad.training_mode()
 def optimise(model: BodyModel, track: Track, iters: int = 60, lr: float = 0.02, w_data: float = 1.0,
              w_contact: float = 100.0, w_smooth: float = 10.0) -> dict:
-    """Contact-aware joint optimisation of body and object tracks. Returns the refined track and the losses."""
+    """Contact-aware joint optimisation of body and object tracks. Returns the refined track and the losses.
+    Opts out of the caller's inference mode (nodes run under it, as in ComfyUI): gradients are the method."""
+    model, track = _normal_fields(model), _normal_fields(track)
     pose = track.pose.clone().requires_grad_(True)
     transl = track.transl.clone().requires_grad_(True)
     orot = track.obj_rot.clone().requires_grad_(True)

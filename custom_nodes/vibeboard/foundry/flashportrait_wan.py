@@ -28,6 +28,7 @@ from typing import Callable, Optional
 
 import torch
 
+from ..common import grad
 from ..wan import conditioning as C
 from ..wan import sampler as S
 from ..wan.handle import WanHandle
@@ -53,8 +54,9 @@ def load_handle(base: WanHandle, transformer_path: str, dtype: str = "bf16") -> 
     key = f"flashportrait:{os.path.abspath(transformer_path)}:{dtype}"
     with _lock:
         if key not in base.manager.models:
-            model, emo = fp.load_transformer(transformer_path, loaders.compute_dtype(dtype))
-            fp.patch_expression_attention(model, emo)
+            with grad.outside_inference():  # kept by the VRAM manager beyond this node (common.grad)
+                model, emo = fp.load_transformer(transformer_path, loaders.compute_dtype(dtype))
+                fp.patch_expression_attention(model, emo)
             base.manager.register(key, model.eval())
     return adapt(base, key, loaders.compute_dtype(dtype), transformer_path)
 

@@ -5,6 +5,9 @@ What the anchors (ostris/ai-toolkit, kohya-ss/musubi-tuner, diffusion-pipe) taug
 - the frozen encoders run once (cache), the transformer trains with gradient checkpointing;
 - checkpoints hold everything that decides the next step — LoRA weights, AdamW moments, the step, the noise
   generator's state — as safetensors (never pickles), so a resumed run continues *bit-exactly*;
+- training opts out of the host's inference mode (ComfyUI runs every node under `torch.inference_mode()`):
+  `add_lora` and `train` run under `common.grad.training_mode()`, and a base model built under inference mode
+  gets normal tensors first (autograd refuses to save inference tensors for backward);
 - the result is saved in the two layouts people load: ComfyUI/kohya (`lora_unet_<module>.lora_down/up.weight` +
   `.alpha`, Wan's original module names) and diffusers/PEFT (`transformer.<module>.lora_A/B.weight` +
   `adapter_config.json`); the pack's own loader (`models/lora.py`) reads both back.
@@ -19,6 +22,7 @@ from typing import Callable, List, Optional
 
 import torch
 
+from ..common import grad
 from . import lora_dataset
 
 WAN_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "ffn.net.0.proj", "ffn.net.2"]
@@ -59,10 +63,14 @@ class TrainConfig:
 
 
 # ---- model plumbing ----------------------------------------------------------------------------------------
+@grad.training_mode()
 def add_lora(model: torch.nn.Module, cfg: TrainConfig) -> List[str]:
-    """Freeze the base, add a PEFT adapter (diffusers' `add_adapter`), return the trainable parameter names."""
+    """Freeze the base, add a PEFT adapter (diffusers' `add_adapter`), return the trainable parameter names.
+    The LoRA parameters are made outside inference mode (made inside, they could never train), and base weights
+    loaded under inference mode are replaced by normal copies (a no-op for a model built outside it)."""
     _require_peft()
     from peft import LoraConfig
+    grad.normal_module(model)
     model.requires_grad_(False)
     model.add_adapter(LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, init_lora_weights=True,
                                  target_modules=cfg.target_modules()))
@@ -233,17 +241,20 @@ def eval_loss(model, cfg: TrainConfig, items: List[dict], seed: int = 1234) -> f
     return sum(losses) / len(losses)
 
 
+@grad.training_mode()
 def train(model, items: List[dict], cfg: TrainConfig, work_dir: str, *, resume: bool = True,
           stop_after: Optional[int] = None, on_step: Optional[Callable[[int, int, float], None]] = None,
           sample: Optional[Callable[[object, int], None]] = None, names: Optional[List[str]] = None) -> dict:
     """Train `model` (a LoRA is added unless `names` says it already has one) for cfg.steps. Checkpoints go to
     `work_dir/checkpoint.safetensors` every cfg.save_every steps; with `resume` an existing checkpoint is picked
-    up. `stop_after` ends the call early (after a checkpoint) — what a pod shutdown does. Returns
+    up. `stop_after` ends the call early (after a checkpoint) — what a pod shutdown does. Runs under
+    `training_mode()` whatever the caller's mode (a node runs under inference mode). Returns
     {"step", "losses", "checkpoint", "names"}."""
     if not items:
         raise TrainerError("no training images (add face references or turnarounds to the actor card)")
     os.makedirs(work_dir, exist_ok=True)
     names = names or add_lora(model, cfg)
+    grad.normal_module(model)  # `names` given: the caller added the LoRA; its base may still be inference tensors
     params = dict(model.named_parameters())
     opt = torch.optim.AdamW([params[n] for n in names], lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -273,7 +284,8 @@ def train(model, items: List[dict], cfg: TrainConfig, work_dir: str, *, resume: 
             on_step(step, cfg.steps, losses[-1])
         if sample is not None and cfg.sample_every and step % cfg.sample_every == 0:
             model.eval()
-            sample(model, step)
+            with torch.no_grad():  # a preview render: no graph through the trainable LoRA
+                sample(model, step)
             model.train()
         if step % cfg.save_every == 0 or step == cfg.steps or (stop_after is not None and step >= stop_after):
             save_checkpoint(ckpt, model, names, opt, step, gen, losses, cfg)

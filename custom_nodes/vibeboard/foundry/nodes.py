@@ -8,7 +8,7 @@ import os
 import numpy as np
 import torch
 
-from ..common import runtime
+from ..common import grad, runtime
 from ..common.runtime import NodeInputError
 
 CATEGORY = "VibeBoard/Character Foundry"
@@ -125,6 +125,8 @@ class VBActorCard:
 def _tiny_wan_encoders():
     from ..models import tiny
     vae, text = tiny.build_vae(), tiny.build_umt5()
+    with grad.training_mode():  # the DiT trains: built outside the node's inference mode, its weights train-able
+        net = tiny.build_transformer("t2v")
     words = {w: i for i, w in enumerate(tiny.TINY_WORDS)}
 
     def enc_image(x):
@@ -135,7 +137,7 @@ def _tiny_wan_encoders():
         ids = torch.nn.functional.pad(ids, (0, 16 - ids.shape[1]))
         mask = (ids > 0).long()
         return text(ids, attention_mask=mask).last_hidden_state[0] * mask[0, :, None], mask[0]
-    return tiny.build_transformer("t2v"), enc_image, enc_text
+    return net, enc_image, enc_text
 
 
 def _tokenizer_folder(node: str, tokenizer: str):
@@ -172,7 +174,8 @@ def _wan_encoders(node, transformer, vae, text_encoder, tokenizer, dtype):
     tokenizer (embedded or folder) and prompt cache as every Wan node."""
     from ..models import loaders
     from ..wan import conditioning as C
-    model = loaders.load_wan_transformer(loaders.model_path(node, "model", transformer), dtype)
+    with grad.training_mode():  # weights loaded under the node's inference mode could never be used for backward
+        model = loaders.load_wan_transformer(loaders.model_path(node, "model", transformer), dtype)
     handle = _wan_parts(node, vae, text_encoder, tokenizer, dtype=dtype)
 
     def enc_image(x):  # normalised latents, as the sampler sees them (the runtime's one normalisation)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from ..common import grad
 from .flatstore import FlatStore, HostArena, flat_sizes
 
 
@@ -46,6 +47,7 @@ class BlockSwap:
         if attach:
             self.attach()
 
+    @grad.outside_inference()  # the slot buffers outlive this call (see flatstore)
     def attach(self) -> None:
         if self.attached:
             return

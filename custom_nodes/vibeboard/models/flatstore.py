@@ -3,10 +3,15 @@
 Moving 1000 parameters one by one costs launch overhead and allocator churn; copying one contiguous
 buffer GPU → pinned host → GPU runs at the bus's speed, which is what makes LRU swapping cheap.
 Parameters are re-pointed (`param.data = view`) so module objects, hooks and references stay valid.
+Every buffer here is made and filled `outside_inference()`: the store outlives the node that loaded the model, and
+is moved later by whoever needs the memory (a node under inference mode, a /free request, ComfyUI's unload between
+prompts) — an inference tensor could not be updated in place by the latter two.
 """
 from __future__ import annotations
 
 import torch
+
+from ..common import grad
 
 
 def pinning_available() -> bool:
@@ -41,6 +46,7 @@ class HostArena:
     """One pinned buffer per dtype, handed out in slices: many stores, one allocation each.
     (PyTorch's pinned allocator rounds every request up to a power of two; one big request wastes less.)"""
 
+    @grad.outside_inference()
     def __init__(self, sizes: dict, pin: bool = True):
         pin = pin and pinning_available()
         self.buffers = {d: torch.empty(n, dtype=d, pin_memory=pin) for d, n in sizes.items()}
@@ -55,6 +61,7 @@ class HostArena:
 class FlatStore:
     """Host copy (pinned when CUDA exists) of a module's parameters and buffers, grouped by dtype."""
 
+    @grad.outside_inference()
     def __init__(self, module: torch.nn.Module, pin: bool = True, include_buffers: bool = True,
                  recurse: bool = True, exclude=(), arena: "HostArena" = None):
         self.module = module
@@ -99,6 +106,7 @@ class FlatStore:
         for entry in self.entries:
             self._point_one(entry, flats)
 
+    @grad.outside_inference()
     def to_device(self, device, stream=None, into: dict = None) -> dict:
         """Copy host → device (into preallocated `into` buffers when given) and point the module there."""
         flats = {}
@@ -114,6 +122,7 @@ class FlatStore:
         self.on_device = True
         return flats
 
+    @grad.outside_inference()
     def to_host(self, copy_back: bool = True) -> None:
         """Point the module back at the host buffers; `copy_back` keeps on-device edits (LoRA merges)."""
         if self.on_device and copy_back:
@@ -125,6 +134,7 @@ class FlatStore:
         self.device_flat = {}
         self.on_device = False
 
+    @grad.outside_inference()
     def spill(self, path: str) -> None:
         """Write the host buffers to disk and drop them (the disk tier of the LRU)."""
         from safetensors.torch import save_file
@@ -138,6 +148,7 @@ class FlatStore:
                 owner._buffers[attr] = gone
         self.host = {}
 
+    @grad.outside_inference()
     def unspill(self, path: str, pin: bool = True) -> None:
         from safetensors.torch import load_file
         loaded = load_file(path)

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 
 import torch
 
+from ..common import grad
 from .blockswap import BlockSwap, SequentialOffload
 from .flatstore import FlatStore
 
@@ -77,10 +78,15 @@ class VramManager:
 
     # ---- registration ----
     def register(self, name: str, module: torch.nn.Module, mode: str = "auto", resident_blocks=None):
-        """mode: auto (resident if it fits, else block swap / sequential), resident, blockswap, sequential."""
+        """mode: auto (resident if it fits, else block swap / sequential), resident, blockswap, sequential.
+        A registered model is an inference model: its parameters stop requiring grad (common.grad.freeze), so no
+        caller builds an autograd graph through it by accident; a trainer keeps its own unregistered copy. It
+        outlives the node that loaded it, so weights loaded under inference mode become normal tensors (copied
+        once; load under `grad.outside_inference()` to skip the copy), which any later caller may move or edit."""
         with self.lock:
             if name in self.models:
                 return self.models[name]
+            grad.normal_module(grad.freeze(module))
             entry = ManagedModel(name, module, mode, resident_blocks)
             first = next(_tensors(module), None)
             if self.device.type != "cpu" and first is not None and first.device.type == self.device.type:

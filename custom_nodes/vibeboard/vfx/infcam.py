@@ -116,6 +116,12 @@ class InfCamBlockExtras(nn.Module):
         self.modulation0.copy_(block.scale_shift_table)
 
 
+def _identity(t: torch.Tensor) -> tuple:
+    """(object id, in-place version) of a tensor, for cache keys. An inference tensor — what a node makes under
+    ComfyUI's (and our executor's) inference mode — has no version counter (reading it raises): its id alone."""
+    return (id(t), None if t.is_inference() else t._version)
+
+
 def _normalised_k(k_px: torch.Tensor) -> torch.Tensor:
     """InfCam divides [fx, fy, cx, cy] by 2·cx (= the image width, principal point assumed central)."""
     return k_px / (k_px[:, 2:3] * 2)
@@ -164,8 +170,7 @@ class InfCamAdapter(nn.Module):
         """One grid per camera (same for every block and step): H = K_trg · Rᵀ · K_src⁻¹ on the token grid.
         Cached on the identity of the camera tensors, so a sampler's 2×steps forwards compute it (and sync
         with the GPU for it) once."""
-        key = (id(cam_ext), cam_ext._version, id(in_src), in_src._version, id(in_trg), in_trg._version,
-               b, gf, gh, gw, like.device, like.dtype)
+        key = (*_identity(cam_ext), *_identity(in_src), *_identity(in_trg), b, gf, gh, gw, like.device, like.dtype)
         cached = getattr(self, "_grid_cache", None)
         if cached is not None and cached[0] == key:
             return cached[1]

@@ -11,7 +11,7 @@ import re
 
 import torch
 
-from ..common import runtime
+from ..common import grad, runtime
 from ..common.runtime import NodeInputError, output_directory, unique_output_path
 from ..media.files import atomic_output
 from ..models.loaders import model_path, pick_device
@@ -107,11 +107,12 @@ class VBInfCamLoader:
         adapter_key = f"infcam_adapter:{tag}"
         if adapter_key not in mgr.models or (base_key and base_key not in mgr.models):
             base = None
-            if not has_base:
-                base = (wan.module("transformer") if wan is not None
-                        else loaders.load_wan_transformer(base_file, dtype))
             try:
-                model = load_infcam(ckpt, attention_head_dim, base, cdtype)
+                with grad.outside_inference():  # kept by the VRAM manager beyond this node (common.grad)
+                    if not has_base:
+                        base = (wan.module("transformer") if wan is not None
+                                else loaders.load_wan_transformer(base_file, dtype))
+                    model = load_infcam(ckpt, attention_head_dim, base, cdtype)
             except ValueError as exc:
                 raise NodeInputError(node, "checkpoint", str(exc)) from None
             if base_key:

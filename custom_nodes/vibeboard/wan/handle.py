@@ -14,6 +14,7 @@ from typing import Optional
 
 import torch
 
+from ..common import grad
 from ..models import loaders
 from ..models import vram as vram_mod
 
@@ -191,7 +192,8 @@ def _load_cached(kind: str, path: str, dtype: str, manager, mode: str = "auto", 
                   "text_encoder": loaders.load_umt5, "image_encoder": loaders.load_clip_vision}[kind]
             if device is None:
                 device = _direct_device(kind, path, dtype, manager, mode)[0]
-            module = fn(path, dtype) if device == "cpu" else fn(path, dtype, device=device)
+            with grad.outside_inference():  # shared weights outlive the node loading them (common.grad)
+                module = fn(path, dtype) if device == "cpu" else fn(path, dtype, device=device)
             manager.register(key, module, mode=mode)
     return key
 
