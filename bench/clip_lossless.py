@@ -32,8 +32,8 @@ def check(args, handle, prompt: str, eager_blocks) -> dict:
     t = torch.tensor([500.0], device=handle.device)
     attention = args.attention if args.attention in ("auto", "triton") else "auto"
 
-    def forward(model, dtype):
-        with torch.no_grad():
+    def forward(model, dtype):   # inference mode, as nodes run (compiled blocks were traced in it: no retrace)
+        with torch.inference_mode():
             return model(hidden_states=x.to(dtype), timestep=t, encoder_hidden_states=embeds.to(dtype),
                          return_dict=False)[0].float()
 
