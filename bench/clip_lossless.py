@@ -20,9 +20,10 @@ from bench_common import rel_err as _rel
 
 
 def check(args, handle, prompt: str, eager_blocks) -> dict:
+    from contextlib import ExitStack
+
     from vibeboard.wan import conditioning as C
     from vibeboard.wan import sampler as S
-    from vibeboard.wan.ffn_fused import fused_ffn
     embeds = C.encode_text(handle, [prompt]).to(handle.device)
     lat_t = (args.frames - 1) // handle.scale_temporal + 1
     shape = (1, handle.latent_channels, lat_t, args.height // handle.scale_spatial,
@@ -37,7 +38,7 @@ def check(args, handle, prompt: str, eager_blocks) -> dict:
             return model(hidden_states=x.to(dtype), timestep=t, encoder_hidden_states=embeds.to(dtype),
                          return_dict=False)[0].float()
 
-    res = {}
+    res, stats = {}, {}
     with handle.use("transformer") as dit:
         with eager_blocks(dit):
             ref_model = copy.deepcopy(dit).float()
@@ -46,13 +47,13 @@ def check(args, handle, prompt: str, eager_blocks) -> dict:
             if handle.device.type == "cuda":
                 torch.cuda.empty_cache()
             default = forward(dit, handle.dtype)
-        with S.attention_context(attention, handle.device), fused_ffn(dit, handle.device) as fused:
-            if attention == "triton":
-                from vibeboard.wan.attention.processor import kernel_attention
-                with kernel_attention(dit, "triton", handle.device):
-                    ours = forward(dit, handle.dtype)
-            else:
-                ours = forward(dit, handle.dtype)
+    # ours: the expert exactly as the sampler prepares it (compiled blocks, fused FFN, attention of the settings)
+    settings = S.SamplerSettings(compile=bool(args.compile), attention=attention)
+    with ExitStack() as stack:
+        model, _ = S._open_expert(handle, "transformer", settings, C.WanConditioning(prompt_embeds=embeds), stack,
+                                  stats)
+        ours = forward(model, handle.dtype)
+    fused = stats.get("fused_ffn", 0)
     ref = res.pop("_fp32")
     res.update({"default vs fp32": _rel(default, ref), "ours vs fp32": _rel(ours, ref),
                 "ours vs default": _rel(ours, default), "fused FFN blocks": fused,
