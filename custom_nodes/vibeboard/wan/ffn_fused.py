@@ -43,7 +43,6 @@ class FusedGeluProjection(nn.Module):
         super().__init__()
         self.proj = original.proj
         self.approximate = original.approximate
-        self.__dict__["original"] = original   # not a child: named_modules / state_dict see the Linear once
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         proj = self.proj
