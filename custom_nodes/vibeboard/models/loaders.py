@@ -69,6 +69,12 @@ def compute_dtype(name: str) -> torch.dtype:
     return DTYPES[name]
 
 
+def unquantized_dtype(name: str) -> torch.dtype:
+    """The dtype a part without fp8 support (VAE, UMT5, CLIP vision) holds its weights in: an fp8 choice means
+    bf16 for it."""
+    return compute_dtype(name if name not in FP8 else "bf16")
+
+
 def read_safetensors(path: str, device: str = "cpu") -> dict:
     if not os.path.isfile(path):
         raise ModelFileError(f"model file not found: {path}")
@@ -241,7 +247,7 @@ def _restore_fp8_weights(model: torch.nn.Module, kept: dict) -> None:
 # ---- Wan VAE ------------------------------------------------------------------------------------
 def load_wan_vae(path: str, dtype: str = "bf16", device: str = "cpu"):
     from diffusers import AutoencoderKLWan
-    cdtype = compute_dtype(dtype if dtype not in FP8 else "bf16")
+    cdtype = unquantized_dtype(dtype)
     if not os.path.isdir(path) and os.path.isfile(os.path.join(os.path.dirname(path), "config.json")):
         path = os.path.dirname(path)  # diffusers vae/ weights picked by file (the Wan2.2 VAE registry entry)
     if os.path.isdir(path):
@@ -300,7 +306,7 @@ def umt5_file_config(path: str):
 
 def load_umt5(path: str, dtype: str = "bf16", device: str = "cpu"):
     from transformers import UMT5EncoderModel
-    cdtype = compute_dtype(dtype if dtype not in FP8 else "bf16")
+    cdtype = unquantized_dtype(dtype)
     if os.path.isdir(path):
         folder = os.path.join(path, "text_encoder") if os.path.isdir(os.path.join(path, "text_encoder")) else path
         model = UMT5EncoderModel.from_pretrained(folder, dtype=cdtype, use_safetensors=True).eval()
@@ -347,7 +353,7 @@ _CLIP_HEADS = {1280: 16, 1024: 16, 768: 12}
 
 def load_clip_vision(path: str, dtype: str = "fp16"):
     from transformers import CLIPVisionConfig, CLIPVisionModel
-    cdtype = compute_dtype(dtype if dtype not in FP8 else "bf16")
+    cdtype = unquantized_dtype(dtype)
     if os.path.isdir(path):
         folder = os.path.join(path, "image_encoder") if os.path.isdir(os.path.join(path, "image_encoder")) else path
         return CLIPVisionModel.from_pretrained(folder, dtype=cdtype, use_safetensors=True).eval()

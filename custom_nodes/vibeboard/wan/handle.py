@@ -242,8 +242,7 @@ def _start_warm_up(key: str, path: str, device, dtype: str) -> None:
     if key in _warm:
         return
     thread = threading.Thread(target=_warm_up_text_encoder, daemon=True, name="vibeboard-umt5-warm-up",
-                              args=(path, device, loaders.compute_dtype(dtype if dtype not in loaders.FP8
-                                                                         else "bf16")))
+                              args=(path, device, loaders.unquantized_dtype(dtype)))
     _warm[key] = thread
     thread.start()
 
